@@ -1,0 +1,35 @@
+package apiserver
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/orch-dev/orch/server/registry"
+	"github.com/orch-dev/orch/store"
+)
+
+// Config is everything the API server needs; the server package builds it.
+type Config struct {
+	Store store.Store
+	Table *registry.Table
+
+	// Authenticate identifies the caller of a request. It returns ok=false
+	// for an unauthenticated request (answered 401). Nil allows everyone
+	// (tests only).
+	Authenticate func(r *http.Request) (user UserInfo, ok bool)
+
+	// Limits, each answered with a clear Status error when exceeded.
+	MaxRequestBodyBytes int64         // default 3 MiB, as Kubernetes
+	RequestTimeout      time.Duration // non-watch requests; default 60 s
+	MaxWatches          int           // concurrent watches; default 1000
+
+	// GitVersion reported by /version, e.g. "v1.33.1+orch".
+	GitVersion string
+	GitCommit  string
+}
+
+// UserInfo is an authenticated caller.
+type UserInfo struct {
+	Name   string
+	Groups []string
+}

@@ -1,0 +1,3 @@
+package registry
+
+func appsResources() []*Resource { return nil }

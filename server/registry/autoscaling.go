@@ -1,0 +1,3 @@
+package registry
+
+func autoscalingResources() []*Resource { return nil }

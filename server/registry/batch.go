@@ -1,0 +1,3 @@
+package registry
+
+func batchResources() []*Resource { return nil }

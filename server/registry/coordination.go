@@ -1,0 +1,3 @@
+package registry
+
+func coordinationResources() []*Resource { return nil }

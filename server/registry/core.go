@@ -1,0 +1,3 @@
+package registry
+
+func coreResources() []*Resource { return nil }

@@ -1,0 +1,3 @@
+package registry
+
+func eventsResources() []*Resource { return nil }

@@ -1,0 +1,3 @@
+package registry
+
+func networkingResources() []*Resource { return nil }

@@ -1,0 +1,3 @@
+package registry
+
+func rbacResources() []*Resource { return nil }

@@ -1,0 +1,3 @@
+package registry
+
+func storageResources() []*Resource { return nil }
