@@ -73,6 +73,10 @@ type ListOptions struct {
 	// Continue is a token from a previous ListResult; it pins the revision
 	// of the first page.
 	Continue string
+	// Start, when set, is the first key (inclusive) to return; it must be
+	// under the prefix. It lets a caller that filters keys resume a listing
+	// after the last key it returned (with Revision pinned).
+	Start string
 }
 
 // ListResult is one page.
