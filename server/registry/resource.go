@@ -60,6 +60,12 @@ type Resource struct {
 	// Required when Subresources contains "status".
 	PrepareForStatusUpdate func(obj, old runtime.Object)
 
+	// NameValidation checks metadata.name (see
+	// k8s.io/apimachinery/pkg/api/validation: NameIsDNSSubdomain,
+	// NameIsDNSLabel, NameIsDNS1035Label, path segment names). Nil means
+	// NameIsDNSSubdomain, the rule of most kinds.
+	NameValidation func(name string, prefix bool) []string
+
 	// Validate checks a new object; ValidateUpdate checks an update
 	// (immutable fields). Object metadata (name, namespace, labels,
 	// annotations) is validated by the generic handler. May be nil.
