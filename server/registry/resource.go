@@ -10,6 +10,7 @@ package registry
 
 import (
 	"context"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -87,6 +88,14 @@ type Resource struct {
 	// store.WriteOptions.Volatile): node leases, node heartbeats. old is nil
 	// on create. May be nil (never volatile).
 	Volatile func(obj, old runtime.Object) bool
+
+	// GracefulDelete decides whether a delete must wait: pods wait for their
+	// grace period (the node's agent deletes them finally), namespaces for
+	// the namespace controller to empty them. It marks obj (deletionTimestamp,
+	// deletionGracePeriodSeconds, status) and returns true when the object
+	// must be kept. requested is DeleteOptions.gracePeriodSeconds. Nil means
+	// objects are deleted at once unless finalizers hold them.
+	GracefulDelete func(obj runtime.Object, requested *int64, now time.Time) (pending bool)
 
 	// Hooks that need server state, attached by the server. Errors are
 	// returned to the client as they are when they are API status errors
