@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -23,6 +24,12 @@ type Config struct {
 	RequestTimeout      time.Duration // non-watch requests; default 60 s
 	MaxWatches          int           // concurrent watches; default 1000
 
+	// KubernetesService describes the `kubernetes` Service in the default
+	// namespace that bootstrap creates. Nil skips it (tests).
+	KubernetesService *KubernetesService
+
+	Logger *slog.Logger
+
 	// GitVersion reported by /version, e.g. "v1.33.1+orch".
 	GitVersion string
 	GitCommit  string
@@ -32,4 +39,11 @@ type Config struct {
 type UserInfo struct {
 	Name   string
 	Groups []string
+}
+
+// KubernetesService is the in-cluster address of the API server.
+type KubernetesService struct {
+	ClusterIP  string // first address of the service CIDR, e.g. 10.43.0.1
+	EndpointIP string // address the API server is reached at
+	Port       int32  // its HTTPS port, e.g. 6443
 }

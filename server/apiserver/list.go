@@ -1,0 +1,348 @@
+package apiserver
+
+import (
+	"bytes"
+	"errors"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/orch-dev/orch/server/registry"
+	"github.com/orch-dev/orch/store"
+)
+
+// selection is a parsed label + field selector.
+type selection struct {
+	labels labels.Selector
+	fields fields.Selector
+	// needsObject: the field selector uses fields beyond metadata.name and
+	// metadata.namespace, so candidates must be fully decoded.
+	needsObject bool
+}
+
+func (sel selection) empty() bool { return sel.labels.Empty() && sel.fields.Empty() }
+
+func parseSelection(r *http.Request, res *registry.Resource) (selection, error) {
+	q := r.URL.Query()
+	ls, err := labels.Parse(q.Get("labelSelector"))
+	if err != nil {
+		return selection{}, apierrors.NewBadRequest(fmt.Sprintf("unable to parse requirement: %v", err))
+	}
+	fs, err := fields.ParseSelector(q.Get("fieldSelector"))
+	if err != nil {
+		return selection{}, apierrors.NewBadRequest(fmt.Sprintf("invalid field selector: %v", err))
+	}
+	sel := selection{labels: ls, fields: fs}
+	if fs.Empty() {
+		return sel, nil
+	}
+	supported := selectableFields(res, res.New())
+	for _, req := range fs.Requirements() {
+		if _, ok := supported[req.Field]; !ok {
+			return selection{}, apierrors.NewBadRequest(fmt.Sprintf("field label not supported: %s", req.Field))
+		}
+		if req.Field != "metadata.name" && req.Field != "metadata.namespace" {
+			sel.needsObject = true
+		}
+	}
+	return sel, nil
+}
+
+// selectableFields are the fields a field selector may use on obj.
+func selectableFields(res *registry.Resource, obj runtime.Object) fields.Set {
+	set := fields.Set{}
+	if res.Fields != nil {
+		for k, v := range res.Fields(obj) {
+			set[k] = v
+		}
+	}
+	if m, err := meta.Accessor(obj); err == nil {
+		set["metadata.name"] = m.GetName()
+		if res.Namespaced {
+			set["metadata.namespace"] = m.GetNamespace()
+		}
+	}
+	return set
+}
+
+// partialMeta is the part of a stored object a selector without object
+// fields needs; decoding only it is several times cheaper than the object.
+type partialMeta struct {
+	Metadata struct {
+		Name      string            `json:"name"`
+		Namespace string            `json:"namespace"`
+		Labels    map[string]string `json:"labels"`
+	} `json:"metadata"`
+}
+
+// matches reports whether a stored object is selected; obj is the decoded
+// object when matching needed it (else nil).
+func (s *Server) matches(res *registry.Resource, sel selection, kv *store.KeyValue) (bool, runtime.Object, error) {
+	if sel.empty() {
+		return true, nil, nil
+	}
+	if sel.needsObject {
+		obj, err := s.decodeStored(res, kv)
+		if err != nil {
+			return false, nil, err
+		}
+		m, _ := meta.Accessor(obj)
+		return sel.labels.Matches(labels.Set(m.GetLabels())) && sel.fields.Matches(selectableFields(res, obj)), obj, nil
+	}
+	var pm partialMeta
+	if err := json.Unmarshal(kv.Value, &pm); err != nil {
+		return false, nil, fmt.Errorf("decode stored object %s: %w", kv.Key, err)
+	}
+	if !sel.labels.Matches(labels.Set(pm.Metadata.Labels)) {
+		return false, nil, nil
+	}
+	fs := fields.Set{"metadata.name": pm.Metadata.Name}
+	if res.Namespaced {
+		fs["metadata.namespace"] = pm.Metadata.Namespace
+	}
+	return sel.fields.Matches(fs), nil, nil
+}
+
+// continueToken is the list continuation Kubernetes clients pass back
+// opaquely: the revision of the first page and the next key.
+type continueToken struct {
+	APIVersion string `json:"v"`
+	Revision   int64  `json:"rv"`
+	Start      string `json:"start"`
+}
+
+func encodeContinue(rev int64, startKey, prefix string) string {
+	data, _ := json.Marshal(continueToken{APIVersion: "meta.k8s.io/v1", Revision: rev, Start: strings.TrimPrefix(startKey, prefix)})
+	return base64.RawURLEncoding.EncodeToString(data)
+}
+
+func decodeContinue(token, prefix string) (continueToken, error) {
+	var ct continueToken
+	data, err := base64.RawURLEncoding.DecodeString(token)
+	if err == nil {
+		err = json.Unmarshal(data, &ct)
+	}
+	if err != nil || ct.APIVersion != "meta.k8s.io/v1" || ct.Revision <= 0 || ct.Start == "" || strings.Contains(ct.Start, "..") {
+		return ct, apierrors.NewBadRequest("The provided continue parameter is not valid: the token is malformed or was not issued by this server")
+	}
+	ct.Start = prefix + ct.Start
+	return ct, nil
+}
+
+// listResult is one page of matching stored objects.
+type listResult struct {
+	kvs      []*store.KeyValue
+	objs     []runtime.Object // decoded objects where matching decoded them (same index as kvs), else nil
+	revision int64
+	cont     string
+	// remaining is the number of objects after this page (only without selectors).
+	remaining *int64
+}
+
+// listObjects reads a page of res in namespace ns honouring limit, continue,
+// resourceVersion and selectors.
+func (s *Server) listObjects(ctx context.Context, r *http.Request, res *registry.Resource, ns string, sel selection) (*listResult, error) {
+	q := r.URL.Query()
+	prefix := listPrefix(res, ns)
+	var limit int64
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.ParseInt(l, 10, 64)
+		if err != nil || n < 0 {
+			return nil, apierrors.NewBadRequest(fmt.Sprintf("invalid limit %q", l))
+		}
+		limit = n
+	}
+	opts := store.ListOptions{}
+	if c := q.Get("continue"); c != "" {
+		ct, err := decodeContinue(c, prefix)
+		if err != nil {
+			return nil, err
+		}
+		if q.Get("resourceVersion") != "" && q.Get("resourceVersion") != "0" {
+			return nil, apierrors.NewBadRequest("specifying resource version is not allowed when using continue")
+		}
+		opts.Revision, opts.Start = ct.Revision, ct.Start
+	} else if rv := q.Get("resourceVersion"); rv != "" && rv != "0" {
+		n, err := strconv.ParseInt(rv, 10, 64)
+		if err != nil || n < 0 {
+			return nil, apierrors.NewBadRequest(fmt.Sprintf("invalid resource version %q", rv))
+		}
+		switch q.Get("resourceVersionMatch") {
+		case "Exact":
+			opts.Revision = n
+		case "", "NotOlderThan":
+			if n > s.store.Revision() {
+				return nil, apierrors.NewTimeoutError(fmt.Sprintf("Too large resource version: %d, current: %d", n, s.store.Revision()), 1)
+			}
+		default:
+			return nil, apierrors.NewBadRequest(fmt.Sprintf("invalid resourceVersionMatch %q", q.Get("resourceVersionMatch")))
+		}
+	}
+
+	out := &listResult{}
+	pageSize := limit
+	if !sel.empty() && limit > 0 && pageSize < 256 {
+		pageSize = 256 // read ahead: most candidates may not match
+	}
+	for {
+		opts.Limit = pageSize
+		if limit > 0 {
+			opts.Limit = pageSize + 1 // one more tells whether a next page exists
+		}
+		page, err := s.store.List(ctx, prefix, opts)
+		if err != nil {
+			if opts.Start != "" && errorsIsCompacted(err) {
+				return nil, apierrors.NewResourceExpired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.")
+			}
+			return nil, storeError(err, res.GroupVersionResource().GroupResource(), "")
+		}
+		out.revision = page.Revision
+		opts.Revision = page.Revision
+		for i := range page.KVs {
+			kv := &page.KVs[i]
+			if limit > 0 && int64(len(out.kvs)) == limit {
+				out.cont = encodeContinue(out.revision, kv.Key, prefix)
+				if sel.empty() {
+					n := page.RemainingCount + int64(len(page.KVs)-i)
+					out.remaining = &n
+				}
+				return out, nil
+			}
+			ok, obj, err := s.matches(res, sel, kv)
+			if err != nil {
+				return nil, apierrors.NewInternalError(err)
+			}
+			if ok {
+				out.kvs = append(out.kvs, kv)
+				out.objs = append(out.objs, obj)
+			}
+		}
+		if limit == 0 || int64(len(page.KVs)) < opts.Limit {
+			return out, nil
+		}
+		// The page was full but not enough matched: continue after its last key.
+		opts.Start = page.KVs[len(page.KVs)-1].Key + "\x00"
+		opts.Continue = ""
+	}
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request, res *registry.Resource, ns string) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+	defer cancel()
+	mt, err := negotiate(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	sel, err := parseSelection(r, res)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	lr, err := s.listObjects(ctx, r, res, ns, sel)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	listMeta := metav1.ListMeta{ResourceVersion: strconv.FormatInt(lr.revision, 10), Continue: lr.cont, RemainingItemCount: lr.remaining}
+
+	if mt.Type == mediaJSON && mt.As == "" {
+		s.writeRawList(w, res, listMeta, lr)
+		return
+	}
+	objs := make([]runtime.Object, len(lr.kvs))
+	for i, kv := range lr.kvs {
+		obj := lr.objs[i]
+		if obj == nil {
+			if obj, err = s.decodeStored(res, kv); err != nil {
+				s.writeError(w, r, apierrors.NewInternalError(err))
+				return
+			}
+		}
+		objs[i] = obj
+	}
+	switch mt.As {
+	case "Table":
+		table, err := s.toTable(r, res, objs)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		table.ListMeta = listMeta
+		s.writeTransformed(w, mt, http.StatusOK, table)
+	case "PartialObjectMetadata", "PartialObjectMetadataList":
+		list := &metav1.PartialObjectMetadataList{ListMeta: listMeta}
+		for _, o := range objs {
+			list.Items = append(list.Items, *partialObjectMetadata(o))
+		}
+		list.SetGroupVersionKind(metav1.SchemeGroupVersion.WithKind("PartialObjectMetadataList"))
+		s.writeTransformed(w, mt, http.StatusOK, list)
+	default:
+		list := res.NewList()
+		if err := meta.SetList(list, objs); err != nil {
+			s.writeError(w, r, apierrors.NewInternalError(err))
+			return
+		}
+		lm, _ := meta.ListAccessor(list)
+		lm.SetResourceVersion(listMeta.ResourceVersion)
+		lm.SetContinue(listMeta.Continue)
+		lm.SetRemainingItemCount(listMeta.RemainingItemCount)
+		list.GetObjectKind().SetGroupVersionKind(res.GroupVersion.WithKind(res.Kind + "List"))
+		s.writeTransformed(w, mt, http.StatusOK, list)
+	}
+}
+
+// writeRawList writes a JSON list by splicing stored objects, without
+// decoding them: the common path of LIST.
+func (s *Server) writeRawList(w http.ResponseWriter, res *registry.Resource, lm metav1.ListMeta, lr *listResult) {
+	var buf bytes.Buffer
+	lmJSON, _ := json.Marshal(lm)
+	fmt.Fprintf(&buf, `{"kind":%q,"apiVersion":%q,"metadata":%s,"items":[`, res.Kind+"List", res.GroupVersion.String(), lmJSON)
+	for i, kv := range lr.kvs {
+		data, err := s.servedJSON(res, kv)
+		if err != nil {
+			s.log.Error("encode stored object", "key", kv.Key, "err", err)
+			continue
+		}
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		buf.Write(data)
+	}
+	buf.WriteString("]}\n")
+	writeRaw(w, http.StatusOK, mediaJSON, buf.Bytes())
+}
+
+// writeTransformed encodes an object already in its final form.
+func (s *Server) writeTransformed(w http.ResponseWriter, mt mediaType, code int, obj runtime.Object) {
+	data, err := s.codecs.encode(mt.Type, obj)
+	if err != nil {
+		data, _ = json.Marshal(toStatus(apierrors.NewInternalError(err)))
+		writeRaw(w, http.StatusInternalServerError, mediaJSON, data)
+		return
+	}
+	writeRaw(w, code, mt.contentType(), data)
+}
+
+func partialObjectMetadata(obj runtime.Object) *metav1.PartialObjectMetadata {
+	m, _ := meta.Accessor(obj)
+	p := &metav1.PartialObjectMetadata{}
+	if om, ok := m.(*metav1.ObjectMeta); ok {
+		p.ObjectMeta = *om
+	}
+	p.SetGroupVersionKind(metav1.SchemeGroupVersion.WithKind("PartialObjectMetadata"))
+	return p
+}
+
+func errorsIsCompacted(err error) bool { return errors.Is(err, store.ErrCompacted) }
