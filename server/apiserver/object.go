@@ -407,8 +407,7 @@ func (s *Server) guaranteedUpdate(ctx context.Context, res *registry.Resource, n
 		}
 		// An object whose deletion waits only for finalizers goes away when
 		// the last one is removed.
-		om, _ := meta.Accessor(current)
-		if len(m.GetFinalizers()) == 0 && om.GetDeletionGracePeriodSeconds() != nil && *om.GetDeletionGracePeriodSeconds() == 0 {
+		if s.deletionComplete(res, obj, current) {
 			dkv, err := s.store.Delete(ctx, key, kv.ModRevision)
 			if errors.Is(err, store.ErrConflict) && precondition == "" && attempt < maxUpdateRetries {
 				continue
@@ -590,4 +589,22 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, res *registry.Res
 		code = http.StatusCreated
 	}
 	s.writeResourceObject(w, r, res, code, result.obj)
+}
+
+// deletionComplete reports whether an update removed the last thing an
+// object being deleted waited for: its deletion grace period is over and
+// no finalizer (nor the kind's own strategy, e.g. a namespace's spec
+// finalizers) holds it.
+func (s *Server) deletionComplete(res *registry.Resource, obj, current runtime.Object) bool {
+	m, _ := meta.Accessor(obj)
+	om, _ := meta.Accessor(current)
+	if len(m.GetFinalizers()) > 0 || om.GetDeletionTimestamp() == nil ||
+		om.GetDeletionGracePeriodSeconds() == nil || *om.GetDeletionGracePeriodSeconds() != 0 {
+		return false
+	}
+	if res.GracefulDelete != nil {
+		zero := int64(0)
+		return !res.GracefulDelete(obj.DeepCopyObject(), &zero, time.Now())
+	}
+	return true
 }
