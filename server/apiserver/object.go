@@ -476,6 +476,10 @@ func (s *Server) prepareUpdate(res *registry.Resource, obj, current runtime.Obje
 		if res.PrepareForUpdate != nil {
 			res.PrepareForUpdate(obj, current)
 		}
+	default:
+		if prepare := res.PrepareForSubresource[opts.subresource]; prepare != nil {
+			prepare(obj, current)
+		}
 	}
 	return s.validateUpdate(res, obj, current, opts.subresource)
 }

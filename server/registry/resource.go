@@ -67,6 +67,11 @@ type Resource struct {
 	// NameIsDNSSubdomain, the rule of most kinds.
 	NameValidation func(name string, prefix bool) []string
 
+	// PrepareForSubresource keeps, for an update through a subresource other
+	// than status (e.g. namespaces/finalize), what that subresource may not
+	// change. Keyed by subresource name.
+	PrepareForSubresource map[string]func(obj, old runtime.Object)
+
 	// Validate checks a new object; ValidateUpdate checks an update
 	// (immutable fields). Object metadata (name, namespace, labels,
 	// annotations) is validated by the generic handler. May be nil.
