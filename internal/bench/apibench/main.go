@@ -1,0 +1,315 @@
+// Command apibench measures `orch server --disable-agent` as a user sees it:
+// start to /readyz, idle RSS/CPU/disk writes, ConfigMap create throughput
+// and latency with 1 and 16 clients, RSS after 10k ConfigMaps, LIST of 10k
+// and `kubectl get cm` of 10k. It prints a Markdown section for
+// BENCHMARKS.md. Traffic goes to 127.0.0.1 only.
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/orch-dev/orch/internal/bench/measure"
+)
+
+func main() {
+	orch := flag.String("orch", "bin/orch", "orch binary")
+	kubectl := flag.String("kubectl", "/usr/bin/kubectl", "kubectl binary")
+	objects := flag.Int("n", 10000, "ConfigMaps to create before measuring LIST")
+	idle := flag.Duration("idle", 60*time.Second, "idle measurement period")
+	out := flag.String("out", "", "write the Markdown section here too")
+	flag.Parse()
+	report, err := run(*orch, *kubectl, *objects, *idle)
+	if err != nil {
+		log.Fatalf("apibench: %v", err)
+	}
+	fmt.Print(report)
+	if *out != "" {
+		if err := os.WriteFile(*out, []byte(report), 0o644); err != nil {
+			log.Fatalf("apibench: %v", err)
+		}
+	}
+}
+
+type result struct {
+	name  string
+	value string
+	k3s   string
+}
+
+func run(orch, kubectl string, objects int, idle time.Duration) (string, error) {
+	dir, err := os.MkdirTemp("", "apibench-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	port, err := freePort()
+	if err != nil {
+		return "", err
+	}
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	args := []string{"server", "--disable-agent", "--data-dir", filepath.Join(dir, "data"),
+		"--bind-address", "127.0.0.1", "--https-listen-port", fmt.Sprint(port),
+		"--write-kubeconfig", kubeconfig, "--config", filepath.Join(dir, "none.yaml")}
+	if err := os.WriteFile(filepath.Join(dir, "none.yaml"), nil, 0o600); err != nil {
+		return "", err
+	}
+	cmd := exec.Command(orch, args...)
+	cmd.Stderr = io.Discard
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return "", fmt.Errorf("start %s: %w", orch, err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+	}()
+	base := fmt.Sprintf("https://127.0.0.1:%d", port)
+	insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, Timeout: time.Second}
+	for {
+		resp, err := insecure.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Since(start) > 30*time.Second {
+			return "", errors.New("server not ready after 30s")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	ready := time.Since(start)
+	pid := cmd.Process.Pid
+	var results []result
+	results = append(results, result{"start to /readyz", measure.Ms(ready), "3.5–4.2 s"})
+
+	// Kubeconfig appears right after readiness.
+	var tlsCfg *tls.Config
+	for i := 0; ; i++ {
+		if tlsCfg, err = tlsFromKubeconfig(kubeconfig); err == nil {
+			break
+		}
+		if i > 500 {
+			return "", fmt.Errorf("kubeconfig: %w", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	time.Sleep(3 * time.Second) // let start-up settle
+	a, _ := measure.ReadProc(pid)
+	time.Sleep(idle)
+	b, _ := measure.ReadProc(pid)
+	results = append(results,
+		result{"idle RSS", measure.MiB(b.RSSBytes), "385–416 MB"},
+		result{fmt.Sprintf("idle CPU over %s", idle), fmt.Sprintf("%.2f %% of a core", measure.CPUPercent(a, b)), "~4 %"},
+		result{fmt.Sprintf("idle disk writes over %s", idle), fmt.Sprintf("%d bytes", b.WriteBytes-a.WriteBytes), "~15 KB/s"},
+	)
+
+	c := &loadClient{base: base, tls: tlsCfg}
+	if err := c.do(http.MethodPost, "/api/v1/namespaces", `{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"bench"}}`); err != nil {
+		return "", err
+	}
+	value := strings.Repeat("x", 1024)
+	next := 0
+	for _, writers := range []int{1, 16} {
+		n := 1000
+		lat, elapsed, err := c.createConfigMaps(writers, n, &next, value)
+		if err != nil {
+			return "", err
+		}
+		k3s := "356–607/s, p99 6–7.6 ms"
+		if writers == 16 {
+			k3s = "1,109–1,429/s, p99 31–34 ms"
+		}
+		results = append(results, result{fmt.Sprintf("ConfigMap POST, %d client(s), %d × 1 KB", writers, n),
+			fmt.Sprintf("%.0f/s, p50 %s, p99 %s", float64(n)/elapsed.Seconds(), measure.Ms(lat.Percentile(50)), measure.Ms(lat.Percentile(99))), k3s})
+	}
+	if rest := objects - next; rest > 0 {
+		if _, _, err := c.createConfigMaps(16, rest, &next, value); err != nil {
+			return "", err
+		}
+	}
+	time.Sleep(2 * time.Second)
+	p, _ := measure.ReadProc(pid)
+	results = append(results, result{fmt.Sprintf("RSS after %d ConfigMaps", next), measure.MiB(p.RSSBytes), "~735 MB"})
+
+	var lists measure.Latencies
+	for i := 0; i < 5; i++ {
+		t0 := time.Now()
+		if err := c.do(http.MethodGet, "/api/v1/namespaces/bench/configmaps", ""); err != nil {
+			return "", err
+		}
+		lists = append(lists, time.Since(t0))
+	}
+	results = append(results, result{fmt.Sprintf("LIST %d ConfigMaps (median of 5)", next), measure.Ms(lists.Percentile(50)), "79–177 ms"})
+
+	cache, _ := os.MkdirTemp(dir, "kubecache")
+	var gets measure.Latencies
+	for i := 0; i < 3; i++ {
+		t0 := time.Now()
+		k := exec.Command(kubectl, "get", "cm", "-n", "bench")
+		k.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "KUBECACHEDIR="+cache)
+		k.Stdout = io.Discard
+		if err := k.Run(); err != nil {
+			return "", fmt.Errorf("kubectl get cm: %w", err)
+		}
+		gets = append(gets, time.Since(t0))
+	}
+	results = append(results, result{fmt.Sprintf("`kubectl get cm` of %d (median of 3)", next), measure.Ms(gets.Percentile(50)), "2.5 s"})
+
+	var b2 strings.Builder
+	fmt.Fprintf(&b2, "### API server (`orch server --disable-agent`)\n\n")
+	fmt.Fprintf(&b2, "Machine: %s. Date: %s. Command: `make bench` (`go run ./internal/bench/apibench`).\n", measure.Machine(), time.Now().UTC().Format("2006-01-02"))
+	fmt.Fprintf(&b2, "k3s column: k3s v1.36 `server --disable-agent` (kine/sqlite) measured on this kind of machine (../shared/FACTS.md); k3s cannot be downloaded here, so it is not re-run.\n\n")
+	fmt.Fprintf(&b2, "| measure | orch | k3s (reference) |\n|---|---|---|\n")
+	for _, r := range results {
+		fmt.Fprintf(&b2, "| %s | %s | %s |\n", r.name, r.value, r.k3s)
+	}
+	return b2.String(), nil
+}
+
+type loadClient struct {
+	base string
+	tls  *tls.Config
+	once sync.Once
+	hc   *http.Client
+}
+
+func (c *loadClient) client() *http.Client {
+	c.once.Do(func() {
+		c.hc = &http.Client{Transport: &http.Transport{TLSClientConfig: c.tls, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 64}, Timeout: 60 * time.Second}
+	})
+	return c.hc
+}
+
+func (c *loadClient) do(method, path, body string) error {
+	req, err := http.NewRequest(method, c.base+path, strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.client().Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, data)
+	}
+	return nil
+}
+
+// createConfigMaps creates n ConfigMaps with the given number of concurrent
+// writers, each on its own connection.
+func (c *loadClient) createConfigMaps(writers, n int, next *int, value string) (measure.Latencies, time.Duration, error) {
+	var mu sync.Mutex
+	var lat measure.Latencies
+	var firstErr error
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < writers; w++ {
+		wc := &loadClient{base: c.base, tls: c.tls}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				body := fmt.Sprintf(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"cm-%d"},"data":{"v":%q}}`, i, value)
+				t0 := time.Now()
+				err := wc.do(http.MethodPost, "/api/v1/namespaces/bench/configmaps", body)
+				d := time.Since(t0)
+				mu.Lock()
+				lat = append(lat, d)
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		jobs <- *next
+		*next++
+	}
+	close(jobs)
+	wg.Wait()
+	return lat, time.Since(start), firstErr
+}
+
+// tlsFromKubeconfig builds the admin client TLS config from the kubeconfig
+// orch wrote.
+func tlsFromKubeconfig(path string) (*tls.Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var kc struct {
+		Clusters []struct {
+			Cluster struct {
+				CA string `json:"certificate-authority-data"`
+			} `json:"cluster"`
+		} `json:"clusters"`
+		Users []struct {
+			User struct {
+				Cert  string `json:"client-certificate-data"`
+				Key   string `json:"client-key-data"`
+				Token string `json:"token"`
+			} `json:"user"`
+		} `json:"users"`
+	}
+	if err := yaml.Unmarshal(data, &kc); err != nil {
+		return nil, err
+	}
+	if len(kc.Clusters) == 0 || len(kc.Users) == 0 {
+		return nil, errors.New("kubeconfig has no cluster or user")
+	}
+	ca, err := base64.StdEncoding.DecodeString(kc.Clusters[0].Cluster.CA)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		return nil, errors.New("kubeconfig CA is not PEM")
+	}
+	certPEM, _ := base64.StdEncoding.DecodeString(kc.Users[0].User.Cert)
+	keyPEM, _ := base64.StdEncoding.DecodeString(kc.Users[0].User.Key)
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("client certificate: %w", err)
+	}
+	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, ServerName: "127.0.0.1"}, nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
