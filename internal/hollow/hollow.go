@@ -1,0 +1,338 @@
+// Package hollow simulates nodes for tests and benchmarks: it registers
+// Node objects, renews their Leases, and acts like a kubelet without
+// containers: pods bound to its nodes become Running and Ready (or fail,
+// crash-loop or never become ready, as a pod's annotation asks), and pods
+// being deleted are finished off once their grace period is over.
+//
+// It talks to the API server over the wire with client-go, like a real
+// agent would; it is never linked into the orch binary.
+package hollow
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+)
+
+// BehaviourAnnotation on a pod tells the hollow kubelet how the pod behaves:
+// "run" (default: Running and Ready), "notready" (Running, never Ready),
+// "fail" (Failed at once), "crash" (restarts, CrashLoopBackOff),
+// "complete" (Succeeded at once, like a finished Job pod).
+const BehaviourAnnotation = "hollow.orch.dev/behaviour"
+
+// Options describe the simulated nodes.
+type Options struct {
+	Nodes      int
+	NamePrefix string // default "hollow-"
+	CPU        string // allocatable cpu per node, default "4"
+	Memory     string // default "8Gi"
+	Pods       int    // default 110
+	// Labels adds labels to node i (e.g. zones).
+	Labels func(i int) map[string]string
+	// LeaseDuration, default 40 s; leases are renewed every quarter of it.
+	LeaseDuration time.Duration
+}
+
+// Cluster is a set of running hollow nodes.
+type Cluster struct {
+	cs   kubernetes.Interface
+	opts Options
+
+	mu      sync.Mutex
+	nodes   map[string]*nodeState
+	stopped map[string]bool // nodes whose heartbeats are stopped
+	wg      sync.WaitGroup
+	cancel  context.CancelFunc
+}
+
+type nodeState struct {
+	name string
+	ip   net.IP
+	pods int
+}
+
+// Start registers the nodes and runs them until ctx ends or Stop is called.
+func Start(ctx context.Context, cs kubernetes.Interface, opts Options) (*Cluster, error) {
+	if opts.NamePrefix == "" {
+		opts.NamePrefix = "hollow-"
+	}
+	if opts.CPU == "" {
+		opts.CPU = "4"
+	}
+	if opts.Memory == "" {
+		opts.Memory = "8Gi"
+	}
+	if opts.Pods == 0 {
+		opts.Pods = 110
+	}
+	if opts.LeaseDuration == 0 {
+		opts.LeaseDuration = 40 * time.Second
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	c := &Cluster{cs: cs, opts: opts, nodes: map[string]*nodeState{}, stopped: map[string]bool{}, cancel: cancel}
+	for i := 0; i < opts.Nodes; i++ {
+		if err := c.AddNode(ctx, i); err != nil {
+			cancel()
+			return nil, err
+		}
+	}
+	c.wg.Add(2)
+	go func() { defer c.wg.Done(); c.heartbeat(ctx) }()
+	go func() { defer c.wg.Done(); c.runPods(ctx) }()
+	return c, nil
+}
+
+// Stop ends the simulation and waits for its goroutines.
+func (c *Cluster) Stop() {
+	c.cancel()
+	c.wg.Wait()
+}
+
+// NodeName is the name of node i.
+func (c *Cluster) NodeName(i int) string { return fmt.Sprintf("%s%d", c.opts.NamePrefix, i) }
+
+// AddNode registers node i (also after Start, to add a node).
+func (c *Cluster) AddNode(ctx context.Context, i int) error {
+	name := c.NodeName(i)
+	// Test node addresses come from the benchmarking range 198.18.0.0/15.
+	ip := net.IPv4(198, 18, byte(i/250), byte(1+i%250))
+	labels := map[string]string{
+		corev1.LabelHostname: name, corev1.LabelOSStable: "linux", corev1.LabelArchStable: "amd64",
+	}
+	if c.opts.Labels != nil {
+		for k, v := range c.opts.Labels(i) {
+			labels[k] = v
+		}
+	}
+	alloc := corev1.ResourceList{
+		corev1.ResourceCPU:    resource.MustParse(c.opts.CPU),
+		corev1.ResourceMemory: resource.MustParse(c.opts.Memory),
+		corev1.ResourcePods:   *resource.NewQuantity(int64(c.opts.Pods), resource.DecimalSI),
+	}
+	node := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
+		Spec:       corev1.NodeSpec{PodCIDR: fmt.Sprintf("10.42.%d.0/24", i%256)},
+	}
+	created, err := c.cs.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("register node %s: %w", name, err)
+	}
+	if err == nil {
+		now := metav1.Now()
+		created.Status = corev1.NodeStatus{
+			Capacity: alloc, Allocatable: alloc, Phase: corev1.NodeRunning,
+			Conditions: []corev1.NodeCondition{
+				{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady", Message: "hollow kubelet is posting ready status", LastHeartbeatTime: now, LastTransitionTime: now},
+				{Type: corev1.NodeMemoryPressure, Status: corev1.ConditionFalse, Reason: "KubeletHasSufficientMemory", LastHeartbeatTime: now, LastTransitionTime: now},
+				{Type: corev1.NodeDiskPressure, Status: corev1.ConditionFalse, Reason: "KubeletHasNoDiskPressure", LastHeartbeatTime: now, LastTransitionTime: now},
+				{Type: corev1.NodePIDPressure, Status: corev1.ConditionFalse, Reason: "KubeletHasSufficientPID", LastHeartbeatTime: now, LastTransitionTime: now},
+			},
+			Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip.String()}, {Type: corev1.NodeHostName, Address: name}},
+			NodeInfo: corev1.NodeSystemInfo{KubeletVersion: "v1.33.1+orch", ContainerRuntimeVersion: "hollow://1", OperatingSystem: "linux",
+				Architecture: "amd64", OSImage: "hollow", KernelVersion: "hollow"},
+		}
+		if _, err := c.cs.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("node %s status: %w", name, err)
+		}
+	}
+	c.mu.Lock()
+	c.nodes[name] = &nodeState{name: name, ip: ip}
+	c.mu.Unlock()
+	return c.renewLease(ctx, name)
+}
+
+// StopHeartbeats makes node i go silent (its lease is no longer renewed), as
+// a node that lost power.
+func (c *Cluster) StopHeartbeats(i int) {
+	c.mu.Lock()
+	c.stopped[c.NodeName(i)] = true
+	c.mu.Unlock()
+}
+
+func (c *Cluster) heartbeat(ctx context.Context) {
+	t := time.NewTicker(c.opts.LeaseDuration / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		c.mu.Lock()
+		var names []string
+		for name := range c.nodes {
+			if !c.stopped[name] {
+				names = append(names, name)
+			}
+		}
+		c.mu.Unlock()
+		for _, name := range names {
+			_ = c.renewLease(ctx, name)
+		}
+	}
+}
+
+func (c *Cluster) renewLease(ctx context.Context, node string) error {
+	leases := c.cs.CoordinationV1().Leases(corev1.NamespaceNodeLease)
+	now := metav1.NewMicroTime(time.Now())
+	l, err := leases.Get(ctx, node, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = leases.Create(ctx, &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: node, Namespace: corev1.NamespaceNodeLease},
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(node),
+				LeaseDurationSeconds: ptr.To(int32(c.opts.LeaseDuration / time.Second)), RenewTime: &now},
+		}, metav1.CreateOptions{})
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	l.Spec.RenewTime = &now
+	_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
+	return err
+}
+
+// runPods watches pods on any node and plays kubelet for those on ours.
+func (c *Cluster) runPods(ctx context.Context) {
+	for ctx.Err() == nil {
+		list, err := c.cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: fields.OneTermNotEqualSelector("spec.nodeName", "").String()})
+		if err != nil {
+			sleep(ctx, time.Second)
+			continue
+		}
+		for i := range list.Items {
+			c.syncPod(ctx, &list.Items[i])
+		}
+		w, err := c.cs.CoreV1().Pods("").Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion,
+			FieldSelector: fields.OneTermNotEqualSelector("spec.nodeName", "").String()})
+		if err != nil {
+			sleep(ctx, time.Second)
+			continue
+		}
+		for ev := range w.ResultChan() {
+			if ev.Type == watch.Error {
+				break
+			}
+			if pod, ok := ev.Object.(*corev1.Pod); ok && ev.Type != watch.Deleted {
+				c.syncPod(ctx, pod)
+			}
+		}
+		w.Stop()
+	}
+}
+
+func (c *Cluster) syncPod(ctx context.Context, pod *corev1.Pod) {
+	c.mu.Lock()
+	node, ours := c.nodes[pod.Spec.NodeName]
+	silent := c.stopped[pod.Spec.NodeName]
+	c.mu.Unlock()
+	if !ours || silent {
+		return
+	}
+	pods := c.cs.CoreV1().Pods(pod.Namespace)
+	if pod.DeletionTimestamp != nil {
+		// The containers "stop" at once: finish the deletion.
+		err := pods.Delete(ctx, pod.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To(int64(0)),
+			Preconditions: &metav1.Preconditions{UID: &pod.UID}})
+		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			return
+		}
+		return
+	}
+	if pod.Status.Phase != corev1.PodPending && pod.Annotations[BehaviourAnnotation] != "crash" {
+		return
+	}
+	status := c.podStatus(pod, node)
+	if status == nil {
+		return
+	}
+	pod = pod.DeepCopy()
+	pod.Status = *status
+	_, _ = pods.UpdateStatus(ctx, pod, metav1.UpdateOptions{})
+}
+
+// podStatus is the status a kubelet would report for pod's behaviour, or nil
+// when nothing changes.
+func (c *Cluster) podStatus(pod *corev1.Pod, node *nodeState) *corev1.PodStatus {
+	now := metav1.Now()
+	behaviour := pod.Annotations[BehaviourAnnotation]
+	st := pod.Status.DeepCopy()
+	if st.StartTime == nil {
+		st.StartTime = &now
+	}
+	st.HostIP = node.ip.String()
+	st.HostIPs = []corev1.HostIP{{IP: st.HostIP}}
+	if st.PodIP == "" {
+		c.mu.Lock()
+		node.pods++
+		n := node.pods
+		c.mu.Unlock()
+		st.PodIP = fmt.Sprintf("10.42.%s.%d", strconv.Itoa(int(node.ip[14])%256), 2+n%250)
+		st.PodIPs = []corev1.PodIP{{IP: st.PodIP}}
+	}
+	ready := corev1.ConditionTrue
+	st.Phase = corev1.PodRunning
+	var containers []corev1.ContainerStatus
+	for _, ctr := range pod.Spec.Containers {
+		cs := corev1.ContainerStatus{Name: ctr.Name, Image: ctr.Image, ImageID: "hollow://" + ctr.Image,
+			ContainerID: "hollow://" + string(pod.UID) + "/" + ctr.Name, Started: ptr.To(true)}
+		switch behaviour {
+		case "fail":
+			st.Phase = corev1.PodFailed
+			cs.State.Terminated = &corev1.ContainerStateTerminated{ExitCode: 1, Reason: "Error", StartedAt: now, FinishedAt: now}
+		case "complete":
+			st.Phase = corev1.PodSucceeded
+			cs.State.Terminated = &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed", StartedAt: now, FinishedAt: now}
+		case "crash":
+			restarts := int32(0)
+			for _, old := range pod.Status.ContainerStatuses {
+				if old.Name == ctr.Name {
+					restarts = old.RestartCount
+				}
+			}
+			if restarts >= 5 {
+				return nil
+			}
+			cs.RestartCount = restarts + 1
+			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff",
+				Message: fmt.Sprintf("back-off 10s restarting failed container=%s pod=%s_%s(%s)", ctr.Name, pod.Name, pod.Namespace, pod.UID)}
+			cs.LastTerminationState.Terminated = &corev1.ContainerStateTerminated{ExitCode: 1, Reason: "Error", StartedAt: now, FinishedAt: now}
+			cs.Started = ptr.To(false)
+		default:
+			cs.State.Running = &corev1.ContainerStateRunning{StartedAt: now}
+		}
+		cs.Ready = cs.State.Running != nil && behaviour != "notready"
+		if !cs.Ready {
+			ready = corev1.ConditionFalse
+		}
+		containers = append(containers, cs)
+	}
+	st.ContainerStatuses = containers
+	st.Conditions = []corev1.PodCondition{
+		{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now},
+		{Type: corev1.PodInitialized, Status: corev1.ConditionTrue, LastTransitionTime: now},
+		{Type: corev1.ContainersReady, Status: ready, LastTransitionTime: now},
+		{Type: corev1.PodReady, Status: ready, LastTransitionTime: now},
+	}
+	return st
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
