@@ -1,0 +1,76 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// ReconcileFunc converges the state named by key towards what is desired,
+// reading current state (never trusting the event that queued the key). It
+// returns nil when done, RequeueAfter(d) to be called again after d without
+// counting a failure, or an error to be retried with back-off.
+type ReconcileFunc func(ctx context.Context, key string) error
+
+// requeueAfter is the error RequeueAfter returns.
+type requeueAfter struct{ delay time.Duration }
+
+func (r *requeueAfter) Error() string { return fmt.Sprintf("requeue after %v", r.delay) }
+
+// RequeueAfter asks RunWorkers to reconcile the key again after delay; it
+// is not a failure (the key's back-off is reset).
+func RequeueAfter(delay time.Duration) error { return &requeueAfter{delay: delay} }
+
+// RunWorkers runs n workers that hand q's keys to reconcile until ctx ends,
+// then shuts q down, lets the workers drain it and returns once they all
+// have. Failed keys are retried with q's back-off and logged.
+func RunWorkers(ctx context.Context, q *Queue, n int, log *slog.Logger, reconcile ReconcileFunc) {
+	if n < 1 {
+		n = 1
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			for processNext(ctx, q, log, reconcile) {
+			}
+		})
+	}
+	<-ctx.Done()
+	q.ShutDown()
+	wg.Wait()
+}
+
+// processNext reconciles one key; it returns false once q is shut down and
+// empty.
+func processNext(ctx context.Context, q *Queue, log *slog.Logger, reconcile ReconcileFunc) bool {
+	key, shutdown := q.Get()
+	if shutdown {
+		return false
+	}
+	defer q.Done(key)
+	if ctx.Err() != nil {
+		// Draining after shutdown: nothing can be written any more.
+		return true
+	}
+	err := reconcile(ctx, key)
+	var ra *requeueAfter
+	switch {
+	case err == nil:
+		q.Forget(key)
+	case errors.As(err, &ra):
+		q.Forget(key)
+		q.AddAfter(key, ra.delay)
+	case ctx.Err() != nil:
+		// Shutting down; the error is the cancellation.
+	default:
+		log.Error("reconcile failed; retrying", "key", key, "retries", q.NumRequeues(key), "err", err)
+		q.AddRateLimited(key)
+	}
+	return true
+}
