@@ -24,6 +24,16 @@ func (r *requeueAfter) Error() string { return fmt.Sprintf("requeue after %v", r
 // is not a failure (the key's back-off is reset).
 func RequeueAfter(delay time.Duration) error { return &requeueAfter{delay: delay} }
 
+// RequeueDelay reports whether err (or an error it wraps) came from
+// RequeueAfter, and with which delay.
+func RequeueDelay(err error) (time.Duration, bool) {
+	var ra *requeueAfter
+	if errors.As(err, &ra) {
+		return ra.delay, true
+	}
+	return 0, false
+}
+
 // RunWorkers runs n workers that hand q's keys to reconcile until ctx ends,
 // then shuts q down, lets the workers drain it and returns once they all
 // have. Failed keys are retried with q's back-off and logged.
@@ -59,13 +69,13 @@ func processNext(ctx context.Context, q *Queue, log *slog.Logger, reconcile Reco
 		return true
 	}
 	err := reconcile(ctx, key)
-	var ra *requeueAfter
+	delay, requeue := RequeueDelay(err)
 	switch {
 	case err == nil:
 		q.Forget(key)
-	case errors.As(err, &ra):
+	case requeue:
 		q.Forget(key)
-		q.AddAfter(key, ra.delay)
+		q.AddAfter(key, delay)
 	case ctx.Err() != nil:
 		// Shutting down; the error is the cancellation.
 	default:
