@@ -1,0 +1,26 @@
+// Package server runs the orch control plane in one process: the store, the
+// API server with its certificates and authentication, the controllers and
+// the scheduler, all started from Run and stopped by cancelling its context.
+package server
+
+import (
+	"log/slog"
+	"net/netip"
+)
+
+// Config is what `orch server` was asked to do, already parsed and checked
+// by internal/config (flags > ORCH_* environment > config file).
+type Config struct {
+	DataDir         string       // default /var/lib/orch
+	BindAddress     string       // default 0.0.0.0
+	HTTPSPort       int          // default 6443
+	NodeName        string       // default: the host name
+	Token           string       // join token or bare secret; generated when empty
+	ClusterCIDR     netip.Prefix // default 10.42.0.0/16
+	ServiceCIDR     netip.Prefix // default 10.43.0.0/16
+	WriteKubeconfig string       // default /etc/orch/orch.yaml
+	DisableAgent    bool
+	Debug           bool
+
+	Logger *slog.Logger
+}
