@@ -1,0 +1,110 @@
+// Package config turns what a user asked for — command-line flags, ORCH_*
+// environment variables and the YAML config file — into the checked Config
+// of the server or agent package.
+//
+// As in k3s, the config file is exactly the flags: its keys are flag names
+// (`https-listen-port: 6443`, `disable-agent: true`) and the environment
+// variable of a flag is ORCH_ plus its name in upper case with underscores
+// (ORCH_HTTPS_LISTEN_PORT). A value is taken from the first of: the command
+// line, the environment, the file, the default. An environment variable set
+// to the empty string counts as unset, so a blank line in an env file cannot
+// override the config file by accident.
+//
+// Every error names the key and where its value came from (a flag, an
+// environment variable, or file:line), so the user can fix it without
+// guessing. Unknown keys in the file are errors, with the closest known key
+// suggested. The package reads the process environment, the host name and
+// the file only through Sources, and keeps no state.
+package config
+
+import "strings"
+
+// DefaultFile is where both commands look for a config file when neither
+// --config nor ORCH_CONFIG names one. A missing default file is fine; a
+// missing file the user named is an error.
+const DefaultFile = "/etc/orch/config.yaml"
+
+// Names of the settings: flag names, config file keys, and (in upper case)
+// environment variable suffixes.
+const (
+	keyConfig          = "config"
+	keyDataDir         = "data-dir"
+	keyBindAddress     = "bind-address"
+	keyHTTPSListenPort = "https-listen-port"
+	keyNodeName        = "node-name"
+	keyToken           = "token"
+	keyClusterCIDR     = "cluster-cidr"
+	keyServiceCIDR     = "service-cidr"
+	keyWriteKubeconfig = "write-kubeconfig"
+	keyDisableAgent    = "disable-agent"
+	keyDebug           = "debug"
+	keyJoin            = "join"
+)
+
+// Option is one setting of a command: a flag, an environment variable and a
+// config file key at once. The CLI builds its flags from these so the three
+// spellings can never drift apart.
+type Option struct {
+	Name    string // flag name and config file key, e.g. "https-listen-port"
+	Usage   string // one line of help
+	Default string // default value as text; "" when there is none or it is computed
+	Bool    bool   // a switch: `--debug` on the command line, true/false elsewhere
+	Secret  bool   // never echoed in errors
+}
+
+// EnvVar is the environment variable that sets o, e.g. ORCH_HTTPS_LISTEN_PORT.
+func (o Option) EnvVar() string {
+	return envVar(o.Name)
+}
+
+func envVar(name string) string {
+	return "ORCH_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// Command names, used in messages about keys that belong to the other one.
+const (
+	ServerCommand = "server"
+	AgentCommand  = "agent"
+)
+
+// ServerOptions are the settings of `orch server`.
+func ServerOptions() []Option {
+	return []Option{
+		configOption(),
+		{Name: keyDataDir, Default: "/var/lib/orch", Usage: "directory for the database, certificates and node state (absolute path)"},
+		{Name: keyBindAddress, Default: "0.0.0.0", Usage: "IP address the API server listens on"},
+		{Name: keyHTTPSListenPort, Default: "6443", Usage: "HTTPS port of the API server"},
+		{Name: keyNodeName, Usage: "name of this node (default: the host name, lower case)"},
+		{Name: keyToken, Secret: true, Usage: "secret agents use to join; generated and stored in the data dir when empty"},
+		{Name: keyClusterCIDR, Default: "10.42.0.0/16", Usage: "IP range pods get their addresses from"},
+		{Name: keyServiceCIDR, Default: "10.43.0.0/16", Usage: "IP range services get their cluster IPs from"},
+		{Name: keyWriteKubeconfig, Default: "/etc/orch/orch.yaml", Usage: "write an admin kubeconfig for kubectl to this file"},
+		{Name: keyDisableAgent, Bool: true, Default: "false", Usage: "run only the control plane, not a node in the same process"},
+		{Name: keyDebug, Bool: true, Default: "false", Usage: "log at debug level"},
+	}
+}
+
+// AgentOptions are the settings of `orch agent`.
+func AgentOptions() []Option {
+	return []Option{
+		configOption(),
+		{Name: keyJoin, Usage: "URL of the server to join, e.g. https://192.168.1.10:6443 (required)"},
+		{Name: keyToken, Secret: true, Usage: "join token printed by the server (required)"},
+		{Name: keyNodeName, Usage: "name of this node (default: the host name, lower case)"},
+		{Name: keyDataDir, Default: "/var/lib/orch", Usage: "directory for node state, images and pods (absolute path)"},
+		{Name: keyDebug, Bool: true, Default: "false", Usage: "log at debug level"},
+	}
+}
+
+func configOption() Option {
+	return Option{Name: keyConfig, Default: DefaultFile, Usage: "read settings from this YAML file; keys are flag names"}
+}
+
+// optionsFor returns the options of command and those of the other command,
+// the latter to explain keys that are valid, just not here.
+func optionsFor(command string) (own, other []Option, otherName string) {
+	if command == AgentCommand {
+		return AgentOptions(), ServerOptions(), ServerCommand
+	}
+	return ServerOptions(), AgentOptions(), AgentCommand
+}
