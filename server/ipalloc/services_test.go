@@ -175,8 +175,8 @@ func TestBeforeCreate(t *testing.T) {
 		svc:     service("web", withClusterIP("10.43.0.0")),
 		wantErr: "spec.clusterIPs: failed to allocate IP 10.43.0.0: provided IP is not in the valid range. The range of valid IPs is 10.43.0.0/16",
 	}, {
-		name:    "clusterIPs only",
-		svc:     service("web", func(s *corev1.Service) { s.Spec.ClusterIPs = []string{"10.43.1.1"} }),
+		name: "clusterIPs only",
+		svc:  service("web", func(s *corev1.Service) { s.Spec.ClusterIPs = []string{"10.43.1.1"} }),
 		check: func(t *testing.T, s *Services, svc *corev1.Service) {
 			if svc.Spec.ClusterIP != "10.43.1.1" || !s.IPs().Has(netip.MustParseAddr("10.43.1.1")) {
 				t.Errorf("clusterIP = %q", svc.Spec.ClusterIP)
@@ -478,9 +478,9 @@ func TestBeforeUpdate(t *testing.T) {
 			}
 		},
 	}, {
-		name:      "nodePort changed",
-		old:       service("web", withType(corev1.ServiceTypeNodePort), withNodePorts(30001)),
-		edit:      func(old *corev1.Service) *corev1.Service { return edit(old, withNodePorts(30005)) },
+		name: "nodePort changed",
+		old:  service("web", withType(corev1.ServiceTypeNodePort), withNodePorts(30001)),
+		edit: func(old *corev1.Service) *corev1.Service { return edit(old, withNodePorts(30005)) },
 		check: func(t *testing.T, s *Services, old, svc *corev1.Service) {
 			if s.NodePorts().Has(30001) || !s.NodePorts().Has(30005) {
 				t.Errorf("30001 not released or 30005 not allocated")
