@@ -58,12 +58,13 @@ func NewIPRange(prefix netip.Prefix) (*IPRange, error) {
 	if hostBits > maxHostBits {
 		return nil, fmt.Errorf("service CIDR %s is too large: at most %d host bits (a /%d) are allowed", prefix, maxHostBits, prefix.Addr().BitLen()-maxHostBits)
 	}
-	size := 1<<hostBits - 1 // without the network address
+	size := 1 << hostBits
 	if prefix.Addr().Is4() {
 		size-- // without the broadcast address
-	} else if size > maxIPv6Size {
-		size = maxIPv6Size
+	} else {
+		size = min(size, maxIPv6Size)
 	}
+	size-- // without the network address
 	if size <= 0 {
 		return nil, fmt.Errorf("service CIDR %s has no usable addresses", prefix)
 	}

@@ -31,7 +31,7 @@ func TestNewIPRange(t *testing.T) {
 		{cidr: "10.0.0.0/12", size: 1<<20 - 2, first: "10.0.0.1", last: "10.15.255.254"},
 		{cidr: "fd00:43::/112", size: 65535, first: "fd00:43::1", last: "fd00:43::ffff"},
 		{cidr: "fd00:43::/120", size: 255, first: "fd00:43::1", last: "fd00:43::ff"},
-		{cidr: "fd00:43::/108", size: 65536, first: "fd00:43::1", last: "fd00:43::1:0"},
+		{cidr: "fd00:43::/108", size: 65535, first: "fd00:43::1", last: "fd00:43::ffff"},
 		{cidr: "10.0.0.0/31", wantErr: "no usable addresses"},
 		{cidr: "10.0.0.0/32", wantErr: "no usable addresses"},
 		{cidr: "fd00::/128", wantErr: "no usable addresses"},

@@ -113,7 +113,9 @@ func (s *Services) AfterDelete(_ context.Context, obj runtime.Object) {
 type FinishFunc = func(ctx context.Context, success bool)
 
 // BeginCreate is BeforeCreate for a hook contract that reports the outcome
-// of the store write through the returned FinishFunc.
+// of the store write through the returned FinishFunc. A dry run may call
+// it and then finish(ctx, false) at once, so that its answer shows the
+// values a real create would get.
 func (s *Services) BeginCreate(_ context.Context, obj runtime.Object) (FinishFunc, error) {
 	svc, ok := obj.(*corev1.Service)
 	if !ok {
@@ -145,7 +147,8 @@ func (s *Services) BeginUpdate(_ context.Context, obj, old runtime.Object) (Fini
 }
 
 // AllocateCreate allocates for a new Service and fills in its fields. The
-// returned Allocation must be committed or reverted.
+// returned Allocation must be committed or reverted. On error nothing stays
+// allocated, but svc may be partly filled in and must not be stored.
 func (s *Services) AllocateCreate(svc *corev1.Service) (*Allocation, error) {
 	return s.allocate(svc, nil)
 }
