@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -802,5 +803,63 @@ func TestConcurrentAllocations(t *testing.T) {
 	}
 	if got, want := s.NodePorts().Free(), 2768-2*len(live); got != want {
 		t.Errorf("free node ports %d, want %d", got, want)
+	}
+}
+
+func TestDropTypeDependentFields(t *testing.T) {
+	nodePort := service("web", withType(corev1.ServiceTypeNodePort), withClusterIP("10.43.0.5"), withNodePorts(30080),
+		func(s *corev1.Service) {
+			s.Spec.ClusterIPs = []string{"10.43.0.5"}
+			s.Spec.IPFamilies = []corev1.IPFamily{corev1.IPv4Protocol}
+			s.Spec.IPFamilyPolicy = ptr.To(corev1.IPFamilyPolicySingleStack)
+		})
+	lb := edit(nodePort, localLB, func(s *corev1.Service) {
+		s.Spec.HealthCheckNodePort = 31000
+		s.Spec.AllocateLoadBalancerNodePorts = ptr.To(true)
+	})
+	tests := []struct {
+		name string
+		old  *corev1.Service
+		edit func(*corev1.Service)
+		want func(*corev1.Service) // applied to the edited copy
+	}{{
+		name: "NodePort to ClusterIP drops unchanged node ports",
+		old:  nodePort,
+		edit: withType(corev1.ServiceTypeClusterIP),
+		want: withNodePorts(0),
+	}, {
+		name: "NodePort to ClusterIP keeps a new node port for validation to refuse",
+		old:  nodePort,
+		edit: func(s *corev1.Service) { s.Spec.Type = corev1.ServiceTypeClusterIP; s.Spec.Ports[0].NodePort = 30081 },
+	}, {
+		name: "to ExternalName drops cluster IPs, families and policy",
+		old:  nodePort,
+		edit: withType(corev1.ServiceTypeExternalName),
+		want: func(s *corev1.Service) {
+			s.Spec.ClusterIP, s.Spec.ClusterIPs, s.Spec.IPFamilies, s.Spec.IPFamilyPolicy = "", nil, nil, nil
+			s.Spec.Ports[0].NodePort = 0
+		},
+	}, {
+		name: "LoadBalancer to NodePort drops the health check port and allocateLoadBalancerNodePorts",
+		old:  lb,
+		edit: withType(corev1.ServiceTypeNodePort),
+		want: func(s *corev1.Service) { s.Spec.HealthCheckNodePort = 0; s.Spec.AllocateLoadBalancerNodePorts = nil },
+	}, {
+		name: "same type changes nothing",
+		old:  lb,
+		edit: func(*corev1.Service) {},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := edit(tt.old, tt.edit)
+			want := got.DeepCopy()
+			if tt.want != nil {
+				tt.want(want)
+			}
+			DropTypeDependentFields(got, tt.old)
+			if !apiequality.Semantic.DeepEqual(got, want) {
+				t.Errorf("got spec\n%+v\nwant\n%+v", got.Spec, want.Spec)
+			}
+		})
 	}
 }

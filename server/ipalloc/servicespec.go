@@ -207,3 +207,51 @@ func otherFamily(f corev1.IPFamily) corev1.IPFamily {
 	}
 	return corev1.IPv4Protocol
 }
+
+// DropTypeDependentFields clears, on a type change, the allocated values
+// the new type does not use and the client left as they were: cluster IPs
+// (and families, policy) when switching to ExternalName, node ports when
+// switching to ClusterIP or ExternalName, the health check port when it is
+// no longer needed, allocateLoadBalancerNodePorts off LoadBalancer. This is
+// what Kubernetes' service update strategy does before validation, so that
+// `kubectl edit` of the type alone succeeds; values the client changed are
+// left for validation to refuse. BeforeUpdate releases the same values.
+func DropTypeDependentFields(svc, old *corev1.Service) {
+	if old.Spec.Type != corev1.ServiceTypeExternalName && svc.Spec.Type == corev1.ServiceTypeExternalName {
+		if svc.Spec.ClusterIP == old.Spec.ClusterIP && slices.Equal(svc.Spec.ClusterIPs, old.Spec.ClusterIPs) {
+			svc.Spec.ClusterIP, svc.Spec.ClusterIPs = "", nil
+		}
+		if slices.Equal(svc.Spec.IPFamilies, old.Spec.IPFamilies) {
+			svc.Spec.IPFamilies = nil
+		}
+		if ptr.Equal(svc.Spec.IPFamilyPolicy, old.Spec.IPFamilyPolicy) {
+			svc.Spec.IPFamilyPolicy = nil
+		}
+	}
+	if needsNodePorts(old) && !needsNodePorts(svc) {
+		// Ports may be added, removed or edited; only node ports the old
+		// spec already had are dropped.
+		oldPorts := map[int32]bool{}
+		for _, p := range old.Spec.Ports {
+			oldPorts[p.NodePort] = true
+		}
+		unchanged := true
+		for _, p := range svc.Spec.Ports {
+			if p.NodePort != 0 && !oldPorts[p.NodePort] {
+				unchanged = false
+			}
+		}
+		if unchanged {
+			for i := range svc.Spec.Ports {
+				svc.Spec.Ports[i].NodePort = 0
+			}
+		}
+	}
+	if needsHealthCheck(old) && !needsHealthCheck(svc) && svc.Spec.HealthCheckNodePort == old.Spec.HealthCheckNodePort {
+		svc.Spec.HealthCheckNodePort = 0
+	}
+	if old.Spec.Type == corev1.ServiceTypeLoadBalancer && svc.Spec.Type != corev1.ServiceTypeLoadBalancer &&
+		ptr.Equal(svc.Spec.AllocateLoadBalancerNodePorts, old.Spec.AllocateLoadBalancerNodePorts) {
+		svc.Spec.AllocateLoadBalancerNodePorts = nil
+	}
+}
