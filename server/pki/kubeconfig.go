@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"gopkg.in/yaml.v3"
 )
@@ -77,4 +79,21 @@ func (a *Authority) Kubeconfig(serverURL string) ([]byte, error) {
 		return nil, fmt.Errorf("pki: render kubeconfig: %w", err)
 	}
 	return out, nil
+}
+
+// WriteKubeconfig writes the admin kubeconfig for serverURL to path with
+// the given mode (0600 when 0), creating its directory. The file is
+// replaced atomically, so a client never reads half of it.
+func (a *Authority) WriteKubeconfig(path, serverURL string, mode os.FileMode) error {
+	if mode == 0 {
+		mode = 0o600
+	}
+	data, err := a.Kubeconfig(serverURL)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("pki: create directory for kubeconfig %s: %w", path, err)
+	}
+	return writeFileAtomic(path, data, mode)
 }

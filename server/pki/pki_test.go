@@ -315,3 +315,24 @@ func TestKubeconfig(t *testing.T) {
 		t.Error("empty server URL accepted")
 	}
 }
+
+func TestWriteKubeconfig(t *testing.T) {
+	a := mustLoad(t, t.TempDir(), Options{})
+	path := filepath.Join(t.TempDir(), "etc", "orch", "orch.yaml")
+	for range 2 { // the second write replaces the first
+		if err := a.WriteKubeconfig(path, "https://127.0.0.1:6443", 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600", st.Mode().Perm())
+	}
+	want, _ := a.Kubeconfig("https://127.0.0.1:6443")
+	if !bytes.Equal(readFile(t, path), want) {
+		t.Error("content differs from Kubeconfig")
+	}
+}

@@ -1,0 +1,414 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/orch-dev/orch/internal/version"
+	"github.com/orch-dev/orch/server/apiserver"
+	"github.com/orch-dev/orch/server/auth"
+	"github.com/orch-dev/orch/server/pki"
+	"github.com/orch-dev/orch/server/registry"
+	"github.com/orch-dev/orch/store"
+	"github.com/orch-dev/orch/store/bolt"
+)
+
+const (
+	// shutdownGrace bounds how long in-flight requests may finish.
+	shutdownGrace = 5 * time.Second
+	// History the store keeps for watches that resume: about the last five
+	// minutes (what etcd's default compaction in Kubernetes keeps), and no
+	// more than the last 10,000 revisions.
+	compactKeep     = 5 * time.Minute
+	compactKeepRevs = 10000
+	compactInterval = time.Minute
+	// maxStreamsPerConn lets one agent carry all its watches and sessions
+	// on its single HTTP/2 connection.
+	maxStreamsPerConn = 1000
+)
+
+// Run starts the control plane described by cfg and serves until ctx is
+// cancelled; then it shuts everything down in order and returns nil. An
+// error means the server could not start or a component failed.
+//
+// On disk, under cfg.DataDir (0700):
+//
+//	server/tls/       certificates (server/pki)
+//	server/token      the join token (0600)
+//	server/db/state.db  the store
+func Run(ctx context.Context, cfg Config) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if cfg.DataDir == "" {
+		return errors.New("server: data directory is not set")
+	}
+	serverDir := filepath.Join(cfg.DataDir, "server")
+	for _, dir := range []string{cfg.DataDir, serverDir} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("server: create data directory: %w", err)
+		}
+	}
+	serviceIP, err := firstServiceIP(cfg.ServiceCIDR)
+	if err != nil {
+		return err
+	}
+	bindIP, err := parseBindAddress(cfg.BindAddress)
+	if err != nil {
+		return err
+	}
+
+	ca, err := pki.Load(filepath.Join(serverDir, "tls"), certOptions(cfg, serviceIP, bindIP))
+	if err != nil {
+		return fmt.Errorf("server: certificates: %w", err)
+	}
+	token, err := auth.EnsureToken(filepath.Join(serverDir, "token"), cfg.Token, ca.CACertPEM())
+	if err != nil {
+		return fmt.Errorf("server: join token: %w", err)
+	}
+	authn := auth.New(auth.Options{ClientCAs: ca.CAPool(), BootstrapSecret: token.Secret})
+
+	// Listen before anything long-lived starts, so a port in use is an
+	// immediate, plain error.
+	addr := net.JoinHostPort(cfg.BindAddress, strconv.Itoa(cfg.HTTPSPort))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("server: listen on %s: %w", addr, err)
+	}
+	defer ln.Close() // only matters on the early-return paths below
+
+	st, err := openStore(filepath.Join(serverDir, "db", "state.db"))
+	if err != nil {
+		return fmt.Errorf("server: open store: %w", err)
+	}
+	// The store closes last, after every user of it has stopped.
+	runErr := serve(ctx, cfg, log, st, ca, authn, ln, serviceIP, bindIP)
+	if err := st.Close(); err != nil && runErr == nil {
+		runErr = fmt.Errorf("server: close store: %w", err)
+	}
+	if runErr != nil {
+		return runErr
+	}
+	log.Info("orch server stopped")
+	return nil
+}
+
+// openStore is the one place that picks the store backend.
+func openStore(path string) (store.Store, error) {
+	return bolt.Open(path, bolt.Options{})
+}
+
+func serve(ctx context.Context, cfg Config, log *slog.Logger, st store.Store, ca *pki.Authority,
+	authn *auth.Authenticator, ln net.Listener, serviceIP, bindIP netip.Addr) error {
+	table, err := registry.NewTable()
+	if err != nil {
+		return fmt.Errorf("server: resource table: %w", err)
+	}
+	v := version.Get()
+	api, err := apiserver.New(apiserver.Config{
+		Store:        st,
+		Table:        table,
+		Authenticate: authn.Authenticate,
+		KubernetesService: &apiserver.KubernetesService{
+			ClusterIP:  serviceIP.String(),
+			EndpointIP: endpointIP(bindIP).String(),
+			Port:       int32(cfg.HTTPSPort),
+		},
+		Logger:     log,
+		GitVersion: v.Kubernetes + "+orch",
+		GitCommit:  v.GitCommit,
+	})
+	if err != nil {
+		return fmt.Errorf("server: api server: %w", err)
+	}
+
+	serving := ca.ServingCertificate()
+	hs := &http.Server{
+		Handler: api.Handler(),
+		TLSConfig: &tls.Config{
+			Certificates: []tls.Certificate{serving},
+			// Clients without a certificate still get through TLS: they
+			// may carry a bearer token, or reach the public health paths.
+			ClientAuth: tls.VerifyClientCertIfGiven,
+			ClientCAs:  ca.CAPool(),
+			MinVersion: tls.VersionTLS12,
+			NextProtos: []string{"h2", "http/1.1"},
+		},
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: maxStreamsPerConn},
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		// Handshake failures from scanners and wrong clients are noise.
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+
+	// The API server runs on its own context, cancelled only when shutdown
+	// begins, so that it ends its watches while the HTTP server drains.
+	apiCtx, stopAPI := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopAPI()
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := api.Run(apiCtx); err != nil {
+			return fmt.Errorf("server: api server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		// ServeTLS with the certificate in TLSConfig negotiates HTTP/2.
+		if err := hs.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("server: serve https on %s: %w", ln.Addr(), err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		c := &compactor{st: st, log: log, keep: compactKeep, keepRevs: compactKeepRevs}
+		c.run(gctx, compactInterval)
+		return nil
+	})
+	g.Go(func() error {
+		select {
+		case <-api.Ready():
+		case <-gctx.Done():
+			return nil
+		}
+		kubeconfig := cfg.WriteKubeconfig
+		if kubeconfig != "" {
+			url := "https://" + net.JoinHostPort(localAddress(bindIP).String(), strconv.Itoa(cfg.HTTPSPort))
+			if err := ca.WriteKubeconfig(kubeconfig, url, 0o600); err != nil {
+				// The cluster works without it (the admin certificate is in
+				// the data dir), so say so loudly and keep serving.
+				log.Error("cannot write admin kubeconfig", "path", kubeconfig, "err", err)
+				kubeconfig = ""
+			}
+		}
+		log.Info("orch server is ready", "listen", ln.Addr().String(), "kubeconfig", kubeconfig, "node", cfg.NodeName)
+		if !cfg.DisableAgent {
+			log.Warn("the in-process agent is not available yet; running the control plane only", "node", cfg.NodeName)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		stopAPI()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+		defer cancel()
+		if err := hs.Shutdown(sctx); err != nil {
+			log.Warn("requests still running after the shutdown grace period; closing their connections", "grace", shutdownGrace)
+			_ = hs.Close()
+		}
+		return nil
+	})
+	return g.Wait()
+}
+
+// compactor trims the store's watch history to a time window: it samples
+// the revision each interval and compacts to the revision seen compactKeep
+// ago (or to the last keepRevs revisions, whichever keeps less).
+type compactor struct {
+	st       compactable
+	log      *slog.Logger
+	keep     time.Duration
+	keepRevs int64
+	samples  []revisionSample // oldest first
+}
+
+// compactable is the part of store.Store the compactor needs.
+type compactable interface {
+	Revision() int64
+	CompactRevision() int64
+	Compact(ctx context.Context, revision int64) error
+}
+
+type revisionSample struct {
+	at  time.Time
+	rev int64
+}
+
+func (c *compactor) run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			c.tick(ctx, now)
+		}
+	}
+}
+
+func (c *compactor) tick(ctx context.Context, now time.Time) {
+	cur := c.st.Revision()
+	c.samples = append(c.samples, revisionSample{at: now, rev: cur})
+	// The newest sample at least c.keep old marks the window's start;
+	// older samples are no longer needed.
+	var target int64
+	cut := now.Add(-c.keep)
+	i := 0
+	for i < len(c.samples) && !c.samples[i].at.After(cut) {
+		target = c.samples[i].rev
+		i++
+	}
+	if i > 0 {
+		c.samples = slices.Delete(c.samples, 0, i-1)
+	}
+	target = max(target, cur-c.keepRevs)
+	if target <= c.st.CompactRevision() {
+		return
+	}
+	if err := c.st.Compact(ctx, target); err != nil {
+		if ctx.Err() == nil {
+			c.log.Warn("store compaction failed", "revision", target, "err", err)
+		}
+		return
+	}
+	c.log.Debug("compacted store history", "revision", target, "current", cur)
+}
+
+// firstServiceIP is the first usable address of the service CIDR (10.43.0.1
+// for 10.43.0.0/16), the ClusterIP of the kubernetes Service.
+func firstServiceIP(cidr netip.Prefix) (netip.Addr, error) {
+	if !cidr.IsValid() {
+		return netip.Addr{}, errors.New("server: service CIDR is not set")
+	}
+	ip := cidr.Masked().Addr().Next()
+	if !ip.IsValid() || !cidr.Contains(ip) {
+		return netip.Addr{}, fmt.Errorf("server: service CIDR %s has no usable address", cidr)
+	}
+	return ip, nil
+}
+
+// parseBindAddress accepts an IP address (empty means all interfaces).
+func parseBindAddress(s string) (netip.Addr, error) {
+	if s == "" {
+		return netip.IPv4Unspecified(), nil
+	}
+	ip, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("server: bind address %q is not an IP address", s)
+	}
+	return ip.Unmap(), nil
+}
+
+// certOptions lists the names and addresses clients may use to reach this
+// server, beyond the fixed ones pki always includes.
+func certOptions(cfg Config, serviceIP, bindIP netip.Addr) pki.Options {
+	opts := pki.Options{IPs: []net.IP{serviceIP.AsSlice()}}
+	if host, err := os.Hostname(); err == nil {
+		opts.DNSNames = append(opts.DNSNames, host)
+	}
+	if cfg.NodeName != "" {
+		opts.DNSNames = append(opts.DNSNames, cfg.NodeName)
+	}
+	if !bindIP.IsUnspecified() {
+		opts.IPs = append(opts.IPs, bindIP.AsSlice())
+	}
+	for _, ip := range hostAddresses() {
+		opts.IPs = append(opts.IPs, ip.AsSlice())
+	}
+	return opts
+}
+
+// hostAddresses are the host's addresses other than loopback and link-local
+// ones (which need a zone and change with every veth a node creates).
+func hostAddresses() []netip.Addr {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		n, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		ip, ok := netip.AddrFromSlice(n.IP)
+		if !ok {
+			continue
+		}
+		ip = ip.Unmap()
+		if ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsUnspecified() {
+			continue
+		}
+		out = append(out, ip)
+	}
+	return out
+}
+
+// endpointIP is where pods reach the API server: the bind address when it
+// is specific, else the address of the default-route interface, else any
+// host address, else loopback.
+func endpointIP(bindIP netip.Addr) netip.Addr {
+	if !bindIP.IsUnspecified() {
+		return bindIP
+	}
+	if ip, ok := defaultRouteAddress(); ok {
+		return ip
+	}
+	for _, ip := range hostAddresses() {
+		if ip.Is4() {
+			return ip
+		}
+	}
+	return netip.AddrFrom4([4]byte{127, 0, 0, 1})
+}
+
+// defaultRouteAddress reads /proc/net/route rather than dialing out, so
+// finding the address sends nothing on the network.
+func defaultRouteAddress() (netip.Addr, bool) {
+	f, err := os.Open("/proc/net/route")
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		// Iface Destination Gateway Flags ... Mask ...
+		if len(fields) < 8 || fields[1] != "00000000" || fields[7] != "00000000" {
+			continue
+		}
+		iface, err := net.InterfaceByName(fields[0])
+		if err != nil {
+			continue
+		}
+		addrs, err := iface.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok {
+				if ip, ok := netip.AddrFromSlice(n.IP); ok && ip.Unmap().Is4() && !ip.IsLinkLocalUnicast() {
+					return ip.Unmap(), true
+				}
+			}
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// localAddress is the address a process on this host uses to reach the
+// server: loopback unless the server listens on one specific address.
+func localAddress(bindIP netip.Addr) netip.Addr {
+	if bindIP.IsUnspecified() {
+		// Also right for "::": Go's dual-stack listener accepts IPv4.
+		return netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	}
+	return bindIP
+}
