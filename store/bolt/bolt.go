@@ -142,7 +142,7 @@ func Open(path string, opts Options) (d *DB, err error) {
 			errors.Is(err, bolterrors.ErrVersionMismatch):
 			return nil, fmt.Errorf("store: %s is not a valid orch database (%v); it was left untouched: restore it from a backup or move it away", path, err)
 		}
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
+		return nil, fmt.Errorf("store: open %s: %w (the file was left untouched; if it is damaged, restore it from a backup or move it away)", path, err)
 	}
 	d = &DB{
 		path: path, opts: opts, db: db,
