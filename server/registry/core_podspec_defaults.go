@@ -24,6 +24,12 @@ func defaultPodTemplateSpec(t *corev1.PodTemplateSpec) {
 // defaultPodSpec applies SetDefaults_PodSpec and the nested defaults of
 // volumes and containers.
 func defaultPodSpec(spec *corev1.PodSpec) {
+	// The v1 conversion keeps the deprecated serviceAccount field equal to
+	// serviceAccountName, taking it when only the old field is given.
+	if spec.ServiceAccountName == "" {
+		spec.ServiceAccountName = spec.DeprecatedServiceAccount
+	}
+	spec.DeprecatedServiceAccount = spec.ServiceAccountName
 	if spec.DNSPolicy == "" {
 		spec.DNSPolicy = corev1.DNSClusterFirst
 	}
@@ -58,9 +64,41 @@ func defaultPodSpec(spec *corev1.PodSpec) {
 	}
 }
 
-// defaultPodOnly is SetDefaults_Pod: requests default to limits, service
-// links are on, host-network pods publish their container ports on the host.
+// builtinPriorityClasses are the classes every cluster has; orch serves no
+// PriorityClass objects, so any other class name resolves to priority 0.
+var builtinPriorityClasses = map[string]int32{
+	"system-cluster-critical": 2000000000,
+	"system-node-critical":    2000001000,
+}
+
+// defaultPodOnly is SetDefaults_Pod plus what Kubernetes' admission
+// plugins fill in on every pod: requests default to limits, service links
+// are on, host-network pods publish their container ports on the host, the
+// pod runs as the "default" service account (ServiceAccount admission) with
+// a priority (Priority admission), and the v1 status mirrors podIP/podIPs
+// and hostIP/hostIPs.
 func defaultPodOnly(pod *corev1.Pod) {
+	if pod.Spec.ServiceAccountName == "" {
+		pod.Spec.ServiceAccountName = "default"
+		pod.Spec.DeprecatedServiceAccount = "default"
+	}
+	if pod.Spec.Priority == nil {
+		pod.Spec.Priority = ptr.To(builtinPriorityClasses[pod.Spec.PriorityClassName])
+	}
+	if pod.Spec.PreemptionPolicy == nil {
+		pod.Spec.PreemptionPolicy = ptr.To(corev1.PreemptLowerPriority)
+	}
+	st := &pod.Status
+	if len(st.PodIPs) == 0 && st.PodIP != "" {
+		st.PodIPs = []corev1.PodIP{{IP: st.PodIP}}
+	} else if len(st.PodIPs) > 0 {
+		st.PodIP = st.PodIPs[0].IP
+	}
+	if len(st.HostIPs) == 0 && st.HostIP != "" {
+		st.HostIPs = []corev1.HostIP{{IP: st.HostIP}}
+	} else if len(st.HostIPs) > 0 {
+		st.HostIP = st.HostIPs[0].IP
+	}
 	for _, cs := range [][]corev1.Container{pod.Spec.Containers, pod.Spec.InitContainers} {
 		for i := range cs {
 			r := &cs[i].Resources
