@@ -65,9 +65,10 @@ func validateCoreEvent(ev *corev1.Event) field.ErrorList {
 		rc := field.NewPath("reportingComponent")
 		if ev.ReportingController == "" {
 			allErrs = append(allErrs, field.Required(rc, ""))
-		}
-		for _, msg := range validation.IsQualifiedName(ev.ReportingController) {
-			allErrs = append(allErrs, field.Invalid(rc, ev.ReportingController, msg))
+		} else {
+			for _, msg := range validation.IsQualifiedName(ev.ReportingController) {
+				allErrs = append(allErrs, field.Invalid(rc, ev.ReportingController, msg))
+			}
 		}
 		for _, f := range []struct {
 			name     string
