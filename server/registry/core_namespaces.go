@@ -1,6 +1,8 @@
 package registry
 
 import (
+	"strings"
+
 	corev1 "k8s.io/api/core/v1"
 	apivalidation "k8s.io/apimachinery/pkg/api/validation"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -110,7 +112,7 @@ func validateNamespace(ns *corev1.Namespace) field.ErrorList {
 		idxPath := p.Index(i)
 		errs := apivalidation.ValidateFinalizerName(string(f), idxPath)
 		allErrs = append(allErrs, errs...)
-		if len(errs) == 0 && !standardFinalizers[string(f)] && !containsSlash(string(f)) {
+		if len(errs) == 0 && !standardFinalizers[string(f)] && !strings.Contains(string(f), "/") {
 			allErrs = append(allErrs, field.Invalid(idxPath, string(f), "name is neither a standard finalizer name nor is it fully qualified"))
 		}
 	}
@@ -128,13 +130,4 @@ func validateNamespacePhase(ns *corev1.Namespace) field.ErrorList {
 		return field.ErrorList{field.Invalid(p, ns.Status.Phase, "may only be 'Terminating' if `deletionTimestamp` is not empty")}
 	}
 	return nil
-}
-
-func containsSlash(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '/' {
-			return true
-		}
-	}
-	return false
 }
