@@ -137,6 +137,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, st store.Store, ca
 	if err != nil {
 		return fmt.Errorf("server: api server: %w", err)
 	}
+	if err := attachServiceAllocators(ctx, api, table, cfg.ServiceCIDR, log); err != nil {
+		return err
+	}
 
 	serving := ca.ServingCertificate()
 	hs := &http.Server{

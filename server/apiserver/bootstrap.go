@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
@@ -74,7 +75,16 @@ func (s *Server) ensure(ctx context.Context, resource, ns string, obj runtime.Ob
 	if res == nil {
 		return nil // not served (partial tables in tests)
 	}
-	_, err := s.createObject(ctx, res, ns, obj, opts)
+	// Look first: a create that repeats a fixed address (the kubernetes
+	// Service's 10.43.0.1) is refused by the allocator once it is taken.
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return err
+	}
+	if _, err := s.store.Get(ctx, objectKey(res, ns, m.GetName())); err == nil {
+		return nil
+	}
+	_, err = s.createObject(ctx, res, ns, obj, opts)
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("bootstrap %s: %w", resource, err)
 	}

@@ -210,39 +210,42 @@ func (s *Server) createObject(ctx context.Context, res *registry.Resource, ns st
 			return nil, err
 		}
 	}
-	if res.BeforeCreate != nil && !opts.dryRun {
-		if err := res.BeforeCreate(ctx, obj); err != nil {
+	finish := func(bool) {}
+	if res.BeginCreate != nil && !opts.dryRun {
+		f, err := res.BeginCreate(ctx, obj)
+		if err != nil {
 			return nil, err
+		}
+		if f != nil {
+			finish = func(ok bool) { f(ctx, ok) }
 		}
 	}
 	if s.fields != nil && !opts.applied {
-		if obj, err = s.fields.Update(res.GroupVersionKind(), nil, obj, opts.fieldManager, opts.subresource); err != nil {
-			s.undoCreateHooks(ctx, res, obj, opts)
+		managed, err := s.fields.Update(res.GroupVersionKind(), nil, obj, opts.fieldManager, opts.subresource)
+		if err != nil {
+			finish(false)
 			return nil, err
 		}
+		obj = managed
+		m, _ = meta.Accessor(obj)
 	}
 	if opts.dryRun {
 		return obj, nil
 	}
 	data, err := s.encodeStored(res, obj)
 	if err != nil {
-		s.undoCreateHooks(ctx, res, obj, opts)
+		finish(false)
 		return nil, apierrors.NewInternalError(err)
 	}
 	wo := store.WriteOptions{Volatile: res.Volatile != nil && res.Volatile(obj, nil)}
 	kv, err := s.store.Create(ctx, objectKey(res, m.GetNamespace(), m.GetName()), data, wo)
 	if err != nil {
-		s.undoCreateHooks(ctx, res, obj, opts)
+		finish(false)
 		return nil, storeError(err, gr, m.GetName())
 	}
+	finish(true)
 	m.SetResourceVersion(strconv.FormatInt(kv.ModRevision, 10))
 	return obj, nil
-}
-
-func (s *Server) undoCreateHooks(ctx context.Context, res *registry.Resource, obj runtime.Object, opts writeOptions) {
-	if res.AfterDelete != nil && !opts.dryRun {
-		res.AfterDelete(ctx, obj)
-	}
 }
 
 // generateName appends 5 random characters, as Kubernetes' SimpleNameGenerator.
@@ -390,15 +393,23 @@ func (s *Server) guaranteedUpdate(ctx context.Context, res *registry.Resource, n
 		if err := s.prepareUpdate(res, obj, current, opts); err != nil {
 			return nil, err
 		}
-		if res.BeforeUpdate != nil && !opts.dryRun {
-			if err := res.BeforeUpdate(ctx, obj, current); err != nil {
+		finish := func(bool) {}
+		if res.BeginUpdate != nil && !opts.dryRun {
+			f, err := res.BeginUpdate(ctx, obj, current)
+			if err != nil {
 				return nil, err
+			}
+			if f != nil {
+				finish = func(ok bool) { f(ctx, ok) }
 			}
 		}
 		if s.fields != nil && !opts.applied {
-			if obj, err = s.fields.Update(res.GroupVersionKind(), current, obj, opts.fieldManager, opts.subresource); err != nil {
+			managed, err := s.fields.Update(res.GroupVersionKind(), current, obj, opts.fieldManager, opts.subresource)
+			if err != nil {
+				finish(false)
 				return nil, err
 			}
+			obj = managed
 			m, _ = meta.Accessor(obj)
 		}
 		if opts.dryRun {
@@ -409,27 +420,31 @@ func (s *Server) guaranteedUpdate(ctx context.Context, res *registry.Resource, n
 		// the last one is removed.
 		if s.deletionComplete(res, obj, current) {
 			dkv, err := s.store.Delete(ctx, key, kv.ModRevision)
+			finish(false) // the new state was never stored
 			if errors.Is(err, store.ErrConflict) && precondition == "" && attempt < maxUpdateRetries {
 				continue
 			}
 			if err != nil {
 				return nil, storeError(err, gr, name)
 			}
-			s.afterDelete(ctx, res, obj)
+			s.afterDelete(ctx, res, current)
 			m.SetResourceVersion(strconv.FormatInt(dkv.ModRevision, 10))
 			return &updateResult{obj: obj, deleted: true}, nil
 		}
 		if apiequality.Semantic.DeepEqual(stripRV(obj), stripRV(current)) {
 			// No-op updates do not write (and keep the resourceVersion).
+			finish(true)
 			m.SetResourceVersion(strconv.FormatInt(kv.ModRevision, 10))
 			return &updateResult{obj: obj}, nil
 		}
 		data, err := s.encodeStored(res, obj)
 		if err != nil {
+			finish(false)
 			return nil, apierrors.NewInternalError(err)
 		}
 		wo := store.WriteOptions{Volatile: res.Volatile != nil && res.Volatile(obj, current)}
 		nkv, err := s.store.Update(ctx, key, data, kv.ModRevision, wo)
+		finish(err == nil)
 		if errors.Is(err, store.ErrConflict) && precondition == "" && attempt < maxUpdateRetries {
 			continue
 		}

@@ -5,7 +5,7 @@
 // /16 costs 8 KiB. Nothing is persisted here; the Services stored in the
 // store are the truth, and Services.Restore rebuilds the bitmaps from them
 // when the server starts. The Services type plugs into the services entry
-// of the resource table through its BeforeCreate, BeforeUpdate and
+// of the resource table through its BeginCreate, BeginUpdate and
 // AfterDelete hooks; it never reads or writes the store itself.
 package ipalloc
 

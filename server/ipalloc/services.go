@@ -68,35 +68,9 @@ func (s *Services) family() corev1.IPFamily {
 
 // Attach installs the allocation hooks on the services resource entry.
 func (s *Services) Attach(r *registry.Resource) {
-	r.BeforeCreate = s.BeforeCreate
-	r.BeforeUpdate = s.BeforeUpdate
+	r.BeginCreate = s.BeginCreate
+	r.BeginUpdate = s.BeginUpdate
 	r.AfterDelete = s.AfterDelete
-}
-
-// BeforeCreate allocates what a new Service needs, filling in
-// spec.clusterIP(s), spec.ipFamilies, spec.ipFamilyPolicy,
-// spec.ports[*].nodePort and spec.healthCheckNodePort. On error nothing
-// stays allocated. If the store write fails afterwards the caller must give
-// everything back with AfterDelete(obj).
-func (s *Services) BeforeCreate(ctx context.Context, obj runtime.Object) error {
-	finish, err := s.BeginCreate(ctx, obj)
-	if err != nil {
-		return err
-	}
-	finish(ctx, true)
-	return nil
-}
-
-// BeforeUpdate allocates what an updated Service newly needs and releases
-// what it no longer holds. The release happens at once, because the hook
-// contract has no "write failed" call: prefer BeginUpdate.
-func (s *Services) BeforeUpdate(ctx context.Context, obj, old runtime.Object) error {
-	finish, err := s.BeginUpdate(ctx, obj, old)
-	if err != nil {
-		return err
-	}
-	finish(ctx, true)
-	return nil
 }
 
 // AfterDelete releases what a deleted Service held.
@@ -106,13 +80,10 @@ func (s *Services) AfterDelete(_ context.Context, obj runtime.Object) {
 	}
 }
 
-// FinishFunc ends a BeginCreate or BeginUpdate: success=true once the
-// object is stored (an update then gives back what the Service no longer
-// holds), false when the write failed (everything the operation allocated
-// is given back). Calling it again does nothing.
-type FinishFunc = func(ctx context.Context, success bool)
+// FinishFunc is registry.FinishFunc.
+type FinishFunc = registry.FinishFunc
 
-// BeginCreate is BeforeCreate for a hook contract that reports the outcome
+// BeginCreate allocates for a new Service and reports the outcome
 // of the store write through the returned FinishFunc. A dry run may call
 // it and then finish(ctx, false) at once, so that its answer shows the
 // values a real create would get.
@@ -128,7 +99,7 @@ func (s *Services) BeginCreate(_ context.Context, obj runtime.Object) (FinishFun
 	return a.Finish, nil
 }
 
-// BeginUpdate is BeforeUpdate for a hook contract that reports the outcome
+// BeginUpdate allocates for an updated Service and reports the outcome
 // of the store write through the returned FinishFunc.
 func (s *Services) BeginUpdate(_ context.Context, obj, old runtime.Object) (FinishFunc, error) {
 	svc, ok := obj.(*corev1.Service)

@@ -712,22 +712,26 @@ func TestAttach(t *testing.T) {
 	r := &registry.Resource{Name: "services"}
 	s.Attach(r)
 	svc := service("web", withType(corev1.ServiceTypeNodePort))
-	if err := r.BeforeCreate(ctx, svc); err != nil {
+	finish, err := r.BeginCreate(ctx, svc)
+	if err != nil {
 		t.Fatal(err)
 	}
+	finish(ctx, true)
 	ip := netip.MustParseAddr(svc.Spec.ClusterIP)
 	if !ip.Is6() || !s.IPs().Has(ip) || svc.Spec.IPFamilies[0] != corev1.IPv6Protocol {
 		t.Fatalf("IPv6 cluster IP %s families %v", ip, svc.Spec.IPFamilies)
 	}
 	updated := edit(svc, withType(corev1.ServiceTypeClusterIP))
-	if err := r.BeforeUpdate(ctx, updated, svc); err != nil {
+	finish, err = r.BeginUpdate(ctx, updated, svc)
+	if err != nil {
 		t.Fatal(err)
 	}
+	finish(ctx, true)
 	r.AfterDelete(ctx, updated)
 	if s.IPs().Free() != s.IPs().Size() || s.NodePorts().Free() != 2768 {
 		t.Fatalf("not everything released")
 	}
-	if err := r.BeforeCreate(ctx, &corev1.Pod{}); err == nil || apierrors.IsInvalid(err) {
+	if _, err := r.BeginCreate(ctx, &corev1.Pod{}); err == nil || apierrors.IsInvalid(err) {
 		t.Fatalf("wrong type: %v", err)
 	}
 	r.AfterDelete(ctx, &corev1.Pod{}) // ignored

@@ -215,7 +215,7 @@ func otherFamily(f corev1.IPFamily) corev1.IPFamily {
 // no longer needed, allocateLoadBalancerNodePorts off LoadBalancer. This is
 // what Kubernetes' service update strategy does before validation, so that
 // `kubectl edit` of the type alone succeeds; values the client changed are
-// left for validation to refuse. BeforeUpdate releases the same values.
+// left for validation to refuse. an update releases the same values once stored.
 func DropTypeDependentFields(svc, old *corev1.Service) {
 	if old.Spec.Type != corev1.ServiceTypeExternalName && svc.Spec.Type == corev1.ServiceTypeExternalName {
 		if svc.Spec.ClusterIP == old.Spec.ClusterIP && slices.Equal(svc.Spec.ClusterIPs, old.Spec.ClusterIPs) {

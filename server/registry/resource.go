@@ -102,13 +102,22 @@ type Resource struct {
 	// objects are deleted at once unless finalizers hold them.
 	GracefulDelete func(obj runtime.Object, requested *int64, now time.Time) (pending bool)
 
-	// Hooks that need server state, attached by the server. Errors are
-	// returned to the client as they are when they are API status errors
-	// (k8s.io/apimachinery/pkg/api/errors), else as 500.
-	BeforeCreate func(ctx context.Context, obj runtime.Object) error
-	BeforeUpdate func(ctx context.Context, obj, old runtime.Object) error
-	AfterDelete  func(ctx context.Context, obj runtime.Object)
+	// Hooks that need server state (IP and port allocators), attached by
+	// the server. BeginCreate and BeginUpdate run after validation, before
+	// the store write; the FinishFunc they return (may be nil) is called
+	// exactly once with the outcome of that write, so a hook can commit or
+	// roll back what it reserved (a conflict retry reports false, then
+	// begins again). Errors are returned to the client as they are when
+	// they are API status errors (k8s.io/apimachinery/pkg/api/errors),
+	// else as 500. AfterDelete runs once an object is gone from the store.
+	BeginCreate func(ctx context.Context, obj runtime.Object) (FinishFunc, error)
+	BeginUpdate func(ctx context.Context, obj, old runtime.Object) (FinishFunc, error)
+	AfterDelete func(ctx context.Context, obj runtime.Object)
 }
+
+// FinishFunc ends a BeginCreate or BeginUpdate: success reports whether the
+// store write happened.
+type FinishFunc = func(ctx context.Context, success bool)
 
 // GroupVersionKind of the served objects.
 func (r *Resource) GroupVersionKind() schema.GroupVersionKind {
