@@ -2,10 +2,10 @@ package apiserver
 
 import (
 	"bytes"
-	"errors"
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
