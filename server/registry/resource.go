@@ -35,6 +35,8 @@ type Resource struct {
 	// several versions or groups (HPA autoscaling/v1 and v2, core/v1 and
 	// events.k8s.io/v1 events). Nil means "stored as served". Objects are
 	// converted through the scheme between the served and stored kinds.
+	// It may be a placeholder with only GroupVersion and Name set: NewTable
+	// replaces it with the registered entry.
 	Storage *Resource
 
 	// Subresources this resource has ("status", "scale", "binding",

@@ -57,6 +57,19 @@ func NewTable() (*Table, error) {
 			}
 		}
 	}
+	// An entry may name its storage by a placeholder carrying only the
+	// group/version and resource name (events.k8s.io/v1 events are stored
+	// as core/v1 events); point it at the registered entry.
+	for _, r := range t.resources {
+		if r.Storage == nil {
+			continue
+		}
+		stored := t.byGVR[r.Storage.GroupVersionResource()]
+		if stored == nil || stored.Storage != nil {
+			return nil, fmt.Errorf("resource %s is stored as %s, which is not a served storage resource", r.GroupVersionResource(), r.Storage.GroupVersionResource())
+		}
+		r.Storage = stored
+	}
 	return t, nil
 }
 
