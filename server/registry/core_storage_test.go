@@ -122,7 +122,9 @@ func TestValidatePersistentVolume(t *testing.T) {
 			[]string{"spec.capacity[storage]: FieldValueInvalid"}},
 		{"no access modes", func(pv *corev1.PersistentVolume) { pv.Spec.AccessModes = nil },
 			[]string{"spec.accessModes: FieldValueRequired"}},
-		{"bad access mode", func(pv *corev1.PersistentVolume) { pv.Spec.AccessModes = []corev1.PersistentVolumeAccessMode{"ReadAll"} },
+		{"bad access mode", func(pv *corev1.PersistentVolume) {
+			pv.Spec.AccessModes = []corev1.PersistentVolumeAccessMode{"ReadAll"}
+		},
 			[]string{"spec.accessModes: FieldValueNotSupported"}},
 		{"RWOP with others", func(pv *corev1.PersistentVolume) {
 			pv.Spec.AccessModes = []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOncePod, corev1.ReadWriteMany}
@@ -317,7 +319,9 @@ func TestValidatePersistentVolumeClaim(t *testing.T) {
 		{"bad class", func(pvc *corev1.PersistentVolumeClaim) { pvc.Spec.StorageClassName = ptr.To("UPPER") },
 			[]string{"spec.storageClassName: FieldValueInvalid"}},
 		{"empty class allowed", func(pvc *corev1.PersistentVolumeClaim) { pvc.Spec.StorageClassName = ptr.To("") }, nil},
-		{"bad volume mode", func(pvc *corev1.PersistentVolumeClaim) { pvc.Spec.VolumeMode = ptr.To[corev1.PersistentVolumeMode]("x") },
+		{"bad volume mode", func(pvc *corev1.PersistentVolumeClaim) {
+			pvc.Spec.VolumeMode = ptr.To[corev1.PersistentVolumeMode]("x")
+		},
 			[]string{"spec.volumeMode: FieldValueNotSupported"}},
 		{"data source of a core kind", func(pvc *corev1.PersistentVolumeClaim) {
 			pvc.Spec.DataSource = &corev1.TypedLocalObjectReference{Kind: "Pod", Name: "x"}
