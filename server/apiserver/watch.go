@@ -314,9 +314,11 @@ func (e *watchEncoder) writeProtobuf(t watch.EventType, obj runtime.Object) erro
 	if err != nil {
 		return err
 	}
+	// The frame is a bare WatchEvent message (no "k8s\x00" envelope, as
+	// Kubernetes' raw protobuf serializer writes it); the object inside
+	// carries the envelope.
 	ev := &metav1.WatchEvent{Type: string(t), Object: runtime.RawExtension{Raw: raw}}
-	ev.GetObjectKind().SetGroupVersionKind(metav1.SchemeGroupVersion.WithKind("WatchEvent"))
-	frame, err := e.s.codecs.encode(mediaProtobuf, ev)
+	frame, err := ev.Marshal()
 	if err != nil {
 		return err
 	}
