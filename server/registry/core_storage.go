@@ -171,6 +171,9 @@ func validatePersistentVolume(pv *corev1.PersistentVolume) field.ErrorList {
 	}
 	for _, name := range sortedResourceNames(spec.Capacity) {
 		q := spec.Capacity[name]
+		if q.Sign() < 0 {
+			allErrs = append(allErrs, field.Invalid(capPath.Key(string(name)), q.Value(), "must be a valid resource quantity"))
+		}
 		allErrs = append(allErrs, validatePVPositiveQuantity(q, capPath.Key(string(name)))...)
 	}
 

@@ -120,6 +120,10 @@ func TestValidatePersistentVolume(t *testing.T) {
 			[]string{"spec.capacity: FieldValueNotSupported"}},
 		{"zero capacity", func(pv *corev1.PersistentVolume) { pv.Spec.Capacity[corev1.ResourceStorage] = resource.MustParse("0") },
 			[]string{"spec.capacity[storage]: FieldValueInvalid"}},
+		{"negative capacity", func(pv *corev1.PersistentVolume) {
+			pv.Spec.Capacity[corev1.ResourceStorage] = resource.MustParse("-1Gi")
+		},
+			[]string{"spec.capacity[storage]: FieldValueInvalid", "spec.capacity[storage]: FieldValueInvalid"}},
 		{"no access modes", func(pv *corev1.PersistentVolume) { pv.Spec.AccessModes = nil },
 			[]string{"spec.accessModes: FieldValueRequired"}},
 		{"bad access mode", func(pv *corev1.PersistentVolume) {
