@@ -569,6 +569,33 @@ func validatePersistentVolumeClaim(pvc *corev1.PersistentVolumeClaim) field.Erro
 	if vac := spec.VolumeAttributesClassName; vac != nil && *vac != "" {
 		allErrs = append(allErrs, validateStorageClassName(*vac, fldPath.Child("volumeAttributesClassName"))...)
 	}
+	// The status is empty on create and the old one on spec updates, so
+	// this checks what status writers (the volume controllers) report.
+	capPath := field.NewPath("status", "capacity")
+	for _, name := range sortedResourceNames(pvc.Status.Capacity) {
+		q := pvc.Status.Capacity[name]
+		p := capPath.Key(string(name))
+		allErrs = append(allErrs, validatePVCResourceKey(string(name), p)...)
+		if q.Sign() < 0 {
+			allErrs = append(allErrs, field.Invalid(p, q.Value(), "must be a valid resource quantity"))
+		}
+	}
+	return allErrs
+}
+
+// validatePVCResourceKey is validatePersistentVolumeClaimResourceKey: a
+// qualified name, and "storage" if it is a native resource.
+func validatePVCResourceKey(key string, fldPath *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	for _, msg := range validation.IsQualifiedName(key) {
+		allErrs = append(allErrs, field.Invalid(fldPath, key, msg))
+	}
+	if len(allErrs) > 0 {
+		return allErrs
+	}
+	if quotaIsNativeResource(corev1.ResourceName(key)) && key != string(corev1.ResourceStorage) {
+		allErrs = append(allErrs, field.NotSupported(fldPath, key, []corev1.ResourceName{corev1.ResourceStorage}))
+	}
 	return allErrs
 }
 

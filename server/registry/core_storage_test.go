@@ -330,6 +330,12 @@ func TestValidatePersistentVolumeClaim(t *testing.T) {
 		{"data source of a core kind", func(pvc *corev1.PersistentVolumeClaim) {
 			pvc.Spec.DataSource = &corev1.TypedLocalObjectReference{Kind: "Pod", Name: "x"}
 		}, []string{"spec.dataSource: FieldValueInvalid"}},
+		{"status capacity", func(pvc *corev1.PersistentVolumeClaim) {
+			pvc.Status.Capacity = corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi"), "example.com/iops": resource.MustParse("100")}
+		}, nil},
+		{"bad status capacity", func(pvc *corev1.PersistentVolumeClaim) {
+			pvc.Status.Capacity = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceStorage: resource.MustParse("-1")}
+		}, []string{"status.capacity[cpu]: FieldValueNotSupported", "status.capacity[storage]: FieldValueInvalid"}},
 		{"data source mismatch", func(pvc *corev1.PersistentVolumeClaim) {
 			pvc.Spec.DataSource = &corev1.TypedLocalObjectReference{Kind: "PersistentVolumeClaim", Name: "a"}
 			pvc.Spec.DataSourceRef = &corev1.TypedObjectReference{Kind: "PersistentVolumeClaim", Name: "b"}
