@@ -1,0 +1,194 @@
+// Command orch is a whole Kubernetes-compatible cluster in one binary.
+//
+//	orch server                          control plane (and a node, unless --disable-agent)
+//	orch agent --join URL --token T      make this machine a node of that server
+//	orch version                         what this binary is
+//
+// Every flag can also be set by an ORCH_* environment variable or in
+// /etc/orch/config.yaml; see internal/config for the rules.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/orch-dev/orch/agent"
+	"github.com/orch-dev/orch/internal/config"
+	"github.com/orch-dev/orch/internal/version"
+	"github.com/orch-dev/orch/server"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// After the first signal starts a clean shutdown, restore the
+		// default handling so a second Ctrl-C kills a stuck process.
+		<-ctx.Done()
+		stop()
+	}()
+	err := newApp(os.Stdout, os.Stderr).RunContext(ctx, os.Args)
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "orch: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// newApp builds the command tree. It writes only to stdout and stderr, so
+// tests can run it in-process.
+func newApp(stdout, stderr io.Writer) *cli.App {
+	return &cli.App{
+		Name:            "orch",
+		Usage:           "a Kubernetes-compatible cluster in one small binary",
+		Writer:          stdout,
+		ErrWriter:       stderr,
+		HideVersion:     true,
+		HideHelpCommand: true,
+		OnUsageError:    usageError,
+		Action: func(c *cli.Context) error {
+			if c.Args().Present() {
+				return fmt.Errorf("unknown command %q (see `orch --help`)", c.Args().First())
+			}
+			return cli.ShowAppHelp(c)
+		},
+		Commands: []*cli.Command{
+			{
+				Name:         config.ServerCommand,
+				Usage:        "run the control plane, and a node in the same process unless --disable-agent",
+				Flags:        flagsFor(config.ServerOptions()),
+				OnUsageError: usageError,
+				Action: func(c *cli.Context) error {
+					return runServer(c, stderr)
+				},
+			},
+			{
+				Name:         config.AgentCommand,
+				Usage:        "join a server as a node",
+				Flags:        flagsFor(config.AgentOptions()),
+				OnUsageError: usageError,
+				Action: func(c *cli.Context) error {
+					return runAgent(c, stderr)
+				},
+			},
+			{
+				Name:  "version",
+				Usage: "print the orch version, git commit, Go version and Kubernetes API version",
+				Action: func(c *cli.Context) error {
+					if c.NArg() > 0 {
+						return fmt.Errorf("version takes no arguments, got %q", c.Args().Slice())
+					}
+					_, err := io.WriteString(c.App.Writer, version.Get().String())
+					return err
+				},
+			},
+		},
+	}
+}
+
+// usageError keeps a mistyped flag to one line instead of a page of help.
+func usageError(c *cli.Context, err error, _ bool) error {
+	name := "orch"
+	if c.Command != nil && c.Command.Name != "" && c.Command.Name != c.App.Name {
+		name += " " + c.Command.Name
+	}
+	return fmt.Errorf("%w (see `%s --help`)", err, name)
+}
+
+// flagsFor turns config options into CLI flags. Values stay text: parsing
+// and checking happen in internal/config, which knows where each value came
+// from, so a bad port reads the same from a flag, the env or the file.
+func flagsFor(opts []config.Option) []cli.Flag {
+	flags := make([]cli.Flag, 0, len(opts))
+	for _, o := range opts {
+		usage := fmt.Sprintf("%s [$%s]", o.Usage, o.EnvVar())
+		if o.Bool {
+			flags = append(flags, &cli.BoolFlag{Name: o.Name, Usage: usage})
+			continue
+		}
+		flags = append(flags, &cli.StringFlag{Name: o.Name, Usage: usage, Value: o.Default})
+	}
+	return flags
+}
+
+// sources reports only the flags the user actually gave, so that a default
+// never hides a value from the environment or the file.
+func sources(c *cli.Context, opts []config.Option) config.Sources {
+	set := make(map[string]string)
+	for _, o := range opts {
+		if !c.IsSet(o.Name) {
+			continue
+		}
+		if o.Bool {
+			set[o.Name] = strconv.FormatBool(c.Bool(o.Name))
+		} else {
+			set[o.Name] = c.String(o.Name)
+		}
+	}
+	return config.Sources{Flags: set}
+}
+
+func runServer(c *cli.Context, stderr io.Writer) error {
+	cfg, err := config.Server(sources(c, config.ServerOptions()))
+	if err != nil {
+		return configError(err)
+	}
+	cfg.Logger = newLogger(stderr, cfg.Debug)
+	v := version.Get()
+	cfg.Logger.Info("starting orch server", "version", v.Version, "commit", v.GitCommit,
+		"kubernetes", v.Kubernetes, "dataDir", cfg.DataDir, "listen", listenAddr(cfg.BindAddress, cfg.HTTPSPort))
+	return finished(c.Context, server.Run(c.Context, cfg))
+}
+
+func runAgent(c *cli.Context, stderr io.Writer) error {
+	cfg, err := config.Agent(sources(c, config.AgentOptions()))
+	if err != nil {
+		return configError(err)
+	}
+	cfg.Logger = newLogger(stderr, cfg.Debug)
+	v := version.Get()
+	cfg.Logger.Info("starting orch agent", "version", v.Version, "commit", v.GitCommit,
+		"server", cfg.ServerURL, "node", cfg.NodeName, "dataDir", cfg.DataDir)
+	return finished(c.Context, agent.Run(c.Context, cfg))
+}
+
+// finished treats a shutdown we were asked for as success.
+func finished(ctx context.Context, err error) error {
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// configError lists every configuration problem on its own line.
+func configError(err error) error {
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) == 1 {
+		return fmt.Errorf("bad configuration: %w", err)
+	}
+	return fmt.Errorf("bad configuration:\n  %s", strings.Join(lines, "\n  "))
+}
+
+func newLogger(w io.Writer, debug bool) *slog.Logger {
+	level := slog.LevelInfo
+	if debug {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+func listenAddr(ip string, port int) string {
+	if strings.Contains(ip, ":") {
+		return fmt.Sprintf("[%s]:%d", ip, port)
+	}
+	return fmt.Sprintf("%s:%d", ip, port)
+}
