@@ -358,7 +358,9 @@ func hostAddresses() []netip.Addr {
 // is specific, else the address of the default-route interface, else any
 // host address, else loopback.
 func endpointIP(bindIP netip.Addr) netip.Addr {
-	if !bindIP.IsUnspecified() {
+	// A loopback bind cannot be advertised to pods (Kubernetes refuses
+	// loopback endpoints): advertise the host's address instead.
+	if !bindIP.IsUnspecified() && !bindIP.IsLoopback() {
 		return bindIP
 	}
 	if ip, ok := defaultRouteAddress(); ok {

@@ -3,6 +3,7 @@ package apiserver
 import (
 	"context"
 	"fmt"
+	"net/netip"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -53,6 +54,12 @@ func (s *Server) bootstrap(ctx context.Context) error {
 	}
 	res := s.table.Lookup(corev1.SchemeGroupVersion, "endpoints")
 	if res == nil {
+		return nil
+	}
+	if ip, err := netip.ParseAddr(ks.EndpointIP); err != nil || ip.IsLoopback() || ip.IsUnspecified() {
+		// A host with no usable address (an isolated test namespace) has
+		// no in-cluster endpoint for the API; the Service stays empty.
+		s.log.Warn("no routable address to advertise; the kubernetes Service has no endpoints", "address", ks.EndpointIP)
 		return nil
 	}
 	_, err := s.guaranteedUpdate(ctx, res, metav1.NamespaceDefault, "kubernetes", true, opts, func(current runtime.Object) (runtime.Object, error) {
