@@ -213,6 +213,9 @@ func runEtcdSide(etcdBin, dir string, n int, idle time.Duration) (*sideResult, e
 			"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
 			"--initial-cluster", "bench="+peer, "--quota-backend-bytes", "8589934592",
 			"--log-level", "error")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
 		logFile, err := os.Create(pdir + ".log")
 		if err != nil {
 			return nil, err
