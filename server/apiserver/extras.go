@@ -30,5 +30,7 @@ func (s *Server) mountExtras() error {
 	s.mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) {
 		writeRaw(w, http.StatusOK, mediaJSON, vi)
 	})
+	s.mountDiscovery()
+	s.mountOpenAPI()
 	return nil
 }

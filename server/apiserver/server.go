@@ -87,6 +87,7 @@ func New(cfg Config) (*Server, error) {
 		stopping:   make(chan struct{}),
 		mux:        http.NewServeMux(),
 	}
+	s.fields = newFieldManager(cfg.Table)
 	if err := s.buildRoutes(); err != nil {
 		return nil, err
 	}
