@@ -100,6 +100,7 @@ type nodeInfo struct {
 	node        *corev1.Node
 	allocatable resources
 	allowedPods int64
+	zone        string
 	// notReadyTaint is the taint the node lifecycle controller puts on a
 	// node in this condition, when the node does not carry it yet: the
 	// scheduler then acts as if it did, so that pods tolerating it (daemon
@@ -123,6 +124,7 @@ func (n *nodeInfo) setNode(node *corev1.Node) {
 	n.node = node
 	n.allocatable = listOf(node.Status.Allocatable)
 	n.allowedPods = 0
+	n.zone = node.Labels[labelZone]
 	if q, ok := node.Status.Allocatable[corev1.ResourcePods]; ok {
 		n.allowedPods = q.Value()
 	}
@@ -301,12 +303,13 @@ func (c *cache) removePodLocked(uid types.UID) {
 	}
 }
 
-// assume places pi on node before the binding is written, so that the
-// next scheduling cycle sees its resources taken.
-func (c *cache) assume(pi *podInfo, node string) {
+// assumeLocked places pi on node before the binding is written, so that
+// the next scheduling cycle sees its resources taken.
+func (c *cache) assumeLocked(pi *podInfo, node string) {
 	pi.node = node
 	pi.assumed = true
-	c.addPod(pi)
+	c.removePodLocked(pi.pod.UID)
+	c.addPodLocked(pi)
 }
 
 // forget undoes assume after a failed binding, unless the informer has

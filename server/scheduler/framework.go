@@ -490,7 +490,7 @@ func (s *podState) addSpread(total []int64, nodes []*nodeInfo) {
 	for _, n := range nodes {
 		c := int64(n.owners[owner])
 		maxNode = max(maxNode, c)
-		if z := n.node.Labels[labelZone]; z != "" {
+		if z := n.zone; z != "" {
 			if zones == nil {
 				zones = map[string]int64{}
 			}
@@ -506,7 +506,7 @@ func (s *podState) addSpread(total []int64, nodes []*nodeInfo) {
 		if maxNode > 0 {
 			sc = float64(maxNodeScore) * float64(maxNode-int64(n.owners[owner])) / float64(maxNode)
 		}
-		if z := n.node.Labels[labelZone]; zones != nil && z != "" {
+		if z := n.zone; zones != nil && z != "" {
 			zoneScore := float64(maxNodeScore)
 			if maxZone > 0 {
 				zoneScore = float64(maxNodeScore) * float64(maxZone-zones[z]) / float64(maxZone)

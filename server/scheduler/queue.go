@@ -53,9 +53,10 @@ type schedulingQueue struct {
 	active  podHeap
 	entries map[string]*queuedPod
 	seq     uint64
-	// cycle counts Pops; moveCycle is the cycle of the last move request:
-	// a pod popped before it failed against an older cluster state.
-	cycle, moveCycle uint64
+	// cycle counts Pops; moveCycle is the cycle of the last move request
+	// (affinityMoveCycle of the last one for pods with pod affinity): a pod
+	// popped before it failed against an older cluster state.
+	cycle, moveCycle, affinityMoveCycle uint64
 	// parked counts the pods in stateUnschedulable, so that the frequent
 	// move requests cost nothing when there are none.
 	parked int
@@ -159,7 +160,7 @@ func (q *schedulingQueue) Unschedulable(key string, cycle uint64) {
 	}
 	e.attempts++
 	e.lastFailure = q.now()
-	if e.updated || q.moveCycle >= cycle {
+	if e.updated || q.moveCycle >= cycle || (e.hasPodAffinity && q.affinityMoveCycle >= cycle) {
 		q.backoffOrActivateLocked(e)
 		return
 	}
@@ -191,18 +192,32 @@ func (q *schedulingQueue) Retry(key string) {
 	q.backoffOrActivateLocked(e)
 }
 
-// MoveAll retries the unschedulable pods that want reports true for (all
-// when nil), after their back-offs: the cluster changed in a way that may
-// let them fit.
-func (q *schedulingQueue) MoveAll(want func(*queuedPod) bool) {
+// MoveAll retries the unschedulable pods after their back-offs: the
+// cluster changed in a way that may let any of them fit (a node came or
+// changed, a placed pod went).
+func (q *schedulingQueue) MoveAll() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.moveCycle = q.cycle
+	q.moveLocked(false)
+}
+
+// MoveAffinity retries only the unschedulable pods with required pod
+// affinity: a pod was placed, which may be the one they wait for, and
+// which takes room from everyone else.
+func (q *schedulingQueue) MoveAffinity() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.affinityMoveCycle = q.cycle
+	q.moveLocked(true)
+}
+
+func (q *schedulingQueue) moveLocked(affinityOnly bool) {
 	if q.parked == 0 {
 		return
 	}
 	for _, e := range q.entries {
-		if e.state == stateUnschedulable && (want == nil || want(e)) {
+		if e.state == stateUnschedulable && (!affinityOnly || e.hasPodAffinity) {
 			q.backoffOrActivateLocked(e)
 		}
 	}

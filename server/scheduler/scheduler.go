@@ -211,7 +211,7 @@ func New(cfg Config) (*Scheduler, error) {
 	})
 	// A claim bound, a volume or class appearing may let a pod with
 	// volumes fit.
-	moveAll := func(runtime.Object) { s.queue.MoveAll(nil) }
+	moveAll := func(runtime.Object) { s.queue.MoveAll() }
 	volumeHandler := informer.HandlerFuncs{AddFunc: moveAll, UpdateFunc: func(_, obj runtime.Object) { moveAll(obj) }}
 	s.pvInf.AddHandler(volumeHandler)
 	s.pvcInf.AddHandler(volumeHandler)
@@ -263,8 +263,6 @@ func hasPodAffinity(pod *corev1.Pod) bool {
 	return a != nil && a.PodAffinity != nil && len(a.PodAffinity.RequiredDuringSchedulingIgnoredDuringExecution) > 0
 }
 
-func wantsPodAffinity(e *queuedPod) bool { return e.hasPodAffinity }
-
 func (s *Scheduler) onPod(oldObj, obj runtime.Object) {
 	pod, ok := obj.(*corev1.Pod)
 	if !ok {
@@ -277,13 +275,13 @@ func (s *Scheduler) onPod(oldObj, obj runtime.Object) {
 		if terminal(pod) {
 			// A finished pod no longer holds its node's resources.
 			s.cache.removePod(pod.UID)
-			s.queue.MoveAll(nil)
+			s.queue.MoveAll()
 			return
 		}
 		s.cache.addPod(newPodInfo(pod))
 		if old == nil || old.Spec.NodeName == "" || !labelsEqual(old.Labels, pod.Labels) {
 			// A placed pod may be the one a pending pod's affinity waits for.
-			s.queue.MoveAll(wantsPodAffinity)
+			s.queue.MoveAffinity()
 		}
 		return
 	}
@@ -306,7 +304,7 @@ func (s *Scheduler) onPodDelete(obj runtime.Object) {
 	s.queue.Delete(informer.Key(pod.Namespace, pod.Name))
 	s.cache.removePod(pod.UID)
 	if pod.Spec.NodeName != "" {
-		s.queue.MoveAll(nil)
+		s.queue.MoveAll()
 	}
 }
 
@@ -332,7 +330,7 @@ func (s *Scheduler) onNode(oldObj, obj runtime.Object) {
 		// Heartbeats and image lists do not make pods fit.
 		return
 	}
-	s.queue.MoveAll(nil)
+	s.queue.MoveAll()
 }
 
 func (s *Scheduler) onNodeDelete(obj runtime.Object) {
@@ -388,9 +386,7 @@ func (s *Scheduler) scheduleOne(ctx context.Context, key string, cycle uint64) {
 		chosen = s.selectNode(st, nodes, d)
 	}
 	if chosen != nil {
-		st.info.node, st.info.assumed = chosen.name, true
-		c.removePodLocked(pod.UID)
-		c.addPodLocked(st.info)
+		c.assumeLocked(st.info, chosen.name)
 	}
 	c.mu.Unlock()
 
@@ -476,7 +472,7 @@ func (s *Scheduler) bindAsync(ctx context.Context, pod *corev1.Pod, node string,
 			s.log.Debug("binding failed", "pod", informer.Key(pod.Namespace, pod.Name), "node", node, "err", err)
 			s.queue.Retry(informer.Key(pod.Namespace, pod.Name))
 			// What the pod held on node is free again.
-			s.queue.MoveAll(nil)
+			s.queue.MoveAll()
 			s.recorder.Eventf(eventRef(pod), corev1.EventTypeWarning, "FailedScheduling", "Binding rejected: %v", err)
 			return
 		}
