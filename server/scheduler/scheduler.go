@@ -45,6 +45,10 @@ import (
 // places unless configured otherwise.
 const DefaultSchedulerName = corev1.DefaultSchedulerName
 
+// optionalSyncTimeout bounds the wait for the informers scheduling can do
+// without.
+const optionalSyncTimeout = 5 * time.Second
+
 // Resources the scheduler reads and writes.
 var (
 	nodesGVR          = corev1.SchemeGroupVersion.WithResource("nodes")
@@ -139,8 +143,9 @@ type Scheduler struct {
 	// stopping early do not always favour the first nodes.
 	nextStart int
 
-	binds    chan struct{}
-	inflight sync.WaitGroup
+	binds        chan struct{}
+	inflight     sync.WaitGroup
+	optionalSync time.Duration
 }
 
 // New builds a scheduler and registers its informer handlers; pods already
@@ -191,6 +196,8 @@ func New(cfg Config) (*Scheduler, error) {
 		cache:    newCache(),
 		queue:    newSchedulingQueue(cfg.Now, cfg.InitialBackoff, cfg.MaxBackoff, cfg.MaxUnschedulable),
 		binds:    make(chan struct{}, cfg.MaxBindsInFlight),
+
+		optionalSync: optionalSyncTimeout,
 	}
 	s.pods = informer.NewLister[*corev1.Pod](s.podInf)
 	s.lookups = informerLookups{
@@ -225,7 +232,16 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, s.queue.Close)
 	defer stop()
 	defer s.inflight.Wait()
-	if !informer.WaitForSync(ctx, s.nodeInf, s.podInf, s.nsInf, s.pvInf, s.pvcInf, s.scInf) {
+	if !informer.WaitForSync(ctx, s.nodeInf, s.podInf) {
+		return nil
+	}
+	// Namespaces and volume objects matter to few pods, and a resource the
+	// server does not serve yet must not stop scheduling: wait for them a
+	// little; a pod that needed one is retried when it arrives.
+	optional, cancel := context.WithTimeout(ctx, s.optionalSync)
+	informer.WaitForSync(optional, s.nsInf, s.pvInf, s.pvcInf, s.scInf)
+	cancel()
+	if ctx.Err() != nil {
 		return nil
 	}
 	s.log.Info("scheduler started", "schedulerName", s.name)

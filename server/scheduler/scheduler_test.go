@@ -343,3 +343,38 @@ func BenchmarkSchedule1000PodsOn1000Nodes(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(total)/time.Since(start).Seconds(), "pods/s")
 }
+
+func TestSchedulingLoopWithoutNodes(t *testing.T) {
+	h := newHarness(t, nil)
+	h.create(t, fakeapi.Pods, makePod("p", "", ""))
+	eventually(t, "PodScheduled=False", func() bool {
+		c := scheduledCondition(h.pod(t, "p"))
+		return c != nil && c.Reason == corev1.PodReasonSchedulerError && c.Message == "no nodes available to schedule pods"
+	})
+	h.create(t, fakeapi.Nodes, makeNode("n1", "1", "1Gi"))
+	eventually(t, "p bound", func() bool { return h.pod(t, "p").Spec.NodeName == "n1" })
+}
+
+func TestRunWithoutStorageResources(t *testing.T) {
+	// orch may not serve every kind the scheduler watches yet.
+	api := fakeapi.New()
+	log := slog.New(slog.DiscardHandler)
+	factory := informer.NewFactory(api, log)
+	bc := events.NewBroadcaster(api, log)
+	binder := &fakeBinder{api: api}
+	s, err := New(Config{Informers: factory, Writer: api, Binder: binder, Recorder: bc.Recorder(DefaultSchedulerName), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.optionalSync = 50 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() { _ = factory.Run(ctx) })
+	wg.Go(func() { _ = bc.Run(ctx) })
+	wg.Go(func() { _ = s.Run(ctx) })
+	api.MustCreate(fakeapi.Nodes, makeNode("n1", "1", "1Gi"))
+	api.MustCreate(fakeapi.Pods, makePod("p", "", ""))
+	eventually(t, "p bound", func() bool { return binder.binds.Load() == 1 })
+}
