@@ -3,6 +3,7 @@ package apiserver
 import (
 	"context"
 	"fmt"
+	corev1 "k8s.io/api/core/v1"
 	"net/http"
 	"net/url"
 
@@ -152,6 +153,24 @@ func (l *Local) Update(ctx context.Context, gvr schema.GroupVersionResource, obj
 		return nil, err
 	}
 	return result.obj, nil
+}
+
+// CreateSubresource posts obj to a subresource of an object: pods/binding
+// (a *corev1.Binding) is what in-process callers need.
+func (l *Local) CreateSubresource(ctx context.Context, gvr schema.GroupVersionResource, ns, name, subresource string, obj runtime.Object, fieldManager string) (runtime.Object, error) {
+	res, err := l.resource(gvr)
+	if err != nil {
+		return nil, err
+	}
+	binding, ok := obj.(*corev1.Binding)
+	if gvr != corev1.SchemeGroupVersion.WithResource("pods") || subresource != "binding" || !ok {
+		return nil, fmt.Errorf("in-process create of %s/%s with %T is not supported", gvr, subresource, obj)
+	}
+	opts := writeOptions{validation: validationStrict, fieldManager: fieldManager, subresource: subresource}
+	if err := l.s.bindPod(ctx, res, ns, name, binding, opts); err != nil {
+		return nil, err
+	}
+	return &metav1.Status{Status: metav1.StatusSuccess, Code: http.StatusCreated}, nil
 }
 
 // Delete deletes one object; deleted is false while it waits for its grace

@@ -236,15 +236,24 @@ func (s *Server) bind(w http.ResponseWriter, r *http.Request, res *registry.Reso
 		s.writeError(w, r, err)
 		return
 	}
-	if binding.Name != "" && binding.Name != name {
-		s.writeError(w, r, apierrors.NewBadRequest("the name of the binding does not match the pod name"))
+	if err := s.bindPod(ctx, res, ns, name, binding, opts); err != nil {
+		s.writeError(w, r, err)
 		return
+	}
+	st := &metav1.Status{Status: metav1.StatusSuccess, Code: http.StatusCreated}
+	s.codecs.writeObject(w, r, http.StatusCreated, st)
+}
+
+// bindPod assigns a pod to a node (pods/binding), for the HTTP handler and
+// the in-process API alike.
+func (s *Server) bindPod(ctx context.Context, res *registry.Resource, ns, name string, binding *corev1.Binding, opts writeOptions) error {
+	if binding.Name != "" && binding.Name != name {
+		return apierrors.NewBadRequest("the name of the binding does not match the pod name")
 	}
 	if binding.Target.Name == "" {
-		s.writeError(w, r, apierrors.NewInvalid(schema.GroupKind{Kind: "Binding"}, name, fieldErrors("target.name", "", "a node name is required")))
-		return
+		return apierrors.NewInvalid(schema.GroupKind{Kind: "Binding"}, name, fieldErrors("target.name", "", "a node name is required"))
 	}
-	_, err = s.guaranteedUpdate(ctx, res, ns, name, false, opts, func(current runtime.Object) (runtime.Object, error) {
+	_, err := s.guaranteedUpdate(ctx, res, ns, name, false, opts, func(current runtime.Object) (runtime.Object, error) {
 		pod, ok := current.(*corev1.Pod)
 		if !ok {
 			return nil, apierrors.NewNotFound(schema.GroupResource{Resource: "pods"}, name)
@@ -265,12 +274,7 @@ func (s *Server) bind(w http.ResponseWriter, r *http.Request, res *registry.Reso
 		pod.ResourceVersion = ""
 		return pod, nil
 	})
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	st := &metav1.Status{Status: metav1.StatusSuccess, Code: http.StatusCreated}
-	s.codecs.writeObject(w, r, http.StatusCreated, st)
+	return err
 }
 
 func setPodCondition(status *corev1.PodStatus, c corev1.PodCondition) {
