@@ -390,6 +390,11 @@ func (s *Server) guaranteedUpdate(ctx context.Context, res *registry.Resource, n
 		if precondition != "" && precondition != strconv.FormatInt(kv.ModRevision, 10) {
 			return nil, apierrors.NewConflict(gr, name, errors.New(objectModifiedMsg))
 		}
+		if precondition == "" {
+			// An unconditional update (every kind allows one, as Kubernetes'
+			// AllowUnconditionalUpdate does) takes the stored revision.
+			m.SetResourceVersion(strconv.FormatInt(kv.ModRevision, 10))
+		}
 		if err := s.prepareUpdate(res, obj, current, opts); err != nil {
 			return nil, err
 		}

@@ -1,0 +1,50 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/orch-dev/orch/server/apiserver"
+	"github.com/orch-dev/orch/server/controllers/informer"
+	"github.com/orch-dev/orch/server/controllers/namespace"
+	"github.com/orch-dev/orch/server/events"
+	"github.com/orch-dev/orch/server/scheduler"
+)
+
+// runControllers starts the control loops once the API server is ready:
+// one shared informer factory over the in-process API, the event
+// broadcaster, the scheduler and the controllers. It returns when ctx ends.
+func runControllers(ctx context.Context, api *apiserver.Server, log *slog.Logger) error {
+	select {
+	case <-api.Ready():
+	case <-ctx.Done():
+		return nil
+	}
+	local := api.Local()
+	factory := informer.NewFactory(local, log.With("component", "informers"))
+	broadcaster := events.NewBroadcaster(local, log.With("component", "events"))
+
+	sched, err := scheduler.New(scheduler.Config{
+		Informers: factory,
+		Writer:    local,
+		Binder:    scheduler.NewBinder(local, scheduler.DefaultSchedulerName),
+		Recorder:  broadcaster.Recorder(scheduler.DefaultSchedulerName),
+		Logger:    log.With("component", "scheduler"),
+	})
+	if err != nil {
+		return fmt.Errorf("server: scheduler: %w", err)
+	}
+	namespaces := namespace.New(local, factory, namespace.Options{Logger: log.With("component", "namespace-controller")})
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return broadcaster.Run(gctx) })
+	g.Go(func() error { return sched.Run(gctx) })
+	g.Go(func() error { return namespaces.Run(gctx) })
+	// The factory starts last so that every informer the loops asked for
+	// is registered; informers asked for later start on their own.
+	g.Go(func() error { return factory.Run(gctx) })
+	return g.Wait()
+}
