@@ -133,6 +133,9 @@ func Open(path string, opts Options) (d *DB, err error) {
 		NoFreelistSync: true,
 		FreelistType:   bbolt.FreelistMapType,
 		NoSync:         opts.NoSync,
+		// Map ahead so that a growing file is rarely remapped (a remap
+		// waits for every reader); untouched pages cost no memory.
+		InitialMmapSize: 64 << 20,
 	})
 	if err != nil {
 		switch {
