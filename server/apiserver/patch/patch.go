@@ -233,6 +233,11 @@ func decodePatched(patched []byte, out runtime.Object, checkStrict bool, strictE
 // invalidPatch is Kubernetes' answer to a patch whose result does not
 // decode: 422 with the patched document as the invalid value.
 func invalidPatch(value string, err error) error {
+	// Echoing a huge document back helps nobody.
+	const maxEcho = 4096
+	if len(value) > maxEcho {
+		value = value[:maxEcho] + "... (truncated)"
+	}
 	return apierrors.NewInvalid(schema.GroupKind{}, "", field.ErrorList{
 		field.Invalid(field.NewPath("patch"), value, err.Error()),
 	})
