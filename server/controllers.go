@@ -32,7 +32,7 @@ func runControllers(ctx context.Context, api *apiserver.Server, log *slog.Logger
 		Writer:    local,
 		Binder:    scheduler.NewBinder(local, scheduler.DefaultSchedulerName),
 		Recorder:  broadcaster.Recorder(scheduler.DefaultSchedulerName),
-		Logger:    log.With("component", "scheduler"),
+		Logger:    log,
 	})
 	if err != nil {
 		return fmt.Errorf("server: scheduler: %w", err)

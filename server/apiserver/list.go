@@ -336,10 +336,13 @@ func (s *Server) writeTransformed(w http.ResponseWriter, mt mediaType, code int,
 }
 
 func partialObjectMetadata(obj runtime.Object) *metav1.PartialObjectMetadata {
-	m, _ := meta.Accessor(obj)
 	p := &metav1.PartialObjectMetadata{}
-	if om, ok := m.(*metav1.ObjectMeta); ok {
-		p.ObjectMeta = *om
+	// Typed objects implement metav1.Object themselves; their ObjectMeta
+	// is reached through ObjectMetaAccessor.
+	if a, ok := obj.(metav1.ObjectMetaAccessor); ok {
+		if om, ok := a.GetObjectMeta().(*metav1.ObjectMeta); ok {
+			p.ObjectMeta = *om
+		}
 	}
 	p.SetGroupVersionKind(metav1.SchemeGroupVersion.WithKind("PartialObjectMetadata"))
 	return p
