@@ -64,20 +64,33 @@ func newFieldManager(t *registry.Table) fieldManager {
 	})}
 }
 
-// acceptsJSON reports whether the Accept header allows a JSON answer.
-func acceptsJSON(r *http.Request) bool {
+// OpenAPI v2 protobuf media types. Clients ask for the "@" spelling,
+// which is not a valid media type, so answers carry the other one (as
+// Kubernetes' do).
+const (
+	mediaOpenAPIV2Proto          = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+	mediaOpenAPIV2ProtoRequested = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+)
+
+// openAPIMediaType picks the first of JSON or (when allowed) the OpenAPI
+// v2 protobuf type that the Accept header lists; "" if none.
+func openAPIMediaType(r *http.Request, protobuf bool) string {
 	accept := r.Header.Get("Accept")
 	if accept == "" {
-		return true
+		return mediaJSON
 	}
 	for _, clause := range strings.Split(accept, ",") {
 		typ, _, _ := strings.Cut(strings.TrimSpace(clause), ";")
 		switch strings.TrimSpace(typ) {
 		case mediaJSON, "*/*", "application/*":
-			return true
+			return mediaJSON
+		case mediaOpenAPIV2Proto, mediaOpenAPIV2ProtoRequested:
+			if protobuf {
+				return mediaOpenAPIV2Proto
+			}
 		}
 	}
-	return false
+	return ""
 }
 
 // mountOpenAPI serves /openapi/v2, /openapi/v3 and /openapi/v3/<gv>.
@@ -86,19 +99,26 @@ func (s *Server) mountOpenAPI() {
 	builder := openapi.NewBuilder(openAPIResources(s.table))
 	notAcceptable := func(w http.ResponseWriter, r *http.Request) {
 		writeRaw(w, http.StatusNotAcceptable, "text/plain; charset=utf-8",
-			[]byte("only application/json is served for OpenAPI documents"))
+			[]byte("OpenAPI documents are served as application/json (and v2 also as "+mediaOpenAPIV2Proto+")"))
 	}
 	s.mux.HandleFunc("/openapi/v2", func(w http.ResponseWriter, r *http.Request) {
-		if !acceptsJSON(r) {
+		var data []byte
+		var err error
+		mt := openAPIMediaType(r, true)
+		switch mt {
+		case mediaJSON:
+			data, err = builder.V2()
+		case mediaOpenAPIV2Proto:
+			data, err = builder.V2Proto()
+		default:
 			notAcceptable(w, r)
 			return
 		}
-		data, err := builder.V2()
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		writeRaw(w, http.StatusOK, mediaJSON, data)
+		writeRaw(w, http.StatusOK, mt, data)
 	})
 	s.mux.HandleFunc("/openapi/v3", func(w http.ResponseWriter, r *http.Request) {
 		data, err := builder.V3Index()
@@ -109,7 +129,7 @@ func (s *Server) mountOpenAPI() {
 		writeRaw(w, http.StatusOK, mediaJSON, data)
 	})
 	s.mux.HandleFunc("/openapi/v3/", func(w http.ResponseWriter, r *http.Request) {
-		if !acceptsJSON(r) {
+		if openAPIMediaType(r, false) == "" {
 			notAcceptable(w, r)
 			return
 		}

@@ -9,15 +9,22 @@ import (
 	"github.com/orch-dev/orch/server/registry"
 )
 
-func TestTypeConverterFromTable(t *testing.T) {
+// TestTypeConverterCoversTable: server-side apply has a schema for every
+// served kind.
+func TestTypeConverterCoversTable(t *testing.T) {
 	table, err := registry.NewTable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := openapi.NewBuilder(openAPIResources(table))
-	defs := b.Definitions()
-	if _, err := managedfields.NewTypeConverter(defs, false); err != nil {
+	tc, err := managedfields.NewTypeConverter(openapi.NewBuilder(openAPIResources(table)).Definitions(), false)
+	if err != nil {
 		t.Fatalf("type converter: %v", err)
 	}
-	t.Logf("%d definitions", len(defs))
+	for _, res := range table.Resources() {
+		obj := res.New()
+		obj.GetObjectKind().SetGroupVersionKind(res.GroupVersionKind())
+		if _, err := tc.ObjectToTyped(obj); err != nil {
+			t.Errorf("%s: %v", res.GroupVersionKind(), err)
+		}
+	}
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 
+	openapiv2 "github.com/google/gnostic-models/openapiv2"
+	"google.golang.org/protobuf/proto"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/kube-openapi/pkg/validation/spec"
@@ -122,6 +124,24 @@ func (b *Builder) V2() ([]byte, error) {
 		return nil, fmt.Errorf("encode openapi v2: %w", err)
 	}
 	return data, nil
+}
+
+// V2Proto returns the Swagger 2.0 document in the gnostic protobuf form
+// client-go's OpenAPISchema asks for.
+func (b *Builder) V2Proto() ([]byte, error) {
+	data, err := b.V2()
+	if err != nil {
+		return nil, err
+	}
+	doc, err := openapiv2.ParseDocument(data)
+	if err != nil {
+		return nil, fmt.Errorf("convert openapi v2 to protobuf: %w", err)
+	}
+	out, err := proto.Marshal(doc)
+	if err != nil {
+		return nil, fmt.Errorf("encode openapi v2 protobuf: %w", err)
+	}
+	return out, nil
 }
 
 // GroupVersionPaths lists the v3 documents, sorted.
