@@ -493,3 +493,26 @@ func FuzzApply(f *testing.F) {
 		}
 	})
 }
+
+// TestConcurrentUse: one Manager serves concurrent requests (run with -race).
+func TestConcurrentUse(t *testing.T) {
+	m := newTestManager(t)
+	cmGVK := corev1.SchemeGroupVersion.WithKind("ConfigMap")
+	done := make(chan error, 8)
+	for i := 0; i < 8; i++ {
+		go func(i int) {
+			cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprint("c", i)}, Data: map[string]string{"a": "1"}}
+			if _, err := m.Update(cmGVK, nil, cm, "m", ""); err != nil {
+				done <- err
+				return
+			}
+			_, err := m.Apply(deploymentGVK, nil, []byte(deploymentApply), fmt.Sprint("mgr", i), false, "")
+			done <- err
+		}(i)
+	}
+	for i := 0; i < 8; i++ {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}
