@@ -138,16 +138,20 @@ func newLike(obj runtime.Object) runtime.Object {
 	return reflect.New(reflect.TypeOf(obj).Elem()).Interface().(runtime.Object)
 }
 
+// jsonPatchOp is one RFC 6902 operation, for strict decoding (its name
+// shows in decoding errors).
+type jsonPatchOp struct {
+	Op    string          `json:"op"`
+	Path  string          `json:"path"`
+	From  string          `json:"from"`
+	Value json.RawMessage `json:"value"`
+}
+
 // applyJSONPatch applies an RFC 6902 patch to doc.
 func applyJSONPatch(doc, patch []byte, checkStrict bool) ([]byte, []error, error) {
 	var strictErrs []error
 	if checkStrict {
-		var ops []struct {
-			Op    string          `json:"op"`
-			Path  string          `json:"path"`
-			From  string          `json:"from"`
-			Value json.RawMessage `json:"value"`
-		}
+		var ops []jsonPatchOp
 		errs, err := kjson.UnmarshalStrict(patch, &ops)
 		if err != nil {
 			return nil, nil, apierrors.NewBadRequest(fmt.Sprintf("error decoding patch: %v", err))
