@@ -310,7 +310,7 @@ func (c *Controller) recordBackoff(uid types.UID, succeededPods, failedPods []*c
 	}
 	for _, pod := range failedPods {
 		t := podFinishTime(pod, now)
-		if !lastSuccess.IsZero() && !t.After(lastSuccess) {
+		if !lastSuccess.IsZero() && t.Before(lastSuccess) {
 			continue
 		}
 		rec.failures++
