@@ -512,7 +512,9 @@ func TestOnDeleteAndFailedPods(t *testing.T) {
 		n := e.podNodes()
 		return !slices.ContainsFunc(e.pods(), func(p *corev1.Pod) bool { return p.Name == victim.Name }) && len(n["node-2"]) == 1
 	})
-	if !slices.ContainsFunc(e.recorder.Events(), func(s string) bool { return strings.HasPrefix(s, "Warning FailedDaemonPod Found failed daemon pod default/"+victim.Name) }) {
+	if !slices.ContainsFunc(e.recorder.Events(), func(s string) bool {
+		return strings.HasPrefix(s, "Warning FailedDaemonPod Found failed daemon pod default/"+victim.Name)
+	}) {
 		t.Errorf("no FailedDaemonPod event: %q", e.recorder.Events())
 	}
 }
