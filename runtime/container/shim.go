@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/configs"
-	"golang.org/x/sys/unix"
 
 	"github.com/orch-dev/orch/runtime/logs"
 )
@@ -152,7 +152,7 @@ func runShim(spec *shimSpec, started func(int, error)) int {
 	ex := exitStatus{FinishedAt: time.Now().UTC()}
 	switch {
 	case ps != nil:
-		ws := ps.Sys().(unix.WaitStatus)
+		ws := ps.Sys().(syscall.WaitStatus)
 		if ws.Signaled() {
 			ex.ExitCode = 128 + int(ws.Signal())
 		} else {

@@ -1,0 +1,329 @@
+package container
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/orch-dev/orch/runtime/logs"
+)
+
+// The test binary re-executes itself as libcontainer's init, the pause
+// process and the shim, exactly as orch does.
+func TestMain(m *testing.M) {
+	Reexec()
+	os.Exit(m.Run())
+}
+
+const (
+	testCgroupRoot = "/orch-runtime-test"
+	testStateDir   = "/tmp/orch-runtime-test"
+)
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: real namespaces, cgroups and overlayfs")
+	}
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		t.Skip("needs /bin/busybox (apt-get install -y busybox-static)")
+	}
+}
+
+// cleanupLeftovers kills and removes whatever a killed earlier run (or
+// this one) left: processes in the test cgroups, overlay mounts, state.
+func cleanupLeftovers(t *testing.T) {
+	t.Helper()
+	for _, root := range cgroupRoots() {
+		dir := filepath.Join(root, testCgroupRoot)
+		for i := 0; i < 50; i++ {
+			if killCgroupTree(dir) == 0 {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		removeCgroupTree(dir)
+	}
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, line := range strings.Split(string(mi), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && strings.HasPrefix(f[4], testStateDir+"/") {
+			_ = unix.Unmount(f[4], unix.MNT_DETACH)
+		}
+	}
+	if err := os.RemoveAll(testStateDir); err != nil {
+		t.Logf("remove %s: %v", testStateDir, err)
+	}
+}
+
+func cgroupRoots() []string {
+	ents, _ := os.ReadDir("/sys/fs/cgroup")
+	var out []string
+	for _, e := range ents {
+		out = append(out, filepath.Join("/sys/fs/cgroup", e.Name()))
+	}
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.procs"); err == nil {
+		out = append(out, "/sys/fs/cgroup")
+	}
+	return out
+}
+
+func killCgroupTree(dir string) int {
+	n := 0
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
+			return nil
+		}
+		b, _ := os.ReadFile(p)
+		for _, f := range strings.Fields(string(b)) {
+			var pid int
+			if _, err := fmtSscan(f, &pid); err == nil && pid > 0 {
+				_ = unix.Kill(pid, unix.SIGKILL)
+				n++
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+func removeCgroupTree(dir string) {
+	var dirs []string
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			dirs = append(dirs, p)
+		}
+		return nil
+	})
+	for i := len(dirs) - 1; i >= 0; i-- {
+		_ = unix.Rmdir(dirs[i])
+	}
+}
+
+// busyboxRootfs makes a one-layer root filesystem from the host's static
+// busybox.
+func busyboxRootfs(t *testing.T, dir string) string {
+	t.Helper()
+	for _, d := range []string{"bin", "etc", "tmp", "www", "proc", "sys", "dev"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bin/busybox"), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, app := range []string{"sh", "httpd", "wget", "sleep", "cat", "echo", "hostname", "ls", "id"} {
+		if err := os.Symlink("busybox", filepath.Join(dir, "bin", app)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "www/index.html"), []byte("hello from httpd\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func newTestRuntime(t *testing.T) *Runtime {
+	t.Helper()
+	r, err := Open(Config{StateDir: filepath.Join(testStateDir, "state"), CgroupRoot: testCgroupRoot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func readLog(t *testing.T, path string) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read log: %v", err)
+	}
+	out := map[string]string{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		l, err := logs.ParseLine(sc.Bytes())
+		if err != nil {
+			t.Fatalf("log line %q: %v", sc.Text(), err)
+		}
+		out[l.Stream] += string(l.Message) + "\n"
+	}
+	return out
+}
+
+func TestPod(t *testing.T) {
+	requireRoot(t)
+	cleanupLeftovers(t)
+	t.Cleanup(func() { cleanupLeftovers(t) })
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	lower := busyboxRootfs(t, filepath.Join(testStateDir, "layer"))
+	logDir := filepath.Join(testStateDir, "logs")
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := newTestRuntime(t)
+	sb, err := r.RunSandbox(ctx, SandboxConfig{PodUID: "pod-1", Hostname: "web-0", QOSClass: "Burstable", Labels: map[string]string{"name": "web"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := r.RemoveSandbox(context.Background(), sb.ID); err != nil && !errors.Is(err, ErrNotFound) {
+			t.Errorf("RemoveSandbox: %v", err)
+		}
+	})
+	if !sb.Ready || sb.NetNS != "/proc/"+itoa(sb.Pid)+"/ns/net" {
+		t.Fatalf("sandbox = %+v", sb)
+	}
+	hostNet, _ := os.Readlink("/proc/self/ns/net")
+	podNet, _ := os.Readlink(sb.NetNS)
+	if hostNet == podNet {
+		t.Fatalf("pod shares the host network namespace %s", podNet)
+	}
+	// The pod netns has only lo, down: bring it up as the network code will.
+	if out, err := exec.Command("nsenter", "--net="+sb.NetNS, "/bin/busybox", "ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		t.Fatalf("lo up: %v: %s", err, out)
+	}
+
+	start := func(name string, res Resources, args ...string) ContainerStatus {
+		t.Helper()
+		st, err := r.StartContainer(ctx, ContainerConfig{
+			SandboxID: sb.ID, Name: name, Lower: []string{lower}, Args: args,
+			Env: []string{"GREETING=hi"}, LogPath: filepath.Join(logDir, name+".log"),
+			Resources: res, Labels: map[string]string{"container": name},
+		})
+		if err != nil {
+			t.Fatalf("start %s: %v", name, err)
+		}
+		if st.State != StateRunning && st.State != StateExited {
+			t.Fatalf("start %s: state %q", name, st.State)
+		}
+		return st
+	}
+	wait := func(id string) ContainerStatus {
+		t.Helper()
+		st, err := r.Wait(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+
+	httpd := start("httpd", Resources{CPUShares: MilliCPUToShares(100)}, "httpd", "-f", "-p", "127.0.0.1:8080", "-h", "/www")
+
+	t.Run("localhost shared", func(t *testing.T) {
+		st := start("wget", Resources{}, "sh", "-c",
+			"for i in $(seq 1 50); do wget -q -O - http://127.0.0.1:8080/ && exit 0; sleep 0.1; done; exit 1")
+		st = wait(st.ID)
+		if st.ExitCode != 0 || st.Reason != "Completed" {
+			t.Errorf("wget exit = %d %s: %v", st.ExitCode, st.Reason, readLog(t, st.LogPath))
+		}
+		if got := readLog(t, st.LogPath)[logs.Stdout]; got != "hello from httpd\n" {
+			t.Errorf("wget stdout = %q", got)
+		}
+		// The host's loopback must not answer: the server is in the pod.
+		if out, err := exec.Command("/bin/busybox", "wget", "-q", "-T", "1", "-O", "-", "http://127.0.0.1:8080/").CombinedOutput(); err == nil && strings.Contains(string(out), "hello from httpd") {
+			t.Errorf("pod httpd reachable from the host namespace")
+		}
+	})
+
+	t.Run("exit code and logs", func(t *testing.T) {
+		st := start("fail", Resources{}, "sh", "-c", `echo "out $GREETING"; echo err >&2; hostname; exit 3`)
+		st = wait(st.ID)
+		if st.ExitCode != 3 || st.Reason != "Error" || st.State != StateExited || st.FinishedAt.IsZero() {
+			t.Errorf("status = %+v", st)
+		}
+		got := readLog(t, st.LogPath)
+		if got[logs.Stdout] != "out hi\nweb-0\n" || got[logs.Stderr] != "err\n" {
+			t.Errorf("logs = %q", got)
+		}
+		if err := r.RemoveContainer(ctx, st.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Container(st.ID); !errors.Is(err, ErrNotFound) {
+			t.Errorf("after remove: %v", err)
+		}
+	})
+
+	t.Run("exec", func(t *testing.T) {
+		var out, errb bytes.Buffer
+		code, err := r.Exec(ctx, httpd.ID, ExecRequest{
+			Args:  []string{"sh", "-c", "cat; echo \"$GREETING $EXTRA\"; echo e >&2; exit 5"},
+			Env:   []string{"EXTRA=there"},
+			Stdin: strings.NewReader("input\n"), Stdout: &out, Stderr: &errb,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code != 5 || out.String() != "input\nhi there\n" || errb.String() != "e\n" {
+			t.Errorf("exec = %d, %q, %q", code, out.String(), errb.String())
+		}
+	})
+
+	t.Run("OOMKilled", func(t *testing.T) {
+		st := start("hog", Resources{MemoryLimit: 32 << 20}, "sh", "-c", "a=0123456789; while :; do a=$a$a; done")
+		st = wait(st.ID)
+		if !st.OOMKilled || st.Reason != "OOMKilled" || st.ExitCode != 137 {
+			t.Errorf("status = %+v", st)
+		}
+	})
+
+	t.Run("restore after agent restart", func(t *testing.T) {
+		before, err := r.Container(httpd.ID)
+		if err != nil || before.State != StateRunning {
+			t.Fatalf("httpd before restart: %+v, %v", before, err)
+		}
+		r2 := newTestRuntime(t)
+		after, err := r2.Container(httpd.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after.State != StateRunning || after.Pid != before.Pid || !after.StartedAt.Equal(before.StartedAt) {
+			t.Fatalf("after restart %+v, before %+v", after, before)
+		}
+		if sb2, err := r2.Sandbox(sb.ID); err != nil || !sb2.Ready || sb2.Pid != sb.Pid {
+			t.Fatalf("sandbox after restart: %+v, %v", sb2, err)
+		}
+		var out bytes.Buffer
+		if code, err := r2.Exec(ctx, httpd.ID, ExecRequest{Args: []string{"wget", "-q", "-O", "-", "http://127.0.0.1:8080/"}, Stdout: &out}); err != nil || code != 0 {
+			t.Fatalf("exec after restart: %d, %v", code, err)
+		}
+		if err := r2.StopContainer(ctx, httpd.ID, 300*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		st, err := r2.Wait(ctx, httpd.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// httpd is PID 1 of its PID namespace without a SIGTERM handler, so
+		// it ignores SIGTERM and is killed when the grace period ends.
+		if st.State != StateExited || st.ExitCode != 128+int(syscall.SIGKILL) {
+			t.Errorf("httpd after stop: %+v", st)
+		}
+		if err := r2.RemoveSandbox(ctx, sb.ID); err != nil {
+			t.Fatal(err)
+		}
+		if len(r2.ListContainers()) != 0 || len(r2.ListSandboxes()) != 0 {
+			t.Errorf("left after RemoveSandbox: %v %v", r2.ListContainers(), r2.ListSandboxes())
+		}
+		for _, root := range cgroupRoots() {
+			if _, err := os.Stat(filepath.Join(root, testCgroupRoot, "pods/burstable/pod-1")); err == nil {
+				t.Errorf("pod cgroup left in %s", root)
+			}
+		}
+	})
+}
