@@ -520,9 +520,6 @@ func validateVolumeAttachment(va *storagev1.VolumeAttachment) field.ErrorList {
 		}
 	}
 	nodePath := specPath.Child("nodeName")
-	if va.Spec.NodeName == "" {
-		allErrs = append(allErrs, field.Required(nodePath, ""))
-	}
 	for _, msg := range apivalidation.NameIsDNSSubdomain(va.Spec.NodeName, false) {
 		allErrs = append(allErrs, field.Invalid(nodePath, va.Spec.NodeName, msg))
 	}
