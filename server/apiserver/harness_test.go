@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,7 +14,10 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/orch-dev/orch/server/apiserver"
+	"github.com/orch-dev/orch/server/ipalloc"
 	"github.com/orch-dev/orch/server/registry"
 	"github.com/orch-dev/orch/store"
 	"github.com/orch-dev/orch/store/bolt"
@@ -44,6 +48,12 @@ func startServer(t *testing.T, opts ...serverOption) *testServer {
 	if err != nil {
 		t.Fatalf("table: %v", err)
 	}
+	ports, _ := ipalloc.ParsePortRange(ipalloc.DefaultNodePortRange)
+	services, err := ipalloc.NewServices(netip.MustParsePrefix("10.43.0.0/16"), ports)
+	if err != nil {
+		t.Fatal(err)
+	}
+	services.Attach(table.Lookup(corev1.SchemeGroupVersion, "services"))
 	cfg := apiserver.Config{
 		Store: st, Table: table,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),

@@ -288,7 +288,11 @@ source:
 	// the garbage collector's cascades are tested with the controllers).
 	out = k.run("delete", "cm", "lit", "-n", "team-a", "--wait")
 	mustContain(t, out, `configmap "lit" deleted`)
-	k.run("delete", "cm", "envfile", "-n", "team-a", "--cascade=orphan")
+	// Orphaning is finished by the garbage collector: here only the API
+	// server's part shows, the orphan finalizer on a deleted object.
+	k.run("delete", "cm", "envfile", "-n", "team-a", "--cascade=orphan", "--wait=false")
+	out = k.run("get", "cm", "envfile", "-n", "team-a", "-o", "jsonpath={.metadata.finalizers} {.metadata.deletionTimestamp}")
+	mustContain(t, out, "orphan", "T")
 	k.run("delete", "deploy", "web", "-n", "shop", "--cascade=background")
 	out = k.fail("get", "cm", "lit", "-n", "team-a")
 	mustContain(t, out, `configmaps "lit" not found`)
