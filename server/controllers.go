@@ -8,8 +8,10 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/orch-dev/orch/server/apiserver"
+	"github.com/orch-dev/orch/server/controllers/daemonset"
 	"github.com/orch-dev/orch/server/controllers/informer"
 	"github.com/orch-dev/orch/server/controllers/namespace"
+	"github.com/orch-dev/orch/server/controllers/statefulset"
 	"github.com/orch-dev/orch/server/events"
 	"github.com/orch-dev/orch/server/scheduler"
 )
@@ -38,11 +40,17 @@ func runControllers(ctx context.Context, api *apiserver.Server, log *slog.Logger
 		return fmt.Errorf("server: scheduler: %w", err)
 	}
 	namespaces := namespace.New(local, factory, namespace.Options{Logger: log.With("component", "namespace-controller")})
+	daemonSets := daemonset.New(local, factory, broadcaster.Recorder("daemonset-controller"),
+		daemonset.Options{Logger: log.With("component", "daemonset-controller")})
+	statefulSets := statefulset.New(local, factory, broadcaster.Recorder("statefulset-controller"),
+		statefulset.Options{Logger: log.With("component", "statefulset-controller")})
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return broadcaster.Run(gctx) })
 	g.Go(func() error { return sched.Run(gctx) })
 	g.Go(func() error { return namespaces.Run(gctx) })
+	g.Go(func() error { return daemonSets.Run(gctx) })
+	g.Go(func() error { return statefulSets.Run(gctx) })
 	// The factory starts last so that every informer the loops asked for
 	// is registered; informers asked for later start on their own.
 	g.Go(func() error { return factory.Run(gctx) })
