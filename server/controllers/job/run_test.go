@@ -1,0 +1,69 @@
+package job
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/orch-dev/orch/server/controllers/fakeapi"
+	"github.com/orch-dev/orch/server/controllers/informer"
+)
+
+// TestRunDrivesJobsFromWatchEvents runs the whole loop (informers, queue,
+// workers) with the real clock: pod status changes alone move the Job on.
+func TestRunDrivesJobsFromWatchEvents(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	api := fakeapi.New(batchResources()...)
+	factory := informer.NewFactory(api, quiet)
+	c := New(api, factory, &fakeRecorder{}, Options{Logger: quiet})
+	done := make(chan struct{}, 2)
+	go func() { _ = factory.Run(ctx); done <- struct{}{} }()
+	go func() { _ = c.Run(ctx); done <- struct{}{} }()
+	t.Cleanup(func() { cancel(); <-done; <-done })
+
+	api.MustCreate(jobsGVR, newJob("run", 2, 2))
+	waitFor(t, "two pods", func() bool { return len(listPods(t, api)) == 2 })
+	for _, pod := range listPods(t, api) {
+		pod.Status.Phase = corev1.PodSucceeded
+		if _, err := api.Update(ctx, podsGVR, pod, "status", "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the job to complete", func() bool {
+		obj, err := api.Get(ctx, jobsGVR, "default", "run")
+		return err == nil && finished(obj.(*batchv1.Job)) && obj.(*batchv1.Job).Status.Succeeded == 2
+	})
+	for _, pod := range listPods(t, api) {
+		if hasFinalizer(pod) {
+			t.Errorf("pod %s keeps the tracking finalizer", pod.Name)
+		}
+	}
+}
+
+func listPods(t *testing.T, api *fakeapi.API) []*corev1.Pod {
+	t.Helper()
+	objs, _, err := api.List(context.Background(), podsGVR, "default", metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*corev1.Pod
+	for _, obj := range objs {
+		out = append(out, obj.(*corev1.Pod))
+	}
+	return out
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
