@@ -9,8 +9,12 @@ import (
 
 	"github.com/orch-dev/orch/server/apiserver"
 	"github.com/orch-dev/orch/server/controllers/daemonset"
+	"github.com/orch-dev/orch/server/controllers/endpoints"
+	"github.com/orch-dev/orch/server/controllers/endpointslice"
+	"github.com/orch-dev/orch/server/controllers/garbagecollector"
 	"github.com/orch-dev/orch/server/controllers/informer"
 	"github.com/orch-dev/orch/server/controllers/namespace"
+	"github.com/orch-dev/orch/server/controllers/serviceaccount"
 	"github.com/orch-dev/orch/server/controllers/statefulset"
 	"github.com/orch-dev/orch/server/events"
 	"github.com/orch-dev/orch/server/scheduler"
@@ -42,6 +46,13 @@ func runControllers(ctx context.Context, api *apiserver.Server, log *slog.Logger
 	namespaces := namespace.New(local, factory, namespace.Options{Logger: log.With("component", "namespace-controller")})
 	daemonSets := daemonset.New(local, factory, broadcaster.Recorder("daemonset-controller"),
 		daemonset.Options{Logger: log.With("component", "daemonset-controller")})
+	gc := garbagecollector.New(local, factory, broadcaster.Recorder("garbage-collector-controller"),
+		garbagecollector.Options{Logger: log.With("component", "garbage-collector")})
+	endpointsCtl := endpoints.New(local, factory, broadcaster.Recorder("endpoint-controller"),
+		endpoints.Options{Logger: log.With("component", "endpoint-controller")})
+	slicesCtl := endpointslice.New(local, factory, broadcaster.Recorder("endpoint-slice-controller"),
+		endpointslice.Options{Logger: log.With("component", "endpointslice-controller")})
+	serviceAccounts := serviceaccount.New(local, factory, serviceaccount.Options{Logger: log.With("component", "serviceaccount-controller")})
 	statefulSets := statefulset.New(local, factory, broadcaster.Recorder("statefulset-controller"),
 		statefulset.Options{Logger: log.With("component", "statefulset-controller")})
 
@@ -51,6 +62,10 @@ func runControllers(ctx context.Context, api *apiserver.Server, log *slog.Logger
 	g.Go(func() error { return namespaces.Run(gctx) })
 	g.Go(func() error { return daemonSets.Run(gctx) })
 	g.Go(func() error { return statefulSets.Run(gctx) })
+	g.Go(func() error { return gc.Run(gctx) })
+	g.Go(func() error { return endpointsCtl.Run(gctx) })
+	g.Go(func() error { return slicesCtl.Run(gctx) })
+	g.Go(func() error { return serviceAccounts.Run(gctx) })
 	// The factory starts last so that every informer the loops asked for
 	// is registered; informers asked for later start on their own.
 	g.Go(func() error { return factory.Run(gctx) })
