@@ -2,11 +2,13 @@ package registry
 
 import (
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apivalidation "k8s.io/apimachinery/pkg/api/validation"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -44,7 +46,26 @@ func eventsV1Resource() *Resource {
 		},
 		Columns: eventColumns(),
 		Row:     func(obj runtime.Object) []interface{} { return eventRow(eventToCore(obj.(*eventsv1.Event))) },
+		Fields:  func(obj runtime.Object) fields.Set { return eventsV1Fields(obj.(*eventsv1.Event)) },
 	}
+}
+
+// eventsV1Fields are the core event field selectors under the new API's
+// names (regarding.name rather than involvedObject.name,
+// reportingController rather than reportingComponent), as Kubernetes'
+// field label conversion for events.k8s.io/v1 accepts them.
+func eventsV1Fields(ev *eventsv1.Event) fields.Set {
+	out := fields.Set{}
+	for k, v := range eventFields(eventToCore(ev)) {
+		switch {
+		case strings.HasPrefix(k, "involvedObject."):
+			k = "regarding." + strings.TrimPrefix(k, "involvedObject.")
+		case k == "reportingComponent":
+			k = "reportingController"
+		}
+		out[k] = v
+	}
+	return out
 }
 
 // validateEventsV1Event is ValidateEventCreate for an events.k8s.io/v1

@@ -155,3 +155,23 @@ func TestEventsV1Row(t *testing.T) {
 		t.Errorf("core row %s differs from events.k8s.io row %s", coreRow, got)
 	}
 }
+
+func TestEventsV1Fields(t *testing.T) {
+	r := tableResource(t, eventsv1.SchemeGroupVersion, "events")
+	ev := newEventsV1Event()
+	ev.Regarding.UID = "u1"
+	got := r.Fields(ev)
+	want := map[string]string{
+		"regarding.kind": "Pod", "regarding.namespace": "default", "regarding.name": "web-0", "regarding.uid": "u1",
+		"regarding.apiVersion": "", "regarding.resourceVersion": "", "regarding.fieldPath": "",
+		"reason": "Scheduled", "reportingController": "orch.dev/scheduler", "source": "orch.dev/scheduler", "type": "Normal",
+	}
+	if len(got) != len(want) {
+		t.Errorf("fields %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if gv, ok := got[k]; !ok || gv != v {
+			t.Errorf("field %s = %q (present %v), want %q", k, gv, ok, v)
+		}
+	}
+}
