@@ -483,13 +483,33 @@ func mostRecentScheduleTime(cj *batchv1.CronJob, now time.Time, sched schedule, 
 	}
 	missed := int64(now.Sub(t1).Seconds())/interval + 1
 	var recent time.Time
-	for t := t1.Add(time.Duration((missed-2)*interval) * time.Second); !t.IsZero() && !t.After(now); t = sched.Next(t) {
+	t := t1
+	if skip := missed - 2; skip > 0 {
+		t = alignedAtOrAfter(sched, t1.Add(time.Duration(skip*interval)*time.Second))
+	}
+	for ; !t.IsZero() && !t.After(now); t = sched.Next(t) {
 		recent = t
 	}
 	if recent.IsZero() {
 		return nil, missed, nil
 	}
 	return &recent, missed, nil
+}
+
+// alignedAtOrAfter returns the first activation at or after t. Jumping
+// ahead by whole intervals lands on an activation of a regular schedule,
+// but between two of an irregular one (monthly, day-of-week lists):
+// Kubernetes would then report t itself as a scheduled time.
+func alignedAtOrAfter(sched schedule, t time.Time) time.Time {
+	inner := sched
+	if l, ok := sched.(inLocation); ok {
+		inner = l.schedule
+	}
+	if _, every := inner.(everySchedule); every {
+		return t // t1 plus whole delays: always an activation
+	}
+	// Cron activations are whole minutes; t is one when t1 is.
+	return sched.Next(t.Add(-time.Second))
 }
 
 func earliestTime(cj *batchv1.CronJob, now time.Time, withDeadline bool) time.Time {
