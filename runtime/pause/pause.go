@@ -60,9 +60,6 @@ func setup(args []string) error {
 			return fmt.Errorf("unknown argument %q", args[i])
 		}
 	}
-	// Without a controlling terminal and in its own session the pause
-	// process survives the agent; the runtime starts it that way, this
-	// only guards a manual start.
 	return nil
 }
 
