@@ -289,7 +289,10 @@ func (s *Server) validateCreate(res *registry.Resource, obj runtime.Object) erro
 		nameFn = apivalidation.NameIsDNSSubdomain
 	}
 	errs := apivalidation.ValidateObjectMetaAccessor(m, res.Namespaced, apivalidation.ValidateNameFunc(nameFn), field.NewPath("metadata"))
-	if res.Validate != nil {
+	switch {
+	case res.ValidateCreate != nil:
+		errs = append(errs, res.ValidateCreate(obj)...)
+	case res.Validate != nil:
 		errs = append(errs, res.Validate(obj)...)
 	}
 	return invalid(res, m.GetName(), errs)

@@ -38,7 +38,13 @@ func eventsV1Resource() *Resource {
 		Storage: &Resource{GroupVersion: schema.GroupVersion{Version: "v1"}, Name: "events"},
 		New:     func() runtime.Object { return &eventsv1.Event{} },
 		NewList: func() runtime.Object { return &eventsv1.EventList{} },
+		// Kubernetes holds new events.k8s.io events to the strict rules and
+		// updates to the legacy ones, so that an event written through
+		// core/v1 (with count or source) can still be updated here.
 		Validate: func(obj runtime.Object) field.ErrorList {
+			return validateCoreEvent(eventToCore(obj.(*eventsv1.Event)))
+		},
+		ValidateCreate: func(obj runtime.Object) field.ErrorList {
 			return validateEventsV1Event(obj.(*eventsv1.Event))
 		},
 		ValidateUpdate: func(obj, old runtime.Object) field.ErrorList {

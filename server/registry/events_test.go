@@ -95,7 +95,7 @@ func TestValidateEventsV1Event(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ev := newEventsV1Event()
 			tt.mutate(ev)
-			checkErrors(t, r.Validate(ev), tt.want...)
+			checkErrors(t, r.ValidateCreate(ev), tt.want...)
 		})
 	}
 }

@@ -79,6 +79,9 @@ type Resource struct {
 	// annotations) is validated by the generic handler. May be nil.
 	Validate       func(obj runtime.Object) field.ErrorList
 	ValidateUpdate func(obj, old runtime.Object) field.ErrorList
+	// ValidateCreate, when set, replaces Validate on create: for kinds whose
+	// new objects are held to stricter rules than updates (events.k8s.io).
+	ValidateCreate func(obj runtime.Object) field.ErrorList
 
 	// Columns and Row give `kubectl get` its table, matching Kubernetes'
 	// printers: the first column is Name; priority-1 columns are `-o wide`.
