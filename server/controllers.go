@@ -8,11 +8,13 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/orch-dev/orch/server/apiserver"
+	"github.com/orch-dev/orch/server/controllers/cronjob"
 	"github.com/orch-dev/orch/server/controllers/daemonset"
 	"github.com/orch-dev/orch/server/controllers/endpoints"
 	"github.com/orch-dev/orch/server/controllers/endpointslice"
 	"github.com/orch-dev/orch/server/controllers/garbagecollector"
 	"github.com/orch-dev/orch/server/controllers/informer"
+	"github.com/orch-dev/orch/server/controllers/job"
 	"github.com/orch-dev/orch/server/controllers/namespace"
 	"github.com/orch-dev/orch/server/controllers/serviceaccount"
 	"github.com/orch-dev/orch/server/controllers/statefulset"
@@ -53,6 +55,10 @@ func runControllers(ctx context.Context, api *apiserver.Server, log *slog.Logger
 	slicesCtl := endpointslice.New(local, factory, broadcaster.Recorder("endpoint-slice-controller"),
 		endpointslice.Options{Logger: log.With("component", "endpointslice-controller")})
 	serviceAccounts := serviceaccount.New(local, factory, serviceaccount.Options{Logger: log.With("component", "serviceaccount-controller")})
+	jobs := job.New(local, factory, broadcaster.Recorder("job-controller"),
+		job.Options{Logger: log.With("component", "job-controller")})
+	cronJobs := cronjob.New(local, factory, broadcaster.Recorder("cronjob-controller"),
+		cronjob.Options{Logger: log.With("component", "cronjob-controller")})
 	statefulSets := statefulset.New(local, factory, broadcaster.Recorder("statefulset-controller"),
 		statefulset.Options{Logger: log.With("component", "statefulset-controller")})
 
@@ -63,6 +69,8 @@ func runControllers(ctx context.Context, api *apiserver.Server, log *slog.Logger
 	g.Go(func() error { return daemonSets.Run(gctx) })
 	g.Go(func() error { return statefulSets.Run(gctx) })
 	g.Go(func() error { return gc.Run(gctx) })
+	g.Go(func() error { return jobs.Run(gctx) })
+	g.Go(func() error { return cronJobs.Run(gctx) })
 	g.Go(func() error { return endpointsCtl.Run(gctx) })
 	g.Go(func() error { return slicesCtl.Run(gctx) })
 	g.Go(func() error { return serviceAccounts.Run(gctx) })
