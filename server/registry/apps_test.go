@@ -131,7 +131,9 @@ func TestValidateDeployment(t *testing.T) {
 			d.Spec.Strategy.RollingUpdate.MaxSurge = ptr.To(intstr.FromInt32(0))
 			d.Spec.Strategy.RollingUpdate.MaxUnavailable = ptr.To(intstr.FromString("0%"))
 		}, []string{"spec.strategy.rollingUpdate.maxUnavailable: FieldValueInvalid"}},
-		{"unavailable over 100%", func(d *appsv1.Deployment) { d.Spec.Strategy.RollingUpdate.MaxUnavailable = ptr.To(intstr.FromString("150%")) },
+		{"unavailable over 100%", func(d *appsv1.Deployment) {
+			d.Spec.Strategy.RollingUpdate.MaxUnavailable = ptr.To(intstr.FromString("150%"))
+		},
 			[]string{"spec.strategy.rollingUpdate.maxUnavailable: FieldValueInvalid"}},
 		{"bad percent", func(d *appsv1.Deployment) { d.Spec.Strategy.RollingUpdate.MaxSurge = ptr.To(intstr.FromString("x")) },
 			[]string{"spec.strategy.rollingUpdate.maxSurge: FieldValueInvalid"}},
@@ -406,9 +408,13 @@ func TestDaemonSet(t *testing.T) {
 		{"surge only", func(ds *appsv1.DaemonSet) {
 			ds.Spec.UpdateStrategy.RollingUpdate = &appsv1.RollingUpdateDaemonSet{MaxUnavailable: ptr.To(intstr.FromInt32(0)), MaxSurge: ptr.To(intstr.FromString("10%"))}
 		}, nil},
-		{"surge and unavailable", func(ds *appsv1.DaemonSet) { ds.Spec.UpdateStrategy.RollingUpdate.MaxSurge = ptr.To(intstr.FromInt32(1)) },
+		{"surge and unavailable", func(ds *appsv1.DaemonSet) {
+			ds.Spec.UpdateStrategy.RollingUpdate.MaxSurge = ptr.To(intstr.FromInt32(1))
+		},
 			[]string{"spec.updateStrategy.rollingUpdate.maxSurge: FieldValueInvalid"}},
-		{"both zero", func(ds *appsv1.DaemonSet) { ds.Spec.UpdateStrategy.RollingUpdate.MaxUnavailable = ptr.To(intstr.FromInt32(0)) },
+		{"both zero", func(ds *appsv1.DaemonSet) {
+			ds.Spec.UpdateStrategy.RollingUpdate.MaxUnavailable = ptr.To(intstr.FromInt32(0))
+		},
 			[]string{"spec.updateStrategy.rollingUpdate.maxUnavailable: FieldValueRequired"}},
 		{"unknown strategy", func(ds *appsv1.DaemonSet) { ds.Spec.UpdateStrategy.Type = "Sometimes" },
 			[]string{"spec.updateStrategy.type: FieldValueNotSupported"}},

@@ -65,9 +65,11 @@ func hpaV2Resource() *Resource {
 		PrepareForStatusUpdate: func(obj, old runtime.Object) {
 			prepareHPAForStatusUpdate(obj.(*autoscalingv2.HorizontalPodAutoscaler), old.(*autoscalingv2.HorizontalPodAutoscaler))
 		},
-		Validate: func(obj runtime.Object) field.ErrorList { return validateHPA(obj.(*autoscalingv2.HorizontalPodAutoscaler)) },
-		Columns:  hpaColumns(),
-		Row:      func(obj runtime.Object) []interface{} { return hpaRow(obj.(*autoscalingv2.HorizontalPodAutoscaler)) },
+		Validate: func(obj runtime.Object) field.ErrorList {
+			return validateHPA(obj.(*autoscalingv2.HorizontalPodAutoscaler))
+		},
+		Columns: hpaColumns(),
+		Row:     func(obj runtime.Object) []interface{} { return hpaRow(obj.(*autoscalingv2.HorizontalPodAutoscaler)) },
 	}
 }
 

@@ -35,10 +35,10 @@ func createJob(t *testing.T, r *Resource, job *batchv1.Job) *batchv1.Job {
 func TestJobDefaults(t *testing.T) {
 	r := groupResource(t, "batch", "v1", "jobs")
 	tests := []struct {
-		name                                  string
-		mutate                                func(j *batchv1.Job)
+		name                                   string
+		mutate                                 func(j *batchv1.Job)
 		completions, parallelism, backoffLimit *int32
-		replacement                           batchv1.PodReplacementPolicy
+		replacement                            batchv1.PodReplacementPolicy
 	}{
 		{"both unset", func(*batchv1.Job) {}, ptr.To[int32](1), ptr.To[int32](1), ptr.To[int32](6), batchv1.TerminatingOrFailed},
 		{"parallelism only", func(j *batchv1.Job) { j.Spec.Parallelism = ptr.To[int32](3) }, nil, ptr.To[int32](3), ptr.To[int32](6), batchv1.TerminatingOrFailed},
@@ -311,7 +311,9 @@ func TestCronJob(t *testing.T) {
 		{"local time zone", func(cj *batchv1.CronJob) { cj.Spec.TimeZone = ptr.To("Local") }, []string{"spec.timeZone: FieldValueInvalid"}},
 		{"empty time zone", func(cj *batchv1.CronJob) { cj.Spec.TimeZone = ptr.To("") }, []string{"spec.timeZone: FieldValueInvalid"}},
 		{"bad concurrency", func(cj *batchv1.CronJob) { cj.Spec.ConcurrencyPolicy = "Sometimes" }, []string{"spec.concurrencyPolicy: FieldValueNotSupported"}},
-		{"restart always", func(cj *batchv1.CronJob) { cj.Spec.JobTemplate.Spec.Template.Spec.RestartPolicy = corev1.RestartPolicyAlways },
+		{"restart always", func(cj *batchv1.CronJob) {
+			cj.Spec.JobTemplate.Spec.Template.Spec.RestartPolicy = corev1.RestartPolicyAlways
+		},
 			[]string{"spec.jobTemplate.spec.template.spec.restartPolicy: FieldValueRequired"}},
 		{"selector given", func(cj *batchv1.CronJob) {
 			cj.Spec.JobTemplate.Spec.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"a": "b"}}
@@ -327,7 +329,12 @@ func TestCronJob(t *testing.T) {
 			checkErrors(t, r.Validate(cj), tt.want...)
 		})
 	}
-	if errs := r.Validate(func() *batchv1.CronJob { c := newTestCronJob(); r.Default(c); c.Spec.Schedule = "*/0 * * * *"; return c }()); !hasMessage(errs, "spec.schedule", "step of range should be a positive number") {
+	if errs := r.Validate(func() *batchv1.CronJob {
+		c := newTestCronJob()
+		r.Default(c)
+		c.Spec.Schedule = "*/0 * * * *"
+		return c
+	}()); !hasMessage(errs, "spec.schedule", "step of range should be a positive number") {
 		t.Errorf("schedule message: %v", errs)
 	}
 
