@@ -43,6 +43,7 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -222,7 +223,7 @@ func New(api API, factory *informer.Factory, recorder events.Recorder, opts Opti
 
 	c.nodes.AddHandler(informer.HandlerFuncs{
 		AddFunc:    c.enqueueNode,
-		UpdateFunc: func(_, obj runtime.Object) { c.enqueueNode(obj) },
+		UpdateFunc: c.nodeUpdated,
 	})
 	c.pods.AddHandler(c.podsByNode.Handler())
 	c.pods.AddHandler(informer.HandlerFuncs{
@@ -236,6 +237,18 @@ func (c *Controller) enqueueNode(obj runtime.Object) {
 	if node, ok := obj.(*corev1.Node); ok {
 		c.noScheduleQueue.Add(node.Name)
 	}
+}
+
+// nodeUpdated queues a node whose NoSchedule taints may be due to change;
+// heartbeats, which change neither conditions nor taints, are skipped.
+func (c *Controller) nodeUpdated(oldObj, obj runtime.Object) {
+	old, ok1 := oldObj.(*corev1.Node)
+	node, ok2 := obj.(*corev1.Node)
+	if ok1 && ok2 && apiequality.Semantic.DeepEqual(old.Spec.Taints, node.Spec.Taints) &&
+		apiequality.Semantic.DeepEqual(wantedNoScheduleTaints(old), wantedNoScheduleTaints(node)) {
+		return
+	}
+	c.enqueueNode(obj)
 }
 
 // podUpdated queues a pod that was just bound to a node: if that node is
