@@ -25,10 +25,15 @@ import (
 	"github.com/orch-dev/orch/agent"
 	"github.com/orch-dev/orch/internal/config"
 	"github.com/orch-dev/orch/internal/version"
+	"github.com/orch-dev/orch/runtime/container"
 	"github.com/orch-dev/orch/server"
 )
 
 func main() {
+	// orch re-executes itself as a container's init, a pod's pause process
+	// and a container's shim; those never reach the CLI.
+	container.Reexec()
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	go func() {
 		// After the first signal starts a clean shutdown, restore the
