@@ -8,6 +8,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apivalidation "k8s.io/apimachinery/pkg/api/validation"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
@@ -48,7 +49,9 @@ func deploymentsResource() *Resource {
 	prepareForUpdate := func(obj, old runtime.Object) {
 		d, oldD := obj.(*appsv1.Deployment), old.(*appsv1.Deployment)
 		d.Status = oldD.Status
-		bumpGeneration(d, oldD, &d.Spec, &oldD.Spec)
+		// Annotations count as spec: the controller copies them to the
+		// deployment's replica sets.
+		bumpGeneration(d, oldD, []interface{}{&d.Spec, d.Annotations}, []interface{}{&oldD.Spec, oldD.Annotations})
 	}
 	return &Resource{
 		GroupVersion: appsGV,
@@ -546,11 +549,17 @@ func daemonSetsResource() *Resource {
 			ds := obj.(*appsv1.DaemonSet)
 			ds.Status = appsv1.DaemonSetStatus{}
 			ds.Generation = 1
+			setDaemonSetTemplateGeneration(ds, 1)
 		},
 		PrepareForUpdate: func(obj, old runtime.Object) {
 			ds, oldDS := obj.(*appsv1.DaemonSet), old.(*appsv1.DaemonSet)
 			ds.Status = oldDS.Status
 			bumpGeneration(ds, oldDS, &ds.Spec, &oldDS.Spec)
+			tg, _ := strconv.ParseInt(oldDS.Annotations[appsv1.DeprecatedTemplateGeneration], 10, 64)
+			if !apiequality.Semantic.DeepEqual(&ds.Spec.Template, &oldDS.Spec.Template) {
+				tg++
+			}
+			setDaemonSetTemplateGeneration(ds, tg)
 		},
 		PrepareForStatusUpdate: func(obj, old runtime.Object) {
 			ds, oldDS := obj.(*appsv1.DaemonSet), old.(*appsv1.DaemonSet)
@@ -587,6 +596,18 @@ func daemonSetsResource() *Resource {
 			}
 		},
 	}
+}
+
+// setDaemonSetTemplateGeneration records the deprecated template
+// generation annotation Kubernetes keeps on apps/v1 DaemonSets: 1 on
+// create, +1 whenever the pod template changes; clients cannot set it.
+func setDaemonSetTemplateGeneration(ds *appsv1.DaemonSet, tg int64) {
+	a := make(map[string]string, len(ds.Annotations)+1)
+	for k, v := range ds.Annotations {
+		a[k] = v
+	}
+	a[appsv1.DeprecatedTemplateGeneration] = strconv.FormatInt(tg, 10)
+	ds.Annotations = a
 }
 
 // defaultDaemonSet is SetDefaults_DaemonSet of apps/v1.

@@ -473,3 +473,52 @@ func TestControllerRevision(t *testing.T) {
 		t.Errorf("controller cell %v", got)
 	}
 }
+
+func TestDeploymentAnnotationsBumpGeneration(t *testing.T) {
+	r := groupResource(t, "apps", "v1", "deployments")
+	old := newTestDeployment()
+	r.Default(old)
+	r.PrepareForCreate(old)
+	upd := old.DeepCopy()
+	upd.Annotations = map[string]string{"kubernetes.io/change-cause": "v2"}
+	r.PrepareForUpdate(upd, old)
+	if upd.Generation != 2 {
+		t.Errorf("annotation update: generation %d, want 2", upd.Generation)
+	}
+	upd = old.DeepCopy()
+	upd.Labels = map[string]string{"tier": "front"}
+	r.PrepareForUpdate(upd, old)
+	if upd.Generation != 1 {
+		t.Errorf("label update: generation %d, want 1", upd.Generation)
+	}
+}
+
+func TestDaemonSetTemplateGeneration(t *testing.T) {
+	r := groupResource(t, "apps", "v1", "daemonsets")
+	ds := newTestDaemonSet()
+	ds.Annotations = map[string]string{appsv1.DeprecatedTemplateGeneration: "7", "keep": "me"}
+	r.Default(ds)
+	r.PrepareForCreate(ds)
+	if ds.Annotations[appsv1.DeprecatedTemplateGeneration] != "1" || ds.Annotations["keep"] != "me" {
+		t.Errorf("create annotations %v", ds.Annotations)
+	}
+	steps := []struct {
+		name       string
+		mutate     func(ds *appsv1.DaemonSet)
+		tg         string
+		generation int64
+	}{
+		{"client value ignored", func(ds *appsv1.DaemonSet) { ds.Annotations[appsv1.DeprecatedTemplateGeneration] = "9" }, "1", 1},
+		{"template change", func(ds *appsv1.DaemonSet) { ds.Spec.Template.Spec.Containers[0].Image = "nginx:1.26" }, "2", 2},
+		{"other spec change", func(ds *appsv1.DaemonSet) { ds.Spec.MinReadySeconds = 5 }, "2", 3},
+	}
+	for _, s := range steps {
+		upd := ds.DeepCopy()
+		s.mutate(upd)
+		r.PrepareForUpdate(upd, ds)
+		if upd.Annotations[appsv1.DeprecatedTemplateGeneration] != s.tg || upd.Generation != s.generation {
+			t.Errorf("%s: template generation %s generation %d, want %s %d", s.name, upd.Annotations[appsv1.DeprecatedTemplateGeneration], upd.Generation, s.tg, s.generation)
+		}
+		ds = upd
+	}
+}
