@@ -16,6 +16,7 @@ import (
 	"github.com/orch-dev/orch/server/controllers/informer"
 	"github.com/orch-dev/orch/server/controllers/job"
 	"github.com/orch-dev/orch/server/controllers/namespace"
+	"github.com/orch-dev/orch/server/controllers/replicaset"
 	"github.com/orch-dev/orch/server/controllers/serviceaccount"
 	"github.com/orch-dev/orch/server/controllers/statefulset"
 	"github.com/orch-dev/orch/server/events"
@@ -55,6 +56,10 @@ func runControllers(ctx context.Context, api *apiserver.Server, log *slog.Logger
 	slicesCtl := endpointslice.New(local, factory, broadcaster.Recorder("endpoint-slice-controller"),
 		endpointslice.Options{Logger: log.With("component", "endpointslice-controller")})
 	serviceAccounts := serviceaccount.New(local, factory, serviceaccount.Options{Logger: log.With("component", "serviceaccount-controller")})
+	replicaSets := replicaset.New(local, factory, broadcaster.Recorder("replicaset-controller"),
+		replicaset.Options{Logger: log.With("component", "replicaset-controller")})
+	replicationControllers := replicaset.NewForReplicationControllers(local, factory, broadcaster.Recorder("replication-controller"),
+		replicaset.Options{Logger: log.With("component", "replication-controller")})
 	jobs := job.New(local, factory, broadcaster.Recorder("job-controller"),
 		job.Options{Logger: log.With("component", "job-controller")})
 	cronJobs := cronjob.New(local, factory, broadcaster.Recorder("cronjob-controller"),
@@ -69,6 +74,8 @@ func runControllers(ctx context.Context, api *apiserver.Server, log *slog.Logger
 	g.Go(func() error { return daemonSets.Run(gctx) })
 	g.Go(func() error { return statefulSets.Run(gctx) })
 	g.Go(func() error { return gc.Run(gctx) })
+	g.Go(func() error { return replicaSets.Run(gctx, 5) })
+	g.Go(func() error { return replicationControllers.Run(gctx, 5) })
 	g.Go(func() error { return jobs.Run(gctx) })
 	g.Go(func() error { return cronJobs.Run(gctx) })
 	g.Go(func() error { return endpointsCtl.Run(gctx) })
