@@ -16,6 +16,8 @@ import (
 	"github.com/orch-dev/orch/server/controllers/informer"
 	"github.com/orch-dev/orch/server/controllers/job"
 	"github.com/orch-dev/orch/server/controllers/namespace"
+	"github.com/orch-dev/orch/server/controllers/nodelifecycle"
+	"github.com/orch-dev/orch/server/controllers/nodelifecycle/tainteviction"
 	"github.com/orch-dev/orch/server/controllers/replicaset"
 	"github.com/orch-dev/orch/server/controllers/serviceaccount"
 	"github.com/orch-dev/orch/server/controllers/statefulset"
@@ -60,6 +62,10 @@ func runControllers(ctx context.Context, api *apiserver.Server, log *slog.Logger
 		replicaset.Options{Logger: log.With("component", "replicaset-controller")})
 	replicationControllers := replicaset.NewForReplicationControllers(local, factory, broadcaster.Recorder("replication-controller"),
 		replicaset.Options{Logger: log.With("component", "replication-controller")})
+	nodeLifecycle := nodelifecycle.New(local, factory, broadcaster.Recorder(nodelifecycle.ComponentName),
+		nodelifecycle.Options{Logger: log.With("component", "node-lifecycle-controller")})
+	taintEviction := tainteviction.New(local, factory, broadcaster.Recorder(tainteviction.ComponentName),
+		tainteviction.Options{Logger: log.With("component", "taint-eviction-controller")})
 	jobs := job.New(local, factory, broadcaster.Recorder("job-controller"),
 		job.Options{Logger: log.With("component", "job-controller")})
 	cronJobs := cronjob.New(local, factory, broadcaster.Recorder("cronjob-controller"),
@@ -76,6 +82,8 @@ func runControllers(ctx context.Context, api *apiserver.Server, log *slog.Logger
 	g.Go(func() error { return gc.Run(gctx) })
 	g.Go(func() error { return replicaSets.Run(gctx, 5) })
 	g.Go(func() error { return replicationControllers.Run(gctx, 5) })
+	g.Go(func() error { return nodeLifecycle.Run(gctx) })
+	g.Go(func() error { return taintEviction.Run(gctx) })
 	g.Go(func() error { return jobs.Run(gctx) })
 	g.Go(func() error { return cronJobs.Run(gctx) })
 	g.Go(func() error { return endpointsCtl.Run(gctx) })
