@@ -19,6 +19,9 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	// Time zone data in the binary: CronJob time zones must work on
+	// minimal hosts without /usr/share/zoneinfo (about 450 KB).
+	_ "time/tzdata"
 
 	"github.com/urfave/cli/v2"
 

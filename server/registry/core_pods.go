@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	"k8s.io/utils/ptr"
 	"math"
 	"reflect"
 	"strconv"
@@ -75,6 +76,7 @@ func defaultPod(pod *corev1.Pod) {
 // preparePodForCreate: a new pod is Pending with its QoS class computed
 // once; a pod with scheduling gates says why it is not scheduled.
 func preparePodForCreate(pod *corev1.Pod) {
+	addDefaultTolerationSeconds(pod)
 	pod.Status = corev1.PodStatus{Phase: corev1.PodPending, QOSClass: podQOSClass(pod)}
 	if len(pod.Spec.SchedulingGates) > 0 {
 		pod.Status.Conditions = []corev1.PodCondition{{
@@ -486,5 +488,33 @@ func podFields(pod *corev1.Pod) fields.Set {
 		"status.phase":             string(pod.Status.Phase),
 		"status.podIP":             ip,
 		"status.nominatedNodeName": pod.Status.NominatedNodeName,
+	}
+}
+
+// defaultTolerationSeconds is how long a pod stays on a node that is not
+// ready or unreachable before it is evicted (kube-apiserver's
+// --default-not-ready-toleration-seconds and
+// --default-unreachable-toleration-seconds).
+const defaultTolerationSeconds = 300
+
+// addDefaultTolerationSeconds is the DefaultTolerationSeconds admission
+// plugin: a new pod that does not tolerate the not-ready or unreachable
+// NoExecute taints gets a 300 s toleration of each.
+func addDefaultTolerationSeconds(pod *corev1.Pod) {
+	for _, key := range []string{corev1.TaintNodeNotReady, corev1.TaintNodeUnreachable} {
+		tolerated := false
+		for _, t := range pod.Spec.Tolerations {
+			if (t.Key == key || t.Key == "" && t.Operator == corev1.TolerationOpExists) &&
+				(t.Effect == corev1.TaintEffectNoExecute || t.Effect == "") {
+				tolerated = true
+				break
+			}
+		}
+		if !tolerated {
+			pod.Spec.Tolerations = append(pod.Spec.Tolerations, corev1.Toleration{
+				Key: key, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute,
+				TolerationSeconds: ptr.To(int64(defaultTolerationSeconds)),
+			})
+		}
 	}
 }

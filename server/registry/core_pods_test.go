@@ -385,3 +385,30 @@ func TestPodFields(t *testing.T) {
 		}
 	}
 }
+
+func TestDefaultTolerationSeconds(t *testing.T) {
+	tests := []struct {
+		name        string
+		tolerations []corev1.Toleration
+		want        int // tolerations after create
+	}{
+		{"none", nil, 2},
+		{"tolerates not-ready already", []corev1.Toleration{{Key: corev1.TaintNodeNotReady, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute}}, 2},
+		{"tolerates everything", []corev1.Toleration{{Operator: corev1.TolerationOpExists}}, 1},
+		{"NoSchedule only", []corev1.Toleration{{Key: corev1.TaintNodeUnreachable, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}}, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pod := &corev1.Pod{Spec: corev1.PodSpec{Tolerations: tt.tolerations}}
+			preparePodForCreate(pod)
+			if len(pod.Spec.Tolerations) != tt.want {
+				t.Fatalf("tolerations = %+v, want %d", pod.Spec.Tolerations, tt.want)
+			}
+			for _, tol := range pod.Spec.Tolerations[len(tt.tolerations):] {
+				if tol.TolerationSeconds == nil || *tol.TolerationSeconds != 300 || tol.Effect != corev1.TaintEffectNoExecute {
+					t.Fatalf("added toleration %+v", tol)
+				}
+			}
+		})
+	}
+}
