@@ -2,7 +2,6 @@ package registry
 
 import (
 	"fmt"
-	"k8s.io/utils/ptr"
 	"math"
 	"reflect"
 	"strconv"
@@ -18,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/diff"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/utils/ptr"
 )
 
 // podsResource is core/v1 pods: pkg/registry/core/pod's strategies and
