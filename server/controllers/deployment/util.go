@@ -29,7 +29,7 @@ const (
 	MaxReplicasAnnotation     = "deployment.kubernetes.io/max-replicas"
 	// rollbackToAnnotation is the deprecated extensions/v1beta1 rollback
 	// request; never copied to ReplicaSets.
-	rollbackToAnnotation = "deprecated.deployment.rollback.to"
+	rollbackToAnnotation  = "deprecated.deployment.rollback.to"
 	lastAppliedAnnotation = corev1.LastAppliedConfigAnnotation
 
 	// maxRevisionHistoryChars bounds the revision-history annotation.
