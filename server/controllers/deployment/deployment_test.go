@@ -378,3 +378,51 @@ func TestComputeHashIsStable(t *testing.T) {
 		t.Errorf("hash %s has vowels", a)
 	}
 }
+
+func TestMinReadySecondsDelaysAvailability(t *testing.T) {
+	e := newEnv(t)
+	d := newDeployment("web", 2, "v1")
+	d.Spec.MinReadySeconds = 1
+	start := time.Now()
+	e.create(t, d)
+	eventually(t, "pods ready", func() bool { return e.get(t, "web").Status.ReadyReplicas == 2 })
+	if cur := e.get(t, "web"); cur.Status.AvailableReplicas == 2 && time.Since(start) < time.Second {
+		t.Fatalf("pods available before minReadySeconds")
+	}
+	cur := e.waitRolledOut(t, "web")
+	if time.Since(start) < time.Second {
+		t.Fatalf("rolled out after %v, before minReadySeconds", time.Since(start))
+	}
+	if rs := e.replicaSetFor(t, cur); rs.Spec.MinReadySeconds != 1 {
+		t.Errorf("replica set minReadySeconds %d, want 1", rs.Spec.MinReadySeconds)
+	}
+}
+
+func TestAdoptsOrphanReplicaSet(t *testing.T) {
+	e := newEnv(t)
+	d := newDeployment("web", 2, "v1")
+	// A ReplicaSet left behind by `kubectl delete deploy --cascade=orphan`.
+	orphan := &appsv1.ReplicaSet{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web-orphaned", Labels: map[string]string{"app": "web"}},
+		Spec: appsv1.ReplicaSetSpec{
+			Replicas: int32p(2),
+			Selector: d.Spec.Selector.DeepCopy(),
+			Template: *d.Spec.Template.DeepCopy(),
+		},
+	}
+	if _, err := e.api.Create(e.ctx, replicaSetsGVR, orphan, "test"); err != nil {
+		t.Fatal(err)
+	}
+	e.create(t, d)
+	cur := e.waitRolledOut(t, "web")
+	rss := e.replicaSets(t)
+	if len(rss) != 1 || rss[0].Name != "web-orphaned" {
+		t.Fatalf("replica sets %d (%s), want only the adopted one", len(rss), rss[0].Name)
+	}
+	if ref := metav1.GetControllerOf(rss[0]); ref == nil || ref.UID != cur.UID {
+		t.Fatalf("orphan not adopted: %+v", ref)
+	}
+	if rss[0].Annotations[RevisionAnnotation] != "1" {
+		t.Errorf("adopted replica set revision %q, want 1", rss[0].Annotations[RevisionAnnotation])
+	}
+}
