@@ -1,0 +1,418 @@
+package tunnel
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// AgentOptions configures an [Agent].
+type AgentOptions struct {
+	// ServerURL is the server's base URL, https://HOST:PORT. Required.
+	ServerURL string
+
+	// TLSConfig verifies the server and presents the agent's client
+	// certificate. Required. NextProtos is managed by the agent.
+	TLSConfig *tls.Config
+
+	// Handler serves the sessions the server opens (logs, exec, attach,
+	// port-forward, stats) as HTTP/1.1 over the tunnel; it may Hijack.
+	// Nil answers 404 to everything.
+	Handler http.Handler
+
+	// KeepaliveInterval is how long the connection may be silent before
+	// the agent sends an HTTP/2 PING; PingTimeout how long it waits for the
+	// answer before it drops the connection. A dead link is noticed within
+	// their sum. Defaults 10s and 5s.
+	KeepaliveInterval time.Duration
+	PingTimeout       time.Duration
+
+	// HeartbeatInterval is the period of the heartbeats on the control
+	// stream, by which the server notices a dead link. It must be well below
+	// the server's AgentTimeout. Default 5s.
+	HeartbeatInterval time.Duration
+
+	// DialTimeout bounds the TCP and TLS handshakes. Default 10s.
+	DialTimeout time.Duration
+
+	// MinBackoff and MaxBackoff bound the jittered exponential back-off
+	// between connection attempts. Defaults 500ms and 15s.
+	MinBackoff time.Duration
+	MaxBackoff time.Duration
+
+	// DialContext dials the TCP connection; nil uses net.Dialer.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Agent is the agent's end of the tunnel: it keeps one HTTP/2 connection to
+// the server up, carries the agent's API calls on it ([Agent.Client]) and
+// serves the sessions the server asks for with AgentOptions.Handler.
+type Agent struct {
+	opts      AgentOptions
+	log       *slog.Logger
+	base      string // scheme://host:port, for the tunnel's own requests
+	addr      string // host:port to dial
+	transport *http.Transport
+	client    *http.Client
+	running   atomic.Bool
+
+	// serve, if set, takes session conns instead of the HTTP server; for
+	// tests that need raw byte streams.
+	serve func(net.Conn)
+
+	mu   sync.Mutex
+	cc   *http.ClientConn // nil while disconnected
+	up   chan struct{}    // closed while connected
+	down chan struct{}    // closed while disconnected
+}
+
+// NewAgent returns an Agent; call Run to connect.
+func NewAgent(opts AgentOptions) (*Agent, error) {
+	u, err := url.Parse(opts.ServerURL)
+	if err != nil {
+		return nil, fmt.Errorf("tunnel: server URL %q: %w", opts.ServerURL, err)
+	}
+	if u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("tunnel: server URL %q: want https://HOST[:PORT]", opts.ServerURL)
+	}
+	if opts.TLSConfig == nil {
+		return nil, errors.New("tunnel: AgentOptions.TLSConfig is required")
+	}
+	if opts.Handler == nil {
+		opts.Handler = http.NotFoundHandler()
+	}
+	setDefault(&opts.KeepaliveInterval, 10*time.Second)
+	setDefault(&opts.PingTimeout, 5*time.Second)
+	setDefault(&opts.HeartbeatInterval, 5*time.Second)
+	setDefault(&opts.DialTimeout, 10*time.Second)
+	setDefault(&opts.MinBackoff, 500*time.Millisecond)
+	setDefault(&opts.MaxBackoff, 15*time.Second)
+	if opts.MaxBackoff < opts.MinBackoff {
+		opts.MaxBackoff = opts.MinBackoff
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	addr := u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), "443")
+	}
+	a := &Agent{
+		opts: opts,
+		log:  opts.Logger,
+		base: "https://" + u.Host,
+		addr: addr,
+		up:   make(chan struct{}),
+		down: make(chan struct{}),
+	}
+	close(a.down)
+
+	var protos http.Protocols
+	protos.SetHTTP2(true)
+	dial := opts.DialContext
+	if dial == nil {
+		dial = (&net.Dialer{KeepAlive: opts.KeepaliveInterval}).DialContext
+	}
+	a.transport = &http.Transport{
+		Protocols:           &protos,
+		TLSClientConfig:     opts.TLSConfig.Clone(),
+		DialContext:         dial,
+		TLSHandshakeTimeout: opts.DialTimeout,
+		HTTP2: &http.HTTP2Config{
+			SendPingTimeout: opts.KeepaliveInterval,
+			PingTimeout:     opts.PingTimeout,
+			// A link that takes no bytes at all is as dead as one that
+			// answers no pings.
+			WriteByteTimeout: opts.KeepaliveInterval + opts.PingTimeout,
+		},
+	}
+	a.client = &http.Client{Transport: agentRoundTripper{a}}
+	return a, nil
+}
+
+func setDefault(d *time.Duration, v time.Duration) {
+	if *d <= 0 {
+		*d = v
+	}
+}
+
+// Client returns an http.Client whose requests all go over the tunnel's
+// connection, whatever host their URL names (use ServerURL). While the
+// tunnel is down requests fail at once with an error matching
+// [ErrNotConnected]; requests in flight when the link drops fail too.
+func (a *Agent) Client() *http.Client { return a.client }
+
+// Connected returns a channel that is closed while the tunnel is up (the
+// control stream is established); while it is down, the channel closes at
+// the next connect.
+func (a *Agent) Connected() <-chan struct{} {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.up
+}
+
+// Disconnected returns a channel that is closed while the tunnel is down;
+// while it is up, the channel closes when the connection is lost. Watches
+// opened over the tunnel break then; relist after the next Connected.
+func (a *Agent) Disconnected() <-chan struct{} {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.down
+}
+
+func (a *Agent) current() *http.ClientConn {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.cc
+}
+
+func (a *Agent) setConnected(cc *http.ClientConn) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.cc = cc
+	close(a.up)
+	a.down = make(chan struct{})
+}
+
+func (a *Agent) setDisconnected() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.cc = nil
+	close(a.down)
+	a.up = make(chan struct{})
+}
+
+type agentRoundTripper struct{ a *Agent }
+
+func (rt agentRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
+	cc := rt.a.current()
+	if cc == nil {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, fmt.Errorf("tunnel: %s %s: server is %w", req.Method, req.URL.Path, ErrNotConnected)
+	}
+	return cc.RoundTrip(req)
+}
+
+// Run keeps the tunnel up until ctx ends, reconnecting with jittered
+// exponential back-off, and serves sessions meanwhile. It returns nil when
+// ctx ends; it can be called only once.
+func (a *Agent) Run(ctx context.Context) error {
+	if !a.running.CompareAndSwap(false, true) {
+		return errors.New("tunnel: Agent.Run called twice")
+	}
+	sessions := newSessionListener()
+	serve := a.serve
+	var wg sync.WaitGroup
+	if serve == nil {
+		srv := &http.Server{
+			Handler:     a.opts.Handler,
+			IdleTimeout: time.Minute,
+			ErrorLog:    slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+			BaseContext: func(net.Listener) context.Context { return ctx },
+		}
+		wg.Go(func() { _ = srv.Serve(sessions) })
+		defer srv.Close() // also closes sessions
+		serve = sessions.deliver
+	} else {
+		defer sessions.Close()
+	}
+	defer wg.Wait()
+
+	for attempt := 0; ; attempt++ {
+		established, err := a.connect(ctx, serve)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if established {
+			attempt = 0
+		}
+		delay := backoff(attempt, a.opts.MinBackoff, a.opts.MaxBackoff, rand.Float64)
+		a.log.Warn("tunnel: connection to server lost", "server", a.addr, "err", err, "retryIn", delay)
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		}
+	}
+}
+
+// backoff returns the pause before connection attempt number attempt+1:
+// exponential from min to max, the upper half of it random so that agents
+// cut off together do not come back together.
+func backoff(attempt int, min, max time.Duration, random func() float64) time.Duration {
+	d := max
+	if attempt < 32 {
+		if e := min << uint(attempt); e > 0 && e < max {
+			d = e
+		}
+	}
+	return d/2 + time.Duration(random()*float64(d/2))
+}
+
+// connect runs one connection: dial, control stream, sessions, until the
+// connection fails or ctx ends. established reports whether the control
+// stream came up.
+func (a *Agent) connect(ctx context.Context, serve func(net.Conn)) (established bool, err error) {
+	dctx, cancel := context.WithTimeout(ctx, a.opts.DialTimeout)
+	cc, err := a.transport.NewClientConn(dctx, "https", a.addr)
+	cancel()
+	if err != nil {
+		return false, fmt.Errorf("connect to %s: %w", a.addr, err)
+	}
+	stopClose := context.AfterFunc(ctx, func() { cc.Close() })
+	defer stopClose()
+
+	heartbeats, pw := io.Pipe()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.base+controlPath, heartbeats)
+	if err != nil {
+		cc.Close()
+		return false, fmt.Errorf("control request: %w", err)
+	}
+	resp, err := cc.RoundTrip(req)
+	if err != nil {
+		cc.Close()
+		return false, fmt.Errorf("open control stream: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		resp.Body.Close()
+		cc.Close()
+		return false, fmt.Errorf("server refused the tunnel: %s: %s", resp.Status, strings.TrimSpace(string(msg)))
+	}
+
+	a.setConnected(cc)
+	a.log.Info("tunnel: connected to server", "server", a.addr)
+	var wg sync.WaitGroup
+	stopBeats := make(chan struct{})
+	wg.Go(func() {
+		t := time.NewTicker(a.opts.HeartbeatInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				if _, err := io.WriteString(pw, msgPing+"\n"); err != nil {
+					return
+				}
+			case <-stopBeats:
+				return
+			}
+		}
+	})
+
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		verb, arg, _ := strings.Cut(sc.Text(), " ")
+		if verb == msgOpen && arg != "" {
+			wg.Go(func() { a.openStream(ctx, cc, arg, serve) })
+		}
+	}
+	err = sc.Err()
+	if err == nil {
+		err = errors.New("server ended the control stream")
+	}
+
+	// Order matters: closing the connection releases stream requests that
+	// are still waiting for an answer.
+	close(stopBeats)
+	pw.Close()
+	resp.Body.Close()
+	cc.Close()
+	wg.Wait()
+	a.setDisconnected()
+	return true, fmt.Errorf("control stream: %w", err)
+}
+
+// openStream answers the server's "open <id>" with the stream request and
+// hands the resulting conn to serve.
+func (a *Agent) openStream(ctx context.Context, cc *http.ClientConn, id string, serve func(net.Conn)) {
+	ctx, cancel := context.WithCancel(ctx)
+	body, pw := io.Pipe()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.base+streamPathPrefix+url.PathEscape(id), body)
+	if err != nil {
+		cancel()
+		return
+	}
+	resp, err := cc.RoundTrip(req)
+	if err != nil {
+		cancel()
+		pw.Close()
+		a.log.Debug("tunnel: open stream", "id", id, "err", err)
+		return
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		cancel()
+		pw.Close()
+		a.log.Debug("tunnel: server refused stream", "id", id, "status", resp.Status)
+		return
+	}
+	sc := newStreamConn(resp.Body, agentStreamWriter{pw}, tunnelAddr("agent"), tunnelAddr("server"), func() {
+		// Cancelling resets the stream in both directions at once.
+		cancel()
+		pw.Close()
+		resp.Body.Close()
+	})
+	serve(&agentStreamConn{streamConn: sc, body: pw})
+}
+
+// agentStreamWriter writes the agent-to-server half of a session into the
+// stream request's body.
+type agentStreamWriter struct{ pw *io.PipeWriter }
+
+func (w agentStreamWriter) Write(p []byte) (int, error) { return w.pw.Write(p) }
+func (w agentStreamWriter) abort()                      { w.pw.CloseWithError(os.ErrDeadlineExceeded) }
+
+// sessionListener hands session conns to the agent's http.Server.
+type sessionListener struct {
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func newSessionListener() *sessionListener {
+	return &sessionListener{conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *sessionListener) deliver(c net.Conn) {
+	select {
+	case l.conns <- c:
+	case <-l.done:
+		c.Close()
+	}
+}
+
+func (l *sessionListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *sessionListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *sessionListener) Addr() net.Addr { return tunnelAddr("agent") }

@@ -1,0 +1,43 @@
+// Package tunnel carries all traffic between an orch agent and the orch
+// server over one TLS connection that the agent opens, so agents need no
+// inbound port and work behind NAT.
+//
+// The agent speaks HTTP/2 as a client on that connection:
+//
+//   - Its API calls are ordinary HTTP/2 requests ([Agent.Client]).
+//   - It keeps one long-lived control request open:
+//     POST /tunnel/v1/control. The request body carries the agent's
+//     heartbeats ("ping\n" lines) so the server notices a dead link even
+//     when TCP does not; the response body carries the server's commands,
+//     one per line. Unknown lines are ignored on both sides so either end
+//     can add messages later.
+//   - For "open <id>\n" the agent issues POST /tunnel/v1/stream/<id>: the
+//     request body is the agent-to-server byte stream and the response body
+//     the server-to-agent one. The server pairs that request with the
+//     waiting [Server.Dial], which returns it as a [net.Conn].
+//
+// Each session is its own HTTP/2 stream with its own flow-control window, so
+// a slow or stalled session never blocks the agent's API calls or other
+// sessions (given the connection window from [ServerHTTP2Config]).
+//
+// On the agent the session conns are served by an ordinary [http.Handler]
+// speaking HTTP/1.1 (so Hijack works and SPDY/WebSocket upgrades for exec,
+// attach and port-forward pass through unchanged); on the server,
+// [Server.Transport] and [Server.RoundTripper] send HTTP/1.1 requests over
+// such conns.
+//
+// The package authenticates nobody: the server learns the agent's node name
+// from a caller-supplied function of the request, and the agent trusts
+// whatever server its tls.Config verifies.
+package tunnel
+
+const (
+	// PathPrefix is where [Server] must be mounted on the server's mux.
+	PathPrefix = "/tunnel/v1/"
+
+	controlPath      = PathPrefix + "control"
+	streamPathPrefix = PathPrefix + "stream/"
+
+	msgOpen = "open"
+	msgPing = "ping"
+)
