@@ -6,6 +6,7 @@ package server
 import (
 	"log/slog"
 	"net/netip"
+	"time"
 )
 
 // Config is what `orch server` was asked to do, already parsed and checked
@@ -21,6 +22,10 @@ type Config struct {
 	WriteKubeconfig string       // default /etc/orch/orch.yaml
 	DisableAgent    bool
 	Debug           bool
+
+	// NodeGracePeriod is how long a node may go without a heartbeat
+	// before it is marked NotReady/Unknown (default 40 s, as Kubernetes).
+	NodeGracePeriod time.Duration
 
 	Logger *slog.Logger
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/orch-dev/orch/server/apiserver"
 	"github.com/orch-dev/orch/server/controllers/cronjob"
 	"github.com/orch-dev/orch/server/controllers/daemonset"
+	"github.com/orch-dev/orch/server/controllers/deployment"
 	"github.com/orch-dev/orch/server/controllers/endpoints"
 	"github.com/orch-dev/orch/server/controllers/endpointslice"
 	"github.com/orch-dev/orch/server/controllers/garbagecollector"
@@ -28,7 +29,7 @@ import (
 // runControllers starts the control loops once the API server is ready:
 // one shared informer factory over the in-process API, the event
 // broadcaster, the scheduler and the controllers. It returns when ctx ends.
-func runControllers(ctx context.Context, api *apiserver.Server, log *slog.Logger) error {
+func runControllers(ctx context.Context, cfg Config, api *apiserver.Server, log *slog.Logger) error {
 	select {
 	case <-api.Ready():
 	case <-ctx.Done():
@@ -63,9 +64,11 @@ func runControllers(ctx context.Context, api *apiserver.Server, log *slog.Logger
 	replicationControllers := replicaset.NewForReplicationControllers(local, factory, broadcaster.Recorder("replication-controller"),
 		replicaset.Options{Logger: log.With("component", "replication-controller")})
 	nodeLifecycle := nodelifecycle.New(local, factory, broadcaster.Recorder(nodelifecycle.ComponentName),
-		nodelifecycle.Options{Logger: log.With("component", "node-lifecycle-controller")})
+		nodelifecycle.Options{GracePeriod: cfg.NodeGracePeriod, Logger: log.With("component", "node-lifecycle-controller")})
 	taintEviction := tainteviction.New(local, factory, broadcaster.Recorder(tainteviction.ComponentName),
 		tainteviction.Options{Logger: log.With("component", "taint-eviction-controller")})
+	deployments := deployment.New(local, factory, broadcaster.Recorder("deployment-controller"),
+		deployment.Options{Logger: log.With("component", "deployment-controller")})
 	jobs := job.New(local, factory, broadcaster.Recorder("job-controller"),
 		job.Options{Logger: log.With("component", "job-controller")})
 	cronJobs := cronjob.New(local, factory, broadcaster.Recorder("cronjob-controller"),
@@ -84,6 +87,7 @@ func runControllers(ctx context.Context, api *apiserver.Server, log *slog.Logger
 	g.Go(func() error { return replicationControllers.Run(gctx, 5) })
 	g.Go(func() error { return nodeLifecycle.Run(gctx) })
 	g.Go(func() error { return taintEviction.Run(gctx) })
+	g.Go(func() error { return deployments.Run(gctx, 5) })
 	g.Go(func() error { return jobs.Run(gctx) })
 	g.Go(func() error { return cronJobs.Run(gctx) })
 	g.Go(func() error { return endpointsCtl.Run(gctx) })

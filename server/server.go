@@ -179,7 +179,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, st store.Store, ca
 		}
 		return nil
 	})
-	g.Go(func() error { return runControllers(gctx, api, log) })
+	g.Go(func() error { return runControllers(gctx, cfg, api, log) })
 	g.Go(func() error {
 		c := &compactor{st: st, log: log, keep: compactKeep, keepRevs: compactKeepRevs}
 		c.run(gctx, compactInterval)

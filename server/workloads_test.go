@@ -26,13 +26,16 @@ type cluster struct {
 	nodes      *hollow.Cluster
 }
 
-func startCluster(t *testing.T, nodes int) *cluster {
+func startCluster(t *testing.T, nodes int, tweak ...func(*Config)) *cluster {
 	t.Helper()
 	if _, err := exec.LookPath("kubectl"); err != nil {
 		t.Skip("kubectl is not installed")
 	}
 	cfg := testConfig(t, t.TempDir())
 	cfg.Logger = quietLogger()
+	for _, f := range tweak {
+		f(&cfg)
+	}
 	startRun(t, cfg)
 	rest, err := clientcmd.BuildConfigFromFlags("", cfg.WriteKubeconfig)
 	if err != nil {
@@ -45,7 +48,7 @@ func startCluster(t *testing.T, nodes int) *cluster {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	hc, err := hollow.Start(ctx, cs, hollow.Options{Nodes: nodes, CPU: "2", Memory: "4Gi",
+	hc, err := hollow.Start(ctx, cs, hollow.Options{Nodes: nodes, CPU: "2", Memory: "4Gi", LeaseDuration: 4 * time.Second,
 		Labels: func(i int) map[string]string { return map[string]string{"tier": []string{"a", "b", "c"}[i%3]} }})
 	if err != nil {
 		t.Fatal(err)
@@ -165,4 +168,213 @@ func TestNamespaceDeletionRemovesContents(t *testing.T) {
 // are warnings.
 func quietLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+func TestDaemonSetOnEveryNode(t *testing.T) {
+	c := startCluster(t, 3)
+	c.eventually(20*time.Second, []string{"hollow-2"}, "get", "nodes")
+	c.apply(`apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent, namespace: kube-system}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      containers: [{name: c, image: busybox}]
+`)
+	c.eventually(30*time.Second, []string{"agent   3         3         3       3            3"}, "-n", "kube-system", "get", "ds", "agent")
+	if err := c.nodes.AddNode(context.Background(), 3); err != nil {
+		t.Fatal(err)
+	}
+	c.eventually(30*time.Second, []string{"agent   4         4         4       4            4"}, "-n", "kube-system", "get", "ds", "agent")
+	c.kubectl("-n", "kube-system", "rollout", "status", "ds/agent", "--timeout=30s")
+}
+
+func TestStatefulSetOrderedWithClaims(t *testing.T) {
+	c := startCluster(t, 3)
+	c.eventually(20*time.Second, []string{"hollow-2"}, "get", "nodes")
+	c.apply(`apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec:
+  clusterIP: None
+  selector: {app: db}
+  ports: [{port: 5432}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  replicas: 3
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers: [{name: c, image: busybox}]
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {requests: {storage: 1Gi}}
+`)
+	c.eventually(60*time.Second, []string{"db   3/3"}, "get", "sts", "db")
+	out := c.kubectl("get", "pvc", "-o", "name")
+	for _, want := range []string{"data-db-0", "data-db-1", "data-db-2"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("claim %s missing:\n%s", want, out)
+		}
+	}
+	// Pods start in order: db-0 was created before db-1, db-1 before db-2.
+	created := c.kubectl("get", "pods", "-l", "app=db", "--sort-by=.metadata.creationTimestamp", "-o", "jsonpath={.items[*].metadata.name}")
+	if created != "db-0 db-1 db-2" {
+		t.Fatalf("creation order %q", created)
+	}
+	c.kubectl("scale", "sts", "db", "--replicas=1")
+	c.eventually(60*time.Second, []string{"db   1/1"}, "get", "sts", "db")
+	if out := c.kubectl("get", "pods", "-l", "app=db", "-o", "name"); strings.Contains(out, "db-1") || strings.Contains(out, "db-2") {
+		t.Fatalf("scale down left pods:\n%s", out)
+	}
+	// Claims are kept (Retain).
+	c.eventually(5*time.Second, []string{"data-db-2"}, "get", "pvc")
+}
+
+func TestJobsAndCronJobs(t *testing.T) {
+	c := startCluster(t, 2)
+	c.eventually(20*time.Second, []string{"hollow-1"}, "get", "nodes")
+	c.apply(`apiVersion: batch/v1
+kind: Job
+metadata: {name: once}
+spec:
+  completions: 3
+  parallelism: 2
+  template:
+    metadata: {annotations: {hollow.orch.dev/behaviour: complete}}
+    spec:
+      restartPolicy: Never
+      containers: [{name: c, image: busybox}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: broken}
+spec:
+  backoffLimit: 1
+  template:
+    metadata: {annotations: {hollow.orch.dev/behaviour: fail}}
+    spec:
+      restartPolicy: Never
+      containers: [{name: c, image: busybox}]
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: tick}
+spec:
+  schedule: "@every 2s"
+  successfulJobsHistoryLimit: 2
+  jobTemplate:
+    spec:
+      template:
+        metadata: {annotations: {hollow.orch.dev/behaviour: complete}}
+        spec:
+          restartPolicy: Never
+          containers: [{name: c, image: busybox}]
+`)
+	c.eventually(60*time.Second, []string{"Complete", "3/3"}, "get", "job", "once")
+	c.eventually(90*time.Second, []string{"BackoffLimitExceeded"}, "describe", "job", "broken")
+	c.eventually(60*time.Second, []string{"SuccessfulCreate", "Created job tick-"}, "describe", "cronjob", "tick")
+	// Three runs later, only the two newest finished jobs are kept.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out := c.kubectl("get", "jobs", "-o", "name")
+		if n := strings.Count(out, "job.batch/tick-"); n == 2 && strings.Contains(c.kubectl("get", "cronjob", "tick", "-o", "jsonpath={.status.lastSuccessfulTime}"), "T") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("history limit not applied:\n%s", out)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func TestCascadingDeletion(t *testing.T) {
+	c := startCluster(t, 1)
+	rs := `apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {name: NAME}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: NAME}}
+  template:
+    metadata: {labels: {app: NAME}}
+    spec:
+      containers: [{name: c, image: busybox}]
+`
+	for _, name := range []string{"bg", "fg", "orphan"} {
+		c.apply(strings.ReplaceAll(rs, "NAME", name))
+		c.eventually(30*time.Second, []string{"2         2         2"}, "get", "rs", name)
+	}
+	c.kubectl("delete", "rs", "bg", "--cascade=background", "--wait=true", "--timeout=30s")
+	c.eventually(30*time.Second, []string{"No resources found"}, "get", "pods", "-l", "app=bg")
+
+	c.kubectl("delete", "rs", "fg", "--cascade=foreground", "--wait=true", "--timeout=60s")
+	if out := c.kubectl("get", "pods", "-l", "app=fg", "-o", "name"); strings.TrimSpace(out) != "" {
+		t.Fatalf("foreground deletion finished before its pods were gone:\n%s", out)
+	}
+
+	c.kubectl("delete", "rs", "orphan", "--cascade=orphan", "--wait=true", "--timeout=30s")
+	out := c.kubectl("get", "pods", "-l", "app=orphan", "-o", "jsonpath={range .items[*]}{.metadata.name}={.metadata.ownerReferences}{\"\\n\"}{end}")
+	if strings.Count(out, "=\n") != 2 && strings.Count(out, "=") != 2 {
+		t.Fatalf("orphaned pods: %q", out)
+	}
+	if strings.Contains(out, "ReplicaSet") {
+		t.Fatalf("orphaned pods still name their owner:\n%s", out)
+	}
+}
+
+func TestUnreachableNodeEvictsPods(t *testing.T) {
+	c := startCluster(t, 2, func(cfg *Config) { cfg.NodeGracePeriod = 5 * time.Second })
+	c.eventually(20*time.Second, []string{"hollow-1"}, "get", "nodes")
+	c.apply(`apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      tolerations:
+      - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 2}
+      - {key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 2}
+      affinity:
+        podAntiAffinity:
+          preferredDuringSchedulingIgnoredDuringExecution:
+          - weight: 100
+            podAffinityTerm: {topologyKey: kubernetes.io/hostname, labelSelector: {matchLabels: {app: web}}}
+      containers: [{name: c, image: busybox}]
+`)
+	c.eventually(30*time.Second, []string{"2         2         2"}, "get", "rs", "web")
+	c.nodes.StopHeartbeats(0)
+	c.eventually(30*time.Second, []string{"hollow-0", "NotReady"}, "get", "node", "hollow-0")
+	c.eventually(10*time.Second, []string{"node.kubernetes.io/unreachable"}, "get", "node", "hollow-0", "-o", "jsonpath={.spec.taints}")
+	// The pods on hollow-0 are evicted and replaced on hollow-1.
+	c.eventually(60*time.Second, []string{"TaintManagerEviction"}, "get", "events")
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out := c.kubectl("get", "pods", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.spec.nodeName} {.status.phase} {.metadata.deletionTimestamp}{\"\\n\"}{end}")
+		running := 0
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			if strings.HasPrefix(line, "hollow-1 Running") && strings.TrimSpace(strings.TrimPrefix(line, "hollow-1 Running")) == "" {
+				running++
+			}
+		}
+		if running == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pods not recreated on the healthy node:\n%s", out)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
