@@ -1,0 +1,512 @@
+package proxy
+
+import (
+	"cmp"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+)
+
+// DefaultTable is the name of the nftables table orch owns.
+const DefaultTable = "orch"
+
+// Names of the fixed chains and sets. Per-service chains are named
+// "svc-", "svl-" (local endpoints only), "ext-" (external destinations)
+// and "ep-" followed by the service port's identity.
+const (
+	chainNatPrerouting    = "nat-prerouting"
+	chainNatOutput        = "nat-output"
+	chainNatPostrouting   = "nat-postrouting"
+	chainFilterInput      = "filter-input"
+	chainFilterForward    = "filter-forward"
+	chainFilterOutput     = "filter-output"
+	chainFilterOutputPost = "filter-output-post-dnat"
+	chainServices         = "services"
+	chainMasquerading     = "masquerading"
+	chainMarkForMasq      = "mark-for-masquerade"
+	chainServiceEPCheck   = "service-endpoints-check"
+	chainNodePortEPCheck  = "nodeport-endpoints-check"
+	chainClusterIPsCheck  = "cluster-ips-check"
+	chainReject           = "reject-chain"
+
+	setClusterIPs          = "cluster-ips"
+	setNodePortIPs         = "nodeport-ips"
+	mapServiceIPs          = "service-ips"
+	mapServiceNodePorts    = "service-nodeports"
+	mapNoEndpointServices  = "no-endpoint-services"
+	mapNoEndpointNodePorts = "no-endpoint-nodeports"
+)
+
+// Hook priorities, the same as kube-proxy's nftables mode: the endpoint
+// checks run just before DNAT, the cluster-IP check in the output path
+// just after it (so that DNATed packets no longer carry a cluster IP).
+const (
+	priorityDstNAT       = -100
+	prioritySrcNAT       = 100
+	priorityFilterPre    = -110
+	priorityFilterPostNA = -90
+)
+
+// defaultAffinityTimeout is Kubernetes' default
+// sessionAffinityConfig.clientIP.timeoutSeconds (3 hours).
+const defaultAffinityTimeout = 10800 * time.Second
+
+// Config describes the node the rules are built for.
+type Config struct {
+	// Table is the nftables table name; DefaultTable if empty.
+	Table string
+	// NodeName selects "local" endpoints for the Local traffic policies.
+	NodeName string
+	// NodeIPs are the addresses NodePorts answer on.
+	NodeIPs []netip.Addr
+	// LocalhostNodePorts also serves NodePorts on 127.0.0.1. It only works
+	// with net.ipv4.conf.all.route_localnet=1, which the caller sets.
+	LocalhostNodePorts bool
+	// ClusterCIDRs are the pod networks. Traffic to a cluster IP from
+	// outside them is masqueraded so replies come back through this node.
+	ClusterCIDRs []netip.Prefix
+	// ServiceCIDRs are the cluster IP ranges; packets to addresses in them
+	// that no Service owns are dropped.
+	ServiceCIDRs []netip.Prefix
+}
+
+func (c Config) table() string {
+	if c.Table == "" {
+		return DefaultTable
+	}
+	return c.Table
+}
+
+// Build computes the ruleset for the given Services and EndpointSlices. It
+// is a pure function: the same input gives the same output, in a stable
+// order, so a diff of two outputs shows exactly what changed.
+func Build(cfg Config, services []*v1.Service, endpointSlices []*discoveryv1.EndpointSlice) *Ruleset {
+	b := &builder{
+		cfg:    cfg,
+		rs:     &Ruleset{Table: cfg.table()},
+		slices: indexSlices(endpointSlices),
+	}
+	b.fixed()
+	svcs := slices.Clone(services)
+	slices.SortFunc(svcs, func(a, c *v1.Service) int {
+		return cmp.Or(cmp.Compare(a.Namespace, c.Namespace), cmp.Compare(a.Name, c.Name))
+	})
+	for _, svc := range svcs {
+		b.service(svc)
+	}
+	b.finish()
+	return b.rs
+}
+
+type builder struct {
+	cfg    Config
+	rs     *Ruleset
+	slices map[string][]*discoveryv1.EndpointSlice // by namespace/service
+
+	clusterIPs     map[netip.Addr]bool
+	serviceIPs     []Element
+	nodePorts      []Element
+	noEPServices   []Element
+	noEPNodePorts  []Element
+	serviceChains  []*Chain
+	endpointChains map[string]bool
+}
+
+func indexSlices(all []*discoveryv1.EndpointSlice) map[string][]*discoveryv1.EndpointSlice {
+	idx := make(map[string][]*discoveryv1.EndpointSlice)
+	for _, s := range all {
+		name := s.Labels[discoveryv1.LabelServiceName]
+		if name == "" {
+			continue
+		}
+		k := s.Namespace + "/" + name
+		idx[k] = append(idx[k], s)
+	}
+	return idx
+}
+
+func jump(chain string) Stmt     { return VerdictStmt{Verdict{Kind: VerdictJump, Chain: chain}} }
+func goTo(chain string) Stmt     { return VerdictStmt{Verdict{Kind: VerdictGoto, Chain: chain}} }
+func verdict(k VerdictKind) Stmt { return VerdictStmt{Verdict{Kind: k}} }
+
+func hostPrefix(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, a.BitLen()) }
+
+// fixed adds the chains every node has, whatever its services.
+func (b *builder) fixed() {
+	b.clusterIPs = make(map[netip.Addr]bool)
+	b.endpointChains = make(map[string]bool)
+	base := func(name string, t ChainType, p HookPoint, prio int32, rules ...Rule) *Chain {
+		return &Chain{Name: name, Hook: &Hook{Type: t, Point: p, Priority: prio}, Rules: rules}
+	}
+	ctNew := MatchCtNew{}
+	b.rs.Chains = append(b.rs.Chains,
+		base(chainNatPrerouting, ChainTypeNAT, HookPrerouting, priorityDstNAT, Rule{jump(chainServices)}),
+		base(chainNatOutput, ChainTypeNAT, HookOutput, priorityDstNAT, Rule{jump(chainServices)}),
+		base(chainNatPostrouting, ChainTypeNAT, HookPostrouting, prioritySrcNAT, Rule{jump(chainMasquerading)}),
+		base(chainFilterInput, ChainTypeFilter, HookInput, priorityFilterPre,
+			Rule{ctNew, jump(chainNodePortEPCheck)},
+			Rule{ctNew, jump(chainServiceEPCheck)}),
+		base(chainFilterForward, ChainTypeFilter, HookForward, priorityFilterPre,
+			Rule{ctNew, jump(chainServiceEPCheck)},
+			Rule{ctNew, jump(chainClusterIPsCheck)}),
+		base(chainFilterOutput, ChainTypeFilter, HookOutput, priorityFilterPre,
+			Rule{ctNew, jump(chainNodePortEPCheck)},
+			Rule{ctNew, jump(chainServiceEPCheck)}),
+		base(chainFilterOutputPost, ChainTypeFilter, HookOutput, priorityFilterPostNA,
+			Rule{ctNew, jump(chainClusterIPsCheck)}),
+		&Chain{Name: chainServices, Rules: []Rule{
+			{VmapLookup{Key: KeyAddrProtoPort, Map: mapServiceIPs}},
+			{MatchAddrSet{Field: DestAddr, Set: setNodePortIPs}, VmapLookup{Key: KeyProtoPort, Map: mapServiceNodePorts}},
+		}},
+		&Chain{Name: chainMasquerading, Rules: []Rule{
+			{MatchMarkUnset{}, verdict(VerdictReturn)},
+			{SetMark{Clear: true}},
+			{Masquerade{}},
+		}},
+		&Chain{Name: chainMarkForMasq, Rules: []Rule{{SetMark{}}}},
+		&Chain{Name: chainServiceEPCheck, Rules: []Rule{
+			{VmapLookup{Key: KeyAddrProtoPort, Map: mapNoEndpointServices}},
+		}},
+		&Chain{Name: chainNodePortEPCheck, Rules: []Rule{
+			{MatchAddrSet{Field: DestAddr, Set: setNodePortIPs}, VmapLookup{Key: KeyProtoPort, Map: mapNoEndpointNodePorts}},
+		}},
+		&Chain{Name: chainReject, Rules: []Rule{
+			{MatchProto{ProtoTCP}, Reject{TCPReset: true}},
+			{Reject{}},
+		}},
+	)
+}
+
+// finish adds the cluster-IP check and all sets, and appends the service
+// chains after the fixed ones.
+func (b *builder) finish() {
+	check := &Chain{Name: chainClusterIPsCheck}
+	// A cluster IP on a port the Service does not have is refused; an
+	// address nobody owns is dropped, as kube-proxy does, so scanners
+	// learn nothing.
+	check.Rules = append(check.Rules, Rule{MatchAddrSet{Field: DestAddr, Set: setClusterIPs}, Reject{}})
+	for _, p := range b.cfg.ServiceCIDRs {
+		if p.Addr().Is4() {
+			check.Rules = append(check.Rules, Rule{MatchAddr{Field: DestAddr, Prefix: p.Masked()}, verdict(VerdictDrop)})
+		}
+	}
+	b.rs.Chains = append(b.rs.Chains, check)
+	b.rs.Chains = append(b.rs.Chains, b.serviceChains...)
+
+	var clusterIPs []Element
+	for a := range b.clusterIPs {
+		clusterIPs = append(clusterIPs, Element{Key: Key{Addr: a}})
+	}
+	var nodeIPs []Element
+	seen := map[netip.Addr]bool{}
+	addNodeIP := func(a netip.Addr) {
+		if a.Is4() && !seen[a] {
+			seen[a] = true
+			nodeIPs = append(nodeIPs, Element{Key: Key{Addr: a}})
+		}
+	}
+	for _, a := range b.cfg.NodeIPs {
+		addNodeIP(a.Unmap())
+	}
+	if b.cfg.LocalhostNodePorts {
+		addNodeIP(netip.AddrFrom4([4]byte{127, 0, 0, 1}))
+	}
+	b.rs.Sets = append([]*Set{
+		{Name: setClusterIPs, Key: KeyAddr, Elements: sortElements(clusterIPs)},
+		{Name: setNodePortIPs, Key: KeyAddr, Elements: sortElements(nodeIPs)},
+		{Name: mapServiceIPs, Key: KeyAddrProtoPort, Verdicts: true, Elements: sortElements(b.serviceIPs)},
+		{Name: mapServiceNodePorts, Key: KeyProtoPort, Verdicts: true, Elements: sortElements(b.nodePorts)},
+		{Name: mapNoEndpointServices, Key: KeyAddrProtoPort, Verdicts: true, Elements: sortElements(b.noEPServices)},
+		{Name: mapNoEndpointNodePorts, Key: KeyProtoPort, Verdicts: true, Elements: sortElements(b.noEPNodePorts)},
+	}, b.rs.Sets...)
+}
+
+func sortElements(es []Element) []Element {
+	slices.SortFunc(es, func(a, c Element) int {
+		return cmp.Or(a.Key.Addr.Compare(c.Key.Addr), cmp.Compare(a.Key.Proto, c.Key.Proto), cmp.Compare(a.Key.Port, c.Key.Port))
+	})
+	// The API server rejects duplicate ports, but two Services may claim
+	// the same external IP and port; nft would refuse the whole batch.
+	return slices.CompactFunc(es, func(a, c Element) bool { return a.Key == c.Key })
+}
+
+// endpoint is one ready backend of a service port.
+type endpoint struct {
+	addr  netip.AddrPort
+	local bool
+}
+
+func protocolOf(p v1.Protocol) (Protocol, bool) {
+	switch p {
+	case v1.ProtocolTCP, "":
+		return ProtoTCP, true
+	case v1.ProtocolUDP:
+		return ProtoUDP, true
+	case v1.ProtocolSCTP:
+		return ProtoSCTP, true
+	}
+	return 0, false
+}
+
+// endpointsFor collects the ready IPv4 endpoints of one service port from
+// the service's EndpointSlices, matching ports by name and protocol as
+// kube-proxy does.
+func (b *builder) endpointsFor(svc *v1.Service, port v1.ServicePort) []endpoint {
+	seen := map[netip.AddrPort]bool{}
+	var out []endpoint
+	for _, s := range b.slices[svc.Namespace+"/"+svc.Name] {
+		if s.AddressType != discoveryv1.AddressTypeIPv4 {
+			continue
+		}
+		var target int32 = -1
+		for _, sp := range s.Ports {
+			name := ""
+			if sp.Name != nil {
+				name = *sp.Name
+			}
+			proto := v1.ProtocolTCP
+			if sp.Protocol != nil {
+				proto = *sp.Protocol
+			}
+			if name == port.Name && proto == cmp.Or(port.Protocol, v1.ProtocolTCP) && sp.Port != nil {
+				target = *sp.Port
+				break
+			}
+		}
+		if target < 1 || target > 65535 {
+			continue
+		}
+		for _, ep := range s.Endpoints {
+			// A nil ready condition means ready (EndpointSlice API contract).
+			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
+				continue
+			}
+			local := ep.NodeName != nil && *ep.NodeName == b.cfg.NodeName && b.cfg.NodeName != ""
+			for _, a := range ep.Addresses {
+				ip, err := netip.ParseAddr(a)
+				if err != nil || !ip.Is4() {
+					continue
+				}
+				ap := netip.AddrPortFrom(ip, uint16(target))
+				if !seen[ap] {
+					seen[ap] = true
+					out = append(out, endpoint{addr: ap, local: local})
+				}
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, c endpoint) int { return a.addr.Compare(c.addr) })
+	return out
+}
+
+func hasClusterIP(svc *v1.Service) bool {
+	return svc.Spec.ClusterIP != "" && svc.Spec.ClusterIP != v1.ClusterIPNone
+}
+
+// service adds the rules of one Service. Headless and ExternalName
+// Services get none: DNS answers for them.
+func (b *builder) service(svc *v1.Service) {
+	if svc.Spec.Type == v1.ServiceTypeExternalName || !hasClusterIP(svc) {
+		return
+	}
+	var clusterIPs []netip.Addr
+	for _, s := range append([]string{svc.Spec.ClusterIP}, svc.Spec.ClusterIPs...) {
+		if a, err := netip.ParseAddr(s); err == nil && a.Is4() && !slices.Contains(clusterIPs, a) {
+			clusterIPs = append(clusterIPs, a)
+		}
+	}
+	if len(clusterIPs) == 0 {
+		return // IPv6-only: not handled by this IPv4 table.
+	}
+	var externalIPs []netip.Addr
+	for _, s := range svc.Spec.ExternalIPs {
+		if a, err := netip.ParseAddr(s); err == nil && a.Is4() {
+			externalIPs = append(externalIPs, a)
+		}
+	}
+	if svc.Spec.Type == v1.ServiceTypeLoadBalancer {
+		for _, ing := range svc.Status.LoadBalancer.Ingress {
+			if a, err := netip.ParseAddr(ing.IP); err == nil && a.Is4() {
+				externalIPs = append(externalIPs, a)
+			}
+		}
+	}
+	for _, a := range clusterIPs {
+		b.clusterIPs[a] = true
+	}
+	for _, port := range svc.Spec.Ports {
+		b.servicePort(svc, port, clusterIPs, externalIPs)
+	}
+}
+
+func (b *builder) servicePort(svc *v1.Service, port v1.ServicePort, clusterIPs, externalIPs []netip.Addr) {
+	proto, ok := protocolOf(port.Protocol)
+	if !ok || port.Port < 1 || port.Port > 65535 {
+		return
+	}
+	portName := port.Name
+	if portName == "" {
+		portName = strconv.Itoa(int(port.Port))
+	}
+	id := fmt.Sprintf("%s/%s/%s/%s", svc.Namespace, svc.Name, proto, portName)
+	svcPort := uint16(port.Port)
+	nodePort := uint16(0)
+	if (svc.Spec.Type == v1.ServiceTypeNodePort || svc.Spec.Type == v1.ServiceTypeLoadBalancer) && port.NodePort > 0 && port.NodePort <= 65535 {
+		nodePort = uint16(port.NodePort)
+	}
+	addrKey := func(a netip.Addr) Key { return Key{Addr: a, Proto: proto, Port: svcPort} }
+	gotoV := func(chain string) Verdict { return Verdict{Kind: VerdictGoto, Chain: chain} }
+
+	all := b.endpointsFor(svc, port)
+	if len(all) == 0 {
+		// No endpoints anywhere: refuse at once rather than let the
+		// client time out.
+		rej := gotoV(chainReject)
+		for _, a := range clusterIPs {
+			b.noEPServices = append(b.noEPServices, Element{Key: addrKey(a), Verdict: rej})
+		}
+		for _, a := range externalIPs {
+			b.noEPServices = append(b.noEPServices, Element{Key: addrKey(a), Verdict: rej})
+		}
+		if nodePort != 0 {
+			b.noEPNodePorts = append(b.noEPNodePorts, Element{Key: Key{Proto: proto, Port: nodePort}, Verdict: rej})
+		}
+		return
+	}
+	var local []endpoint
+	for _, e := range all {
+		if e.local {
+			local = append(local, e)
+		}
+	}
+
+	var affinity time.Duration
+	if svc.Spec.SessionAffinity == v1.ServiceAffinityClientIP {
+		affinity = defaultAffinityTimeout
+		if c := svc.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil && *c.ClientIP.TimeoutSeconds > 0 {
+			affinity = time.Duration(*c.ClientIP.TimeoutSeconds) * time.Second
+		}
+	}
+
+	clusterChain := "svc-" + id
+	localChain := "svl-" + id
+	needCluster, needLocal := false, false
+
+	// Cluster IPs.
+	internalLocal := svc.Spec.InternalTrafficPolicy != nil && *svc.Spec.InternalTrafficPolicy == v1.ServiceInternalTrafficPolicyLocal
+	for _, a := range clusterIPs {
+		switch {
+		case !internalLocal:
+			needCluster = true
+			b.serviceIPs = append(b.serviceIPs, Element{Key: addrKey(a), Verdict: gotoV(clusterChain)})
+		case len(local) > 0:
+			needLocal = true
+			b.serviceIPs = append(b.serviceIPs, Element{Key: addrKey(a), Verdict: gotoV(localChain)})
+		default:
+			// Endpoints exist, just not here: drop, as kube-proxy does,
+			// since another node would answer.
+			b.noEPServices = append(b.noEPServices, Element{Key: addrKey(a), Verdict: Verdict{Kind: VerdictDrop}})
+		}
+	}
+
+	// External destinations: NodePorts, external IPs, load balancer IPs.
+	if nodePort != 0 || len(externalIPs) > 0 {
+		extChain := "ext-" + id
+		ext := &Chain{Name: extChain}
+		if svc.Spec.ExternalTrafficPolicy == v1.ServiceExternalTrafficPolicyLocal {
+			// Pods keep using every endpoint; traffic from this node
+			// itself is masqueraded and may go anywhere; traffic from
+			// outside only reaches local endpoints, with its source
+			// address preserved, or is dropped.
+			for _, c := range b.cfg.ClusterCIDRs {
+				if c.Addr().Is4() {
+					ext.Rules = append(ext.Rules, Rule{MatchAddr{Field: SourceAddr, Prefix: c.Masked()}, goTo(clusterChain)})
+				}
+			}
+			ext.Rules = append(ext.Rules,
+				Rule{MatchAddrSet{Field: SourceAddr, Set: setNodePortIPs}, jump(chainMarkForMasq)},
+				Rule{MatchAddrSet{Field: SourceAddr, Set: setNodePortIPs}, goTo(clusterChain)})
+			needCluster = true
+			if len(local) > 0 {
+				needLocal = true
+				ext.Rules = append(ext.Rules, Rule{goTo(localChain)})
+			} else {
+				ext.Rules = append(ext.Rules, Rule{verdict(VerdictDrop)})
+			}
+		} else {
+			// Replies must come back through this node to be un-NATed.
+			ext.Rules = append(ext.Rules, Rule{jump(chainMarkForMasq)}, Rule{goTo(clusterChain)})
+			needCluster = true
+		}
+		b.serviceChains = append(b.serviceChains, ext)
+		for _, a := range externalIPs {
+			b.serviceIPs = append(b.serviceIPs, Element{Key: addrKey(a), Verdict: gotoV(extChain)})
+		}
+		if nodePort != 0 {
+			b.nodePorts = append(b.nodePorts, Element{Key: Key{Proto: proto, Port: nodePort}, Verdict: gotoV(extChain)})
+		}
+	}
+
+	if needCluster {
+		b.balanceChain(clusterChain, id, all, proto, affinity)
+	}
+	if needLocal {
+		b.balanceChain(localChain, id, local, proto, affinity)
+	}
+}
+
+// balanceChain adds a chain that spreads connections over eps (non-empty)
+// and the endpoint chains it jumps to.
+func (b *builder) balanceChain(name, id string, eps []endpoint, proto Protocol, affinity time.Duration) {
+	c := &Chain{Name: name}
+	// Off-cluster clients (the node itself, other hosts) are masqueraded
+	// so replies return through this node's conntrack entry.
+	var masq Rule
+	for _, p := range b.cfg.ClusterCIDRs {
+		if p.Addr().Is4() {
+			masq = append(masq, MatchAddr{Field: SourceAddr, Negate: true, Prefix: p.Masked()})
+		}
+	}
+	if len(masq) > 0 {
+		c.Rules = append(c.Rules, append(masq, jump(chainMarkForMasq)))
+	}
+	targets := make([]string, len(eps))
+	for i, e := range eps {
+		targets[i] = b.endpointChain(id, e, proto, affinity)
+	}
+	if affinity > 0 {
+		for _, t := range targets {
+			c.Rules = append(c.Rules, Rule{MatchAddrSet{Field: SourceAddr, Set: affinitySet(t)}, goTo(t)})
+		}
+	}
+	c.Rules = append(c.Rules, Rule{NumgenVmap{Targets: targets}})
+	b.serviceChains = append(b.serviceChains, c)
+}
+
+func affinitySet(endpointChain string) string { return "aff-" + endpointChain[len("ep-"):] }
+
+func (b *builder) endpointChain(id string, e endpoint, proto Protocol, affinity time.Duration) string {
+	name := "ep-" + id + "/" + e.addr.String()
+	if b.endpointChains[name] {
+		return name
+	}
+	b.endpointChains[name] = true
+	c := &Chain{Name: name, Rules: []Rule{
+		// Hairpin: a pod reaching itself through its Service must be
+		// masqueraded or it would answer itself directly.
+		{MatchAddr{Field: SourceAddr, Prefix: hostPrefix(e.addr.Addr())}, jump(chainMarkForMasq)},
+	}}
+	if affinity > 0 {
+		set := affinitySet(name)
+		b.rs.Sets = append(b.rs.Sets, &Set{Name: set, Key: KeyAddr, Timeout: affinity})
+		c.Rules = append(c.Rules, Rule{UpdateSourceSet{Set: set}})
+	}
+	c.Rules = append(c.Rules, Rule{MatchProto{proto}, DNAT{To: e.addr}})
+	b.serviceChains = append(b.serviceChains, c)
+	return name
+}

@@ -1,0 +1,27 @@
+// Package proxy is orch's service proxy: it turns Services and
+// EndpointSlices into one nftables table ("ip orch") and keeps the kernel's
+// copy of that table current.
+//
+// Build is a pure function from objects to a Ruleset (an intermediate
+// representation that renders both as nft text and as netlink
+// expressions). Syncer batches changes and rewrites the whole table in one
+// netlink transaction, and rewrites it again if someone deletes it.
+//
+// The layout follows kube-proxy's nftables mode, so people who know that
+// read orch's rules at sight:
+//
+//	nat-prerouting / nat-output  → services
+//	services: ip daddr . meta l4proto . th dport vmap @service-ips
+//	          ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports
+//	svc-NS/NAME/PROTO/PORT       → numgen random mod N vmap { i : goto ep-… }
+//	svl-…                        same, local endpoints only (traffic policy Local)
+//	ext-…                        NodePort / external IP entry, masquerade, policy
+//	ep-…/IP:PORT                 hairpin masquerade, affinity update, dnat
+//	filter-* chains              reject when a service has no endpoints,
+//	                             drop for unallocated service IPs
+//	nat-postrouting → masquerading (packets marked 0x4000)
+//
+// The package owns only its table: it never reads or writes other tables,
+// sysctls (route_localnet for NodePorts on 127.0.0.1 is the caller's job)
+// or the API server.
+package proxy

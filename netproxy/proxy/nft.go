@@ -1,0 +1,302 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// NFTables writes rulesets into the kernel over netlink, in the network
+// namespace given by NetNSFd (the caller's namespace when it is 0).
+type NFTables struct {
+	// NetNSFd, if non-zero, is an open fd of the target network namespace.
+	NetNSFd int
+}
+
+var _ RuleWriter = (*NFTables)(nil)
+
+// socketBuffer is the netlink buffer size forced on the socket. The whole
+// ruleset goes out in one sendmsg (one transaction) and every message is
+// acknowledged, so the default 208 KiB buffers overflow (EMSGSIZE,
+// ENOBUFS) at a few thousand endpoints. The kernel charges only what is
+// queued, so a large limit costs nothing while idle.
+const socketBuffer = 64 << 20
+
+// maxElementsPerMessage bounds one set-element message.
+const maxElementsPerMessage = 1024
+
+func (w *NFTables) conn() (*nftables.Conn, error) {
+	opts := []nftables.ConnOption{nftables.WithSockOptions(forceBuffers)}
+	if w.NetNSFd != 0 {
+		opts = append(opts, nftables.WithNetNSFd(w.NetNSFd))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("open nftables netlink connection: %w", err)
+	}
+	return c, nil
+}
+
+func forceBuffers(c *netlink.Conn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = rc.Control(func(fd uintptr) {
+		for _, opt := range []int{unix.SO_SNDBUFFORCE, unix.SO_RCVBUFFORCE} {
+			if e := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, opt, socketBuffer); e != nil {
+				serr = errors.Join(serr, e)
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if serr != nil {
+		// Without CAP_NET_ADMIN the FORCE options fail; fall back to
+		// what the sysctl limits allow and let big rulesets fail loudly.
+		_ = c.SetWriteBuffer(socketBuffer)
+		_ = c.SetReadBuffer(socketBuffer)
+	}
+	return nil
+}
+
+// Exists reports whether the table is present.
+func (w *NFTables) Exists(table string) (bool, error) {
+	c, err := w.conn()
+	if err != nil {
+		return false, err
+	}
+	_, err = c.ListTableOfFamily(table, nftables.TableFamilyIPv4)
+	if err == nil {
+		return true, nil
+	}
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOENT) {
+		return false, nil
+	}
+	return false, fmt.Errorf("look up nftables table ip %s: %w", table, err)
+}
+
+// Delete removes the table if it exists.
+func (w *NFTables) Delete(table string) error {
+	c, err := w.conn()
+	if err != nil {
+		return err
+	}
+	t := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: table}
+	// add+delete in one batch succeeds whether or not the table exists.
+	c.AddTable(t)
+	c.DelTable(t)
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("delete nftables table ip %s: %w", table, err)
+	}
+	return nil
+}
+
+// Apply replaces the table with rs in one netlink transaction: packets see
+// either the old table or the new one, never a half-written one.
+// Elements of dynamic sets (session affinity) that survive in the new
+// ruleset are carried over with their remaining timeout, so a rewrite
+// does not move clients to other endpoints.
+func (w *NFTables) Apply(rs *Ruleset) error {
+	c, err := w.conn()
+	if err != nil {
+		return err
+	}
+	carried := w.dynamicElements(c, rs)
+
+	t := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: rs.Table}
+	// Adding before deleting makes the delete succeed on a fresh node;
+	// the kernel applies the whole batch or nothing.
+	c.AddTable(t)
+	c.DelTable(t)
+	c.AddTable(t)
+
+	b := &exprBuilder{conn: c, table: t, sets: make(map[string]*nftables.Set, len(rs.Sets))}
+	for _, ch := range rs.Chains {
+		nc := &nftables.Chain{Name: ch.Name, Table: t}
+		if ch.Hook != nil {
+			nc.Type = nftables.ChainType(ch.Hook.Type)
+			nc.Hooknum = hookNum(ch.Hook.Point)
+			nc.Priority = nftables.ChainPriorityRef(nftables.ChainPriority(ch.Hook.Priority))
+			accept := nftables.ChainPolicyAccept
+			nc.Policy = &accept
+		}
+		c.AddChain(nc)
+	}
+	for _, s := range rs.Sets {
+		ns, err := b.addSet(s, carried[s.Name])
+		if err != nil {
+			return fmt.Errorf("nftables set %s: %w", s.Name, err)
+		}
+		b.sets[s.Name] = ns
+	}
+	for _, ch := range rs.Chains {
+		nc := &nftables.Chain{Name: ch.Name, Table: t}
+		for i, r := range ch.Rules {
+			var exprs []expr.Any
+			for _, st := range r {
+				e, err := st.exprs(b)
+				if err != nil {
+					return fmt.Errorf("chain %s rule %d (%s): %w", ch.Name, i, r, err)
+				}
+				exprs = append(exprs, e...)
+			}
+			c.AddRule(&nftables.Rule{Table: t, Chain: nc, Exprs: exprs})
+		}
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("write nftables table ip %s: %w", rs.Table, err)
+	}
+	return nil
+}
+
+// dynamicElements reads the current elements of rs's dynamic sets from
+// the kernel. Failures only cost affinity, so they are ignored.
+func (w *NFTables) dynamicElements(c *nftables.Conn, rs *Ruleset) map[string][]nftables.SetElement {
+	out := map[string][]nftables.SetElement{}
+	t := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: rs.Table}
+	for _, s := range rs.Sets {
+		if s.Timeout == 0 {
+			continue
+		}
+		cur, err := c.GetSetByName(t, s.Name)
+		if err != nil {
+			continue
+		}
+		elems, err := c.GetSetElements(cur)
+		if err != nil {
+			continue
+		}
+		for _, e := range elems {
+			if e.Expires > 0 {
+				out[s.Name] = append(out[s.Name], nftables.SetElement{Key: e.Key, Timeout: e.Expires})
+			}
+		}
+	}
+	return out
+}
+
+func hookNum(p HookPoint) *nftables.ChainHook {
+	switch p {
+	case HookPrerouting:
+		return nftables.ChainHookPrerouting
+	case HookInput:
+		return nftables.ChainHookInput
+	case HookForward:
+		return nftables.ChainHookForward
+	case HookOutput:
+		return nftables.ChainHookOutput
+	default:
+		return nftables.ChainHookPostrouting
+	}
+}
+
+// exprBuilder carries what statements need to become expressions: the
+// connection (for anonymous sets) and the sets added so far.
+type exprBuilder struct {
+	conn  *nftables.Conn
+	table *nftables.Table
+	sets  map[string]*nftables.Set
+}
+
+func (b *exprBuilder) set(name string) (*nftables.Set, error) {
+	s, ok := b.sets[name]
+	if !ok {
+		return nil, fmt.Errorf("set %q is not defined", name)
+	}
+	return s, nil
+}
+
+func keyType(k KeyType) nftables.SetDatatype {
+	switch k {
+	case KeyProtoPort:
+		return nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService)
+	case KeyAddrProtoPort:
+		return nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
+	default:
+		return nftables.TypeIPAddr
+	}
+}
+
+// keyBytes encodes a key as the registers hold it: each concatenated
+// field padded to 4 bytes.
+func keyBytes(t KeyType, k Key) []byte {
+	var a [4]byte
+	if k.Addr.Is4() {
+		a = k.Addr.As4()
+	}
+	port := []byte{byte(k.Port >> 8), byte(k.Port), 0, 0}
+	proto := []byte{byte(k.Proto), 0, 0, 0}
+	switch t {
+	case KeyProtoPort:
+		return append(proto, port...)
+	case KeyAddrProtoPort:
+		return append(append(a[:], proto...), port...)
+	default:
+		return a[:]
+	}
+}
+
+func (b *exprBuilder) addSet(s *Set, carried []nftables.SetElement) (*nftables.Set, error) {
+	ns := &nftables.Set{Table: b.table, Name: s.Name, KeyType: keyType(s.Key)}
+	if s.Verdicts {
+		ns.IsMap = true
+		ns.DataType = nftables.TypeVerdict
+	}
+	if s.Timeout > 0 {
+		ns.HasTimeout = true
+		ns.Dynamic = true
+		ns.Timeout = s.Timeout
+	}
+	elems := make([]nftables.SetElement, 0, len(s.Elements)+len(carried))
+	for _, e := range s.Elements {
+		if s.Key != KeyProtoPort && !e.Key.Addr.Is4() {
+			return nil, fmt.Errorf("element %s: only IPv4 is supported", e.Key.format(s.Key))
+		}
+		el := nftables.SetElement{Key: keyBytes(s.Key, e.Key)}
+		if s.Verdicts {
+			el.VerdictData = e.Verdict.expr()
+		}
+		elems = append(elems, el)
+	}
+	elems = append(elems, carried...)
+	first := elems[:min(len(elems), maxElementsPerMessage)]
+	if err := b.conn.AddSet(ns, first); err != nil {
+		return nil, err
+	}
+	for rest := elems[len(first):]; len(rest) > 0; {
+		n := min(len(rest), maxElementsPerMessage)
+		if err := b.conn.SetAddElements(ns, rest[:n]); err != nil {
+			return nil, err
+		}
+		rest = rest[n:]
+	}
+	return ns, nil
+}
+
+func (b *exprBuilder) anonymousVmap(targets []string) (*nftables.Set, error) {
+	s := &nftables.Set{
+		Table: b.table, Anonymous: true, Constant: true, IsMap: true,
+		KeyType: nftables.TypeInteger, DataType: nftables.TypeVerdict,
+		KeyByteOrder: binaryutil.NativeEndian,
+	}
+	elems := make([]nftables.SetElement, len(targets))
+	for i, t := range targets {
+		elems[i] = nftables.SetElement{
+			Key:         nativeUint32(uint32(i)),
+			VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: t},
+		}
+	}
+	if err := b.conn.AddSet(s, elems); err != nil {
+		return nil, err
+	}
+	return s, nil
+}

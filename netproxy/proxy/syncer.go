@@ -1,0 +1,272 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// RuleWriter puts a ruleset into effect. NFTables is the real one; tests
+// use fakes.
+type RuleWriter interface {
+	// Apply atomically replaces the table named rs.Table with rs.
+	Apply(rs *Ruleset) error
+	// Exists reports whether the table is present in the kernel.
+	Exists(table string) (bool, error)
+}
+
+// SyncerOptions tune the Syncer. Zero values pick the defaults.
+type SyncerOptions struct {
+	// MinSyncInterval is the least time between two writes, so a burst of
+	// endpoint changes becomes one write. Default 100ms.
+	MinSyncInterval time.Duration
+	// CheckInterval is how often the Syncer checks that its table still
+	// exists (someone may have run `nft flush ruleset`). Default 5s.
+	CheckInterval time.Duration
+	// RetryInterval is the wait after a failed write. Default 1s.
+	RetryInterval time.Duration
+	// Now is the clock; time.Now by default.
+	Now func() time.Time
+}
+
+// SyncResult describes one write, for logging and metrics.
+type SyncResult struct {
+	Services int
+	Chains   int
+	Duration time.Duration
+	Err      error
+}
+
+// Syncer keeps the kernel's table equal to Build of the latest Services
+// and EndpointSlices. The agent feeds it objects from its watches; the
+// Syncer never talks to the API server. Updates only mark the state dirty;
+// the Run loop rebuilds and rewrites the whole table, at most once per
+// MinSyncInterval.
+type Syncer struct {
+	cfg    Config
+	writer RuleWriter
+	opts   SyncerOptions
+
+	mu          sync.Mutex
+	services    map[types.NamespacedName]*v1.Service
+	slices      map[types.NamespacedName]*discoveryv1.EndpointSlice
+	initialized bool // Replace was called: the state is a full picture
+	dirty       bool
+
+	kick    chan struct{}
+	results chan SyncResult
+}
+
+// NewSyncer returns a Syncer writing through w. It writes nothing until
+// Replace has given it the initial state, so a restarting agent never
+// wipes working rules with an empty table.
+func NewSyncer(cfg Config, w RuleWriter, opts SyncerOptions) *Syncer {
+	if opts.MinSyncInterval <= 0 {
+		opts.MinSyncInterval = 100 * time.Millisecond
+	}
+	if opts.CheckInterval <= 0 {
+		opts.CheckInterval = 5 * time.Second
+	}
+	if opts.RetryInterval <= 0 {
+		opts.RetryInterval = time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Syncer{
+		cfg:      cfg,
+		writer:   w,
+		opts:     opts,
+		services: map[types.NamespacedName]*v1.Service{},
+		slices:   map[types.NamespacedName]*discoveryv1.EndpointSlice{},
+		kick:     make(chan struct{}, 1),
+	}
+}
+
+// Results returns a channel that receives the outcome of every write. It
+// must be called before Run; results are dropped when nobody reads.
+func (s *Syncer) Results() <-chan SyncResult {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.results == nil {
+		s.results = make(chan SyncResult, 16)
+	}
+	return s.results
+}
+
+func key(m interface {
+	GetNamespace() string
+	GetName() string
+}) types.NamespacedName {
+	return types.NamespacedName{Namespace: m.GetNamespace(), Name: m.GetName()}
+}
+
+func (s *Syncer) markDirty() {
+	s.dirty = true
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Replace sets the complete state, e.g. after the agent's initial list.
+func (s *Syncer) Replace(services []*v1.Service, slices []*discoveryv1.EndpointSlice) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.services = make(map[types.NamespacedName]*v1.Service, len(services))
+	for _, svc := range services {
+		s.services[key(svc)] = svc
+	}
+	s.slices = make(map[types.NamespacedName]*discoveryv1.EndpointSlice, len(slices))
+	for _, sl := range slices {
+		s.slices[key(sl)] = sl
+	}
+	s.initialized = true
+	s.markDirty()
+}
+
+// UpdateService records an added or changed Service. The object must not
+// be modified afterwards.
+func (s *Syncer) UpdateService(svc *v1.Service) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.services[key(svc)] = svc
+	s.markDirty()
+}
+
+// DeleteService forgets a Service.
+func (s *Syncer) DeleteService(namespace, name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.services, types.NamespacedName{Namespace: namespace, Name: name})
+	s.markDirty()
+}
+
+// UpdateEndpointSlice records an added or changed EndpointSlice. The
+// object must not be modified afterwards.
+func (s *Syncer) UpdateEndpointSlice(sl *discoveryv1.EndpointSlice) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.slices[key(sl)] = sl
+	s.markDirty()
+}
+
+// DeleteEndpointSlice forgets an EndpointSlice.
+func (s *Syncer) DeleteEndpointSlice(namespace, name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.slices, types.NamespacedName{Namespace: namespace, Name: name})
+	s.markDirty()
+}
+
+// snapshot returns the state to build from and clears the dirty flag, or
+// ok=false when there is nothing to do.
+func (s *Syncer) snapshot() (svcs []*v1.Service, sls []*discoveryv1.EndpointSlice, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.initialized || !s.dirty {
+		return nil, nil, false
+	}
+	s.dirty = false
+	svcs = make([]*v1.Service, 0, len(s.services))
+	for _, v := range s.services {
+		svcs = append(svcs, v)
+	}
+	sls = make([]*discoveryv1.EndpointSlice, 0, len(s.slices))
+	for _, v := range s.slices {
+		sls = append(sls, v)
+	}
+	return svcs, sls, true
+}
+
+// Run writes the rules until ctx is cancelled. It returns ctx.Err(); write
+// failures are retried and reported on Results.
+func (s *Syncer) Run(ctx context.Context) error {
+	check := time.NewTicker(s.opts.CheckInterval)
+	defer check.Stop()
+	var last time.Time
+	retry := (<-chan time.Time)(nil)
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.kick:
+		case <-retry:
+			retry = nil
+		case <-check.C:
+			s.checkTable()
+		}
+		// Batch: wait out the rest of the minimum interval, collecting
+		// whatever else changes meanwhile.
+		if wait := s.opts.MinSyncInterval - s.opts.Now().Sub(last); !last.IsZero() && wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			case <-t.C:
+			}
+		}
+		res, did := s.syncOnce()
+		if !did {
+			continue
+		}
+		last = s.opts.Now()
+		if res.Err != nil {
+			s.mu.Lock()
+			s.dirty = true
+			s.mu.Unlock()
+			retry = time.After(s.opts.RetryInterval)
+		}
+		s.report(res)
+	}
+}
+
+// checkTable marks the state dirty if the table vanished.
+func (s *Syncer) checkTable() {
+	s.mu.Lock()
+	init := s.initialized
+	s.mu.Unlock()
+	if !init {
+		return
+	}
+	ok, err := s.writer.Exists(s.cfg.table())
+	if err != nil || ok {
+		return
+	}
+	s.mu.Lock()
+	s.markDirty()
+	s.mu.Unlock()
+}
+
+func (s *Syncer) syncOnce() (SyncResult, bool) {
+	svcs, sls, ok := s.snapshot()
+	if !ok {
+		return SyncResult{}, false
+	}
+	start := s.opts.Now()
+	rs := Build(s.cfg, svcs, sls)
+	err := s.writer.Apply(rs)
+	if err != nil {
+		err = fmt.Errorf("sync service rules: %w", err)
+	}
+	return SyncResult{Services: len(svcs), Chains: len(rs.Chains), Duration: s.opts.Now().Sub(start), Err: err}, true
+}
+
+func (s *Syncer) report(r SyncResult) {
+	s.mu.Lock()
+	ch := s.results
+	s.mu.Unlock()
+	if ch == nil {
+		return
+	}
+	select {
+	case ch <- r:
+	default:
+	}
+}
