@@ -219,7 +219,9 @@ spec:
       accessModes: [ReadWriteOnce]
       resources: {requests: {storage: 1Gi}}
 `)
-	c.eventually(60*time.Second, []string{"db   3/3"}, "get", "sts", "db")
+	if _, err := c.try("wait", "--for=jsonpath={.status.readyReplicas}=3", "sts/db", "--timeout=60s"); err != nil {
+		t.Fatalf("statefulset not ready:\n%s\n%s\n%s", c.kubectl("get", "pods,pvc", "-o", "wide"), c.kubectl("describe", "sts", "db"), c.kubectl("describe", "pod", "db-0"))
+	}
 	out := c.kubectl("get", "pvc", "-o", "name")
 	for _, want := range []string{"data-db-0", "data-db-1", "data-db-2"} {
 		if !strings.Contains(out, want) {
@@ -232,7 +234,7 @@ spec:
 		t.Fatalf("creation order %q", created)
 	}
 	c.kubectl("scale", "sts", "db", "--replicas=1")
-	c.eventually(60*time.Second, []string{"db   1/1"}, "get", "sts", "db")
+	c.eventually(60*time.Second, []string{"1/1"}, "get", "sts", "db")
 	if out := c.kubectl("get", "pods", "-l", "app=db", "-o", "name"); strings.Contains(out, "db-1") || strings.Contains(out, "db-2") {
 		t.Fatalf("scale down left pods:\n%s", out)
 	}
@@ -377,4 +379,42 @@ spec:
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+func TestDeploymentRollouts(t *testing.T) {
+	c := startCluster(t, 3)
+	c.eventually(20*time.Second, []string{"hollow-2"}, "get", "nodes")
+	c.kubectl("create", "deployment", "web", "--image=busybox:1", "--replicas=3")
+	c.kubectl("rollout", "status", "deployment/web", "--timeout=60s")
+	c.eventually(10*time.Second, []string{"3/3", "3", "3"}, "get", "deployment", "web")
+	c.eventually(10*time.Second, []string{"ScalingReplicaSet", "Scaled up replica set web-"}, "describe", "deployment", "web")
+
+	c.kubectl("scale", "deployment", "web", "--replicas=5")
+	c.kubectl("rollout", "status", "deployment/web", "--timeout=60s")
+	c.eventually(20*time.Second, []string{"5/5"}, "get", "deployment", "web")
+
+	c.kubectl("set", "image", "deployment/web", "busybox=busybox:2")
+	c.kubectl("rollout", "status", "deployment/web", "--timeout=90s")
+	if out := c.kubectl("get", "rs", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.spec.template.spec.containers[0].image}={.status.replicas} {end}"); !strings.Contains(out, "busybox:2=5") || !strings.Contains(out, "busybox:1=0") {
+		t.Fatalf("replica sets after the rollout: %s", out)
+	}
+	out := c.kubectl("rollout", "history", "deployment/web")
+	if !containsAll(out, []string{"REVISION", "1", "2"}) {
+		t.Fatalf("history:\n%s", out)
+	}
+	c.kubectl("rollout", "undo", "deployment/web", "--to-revision=1")
+	c.kubectl("rollout", "status", "deployment/web", "--timeout=90s")
+	c.eventually(10*time.Second, []string{"busybox:1"}, "get", "deployment", "web", "-o", "jsonpath={.spec.template.spec.containers[0].image}")
+	c.eventually(10*time.Second, []string{"3"}, "get", "deployment", "web", "-o", "jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision}")
+
+	// Paused: a template change is recorded but not rolled out.
+	c.kubectl("rollout", "pause", "deployment/web")
+	c.kubectl("set", "image", "deployment/web", "busybox=busybox:3")
+	c.eventually(10*time.Second, []string{"DeploymentPaused"}, "get", "deployment", "web", "-o", "jsonpath={.status.conditions}")
+	if out := c.kubectl("get", "rs", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.spec.template.spec.containers[0].image} {end}"); strings.Contains(out, "busybox:3") {
+		t.Fatalf("a paused deployment rolled out: %s", out)
+	}
+	c.kubectl("rollout", "resume", "deployment/web")
+	c.kubectl("rollout", "status", "deployment/web", "--timeout=90s")
+	c.eventually(10*time.Second, []string{"busybox:3=5"}, "get", "rs", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.spec.template.spec.containers[0].image}={.status.readyReplicas} {end}")
 }
