@@ -6,6 +6,7 @@ package server
 import (
 	"log/slog"
 	"net/netip"
+	"os"
 	"time"
 )
 
@@ -20,6 +21,7 @@ type Config struct {
 	ClusterCIDR     netip.Prefix // default 10.42.0.0/16
 	ServiceCIDR     netip.Prefix // default 10.43.0.0/16
 	WriteKubeconfig string       // default /etc/orch/orch.yaml
+	KubeconfigMode  os.FileMode  // default 0600
 	DisableAgent    bool
 	Debug           bool
 

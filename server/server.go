@@ -194,7 +194,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, st store.Store, ca
 		kubeconfig := cfg.WriteKubeconfig
 		if kubeconfig != "" {
 			url := "https://" + net.JoinHostPort(localAddress(bindIP).String(), strconv.Itoa(cfg.HTTPSPort))
-			if err := ca.WriteKubeconfig(kubeconfig, url, 0o600); err != nil {
+			mode := cfg.KubeconfigMode
+			if mode == 0 {
+				mode = 0o600
+			}
+			if err := ca.WriteKubeconfig(kubeconfig, url, mode); err != nil {
 				// The cluster works without it (the admin certificate is in
 				// the data dir), so say so loudly and keep serving.
 				log.Error("cannot write admin kubeconfig", "path", kubeconfig, "err", err)

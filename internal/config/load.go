@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -33,6 +35,8 @@ func Server(src Sources) (server.Config, error) {
 		ClusterCIDR:     c.prefix(keyClusterCIDR),
 		ServiceCIDR:     c.prefix(keyServiceCIDR),
 		WriteKubeconfig: c.file(keyWriteKubeconfig),
+		KubeconfigMode:  c.fileMode(keyKubeconfigMode),
+		NodeGracePeriod: c.duration(keyNodeGrace, 5*time.Second),
 		DisableAgent:    c.boolean(keyDisableAgent),
 		Debug:           c.boolean(keyDebug),
 	}
@@ -100,6 +104,32 @@ func (c *checker) port(key string) int {
 		return 0
 	}
 	return n
+}
+
+// fileMode parses an octal permission such as 0600 or 644.
+func (c *checker) fileMode(key string) os.FileMode {
+	t := strings.TrimSpace(c.text(key))
+	n, err := strconv.ParseUint(t, 8, 32)
+	if err != nil || n > 0o777 {
+		c.fail(key, "%q is not a file mode (octal, e.g. 0600 or 0644)", c.text(key))
+		return 0
+	}
+	return os.FileMode(n)
+}
+
+// duration parses a Go duration (40s, 1m30s) of at least min.
+func (c *checker) duration(key string, min time.Duration) time.Duration {
+	t := strings.TrimSpace(c.text(key))
+	d, err := time.ParseDuration(t)
+	switch {
+	case err != nil:
+		c.fail(key, "%q is not a duration (e.g. 40s or 1m)", c.text(key))
+		return 0
+	case d < min:
+		c.fail(key, "%s is shorter than the minimum %s", d, min)
+		return 0
+	}
+	return d
 }
 
 func (c *checker) ip(key string) string {

@@ -36,6 +36,8 @@ const (
 	keyClusterCIDR     = "cluster-cidr"
 	keyServiceCIDR     = "service-cidr"
 	keyWriteKubeconfig = "write-kubeconfig"
+	keyKubeconfigMode  = "write-kubeconfig-mode"
+	keyNodeGrace       = "node-monitor-grace-period"
 	keyDisableAgent    = "disable-agent"
 	keyDebug           = "debug"
 	keyJoin            = "join"
@@ -79,6 +81,8 @@ func ServerOptions() []Option {
 		{Name: keyClusterCIDR, Default: "10.42.0.0/16", Usage: "IP range pods get their addresses from"},
 		{Name: keyServiceCIDR, Default: "10.43.0.0/16", Usage: "IP range services get their cluster IPs from"},
 		{Name: keyWriteKubeconfig, Default: "/etc/orch/orch.yaml", Usage: "write an admin kubeconfig for kubectl to this file"},
+		{Name: keyKubeconfigMode, Default: "0600", Usage: "file mode of the kubeconfig, octal (e.g. 0644 to let other users read it)"},
+		{Name: keyNodeGrace, Default: "40s", Usage: "how long a node may miss heartbeats before it is NotReady (e.g. 20s on fast edge links)"},
 		{Name: keyDisableAgent, Bool: true, Default: "false", Usage: "run only the control plane, not a node in the same process"},
 		{Name: keyDebug, Bool: true, Default: "false", Usage: "log at debug level"},
 	}
