@@ -82,7 +82,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("server: join token: %w", err)
 	}
-	authn := auth.New(auth.Options{ClientCAs: ca.CAPool(), BootstrapSecret: token.Secret})
+	adminToken, err := auth.EnsureAdminToken(filepath.Join(serverDir, "admin-token"))
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	authn := auth.New(auth.Options{ClientCAs: ca.CAPool(), BootstrapSecret: token.Secret, AdminToken: adminToken})
 
 	// Listen before anything long-lived starts, so a port in use is an
 	// immediate, plain error.

@@ -32,6 +32,10 @@ const (
 	// token's secret.
 	BootstrapUser  = "node-bootstrap"
 	BootstrapGroup = "system:bootstrappers"
+	// AdminUser and MastersGroup identify a caller holding the admin
+	// token (the admin client certificate names the same user).
+	AdminUser    = "system:admin"
+	MastersGroup = "system:masters"
 )
 
 // Options configure an Authenticator.
@@ -39,20 +43,23 @@ type Options struct {
 	// ClientCAs verifies client certificates. Nil disables certificate
 	// authentication.
 	ClientCAs *x509.CertPool
-	// BootstrapSecret is the join token's secret; empty disables bearer
-	// token authentication.
+	// BootstrapSecret is the join token's secret; empty disables it.
 	BootstrapSecret string
+	// AdminToken authenticates as system:admin (group system:masters),
+	// for clients that cannot present a certificate; empty disables it.
+	AdminToken string
 }
 
 // Authenticator identifies requests. It is safe for concurrent use.
 type Authenticator struct {
 	roots     *x509.CertPool
 	bootstrap []byte
+	admin     []byte
 }
 
 // New returns an Authenticator for opts.
 func New(opts Options) *Authenticator {
-	return &Authenticator{roots: opts.ClientCAs, bootstrap: []byte(opts.BootstrapSecret)}
+	return &Authenticator{roots: opts.ClientCAs, bootstrap: []byte(opts.BootstrapSecret), admin: []byte(opts.AdminToken)}
 }
 
 // Authenticate returns the caller of r, or ok=false when r carries no
@@ -91,18 +98,18 @@ func (a *Authenticator) fromCertificate(r *http.Request) (apiserver.UserInfo, bo
 }
 
 func (a *Authenticator) fromBearer(r *http.Request) (apiserver.UserInfo, bool) {
-	if len(a.bootstrap) == 0 {
-		return apiserver.UserInfo{}, false
-	}
 	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return apiserver.UserInfo{}, false
 	}
-	token = strings.TrimSpace(token)
-	if subtle.ConstantTimeCompare([]byte(token), a.bootstrap) != 1 {
-		return apiserver.UserInfo{}, false
+	t := []byte(strings.TrimSpace(token))
+	switch {
+	case len(a.admin) > 0 && subtle.ConstantTimeCompare(t, a.admin) == 1:
+		return user(AdminUser, MastersGroup), true
+	case len(a.bootstrap) > 0 && subtle.ConstantTimeCompare(t, a.bootstrap) == 1:
+		return user(BootstrapUser, BootstrapGroup), true
 	}
-	return user(BootstrapUser, BootstrapGroup), true
+	return apiserver.UserInfo{}, false
 }
 
 func user(name string, groups ...string) apiserver.UserInfo {

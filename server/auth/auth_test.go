@@ -36,7 +36,8 @@ func TestAuthenticate(t *testing.T) {
 		t.Fatal(err)
 	}
 	const secret = "0123456789abcdef"
-	authn := New(Options{ClientCAs: ca.CAPool(), BootstrapSecret: secret})
+	const adminToken = "fedcba9876543210fedcba9876543210"
+	authn := New(Options{ClientCAs: ca.CAPool(), BootstrapSecret: secret, AdminToken: adminToken})
 
 	admin := clientCert(t, ca, pki.AdminUser, pki.AdminGroup)
 	node := clientCert(t, ca, "system:node:box", "system:nodes")
@@ -63,6 +64,8 @@ func TestAuthenticate(t *testing.T) {
 			want: &apiserver.UserInfo{Name: BootstrapUser, Groups: []string{BootstrapGroup, "system:authenticated"}}},
 		{name: "foreign CA falls back to token", certs: foreign, header: "Bearer " + secret,
 			want: &apiserver.UserInfo{Name: BootstrapUser, Groups: []string{BootstrapGroup, "system:authenticated"}}},
+		{name: "admin token", header: "Bearer " + adminToken,
+			want: &apiserver.UserInfo{Name: AdminUser, Groups: []string{MastersGroup, "system:authenticated"}}},
 		{name: "wrong token", header: "Bearer " + secret + "x"},
 		{name: "token prefix", header: "Bearer " + secret[:4]},
 		{name: "empty bearer", header: "Bearer "},

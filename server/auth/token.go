@@ -89,3 +89,27 @@ func writeIfChanged(path string, data []byte) error {
 	}
 	return nil
 }
+
+// EnsureAdminToken returns the admin bearer token kept in path (0600),
+// creating it on first start.
+func EnsureAdminToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		t := strings.TrimSpace(string(b))
+		if len(t) < 32 {
+			return "", fmt.Errorf("admin token file %s is damaged (fix or remove it)", path)
+		}
+		return t, nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return "", fmt.Errorf("read admin token file: %w", err)
+	}
+	t, err := jointoken.NewSecret()
+	if err != nil {
+		return "", err
+	}
+	if err := writeIfChanged(path, []byte(t+"\n")); err != nil {
+		return "", err
+	}
+	return t, nil
+}
