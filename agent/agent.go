@@ -1,16 +1,40 @@
-// Package agent turns a machine into an orch node: it joins a server over
-// one TLS connection, registers its Node, runs the pods bound to it and
-// reports their status. It never imports the server packages; the two meet
-// only on the wire.
+// Package agent turns a machine into an orch node, the kubelet of orch: it
+// registers its Node and keeps its Lease and status fresh, watches the pods
+// bound to it, runs each with one pod worker (image, sandbox, init and app
+// containers, probes, restarts with back-off, graceful termination) on the
+// container runtime, and reports their status exactly as Kubernetes shows
+// it. It never imports the server packages; the two meet only on the wire,
+// through agent/apiclient.
 //
-// This is a placeholder so that `orch agent` has a contract to call; the
-// agent itself is built by its own issue.
+// Node state lives under DataDir/agent:
+//
+//	containers/            the container runtime's state (runtime/container)
+//	images/                the image store; images/import/*.tar are imported at start
+//	pods/<uid>/            per-pod files: etc-hosts, resolv.conf, hostname, volumes/
+//	logs/<ns>_<name>_<uid>/<container>/<restart>.log   CRI container logs
+//
+// Stopping the agent (cancelling Run's context) leaves every pod running;
+// the next Run adopts them from the runtime's state without restarting any.
 package agent
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/orch-dev/orch/agent/apiclient"
+	"github.com/orch-dev/orch/internal/version"
+	"github.com/orch-dev/orch/runtime/container"
+	"github.com/orch-dev/orch/runtime/image"
 )
 
 // Config is what `orch agent` was asked to do, already parsed and checked
@@ -23,12 +47,202 @@ type Config struct {
 	Debug     bool
 
 	Logger *slog.Logger
+
+	// HTTPClient carries every API request (TLS with the node's client
+	// certificate, or the tunnel's transport). Until joining with Token
+	// exists it is required.
+	HTTPClient *http.Client
+	// NodeIP is the node's InternalIP; default: the address of the
+	// interface of the default route.
+	NodeIP string
+	// ServerNode marks a node that also runs the control plane: it gets
+	// the node-role.kubernetes.io/control-plane label.
+	ServerNode bool
+	// PodNetwork wires pods to the network; default: loopback only.
+	PodNetwork PodNetwork
+	// ImagePuller fetches images that are not in the local store; nil
+	// means images must be imported.
+	ImagePuller ImagePuller
+	// ClusterDNS and ClusterDomain configure pods' resolv.conf for
+	// dnsPolicy ClusterFirst; with no ClusterDNS pods get the host's.
+	ClusterDNS    []string
+	ClusterDomain string
+	// RuntimeExe is the orch binary the container runtime re-executes for
+	// pause and shim processes; default os.Executable().
+	RuntimeExe string
+	// CgroupRoot is the cgroup pods are placed under; default /orch.
+	CgroupRoot string
 }
 
-// ErrNotImplemented is returned by Run until the agent exists.
-var ErrNotImplemented = errors.New("orch agent: not implemented yet")
+// ErrNotImplemented is returned when the agent is asked to join with a
+// token alone, which needs the tunnel work.
+var ErrNotImplemented = errors.New("orch agent: joining with a token is not implemented yet")
 
-// Run joins the server and serves as a node until ctx is cancelled.
+// Timings of the node's heartbeats.
+const (
+	leaseDuration      = 40 * time.Second
+	leaseRenewInterval = 10 * time.Second
+	nodeStatusInterval = time.Minute
+	// podResync re-syncs every pod worker even without events.
+	podResync      = 10 * time.Second
+	kubeletVersion = version.Kubernetes
+)
+
+// Agent is a running node. It is built and run by Run.
+type Agent struct {
+	cfg      Config
+	log      *slog.Logger
+	api      *apiclient.Client
+	rt       *container.Runtime
+	images   *image.Store
+	net      PodNetwork
+	puller   ImagePuller
+	nodeName string
+	hostIP   string
+	dir      string // DataDir/agent
+
+	events       *eventRecorder
+	crashBackOff *backOff
+	pullBackOff  *backOff
+	workers      *podWorkers
+	// nodeChanged asks for an early node status update.
+	nodeChanged chan struct{}
+	now         func() time.Time
+
+	pullErrMu sync.Mutex
+	pullErrs  map[string]string // last pull error by back-off key
+}
+
+// Run joins the server and serves as a node until ctx is cancelled. Pods
+// keep running after it returns.
 func Run(ctx context.Context, cfg Config) error {
-	return ErrNotImplemented
+	a, err := newAgent(cfg)
+	if err != nil {
+		return err
+	}
+	return a.run(ctx)
+}
+
+func newAgent(cfg Config) (*Agent, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("orch agent: data directory is not set")
+	}
+	if cfg.NodeName == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("orch agent: node name: %w", err)
+		}
+		cfg.NodeName = strings.ToLower(h)
+	}
+	if cfg.HTTPClient == nil {
+		return nil, ErrNotImplemented
+	}
+	if cfg.ClusterDomain == "" {
+		cfg.ClusterDomain = "cluster.local"
+	}
+	api, err := apiclient.New(cfg.ServerURL, cfg.HTTPClient, "orch-agent/"+version.Get().Version)
+	if err != nil {
+		return nil, fmt.Errorf("orch agent: %w", err)
+	}
+	hostIP := cfg.NodeIP
+	if hostIP == "" {
+		hostIP = detectNodeIP()
+	}
+	a := &Agent{
+		cfg:          cfg,
+		log:          cfg.Logger.With("node", cfg.NodeName),
+		api:          api,
+		net:          cfg.PodNetwork,
+		puller:       cfg.ImagePuller,
+		nodeName:     cfg.NodeName,
+		hostIP:       hostIP,
+		dir:          filepath.Join(cfg.DataDir, "agent"),
+		crashBackOff: newBackOff(10*time.Second, 5*time.Minute),
+		pullBackOff:  newBackOff(10*time.Second, 5*time.Minute),
+		nodeChanged:  make(chan struct{}, 1),
+		now:          time.Now,
+	}
+	if a.net == nil {
+		a.net = loopbackNetwork{}
+	}
+	return a, nil
+}
+
+func (a *Agent) run(ctx context.Context) error {
+	for _, d := range []string{a.dir, a.podsDir(), a.logsDir()} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("orch agent: %w", err)
+		}
+	}
+	if err := container.CheckCgroups(); err != nil {
+		return fmt.Errorf("orch agent: %w", err)
+	}
+	images, err := image.Open(image.Options{Root: filepath.Join(a.dir, "images")})
+	if err != nil {
+		return fmt.Errorf("orch agent: %w", err)
+	}
+	a.images = images
+	a.importImages(ctx)
+	rt, err := container.Open(container.Config{
+		StateDir:   filepath.Join(a.dir, "containers"),
+		CgroupRoot: a.cfg.CgroupRoot,
+		Exe:        a.cfg.RuntimeExe,
+		Logger:     a.log.With("component", "runtime"),
+	})
+	if err != nil {
+		return fmt.Errorf("orch agent: %w", err)
+	}
+	a.rt = rt
+
+	g, gctx := errgroup.WithContext(ctx)
+	a.events = newEventRecorder(a.api, a.nodeName, a.log)
+	g.Go(func() error { a.events.run(gctx); return nil })
+
+	node, err := a.registerNode(gctx)
+	if err != nil {
+		_ = g.Wait()
+		return err
+	}
+	a.log.Info("node registered", "ip", a.hostIP)
+	a.workers = newPodWorkers(a)
+	g.Go(func() error { a.renewLease(gctx, node); return nil })
+	g.Go(func() error { a.syncNodeStatus(gctx); return nil })
+	g.Go(func() error { a.watchPods(gctx); return nil })
+	err = g.Wait()
+	a.workers.wait()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func (a *Agent) podsDir() string { return filepath.Join(a.dir, "pods") }
+func (a *Agent) logsDir() string { return filepath.Join(a.dir, "logs") }
+
+// importImages imports every tar dropped in images/import, for boxes
+// without a registry. Failures are logged, not fatal.
+func (a *Agent) importImages(ctx context.Context) {
+	dir := filepath.Join(a.dir, "images", "import")
+	tars, _ := filepath.Glob(filepath.Join(dir, "*.tar"))
+	for _, t := range tars {
+		imgs, err := a.images.ImportFile(ctx, t)
+		if err != nil {
+			a.log.Warn("cannot import image tar", "file", t, "err", err)
+			continue
+		}
+		for _, img := range imgs {
+			a.log.Info("imported image", "file", t, "names", img.Names, "id", img.ID)
+		}
+	}
+}
+
+// requestNodeStatus asks for a node status update soon.
+func (a *Agent) requestNodeStatus() {
+	select {
+	case a.nodeChanged <- struct{}{}:
+	default:
+	}
 }

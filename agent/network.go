@@ -1,0 +1,40 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+
+	v1 "k8s.io/api/core/v1"
+)
+
+// PodNetwork wires a pod's network namespace to the node's pod network
+// (netproxy implements it). Setup returns the pod's IP; Teardown undoes
+// Setup and tolerates being called twice or after a failed Setup.
+type PodNetwork interface {
+	Setup(ctx context.Context, pod *v1.Pod, netnsPath string) (ip string, err error)
+	Teardown(ctx context.Context, pod *v1.Pod, netnsPath string) error
+}
+
+// loopbackNetwork is the default until a pod network exists: pods get
+// only their loopback interface and no IP.
+type loopbackNetwork struct{}
+
+func (loopbackNetwork) Setup(context.Context, *v1.Pod, string) (string, error) { return "", nil }
+func (loopbackNetwork) Teardown(context.Context, *v1.Pod, string) error        { return nil }
+
+// setupPodNetwork brings up lo in the pod's namespace (the pause process
+// leaves it down) and asks the pod network for an address. hostNetwork
+// pods report the node's IP.
+func (a *Agent) setupPodNetwork(ctx context.Context, pod *v1.Pod, netns string) (string, error) {
+	if err := inNetNS(netns, setLoopbackUp); err != nil {
+		return "", fmt.Errorf("bring up loopback in %s: %w", netns, err)
+	}
+	if pod.Spec.HostNetwork {
+		return a.hostIP, nil
+	}
+	ip, err := a.net.Setup(ctx, pod, netns)
+	if err != nil {
+		return "", fmt.Errorf("set up pod network: %w", err)
+	}
+	return ip, nil
+}

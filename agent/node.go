@@ -1,0 +1,366 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	goruntime "runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/orch-dev/orch/agent/apiclient"
+	"github.com/orch-dev/orch/internal/version"
+)
+
+const (
+	leaseNamespace = "kube-node-lease"
+	maxPods        = 110
+	kubeletPort    = 10250
+)
+
+// registerNode creates the Node, or takes over an existing one of the same
+// name (an agent restart), retrying until the server answers.
+func (a *Agent) registerNode(ctx context.Context) (*v1.Node, error) {
+	for delay := time.Second; ; delay = min(2*delay, 15*time.Second) {
+		node, err := a.tryRegisterNode(ctx)
+		if err == nil {
+			return node, nil
+		}
+		a.log.Warn("cannot register node; retrying", "err", err, "in", delay)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("orch agent: register node: %w", ctx.Err())
+		case <-time.After(delay):
+		}
+	}
+}
+
+func (a *Agent) tryRegisterNode(ctx context.Context) (*v1.Node, error) {
+	want := a.desiredNode()
+	var got v1.Node
+	err := a.api.Create(ctx, apiclient.Nodes, "", want, &got)
+	if err == nil {
+		return a.patchNodeStatus(ctx, &got)
+	}
+	if !apierrors.IsAlreadyExists(err) {
+		return nil, err
+	}
+	if err := a.api.Get(ctx, apiclient.Nodes, "", a.nodeName, &got); err != nil {
+		return nil, err
+	}
+	// Keep labels others set; ours win.
+	changed := false
+	if got.Labels == nil {
+		got.Labels = map[string]string{}
+	}
+	for k, v := range want.Labels {
+		if got.Labels[k] != v {
+			got.Labels[k], changed = v, true
+		}
+	}
+	if changed {
+		if err := a.api.Update(ctx, apiclient.Nodes, "", a.nodeName, "", &got, &got); err != nil {
+			return nil, err
+		}
+	}
+	return a.patchNodeStatus(ctx, &got)
+}
+
+func (a *Agent) nodeLabels() map[string]string {
+	l := map[string]string{
+		"kubernetes.io/hostname":  a.nodeName,
+		"kubernetes.io/os":        goruntime.GOOS,
+		"kubernetes.io/arch":      goruntime.GOARCH,
+		"beta.kubernetes.io/os":   goruntime.GOOS,
+		"beta.kubernetes.io/arch": goruntime.GOARCH,
+	}
+	if a.cfg.ServerNode {
+		l["node-role.kubernetes.io/control-plane"] = "true"
+	}
+	return l
+}
+
+func (a *Agent) desiredNode() *v1.Node {
+	n := &v1.Node{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Node"},
+		ObjectMeta: metav1.ObjectMeta{Name: a.nodeName, Labels: a.nodeLabels()},
+	}
+	n.Status = a.nodeStatus(nil)
+	return n
+}
+
+// nodeStatus is the node's status now; old (may be nil) keeps condition
+// transition times.
+func (a *Agent) nodeStatus(old *v1.NodeStatus) v1.NodeStatus {
+	capacity := hostCapacity(a.dir)
+	now := metav1.NewTime(a.now())
+	conds := []v1.NodeCondition{
+		{Type: v1.NodeMemoryPressure, Status: v1.ConditionFalse, Reason: "KubeletHasSufficientMemory", Message: "kubelet has sufficient memory available"},
+		{Type: v1.NodeDiskPressure, Status: v1.ConditionFalse, Reason: "KubeletHasNoDiskPressure", Message: "kubelet has no disk pressure"},
+		{Type: v1.NodePIDPressure, Status: v1.ConditionFalse, Reason: "KubeletHasSufficientPID", Message: "kubelet has sufficient PID available"},
+		{Type: v1.NodeReady, Status: v1.ConditionTrue, Reason: "KubeletReady", Message: "kubelet is posting ready status"},
+	}
+	for i := range conds {
+		conds[i].LastHeartbeatTime = now
+		conds[i].LastTransitionTime = now
+		if old == nil {
+			continue
+		}
+		for _, o := range old.Conditions {
+			if o.Type == conds[i].Type && o.Status == conds[i].Status && !o.LastTransitionTime.IsZero() {
+				conds[i].LastTransitionTime = o.LastTransitionTime
+			}
+		}
+	}
+	hostname, _ := os.Hostname()
+	st := v1.NodeStatus{
+		Capacity:    capacity,
+		Allocatable: capacity.DeepCopy(),
+		Conditions:  conds,
+		Addresses: []v1.NodeAddress{
+			{Type: v1.NodeInternalIP, Address: a.hostIP},
+			{Type: v1.NodeHostName, Address: hostname},
+		},
+		DaemonEndpoints: v1.NodeDaemonEndpoints{KubeletEndpoint: v1.DaemonEndpoint{Port: kubeletPort}},
+		NodeInfo:        nodeInfo(),
+		Images:          a.nodeImages(),
+	}
+	return st
+}
+
+func (a *Agent) nodeImages() []v1.ContainerImage {
+	if a.images == nil {
+		return nil
+	}
+	imgs, err := a.images.List()
+	if err != nil {
+		return nil
+	}
+	var out []v1.ContainerImage
+	for _, img := range imgs {
+		names := append([]string{}, img.Names...)
+		names = append(names, img.ID)
+		out = append(out, v1.ContainerImage{Names: names, SizeBytes: img.Size})
+	}
+	return out
+}
+
+// patchNodeStatus writes the node's current status (a merge patch of the
+// whole status, as the only writer of it besides taints' controllers,
+// which write spec).
+func (a *Agent) patchNodeStatus(ctx context.Context, node *v1.Node) (*v1.Node, error) {
+	st := a.nodeStatus(&node.Status)
+	body, err := json.Marshal(map[string]any{"status": st})
+	if err != nil {
+		return nil, err
+	}
+	var got v1.Node
+	if err := a.api.Patch(ctx, apiclient.Nodes, "", a.nodeName, "status", types.MergePatchType, body, &got); err != nil {
+		return nil, fmt.Errorf("update node status: %w", err)
+	}
+	return &got, nil
+}
+
+// syncNodeStatus posts the node status every minute, or sooner when asked.
+func (a *Agent) syncNodeStatus(ctx context.Context) {
+	t := time.NewTicker(nodeStatusInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-a.nodeChanged:
+		}
+		var node v1.Node
+		if err := a.api.Get(ctx, apiclient.Nodes, "", a.nodeName, &node); err != nil {
+			if apierrors.IsNotFound(err) {
+				// Deleted under us: register again, as the kubelet does.
+				if _, err := a.tryRegisterNode(ctx); err != nil && ctx.Err() == nil {
+					a.log.Warn("cannot re-register node", "err", err)
+				}
+				continue
+			}
+			if ctx.Err() == nil {
+				a.log.Warn("cannot read node", "err", err)
+			}
+			continue
+		}
+		if _, err := a.patchNodeStatus(ctx, &node); err != nil && ctx.Err() == nil {
+			a.log.Warn("cannot post node status", "err", err)
+		}
+	}
+}
+
+// renewLease keeps the node's Lease in kube-node-lease fresh every 10 s.
+func (a *Agent) renewLease(ctx context.Context, node *v1.Node) {
+	t := time.NewTicker(leaseRenewInterval)
+	defer t.Stop()
+	for {
+		if err := a.renewLeaseOnce(ctx, node); err != nil && ctx.Err() == nil {
+			a.log.Warn("cannot renew node lease", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (a *Agent) renewLeaseOnce(ctx context.Context, node *v1.Node) error {
+	now := metav1.NewMicroTime(a.now())
+	var lease coordinationv1.Lease
+	err := a.api.Get(ctx, apiclient.Leases, leaseNamespace, a.nodeName, &lease)
+	if apierrors.IsNotFound(err) {
+		dur := int32(leaseDuration / time.Second)
+		holder := a.nodeName
+		lease = coordinationv1.Lease{
+			TypeMeta: metav1.TypeMeta{APIVersion: "coordination.k8s.io/v1", Kind: "Lease"},
+			ObjectMeta: metav1.ObjectMeta{
+				Name: a.nodeName, Namespace: leaseNamespace,
+				OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: node.Name, UID: node.UID}},
+			},
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &dur, RenewTime: &now},
+		}
+		return a.api.Create(ctx, apiclient.Leases, leaseNamespace, &lease, nil)
+	}
+	if err != nil {
+		return err
+	}
+	lease.Spec.RenewTime = &now
+	if lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != a.nodeName {
+		holder := a.nodeName
+		lease.Spec.HolderIdentity = &holder
+	}
+	return a.api.Update(ctx, apiclient.Leases, leaseNamespace, a.nodeName, "", &lease, nil)
+}
+
+// hostCapacity measures the machine.
+func hostCapacity(dataDir string) v1.ResourceList {
+	rl := v1.ResourceList{
+		v1.ResourceCPU:  *resource.NewQuantity(int64(goruntime.NumCPU()), resource.DecimalSI),
+		v1.ResourcePods: *resource.NewQuantity(maxPods, resource.DecimalSI),
+	}
+	if kb, err := meminfoTotalKB(); err == nil {
+		rl[v1.ResourceMemory] = *resource.NewQuantity(kb*1024, resource.BinarySI)
+	}
+	var fs unix.Statfs_t
+	if unix.Statfs(dataDir, &fs) == nil {
+		rl[v1.ResourceEphemeralStorage] = *resource.NewQuantity(int64(fs.Blocks)*fs.Bsize, resource.BinarySI)
+	}
+	return rl
+}
+
+func meminfoTotalKB() (int64, error) {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		fields := strings.Fields(s.Text())
+		if len(fields) >= 2 && fields[0] == "MemTotal:" {
+			return strconv.ParseInt(fields[1], 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no MemTotal in /proc/meminfo")
+}
+
+func nodeInfo() v1.NodeSystemInfo {
+	var uts unix.Utsname
+	_ = unix.Uname(&uts)
+	read := func(p string) string {
+		b, _ := os.ReadFile(p)
+		return strings.TrimSpace(string(b))
+	}
+	return v1.NodeSystemInfo{
+		MachineID:               read("/etc/machine-id"),
+		SystemUUID:              read("/sys/class/dmi/id/product_uuid"),
+		BootID:                  read("/proc/sys/kernel/random/boot_id"),
+		KernelVersion:           unix.ByteSliceToString(uts.Release[:]),
+		OSImage:                 osImage(),
+		ContainerRuntimeVersion: "orch://" + version.Get().Version,
+		KubeletVersion:          kubeletVersion,
+		OperatingSystem:         goruntime.GOOS,
+		Architecture:            goruntime.GOARCH,
+	}
+}
+
+// osImage is PRETTY_NAME from /etc/os-release, as the kubelet reports it.
+func osImage() string {
+	for _, p := range []string{"/etc/os-release", "/usr/lib/os-release"} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "PRETTY_NAME="); ok {
+				if u, err := strconv.Unquote(v); err == nil {
+					return u
+				}
+				return strings.Trim(v, `"'`)
+			}
+		}
+	}
+	return "Linux"
+}
+
+// detectNodeIP picks the IPv4 address of the default route's interface,
+// else the first global unicast address, else loopback.
+func detectNodeIP() string {
+	if ifname := defaultRouteInterface(); ifname != "" {
+		if ifc, err := net.InterfaceByName(ifname); err == nil {
+			if ip := firstIPv4(ifc); ip != "" {
+				return ip
+			}
+		}
+	}
+	ifcs, _ := net.Interfaces()
+	for i := range ifcs {
+		if ifcs[i].Flags&net.FlagUp == 0 || ifcs[i].Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		if ip := firstIPv4(&ifcs[i]); ip != "" {
+			return ip
+		}
+	}
+	return "127.0.0.1"
+}
+
+func firstIPv4(ifc *net.Interface) string {
+	addrs, _ := ifc.Addrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && n.IP.IsGlobalUnicast() {
+			return n.IP.String()
+		}
+	}
+	return ""
+}
+
+func defaultRouteInterface() string {
+	b, err := os.ReadFile("/proc/net/route")
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) > 7 && f[1] == "00000000" && f[7] == "00000000" {
+			return f[0]
+		}
+	}
+	return ""
+}
