@@ -28,8 +28,33 @@ var _ RuleWriter = (*NFTables)(nil)
 // queued, so a large limit costs nothing while idle.
 const socketBuffer = 64 << 20
 
-// maxElementsPerMessage bounds one set-element message.
-const maxElementsPerMessage = 1024
+// elementBytesPerMessage bounds the encoded elements of one message. All
+// elements of a message sit in one netlink attribute, whose length field
+// is 16 bits: past 64 KiB it wraps and the kernel misparses the batch
+// (seen as ENOENT at ~900 services).
+const elementBytesPerMessage = 32 << 10
+
+// chunkElements splits elements into groups that fit one message. It
+// always returns at least one (possibly empty) group.
+func chunkElements(elems []nftables.SetElement) [][]nftables.SetElement {
+	chunks := [][]nftables.SetElement{nil}
+	size := 0
+	for _, e := range elems {
+		// Generous per-element estimate: nested attribute headers, the
+		// key, and the verdict's chain name.
+		n := 64 + len(e.Key) + len(e.Val)
+		if e.VerdictData != nil {
+			n += len(e.VerdictData.Chain)
+		}
+		if size+n > elementBytesPerMessage && len(chunks[len(chunks)-1]) > 0 {
+			chunks = append(chunks, nil)
+			size = 0
+		}
+		chunks[len(chunks)-1] = append(chunks[len(chunks)-1], e)
+		size += n
+	}
+	return chunks
+}
 
 func (w *NFTables) conn() (*nftables.Conn, error) {
 	opts := []nftables.ConnOption{nftables.WithSockOptions(forceBuffers)}
@@ -162,16 +187,26 @@ func (w *NFTables) Apply(rs *Ruleset) error {
 // the kernel. Failures only cost affinity, so they are ignored.
 func (w *NFTables) dynamicElements(c *nftables.Conn, rs *Ruleset) map[string][]nftables.SetElement {
 	out := map[string][]nftables.SetElement{}
-	t := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: rs.Table}
+	want := map[string]bool{}
 	for _, s := range rs.Sets {
-		if s.Timeout == 0 {
+		if s.Timeout > 0 {
+			want[s.Name] = true
+		}
+	}
+	if len(want) == 0 {
+		return out
+	}
+	// One dump of all sets, then elements only of the dynamic ones that
+	// the new ruleset keeps.
+	cur, err := c.GetSets(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: rs.Table})
+	if err != nil {
+		return out
+	}
+	for _, s := range cur {
+		if !want[s.Name] {
 			continue
 		}
-		cur, err := c.GetSetByName(t, s.Name)
-		if err != nil {
-			continue
-		}
-		elems, err := c.GetSetElements(cur)
+		elems, err := c.GetSetElements(s)
 		if err != nil {
 			continue
 		}
@@ -268,16 +303,14 @@ func (b *exprBuilder) addSet(s *Set, carried []nftables.SetElement) (*nftables.S
 		elems = append(elems, el)
 	}
 	elems = append(elems, carried...)
-	first := elems[:min(len(elems), maxElementsPerMessage)]
-	if err := b.conn.AddSet(ns, first); err != nil {
+	chunks := chunkElements(elems)
+	if err := b.conn.AddSet(ns, chunks[0]); err != nil {
 		return nil, err
 	}
-	for rest := elems[len(first):]; len(rest) > 0; {
-		n := min(len(rest), maxElementsPerMessage)
-		if err := b.conn.SetAddElements(ns, rest[:n]); err != nil {
+	for _, c := range chunks[1:] {
+		if err := b.conn.SetAddElements(ns, c); err != nil {
 			return nil, err
 		}
-		rest = rest[n:]
 	}
 	return ns, nil
 }

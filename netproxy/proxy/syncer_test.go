@@ -1,0 +1,151 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+)
+
+// fakeWriter records applied rulesets and can pretend the table vanished
+// or that writes fail.
+type fakeWriter struct {
+	mu      sync.Mutex
+	applied []*Ruleset
+	exists  bool
+	failing int // number of Apply calls still to fail
+}
+
+func (f *fakeWriter) Apply(rs *Ruleset) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failing > 0 {
+		f.failing--
+		return errors.New("netlink: boom")
+	}
+	f.applied = append(f.applied, rs)
+	f.exists = true
+	return nil
+}
+
+func (f *fakeWriter) Exists(string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.exists, nil
+}
+
+func (f *fakeWriter) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.applied)
+}
+
+func (f *fakeWriter) last() *Ruleset {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.applied[len(f.applied)-1]
+}
+
+func runSyncer(t *testing.T, s *Syncer) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("Run returned %v", err)
+		}
+	})
+}
+
+func expectResult(t *testing.T, results <-chan SyncResult, wantErr bool) SyncResult {
+	t.Helper()
+	select {
+	case r := <-results:
+		if (r.Err != nil) != wantErr {
+			t.Fatalf("sync error %v, want error: %v", r.Err, wantErr)
+		}
+		return r
+	case <-time.After(5 * time.Second):
+		t.Fatal("no sync within 5s")
+	}
+	return SyncResult{}
+}
+
+func TestSyncerWaitsForInitialState(t *testing.T) {
+	w := &fakeWriter{}
+	s := NewSyncer(unitConfig(), w, SyncerOptions{MinSyncInterval: time.Millisecond, CheckInterval: 5 * time.Millisecond})
+	results := s.Results()
+	runSyncer(t, s)
+	s.UpdateService(svc("web", "10.43.0.20", tcpPort("http", 80, 0)))
+	time.Sleep(50 * time.Millisecond)
+	if n := w.count(); n != 0 {
+		t.Fatalf("%d writes before Replace, want 0", n)
+	}
+	s.Replace(nil, nil)
+	r := expectResult(t, results, false)
+	// Replace is the whole truth: the earlier update is superseded.
+	if r.Services != 0 {
+		t.Fatalf("synced %d services, want 0", r.Services)
+	}
+}
+
+func TestSyncerBatchesChanges(t *testing.T) {
+	w := &fakeWriter{}
+	s := NewSyncer(unitConfig(), w, SyncerOptions{MinSyncInterval: 200 * time.Millisecond, CheckInterval: time.Hour})
+	results := s.Results()
+	runSyncer(t, s)
+	s.Replace(nil, nil)
+	expectResult(t, results, false)
+	// Within the minimum interval, 50 changes become one write.
+	for i := 0; i < 50; i++ {
+		s.UpdateService(svc(fmt.Sprintf("s%d", i), fmt.Sprintf("10.43.0.%d", i+1), tcpPort("http", 80, 0)))
+	}
+	r := expectResult(t, results, false)
+	if r.Services != 50 {
+		t.Fatalf("second write had %d services, want 50 (changes not batched)", r.Services)
+	}
+	if n := w.count(); n != 2 {
+		t.Fatalf("%d writes, want 2", n)
+	}
+	s.DeleteService("default", "s0")
+	r = expectResult(t, results, false)
+	if r.Services != 49 {
+		t.Fatalf("after delete: %d services, want 49", r.Services)
+	}
+	if w.last().Set("cluster-ips").ElementStrings()[0] != "10.43.0.2" {
+		t.Fatalf("deleted service still in cluster-ips: %v", w.last().Set("cluster-ips").ElementStrings())
+	}
+}
+
+func TestSyncerResyncsWhenTableDeleted(t *testing.T) {
+	w := &fakeWriter{}
+	s := NewSyncer(unitConfig(), w, SyncerOptions{MinSyncInterval: time.Millisecond, CheckInterval: 10 * time.Millisecond})
+	results := s.Results()
+	runSyncer(t, s)
+	s.Replace([]*v1.Service{svc("web", "10.43.0.20", tcpPort("http", 80, 0))}, nil)
+	expectResult(t, results, false)
+	w.mu.Lock()
+	w.exists = false
+	w.mu.Unlock()
+	expectResult(t, results, false)
+	if n := w.count(); n != 2 {
+		t.Fatalf("%d writes, want 2", n)
+	}
+}
+
+func TestSyncerRetriesFailedWrites(t *testing.T) {
+	w := &fakeWriter{failing: 2}
+	s := NewSyncer(unitConfig(), w, SyncerOptions{MinSyncInterval: time.Millisecond, CheckInterval: time.Hour, RetryInterval: 10 * time.Millisecond})
+	results := s.Results()
+	runSyncer(t, s)
+	s.Replace(nil, nil)
+	expectResult(t, results, true)
+	expectResult(t, results, true)
+	expectResult(t, results, false)
+}
