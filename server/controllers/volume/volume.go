@@ -1,0 +1,331 @@
+// Package volume is orch's persistent volume controller: the binder of
+// Kubernetes' pkg/controller/volume/persistentvolume, the PVC and PV
+// protection controllers, and a built-in "local-path" provisioner that
+// hands out hostPath directories on the node a pod was scheduled to.
+//
+// Claims and volumes are reconciled level-triggered from two queues:
+//
+//   - a claim (key "namespace/name") gets the default StorageClass if it
+//     has none (Kubernetes' retroactive default class), the
+//     kubernetes.io/pvc-protection finalizer, and is bound to the smallest
+//     Available volume that fits, or provisioned for: at once for
+//     Immediate classes, after the scheduler wrote the
+//     volume.kubernetes.io/selected-node annotation for WaitForFirstConsumer
+//     classes;
+//   - a volume (key "name") gets the kubernetes.io/pv-protection finalizer,
+//     its phase (Available, Bound, Released, Failed), and is reclaimed when
+//     its claim is gone: Retain keeps it Released, Delete deletes the
+//     volumes orch provisioned.
+//
+// The controller writes only through the API it is given. It never
+// touches disks: the agent of a node creates a local-path directory when a
+// pod mounts it (hostPath type DirectoryOrCreate) and is the one to remove
+// directories whose PersistentVolume is gone.
+package volume
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/orch-dev/orch/server/controllers/informer"
+	"github.com/orch-dev/orch/server/controllers/queue"
+	"github.com/orch-dev/orch/server/events"
+)
+
+// API is the part of orch's in-process API (apiserver.Local) the
+// controller uses.
+type API interface {
+	Get(ctx context.Context, gvr schema.GroupVersionResource, ns, name string) (runtime.Object, error)
+	List(ctx context.Context, gvr schema.GroupVersionResource, ns string, opts metav1.ListOptions) ([]runtime.Object, int64, error)
+	Create(ctx context.Context, gvr schema.GroupVersionResource, obj runtime.Object, fieldManager string) (runtime.Object, error)
+	Update(ctx context.Context, gvr schema.GroupVersionResource, obj runtime.Object, subresource, fieldManager string) (runtime.Object, error)
+	Delete(ctx context.Context, gvr schema.GroupVersionResource, ns, name string, opts *metav1.DeleteOptions) (bool, error)
+}
+
+// Resources the controller reads and writes.
+var (
+	ClaimsGVR         = corev1.SchemeGroupVersion.WithResource("persistentvolumeclaims")
+	VolumesGVR        = corev1.SchemeGroupVersion.WithResource("persistentvolumes")
+	StorageClassesGVR = storagev1.SchemeGroupVersion.WithResource("storageclasses")
+	podsGVR           = corev1.SchemeGroupVersion.WithResource("pods")
+	nodesGVR          = corev1.SchemeGroupVersion.WithResource("nodes")
+)
+
+// ComponentName is the controller's name in events, as Kubernetes names it.
+const ComponentName = "persistentvolume-controller"
+
+// Options configure the controller.
+type Options struct {
+	// Workers per queue (claims, volumes); default 2.
+	Workers int
+	// StorageDir is where local-path volumes live on every node; default
+	// /var/lib/orch/storage.
+	StorageDir string
+	// DisableDefaultClass skips creating the local-path StorageClass at
+	// start (k3s' --disable local-storage). The provisioner still serves
+	// classes that name it.
+	DisableDefaultClass bool
+	// FieldManager recorded on the controller's writes.
+	FieldManager string
+	Logger       *slog.Logger
+}
+
+// Controller binds, provisions, protects and reclaims persistent volumes.
+type Controller struct {
+	api      API
+	recorder events.Recorder
+	opts     Options
+	log      *slog.Logger
+
+	claimInf, volumeInf, classInf, podInf, nodeInf *informer.Informer
+
+	claimLister  informer.Lister[*corev1.PersistentVolumeClaim]
+	volumeLister informer.Lister[*corev1.PersistentVolume]
+	classLister  informer.Lister[*storagev1.StorageClass]
+	podLister    informer.Lister[*corev1.Pod]
+	nodeLister   informer.Lister[*corev1.Node]
+
+	claims  *queue.Queue
+	volumes *queue.Queue
+}
+
+// New builds the controller and registers its informers with factory.
+func New(api API, factory *informer.Factory, recorder events.Recorder, opts Options) *Controller {
+	if opts.Workers <= 0 {
+		opts.Workers = 2
+	}
+	if opts.StorageDir == "" {
+		opts.StorageDir = DefaultStorageDir
+	}
+	if opts.FieldManager == "" {
+		opts.FieldManager = "orch-persistentvolume-controller"
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	c := &Controller{
+		api:       api,
+		recorder:  recorder,
+		opts:      opts,
+		log:       opts.Logger.With("controller", "persistentvolume"),
+		claimInf:  factory.For(ClaimsGVR),
+		volumeInf: factory.For(VolumesGVR),
+		classInf:  factory.For(StorageClassesGVR),
+		podInf:    factory.For(podsGVR),
+		nodeInf:   factory.For(nodesGVR),
+		claims:    queue.New(queue.DefaultRateLimiter()),
+		volumes:   queue.New(queue.DefaultRateLimiter()),
+	}
+	c.claimLister = informer.NewLister[*corev1.PersistentVolumeClaim](c.claimInf)
+	c.volumeLister = informer.NewLister[*corev1.PersistentVolume](c.volumeInf)
+	c.classLister = informer.NewLister[*storagev1.StorageClass](c.classInf)
+	c.podLister = informer.NewLister[*corev1.Pod](c.podInf)
+	c.nodeLister = informer.NewLister[*corev1.Node](c.nodeInf)
+
+	c.claimInf.AddHandler(informer.HandlerFuncs{
+		AddFunc:    c.claimChanged,
+		UpdateFunc: func(_, obj runtime.Object) { c.claimChanged(obj) },
+		DeleteFunc: c.claimDeleted,
+	})
+	c.volumeInf.AddHandler(informer.HandlerFuncs{
+		AddFunc:    c.enqueueVolume,
+		UpdateFunc: func(_, obj runtime.Object) { c.enqueueVolume(obj) },
+		DeleteFunc: c.volumeDeleted,
+	})
+	c.classInf.AddHandler(informer.HandlerFuncs{
+		AddFunc:    func(runtime.Object) { c.enqueueUnboundClaims() },
+		UpdateFunc: func(_, _ runtime.Object) { c.enqueueUnboundClaims() },
+	})
+	c.podInf.AddHandler(informer.HandlerFuncs{
+		UpdateFunc: func(_, obj runtime.Object) { c.podChanged(obj) },
+		DeleteFunc: c.podChanged,
+	})
+	return c
+}
+
+// Run ensures the default StorageClass and reconciles claims and volumes
+// until ctx ends.
+func (c *Controller) Run(ctx context.Context) error {
+	if !informer.WaitForSync(ctx, c.claimInf, c.volumeInf, c.classInf, c.podInf, c.nodeInf) {
+		return nil
+	}
+	c.log.Info("started", "workers", c.opts.Workers)
+	var wg sync.WaitGroup
+	if !c.opts.DisableDefaultClass {
+		wg.Go(func() { c.ensureDefaultClass(ctx) })
+	}
+	wg.Go(func() { queue.RunWorkers(ctx, c.claims, c.opts.Workers, c.log, c.syncClaim) })
+	wg.Go(func() { queue.RunWorkers(ctx, c.volumes, c.opts.Workers, c.log, c.syncVolume) })
+	wg.Wait()
+	return nil
+}
+
+// ensureDefaultClass creates the local-path StorageClass unless a class of
+// that name exists; an existing one is left as the user made it. It
+// retries until it succeeds or ctx ends.
+func (c *Controller) ensureDefaultClass(ctx context.Context) {
+	delay := time.Second
+	for {
+		err := c.createDefaultClass(ctx)
+		if err == nil {
+			return
+		}
+		c.log.Warn("couldn't ensure the default storage class; retrying", "class", LocalPathClassName, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 30*time.Second)
+	}
+}
+
+func (c *Controller) createDefaultClass(ctx context.Context) error {
+	_, err := c.api.Get(ctx, StorageClassesGVR, "", LocalPathClassName)
+	if err == nil {
+		return nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return fmt.Errorf("get storageclass %s: %w", LocalPathClassName, err)
+	}
+	_, err = c.api.Create(ctx, StorageClassesGVR, LocalPathClass(), c.opts.FieldManager)
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create storageclass %s: %w", LocalPathClassName, err)
+	}
+	c.log.Info("created the default storage class", "class", LocalPathClassName)
+	return nil
+}
+
+// Event handlers: they only queue keys.
+
+func (c *Controller) claimChanged(obj runtime.Object) {
+	pvc, ok := obj.(*corev1.PersistentVolumeClaim)
+	if !ok {
+		return
+	}
+	c.claims.Add(informer.Key(pvc.Namespace, pvc.Name))
+	if pvc.Spec.VolumeName != "" {
+		c.volumes.Add(pvc.Spec.VolumeName)
+	}
+}
+
+// claimDeleted queues the volumes that may now be released: the one the
+// claim named and any that names the claim.
+func (c *Controller) claimDeleted(obj runtime.Object) {
+	pvc, ok := obj.(*corev1.PersistentVolumeClaim)
+	if !ok {
+		return
+	}
+	if pvc.Spec.VolumeName != "" {
+		c.volumes.Add(pvc.Spec.VolumeName)
+	}
+	for _, pv := range c.volumeLister.List("", nil) {
+		if ref := pv.Spec.ClaimRef; ref != nil && ref.Namespace == pvc.Namespace && ref.Name == pvc.Name {
+			c.volumes.Add(pv.Name)
+		}
+	}
+}
+
+func (c *Controller) enqueueVolume(obj runtime.Object) {
+	if pv, ok := obj.(*corev1.PersistentVolume); ok {
+		c.volumes.Add(pv.Name)
+	}
+}
+
+// volumeDeleted queues the volume's claim, which is now lost if it was
+// bound.
+func (c *Controller) volumeDeleted(obj runtime.Object) {
+	pv, ok := obj.(*corev1.PersistentVolume)
+	if !ok {
+		return
+	}
+	if ref := pv.Spec.ClaimRef; ref != nil {
+		c.claims.Add(informer.Key(ref.Namespace, ref.Name))
+	}
+}
+
+// enqueueUnboundClaims queues every claim still waiting for a volume: a
+// new volume or class may be what it waits for.
+func (c *Controller) enqueueUnboundClaims() {
+	for _, pvc := range c.claimLister.List("", nil) {
+		if pvc.Annotations[annBindCompleted] == "" {
+			c.claims.Add(informer.Key(pvc.Namespace, pvc.Name))
+		}
+	}
+}
+
+// podChanged queues the deleting claims a pod used, since the pod
+// finishing or going away may release them.
+func (c *Controller) podChanged(obj runtime.Object) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return
+	}
+	for _, name := range podClaimNames(pod) {
+		if pvc, ok := c.claimLister.Get(pod.Namespace, name); ok && pvc.DeletionTimestamp != nil {
+			c.claims.Add(informer.Key(pod.Namespace, name))
+		}
+	}
+}
+
+// eventRef is what events are recorded about: the recorder needs the kind,
+// which objects from caches may lack.
+func eventRef(obj metav1.Object, kind string) runtime.Object {
+	return &metav1.PartialObjectMetadata{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: kind},
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: obj.GetNamespace(), Name: obj.GetName(), UID: obj.GetUID(), ResourceVersion: obj.GetResourceVersion(),
+		},
+	}
+}
+
+func (c *Controller) claimEvent(pvc *corev1.PersistentVolumeClaim, eventType, reason, format string, args ...any) {
+	c.recorder.Eventf(eventRef(pvc, "PersistentVolumeClaim"), eventType, reason, format, args...)
+}
+
+func (c *Controller) volumeEvent(pv *corev1.PersistentVolume, eventType, reason, format string, args ...any) {
+	c.recorder.Eventf(eventRef(pv, "PersistentVolume"), eventType, reason, format, args...)
+}
+
+// Typed writes.
+
+func (c *Controller) updateClaim(ctx context.Context, pvc *corev1.PersistentVolumeClaim, subresource string) (*corev1.PersistentVolumeClaim, error) {
+	obj, err := c.api.Update(ctx, ClaimsGVR, pvc, subresource, c.opts.FieldManager)
+	if err != nil {
+		return nil, fmt.Errorf("update persistentvolumeclaim %s/%s%s: %w", pvc.Namespace, pvc.Name, subresourceSuffix(subresource), err)
+	}
+	out, ok := obj.(*corev1.PersistentVolumeClaim)
+	if !ok {
+		return nil, fmt.Errorf("update persistentvolumeclaim %s/%s: unexpected type %T", pvc.Namespace, pvc.Name, obj)
+	}
+	return out, nil
+}
+
+func (c *Controller) updateVolume(ctx context.Context, pv *corev1.PersistentVolume, subresource string) (*corev1.PersistentVolume, error) {
+	obj, err := c.api.Update(ctx, VolumesGVR, pv, subresource, c.opts.FieldManager)
+	if err != nil {
+		return nil, fmt.Errorf("update persistentvolume %s%s: %w", pv.Name, subresourceSuffix(subresource), err)
+	}
+	out, ok := obj.(*corev1.PersistentVolume)
+	if !ok {
+		return nil, fmt.Errorf("update persistentvolume %s: unexpected type %T", pv.Name, obj)
+	}
+	return out, nil
+}
+
+func subresourceSuffix(subresource string) string {
+	if subresource == "" {
+		return ""
+	}
+	return " (" + subresource + ")"
+}
