@@ -13,6 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/orch-dev/orch/server/registry"
 )
 
 // scaled is a pod controller and its desired replicas.
@@ -184,8 +186,8 @@ func (c *Controller) scaleFinder(ctx context.Context, ref *metav1.OwnerReference
 	gk := schema.GroupKind{Group: gv.Group, Kind: ref.Kind}
 	res := c.scaleKinds[gk]
 	if res == nil {
-		if c.served(gk) {
-			return nil, fmt.Errorf("%s does not implement the scale subresource", gk)
+		if r := c.servedKind(gk); r != nil {
+			return nil, fmt.Errorf("%s does not implement the scale subresource", r.GroupVersionResource().GroupResource())
 		}
 		return nil, fmt.Errorf("no matches for kind %q in group %q", gk.Kind, gk.Group)
 	}
@@ -214,11 +216,12 @@ func (c *Controller) scaleFinder(ctx context.Context, ref *metav1.OwnerReference
 	return &scaled{uid: ref.UID, replicas: int32(replicas)}, nil
 }
 
-func (c *Controller) served(gk schema.GroupKind) bool {
+// servedKind returns a resource serving gk, nil if none does.
+func (c *Controller) servedKind(gk schema.GroupKind) *registry.Resource {
 	for _, r := range c.api.Resources() {
 		if r.GroupVersion.Group == gk.Group && r.Kind == gk.Kind {
-			return true
+			return r
 		}
 	}
-	return false
+	return nil
 }
