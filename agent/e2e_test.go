@@ -1,0 +1,569 @@
+package agent
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	goruntime "runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/orch-dev/orch/runtime/container"
+)
+
+// The test binary re-executes itself as the container runtime's init,
+// pause and shim processes, exactly as orch does.
+func TestMain(m *testing.M) {
+	container.Reexec()
+	os.Exit(m.Run())
+}
+
+const (
+	e2eDir        = "/tmp/orch-agent-e2e"
+	e2eCgroupRoot = "/orch-agent-e2e"
+	e2eNode       = "e2e-node"
+	e2eImage      = "busybox:e2e"
+)
+
+// TestAgentE2E runs the real orch server (ORCH_BIN) on 127.0.0.1 with its
+// agent disabled and this package's agent in-process against it, with
+// real containers.
+func TestAgentE2E(t *testing.T) {
+	bin := os.Getenv("ORCH_BIN")
+	if bin == "" {
+		t.Skip("ORCH_BIN is not set (make test sets it)")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: real namespaces, cgroups and overlayfs")
+	}
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		t.Skip("needs /bin/busybox (apt-get install -y busybox-static)")
+	}
+	cleanupE2E(t)
+	t.Cleanup(func() { cleanupE2E(t) })
+	if err := os.MkdirAll(e2eDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+
+	restCfg := startServer(t, bin)
+	cs := kubernetes.NewForConfigOrDie(restCfg)
+	httpClient, err := rest.HTTPClientFor(restCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	dataDir := filepath.Join(e2eDir, "node")
+	importDir := filepath.Join(dataDir, "agent", "images", "import")
+	if err := os.MkdirAll(importDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeBusyboxImage(t, filepath.Join(importDir, "busybox.tar"))
+
+	cfg := Config{
+		ServerURL:  restCfg.Host,
+		NodeName:   e2eNode,
+		DataDir:    dataDir,
+		HTTPClient: httpClient,
+		NodeIP:     "127.0.0.1",
+		CgroupRoot: e2eCgroupRoot,
+		Logger:     slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
+	}
+	agent := startAgent(t, cfg)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	waitFor(t, 30*time.Second, "node Ready", func() (bool, error) {
+		n, err := cs.CoreV1().Nodes().Get(ctx, e2eNode, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		for _, c := range n.Status.Conditions {
+			if c.Type == v1.NodeReady && c.Status == v1.ConditionTrue && c.Reason == "KubeletReady" {
+				return n.Labels["kubernetes.io/hostname"] == e2eNode && n.Status.NodeInfo.KubeletVersion != "", nil
+			}
+		}
+		return false, nil
+	})
+	if _, err := cs.CoordinationV1().Leases("kube-node-lease").Get(ctx, e2eNode, metav1.GetOptions{}); err != nil {
+		t.Errorf("node lease: %v", err)
+	}
+
+	// A web server with a readiness probe dialled inside the pod's netns.
+	web := newPod("web", v1.Container{
+		Name:    "httpd",
+		Command: []string{"sh", "-c", "mkdir -p /www && echo hello-from-web > /www/index.html && exec httpd -f -p 8080 -h /www"},
+		ReadinessProbe: &v1.Probe{
+			ProbeHandler:  v1.ProbeHandler{HTTPGet: &v1.HTTPGetAction{Path: "/", Port: intstr.FromInt32(8080)}},
+			PeriodSeconds: 1,
+		},
+	})
+	createPod(t, cs, web)
+	webPod := waitPod(t, cs, "web", 60*time.Second, "Running and Ready", func(p *v1.Pod) bool {
+		return p.Status.Phase == v1.PodRunning && podReady(p)
+	})
+	webStatus := webPod.Status.ContainerStatuses[0]
+	if !strings.HasPrefix(webStatus.ContainerID, "orch://") || webStatus.ImageID == "" || webStatus.Started == nil || !*webStatus.Started {
+		t.Errorf("web container status = %+v", webStatus)
+	}
+
+	// Exec in the running container through the runtime.
+	id := strings.TrimPrefix(webStatus.ContainerID, "orch://")
+	var out, errOut bytes.Buffer
+	code, err := agent.current().rt.Exec(ctx, id, container.ExecRequest{Args: []string{"wget", "-O", "-", "http://127.0.0.1:8080/"}, Stdout: &out, Stderr: &errOut})
+	if err != nil || code != 0 || !strings.Contains(out.String(), "hello-from-web") {
+		t.Errorf("exec wget in web: code %d, err %v, output %q, stderr %q", code, err, out.String(), errOut.String())
+	}
+
+	// A crashing container goes into CrashLoopBackOff.
+	createPod(t, cs, newPod("crash", v1.Container{Name: "crash", Command: []string{"sh", "-c", "echo boom; exit 3"}}))
+	crash := waitPod(t, cs, "crash", 60*time.Second, "CrashLoopBackOff", func(p *v1.Pod) bool {
+		if len(p.Status.ContainerStatuses) != 1 {
+			return false
+		}
+		s := p.Status.ContainerStatuses[0]
+		return s.State.Waiting != nil && s.State.Waiting.Reason == reasonCrashLoopBackOff && s.RestartCount >= 1
+	})
+	if last := crash.Status.ContainerStatuses[0].LastTerminationState.Terminated; last == nil || last.ExitCode != 3 || last.Reason != "Error" {
+		t.Errorf("crash last state = %+v", crash.Status.ContainerStatuses[0].LastTerminationState)
+	}
+
+	// A failing liveness probe restarts the container.
+	grace := int64(1)
+	live := newPod("liveness", v1.Container{
+		Name:    "sleeper",
+		Command: []string{"sleep", "3600"},
+		LivenessProbe: &v1.Probe{
+			ProbeHandler:     v1.ProbeHandler{Exec: &v1.ExecAction{Command: []string{"cat", "/tmp/healthy"}}},
+			PeriodSeconds:    1,
+			FailureThreshold: 1,
+		},
+	})
+	live.Spec.TerminationGracePeriodSeconds = &grace
+	createPod(t, cs, live)
+	waitPod(t, cs, "liveness", 60*time.Second, "restarted by liveness probe", func(p *v1.Pod) bool {
+		return len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].RestartCount >= 1
+	})
+	if !hasEvent(ctx, t, cs, "liveness", "Unhealthy") {
+		t.Error("no Unhealthy event for the liveness pod")
+	}
+
+	// An unknown image: ErrImagePull, then ImagePullBackOff.
+	missing := newPod("missing", v1.Container{Name: "c", Command: []string{"true"}})
+	missing.Spec.Containers[0].Image = "example.invalid/nothing:1"
+	createPod(t, cs, missing)
+	waitPod(t, cs, "missing", 60*time.Second, "ImagePullBackOff", func(p *v1.Pod) bool {
+		return len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].State.Waiting != nil &&
+			p.Status.ContainerStatuses[0].State.Waiting.Reason == reasonImagePullBackOff
+	})
+
+	// Restart the agent: the web container keeps running, untouched.
+	agent.restart(t)
+	time.Sleep(3 * time.Second)
+	webPod = waitPod(t, cs, "web", 30*time.Second, "Ready after agent restart", func(p *v1.Pod) bool { return podReady(p) })
+	after := webPod.Status.ContainerStatuses[0]
+	if after.ContainerID != webStatus.ContainerID || after.RestartCount != webStatus.RestartCount ||
+		after.State.Running == nil || !after.State.Running.StartedAt.Equal(&webStatus.State.Running.StartedAt) {
+		t.Errorf("web container changed across an agent restart:\nbefore %+v\nafter  %+v", webStatus, after)
+	}
+	if st, err := agent.current().rt.Container(id); err != nil || st.State != container.StateRunning {
+		t.Errorf("web container after agent restart: %+v, %v", st, err)
+	}
+
+	// Graceful deletion: SIGTERM reaches the container, which exits on it
+	// well within the grace period, and the pod object goes away.
+	long := int64(20)
+	gracefulPod := newPod("graceful", v1.Container{
+		Name:    "c",
+		Command: []string{"sh", "-c", `trap "exit 0" TERM; while true; do sleep 0.2; done`},
+		Lifecycle: &v1.Lifecycle{PreStop: &v1.LifecycleHandler{Exec: &v1.ExecAction{Command: []string{"sh", "-c", "sleep 1"}}}},
+	})
+	gracefulPod.Spec.TerminationGracePeriodSeconds = &long
+	createPod(t, cs, gracefulPod)
+	waitPod(t, cs, "graceful", 60*time.Second, "Running", func(p *v1.Pod) bool { return p.Status.Phase == v1.PodRunning })
+	start := time.Now()
+	if err := cs.CoreV1().Pods("default").Delete(ctx, "graceful", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "graceful pod deleted", func() (bool, error) {
+		_, err := cs.CoreV1().Pods("default").Get(ctx, "graceful", metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	})
+	if took := time.Since(start); took < time.Second || took > 15*time.Second {
+		t.Errorf("graceful deletion took %v: want the preStop hook (1s) and a prompt exit on SIGTERM", took)
+	}
+
+	// Delete everything; the runtime ends up empty.
+	for _, name := range []string{"web", "crash", "liveness", "missing"} {
+		zero := int64(0)
+		if err := cs.CoreV1().Pods("default").Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("delete %s: %v", name, err)
+		}
+	}
+	waitFor(t, 60*time.Second, "runtime empty", func() (bool, error) {
+		return len(agent.current().rt.ListSandboxes()) == 0 && len(agent.current().rt.ListContainers()) == 0, nil
+	})
+}
+
+// agentRun is the in-process agent, restartable.
+type agentRun struct {
+	t      *testing.T
+	cfg    Config
+	a      *Agent
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startAgent(t *testing.T, cfg Config) *agentRun {
+	r := &agentRun{t: t, cfg: cfg}
+	r.start()
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *agentRun) start() {
+	a, err := newAgent(r.cfg)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.a, r.cancel, r.done = a, cancel, make(chan error, 1)
+	go func() { r.done <- a.run(ctx) }()
+	waitFor(r.t, 30*time.Second, "agent runtime open", func() (bool, error) { return r.current().rt != nil && r.current().workers != nil, nil })
+}
+
+func (r *agentRun) current() *Agent { return r.a }
+
+func (r *agentRun) stop() {
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	select {
+	case err := <-r.done:
+		if err != nil {
+			r.t.Errorf("agent.Run: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		r.t.Error("agent did not stop within 30s")
+	}
+	r.cancel = nil
+}
+
+func (r *agentRun) restart(t *testing.T) {
+	r.stop()
+	r.start()
+}
+
+func newPod(name string, c v1.Container) *v1.Pod {
+	c.Image = e2eImage
+	c.ImagePullPolicy = v1.PullIfNotPresent
+	return &v1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
+		Spec: v1.PodSpec{
+			NodeName:   e2eNode,
+			Containers: []v1.Container{c},
+		},
+	}
+}
+
+func createPod(t *testing.T, cs kubernetes.Interface, pod *v1.Pod) {
+	t.Helper()
+	if _, err := cs.CoreV1().Pods(pod.Namespace).Create(context.Background(), pod, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create pod %s: %v", pod.Name, err)
+	}
+}
+
+func podReady(p *v1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == v1.PodReady {
+			return c.Status == v1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func waitPod(t *testing.T, cs kubernetes.Interface, name string, timeout time.Duration, what string, ok func(*v1.Pod) bool) *v1.Pod {
+	t.Helper()
+	var last *v1.Pod
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		p, err := cs.CoreV1().Pods("default").Get(context.Background(), name, metav1.GetOptions{})
+		if err == nil {
+			last = p
+			if ok(p) {
+				return p
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	b, _ := json.MarshalIndent(last, "", "  ")
+	t.Fatalf("pod %s not %s within %v; last:\n%s", name, what, timeout, b)
+	return nil
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, ok func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		done, err := ok()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if done {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %v waiting for %s", timeout, what)
+}
+
+func hasEvent(ctx context.Context, t *testing.T, cs kubernetes.Interface, pod, reason string) bool {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		evs, err := cs.CoreV1().Events("default").List(ctx, metav1.ListOptions{})
+		if err == nil {
+			for _, e := range evs.Items {
+				if e.InvolvedObject.Name == pod && e.Reason == reason {
+					return true
+				}
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return false
+}
+
+// startServer runs `orch server --disable-agent` on a free 127.0.0.1 port
+// and returns a client config from its admin kubeconfig.
+func startServer(t *testing.T, bin string) *rest.Config {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	confFile := filepath.Join(e2eDir, "config.yaml")
+	if err := os.WriteFile(confFile, []byte("disable-agent: true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := filepath.Join(e2eDir, "kubeconfig.yaml")
+	cmd := exec.Command(bin, "server",
+		"--config", confFile,
+		"--data-dir", filepath.Join(e2eDir, "server"),
+		"--bind-address", "127.0.0.1",
+		"--https-listen-port", strconv.Itoa(port),
+		"--write-kubeconfig", kubeconfig,
+		"--node-name", e2eNode,
+	)
+	logf, err := os.Create(filepath.Join(e2eDir, "server.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("server log:\n%s", lastLines(b, 60))
+		}
+	})
+	waitFor(t, 60*time.Second, "server kubeconfig", func() (bool, error) {
+		select {
+		case <-exited:
+			b, _ := os.ReadFile(logf.Name())
+			return false, fmt.Errorf("server exited:\n%s", b)
+		default:
+		}
+		_, err := os.Stat(kubeconfig)
+		return err == nil, nil
+	})
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func lastLines(b []byte, n int) string {
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// writeBusyboxImage writes a docker-save tar of a one-layer image made of
+// the host's static busybox and its applet symlinks.
+func writeBusyboxImage(t *testing.T, path string) {
+	t.Helper()
+	bb, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var layer bytes.Buffer
+	tw := tar.NewWriter(&layer)
+	add := func(h *tar.Header, data []byte) {
+		h.ModTime = time.Unix(0, 0)
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{"bin/", "tmp/", "etc/", "proc/", "sys/", "dev/"} {
+		mode := int64(0o755)
+		if d == "tmp/" {
+			mode = 0o1777
+		}
+		add(&tar.Header{Name: d, Typeflag: tar.TypeDir, Mode: mode}, nil)
+	}
+	add(&tar.Header{Name: "bin/busybox", Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(bb))}, bb)
+	for _, app := range []string{"sh", "httpd", "wget", "sleep", "echo", "cat", "true", "false", "mkdir", "ls", "touch", "nc"} {
+		add(&tar.Header{Name: "bin/" + app, Typeflag: tar.TypeSymlink, Linkname: "busybox", Mode: 0o777}, nil)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(layer.Bytes())
+	diffID := "sha256:" + hex.EncodeToString(sum[:])
+	config, _ := json.Marshal(map[string]any{
+		"architecture": goruntime.GOARCH,
+		"os":           "linux",
+		"config":       map[string]any{"Cmd": []string{"sh"}, "Env": []string{"PATH=/bin"}},
+		"rootfs":       map[string]any{"type": "layers", "diff_ids": []string{diffID}},
+	})
+	csum := sha256.Sum256(config)
+	configName := hex.EncodeToString(csum[:]) + ".json"
+	manifest, _ := json.Marshal([]map[string]any{{"Config": configName, "RepoTags": []string{e2eImage}, "Layers": []string{"layer.tar"}}})
+
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := tar.NewWriter(f)
+	for _, e := range []struct {
+		name string
+		data []byte
+	}{{"layer.tar", layer.Bytes()}, {configName, config}, {"manifest.json", manifest}} {
+		if err := out.WriteHeader(&tar.Header{Name: e.name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(e.data))}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := out.Write(e.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// cleanupE2E kills whatever this test (or a killed earlier run) left:
+// processes in the test cgroups, mounts under the test dir, the dir.
+func cleanupE2E(t *testing.T) {
+	for _, root := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/freezer", "/sys/fs/cgroup/devices", "/sys/fs/cgroup/cpuset", "/sys/fs/cgroup/blkio"} {
+		dir := filepath.Join(root, e2eCgroupRoot)
+		if _, err := os.Stat(dir); err != nil {
+			continue
+		}
+		for range 50 {
+			if killCgroupProcs(dir) == 0 {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		removeCgroupDirs(dir)
+	}
+	mounts, _ := mountsUnder(e2eDir)
+	for i := len(mounts) - 1; i >= 0; i-- {
+		_ = syscall.Unmount(mounts[i], syscall.MNT_DETACH)
+	}
+	if err := os.RemoveAll(e2eDir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Logf("remove %s: %v", e2eDir, err)
+	}
+}
+
+func killCgroupProcs(dir string) int {
+	n := 0
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
+			return nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return nil
+		}
+		defer f.Close()
+		s := bufio.NewScanner(f)
+		for s.Scan() {
+			if pid, err := strconv.Atoi(s.Text()); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+				n++
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+func removeCgroupDirs(dir string) {
+	var dirs []string
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			dirs = append(dirs, p)
+		}
+		return nil
+	})
+	for i := len(dirs) - 1; i >= 0; i-- {
+		_ = os.Remove(dirs[i])
+	}
+}
+
+// testWriter sends log output to t.Log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+var _ io.Writer = testWriter{}
