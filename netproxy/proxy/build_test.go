@@ -48,12 +48,12 @@ func TestBuild(t *testing.T) {
 			services: []*v1.Service{svc("web", "10.43.0.20", tcpPort("http", 80, 0))},
 			slices:   []*discoveryv1.EndpointSlice{twoEndpoints},
 			chains: map[string][]string{
-				svcWeb: {masq, "numgen random mod 2 vmap { 0 : goto " + ep1 + ", 1 : goto " + ep2 + " }"},
-				ep1:    {"ip saddr 10.42.0.5 jump mark-for-masquerade", "meta l4proto tcp dnat to 10.42.0.5:8080"},
-				ep2:    {"ip saddr 10.42.1.7 jump mark-for-masquerade", "meta l4proto tcp dnat to 10.42.1.7:8080"},
+				svcWeb:                                   {masq, "numgen random mod 2 vmap { 0 : goto " + ep1 + ", 1 : goto " + ep2 + " }"},
+				ep1:                                      {"ip saddr 10.42.0.5 jump mark-for-masquerade", "meta l4proto tcp dnat to 10.42.0.5:8080"},
+				ep2:                                      {"ip saddr 10.42.1.7 jump mark-for-masquerade", "meta l4proto tcp dnat to 10.42.1.7:8080"},
 				"ep-default/web/tcp/http/10.42.2.9:8080": nil,
-				extWeb:              nil,
-				"cluster-ips-check": {"ip daddr @cluster-ips reject", "ip daddr 10.43.0.0/16 drop"},
+				extWeb:                                   nil,
+				"cluster-ips-check":                      {"ip daddr @cluster-ips reject", "ip daddr 10.43.0.0/16 drop"},
 			},
 			sets: map[string][]string{
 				"cluster-ips":          {"10.43.0.20"},

@@ -1,0 +1,187 @@
+package dns
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"math/big"
+	"net/netip"
+	"slices"
+	"strings"
+
+	v1 "k8s.io/api/core/v1"
+)
+
+// Limits kubelet applies to a pod's resolv.conf.
+const (
+	maxNameservers    = 3
+	maxSearchPaths    = 32
+	maxSearchListChar = 2048
+)
+
+// ClusterDNSIP returns the kube-dns Service address: the 10th address of
+// the service CIDR (10.43.0.10 for 10.43.0.0/16).
+func ClusterDNSIP(serviceCIDR netip.Prefix) (netip.Addr, error) {
+	p := serviceCIDR.Masked()
+	n := new(big.Int).SetBytes(p.Addr().AsSlice())
+	n.Add(n, big.NewInt(10))
+	b := n.FillBytes(make([]byte, len(p.Addr().AsSlice())))
+	a, ok := netip.AddrFromSlice(b)
+	if !ok || !p.Contains(a) {
+		return netip.Addr{}, fmt.Errorf("service CIDR %s is too small for a DNS service address", serviceCIDR)
+	}
+	return a, nil
+}
+
+// HostResolvConf is the node's own resolver configuration.
+type HostResolvConf struct {
+	Nameservers []string
+	Searches    []string
+	Options     []string
+}
+
+// ParseResolvConf reads a resolv.conf as kubelet does: every nameserver
+// line, the last search (or domain) line, and all options.
+func ParseResolvConf(r io.Reader) (HostResolvConf, error) {
+	var c HostResolvConf
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Text()
+		if i := strings.IndexAny(line, "#;"); i >= 0 {
+			line = line[:i]
+		}
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		switch f[0] {
+		case "nameserver":
+			if len(f) > 1 {
+				c.Nameservers = append(c.Nameservers, f[1])
+			}
+		case "search", "domain":
+			c.Searches = slices.Clone(f[1:])
+		case "options":
+			c.Options = append(c.Options, f[1:]...)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return HostResolvConf{}, fmt.Errorf("read resolv.conf: %w", err)
+	}
+	return c, nil
+}
+
+// ClusterDNS describes the cluster's DNS service for pods.
+type ClusterDNS struct {
+	// ServerIP is the kube-dns Service address; empty means no cluster
+	// DNS, and ClusterFirst pods fall back to the host's configuration
+	// as kubelet does.
+	ServerIP string
+	// Domain is the cluster domain ("cluster.local").
+	Domain string
+}
+
+// ResolvConf returns the resolv.conf content of pod, the way kubelet
+// computes it for dnsPolicy ClusterFirst, ClusterFirstWithHostNet,
+// Default and None plus spec.dnsConfig. Options are sorted (kubelet's
+// order comes from a map and so varies).
+func ResolvConf(pod *v1.Pod, cluster ClusterDNS, host HostResolvConf) []byte {
+	domain := strings.TrimSuffix(cluster.Domain, ".")
+	if domain == "" {
+		domain = DefaultDomain
+	}
+	policy := pod.Spec.DNSPolicy
+	if policy == "" {
+		policy = v1.DNSClusterFirst
+	}
+	// hostNetwork pods only use cluster DNS when they ask for it.
+	if policy == v1.DNSClusterFirst && pod.Spec.HostNetwork {
+		policy = v1.DNSDefault
+	}
+	if (policy == v1.DNSClusterFirst || policy == v1.DNSClusterFirstWithHostNet) && cluster.ServerIP == "" {
+		policy = v1.DNSDefault
+	}
+	var servers, searches, options []string
+	switch policy {
+	case v1.DNSClusterFirst, v1.DNSClusterFirstWithHostNet:
+		servers = []string{cluster.ServerIP}
+		nsSvc := pod.Namespace + ".svc." + domain
+		searches = append([]string{nsSvc, "svc." + domain, domain}, host.Searches...)
+		options = []string{"ndots:5"}
+	case v1.DNSDefault:
+		servers = slices.Clone(host.Nameservers)
+		searches = slices.Clone(host.Searches)
+		options = slices.Clone(host.Options)
+	case v1.DNSNone:
+	}
+	if c := pod.Spec.DNSConfig; c != nil {
+		servers = append(servers, c.Nameservers...)
+		searches = append(searches, c.Searches...)
+		options = mergeOptions(options, c.Options)
+	}
+	servers = dedupe(servers)
+	if len(servers) > maxNameservers {
+		servers = servers[:maxNameservers]
+	}
+	searches = fitSearches(dedupe(searches))
+
+	var b bytes.Buffer
+	if len(searches) > 0 {
+		fmt.Fprintf(&b, "search %s\n", strings.Join(searches, " "))
+	}
+	for _, s := range servers {
+		fmt.Fprintf(&b, "nameserver %s\n", s)
+	}
+	if len(options) > 0 {
+		fmt.Fprintf(&b, "options %s\n", strings.Join(options, " "))
+	}
+	return b.Bytes()
+}
+
+func dedupe(in []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range in {
+		if s != "" && !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// fitSearches drops trailing search domains beyond kubelet's limits.
+func fitSearches(s []string) []string {
+	if len(s) > maxSearchPaths {
+		s = s[:maxSearchPaths]
+	}
+	for len(s) > 0 && len(strings.Join(s, " ")) > maxSearchListChar {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// mergeOptions lets dnsConfig options override same-named existing ones.
+func mergeOptions(existing []string, extra []v1.PodDNSConfigOption) []string {
+	m := map[string]string{}
+	for _, o := range existing {
+		name, value, _ := strings.Cut(o, ":")
+		m[name] = value
+	}
+	for _, o := range extra {
+		m[o.Name] = ""
+		if o.Value != nil {
+			m[o.Name] = *o.Value
+		}
+	}
+	out := make([]string, 0, len(m))
+	for name, value := range m {
+		if value != "" {
+			name += ":" + value
+		}
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return out
+}

@@ -1,0 +1,88 @@
+package dns
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+)
+
+func TestResolvConf(t *testing.T) {
+	cluster := ClusterDNS{ServerIP: "10.43.0.10", Domain: "cluster.local"}
+	host := HostResolvConf{Nameservers: []string{"192.0.2.53", "192.0.2.54"}, Searches: []string{"lan"}, Options: []string{"edns0"}}
+	pod := func(policy v1.DNSPolicy, hostNet bool, cfg *v1.PodDNSConfig) *v1.Pod {
+		return &v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop"},
+			Spec: v1.PodSpec{DNSPolicy: policy, HostNetwork: hostNet, DNSConfig: cfg}}
+	}
+	clusterFirst := "search shop.svc.cluster.local svc.cluster.local cluster.local lan\nnameserver 10.43.0.10\noptions ndots:5\n"
+	hostConf := "search lan\nnameserver 192.0.2.53\nnameserver 192.0.2.54\noptions edns0\n"
+	tests := []struct {
+		name    string
+		pod     *v1.Pod
+		cluster ClusterDNS
+		want    string
+	}{
+		{"ClusterFirst", pod(v1.DNSClusterFirst, false, nil), cluster, clusterFirst},
+		{"empty policy means ClusterFirst", pod("", false, nil), cluster, clusterFirst},
+		{"ClusterFirst on host network is Default", pod(v1.DNSClusterFirst, true, nil), cluster, hostConf},
+		{"ClusterFirstWithHostNet", pod(v1.DNSClusterFirstWithHostNet, true, nil), cluster, clusterFirst},
+		{"ClusterFirst without cluster DNS is Default", pod(v1.DNSClusterFirst, false, nil), ClusterDNS{}, hostConf},
+		{"Default", pod(v1.DNSDefault, false, nil), cluster, hostConf},
+		{"None with dnsConfig", pod(v1.DNSNone, false, &v1.PodDNSConfig{
+			Nameservers: []string{"1.2.3.4"}, Searches: []string{"a.example", "b.example"},
+			Options: []v1.PodDNSConfigOption{{Name: "ndots", Value: ptr.To("2")}, {Name: "edns0"}},
+		}), cluster, "search a.example b.example\nnameserver 1.2.3.4\noptions edns0 ndots:2\n"},
+		{"None without dnsConfig", pod(v1.DNSNone, false, nil), cluster, ""},
+		{"ClusterFirst merges dnsConfig", pod(v1.DNSClusterFirst, false, &v1.PodDNSConfig{
+			Nameservers: []string{"10.43.0.10", "1.2.3.4"}, Searches: []string{"my.dns.search.suffix", "lan"},
+			Options: []v1.PodDNSConfigOption{{Name: "ndots", Value: ptr.To("2")}, {Name: "single-request-reopen"}},
+		}), cluster, "search shop.svc.cluster.local svc.cluster.local cluster.local lan my.dns.search.suffix\n" +
+			"nameserver 10.43.0.10\nnameserver 1.2.3.4\noptions ndots:2 single-request-reopen\n"},
+		{"at most three nameservers", pod(v1.DNSClusterFirst, false, &v1.PodDNSConfig{Nameservers: []string{"1.1.1.1", "2.2.2.2", "3.3.3.3"}}),
+			cluster, "search shop.svc.cluster.local svc.cluster.local cluster.local lan\nnameserver 10.43.0.10\nnameserver 1.1.1.1\nnameserver 2.2.2.2\noptions ndots:5\n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := string(ResolvConf(tc.pod, tc.cluster, host)); got != tc.want {
+				t.Errorf("got:\n%s\nwant:\n%s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseResolvConf(t *testing.T) {
+	in := "# generated\nnameserver 192.0.2.53\ndomain old\nsearch lan corp ; trailing comment\nnameserver 192.0.2.54\noptions edns0 timeout:2\n"
+	got, err := ParseResolvConf(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got.Nameservers, ",") != "192.0.2.53,192.0.2.54" || strings.Join(got.Searches, ",") != "lan,corp" ||
+		strings.Join(got.Options, ",") != "edns0,timeout:2" {
+		t.Fatalf("got %+v", got)
+	}
+}
+
+func TestClusterDNSIP(t *testing.T) {
+	tests := []struct{ cidr, want string }{
+		{"10.43.0.0/16", "10.43.0.10"},
+		{"10.96.0.0/12", "10.96.0.10"},
+		{"198.19.0.0/24", "198.19.0.10"},
+		{"fd00:43::/112", "fd00:43::a"},
+		{"10.43.0.0/29", ""},
+	}
+	for _, tc := range tests {
+		got, err := ClusterDNSIP(netip.MustParsePrefix(tc.cidr))
+		if tc.want == "" {
+			if err == nil {
+				t.Errorf("%s: got %s, want an error", tc.cidr, got)
+			}
+			continue
+		}
+		if err != nil || got.String() != tc.want {
+			t.Errorf("%s: got %s, %v; want %s", tc.cidr, got, err, tc.want)
+		}
+	}
+}

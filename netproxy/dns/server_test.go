@@ -1,0 +1,342 @@
+package dns
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	mdns "github.com/miekg/dns"
+	v1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+)
+
+// startServer runs srv on random loopback ports and returns its address.
+func startServer(t testing.TB, srv *Server) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp4", pc.LocalAddr().String())
+	if err != nil {
+		// The same port may be taken for TCP; serve TCP elsewhere.
+		ln, err = net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, pc, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("Serve returned %v", err)
+		}
+	})
+	// Wait until it answers.
+	c := &mdns.Client{Timeout: 200 * time.Millisecond}
+	m := new(mdns.Msg).SetQuestion("ready.cluster.local.", mdns.TypeA)
+	for i := 0; i < 50; i++ {
+		if _, _, err := c.Exchange(m, pc.LocalAddr().String()); err == nil {
+			return pc.LocalAddr().String()
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("dns server did not start")
+	return ""
+}
+
+func service(ns, name, clusterIP string, ports ...v1.ServicePort) *v1.Service {
+	s := &v1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: v1.ServiceSpec{ClusterIP: clusterIP, Ports: ports}}
+	if clusterIP != v1.ClusterIPNone {
+		s.Spec.ClusterIPs = []string{clusterIP}
+	}
+	return s
+}
+
+func endpointSlice(ns, svc, name string, port *discoveryv1.EndpointPort, eps ...discoveryv1.Endpoint) *discoveryv1.EndpointSlice {
+	s := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   eps,
+	}
+	if port != nil {
+		s.Ports = []discoveryv1.EndpointPort{*port}
+	}
+	return s
+}
+
+func endpoint(ip, hostname string, ready bool) discoveryv1.Endpoint {
+	e := discoveryv1.Endpoint{Addresses: []string{ip}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(ready)}}
+	if hostname != "" {
+		e.Hostname = ptr.To(hostname)
+	}
+	return e
+}
+
+func fixture() *Server {
+	srv := New(Config{})
+	web := service("shop", "web", "10.43.0.20",
+		v1.ServicePort{Name: "http", Protocol: v1.ProtocolTCP, Port: 80},
+		v1.ServicePort{Protocol: v1.ProtocolTCP, Port: 8443})
+	db := service("shop", "db", v1.ClusterIPNone, v1.ServicePort{Name: "pg", Protocol: v1.ProtocolTCP, Port: 5432})
+	ext := &v1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "mail"},
+		Spec: v1.ServiceSpec{Type: v1.ServiceTypeExternalName, ExternalName: "mail.example.org"}}
+	pgPort := &discoveryv1.EndpointPort{Name: ptr.To("pg"), Protocol: ptr.To(v1.ProtocolTCP), Port: ptr.To[int32](5432)}
+	dbSlice := endpointSlice("shop", "db", "db-abc", pgPort,
+		endpoint("10.42.0.5", "db-0", true), endpoint("10.42.1.6", "db-1", true), endpoint("10.42.2.7", "db-2", false))
+	pod := &v1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "db-0"},
+		Spec:       v1.PodSpec{Hostname: "db-0", Subdomain: "db"},
+		Status:     v1.PodStatus{PodIP: "10.42.0.5"},
+	}
+	plain := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-x"}, Status: v1.PodStatus{PodIP: "10.42.0.9"}}
+	srv.Replace([]*v1.Service{web, db, ext}, []*discoveryv1.EndpointSlice{dbSlice}, []*v1.Pod{pod, plain})
+	return srv
+}
+
+func query(t *testing.T, addr, name string, qtype uint16) *mdns.Msg {
+	t.Helper()
+	c := &mdns.Client{Timeout: 3 * time.Second}
+	r, _, err := c.Exchange(new(mdns.Msg).SetQuestion(name, qtype), addr)
+	if err != nil {
+		t.Fatalf("query %s %s: %v", name, mdns.TypeToString[qtype], err)
+	}
+	return r
+}
+
+func rrStrings(rrs []mdns.RR) []string {
+	var out []string
+	for _, rr := range rrs {
+		h := rr.Header()
+		out = append(out, strings.TrimPrefix(rr.String(), h.String()))
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestClusterNames(t *testing.T) {
+	addr := startServer(t, fixture())
+	tests := []struct {
+		name   string
+		qtype  uint16
+		rcode  int
+		answer []string
+		extra  []string
+		soa    bool // SOA in the authority section (negative answer)
+	}{
+		{name: "web.shop.svc.cluster.local.", qtype: mdns.TypeA, answer: []string{"10.43.0.20"}},
+		{name: "WEB.Shop.svc.cluster.local.", qtype: mdns.TypeA, answer: []string{"10.43.0.20"}},
+		{name: "web.shop.svc.cluster.local.", qtype: mdns.TypeAAAA, soa: true},
+		{name: "_http._tcp.web.shop.svc.cluster.local.", qtype: mdns.TypeSRV,
+			answer: []string{"0 100 80 web.shop.svc.cluster.local."}, extra: []string{"10.43.0.20"}},
+		{name: "db.shop.svc.cluster.local.", qtype: mdns.TypeA, answer: []string{"10.42.0.5", "10.42.1.6"}},
+		{name: "db-1.db.shop.svc.cluster.local.", qtype: mdns.TypeA, answer: []string{"10.42.1.6"}},
+		{name: "db-2.db.shop.svc.cluster.local.", qtype: mdns.TypeA, rcode: mdns.RcodeNameError, soa: true},
+		{name: "_pg._tcp.db.shop.svc.cluster.local.", qtype: mdns.TypeSRV,
+			answer: []string{"0 100 5432 db-0.db.shop.svc.cluster.local.", "0 100 5432 db-1.db.shop.svc.cluster.local."},
+			extra:  []string{"10.42.0.5", "10.42.1.6"}},
+		{name: "10-42-0-9.shop.pod.cluster.local.", qtype: mdns.TypeA, answer: []string{"10.42.0.9"}},
+		{name: "10-42-0-99.shop.pod.cluster.local.", qtype: mdns.TypeA, rcode: mdns.RcodeNameError, soa: true},
+		{name: "mail.shop.svc.cluster.local.", qtype: mdns.TypeA, answer: []string{"mail.example.org."}},
+		{name: "nope.shop.svc.cluster.local.", qtype: mdns.TypeA, rcode: mdns.RcodeNameError, soa: true},
+		{name: "shop.svc.cluster.local.", qtype: mdns.TypeA, soa: true},
+		{name: "svc.cluster.local.", qtype: mdns.TypeA, soa: true},
+		{name: "20.0.43.10.in-addr.arpa.", qtype: mdns.TypePTR, answer: []string{"web.shop.svc.cluster.local."}},
+		{name: "5.0.42.10.in-addr.arpa.", qtype: mdns.TypePTR, answer: []string{"db-0.db.shop.svc.cluster.local."}},
+		{name: "9.0.42.10.in-addr.arpa.", qtype: mdns.TypePTR, answer: []string{"10-42-0-9.shop.pod.cluster.local."}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name+"/"+mdns.TypeToString[tc.qtype], func(t *testing.T) {
+			r := query(t, addr, tc.name, tc.qtype)
+			if r.Rcode != tc.rcode {
+				t.Fatalf("rcode %s, want %s", mdns.RcodeToString[r.Rcode], mdns.RcodeToString[tc.rcode])
+			}
+			if got := rrStrings(r.Answer); !slices.Equal(got, tc.answer) {
+				t.Errorf("answer %q, want %q", got, tc.answer)
+			}
+			if tc.extra != nil {
+				if got := rrStrings(r.Extra); !slices.Equal(got, tc.extra) {
+					t.Errorf("extra %q, want %q", got, tc.extra)
+				}
+			}
+			gotSOA := len(r.Ns) == 1 && r.Ns[0].Header().Rrtype == mdns.TypeSOA
+			if gotSOA != tc.soa {
+				t.Errorf("authority %v, want SOA: %v", r.Ns, tc.soa)
+			}
+			if gotSOA && r.Ns[0].(*mdns.SOA).Minttl != DefaultNegativeTTL {
+				t.Errorf("negative TTL %d, want %d", r.Ns[0].(*mdns.SOA).Minttl, DefaultNegativeTTL)
+			}
+			if !r.Authoritative {
+				t.Error("cluster answers must be authoritative")
+			}
+		})
+	}
+}
+
+func TestUpdatesChangeAnswers(t *testing.T) {
+	srv := fixture()
+	addr := startServer(t, srv)
+	if r := query(t, addr, "web.shop.svc.cluster.local.", mdns.TypeA); len(r.Answer) != 1 {
+		t.Fatalf("before delete: %v", r)
+	}
+	srv.DeleteService("shop", "web")
+	if r := query(t, addr, "web.shop.svc.cluster.local.", mdns.TypeA); r.Rcode != mdns.RcodeNameError {
+		t.Fatalf("after delete: rcode %s", mdns.RcodeToString[r.Rcode])
+	}
+	srv.UpdateService(service("shop", "api", "10.43.0.30"))
+	if r := query(t, addr, "api.shop.svc.cluster.local.", mdns.TypeA); len(r.Answer) != 1 {
+		t.Fatalf("after add: %v", r)
+	}
+	srv.UpdateEndpointSlice(endpointSlice("shop", "db", "db-abc", nil, endpoint("10.42.3.3", "", true)))
+	if got := rrStrings(query(t, addr, "db.shop.svc.cluster.local.", mdns.TypeA).Answer); !slices.Equal(got, []string{"10.42.3.3"}) {
+		t.Fatalf("after slice update: %v", got)
+	}
+	// Endpoints without a hostname get a dashed-IP name.
+	if got := rrStrings(query(t, addr, "10-42-3-3.db.shop.svc.cluster.local.", mdns.TypeA).Answer); !slices.Equal(got, []string{"10.42.3.3"}) {
+		t.Fatalf("dashed endpoint name: %v", got)
+	}
+}
+
+// fakeUpstream answers every A query with 192.0.2.1 on loopback.
+func fakeUpstream(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &mdns.Server{PacketConn: pc, Handler: mdns.HandlerFunc(func(w mdns.ResponseWriter, r *mdns.Msg) {
+		m := new(mdns.Msg).SetReply(r)
+		m.Answer = append(m.Answer, &mdns.A{Hdr: mdns.RR_Header{Name: r.Question[0].Name, Rrtype: mdns.TypeA, Class: mdns.ClassINET, Ttl: 60}, A: net.IPv4(192, 0, 2, 1)})
+		w.WriteMsg(m)
+	})}
+	go srv.ActivateAndServe()
+	t.Cleanup(func() { srv.Shutdown() })
+	return pc.LocalAddr().String()
+}
+
+// blackhole is a loopback UDP socket that never answers.
+func blackhole(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	return pc.LocalAddr().String()
+}
+
+func TestForwarding(t *testing.T) {
+	good := fakeUpstream(t)
+	silent := blackhole(t)
+	tests := []struct {
+		name      string
+		upstreams []string
+		rcode     int
+		answer    []string
+	}{
+		{name: "answer from upstream", upstreams: []string{good}, answer: []string{"192.0.2.1"}},
+		{name: "falls through a silent upstream", upstreams: []string{silent, good}, answer: []string{"192.0.2.1"}},
+		{name: "silent upstream is SERVFAIL", upstreams: []string{silent}, rcode: mdns.RcodeServerFailure},
+		{name: "no upstream is SERVFAIL", rcode: mdns.RcodeServerFailure},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := startServer(t, New(Config{Upstreams: tc.upstreams, ForwardTimeout: 200 * time.Millisecond}))
+			start := time.Now()
+			r := query(t, addr, "example.org.", mdns.TypeA)
+			if r.Rcode != tc.rcode {
+				t.Fatalf("rcode %s, want %s", mdns.RcodeToString[r.Rcode], mdns.RcodeToString[tc.rcode])
+			}
+			if got := rrStrings(r.Answer); !slices.Equal(got, tc.answer) {
+				t.Errorf("answer %q, want %q", got, tc.answer)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("took %v; the forward timeout is not applied", d)
+			}
+		})
+	}
+}
+
+func TestTCPAndTruncation(t *testing.T) {
+	srv := New(Config{})
+	var eps []discoveryv1.Endpoint
+	for i := 0; i < 100; i++ {
+		eps = append(eps, endpoint(netip.AddrFrom4([4]byte{10, 42, 5, byte(i + 1)}).String(), "", true))
+	}
+	srv.Replace([]*v1.Service{service("big", "many", v1.ClusterIPNone)},
+		[]*discoveryv1.EndpointSlice{endpointSlice("big", "many", "many-1", nil, eps...)}, nil)
+	addr := startServer(t, srv)
+	r := query(t, addr, "many.big.svc.cluster.local.", mdns.TypeA)
+	if !r.Truncated {
+		t.Errorf("100 A records over UDP without EDNS: want TC set, got %d answers", len(r.Answer))
+	}
+	c := &mdns.Client{Net: "tcp", Timeout: 3 * time.Second}
+	r, _, err := c.Exchange(new(mdns.Msg).SetQuestion("many.big.svc.cluster.local.", mdns.TypeA), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Answer) != 100 || r.Truncated {
+		t.Fatalf("TCP: %d answers, truncated %v; want 100", len(r.Answer), r.Truncated)
+	}
+}
+
+func TestMalformedQueries(t *testing.T) {
+	srv := fixture()
+	for _, m := range []*mdns.Msg{
+		{MsgHdr: mdns.MsgHdr{Opcode: mdns.OpcodeUpdate}, Question: []mdns.Question{{Name: "a.", Qtype: mdns.TypeA, Qclass: mdns.ClassINET}}},
+		{},
+		{Question: []mdns.Question{{Name: "a.", Qtype: mdns.TypeA}, {Name: "b.", Qtype: mdns.TypeA}}},
+	} {
+		if r := srv.answer(m, "udp"); r.Rcode != mdns.RcodeNotImplemented {
+			t.Errorf("%v: rcode %s, want NOTIMP", m.Question, mdns.RcodeToString[r.Rcode])
+		}
+	}
+}
+
+// BenchmarkQueries measures cluster A queries per second over loopback
+// UDP with parallel clients.
+func BenchmarkQueries(b *testing.B) {
+	srv := New(Config{})
+	var svcs []*v1.Service
+	for i := 0; i < 1000; i++ {
+		svcs = append(svcs, service("bench", "svc-"+strconv.Itoa(i), netip.AddrFrom4([4]byte{10, 43, byte(i / 250), byte(i%250 + 1)}).String()))
+	}
+	srv.Replace(svcs, nil, nil)
+	addr := startServer(b, srv)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		conn, err := mdns.Dial("udp", addr)
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer conn.Close()
+		i := 0
+		for pb.Next() {
+			m := new(mdns.Msg).SetQuestion("svc-"+strconv.Itoa(i%1000)+".bench.svc.cluster.local.", mdns.TypeA)
+			i++
+			conn.SetDeadline(time.Now().Add(2 * time.Second))
+			if err := conn.WriteMsg(m); err != nil {
+				b.Error(err)
+				return
+			}
+			r, err := conn.ReadMsg()
+			if err != nil || len(r.Answer) != 1 {
+				b.Errorf("query: %v %v", r, err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "queries/s")
+}
