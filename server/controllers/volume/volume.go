@@ -75,6 +75,10 @@ type Options struct {
 	// start (k3s' --disable local-storage). The provisioner still serves
 	// classes that name it.
 	DisableDefaultClass bool
+	// ResyncPeriod is how often every claim and volume is synced again
+	// even without a change, as a safety net (Kubernetes: 15 s); default
+	// 15 s, negative disables it.
+	ResyncPeriod time.Duration
 	// FieldManager recorded on the controller's writes.
 	FieldManager string
 	Logger       *slog.Logger
@@ -107,6 +111,9 @@ func New(api API, factory *informer.Factory, recorder events.Recorder, opts Opti
 	if opts.StorageDir == "" {
 		opts.StorageDir = DefaultStorageDir
 	}
+	if opts.ResyncPeriod == 0 {
+		opts.ResyncPeriod = 15 * time.Second
+	}
 	if opts.FieldManager == "" {
 		opts.FieldManager = "orch-persistentvolume-controller"
 	}
@@ -138,8 +145,8 @@ func New(api API, factory *informer.Factory, recorder events.Recorder, opts Opti
 		DeleteFunc: c.claimDeleted,
 	})
 	c.volumeInf.AddHandler(informer.HandlerFuncs{
-		AddFunc:    c.enqueueVolume,
-		UpdateFunc: func(_, obj runtime.Object) { c.enqueueVolume(obj) },
+		AddFunc:    func(obj runtime.Object) { c.volumeChanged(nil, obj) },
+		UpdateFunc: c.volumeChanged,
 		DeleteFunc: c.volumeDeleted,
 	})
 	c.classInf.AddHandler(informer.HandlerFuncs{
@@ -164,10 +171,32 @@ func (c *Controller) Run(ctx context.Context) error {
 	if !c.opts.DisableDefaultClass {
 		wg.Go(func() { c.ensureDefaultClass(ctx) })
 	}
+	if c.opts.ResyncPeriod > 0 {
+		wg.Go(func() { c.resync(ctx) })
+	}
 	wg.Go(func() { queue.RunWorkers(ctx, c.claims, c.opts.Workers, c.log, c.syncClaim) })
 	wg.Go(func() { queue.RunWorkers(ctx, c.volumes, c.opts.Workers, c.log, c.syncVolume) })
 	wg.Wait()
 	return nil
+}
+
+// resync queues every claim and volume each ResyncPeriod until ctx ends.
+func (c *Controller) resync(ctx context.Context) {
+	ticker := time.NewTicker(c.opts.ResyncPeriod)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		for _, key := range c.claimInf.Keys() {
+			c.claims.Add(key)
+		}
+		for _, key := range c.volumeInf.Keys() {
+			c.volumes.Add(key)
+		}
+	}
 }
 
 // ensureDefaultClass creates the local-path StorageClass unless a class of
@@ -236,9 +265,18 @@ func (c *Controller) claimDeleted(obj runtime.Object) {
 	}
 }
 
-func (c *Controller) enqueueVolume(obj runtime.Object) {
-	if pv, ok := obj.(*corev1.PersistentVolume); ok {
-		c.volumes.Add(pv.Name)
+// volumeChanged queues the volume and, when it has just become Available,
+// the claims waiting for one. That is done here rather than in the sync
+// that made it Available so that the claims' syncs see it in the cache.
+func (c *Controller) volumeChanged(oldObj, obj runtime.Object) {
+	pv, ok := obj.(*corev1.PersistentVolume)
+	if !ok {
+		return
+	}
+	c.volumes.Add(pv.Name)
+	old, _ := oldObj.(*corev1.PersistentVolume)
+	if pv.Status.Phase == corev1.VolumeAvailable && (old == nil || old.Status.Phase != corev1.VolumeAvailable) {
+		c.enqueueUnboundClaims()
 	}
 }
 

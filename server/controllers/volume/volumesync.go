@@ -30,13 +30,8 @@ func (c *Controller) syncVolume(ctx context.Context, name string) error {
 		if ref != nil {
 			c.claims.Add(informer.Key(ref.Namespace, ref.Name))
 		}
-		if pv.Status.Phase != corev1.VolumeAvailable {
-			if _, err := c.setVolumePhase(ctx, pv, corev1.VolumeAvailable, ""); err != nil {
-				return err
-			}
-			c.enqueueUnboundClaims()
-		}
-		return nil
+		_, err := c.setVolumePhase(ctx, pv, corev1.VolumeAvailable, "")
+		return err
 	}
 
 	pvc, err := c.volumeClaim(ctx, ref)

@@ -1,0 +1,298 @@
+package volume
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/orch-dev/orch/server/controllers/fakeapi"
+	"github.com/orch-dev/orch/server/controllers/informer"
+	"github.com/orch-dev/orch/server/registry"
+)
+
+var quiet = testLogger()
+
+func testLogger() *slog.Logger {
+	if os.Getenv("VOLUME_TEST_DEBUG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// fakeRecorder keeps events as "Type Reason Message".
+type fakeRecorder struct {
+	mu     sync.Mutex
+	events []string
+}
+
+func (r *fakeRecorder) Eventf(_ runtime.Object, eventType, reason, messageFmt string, args ...interface{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, eventType+" "+reason+" "+fmt.Sprintf(messageFmt, args...))
+}
+
+// has reports whether an event starts with prefix.
+func (r *fakeRecorder) has(prefix string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.ContainsFunc(r.events, func(e string) bool { return strings.HasPrefix(e, prefix) })
+}
+
+// The registry's status strategies, for the kinds the fake does not serve
+// by default.
+func keepStatus(obj, old runtime.Object) {
+	reflect.ValueOf(obj).Elem().FieldByName("Status").Set(reflect.ValueOf(old.DeepCopyObject()).Elem().FieldByName("Status"))
+}
+
+func keepAllButStatus(obj, old runtime.Object) {
+	v := reflect.ValueOf(obj).Elem()
+	status := reflect.New(v.FieldByName("Status").Type()).Elem()
+	status.Set(v.FieldByName("Status"))
+	v.Set(reflect.ValueOf(old.DeepCopyObject()).Elem())
+	v.FieldByName("Status").Set(status)
+}
+
+func storageResources() []*registry.Resource {
+	return append(fakeapi.Resources(),
+		&registry.Resource{
+			GroupVersion: corev1.SchemeGroupVersion, Name: "persistentvolumes", Kind: "PersistentVolume",
+			Subresources: []string{"status"}, PrepareForUpdate: keepStatus, PrepareForStatusUpdate: keepAllButStatus,
+			New:     func() runtime.Object { return &corev1.PersistentVolume{} },
+			NewList: func() runtime.Object { return &corev1.PersistentVolumeList{} },
+		},
+		&registry.Resource{
+			GroupVersion: corev1.SchemeGroupVersion, Name: "persistentvolumeclaims", Kind: "PersistentVolumeClaim", Namespaced: true,
+			Subresources: []string{"status"}, PrepareForUpdate: keepStatus, PrepareForStatusUpdate: keepAllButStatus,
+			New:     func() runtime.Object { return &corev1.PersistentVolumeClaim{} },
+			NewList: func() runtime.Object { return &corev1.PersistentVolumeClaimList{} },
+		},
+		&registry.Resource{
+			GroupVersion: storagev1.SchemeGroupVersion, Name: "storageclasses", Kind: "StorageClass",
+			New:     func() runtime.Object { return &storagev1.StorageClass{} },
+			NewList: func() runtime.Object { return &storagev1.StorageClassList{} },
+		},
+	)
+}
+
+type harness struct {
+	t   *testing.T
+	ctx context.Context
+	api *fakeapi.API
+	rec *fakeRecorder
+}
+
+// start runs the controller on a fake API holding objs until the test ends.
+func start(t *testing.T, opts Options, objs ...runtime.Object) *harness {
+	t.Helper()
+	api := fakeapi.New(storageResources()...)
+	h := &harness{t: t, api: api, rec: &fakeRecorder{}}
+	for _, obj := range objs {
+		h.create(obj)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h.ctx = ctx
+	factory := informer.NewFactory(api, quiet)
+	opts.Logger = quiet
+	c := New(api, factory, h.rec, opts)
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = factory.Run(ctx) })
+	wg.Go(func() { _ = c.Run(ctx) })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return h
+}
+
+func gvrOf(obj runtime.Object) schema.GroupVersionResource {
+	switch obj.(type) {
+	case *corev1.PersistentVolume:
+		return VolumesGVR
+	case *corev1.PersistentVolumeClaim:
+		return ClaimsGVR
+	case *storagev1.StorageClass:
+		return StorageClassesGVR
+	case *corev1.Pod:
+		return fakeapi.Pods
+	case *corev1.Node:
+		return fakeapi.Nodes
+	}
+	panic(fmt.Sprintf("no resource for %T", obj))
+}
+
+func (h *harness) create(obj runtime.Object) runtime.Object {
+	h.t.Helper()
+	out, err := h.api.Create(context.Background(), gvrOf(obj), obj, "test")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return out
+}
+
+func (h *harness) claim(name string) (*corev1.PersistentVolumeClaim, bool) {
+	obj, err := h.api.Get(h.ctx, ClaimsGVR, "default", name)
+	if err != nil {
+		return nil, false
+	}
+	return obj.(*corev1.PersistentVolumeClaim), true
+}
+
+func (h *harness) volume(name string) (*corev1.PersistentVolume, bool) {
+	obj, err := h.api.Get(h.ctx, VolumesGVR, "", name)
+	if err != nil {
+		return nil, false
+	}
+	return obj.(*corev1.PersistentVolume), true
+}
+
+// update re-reads an object, mutates and writes it (retrying conflicts
+// with the controller).
+func (h *harness) update(obj runtime.Object, subresource string, mutate func(runtime.Object)) {
+	h.t.Helper()
+	gvr := gvrOf(obj)
+	m := obj.(metav1.Object)
+	for range 100 {
+		cur, err := h.api.Get(h.ctx, gvr, m.GetNamespace(), m.GetName())
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		mutate(cur)
+		if _, err = h.api.Update(h.ctx, gvr, cur, subresource, "test"); err == nil {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	h.t.Fatalf("update %s %s: kept conflicting", gvr.Resource, m.GetName())
+}
+
+func (h *harness) delete(obj runtime.Object) {
+	h.t.Helper()
+	m := obj.(metav1.Object)
+	if _, err := h.api.Delete(h.ctx, gvrOf(obj), m.GetNamespace(), m.GetName(), nil); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// eventually polls cond for up to 5 s.
+func (h *harness) eventually(what string, cond func() bool) {
+	h.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("timed out waiting: %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// never checks that cond stays false for a while.
+func (h *harness) never(what string, cond func() bool) {
+	h.t.Helper()
+	deadline := time.Now().Add(200 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if cond() {
+			h.t.Fatalf("unexpected: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (h *harness) claimPhase(name string, phase corev1.PersistentVolumeClaimPhase) func() bool {
+	return func() bool {
+		pvc, ok := h.claim(name)
+		return ok && pvc.Status.Phase == phase
+	}
+}
+
+func (h *harness) volumePhase(name string, phase corev1.PersistentVolumePhase) func() bool {
+	return func() bool {
+		pv, ok := h.volume(name)
+		return ok && pv.Status.Phase == phase
+	}
+}
+
+func (h *harness) volumeGone(name string) func() bool {
+	return func() bool { _, ok := h.volume(name); return !ok }
+}
+
+func (h *harness) claimGone(name string) func() bool {
+	return func() bool { _, ok := h.claim(name); return !ok }
+}
+
+// Object builders.
+
+func quantity(s string) resource.Quantity { return resource.MustParse(s) }
+
+func claim(name, class, size string, modes ...corev1.PersistentVolumeAccessMode) *corev1.PersistentVolumeClaim {
+	if len(modes) == 0 {
+		modes = []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}
+	}
+	pvc := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes: modes,
+			Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: quantity(size)}},
+		},
+	}
+	if class != "-" {
+		pvc.Spec.StorageClassName = &class
+	}
+	return pvc
+}
+
+func volume(name, class, size string, reclaim corev1.PersistentVolumeReclaimPolicy, modes ...corev1.PersistentVolumeAccessMode) *corev1.PersistentVolume {
+	if len(modes) == 0 {
+		modes = []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}
+	}
+	return &corev1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: corev1.PersistentVolumeSpec{
+			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: quantity(size)},
+			AccessModes:                   modes,
+			StorageClassName:              class,
+			PersistentVolumeReclaimPolicy: reclaim,
+			PersistentVolumeSource: corev1.PersistentVolumeSource{
+				HostPath: &corev1.HostPathVolumeSource{Path: "/srv/" + name},
+			},
+		},
+	}
+}
+
+func immediateClass(name string) *storagev1.StorageClass {
+	mode := storagev1.VolumeBindingImmediate
+	return &storagev1.StorageClass{
+		ObjectMeta:        metav1.ObjectMeta{Name: name},
+		Provisioner:       "kubernetes.io/no-provisioner",
+		VolumeBindingMode: &mode,
+	}
+}
+
+func node(name string) *corev1.Node {
+	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{corev1.LabelHostname: name}}}
+}
+
+func podUsing(name, nodeName string, claims ...string) *corev1.Pod {
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
+		Spec:       corev1.PodSpec{NodeName: nodeName, Containers: []corev1.Container{{Name: "app", Image: "busybox"}}},
+	}
+	for i, c := range claims {
+		pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{
+			Name:         fmt.Sprintf("v%d", i),
+			VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: c}},
+		})
+	}
+	return pod
+}
