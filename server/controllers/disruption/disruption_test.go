@@ -2,6 +2,7 @@ package disruption
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -757,4 +759,30 @@ func TestRunPercentageFollowsScale(t *testing.T) {
 		t.Fatal(err)
 	}
 	wait(wantStatus{expected: 6, desired: 3, current: 2, allowed: 0, reason: policyv1.InsufficientPodsReason})
+}
+
+// TestConflictIsNotAFailure: an eviction that wrote the budget first makes
+// the status write conflict; the budget is not marked SyncFailed (the
+// eviction's watch event queues it again).
+func TestConflictIsNotAFailure(t *testing.T) {
+	e := newEnv(t, false)
+	e.addPod(podSpec{name: "a", ready: true})
+	e.create(pdbsGVR, newPDB("web", "0", ""))
+	e.api.SetFail(func(verb string, gvr schema.GroupVersionResource, _, _ string) error {
+		if verb == "update" && gvr == pdbsGVR {
+			return apierrors.NewConflict(gvr.GroupResource(), "web", errors.New("the object has been modified"))
+		}
+		return nil
+	})
+	if err := e.sync("web"); err != nil {
+		t.Fatalf("sync = %v, want nil", err)
+	}
+	e.api.SetFail(nil)
+	if c := meta.FindStatusCondition(e.pdb("web").Status.Conditions, policyv1.DisruptionAllowedCondition); c != nil {
+		t.Errorf("condition written despite the conflict: %+v", c)
+	}
+	e.mustSync("web")
+	if got := e.pdb("web").Status.DisruptionsAllowed; got != 1 {
+		t.Errorf("disruptionsAllowed = %d, want 1", got)
+	}
 }

@@ -35,8 +35,12 @@ func (c *Controller) reconcile(ctx context.Context, key string) error {
 		}
 		return nil
 	case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
-		// Someone (an eviction) wrote the budget since we read it: retry
-		// against the newer copy without declaring a failure.
+		// Someone (an eviction) wrote the budget since we read it, or
+		// deleted it: the watch event of that write queues the budget
+		// again once the cache has it, so this is no failure.
+		c.log.Debug("budget changed while syncing", "podDisruptionBudget", key, "err", err)
+		return nil
+	case ctx.Err() != nil:
 		return err
 	}
 	c.log.Error("sync failed", "podDisruptionBudget", key, "err", err)
