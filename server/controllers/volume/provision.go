@@ -33,10 +33,10 @@ func (c *Controller) provision(ctx context.Context, pvc *corev1.PersistentVolume
 	}
 
 	name := provisionedVolumeName(pvc)
-	if _, ok := c.volumeLister.Get("", name); ok {
-		// Provisioned already; binding follows once the volume's sync
-		// queues the claim.
-		return nil
+	if exists, err := c.volumeExists(ctx, name); err != nil || exists {
+		// Provisioned already (the cache may not show it yet); binding
+		// follows once the volume's sync queues the claim.
+		return err
 	}
 	if msg := c.localPathUnsupported(pvc, node); msg != "" {
 		c.claimEvent(pvc, corev1.EventTypeWarning, "ProvisioningFailed", "failed to provision volume with StorageClass %q: %s", class.Name, msg)
@@ -45,13 +45,32 @@ func (c *Controller) provision(ctx context.Context, pvc *corev1.PersistentVolume
 
 	c.claimEvent(pvc, corev1.EventTypeNormal, "Provisioning", "External provisioner is provisioning volume for claim \"%s/%s\"", pvc.Namespace, pvc.Name)
 	pv := LocalPathVolume(pvc, class, node, c.opts.StorageDir)
-	if _, err := c.api.Create(ctx, VolumesGVR, pv, c.opts.FieldManager); err != nil && !apierrors.IsAlreadyExists(err) {
+	_, err := c.api.Create(ctx, VolumesGVR, pv, c.opts.FieldManager)
+	switch {
+	case apierrors.IsAlreadyExists(err):
+		return nil
+	case err != nil:
 		c.claimEvent(pvc, corev1.EventTypeWarning, "ProvisioningFailed", "failed to provision volume with StorageClass %q: %v", class.Name, err)
 		return fmt.Errorf("create persistentvolume %s: %w", name, err)
 	}
 	c.claimEvent(pvc, corev1.EventTypeNormal, "ProvisioningSucceeded", "Successfully provisioned volume %s", name)
 	c.log.Info("provisioned", "claim", pvc.Namespace+"/"+pvc.Name, "volume", name, "node", node.Name)
 	return nil
+}
+
+// volumeExists looks for a volume in the cache, then in the API server.
+func (c *Controller) volumeExists(ctx context.Context, name string) (bool, error) {
+	if _, ok := c.volumeLister.Get("", name); ok {
+		return true, nil
+	}
+	_, err := c.api.Get(ctx, VolumesGVR, "", name)
+	switch {
+	case err == nil:
+		return true, nil
+	case apierrors.IsNotFound(err):
+		return false, nil
+	}
+	return false, fmt.Errorf("get persistentvolume %s: %w", name, err)
 }
 
 // localPathUnsupported says why the local-path provisioner cannot serve
