@@ -108,6 +108,8 @@ type Agent struct {
 	// nodeChanged asks for an early node status update.
 	nodeChanged chan struct{}
 	now         func() time.Time
+	// ready closes once the node is registered and pods are being run.
+	ready chan struct{}
 
 	pullErrMu sync.Mutex
 	pullErrs  map[string]string // last pull error by back-off key
@@ -164,6 +166,7 @@ func newAgent(cfg Config) (*Agent, error) {
 		pullBackOff:  newBackOff(10*time.Second, 5*time.Minute),
 		nodeChanged:  make(chan struct{}, 1),
 		now:          time.Now,
+		ready:        make(chan struct{}),
 	}
 	if a.net == nil {
 		a.net = loopbackNetwork{}
@@ -211,6 +214,7 @@ func (a *Agent) run(ctx context.Context) error {
 	g.Go(func() error { a.renewLease(gctx, node); return nil })
 	g.Go(func() error { a.syncNodeStatus(gctx); return nil })
 	g.Go(func() error { a.watchPods(gctx); return nil })
+	close(a.ready)
 	err = g.Wait()
 	a.workers.wait()
 	if ctx.Err() != nil {

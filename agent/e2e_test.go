@@ -108,9 +108,10 @@ func TestAgentE2E(t *testing.T) {
 		}
 		return false, nil
 	})
-	if _, err := cs.CoordinationV1().Leases("kube-node-lease").Get(ctx, e2eNode, metav1.GetOptions{}); err != nil {
-		t.Errorf("node lease: %v", err)
-	}
+	waitFor(t, 30*time.Second, "node lease", func() (bool, error) {
+		l, err := cs.CoordinationV1().Leases("kube-node-lease").Get(ctx, e2eNode, metav1.GetOptions{})
+		return err == nil && l.Spec.RenewTime != nil && l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity == e2eNode, nil
+	})
 
 	// A web server with a readiness probe dialled inside the pod's netns.
 	web := newPod("web", v1.Container{
@@ -197,8 +198,8 @@ func TestAgentE2E(t *testing.T) {
 	// well within the grace period, and the pod object goes away.
 	long := int64(20)
 	gracefulPod := newPod("graceful", v1.Container{
-		Name:    "c",
-		Command: []string{"sh", "-c", `trap "exit 0" TERM; while true; do sleep 0.2; done`},
+		Name:      "c",
+		Command:   []string{"sh", "-c", `trap "exit 0" TERM; while true; do sleep 0.2; done`},
 		Lifecycle: &v1.Lifecycle{PreStop: &v1.LifecycleHandler{Exec: &v1.ExecAction{Command: []string{"sh", "-c", "sleep 1"}}}},
 	})
 	gracefulPod.Spec.TerminationGracePeriodSeconds = &long
@@ -252,7 +253,13 @@ func (r *agentRun) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	r.a, r.cancel, r.done = a, cancel, make(chan error, 1)
 	go func() { r.done <- a.run(ctx) }()
-	waitFor(r.t, 30*time.Second, "agent runtime open", func() (bool, error) { return r.current().rt != nil && r.current().workers != nil, nil })
+	select {
+	case <-a.ready:
+	case err := <-r.done:
+		r.t.Fatalf("agent.Run: %v", err)
+	case <-time.After(30 * time.Second):
+		r.t.Fatal("agent not ready within 30s")
+	}
 }
 
 func (r *agentRun) current() *Agent { return r.a }
