@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -53,40 +52,78 @@ func (r *fakeRecorder) has(prefix string) bool {
 	return slices.ContainsFunc(r.events, func(e string) bool { return strings.HasPrefix(e, prefix) })
 }
 
-// The registry's status strategies, for the kinds the fake does not serve
-// by default.
-func keepStatus(obj, old runtime.Object) {
-	reflect.ValueOf(obj).Elem().FieldByName("Status").Set(reflect.ValueOf(old.DeepCopyObject()).Elem().FieldByName("Status"))
+// storageResources is the fake's default table plus the registry's own
+// entries for the storage kinds, so that updates go through orch's real
+// update strategies.
+func storageResources(t *testing.T) []*registry.Resource {
+	t.Helper()
+	table, err := registry.NewTable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := fakeapi.Resources()
+	for _, gvr := range []schema.GroupVersionResource{VolumesGVR, ClaimsGVR, StorageClassesGVR} {
+		res := table.Lookup(gvr.GroupVersion(), gvr.Resource)
+		if res == nil {
+			t.Fatalf("registry serves no %s", gvr)
+		}
+		out = append(out, res)
+	}
+	return out
 }
 
-func keepAllButStatus(obj, old runtime.Object) {
-	v := reflect.ValueOf(obj).Elem()
-	status := reflect.New(v.FieldByName("Status").Type()).Elem()
-	status.Set(v.FieldByName("Status"))
-	v.Set(reflect.ValueOf(old.DeepCopyObject()).Elem())
-	v.FieldByName("Status").Set(status)
+// validatingAPI runs the controller's writes through the registry's
+// defaulting and validation, as orch's API server does, and fails the test
+// on an invalid write.
+type validatingAPI struct {
+	*fakeapi.API
+	t   *testing.T
+	res map[schema.GroupVersionResource]*registry.Resource
 }
 
-func storageResources() []*registry.Resource {
-	return append(fakeapi.Resources(),
-		&registry.Resource{
-			GroupVersion: corev1.SchemeGroupVersion, Name: "persistentvolumes", Kind: "PersistentVolume",
-			Subresources: []string{"status"}, PrepareForUpdate: keepStatus, PrepareForStatusUpdate: keepAllButStatus,
-			New:     func() runtime.Object { return &corev1.PersistentVolume{} },
-			NewList: func() runtime.Object { return &corev1.PersistentVolumeList{} },
-		},
-		&registry.Resource{
-			GroupVersion: corev1.SchemeGroupVersion, Name: "persistentvolumeclaims", Kind: "PersistentVolumeClaim", Namespaced: true,
-			Subresources: []string{"status"}, PrepareForUpdate: keepStatus, PrepareForStatusUpdate: keepAllButStatus,
-			New:     func() runtime.Object { return &corev1.PersistentVolumeClaim{} },
-			NewList: func() runtime.Object { return &corev1.PersistentVolumeClaimList{} },
-		},
-		&registry.Resource{
-			GroupVersion: storagev1.SchemeGroupVersion, Name: "storageclasses", Kind: "StorageClass",
-			New:     func() runtime.Object { return &storagev1.StorageClass{} },
-			NewList: func() runtime.Object { return &storagev1.StorageClassList{} },
-		},
-	)
+func (v *validatingAPI) Create(ctx context.Context, gvr schema.GroupVersionResource, obj runtime.Object, fieldManager string) (runtime.Object, error) {
+	if res := v.res[gvr]; res != nil {
+		check := obj.DeepCopyObject()
+		if res.Default != nil {
+			res.Default(check)
+		}
+		if res.Validate != nil {
+			if errs := res.Validate(check); len(errs) > 0 {
+				v.t.Errorf("invalid create of %s: %v", gvr.Resource, errs.ToAggregate())
+				return nil, errs.ToAggregate()
+			}
+		}
+	}
+	return v.API.Create(ctx, gvr, obj, fieldManager)
+}
+
+func (v *validatingAPI) Update(ctx context.Context, gvr schema.GroupVersionResource, obj runtime.Object, subresource, fieldManager string) (runtime.Object, error) {
+	res := v.res[gvr]
+	if res == nil || res.ValidateUpdate == nil {
+		return v.API.Update(ctx, gvr, obj, subresource, fieldManager)
+	}
+	m := obj.(metav1.Object)
+	old, err := v.API.Get(ctx, gvr, m.GetNamespace(), m.GetName())
+	if err != nil {
+		return nil, err
+	}
+	if rv := m.GetResourceVersion(); rv != "" && rv != old.(metav1.Object).GetResourceVersion() {
+		// A stale write: the fake answers with a conflict, as the API
+		// server does before validating.
+		return v.API.Update(ctx, gvr, obj, subresource, fieldManager)
+	}
+	check := obj.DeepCopyObject()
+	switch subresource {
+	case "status":
+		res.PrepareForStatusUpdate(check, old)
+	case "":
+		res.PrepareForUpdate(check, old)
+	}
+	if errs := res.ValidateUpdate(check, old); len(errs) > 0 {
+		v.t.Errorf("invalid update of %s %s: %v", gvr.Resource, m.GetName(), errs.ToAggregate())
+		return nil, errs.ToAggregate()
+	}
+	return v.API.Update(ctx, gvr, obj, subresource, fieldManager)
 }
 
 type harness struct {
@@ -99,8 +136,13 @@ type harness struct {
 // start runs the controller on a fake API holding objs until the test ends.
 func start(t *testing.T, opts Options, objs ...runtime.Object) *harness {
 	t.Helper()
-	api := fakeapi.New(storageResources()...)
+	resources := storageResources(t)
+	api := fakeapi.New(resources...)
 	h := &harness{t: t, api: api, rec: &fakeRecorder{}}
+	checked := &validatingAPI{API: api, t: t, res: map[schema.GroupVersionResource]*registry.Resource{}}
+	for _, res := range resources {
+		checked.res[res.GroupVersionResource()] = res
+	}
 	for _, obj := range objs {
 		h.create(obj)
 	}
@@ -108,7 +150,7 @@ func start(t *testing.T, opts Options, objs ...runtime.Object) *harness {
 	h.ctx = ctx
 	factory := informer.NewFactory(api, quiet)
 	opts.Logger = quiet
-	c := New(api, factory, h.rec, opts)
+	c := New(checked, factory, h.rec, opts)
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = factory.Run(ctx) })
 	wg.Go(func() { _ = c.Run(ctx) })
