@@ -124,7 +124,7 @@ func TestLimitRangerConstraints(t *testing.T) {
 		want: `pods "web" is forbidden: [Maximum cpu usage per Container is 1, but limit is 2., ` +
 			`Maximum memory usage per Container is 1Gi, but limit is 2Gi.]`,
 	}, {
-		name: "pod max counts all containers",
+		name:   "pod max counts all containers",
 		ranges: fakeRanges{limitRange("pod", corev1.LimitRangeItem{Type: corev1.LimitTypePod, Max: rl("memory", "1Gi")})},
 		pod: pod("web",
 			withResources("a", nil, rl("memory", "600Mi")),
