@@ -43,7 +43,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) error {
 	case ctx.Err() != nil:
 		return err
 	}
-	c.log.Error("sync failed", "podDisruptionBudget", key, "err", err)
+	// The queue logs the error it gets back.
 	if ferr := c.failSafe(ctx, pdb, err); ferr != nil {
 		return fmt.Errorf("pdb %s: %w (and setting SyncFailed: %v)", key, err, ferr)
 	}
