@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 
 	"golang.org/x/sync/errgroup"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/orch-dev/orch/server/controllers/replicaset"
 	"github.com/orch-dev/orch/server/controllers/serviceaccount"
 	"github.com/orch-dev/orch/server/controllers/statefulset"
+	"github.com/orch-dev/orch/server/controllers/volume"
 	"github.com/orch-dev/orch/server/events"
 	"github.com/orch-dev/orch/server/scheduler"
 )
@@ -69,6 +71,8 @@ func runControllers(ctx context.Context, cfg Config, api *apiserver.Server, log 
 		tainteviction.Options{Logger: log.With("component", "taint-eviction-controller")})
 	deployments := deployment.New(local, factory, broadcaster.Recorder("deployment-controller"),
 		deployment.Options{Logger: log.With("component", "deployment-controller")})
+	volumes := volume.New(local, factory, broadcaster.Recorder(volume.ComponentName),
+		volume.Options{StorageDir: filepath.Join(cfg.DataDir, "storage"), Logger: log.With("component", "persistentvolume-controller")})
 	jobs := job.New(local, factory, broadcaster.Recorder("job-controller"),
 		job.Options{Logger: log.With("component", "job-controller")})
 	cronJobs := cronjob.New(local, factory, broadcaster.Recorder("cronjob-controller"),
@@ -88,6 +92,7 @@ func runControllers(ctx context.Context, cfg Config, api *apiserver.Server, log 
 	g.Go(func() error { return nodeLifecycle.Run(gctx) })
 	g.Go(func() error { return taintEviction.Run(gctx) })
 	g.Go(func() error { return deployments.Run(gctx, 5) })
+	g.Go(func() error { return volumes.Run(gctx) })
 	g.Go(func() error { return jobs.Run(gctx) })
 	g.Go(func() error { return cronJobs.Run(gctx) })
 	g.Go(func() error { return endpointsCtl.Run(gctx) })
