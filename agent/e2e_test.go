@@ -25,6 +25,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
@@ -181,6 +182,93 @@ func TestAgentE2E(t *testing.T) {
 			p.Status.ContainerStatuses[0].State.Waiting.Reason == reasonImagePullBackOff
 	})
 
+	// Init containers, env and volumes from a ConfigMap and a Secret, and
+	// a readiness probe that fails until the test makes it pass.
+	if _, err := cs.CoreV1().ConfigMaps("default").Create(ctx, &v1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "app-config"}, Data: map[string]string{"greeting": "hello"},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().Secrets("default").Create(ctx, &v1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "app-secret"}, Data: map[string][]byte{"password": []byte("s3cret")},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cfgPod := newPod("config", v1.Container{
+		Name:    "app",
+		Command: []string{"sleep", "3600"},
+		Env: []v1.EnvVar{
+			{Name: "GREETING", ValueFrom: &v1.EnvVarSource{ConfigMapKeyRef: &v1.ConfigMapKeySelector{LocalObjectReference: v1.LocalObjectReference{Name: "app-config"}, Key: "greeting"}}},
+			{Name: "PASSWORD", ValueFrom: &v1.EnvVarSource{SecretKeyRef: &v1.SecretKeySelector{LocalObjectReference: v1.LocalObjectReference{Name: "app-secret"}, Key: "password"}}},
+			{Name: "POD_NAME", ValueFrom: &v1.EnvVarSource{FieldRef: &v1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+			{Name: "MSG", Value: "$(GREETING) world"},
+		},
+		VolumeMounts: []v1.VolumeMount{
+			{Name: "work", MountPath: "/work"},
+			{Name: "config", MountPath: "/etc/config"},
+			{Name: "secret", MountPath: "/etc/secret", ReadOnly: true},
+		},
+		ReadinessProbe: &v1.Probe{
+			ProbeHandler:  v1.ProbeHandler{Exec: &v1.ExecAction{Command: []string{"cat", "/tmp/ready"}}},
+			PeriodSeconds: 1,
+		},
+	})
+	cfgPod.Spec.InitContainers = []v1.Container{{
+		Name: "setup", Image: e2eImage, ImagePullPolicy: v1.PullIfNotPresent,
+		Command:      []string{"sh", "-c", "echo init-done > /work/marker"},
+		VolumeMounts: []v1.VolumeMount{{Name: "work", MountPath: "/work"}},
+	}}
+	cfgPod.Spec.Volumes = []v1.Volume{
+		{Name: "work", VolumeSource: v1.VolumeSource{EmptyDir: &v1.EmptyDirVolumeSource{}}},
+		{Name: "config", VolumeSource: v1.VolumeSource{ConfigMap: &v1.ConfigMapVolumeSource{LocalObjectReference: v1.LocalObjectReference{Name: "app-config"}}}},
+		{Name: "secret", VolumeSource: v1.VolumeSource{Secret: &v1.SecretVolumeSource{SecretName: "app-secret"}}},
+	}
+	createPod(t, cs, cfgPod)
+	got := waitPod(t, cs, "config", 60*time.Second, "Running but not Ready", func(p *v1.Pod) bool {
+		return p.Status.Phase == v1.PodRunning && !podReady(p) && len(p.Status.ContainerStatuses) == 1 &&
+			p.Status.ContainerStatuses[0].State.Running != nil
+	})
+	if ics := got.Status.InitContainerStatuses; len(ics) != 1 || ics[0].State.Terminated == nil || ics[0].State.Terminated.Reason != "Completed" {
+		t.Errorf("init container statuses = %+v", ics)
+	}
+	appID := strings.TrimPrefix(got.Status.ContainerStatuses[0].ContainerID, "orch://")
+	out.Reset()
+	errOut.Reset()
+	code, err = agent.current().rt.Exec(ctx, appID, container.ExecRequest{
+		Args:   []string{"sh", "-c", "echo $GREETING $PASSWORD $POD_NAME $MSG; cat /work/marker /etc/config/greeting /etc/secret/password; touch /tmp/ready"},
+		Stdout: &out, Stderr: &errOut,
+	})
+	if want := "hello s3cret config hello world\ninit-done\nhellos3cret"; err != nil || code != 0 || out.String() != want {
+		t.Errorf("exec in config pod: code %d, err %v, stdout %q (want %q), stderr %q", code, err, out.String(), want, errOut.String())
+	}
+	waitPod(t, cs, "config", 30*time.Second, "Ready once the probe passes", podReady)
+
+	// A missing ConfigMap keeps the container from being created.
+	badPod := newPod("badconfig", v1.Container{Name: "c", Command: []string{"true"}, EnvFrom: []v1.EnvFromSource{
+		{ConfigMapRef: &v1.ConfigMapEnvSource{LocalObjectReference: v1.LocalObjectReference{Name: "nope"}}},
+	}})
+	createPod(t, cs, badPod)
+	waitPod(t, cs, "badconfig", 30*time.Second, "CreateContainerConfigError", func(p *v1.Pod) bool {
+		if len(p.Status.ContainerStatuses) != 1 || p.Status.ContainerStatuses[0].State.Waiting == nil {
+			return false
+		}
+		w := p.Status.ContainerStatuses[0].State.Waiting
+		return w.Reason == reasonCreateConfigError && w.Message == `configmap "nope" not found`
+	})
+
+	// A container over its memory limit is OOMKilled.
+	oomPod := newPod("oom", v1.Container{Name: "hog", Command: []string{"sh", "-c", "a=0123456789; while :; do a=$a$a; done"},
+		Resources: v1.ResourceRequirements{Limits: v1.ResourceList{v1.ResourceMemory: resource.MustParse("32Mi")}}})
+	oomPod.Spec.RestartPolicy = v1.RestartPolicyNever
+	createPod(t, cs, oomPod)
+	waitPod(t, cs, "oom", 60*time.Second, "Failed with OOMKilled", func(p *v1.Pod) bool {
+		if p.Status.Phase != v1.PodFailed || len(p.Status.ContainerStatuses) != 1 {
+			return false
+		}
+		term := p.Status.ContainerStatuses[0].State.Terminated
+		return term != nil && term.Reason == "OOMKilled" && term.ExitCode == 137
+	})
+
 	// Restart the agent: the web container keeps running, untouched.
 	agent.restart(t)
 	time.Sleep(3 * time.Second)
@@ -218,7 +306,7 @@ func TestAgentE2E(t *testing.T) {
 	}
 
 	// Delete everything; the runtime ends up empty.
-	for _, name := range []string{"web", "crash", "liveness", "missing"} {
+	for _, name := range []string{"web", "crash", "liveness", "missing", "config", "badconfig", "oom"} {
 		zero := int64(0)
 		if err := cs.CoreV1().Pods("default").Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil && !apierrors.IsNotFound(err) {
 			t.Errorf("delete %s: %v", name, err)
