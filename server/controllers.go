@@ -12,6 +12,7 @@ import (
 	"github.com/orch-dev/orch/server/controllers/cronjob"
 	"github.com/orch-dev/orch/server/controllers/daemonset"
 	"github.com/orch-dev/orch/server/controllers/deployment"
+	"github.com/orch-dev/orch/server/controllers/disruption"
 	"github.com/orch-dev/orch/server/controllers/endpoints"
 	"github.com/orch-dev/orch/server/controllers/endpointslice"
 	"github.com/orch-dev/orch/server/controllers/garbagecollector"
@@ -73,6 +74,8 @@ func runControllers(ctx context.Context, cfg Config, api *apiserver.Server, log 
 		deployment.Options{Logger: log.With("component", "deployment-controller")})
 	volumes := volume.New(local, factory, broadcaster.Recorder(volume.ComponentName),
 		volume.Options{StorageDir: filepath.Join(cfg.DataDir, "storage"), Logger: log.With("component", "persistentvolume-controller")})
+	disruptions := disruption.New(local, factory, broadcaster.Recorder(disruption.ComponentName),
+		disruption.Options{Logger: log.With("component", disruption.ComponentName)})
 	jobs := job.New(local, factory, broadcaster.Recorder("job-controller"),
 		job.Options{Logger: log.With("component", "job-controller")})
 	cronJobs := cronjob.New(local, factory, broadcaster.Recorder("cronjob-controller"),
@@ -93,6 +96,7 @@ func runControllers(ctx context.Context, cfg Config, api *apiserver.Server, log 
 	g.Go(func() error { return taintEviction.Run(gctx) })
 	g.Go(func() error { return deployments.Run(gctx, 5) })
 	g.Go(func() error { return volumes.Run(gctx) })
+	g.Go(func() error { return disruptions.Run(gctx) })
 	g.Go(func() error { return jobs.Run(gctx) })
 	g.Go(func() error { return cronJobs.Run(gctx) })
 	g.Go(func() error { return endpointsCtl.Run(gctx) })

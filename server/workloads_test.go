@@ -418,3 +418,44 @@ func TestDeploymentRollouts(t *testing.T) {
 	c.kubectl("rollout", "status", "deployment/web", "--timeout=90s")
 	c.eventually(10*time.Second, []string{"busybox:3=5"}, "get", "rs", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.spec.template.spec.containers[0].image}={.status.readyReplicas} {end}")
 }
+
+func TestDrainHonoursDisruptionBudget(t *testing.T) {
+	c := startCluster(t, 3)
+	c.eventually(20*time.Second, []string{"hollow-0", "hollow-1", "hollow-2"}, "get", "nodes")
+	c.apply(`apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec: {containers: [{name: c, image: busybox}]}
+`)
+	c.kubectl("create", "deployment", "web", "--image=busybox", "--replicas=6")
+	c.kubectl("rollout", "status", "deployment/web", "--timeout=60s")
+	c.apply(`apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: web}
+spec:
+  minAvailable: 5
+  selector: {matchLabels: {app: web}}
+`)
+	out := c.eventually(20*time.Second, []string{"web", "5", "N/A", "1"}, "get", "pdb", "web")
+	_ = out
+
+	// Without --ignore-daemonsets drain refuses.
+	if out, err := c.try("drain", "hollow-0", "--timeout=20s"); err == nil || !strings.Contains(out, "cannot delete DaemonSet-managed Pods") {
+		t.Errorf("drain without --ignore-daemonsets: err %v\n%s", err, out)
+	}
+	start := time.Now()
+	out, err := c.try("drain", "hollow-0", "--ignore-daemonsets", "--timeout=90s")
+	t.Logf("drain took %v (err %v):\n%s", time.Since(start), err, out)
+	if err != nil || !containsAll(out, []string{"Warning: ignoring DaemonSet-managed Pods: default/agent-", "evicting pod default/web-", "evicted", "node/hollow-0 drained"}) {
+		t.Fatalf("drain failed")
+	}
+	c.eventually(30*time.Second, []string{"6/6"}, "get", "deployment", "web")
+	if out := c.kubectl("get", "pods", "-l", "app=web", "-o", "wide"); strings.Contains(out, "hollow-0") {
+		t.Fatalf("web pods left on hollow-0:\n%s", out)
+	}
+	c.eventually(5*time.Second, []string{"SchedulingDisabled"}, "get", "node", "hollow-0")
+}

@@ -2,8 +2,10 @@ package apiserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
@@ -309,29 +311,11 @@ func (s *Server) evict(w http.ResponseWriter, r *http.Request, res *registry.Res
 			return
 		}
 	}
-	kv, err := s.store.Get(ctx, objectKey(res, ns, name))
-	if err != nil {
-		s.writeError(w, r, storeError(err, res.GroupVersionResource().GroupResource(), name))
+	if eviction.Name != "" && eviction.Name != name {
+		s.writeError(w, r, apierrors.NewBadRequest("name in URL does not match name in Eviction object"))
 		return
 	}
-	obj, err := s.decodeStored(res, kv)
-	if err != nil {
-		s.writeError(w, r, apierrors.NewInternalError(err))
-		return
-	}
-	pod := obj.(*corev1.Pod)
-	terminal := pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed
-	if !terminal && pod.DeletionTimestamp == nil {
-		if err := s.takeDisruption(ctx, pod); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-	}
-	opts := eviction.DeleteOptions
-	if opts == nil {
-		opts = &metav1.DeleteOptions{}
-	}
-	if _, _, err := s.deleteObject(ctx, res, ns, name, opts); err != nil {
+	if err := s.evictPod(ctx, res, ns, name, eviction.DeleteOptions); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -339,17 +323,99 @@ func (s *Server) evict(w http.ResponseWriter, r *http.Request, res *registry.Res
 	s.codecs.writeObject(w, r, http.StatusCreated, st)
 }
 
-// takeDisruption checks the pod's PodDisruptionBudgets and consumes one
-// allowed disruption from each.
-func (s *Server) takeDisruption(ctx context.Context, pod *corev1.Pod) error {
+// evictPod deletes a pod if its disruption budget allows it, as
+// Kubernetes' eviction subresource (pkg/registry/core/pod/storage/eviction.go).
+func (s *Server) evictPod(ctx context.Context, res *registry.Resource, ns, name string, opts *metav1.DeleteOptions) error {
+	if opts == nil {
+		opts = &metav1.DeleteOptions{}
+	}
+	dryRun := len(opts.DryRun) > 0
+	kv, err := s.store.Get(ctx, objectKey(res, ns, name))
+	if err != nil {
+		return storeError(err, res.GroupVersionResource().GroupResource(), name)
+	}
+	obj, err := s.decodeStored(res, kv)
+	if err != nil {
+		return apierrors.NewInternalError(err)
+	}
+	pod := obj.(*corev1.Pod)
+	// withPrecondition deletes only the pod that was checked.
+	withPrecondition := func() *metav1.DeleteOptions {
+		o := opts.DeepCopy()
+		if o.Preconditions == nil || o.Preconditions.ResourceVersion == nil {
+			if o.Preconditions == nil {
+				o.Preconditions = &metav1.Preconditions{}
+			}
+			rv := strconv.FormatInt(kv.ModRevision, 10)
+			o.Preconditions.ResourceVersion = &rv
+		}
+		return o
+	}
+	del := func(o *metav1.DeleteOptions) error {
+		_, _, err := s.deleteObject(ctx, res, ns, name, o)
+		return err
+	}
+	switch {
+	case pod.DeletionTimestamp != nil, pod.Status.Phase == corev1.PodSucceeded, pod.Status.Phase == corev1.PodFailed:
+		return del(opts)
+	case pod.Status.Phase == corev1.PodPending:
+		// A pod that never ran disrupts nothing.
+		return del(withPrecondition())
+	}
+
+	pdbs, err := s.podDisruptionBudgets(ctx, pod)
+	if err != nil {
+		return err
+	}
+	switch len(pdbs) {
+	case 0:
+		return del(opts)
+	case 1:
+	default:
+		return &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: http.StatusInternalServerError,
+			Message: "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."}}
+	}
+	pdb := pdbs[0]
+	if !podIsReady(pod) {
+		policy := policyv1.IfHealthyBudget
+		if pdb.Spec.UnhealthyPodEvictionPolicy != nil {
+			policy = *pdb.Spec.UnhealthyPodEvictionPolicy
+		}
+		if policy == policyv1.AlwaysAllow || pdb.Status.CurrentHealthy >= pdb.Status.DesiredHealthy && pdb.Status.DesiredHealthy > 0 {
+			err := del(withPrecondition())
+			if apierrors.IsConflict(err) && (opts.Preconditions == nil || opts.Preconditions.ResourceVersion == nil) {
+				return budgetBusy(pdb.Name)
+			}
+			return err
+		}
+	}
+	if err := s.takeDisruption(ctx, pdb.Namespace, pdb.Name, pod.Name, dryRun); err != nil {
+		return err
+	}
+	return del(opts)
+}
+
+func podIsReady(pod *corev1.Pod) bool {
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// podDisruptionBudgets are the budgets whose selector matches pod (an
+// empty selector matches every pod of the namespace).
+func (s *Server) podDisruptionBudgets(ctx context.Context, pod *corev1.Pod) ([]*policyv1.PodDisruptionBudget, error) {
 	pdbRes := s.table.Lookup(policyv1.SchemeGroupVersion, "poddisruptionbudgets")
 	if pdbRes == nil {
-		return nil
+		return nil, nil
 	}
 	page, err := s.store.List(ctx, listPrefix(pdbRes, pod.Namespace), store.ListOptions{})
 	if err != nil {
-		return storeError(err, pdbRes.GroupVersionResource().GroupResource(), "")
+		return nil, storeError(err, pdbRes.GroupVersionResource().GroupResource(), "")
 	}
+	var out []*policyv1.PodDisruptionBudget
 	for i := range page.KVs {
 		obj, err := s.decodeStored(pdbRes, &page.KVs[i])
 		if err != nil {
@@ -357,10 +423,54 @@ func (s *Server) takeDisruption(ctx context.Context, pod *corev1.Pod) error {
 		}
 		pdb := obj.(*policyv1.PodDisruptionBudget)
 		sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
-		if err != nil || sel.Empty() || !sel.Matches(labels.Set(pod.Labels)) {
+		if err != nil || !sel.Matches(labels.Set(pod.Labels)) {
 			continue
 		}
-		if pdb.Status.ObservedGeneration < pdb.Generation || pdb.Status.DisruptionsAllowed <= 0 {
+		out = append(out, pdb)
+	}
+	return out, nil
+}
+
+// budgetBusy is the answer while a budget is being updated by others.
+func budgetBusy(name string) error {
+	err := apierrors.NewTooManyRequests("Cannot evict pod as it would violate the pod's disruption budget.", 10)
+	err.ErrStatus.Details.Causes = append(err.ErrStatus.Details.Causes, metav1.StatusCause{
+		Type:    policyv1.DisruptionBudgetCause,
+		Message: fmt.Sprintf("The disruption budget %s is still being processed by the server.", name),
+	})
+	return err
+}
+
+// maxDisruptedPods bounds the evictions a budget holds unconfirmed by the
+// disruption controller.
+const maxDisruptedPods = 2000
+
+// takeDisruption checks a budget and takes one disruption from it
+// (checkAndDecrement upstream), retrying on write conflicts as concurrent
+// evictions (kubectl drain sends them in parallel) race for the same
+// budget.
+func (s *Server) takeDisruption(ctx context.Context, ns, pdbName, podName string, dryRun bool) error {
+	pdbRes := s.table.Lookup(policyv1.SchemeGroupVersion, "poddisruptionbudgets")
+	gr := pdbRes.GroupVersionResource().GroupResource()
+	key := objectKey(pdbRes, ns, pdbName)
+	for attempt := 0; attempt < 20; attempt++ {
+		kv, err := s.store.Get(ctx, key)
+		if err != nil {
+			return storeError(err, gr, pdbName)
+		}
+		obj, err := s.decodeStored(pdbRes, kv)
+		if err != nil {
+			return apierrors.NewInternalError(err)
+		}
+		pdb := obj.(*policyv1.PodDisruptionBudget)
+		switch {
+		case pdb.Status.ObservedGeneration < pdb.Generation:
+			return budgetBusy(pdb.Name)
+		case pdb.Status.DisruptionsAllowed < 0:
+			return apierrors.NewForbidden(gr, pdb.Name, errors.New("pdb disruptions allowed is negative"))
+		case len(pdb.Status.DisruptedPods) > maxDisruptedPods:
+			return apierrors.NewForbidden(gr, pdb.Name, errors.New("DisruptedPods map too big - too many evictions not confirmed by PDB controller"))
+		case pdb.Status.DisruptionsAllowed == 0:
 			err := apierrors.NewTooManyRequests("Cannot evict pod as it would violate the pod's disruption budget.", 0)
 			err.ErrStatus.Details.Causes = append(err.ErrStatus.Details.Causes, metav1.StatusCause{
 				Type:    policyv1.DisruptionBudgetCause,
@@ -368,18 +478,49 @@ func (s *Server) takeDisruption(ctx context.Context, pod *corev1.Pod) error {
 			})
 			return err
 		}
+		if dryRun {
+			return nil
+		}
 		pdb.Status.DisruptionsAllowed--
 		if pdb.Status.DisruptedPods == nil {
 			pdb.Status.DisruptedPods = map[string]metav1.Time{}
 		}
-		pdb.Status.DisruptedPods[pod.Name] = metav1.NewTime(time.Now())
+		pdb.Status.DisruptedPods[podName] = metav1.NewTime(time.Now())
+		if pdb.Status.DisruptionsAllowed == 0 {
+			setPDBCondition(&pdb.Status, metav1.Condition{Type: policyv1.DisruptionAllowedCondition, Status: metav1.ConditionFalse,
+				Reason: policyv1.InsufficientPodsReason, ObservedGeneration: pdb.Status.ObservedGeneration})
+		}
 		data, err := s.encodeStored(pdbRes, pdb)
 		if err != nil {
 			return apierrors.NewInternalError(err)
 		}
-		if _, err := s.store.Update(ctx, page.KVs[i].Key, data, page.KVs[i].ModRevision, store.WriteOptions{}); err != nil {
-			return storeError(err, pdbRes.GroupVersionResource().GroupResource(), pdb.Name)
+		_, err = s.store.Update(ctx, key, data, kv.ModRevision, store.WriteOptions{})
+		if errors.Is(err, store.ErrConflict) {
+			select {
+			case <-time.After(10 * time.Millisecond):
+				continue
+			case <-ctx.Done():
+				return apierrors.NewTimeoutError(ctx.Err().Error(), 10)
+			}
+		}
+		if err != nil {
+			return storeError(err, gr, pdb.Name)
+		}
+		return nil
+	}
+	return apierrors.NewTimeoutError(fmt.Sprintf("couldn't update PodDisruptionBudget %q due to conflicts", pdbName), 10)
+}
+
+func setPDBCondition(status *policyv1.PodDisruptionBudgetStatus, c metav1.Condition) {
+	c.LastTransitionTime = metav1.NewTime(time.Now())
+	for i := range status.Conditions {
+		if status.Conditions[i].Type == c.Type {
+			if status.Conditions[i].Status == c.Status {
+				c.LastTransitionTime = status.Conditions[i].LastTransitionTime
+			}
+			status.Conditions[i] = c
+			return
 		}
 	}
-	return nil
+	status.Conditions = append(status.Conditions, c)
 }
