@@ -210,6 +210,9 @@ func (q *Quota) admit(gr, served schema.GroupResource, obj, old runtime.Object, 
 		return nil, nil
 	}
 	ns := m.GetNamespace()
+	if ns == "" {
+		return nil, nil
+	}
 	quotas := q.quotas.List(ns, labels.Everything())
 	if len(quotas) == 0 {
 		return nil, nil
