@@ -11,6 +11,7 @@ packages=(
 	busybox-static                              # test container images
 	nftables iproute2                           # service proxy, pod network (e2e)
 	etcd-server etcd-client                     # benchmark peer
+	shellcheck                                  # lint the installer scripts
 )
 
 if ! command -v go >/dev/null 2>&1; then
