@@ -228,7 +228,7 @@ func TestAgentE2E(t *testing.T) {
 		return p.Status.Phase == v1.PodRunning && !podReady(p) && len(p.Status.ContainerStatuses) == 1 &&
 			p.Status.ContainerStatuses[0].State.Running != nil
 	})
-	if ics := got.Status.InitContainerStatuses; len(ics) != 1 || ics[0].State.Terminated == nil || ics[0].State.Terminated.Reason != "Completed" {
+	if ics := got.Status.InitContainerStatuses; len(ics) != 1 || ics[0].State.Terminated == nil || ics[0].State.Terminated.Reason != "Completed" || !ics[0].Ready {
 		t.Errorf("init container statuses = %+v", ics)
 	}
 	appID := strings.TrimPrefix(got.Status.ContainerStatuses[0].ContainerID, "orch://")
@@ -268,6 +268,8 @@ func TestAgentE2E(t *testing.T) {
 		term := p.Status.ContainerStatuses[0].State.Terminated
 		return term != nil && term.Reason == "OOMKilled" && term.ExitCode == 137
 	})
+
+	logKubectl(t, "get", "pods", "-o", "wide")
 
 	// Restart the agent: the web container keeps running, untouched.
 	agent.restart(t)
@@ -662,3 +664,14 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 var _ io.Writer = testWriter{}
+
+// logKubectl logs kubectl's view of the cluster (for -v runs), when
+// kubectl is installed.
+func logKubectl(t *testing.T, args ...string) {
+	if _, err := exec.LookPath("kubectl"); err != nil {
+		return
+	}
+	args = append([]string{"--kubeconfig", filepath.Join(e2eDir, "kubeconfig.yaml"), "--cache-dir", filepath.Join(e2eDir, "kubectl-cache")}, args...)
+	out, err := exec.Command("kubectl", args...).CombinedOutput()
+	t.Logf("kubectl %s (err %v):\n%s", strings.Join(args[4:], " "), err, out)
+}

@@ -66,6 +66,7 @@ func (a *Agent) ensureImage(ctx context.Context, pod *v1.Pod, c *v1.Container, r
 		img, err = a.puller.Pull(ctx, c.Image, a.pullSecrets(ctx, pod))
 	}
 	if err == nil {
+		a.requestNodeStatus() // status.images changed
 		a.events.podEvent(pod, ref, v1.EventTypeNormal, "Pulled", "Successfully pulled image %q in %s", c.Image, a.now().Sub(start).Round(time.Millisecond))
 		return img, nil
 	}

@@ -8,8 +8,10 @@ import (
 )
 
 // PodNetwork wires a pod's network namespace to the node's pod network
-// (netproxy implements it). Setup returns the pod's IP; Teardown undoes
-// Setup and tolerates being called twice or after a failed Setup.
+// (netproxy implements it). Setup returns the pod's IP; it is called
+// again for the same namespace after an agent restart and must then
+// return the address it gave before. Teardown undoes Setup and tolerates
+// being called twice or after a failed Setup.
 type PodNetwork interface {
 	Setup(ctx context.Context, pod *v1.Pod, netnsPath string) (ip string, err error)
 	Teardown(ctx context.Context, pod *v1.Pod, netnsPath string) error

@@ -182,6 +182,8 @@ func containerStatus(c containerView, isInit bool) v1.ContainerStatus {
 		cs.Started = &started
 	default:
 		cs.State.Terminated = terminatedState(cur)
+		// The kubelet reports a completed init container as ready.
+		cs.Ready = isInit && cur.ExitCode == 0
 	}
 	if cs.Started == nil {
 		f := false
