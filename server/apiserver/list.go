@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -304,24 +305,59 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, res *registry.Reso
 }
 
 // writeRawList writes a JSON list by splicing stored objects, without
-// decoding them: the common path of LIST.
+// decoding them: the common path of LIST. It streams through a small buffer
+// instead of assembling the whole list (a 10k-object list is ~15 MB), which
+// keeps both the time and the peak memory of a large LIST down.
 func (s *Server) writeRawList(w http.ResponseWriter, res *registry.Resource, lm metav1.ListMeta, lr *listResult) {
-	var buf bytes.Buffer
 	lmJSON, _ := json.Marshal(lm)
-	fmt.Fprintf(&buf, `{"kind":%q,"apiVersion":%q,"metadata":%s,"items":[`, res.Kind+"List", res.GroupVersion.String(), lmJSON)
-	for i, kv := range lr.kvs {
-		data, err := s.servedJSON(res, kv)
-		if err != nil {
+	w.Header().Set("Content-Type", mediaJSON)
+	w.Header().Set("Cache-Control", "no-cache, private")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 32<<10)
+	fmt.Fprintf(bw, `{"kind":%q,"apiVersion":%q,"metadata":%s,"items":[`, res.Kind+"List", res.GroupVersion.String(), lmJSON)
+	first := true
+	for _, kv := range lr.kvs {
+		if err := s.writeServedJSON(bw, res, kv, !first); err != nil {
 			s.log.Error("encode stored object", "key", kv.Key, "err", err)
 			continue
 		}
-		if i > 0 {
-			buf.WriteByte(',')
-		}
-		buf.Write(data)
+		first = false
 	}
-	buf.WriteString("]}\n")
-	writeRaw(w, http.StatusOK, mediaJSON, buf.Bytes())
+	bw.WriteString("]}\n")
+	_ = bw.Flush()
+}
+
+// writeServedJSON writes what servedJSON returns to w, preceded by a comma
+// when comma is set, without copying the stored value. Nothing is written
+// when it fails.
+func (s *Server) writeServedJSON(w *bufio.Writer, res *registry.Resource, kv *store.KeyValue, comma bool) error {
+	if res.Storage == nil {
+		if i := bytes.Index(kv.Value, metadataOpen); i >= 0 {
+			i += len(metadataOpen)
+			if comma {
+				w.WriteByte(',')
+			}
+			w.Write(kv.Value[:i])
+			w.WriteString(`"resourceVersion":"`)
+			var num [20]byte
+			w.Write(strconv.AppendInt(num[:0], kv.ModRevision, 10))
+			w.WriteByte('"')
+			if i < len(kv.Value) && kv.Value[i] != '}' {
+				w.WriteByte(',')
+			}
+			_, err := w.Write(kv.Value[i:])
+			return err
+		}
+	}
+	data, err := s.servedJSON(res, kv)
+	if err != nil {
+		return err
+	}
+	if comma {
+		w.WriteByte(',')
+	}
+	_, err = w.Write(data)
+	return err
 }
 
 // writeTransformed encodes an object already in its final form.
