@@ -10,10 +10,13 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -24,6 +27,7 @@ import (
 	_ "time/tzdata"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/orch-dev/orch/agent"
 	"github.com/orch-dev/orch/internal/config"
@@ -154,7 +158,55 @@ func runServer(c *cli.Context, stderr io.Writer) error {
 	v := version.Get()
 	cfg.Logger.Info("starting orch server", "version", v.Version, "commit", v.GitCommit,
 		"kubernetes", v.Kubernetes, "dataDir", cfg.DataDir, "listen", listenAddr(cfg.BindAddress, cfg.HTTPSPort))
-	return finished(c.Context, server.Run(c.Context, cfg))
+	if cfg.DisableAgent {
+		return finished(c.Context, server.Run(c.Context, cfg))
+	}
+	// The server is also a node: its agent half runs beside it and talks
+	// to it over TLS on this machine, with a node certificate.
+	local := make(chan server.LocalNode, 1)
+	cfg.LocalNode = local
+	g, ctx := errgroup.WithContext(c.Context)
+	g.Go(func() error { return server.Run(ctx, cfg) })
+	g.Go(func() error {
+		var node server.LocalNode
+		select {
+		case node = <-local:
+		case <-ctx.Done():
+			return nil
+		}
+		hc, err := nodeHTTPClient(node)
+		if err != nil {
+			return err
+		}
+		err = agent.Run(ctx, agent.Config{
+			ServerURL: node.ServerURL, NodeName: cfg.NodeName, DataDir: cfg.DataDir, Debug: cfg.Debug,
+			Logger: cfg.Logger.With("component", "agent"), HTTPClient: hc, ServerNode: true,
+		})
+		if err != nil && ctx.Err() == nil {
+			// A box that cannot run pods (no memory cgroup, not root) still
+			// serves the control plane; say why it is not a node.
+			cfg.Logger.Error("this server is not running pods; start it with --disable-agent to silence this", "err", err)
+		}
+		return nil
+	})
+	return finished(c.Context, g.Wait())
+}
+
+// nodeHTTPClient is the in-process agent's client: the cluster CA and the
+// node's certificate, HTTP/2, no overall timeout (watches are long).
+func nodeHTTPClient(node server.LocalNode) (*http.Client, error) {
+	pair, err := tls.X509KeyPair(node.CertPEM, node.KeyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("local node certificate: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(node.CAPEM) {
+		return nil, errors.New("local node: no CA certificate")
+	}
+	return &http.Client{Transport: &http.Transport{
+		TLSClientConfig:   &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12},
+		ForceAttemptHTTP2: true,
+	}}, nil
 }
 
 func runAgent(c *cli.Context, stderr io.Writer) error {

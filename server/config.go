@@ -30,4 +30,17 @@ type Config struct {
 	NodeGracePeriod time.Duration
 
 	Logger *slog.Logger
+
+	// LocalNode, when set and DisableAgent is false, receives once the
+	// server is ready what the node half of this process needs to reach
+	// it: the two halves meet only on the wire, like a joined agent.
+	LocalNode chan<- LocalNode
+}
+
+// LocalNode is how the agent running beside the server connects to it.
+type LocalNode struct {
+	ServerURL string
+	CAPEM     []byte // the cluster CA, to verify the server
+	CertPEM   []byte // client certificate system:node:<name>, group system:nodes
+	KeyPEM    []byte
 }

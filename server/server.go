@@ -210,8 +210,16 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, st store.Store, ca
 			}
 		}
 		log.Info("orch server is ready", "listen", ln.Addr().String(), "kubeconfig", kubeconfig, "node", cfg.NodeName)
-		if !cfg.DisableAgent {
-			log.Warn("the in-process agent is not available yet; running the control plane only", "node", cfg.NodeName)
+		if !cfg.DisableAgent && cfg.LocalNode != nil {
+			certPEM, keyPEM, err := ca.SignClient("system:node:"+cfg.NodeName, []string{"system:nodes"}, localNodeCertValidity)
+			if err != nil {
+				return fmt.Errorf("server: certificate for the local node: %w", err)
+			}
+			url := "https://" + net.JoinHostPort(localAddress(bindIP).String(), strconv.Itoa(cfg.HTTPSPort))
+			select {
+			case cfg.LocalNode <- LocalNode{ServerURL: url, CAPEM: ca.CACertPEM(), CertPEM: certPEM, KeyPEM: keyPEM}:
+			case <-gctx.Done():
+			}
 		}
 		return nil
 	})
@@ -228,6 +236,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, st store.Store, ca
 	})
 	return g.Wait()
 }
+
+// localNodeCertValidity is how long the in-process node's certificate
+// lasts; it is issued anew at every start.
+const localNodeCertValidity = 365 * 24 * time.Hour
 
 // compactor trims the store's watch history to a time window: it samples
 // the revision each interval and compacts to the revision seen compactKeep
