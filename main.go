@@ -92,6 +92,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 					return runAgent(c, stderr)
 				},
 			},
+			imagesCommand(),
 			{
 				Name:  "version",
 				Usage: "print the orch version, git commit, Go version and Kubernetes API version",

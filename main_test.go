@@ -20,6 +20,7 @@ import (
 
 	"github.com/orch-dev/orch/agent"
 	"github.com/orch-dev/orch/internal/config"
+	"github.com/orch-dev/orch/internal/testimage"
 	"github.com/orch-dev/orch/internal/version"
 )
 
@@ -273,4 +274,39 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+func TestImagesCommands(t *testing.T) {
+	if _, err := os.Stat(testimage.BusyboxPath); err != nil {
+		t.Skip("busybox-static is not installed")
+	}
+	dir := t.TempDir()
+	tarPath := filepath.Join(dir, "busybox.tar")
+	if err := testimage.WriteBusybox(tarPath, "busybox:1.36"); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) (string, error) {
+		var out, errOut bytes.Buffer
+		err := newApp(&out, &errOut).Run(append([]string{"orch", "images"}, args...))
+		return out.String() + errOut.String(), err
+	}
+	data := "--data-dir=" + filepath.Join(dir, "data")
+	if out, err := run("import", data, tarPath); err != nil || !strings.Contains(out, "imported docker.io/library/busybox:1.36") {
+		t.Fatalf("import: %v\n%s", err, out)
+	}
+	if out, err := run("ls", data); err != nil || !strings.Contains(out, "docker.io/library/busybox:1.36") || !strings.Contains(out, "linux/") {
+		t.Fatalf("ls: %v\n%s", err, out)
+	}
+	if out, err := run("import", data, filepath.Join(dir, "missing.tar")); err == nil {
+		t.Fatalf("importing a missing file succeeded:\n%s", out)
+	}
+	if out, err := run("rm", data, "busybox:1.36"); err != nil || !strings.Contains(out, "removed busybox:1.36") {
+		t.Fatalf("rm: %v\n%s", err, out)
+	}
+	if out, _ := run("ls", data); strings.Contains(out, "busybox") {
+		t.Fatalf("image still listed after rm:\n%s", out)
+	}
+	if _, err := run("ls", "--data-dir=relative/dir"); err == nil || !strings.Contains(err.Error(), "not an absolute path") {
+		t.Fatalf("relative data dir: %v", err)
+	}
 }

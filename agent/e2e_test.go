@@ -1,12 +1,9 @@
 package agent
 
 import (
-	"archive/tar"
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	goruntime "runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -32,6 +28,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/orch-dev/orch/internal/testimage"
 	"github.com/orch-dev/orch/runtime/container"
 )
 
@@ -531,65 +528,7 @@ func lastLines(b []byte, n int) string {
 // the host's static busybox and its applet symlinks.
 func writeBusyboxImage(t *testing.T, path string) {
 	t.Helper()
-	bb, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var layer bytes.Buffer
-	tw := tar.NewWriter(&layer)
-	add := func(h *tar.Header, data []byte) {
-		h.ModTime = time.Unix(0, 0)
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, d := range []string{"bin/", "tmp/", "etc/", "proc/", "sys/", "dev/"} {
-		mode := int64(0o755)
-		if d == "tmp/" {
-			mode = 0o1777
-		}
-		add(&tar.Header{Name: d, Typeflag: tar.TypeDir, Mode: mode}, nil)
-	}
-	add(&tar.Header{Name: "bin/busybox", Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(bb))}, bb)
-	for _, app := range []string{"sh", "httpd", "wget", "sleep", "echo", "cat", "true", "false", "mkdir", "ls", "touch", "nc"} {
-		add(&tar.Header{Name: "bin/" + app, Typeflag: tar.TypeSymlink, Linkname: "busybox", Mode: 0o777}, nil)
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(layer.Bytes())
-	diffID := "sha256:" + hex.EncodeToString(sum[:])
-	config, _ := json.Marshal(map[string]any{
-		"architecture": goruntime.GOARCH,
-		"os":           "linux",
-		"config":       map[string]any{"Cmd": []string{"sh"}, "Env": []string{"PATH=/bin"}},
-		"rootfs":       map[string]any{"type": "layers", "diff_ids": []string{diffID}},
-	})
-	csum := sha256.Sum256(config)
-	configName := hex.EncodeToString(csum[:]) + ".json"
-	manifest, _ := json.Marshal([]map[string]any{{"Config": configName, "RepoTags": []string{e2eImage}, "Layers": []string{"layer.tar"}}})
-
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	out := tar.NewWriter(f)
-	for _, e := range []struct {
-		name string
-		data []byte
-	}{{"layer.tar", layer.Bytes()}, {configName, config}, {"manifest.json", manifest}} {
-		if err := out.WriteHeader(&tar.Header{Name: e.name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(e.data))}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := out.Write(e.data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := out.Close(); err != nil {
+	if err := testimage.WriteBusybox(path, e2eImage); err != nil {
 		t.Fatal(err)
 	}
 }
