@@ -2,6 +2,7 @@ package admission_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -153,12 +154,19 @@ func TestWiredIntoTheAPIServer(t *testing.T) {
 		_, err := local.Create(ctx, podsGVR, pod("c", nil), "test")
 		return err == nil
 	})
+	var last string
+	defer func() {
+		if t.Failed() {
+			t.Logf("last status.used: %s", last)
+		}
+	}()
 	waitFor(t, func() bool {
 		obj, err := local.Get(ctx, resourcequota.QuotasGVR, "team", "compute-resources")
 		if err != nil {
 			return false
 		}
 		used := obj.(*corev1.ResourceQuota).Status.Used
+		last = fmt.Sprint(used)
 		return used.Pods().String() == "2" && used.Name(corev1.ResourceLimitsCPU, resource.DecimalSI).String() == "1"
 	})
 }

@@ -42,13 +42,14 @@ type QuotaOptions struct {
 // over status.hard, with Kubernetes' messages.
 //
 // Usage is status.used as last computed by the quota controller plus the
-// changes admitted since. The controller calls Snapshot before it lists the
-// objects of a namespace and Observe with the usage it computed; Observe
-// drops the admitted changes the listing already includes. A change is
-// reserved when its write is admitted (so concurrent writes cannot both
-// take the last unit) and released when the write fails. Writes that race
-// with a recalculation may be counted twice or not at all until the
-// controller's next recalculation, which their own watch event triggers.
+// changes admitted since. A change is reserved when its write is admitted,
+// so that concurrent writes cannot both take the last unit, and released
+// when the write fails. The controller calls Snapshot before it lists the
+// objects of a namespace and Observe with the usage it computed and what it
+// listed; Observe drops the changes that listing includes: writes finished
+// before the snapshot, and creates of objects it listed. Other updates may
+// or may not be in the listing: they keep counting (quota never
+// under-counts) and Observe asks the controller to look again shortly.
 type Quota struct {
 	quotas QuotaLister
 	opts   QuotaOptions
@@ -71,11 +72,13 @@ type change struct {
 	seq   uint64
 	delta corev1.ResourceList
 	at    time.Time
-	// committed: the write is stored. stale: the controller observed usage
-	// with a snapshot taken after the reservation while the write was in
-	// flight, so its listing may include the object; the change is dropped
-	// when the write completes rather than counted twice.
-	committed, stale bool
+	// create: the write creates object name of resource gr.
+	create bool
+	gr     schema.GroupResource
+	name   string
+	// committed: the write is stored; done is the clock when it was.
+	committed bool
+	done      uint64
 }
 
 // NewQuota returns quota admission reading quotas through lister.
@@ -107,8 +110,8 @@ func (q *Quota) Attach(r *registry.Resource) {
 	})
 }
 
-// Snapshot returns a mark to pass to Observe: admitted writes after it are
-// not assumed to be in a listing that starts after this call.
+// Snapshot returns the clock (admissions and finished writes) to pass to
+// Observe; take it before listing.
 func (q *Quota) Snapshot() uint64 {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -117,8 +120,11 @@ func (q *Quota) Snapshot() uint64 {
 
 // Observe records the usage the quota controller computed for rq
 // (rq.Status.Hard and rq.Status.Used) from a listing that began after
-// Snapshot returned snapshot.
-func (q *Quota) Observe(rq *corev1.ResourceQuota, snapshot uint64) {
+// Snapshot returned snapshot; listed reports whether the listing had the
+// object name of resource gr in rq's namespace. recheck reports admitted
+// updates the listing may or may not include: they are counted on top
+// until an observation settles them, so observe again shortly.
+func (q *Quota) Observe(rq *corev1.ResourceQuota, snapshot uint64, listed func(gr schema.GroupResource, name string) bool) (recheck bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	t := q.entryLocked(rq)
@@ -127,16 +133,22 @@ func (q *Quota) Observe(rq *corev1.ResourceQuota, snapshot uint64) {
 	t.used = rq.Status.Used.DeepCopy()
 	kept := t.changes[:0]
 	for _, c := range t.changes {
-		if c.seq <= snapshot {
-			if c.committed {
-				continue
-			}
-			c.stale = true
+		switch {
+		case c.committed && c.done <= snapshot:
+			// Stored before the listing began.
+		case c.create && listed != nil && listed(c.gr, c.name):
+			// Listed: its create is stored (or the name was taken and the
+			// create will fail), either way counted by the listing.
+		default:
+			// A create not listed is not in the usage: keep it. An update
+			// may have been listed in its old or new state.
+			recheck = recheck || !c.create
+			kept = append(kept, c)
 		}
-		kept = append(kept, c)
 	}
 	clear(t.changes[len(kept):])
 	t.changes = kept
+	return recheck
 }
 
 // Forget drops what is tracked for a deleted quota.
@@ -262,7 +274,8 @@ func (q *Quota) admit(gr, served schema.GroupResource, obj, old runtime.Object, 
 				quota.PrettyPrint(quota.Mask(used, exceeded)),
 				quota.PrettyPrint(quota.Mask(hard, exceeded))))
 		}
-		charges = append(charges, charge{entry: t, change: &change{delta: requested, at: now}})
+		charges = append(charges, charge{entry: t, change: &change{delta: requested, at: now,
+			create: op == quota.Create, gr: gr, name: m.GetName()}})
 	}
 	if len(charges) == 0 {
 		return nil, nil
@@ -280,9 +293,10 @@ func (q *Quota) admit(gr, served schema.GroupResource, obj, old runtime.Object, 
 func (q *Quota) finish(charges []charge, success bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.seq++
 	for _, c := range charges {
-		if success && !c.change.stale {
-			c.change.committed = true
+		if success {
+			c.change.committed, c.change.done = true, q.seq
 			continue
 		}
 		c.entry.changes = slices.DeleteFunc(c.entry.changes, func(x *change) bool { return x == c.change })

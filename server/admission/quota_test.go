@@ -247,12 +247,23 @@ func TestQuotaReservations(t *testing.T) {
 	snap := q.Snapshot()
 	observed := quotas[0].DeepCopy()
 	observed.Status.Used = rl("pods", "1") // one of them was deleted meanwhile
-	q.Observe(observed, snap)
+	q.Observe(observed, snap, nil)
 	if err := create(t, r, pod("p5"), true); err != nil {
 		t.Fatalf("p5 after the controller observed pods=1: %v", err)
 	}
 	if err := create(t, r, pod("p6"), true); err == nil {
 		t.Fatal("p6 admitted over quota")
+	}
+}
+
+func listedNames(names ...string) func(schema.GroupResource, string) bool {
+	return func(_ schema.GroupResource, name string) bool {
+		for _, n := range names {
+			if n == name {
+				return true
+			}
+		}
+		return false
 	}
 }
 
@@ -262,20 +273,21 @@ func TestQuotaObserveDuringWrite(t *testing.T) {
 	r := podsEntry()
 	q.Attach(r)
 	ctx := context.Background()
+	observed := quotas[0].DeepCopy()
 
-	// A write is admitted, the controller snapshots, lists (already seeing
-	// the new pod) and observes, and only then does the write finish.
+	// A create is admitted, the controller snapshots, lists (already seeing
+	// the new pod) and observes, and only then does the write finish: the
+	// listing counts it, the change goes.
 	f, err := r.BeginCreate(ctx, pod("p1"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	snap := q.Snapshot()
-	observed := quotas[0].DeepCopy()
 	observed.Status.Used = rl("pods", "1")
-	q.Observe(observed, snap)
+	if q.Observe(observed, snap, listedNames("p1")) {
+		t.Error("a listed create needs no recheck")
+	}
 	f(ctx, true)
-
-	// pods=1 used, not 2: one more fits.
 	if err := create(t, r, pod("p2"), true); err != nil {
 		t.Fatalf("p2: %v", err)
 	}
@@ -283,24 +295,77 @@ func TestQuotaObserveDuringWrite(t *testing.T) {
 		t.Fatal("p3 admitted over quota")
 	}
 
-	// Changes admitted after the snapshot survive an observation.
+	// A create the listing missed (stored after it, or admitted after the
+	// snapshot) keeps counting.
 	q2 := NewQuota(quotas, QuotaOptions{})
 	r2 := podsEntry()
 	q2.Attach(r2)
-	snap = q2.Snapshot()
-	if err := create(t, r2, pod("a"), true); err != nil {
+	f, err = r2.BeginCreate(ctx, pod("a"))
+	if err != nil {
 		t.Fatal(err)
 	}
+	snap = q2.Snapshot()
+	if err := create(t, r2, pod("b"), true); err != nil {
+		t.Fatal(err)
+	}
+	observed.Status.Used = rl("pods", "0")
+	q2.Observe(observed, snap, listedNames())
+	f(ctx, true)
+	err = create(t, r2, pod("c"), true)
+	if want := `pods "c" is forbidden: exceeded quota: q, requested: pods=1, used: pods=2, limited: pods=2`; errString(err) != want {
+		t.Fatalf("c: got %q, want %q", errString(err), want)
+	}
+	// Once both are listed, they count once.
+	observed.Status.Used = rl("pods", "2")
+	q2.Observe(observed, q2.Snapshot(), listedNames("a", "b"))
+	if err := create(t, r2, pod("c"), true); err == nil {
+		t.Fatal("c admitted over quota")
+	}
 	observed.Status.Used = rl("pods", "1")
-	q2.Observe(observed, snap)
-	if err := create(t, r2, pod("b"), true); err == nil {
-		t.Fatal("b admitted: the change made after the snapshot was dropped")
+	q2.Observe(observed, q2.Snapshot(), listedNames("a"))
+	if err := create(t, r2, pod("c"), true); err != nil {
+		t.Fatalf("c after b was deleted: %v", err)
 	}
 
-	// A deleted quota is forgotten.
+	// A deleted quota is forgotten: the lister's status counts again.
 	q2.Forget("ns", quotas[0].UID)
-	if err := create(t, r2, pod("c"), true); err != nil {
-		t.Fatalf("after Forget the lister's status counts again: %v", err)
+	if err := create(t, r2, pod("d"), true); err != nil {
+		t.Fatalf("after Forget: %v", err)
+	}
+}
+
+func TestQuotaObserveDuringUpdate(t *testing.T) {
+	quotas := fakeQuotas{resourceQuota("q", rl("services.nodeports", "2"), rl("services.nodeports", "0"))}
+	q := NewQuota(quotas, QuotaOptions{})
+	r := servicesEntry()
+	q.Attach(r)
+	ctx := context.Background()
+	old := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web", ResourceVersion: "5"},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}}}
+	nodePort := old.DeepCopy()
+	nodePort.Spec.Type = corev1.ServiceTypeNodePort
+
+	f, err := r.BeginUpdate(ctx, nodePort, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := q.Snapshot()
+	observed := quotas[0].DeepCopy()
+	observed.Status.Used = rl("services.nodeports", "1") // it did see the new state
+	if !q.Observe(observed, snap, listedNames("web")) {
+		t.Error("an update in flight needs a recheck")
+	}
+	f(ctx, true)
+	// Counted twice until the recheck: never less.
+	_, err = r.BeginUpdate(ctx, nodePort, old)
+	if want := `services "web" is forbidden: exceeded quota: q, requested: services.nodeports=1, used: services.nodeports=2, limited: services.nodeports=2`; errString(err) != want {
+		t.Fatalf("got %q, want %q", errString(err), want)
+	}
+	if q.Observe(observed, q.Snapshot(), listedNames("web")) {
+		t.Error("recheck asked for a finished update")
+	}
+	if _, err := r.BeginUpdate(ctx, nodePort, old); err != nil {
+		t.Fatalf("after the recheck: %v", err)
 	}
 }
 
@@ -380,7 +445,7 @@ func TestQuotaConcurrentCreates(t *testing.T) {
 			f(context.Background(), true)
 		})
 		if i == 20 {
-			wg.Go(func() { q.Observe(quotas[0], q.Snapshot()) })
+			wg.Go(func() { q.Observe(quotas[0], q.Snapshot(), nil) })
 		}
 	}
 	wg.Wait()

@@ -39,6 +39,7 @@ import (
 // API is the part of orch's in-process API (apiserver.Local) the
 // controller uses.
 type API interface {
+	Get(ctx context.Context, gvr schema.GroupVersionResource, ns, name string) (runtime.Object, error)
 	List(ctx context.Context, gvr schema.GroupVersionResource, ns string, opts metav1.ListOptions) ([]runtime.Object, int64, error)
 	Update(ctx context.Context, gvr schema.GroupVersionResource, obj runtime.Object, subresource, fieldManager string) (runtime.Object, error)
 	Resources() []*registry.Resource
@@ -46,10 +47,12 @@ type API interface {
 
 // UsageObserver is told the usage the controller computes, so that quota
 // admission can count on it (admission.Quota implements it). Snapshot is
-// taken before a namespace's objects are listed.
+// taken before a namespace's objects are listed; Observe gets the usage and
+// what was listed, and asks for a recalculation soon when writes it
+// admitted may or may not be in the listing.
 type UsageObserver interface {
 	Snapshot() uint64
-	Observe(q *corev1.ResourceQuota, snapshot uint64)
+	Observe(q *corev1.ResourceQuota, snapshot uint64, listed func(gr schema.GroupResource, name string) bool) (recheck bool)
 	Forget(namespace string, uid types.UID)
 }
 
@@ -223,26 +226,39 @@ func (c *Controller) resync(ctx context.Context) {
 // when it changed.
 func (c *Controller) reconcile(ctx context.Context, key string) error {
 	ns, name := informer.SplitKey(key)
-	rq, ok := c.quotaList.Get(ns, name)
-	if !ok {
+	// Read the quota itself, not the cache: a stale status would make an
+	// unchanged-looking usage skip a needed write, and a stale
+	// resourceVersion conflict.
+	obj, err := c.api.Get(ctx, QuotasGVR, ns, name)
+	if apierrors.IsNotFound(err) {
 		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("get resourcequota %s: %w", key, err)
+	}
+	rq, ok := obj.(*corev1.ResourceQuota)
+	if !ok {
+		return fmt.Errorf("get resourcequota %s: unexpected type %T", key, obj)
 	}
 	var snapshot uint64
 	if c.opts.Usage != nil {
 		snapshot = c.opts.Usage.Snapshot()
 	}
-	used, err := c.calculate(ctx, rq)
+	used, listed, err := c.calculate(ctx, rq)
 	if err != nil {
 		return err
 	}
 	updated := rq.DeepCopy()
 	updated.Status.Hard = rq.Spec.Hard.DeepCopy()
 	updated.Status.Used = used
-	if c.opts.Usage != nil {
-		c.opts.Usage.Observe(updated, snapshot)
+	var again error
+	if c.opts.Usage != nil && c.opts.Usage.Observe(updated, snapshot, listed.has) {
+		// Admitted updates were being stored while we listed: count again
+		// once they are done.
+		again = queue.RequeueAfter(inFlightRecheck)
 	}
 	if quota.Equals(rq.Status.Hard, updated.Status.Hard) && quota.Equals(rq.Status.Used, used) {
-		return nil
+		return again
 	}
 	if _, err := c.api.Update(ctx, QuotasGVR, updated, "status", c.opts.FieldManager); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -253,18 +269,32 @@ func (c *Controller) reconcile(ctx context.Context, key string) error {
 		return fmt.Errorf("update status of resourcequota %s: %w", key, err)
 	}
 	c.log.Debug("quota status updated", "quota", key, "used", quota.PrettyPrint(used))
-	return nil
+	return again
+}
+
+// inFlightRecheck is how soon a quota is recalculated after its usage was
+// observed while admitted updates were being stored (they take
+// milliseconds).
+const inFlightRecheck = 50 * time.Millisecond
+
+// listing is the names of the objects a calculation listed, by resource.
+type listing map[schema.GroupResource]map[string]struct{}
+
+func (l listing) has(gr schema.GroupResource, name string) bool {
+	_, ok := l[gr][name]
+	return ok
 }
 
 // calculate returns the usage of every resource in rq's spec.hard by the
-// objects of its namespace that rq's scopes select.
-func (c *Controller) calculate(ctx context.Context, rq *corev1.ResourceQuota) (corev1.ResourceList, error) {
+// objects of its namespace that rq's scopes select, and what it listed.
+func (c *Controller) calculate(ctx context.Context, rq *corev1.ResourceQuota) (corev1.ResourceList, listing, error) {
 	hardNames := quota.ResourceNames(rq.Spec.Hard)
 	used := corev1.ResourceList{}
 	for _, name := range hardNames {
 		used[name] = resource.Quantity{Format: resource.DecimalSI}
 	}
 	now := c.opts.Now()
+	listed := listing{}
 	for _, res := range c.api.Resources() {
 		// Aliases serve the objects of another entry: count those once.
 		if !res.Namespaced || res.Storage != nil {
@@ -281,13 +311,18 @@ func (c *Controller) calculate(ctx context.Context, rq *corev1.ResourceQuota) (c
 		case apierrors.IsNotFound(err) || apierrors.IsMethodNotSupported(err):
 			continue
 		case err != nil:
-			return nil, fmt.Errorf("list %s in namespace %s: %w", gr, rq.Namespace, err)
+			return nil, nil, fmt.Errorf("list %s in namespace %s: %w", gr, rq.Namespace, err)
 		}
+		names := make(map[string]struct{}, len(items))
+		listed[gr] = names
 		for _, item := range items {
+			if m, err := meta.Accessor(item); err == nil {
+				names[m.GetName()] = struct{}{}
+			}
 			if quota.MatchesScopes(rq, gr, item) {
 				used = quota.Add(used, quota.Mask(quota.Usage(gr, item, now), matched))
 			}
 		}
 	}
-	return used, nil
+	return used, listed, nil
 }

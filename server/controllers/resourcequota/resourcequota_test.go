@@ -47,6 +47,9 @@ type observer struct {
 	observed  map[string]corev1.ResourceList
 	snapshots map[string]uint64
 	forgotten []types.UID
+	// inFlight[name] Observe calls for name ask for a recheck.
+	inFlight     map[string]int
+	observations map[string]int
 }
 
 func (o *observer) Snapshot() uint64 {
@@ -56,11 +59,17 @@ func (o *observer) Snapshot() uint64 {
 	return o.seq
 }
 
-func (o *observer) Observe(q *corev1.ResourceQuota, snapshot uint64) {
+func (o *observer) Observe(q *corev1.ResourceQuota, snapshot uint64, _ func(schema.GroupResource, string) bool) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.observed[q.Name] = q.Status.Used.DeepCopy()
 	o.snapshots[q.Name] = snapshot
+	o.observations[q.Name]++
+	if o.inFlight[q.Name] > 0 {
+		o.inFlight[q.Name]--
+		return true
+	}
+	return false
 }
 
 func (o *observer) Forget(_ string, uid types.UID) {
@@ -77,7 +86,8 @@ func (o *observer) used(name string) string {
 
 func run(t *testing.T, api *fakeapi.API, opts Options) *observer {
 	t.Helper()
-	obs := &observer{observed: map[string]corev1.ResourceList{}, snapshots: map[string]uint64{}}
+	obs := &observer{observed: map[string]corev1.ResourceList{}, snapshots: map[string]uint64{},
+		inFlight: map[string]int{"recheck": 2}, observations: map[string]int{}}
 	opts.Logger = quiet
 	opts.Usage = obs
 	factory := informer.NewFactory(api, quiet)
@@ -262,4 +272,26 @@ func TestResync(t *testing.T) {
 	// Deployments are not watched: the periodic resync counts them.
 	api.MustCreate(deployGVR, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "d"}})
 	waitUsed(t, api, "ns", "deploys", "count/deployments.apps=1")
+}
+
+func TestRecalculatesAfterWritesInFlight(t *testing.T) {
+	api := newAPI(t)
+	api.MustCreate(QuotasGVR, newQuota("ns", "recheck", rl("pods", "5")))
+	obs := run(t, api, Options{})
+	waitUsed(t, api, "ns", "recheck", "pods=0")
+	// The observer reported writes in flight twice: the quota is observed
+	// a third time without any event.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		obs.mu.Lock()
+		n := obs.observations["recheck"]
+		obs.mu.Unlock()
+		if n >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("observed %d times, want 3", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
