@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/orch-dev/orch/server/admission"
 	"github.com/orch-dev/orch/server/apiserver"
 	"github.com/orch-dev/orch/server/controllers/cronjob"
 	"github.com/orch-dev/orch/server/controllers/daemonset"
@@ -22,6 +23,7 @@ import (
 	"github.com/orch-dev/orch/server/controllers/nodelifecycle"
 	"github.com/orch-dev/orch/server/controllers/nodelifecycle/tainteviction"
 	"github.com/orch-dev/orch/server/controllers/replicaset"
+	"github.com/orch-dev/orch/server/controllers/resourcequota"
 	"github.com/orch-dev/orch/server/controllers/serviceaccount"
 	"github.com/orch-dev/orch/server/controllers/statefulset"
 	"github.com/orch-dev/orch/server/controllers/volume"
@@ -32,14 +34,13 @@ import (
 // runControllers starts the control loops once the API server is ready:
 // one shared informer factory over the in-process API, the event
 // broadcaster, the scheduler and the controllers. It returns when ctx ends.
-func runControllers(ctx context.Context, cfg Config, api *apiserver.Server, log *slog.Logger) error {
+func runControllers(ctx context.Context, cfg Config, api *apiserver.Server, factory *informer.Factory, quotaAdmission *admission.Quota, log *slog.Logger) error {
 	select {
 	case <-api.Ready():
 	case <-ctx.Done():
 		return nil
 	}
 	local := api.Local()
-	factory := informer.NewFactory(local, log.With("component", "informers"))
 	broadcaster := events.NewBroadcaster(local, log.With("component", "events"))
 
 	sched, err := scheduler.New(scheduler.Config{
@@ -76,6 +77,8 @@ func runControllers(ctx context.Context, cfg Config, api *apiserver.Server, log 
 		volume.Options{StorageDir: filepath.Join(cfg.DataDir, "storage"), Logger: log.With("component", "persistentvolume-controller")})
 	disruptions := disruption.New(local, factory, broadcaster.Recorder(disruption.ComponentName),
 		disruption.Options{Logger: log.With("component", disruption.ComponentName)})
+	quotas := resourcequota.New(local, factory, resourcequota.Options{
+		Usage: quotaAdmission, Logger: log.With("component", "resourcequota-controller")})
 	jobs := job.New(local, factory, broadcaster.Recorder("job-controller"),
 		job.Options{Logger: log.With("component", "job-controller")})
 	cronJobs := cronjob.New(local, factory, broadcaster.Recorder("cronjob-controller"),
@@ -97,6 +100,7 @@ func runControllers(ctx context.Context, cfg Config, api *apiserver.Server, log 
 	g.Go(func() error { return deployments.Run(gctx, 5) })
 	g.Go(func() error { return volumes.Run(gctx) })
 	g.Go(func() error { return disruptions.Run(gctx) })
+	g.Go(func() error { return quotas.Run(gctx) })
 	g.Go(func() error { return jobs.Run(gctx) })
 	g.Go(func() error { return cronJobs.Run(gctx) })
 	g.Go(func() error { return endpointsCtl.Run(gctx) })

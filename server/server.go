@@ -18,10 +18,13 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/orch-dev/orch/internal/version"
+	"github.com/orch-dev/orch/server/admission"
 	"github.com/orch-dev/orch/server/apiserver"
 	"github.com/orch-dev/orch/server/auth"
+	"github.com/orch-dev/orch/server/controllers/informer"
 	"github.com/orch-dev/orch/server/pki"
 	"github.com/orch-dev/orch/server/registry"
 	"github.com/orch-dev/orch/store"
@@ -144,6 +147,18 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, st store.Store, ca
 	if err := attachServiceAllocators(ctx, api, table, cfg.ServiceCIDR, log); err != nil {
 		return err
 	}
+	// Admission that needs cluster state reads it from informers shared
+	// with the controllers. Hooks attached last run first: LimitRanger
+	// (defaults), then quota, then the service IP allocator.
+	factory := informer.NewFactory(api.Local(), log.With("component", "informers"))
+	quotaAdmission := admission.NewQuota(
+		informer.NewLister[*corev1.ResourceQuota](factory.For(corev1.SchemeGroupVersion.WithResource("resourcequotas"))), admission.QuotaOptions{})
+	limitRanger := admission.NewLimitRanger(
+		informer.NewLister[*corev1.LimitRange](factory.For(corev1.SchemeGroupVersion.WithResource("limitranges"))))
+	for _, res := range table.Resources() {
+		quotaAdmission.Attach(res)
+		limitRanger.Attach(res)
+	}
 
 	serving := ca.ServingCertificate()
 	hs := &http.Server{
@@ -183,7 +198,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, st store.Store, ca
 		}
 		return nil
 	})
-	g.Go(func() error { return runControllers(gctx, cfg, api, log) })
+	g.Go(func() error { return runControllers(gctx, cfg, api, factory, quotaAdmission, log) })
 	g.Go(func() error {
 		c := &compactor{st: st, log: log, keep: compactKeep, keepRevs: compactKeepRevs}
 		c.run(gctx, compactInterval)

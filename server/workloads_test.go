@@ -459,3 +459,34 @@ spec:
 	}
 	c.eventually(5*time.Second, []string{"SchedulingDisabled"}, "get", "node", "hollow-0")
 }
+
+func TestQuotaRefusesAndLimitRangeDefaults(t *testing.T) {
+	c := startCluster(t, 1)
+	c.kubectl("create", "namespace", "team")
+	c.apply(`apiVersion: v1
+kind: ResourceQuota
+metadata: {name: small, namespace: team}
+spec:
+  hard: {pods: "1", configmaps: "3"}
+---
+apiVersion: v1
+kind: LimitRange
+metadata: {name: defaults, namespace: team}
+spec:
+  limits:
+  - type: Container
+    default: {memory: 128Mi}
+    defaultRequest: {memory: 64Mi}
+`)
+	c.eventually(20*time.Second, []string{"pods: 0/1"}, "-n", "team", "get", "quota", "small")
+	c.kubectl("-n", "team", "run", "one", "--image=busybox", "--restart=Never")
+	out := c.kubectl("-n", "team", "get", "pod", "one", "-o", "jsonpath={.spec.containers[0].resources}")
+	if !containsAll(out, []string{`"limits":{"memory":"128Mi"}`, `"requests":{"memory":"64Mi"}`}) {
+		t.Fatalf("LimitRange defaults not applied: %s", out)
+	}
+	out, err := c.try("-n", "team", "run", "two", "--image=busybox", "--restart=Never")
+	if err == nil || !strings.Contains(out, `pods "two" is forbidden: exceeded quota: small, requested: pods=1, used: pods=1, limited: pods=1`) {
+		t.Fatalf("second pod: err %v\n%s", err, out)
+	}
+	c.eventually(20*time.Second, []string{"pods: 1/1"}, "-n", "team", "get", "quota", "small")
+}
