@@ -71,6 +71,9 @@ func Save(dataDir, name string, now time.Time) (Info, error) {
 		name = DefaultName
 	}
 	db := DBPath(dataDir)
+	if _, err := os.Stat(db); errors.Is(err, os.ErrNotExist) {
+		return Info{}, fmt.Errorf("no store at %s: has a server run with data directory %s?", db, dataDir)
+	}
 	info, err := write(Dir(dataDir), name, now, func(w io.Writer) (int64, error) {
 		return bolt.SnapshotFile(db, w)
 	})

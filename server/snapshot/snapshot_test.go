@@ -414,3 +414,36 @@ func TestScheduleKeepsGoingAndStops(t *testing.T) {
 		t.Errorf("failed snapshots left files: %v", entries)
 	}
 }
+
+func TestPrint(t *testing.T) {
+	var b strings.Builder
+	err := PrintList(&b, []Info{
+		{Name: "scheduled", Path: "/d/scheduled-1800000000.db", Size: 3 << 20, Time: t0, Checksum: "ok"},
+		{Name: "x", Path: "/d/x-1800000060.db", Size: 100, Time: t0.Add(time.Minute), Checksum: "mismatch"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "" +
+		"NAME       TAKEN                 SIZE     CHECKSUM  FILE\n" +
+		"scheduled  2027-01-15T08:00:00Z  3.0 MiB  ok        /d/scheduled-1800000000.db\n" +
+		"x          2027-01-15T08:01:00Z  100 B    mismatch  /d/x-1800000060.db\n"
+	if b.String() != want {
+		t.Errorf("PrintList:\n%s\nwant:\n%s", b.String(), want)
+	}
+	b.Reset()
+	PrintRestored(&b, Restored{DB: "/d/state.db", Backup: "/d/state.db.bak-1", Keys: 3, Revision: 9})
+	if want := "previous store kept as /d/state.db.bak-1\nrestored 3 keys into /d/state.db (revision 9); start the server to use it\n"; b.String() != want {
+		t.Errorf("PrintRestored = %q, want %q", b.String(), want)
+	}
+}
+
+func TestSaveWithoutStore(t *testing.T) {
+	dataDir := t.TempDir()
+	if _, err := Save(dataDir, "", t0); err == nil || !strings.Contains(err.Error(), "no store at") {
+		t.Errorf("Save without a store = %v", err)
+	}
+	if _, err := os.Stat(Dir(dataDir)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Save without a store created %s", Dir(dataDir))
+	}
+}
