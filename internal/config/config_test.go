@@ -5,8 +5,10 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/orch-dev/orch/agent"
 	"github.com/orch-dev/orch/server"
@@ -46,6 +48,8 @@ func defaultServer() server.Config {
 		ClusterCIDR:     netip.MustParsePrefix("10.42.0.0/16"),
 		ServiceCIDR:     netip.MustParsePrefix("10.43.0.0/16"),
 		WriteKubeconfig: "/etc/orch/orch.yaml",
+		KubeconfigMode:  0o600,
+		NodeGracePeriod: 40 * time.Second,
 	}
 }
 
@@ -386,7 +390,7 @@ func TestAgent(t *testing.T) {
 			}
 			want := base
 			tt.want(&want)
-			if got != want {
+			if !reflect.DeepEqual(got, want) {
 				t.Errorf("Agent =\n%+v\nwant\n%+v", got, want)
 			}
 		})
