@@ -307,10 +307,11 @@ env_line() {
 	printf "%s='%s'\n" "$1" "$2"
 }
 
-write_env() {
-	# Built in a variable first: a bad value must stop the install before
-	# anything is written (a pipeline would hide the failure).
-	content=$(
+# build_env sets ENV_CONTENT, the service's env file. It runs before any
+# change, so a bad value stops the install early (and a variable, unlike a
+# pipeline, does not hide the failure).
+build_env() {
+	ENV_CONTENT=$(
 		echo "# Settings of $SERVICE, written by the orch installer. Keys are"
 		echo "# orch's ORCH_* environment variables."
 		[ -z "$JOIN_URL" ] || env_line ORCH_JOIN "$JOIN_URL"
@@ -322,7 +323,10 @@ write_env() {
 			esac
 		done
 	)
-	printf '%s\n' "$content" | write_file "$ROOT$ENV_FILE" 0600
+}
+
+write_env() {
+	printf '%s\n' "$ENV_CONTENT" | write_file "$ROOT$ENV_FILE" 0600
 	info "wrote $ENV_FILE"
 }
 
@@ -369,9 +373,9 @@ ExecStartPre=-/sbin/modprobe overlay
 ExecStartPre=-/sbin/modprobe nf_tables
 EOF
 		printf 'ExecStart=%s/orch' "$BIN_DIR"
-		# systemd expands % and $ in ExecStart; double them to keep them
-		# literal.
-		exec_args "$FLAGS" | sed -e 's/%/%%/g' -e 's/\$/$$/g' | while IFS= read -r w; do
+		# systemd expands %, $ and \ escapes in ExecStart; double them to
+		# keep them literal.
+		exec_args "$FLAGS" | sed -e 's/\\/\\\\/g' -e 's/%/%%/g' -e 's/\$/$$/g' | while IFS= read -r w; do
 			printf ' \\\n\t%s' "$w"
 		done
 		echo
@@ -390,6 +394,8 @@ write_openrc_script() {
 	args=$(exec_args "$FLAGS" | sed 's/[\\"$`]/\\&/g' | tr '\n' ' ')
 	write_file "$ROOT$UNIT_FILE" 0755 <<EOF
 #!/sbin/openrc-run
+# shellcheck shell=sh disable=SC2034,SC1091
+# (openrc-run reads the variables; the env file exists only at run time.)
 # Written by the orch installer; re-run it to change this file.
 
 set -o allexport
@@ -617,6 +623,7 @@ start_service() {
 main() {
 	parse_args "$@"
 	detect_init
+	build_env
 	preflight
 	if is_true "${INSTALL_ORCH_SKIP_DOWNLOAD:-}"; then
 		[ -x "$ROOT$BIN_DIR/orch" ] || fatal "INSTALL_ORCH_SKIP_DOWNLOAD is set but $ROOT$BIN_DIR/orch is not an executable file; place the binary there first"
