@@ -497,6 +497,11 @@ kill_cgroup() {
 		[ -n "$pids" ] || break
 		# shellcheck disable=SC2086
 		quiet kill -9 $pids
+		alive=false
+		for p in $pids; do
+			[ ! -d "/proc/$p" ] || alive=true
+		done
+		[ "$alive" = true ] || break
 		sleep 1
 	done
 	find "$1" -depth -type d -exec rmdir {} + 2>/dev/null || true

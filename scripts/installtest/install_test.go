@@ -782,3 +782,157 @@ func TestShellcheck(t *testing.T) {
 		}
 	}
 }
+
+// nsWrapper runs "$@" in the caller's (private) mount namespace with /etc,
+// /usr/local and /var as overlays whose upper directories, under $T, keep
+// what the command wrote and deleted, and with empty /run (but for
+// /run/systemd/system, so systemd is detected) and /sys/fs/cgroup. The host
+// sees none of it. With POD set it also fakes a running pod: a process
+// listed in /sys/fs/cgroup/orch/pod/cgroup.procs and a mount under
+// /var/lib/orch, and reports afterwards whether they are gone.
+const nsWrapper = `set -eu
+T=$1
+shift
+for d in /etc /usr/local /var; do
+	mount -t overlay overlay -o "lowerdir=$d,upperdir=$T/ov$d/upper,workdir=$T/ov$d/work" "$d"
+done
+mount -t tmpfs tmpfs /run
+mkdir -p /run/systemd/system
+mount -t tmpfs tmpfs /sys/fs/cgroup
+if [ -z "${POD:-}" ]; then
+	exec "$@"
+fi
+mkdir -p /sys/fs/cgroup/orch/pod /var/lib/orch/agent/pods/uid/volumes/v
+mount -t tmpfs tmpfs /var/lib/orch/agent/pods/uid/volumes/v
+sleep 300 &
+pid=$!
+echo "$pid" >/sys/fs/cgroup/orch/pod/cgroup.procs
+rc=0
+"$@" || rc=$?
+if [ ! -e "/proc/$pid" ] || [ "$(awk '{ print $3 }' "/proc/$pid/stat")" = Z ]; then
+	echo "POD: killed"
+else
+	echo "POD: still running"
+	kill "$pid"
+fi
+if grep -q ' /var/lib/orch/agent/pods/uid/volumes/v ' /proc/self/mounts; then
+	echo "POD: still mounted"
+else
+	echo "POD: unmounted"
+fi
+exit "$rc"
+`
+
+// TestHostInstall installs and uninstalls for real, without
+// INSTALL_ORCH_ROOT, in a private mount namespace whose /etc, /usr/local and
+// /var are throw-away overlays: the installer detects systemd, runs the
+// downloaded binary, enables and starts the service, and the uninstaller
+// stops it, kills pods, unmounts and removes network state. systemctl, ip
+// and nft are stubs that log their arguments, so the host's service manager,
+// links and nftables are never touched.
+func TestHostInstall(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a mount namespace")
+	}
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("needs unshare (util-linux)")
+	}
+	arch := goarch(t)
+	e := newEnv(t)
+	e.rel.publish("v1.0.0", arch, orchBinary, "")
+
+	T := t.TempDir()
+	for _, d := range []string{"/etc", "/usr/local", "/var"} {
+		for _, sub := range []string{"upper", "work"} {
+			if err := os.MkdirAll(filepath.Join(T, "ov", d, sub), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	wrapper := filepath.Join(T, "ns.sh")
+	if err := os.WriteFile(wrapper, []byte(nsWrapper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	calls := filepath.Join(T, "calls.log")
+	logCall := `echo "$(basename "$0") $*" >>` + calls + "\n"
+	e.stub("systemctl", logCall)
+	e.stub("rc-service", logCall)
+	e.stub("rc-update", logCall)
+	e.stub("nft", logCall)
+	e.stub("ip", logCall+`if [ "$*" = "-o link show type vxlan" ]; then
+	echo "7: orch.1: <BROADCAST,MULTICAST,UP> mtu 1450 qdisc noqueue"
+	echo "8: other.1@eth0: <BROADCAST,MULTICAST,UP> mtu 1450 qdisc noqueue"
+fi
+`)
+	takeCalls := func() string {
+		b, _ := os.ReadFile(calls)
+		_ = os.Remove(calls)
+		return string(b)
+	}
+
+	runNS := func(vars map[string]string, script string, args ...string) string {
+		t.Helper()
+		environ := []string{
+			"PATH=" + e.stubs + string(os.PathListSeparator) + os.Getenv("PATH"),
+			"HOME=" + t.TempDir(),
+			"TMPDIR=" + t.TempDir(),
+			"INSTALL_ORCH_BASE_URL=" + e.url,
+			"INSTALL_ORCH_SKIP_CHECKS=true",
+		}
+		for k, v := range vars {
+			environ = append(environ, k+"="+v)
+		}
+		cmd := exec.Command("unshare", append([]string{"--mount", "--propagation", "private", "sh", wrapper, T, "sh", script}, args...)...)
+		cmd.Env = environ
+		cmd.Dir = T
+		out, err := cmd.CombinedOutput()
+		t.Logf("%s %s:\n%s", filepath.Base(script), strings.Join(args, " "), out)
+		if err != nil {
+			t.Fatalf("%s: %v", filepath.Base(script), err)
+		}
+		return string(out)
+	}
+	upper := func(p string) string {
+		for _, d := range []string{"/etc", "/usr/local", "/var"} {
+			if rest, ok := strings.CutPrefix(p, d+"/"); ok {
+				return filepath.Join(T, "ov", d, "upper", rest)
+			}
+		}
+		t.Fatalf("%s is outside the overlays", p)
+		return ""
+	}
+
+	runNS(map[string]string{"INSTALL_ORCH_VERSION": "v1.0.0", "ORCH_TOKEN": "tok"}, installScript)
+	for _, p := range []string{"/usr/local/bin/orch", "/usr/local/bin/orch-uninstall.sh", "/etc/systemd/system/orch.service", "/etc/systemd/system/orch.service.env"} {
+		if _, err := os.Stat(upper(p)); err != nil {
+			t.Errorf("not installed: %v", err)
+		}
+	}
+	if got, want := takeCalls(), "systemctl daemon-reload\nsystemctl enable orch\nsystemctl restart orch\n"; got != want {
+		t.Errorf("service manager calls:\n%s\nwant:\n%s", got, want)
+	}
+
+	out := runNS(map[string]string{"POD": "1"}, "/usr/local/bin/orch-uninstall.sh", "--purge")
+	wantContains(t, "uninstall output", out, "POD: killed", "POD: unmounted")
+	got := takeCalls()
+	wantContains(t, "uninstall calls", got,
+		"systemctl disable --now orch\n",
+		"ip link delete orch0\n",
+		"ip link delete orch.1\n",
+		"nft delete table ip orch\n",
+		"systemctl daemon-reload\n",
+	)
+	wantNotContains(t, "uninstall calls", got, "other.1")
+	for _, p := range []string{"/usr/local/bin/orch", "/usr/local/bin/orch-uninstall.sh", "/etc/systemd/system/orch.service", "/etc/systemd/system/orch.service.env"} {
+		if _, err := os.Lstat(upper(p)); !os.IsNotExist(err) {
+			t.Errorf("%s left behind (%v)", p, err)
+		}
+	}
+	// --purge deleted the data dir: the overlay records that as a
+	// whiteout (a 0/0 character device) or an opaque empty directory.
+	if fi, err := os.Lstat(upper("/var/lib/orch")); err == nil && fi.IsDir() {
+		if entries, _ := os.ReadDir(upper("/var/lib/orch")); len(entries) != 0 {
+			t.Errorf("/var/lib/orch not purged: %d entries left", len(entries))
+		}
+	}
+}
