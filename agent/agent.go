@@ -12,6 +12,7 @@
 //	images/                the image store; images/import/*.tar are imported at start
 //	pods/<uid>/            per-pod files: etc-hosts, resolv.conf, hostname, volumes/
 //	logs/<ns>_<name>_<uid>/<container>/<restart>.log   CRI container logs
+//	kubelet.sock           the node API (container logs) for the server beside it
 //
 // Stopping the agent (cancelling Run's context) leaves every pod running;
 // the next Run adopts them from the runtime's state without restarting any.
@@ -203,6 +204,7 @@ func (a *Agent) run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	a.events = newEventRecorder(a.api, a.nodeName, a.log)
 	g.Go(func() error { a.events.run(gctx); return nil })
+	g.Go(func() error { a.serveNodeAPI(gctx); return nil }) // container logs, see logs_server.go
 
 	node, err := a.registerNode(gctx)
 	if err != nil {
