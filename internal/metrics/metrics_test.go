@@ -209,7 +209,7 @@ func TestConcurrentUpdatesAndScrapes(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range 1000 {
-				c.With(fmt.Sprint(w%2)).Inc()
+				c.With(fmt.Sprint(w % 2)).Inc()
 				h.With("x").Observe(float64(i % 2))
 				g.Add(1)
 				if i%100 == 0 {
