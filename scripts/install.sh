@@ -161,7 +161,7 @@ module_available() {
 	release=$(uname -r)
 	grep -q "/$1\.ko" "/lib/modules/$release/modules.builtin" 2>/dev/null && return 0
 	if [ -r /proc/config.gz ] && command -v zcat >/dev/null 2>&1; then
-		zcat /proc/config.gz | grep -q "^$2=[ym]" && return 0
+		zcat /proc/config.gz 2>/dev/null | grep -q "^$2=[ym]" && return 0
 	fi
 	grep -q "^$2=[ym]" "/boot/config-$release" 2>/dev/null
 }
@@ -195,10 +195,10 @@ preflight() {
 		fix "the memory cgroup controller is disabled: add 'cgroup_enable=memory cgroup_memory=1' to $(cmdline_file) and reboot"
 	fi
 	if ! grep -qw overlay /proc/filesystems 2>/dev/null && ! module_available overlay CONFIG_OVERLAY_FS; then
-		fix "overlayfs is missing: enable CONFIG_OVERLAY_FS or install your distribution's extra kernel modules (Raspberry Pi OS: apt install linux-modules-extra-raspi on Ubuntu)"
+		fix "overlayfs is missing: 'modprobe overlay' shows why; install your distribution's extra kernel modules (Ubuntu on a Raspberry Pi: apt install linux-modules-extra-raspi) or use a kernel with CONFIG_OVERLAY_FS"
 	fi
 	if ! module_available nf_tables CONFIG_NF_TABLES; then
-		fix "nf_tables is missing: enable CONFIG_NF_TABLES (Debian/Ubuntu/Alpine kernels have it; 'modprobe nf_tables' shows why it fails)"
+		fix "nf_tables is missing: 'modprobe nf_tables' shows why; Debian, Ubuntu, Alpine and Raspberry Pi OS kernels have it, custom ones need CONFIG_NF_TABLES"
 	fi
 	if ! module_available vxlan CONFIG_VXLAN; then
 		warn "vxlan is missing: a single node works, but agents on other machines cannot reach its pods (enable CONFIG_VXLAN)"

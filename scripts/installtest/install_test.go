@@ -799,6 +799,21 @@ done
 mount -t tmpfs tmpfs /run
 mkdir -p /run/systemd/system
 mount -t tmpfs tmpfs /sys/fs/cgroup
+if [ -n "${NO_KERNEL_FEATURES:-}" ]; then
+	# A kernel without memory cgroups, overlayfs, nf_tables and vxlan on a
+	# Raspberry Pi (modprobe is a failing stub).
+	printf 'nodev\tsysfs\nnodev\tproc\n' >"$T/filesystems"
+	mount --bind "$T/filesystems" /proc/filesystems
+	printf '#subsys_name\thierarchy\tnum_cgroups\tenabled\ncpu\t0\t1\t1\nmemory\t0\t1\t0\n' >"$T/cgroups"
+	mount --bind "$T/cgroups" /proc/cgroups
+	mount -t tmpfs tmpfs /sys/module
+	if [ -e /proc/config.gz ]; then mount --bind /dev/null /proc/config.gz; fi
+	if [ -d /lib/modules ]; then mount -t tmpfs tmpfs /lib/modules; fi
+	mkdir -p /boot
+	mount -t tmpfs tmpfs /boot
+	mkdir /boot/firmware
+	echo 'console=serial0,115200 root=PARTUUID=1 rootwait' >/boot/firmware/cmdline.txt
+fi
 if [ -z "${POD:-}" ]; then
 	exec "$@"
 fi
@@ -831,16 +846,95 @@ exit "$rc"
 // and nft are stubs that log their arguments, so the host's service manager,
 // links and nftables are never touched.
 func TestHostInstall(t *testing.T) {
+	arch := goarch(t)
+	e, ns := newNamespaceEnv(t)
+	e.rel.publish("v1.0.0", arch, orchBinary, "")
+	ns.run(map[string]string{"INSTALL_ORCH_VERSION": "v1.0.0", "ORCH_TOKEN": "tok"}, installScript)
+	for _, p := range []string{"/usr/local/bin/orch", "/usr/local/bin/orch-uninstall.sh", "/etc/systemd/system/orch.service", "/etc/systemd/system/orch.service.env"} {
+		if _, err := os.Stat(ns.upper(p)); err != nil {
+			t.Errorf("not installed: %v", err)
+		}
+	}
+	if got, want := ns.takeCalls(), "systemctl daemon-reload\nsystemctl enable orch\nsystemctl restart orch\n"; got != want {
+		t.Errorf("service manager calls:\n%s\nwant:\n%s", got, want)
+	}
+
+	out := ns.run(map[string]string{"POD": "1"}, "/usr/local/bin/orch-uninstall.sh", "--purge")
+	wantContains(t, "uninstall output", out, "POD: killed", "POD: unmounted")
+	got := ns.takeCalls()
+	wantContains(t, "uninstall calls", got,
+		"systemctl disable --now orch\n",
+		"ip link delete orch0\n",
+		"ip link delete orch.1\n",
+		"nft delete table ip orch\n",
+		"systemctl daemon-reload\n",
+	)
+	wantNotContains(t, "uninstall calls", got, "other.1")
+	for _, p := range []string{"/usr/local/bin/orch", "/usr/local/bin/orch-uninstall.sh", "/etc/systemd/system/orch.service", "/etc/systemd/system/orch.service.env"} {
+		if _, err := os.Lstat(ns.upper(p)); !os.IsNotExist(err) {
+			t.Errorf("%s left behind (%v)", p, err)
+		}
+	}
+	// --purge deleted the data dir: the overlay records that as a
+	// whiteout (a 0/0 character device) or an opaque empty directory.
+	if fi, err := os.Lstat(ns.upper("/var/lib/orch")); err == nil && fi.IsDir() {
+		if entries, _ := os.ReadDir(ns.upper("/var/lib/orch")); len(entries) != 0 {
+			t.Errorf("/var/lib/orch not purged: %d entries left", len(entries))
+		}
+	}
+}
+
+func TestKernelChecks(t *testing.T) {
+	arch := goarch(t)
+	e, ns := newNamespaceEnv(t)
+	e.rel.publish("latest", arch, orchBinary, "")
+	e.stub("modprobe", "exit 1\n")
+
+	out, err := ns.runErr(map[string]string{"NO_KERNEL_FEATURES": "1", "INSTALL_ORCH_SKIP_CHECKS": ""}, installScript)
+	if err == nil {
+		t.Fatal("install.sh succeeded on a kernel without the features orch needs")
+	}
+	wantContains(t, "output", out,
+		"[ERROR] this machine cannot run orch yet; fix these and run the installer again",
+		"  - the memory cgroup controller is disabled: add 'cgroup_enable=memory cgroup_memory=1' to /boot/firmware/cmdline.txt and reboot\n",
+		"  - overlayfs is missing",
+		"  - nf_tables is missing",
+		"[WARN]  vxlan is missing",
+	)
+	for _, d := range []string{"/etc", "/usr/local", "/var"} {
+		if entries, _ := os.ReadDir(filepath.Join(ns.dir, "ov", d, "upper")); len(entries) != 0 {
+			t.Errorf("the failed checks left changes in %s: %v", d, entries)
+		}
+	}
+	if got := ns.takeCalls(); got != "" {
+		t.Errorf("service manager called although the checks failed:\n%s", got)
+	}
+
+	out = ns.run(map[string]string{"NO_KERNEL_FEATURES": "1", "INSTALL_ORCH_SKIP_CHECKS": "true"}, installScript)
+	wantContains(t, "output", out, "[WARN]  continuing despite failed checks", "starting orch")
+}
+
+// namespace runs scripts in a private mount namespace (see nsWrapper) whose
+// writes land in dir/ov/{etc,usr/local,var}/upper.
+type namespace struct {
+	t       *testing.T
+	e       *env
+	dir     string
+	wrapper string
+	calls   string
+}
+
+// newNamespaceEnv prepares a namespace whose systemctl, rc-service,
+// rc-update, ip and nft are stubs logging to a file.
+func newNamespaceEnv(t *testing.T) (*env, *namespace) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for a mount namespace")
 	}
 	if _, err := exec.LookPath("unshare"); err != nil {
 		t.Skip("needs unshare (util-linux)")
 	}
-	arch := goarch(t)
 	e := newEnv(t)
-	e.rel.publish("v1.0.0", arch, orchBinary, "")
-
 	T := t.TempDir()
 	for _, d := range []string{"/etc", "/usr/local", "/var"} {
 		for _, sub := range []string{"upper", "work"} {
@@ -864,75 +958,53 @@ func TestHostInstall(t *testing.T) {
 	echo "8: other.1@eth0: <BROADCAST,MULTICAST,UP> mtu 1450 qdisc noqueue"
 fi
 `)
-	takeCalls := func() string {
-		b, _ := os.ReadFile(calls)
-		_ = os.Remove(calls)
-		return string(b)
-	}
+	return e, &namespace{t: t, e: e, dir: T, wrapper: wrapper, calls: calls}
+}
 
-	runNS := func(vars map[string]string, script string, args ...string) string {
-		t.Helper()
-		environ := []string{
-			"PATH=" + e.stubs + string(os.PathListSeparator) + os.Getenv("PATH"),
-			"HOME=" + t.TempDir(),
-			"TMPDIR=" + t.TempDir(),
-			"INSTALL_ORCH_BASE_URL=" + e.url,
-			"INSTALL_ORCH_SKIP_CHECKS=true",
-		}
-		for k, v := range vars {
-			environ = append(environ, k+"="+v)
-		}
-		cmd := exec.Command("unshare", append([]string{"--mount", "--propagation", "private", "sh", wrapper, T, "sh", script}, args...)...)
-		cmd.Env = environ
-		cmd.Dir = T
-		out, err := cmd.CombinedOutput()
-		t.Logf("%s %s:\n%s", filepath.Base(script), strings.Join(args, " "), out)
-		if err != nil {
-			t.Fatalf("%s: %v", filepath.Base(script), err)
-		}
-		return string(out)
-	}
-	upper := func(p string) string {
-		for _, d := range []string{"/etc", "/usr/local", "/var"} {
-			if rest, ok := strings.CutPrefix(p, d+"/"); ok {
-				return filepath.Join(T, "ov", d, "upper", rest)
-			}
-		}
-		t.Fatalf("%s is outside the overlays", p)
-		return ""
-	}
+func (ns *namespace) takeCalls() string {
+	b, _ := os.ReadFile(ns.calls)
+	_ = os.Remove(ns.calls)
+	return string(b)
+}
 
-	runNS(map[string]string{"INSTALL_ORCH_VERSION": "v1.0.0", "ORCH_TOKEN": "tok"}, installScript)
-	for _, p := range []string{"/usr/local/bin/orch", "/usr/local/bin/orch-uninstall.sh", "/etc/systemd/system/orch.service", "/etc/systemd/system/orch.service.env"} {
-		if _, err := os.Stat(upper(p)); err != nil {
-			t.Errorf("not installed: %v", err)
+// upper is where the overlay keeps p.
+func (ns *namespace) upper(p string) string {
+	for _, d := range []string{"/etc", "/usr/local", "/var"} {
+		if rest, ok := strings.CutPrefix(p, d+"/"); ok {
+			return filepath.Join(ns.dir, "ov", d, "upper", rest)
 		}
 	}
-	if got, want := takeCalls(), "systemctl daemon-reload\nsystemctl enable orch\nsystemctl restart orch\n"; got != want {
-		t.Errorf("service manager calls:\n%s\nwant:\n%s", got, want)
-	}
+	ns.t.Fatalf("%s is outside the overlays", p)
+	return ""
+}
 
-	out := runNS(map[string]string{"POD": "1"}, "/usr/local/bin/orch-uninstall.sh", "--purge")
-	wantContains(t, "uninstall output", out, "POD: killed", "POD: unmounted")
-	got := takeCalls()
-	wantContains(t, "uninstall calls", got,
-		"systemctl disable --now orch\n",
-		"ip link delete orch0\n",
-		"ip link delete orch.1\n",
-		"nft delete table ip orch\n",
-		"systemctl daemon-reload\n",
-	)
-	wantNotContains(t, "uninstall calls", got, "other.1")
-	for _, p := range []string{"/usr/local/bin/orch", "/usr/local/bin/orch-uninstall.sh", "/etc/systemd/system/orch.service", "/etc/systemd/system/orch.service.env"} {
-		if _, err := os.Lstat(upper(p)); !os.IsNotExist(err) {
-			t.Errorf("%s left behind (%v)", p, err)
-		}
+func (ns *namespace) run(vars map[string]string, script string, args ...string) string {
+	ns.t.Helper()
+	out, err := ns.runErr(vars, script, args...)
+	if err != nil {
+		ns.t.Fatalf("%s: %v", filepath.Base(script), err)
 	}
-	// --purge deleted the data dir: the overlay records that as a
-	// whiteout (a 0/0 character device) or an opaque empty directory.
-	if fi, err := os.Lstat(upper("/var/lib/orch")); err == nil && fi.IsDir() {
-		if entries, _ := os.ReadDir(upper("/var/lib/orch")); len(entries) != 0 {
-			t.Errorf("/var/lib/orch not purged: %d entries left", len(entries))
-		}
+	return out
+}
+
+// runErr runs sh script args in a new namespace, without INSTALL_ORCH_ROOT.
+func (ns *namespace) runErr(vars map[string]string, script string, args ...string) (string, error) {
+	ns.t.Helper()
+	t, e, T, wrapper := ns.t, ns.e, ns.dir, ns.wrapper
+	environ := []string{
+		"PATH=" + e.stubs + string(os.PathListSeparator) + os.Getenv("PATH"),
+		"HOME=" + t.TempDir(),
+		"TMPDIR=" + t.TempDir(),
+		"INSTALL_ORCH_BASE_URL=" + e.url,
+		"INSTALL_ORCH_SKIP_CHECKS=true",
 	}
+	for k, v := range vars {
+		environ = append(environ, k+"="+v)
+	}
+	cmd := exec.Command("unshare", append([]string{"--mount", "--propagation", "private", "sh", wrapper, T, "sh", script}, args...)...)
+	cmd.Env = environ
+	cmd.Dir = T
+	out, err := cmd.CombinedOutput()
+	t.Logf("%s %s:\n%s", filepath.Base(script), strings.Join(args, " "), out)
+	return string(out), err
 }
