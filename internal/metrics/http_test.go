@@ -109,7 +109,7 @@ func TestInstrumentHandler(t *testing.T) {
 	for line, want := range map[string]string{
 		`apiserver_request_total{verb="LIST",group="",version="v1",resource="pods",subresource="",code="200"}`:              "2",
 		`apiserver_request_total{verb="GET",group="",version="v1",resource="pods",subresource="",code="404"}`:               "1",
-		`apiserver_request_total{verb="GET",group="",version="v1",resource="pods",subresource="",code="500"}`:               "1",
+		`apiserver_request_total{verb="CREATE",group="",version="v1",resource="pods",subresource="",code="500"}`:            "1",
 		`apiserver_request_total{verb="CREATE",group="apps",version="v1",resource="deployments",subresource="",code="201"}`: "1",
 		`apiserver_request_total{verb="WATCH",group="",version="v1",resource="pods",subresource="",code="200"}`:             "1",
 		`apiserver_request_duration_seconds_count{verb="LIST",group="",version="v1",resource="pods",subresource=""}`:        "2",
