@@ -28,6 +28,10 @@ type Config struct {
 	// namespace that bootstrap creates. Nil skips it (tests).
 	KubernetesService *KubernetesService
 
+	// NodeTransport reaches a node's agent for pods/log; an error (the
+	// node is not connected) is answered 503. Nil: no node is reachable.
+	NodeTransport func(nodeName string) (http.RoundTripper, error)
+
 	Logger *slog.Logger
 
 	// GitVersion reported by /version, e.g. "v1.33.1+orch".

@@ -55,6 +55,8 @@ func (s *Server) serveSubresource(w http.ResponseWriter, r *http.Request, res *r
 			return
 		}
 		s.evict(w, r, res, ri.Namespace, ri.Name)
+	case "log":
+		s.serveLog(w, r, res, ri)
 	default:
 		s.writeError(w, r, apierrors.NewServiceUnavailable(fmt.Sprintf("%s/%s is not available yet: no agent connection", res.Name, ri.Subresource)))
 	}
