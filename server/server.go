@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/orch-dev/orch/internal/nodeapi"
 	"github.com/orch-dev/orch/internal/version"
 	"github.com/orch-dev/orch/server/admission"
 	"github.com/orch-dev/orch/server/apiserver"
@@ -116,6 +117,18 @@ func Run(ctx context.Context, cfg Config) error {
 	return nil
 }
 
+// localNodeTransport reaches the agent beside the server on its Unix
+// socket (pods/log); agents on other machines need the tunnel.
+func localNodeTransport(cfg Config) func(node string) (http.RoundTripper, error) {
+	local := nodeapi.UnixTransport(nodeapi.SocketPath(cfg.DataDir))
+	return func(node string) (http.RoundTripper, error) {
+		if cfg.DisableAgent || node != cfg.NodeName {
+			return nil, fmt.Errorf("node %s is not connected (agents on other machines need the tunnel)", node)
+		}
+		return local, nil
+	}
+}
+
 // openStore is the one place that picks the store backend.
 func openStore(path string) (store.Store, error) {
 	return bolt.Open(path, bolt.Options{})
@@ -137,9 +150,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, st store.Store, ca
 			EndpointIP: endpointIP(bindIP).String(),
 			Port:       int32(cfg.HTTPSPort),
 		},
-		Logger:     log,
-		GitVersion: v.Kubernetes + "+orch",
-		GitCommit:  v.GitCommit,
+		Logger:        log,
+		GitVersion:    v.Kubernetes + "+orch",
+		GitCommit:     v.GitCommit,
+		NodeTransport: localNodeTransport(cfg),
 	})
 	if err != nil {
 		return fmt.Errorf("server: api server: %w", err)
