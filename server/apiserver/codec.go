@@ -11,8 +11,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	kjson "k8s.io/apimachinery/pkg/runtime/serializer/json"
 	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
+	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
 
@@ -33,17 +33,14 @@ type mediaType struct {
 
 // codecs encodes and decodes objects of the scheme.
 type codecs struct {
-	scheme     *runtime.Scheme
-	strictJSON *kjson.Serializer
-	proto      *protobuf.Serializer
-	protoRaw   *protobuf.RawSerializer
+	scheme   *runtime.Scheme
+	proto    *protobuf.Serializer
+	protoRaw *protobuf.RawSerializer
 }
 
 func newCodecs(scheme *runtime.Scheme) *codecs {
 	return &codecs{
-		scheme: scheme,
-		strictJSON: kjson.NewSerializerWithOptions(kjson.DefaultMetaFactory, scheme, scheme,
-			kjson.SerializerOptions{Strict: true}),
+		scheme:   scheme,
 		proto:    protobuf.NewSerializer(scheme, scheme),
 		protoRaw: protobuf.NewRawSerializer(scheme, scheme),
 	}
@@ -251,7 +248,13 @@ func (c *codecs) decodeJSON(body []byte, gvk schema.GroupVersionKind, into runti
 			return nil, err
 		}
 	}
-	obj, _, err := c.strictJSON.Decode(body, &gvk, into)
+	// The kind was checked above, so the body decodes into into: straight
+	// to the strict unmarshal the JSON serializer would end in, without its
+	// second pass over the body to find the kind again.
+	strictErrs, err := sigsjson.UnmarshalStrict(body, into)
+	if err == nil && len(strictErrs) > 0 {
+		err = runtime.NewStrictDecodingError(strictErrs)
+	}
 	var warnings []string
 	if err != nil {
 		if !runtime.IsStrictDecodingError(err) {
@@ -267,9 +270,6 @@ func (c *codecs) decodeJSON(body []byte, gvk schema.GroupVersionKind, into runti
 				}
 			}
 		}
-	}
-	if obj != into {
-		return nil, cannot(fmt.Errorf("unexpected object type %T", obj))
 	}
 	into.GetObjectKind().SetGroupVersionKind(gvk)
 	return warnings, nil

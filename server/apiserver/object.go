@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -271,15 +272,43 @@ func (s *Server) checkNamespaceOpen(ctx context.Context, ns string) error {
 	if err != nil {
 		return storeError(err, schema.GroupResource{Resource: "namespaces"}, ns)
 	}
-	obj, err := s.decodeStored(nsRes, kv)
+	terminating, err := s.namespaceTerminating(nsRes, kv)
 	if err != nil {
 		return apierrors.NewInternalError(err)
 	}
-	if nsObj, ok := obj.(*corev1.Namespace); ok && (nsObj.DeletionTimestamp != nil || nsObj.Status.Phase == corev1.NamespaceTerminating) {
+	if terminating {
 		return apierrors.NewForbidden(schema.GroupResource{Resource: "namespaces"}, ns,
 			fmt.Errorf("unable to create new content in namespace %s because it is being terminated", ns))
 	}
 	return nil
+}
+
+// namespaceState is the part of a stored Namespace that tells whether it
+// is terminating; every create in a namespace reads it, and decoding only
+// it skips the managed fields and the rest of the object.
+type namespaceState struct {
+	Metadata struct {
+		DeletionTimestamp *metav1.Time `json:"deletionTimestamp"`
+	} `json:"metadata"`
+	Status struct {
+		Phase corev1.NamespacePhase `json:"phase"`
+	} `json:"status"`
+}
+
+func (s *Server) namespaceTerminating(nsRes *registry.Resource, kv *store.KeyValue) (bool, error) {
+	if nsRes.Storage == nil {
+		var st namespaceState
+		if err := json.Unmarshal(kv.Value, &st); err != nil {
+			return false, fmt.Errorf("decode stored object %s: %w", kv.Key, err)
+		}
+		return st.Metadata.DeletionTimestamp != nil || st.Status.Phase == corev1.NamespaceTerminating, nil
+	}
+	obj, err := s.decodeStored(nsRes, kv)
+	if err != nil {
+		return false, err
+	}
+	nsObj, ok := obj.(*corev1.Namespace)
+	return ok && (nsObj.DeletionTimestamp != nil || nsObj.Status.Phase == corev1.NamespaceTerminating), nil
 }
 
 func (s *Server) validateCreate(res *registry.Resource, obj runtime.Object) error {

@@ -217,3 +217,15 @@ func BenchmarkUpdateConfigMap(b *testing.B) {
 		bs.must(b, "PUT", "/api/v1/namespaces/bench/configmaps/cm-00000", "application/json", body, "", http.StatusOK)
 	}
 }
+
+// BenchmarkCreateConfigMapDryRun is the CPU of the create path without
+// the disk: decode, namespace check, validation, managed fields, response.
+func BenchmarkCreateConfigMapDryRun(b *testing.B) {
+	bs := startBenchServer(b)
+	body := configMapJSON("cm")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		bs.must(b, "POST", "/api/v1/namespaces/bench/configmaps?dryRun=All", "application/json", body, "", http.StatusCreated)
+	}
+}
