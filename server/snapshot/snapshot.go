@@ -218,7 +218,7 @@ func verify(path string, w io.Writer) error {
 		return fmt.Errorf("read %s: %w", path, err)
 	}
 	if got := hex.EncodeToString(sum.Sum(nil)); got != want {
-		return fmt.Errorf("%s: %w (file %s, recorded %s)", path, errChecksumMismatch, short(got), short(want))
+		return fmt.Errorf("%w (the file hashes to %s…, its .sha256 records %s…)", errChecksumMismatch, short(got), short(want))
 	}
 	return nil
 }
