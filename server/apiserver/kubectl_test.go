@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -163,8 +164,8 @@ func testKubectlSession(t *testing.T, k *kubectlRunner, dir, version string) {
 	defer cancel()
 	watch := exec.CommandContext(ctx, k.bin, "get", "cm", "web-config", "-n", "shop", "-w", "-o", "name")
 	watch.Env = k.env
-	var watchOut strings.Builder
-	watch.Stdout = &watchOut
+	watchOut := &lockedBuffer{}
+	watch.Stdout = watchOut
 	if err := watch.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -337,4 +338,22 @@ func writeTLSPair(t *testing.T, dir string) (crtPath, keyPath string) {
 	writeFile(t, crtPath, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
 	writeFile(t, keyPath, string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})))
 	return crtPath, keyPath
+}
+
+// lockedBuffer collects a running command's output while the test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
