@@ -191,8 +191,16 @@ func (d *DB) init() error {
 		if tx.Bucket(bucketKV) == nil {
 			return fmt.Errorf("store: %s has no key bucket; it was left untouched", d.path)
 		}
+		// Read the checker's channel to the end: it keeps reading pages
+		// until it is done, and the file must stay mapped until then.
+		var first error
 		for cerr := range tx.Check() {
-			return fmt.Errorf("store: %s is corrupt (%v); it was left untouched: restore it from a backup or move it away", d.path, cerr)
+			if first == nil {
+				first = cerr
+			}
+		}
+		if first != nil {
+			return fmt.Errorf("store: %s is corrupt (%v); it was left untouched: restore it from a backup or move it away", d.path, first)
 		}
 		return nil
 	})
