@@ -75,15 +75,12 @@ func (s *Server) serveLog(w http.ResponseWriter, r *http.Request, res *registry.
 		s.writeError(w, r, apierrors.NewServiceUnavailable(err.Error()))
 		return
 	}
-	u := url.URL{
-		Scheme:   "http",
-		Host:     pod.Spec.NodeName,
-		Path:     nodeapi.ContainerLogsPath(pod.Namespace, pod.Name, container),
-		RawQuery: opts.Query().Encode(),
-	}
+	// The host only names the node; the transport knows where it is.
+	u := "http://" + url.PathEscape(pod.Spec.NodeName) +
+		nodeapi.ContainerLogsPath(pod.Namespace, pod.Name, container) + "?" + opts.Query().Encode()
 	// The request lives as long as the client's: a followed log has no
 	// timeout, and a client that goes away stops the node's stream.
-	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, u.String(), nil)
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, u, nil)
 	if err != nil {
 		s.writeError(w, r, apierrors.NewInternalError(err))
 		return
