@@ -29,6 +29,12 @@ type Config struct {
 	// before it is marked NotReady/Unknown (default 40 s, as Kubernetes).
 	NodeGracePeriod time.Duration
 
+	// SnapshotInterval takes a snapshot of the store that often into
+	// DataDir/server/snapshots, keeping SnapshotRetention of them; 0
+	// disables scheduled snapshots.
+	SnapshotInterval  time.Duration
+	SnapshotRetention int
+
 	Logger *slog.Logger
 
 	// LocalNode, when set and DisableAgent is false, receives once the

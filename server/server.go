@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/orch-dev/orch/internal/metrics"
 	"github.com/orch-dev/orch/internal/nodeapi"
 	"github.com/orch-dev/orch/internal/version"
 	"github.com/orch-dev/orch/server/admission"
@@ -28,6 +29,7 @@ import (
 	"github.com/orch-dev/orch/server/controllers/informer"
 	"github.com/orch-dev/orch/server/pki"
 	"github.com/orch-dev/orch/server/registry"
+	"github.com/orch-dev/orch/server/snapshot"
 	"github.com/orch-dev/orch/store"
 	"github.com/orch-dev/orch/store/bolt"
 )
@@ -175,8 +177,24 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, st store.Store, ca
 	}
 
 	serving := ca.ServingCertificate()
+	// /metrics is for authenticated callers, like the rest of the API.
+	reg := metrics.NewRegistry()
+	metrics.RegisterProcess(reg)
+	metrics.RegisterStore(reg, st, filepath.Join(cfg.DataDir, "server", "db", "state.db"))
+	apiHandler, metricsHandler := api.Handler(), reg.Handler()
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/metrics" {
+			apiHandler.ServeHTTP(w, r)
+			return
+		}
+		if _, ok := authn.Authenticate(r); !ok {
+			http.Error(w, "Unauthorized", http.StatusUnauthorized)
+			return
+		}
+		metricsHandler.ServeHTTP(w, r)
+	})
 	hs := &http.Server{
-		Handler: api.Handler(),
+		Handler: metrics.InstrumentHandler(reg, handler),
 		TLSConfig: &tls.Config{
 			Certificates: []tls.Certificate{serving},
 			// Clients without a certificate still get through TLS: they
@@ -213,6 +231,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, st store.Store, ca
 		return nil
 	})
 	g.Go(func() error { return runControllers(gctx, cfg, api, factory, quotaAdmission, log) })
+	if db, ok := st.(snapshot.Snapshotter); ok && cfg.SnapshotInterval > 0 {
+		g.Go(func() error {
+			return snapshot.Schedule(gctx, db, snapshot.Dir(cfg.DataDir), cfg.SnapshotInterval, cfg.SnapshotRetention, log)
+		})
+	}
 	g.Go(func() error {
 		c := &compactor{st: st, log: log, keep: compactKeep, keepRevs: compactKeepRevs}
 		c.run(gctx, compactInterval)

@@ -416,3 +416,17 @@ func TestFirstServiceIP(t *testing.T) {
 		}
 	}
 }
+
+func TestMetricsForAuthenticatedCallers(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	startRun(t, cfg)
+	url, admin, anonymous, _ := clients(t, cfg.WriteKubeconfig)
+	get(t, admin, url+"/api/v1/namespaces", "")
+	resp, body := get(t, admin, url+"/metrics", "")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `apiserver_request_total{`) || !strings.Contains(body, `resource="namespaces"`) {
+		t.Fatalf("metrics: %d\n%s", resp.StatusCode, body)
+	}
+	if resp, _ := get(t, anonymous, url+"/metrics", ""); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("anonymous metrics: %d", resp.StatusCode)
+	}
+}

@@ -41,15 +41,17 @@ func (in input) sources(t *testing.T) Sources {
 
 func defaultServer() server.Config {
 	return server.Config{
-		DataDir:         "/var/lib/orch",
-		BindAddress:     "0.0.0.0",
-		HTTPSPort:       6443,
-		NodeName:        "test-host",
-		ClusterCIDR:     netip.MustParsePrefix("10.42.0.0/16"),
-		ServiceCIDR:     netip.MustParsePrefix("10.43.0.0/16"),
-		WriteKubeconfig: "/etc/orch/orch.yaml",
-		KubeconfigMode:  0o600,
-		NodeGracePeriod: 40 * time.Second,
+		DataDir:           "/var/lib/orch",
+		BindAddress:       "0.0.0.0",
+		HTTPSPort:         6443,
+		NodeName:          "test-host",
+		ClusterCIDR:       netip.MustParsePrefix("10.42.0.0/16"),
+		ServiceCIDR:       netip.MustParsePrefix("10.43.0.0/16"),
+		WriteKubeconfig:   "/etc/orch/orch.yaml",
+		KubeconfigMode:    0o600,
+		NodeGracePeriod:   40 * time.Second,
+		SnapshotInterval:  12 * time.Hour,
+		SnapshotRetention: 5,
 	}
 }
 
@@ -220,6 +222,10 @@ func TestServerBadInput(t *testing.T) {
 			want: []string{`write-kubeconfig-mode: "rw-r--r--" is not a file mode`}},
 		{name: "kubeconfig mode out of range", in: input{file: "write-kubeconfig-mode: 7777\n"},
 			want: []string{`write-kubeconfig-mode: "7777" is not a file mode`}},
+		{name: "bad snapshot retention", in: input{flags: map[string]string{"snapshot-retention": "-1"}},
+			want: []string{`snapshot-retention: "-1" is not a positive whole number`}},
+		{name: "snapshot interval too short", in: input{flags: map[string]string{"snapshot-interval": "10s"}},
+			want: []string{"snapshot-interval: 10s is shorter than the minimum 1m0s"}},
 		{name: "bad grace period", in: input{env: map[string]string{"ORCH_NODE_MONITOR_GRACE_PERIOD": "forty"}},
 			want: []string{`node-monitor-grace-period: "forty" is not a duration`}},
 		{name: "grace period too short", in: input{flags: map[string]string{"node-monitor-grace-period": "1s"}},

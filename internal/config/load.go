@@ -27,18 +27,20 @@ func Server(src Sources) (server.Config, error) {
 	}
 	c := &checker{vals: vals}
 	cfg := server.Config{
-		DataDir:         c.absDir(keyDataDir),
-		BindAddress:     c.ip(keyBindAddress),
-		HTTPSPort:       c.port(keyHTTPSListenPort),
-		NodeName:        c.nodeName(keyNodeName, src),
-		Token:           c.token(keyToken, false),
-		ClusterCIDR:     c.prefix(keyClusterCIDR),
-		ServiceCIDR:     c.prefix(keyServiceCIDR),
-		WriteKubeconfig: c.file(keyWriteKubeconfig),
-		KubeconfigMode:  c.fileMode(keyKubeconfigMode),
-		NodeGracePeriod: c.duration(keyNodeGrace, 5*time.Second),
-		DisableAgent:    c.boolean(keyDisableAgent),
-		Debug:           c.boolean(keyDebug),
+		DataDir:           c.absDir(keyDataDir),
+		BindAddress:       c.ip(keyBindAddress),
+		HTTPSPort:         c.port(keyHTTPSListenPort),
+		NodeName:          c.nodeName(keyNodeName, src),
+		Token:             c.token(keyToken, false),
+		ClusterCIDR:       c.prefix(keyClusterCIDR),
+		ServiceCIDR:       c.prefix(keyServiceCIDR),
+		WriteKubeconfig:   c.file(keyWriteKubeconfig),
+		KubeconfigMode:    c.fileMode(keyKubeconfigMode),
+		NodeGracePeriod:   c.duration(keyNodeGrace, 5*time.Second),
+		SnapshotInterval:  c.durationOrZero(keySnapInterval, time.Minute),
+		SnapshotRetention: c.count(keySnapRetention),
+		DisableAgent:      c.boolean(keyDisableAgent),
+		Debug:             c.boolean(keyDebug),
 	}
 	c.networks(cfg.ClusterCIDR, cfg.ServiceCIDR)
 	if err := c.err(); err != nil {
@@ -130,6 +132,24 @@ func (c *checker) duration(key string, min time.Duration) time.Duration {
 		return 0
 	}
 	return d
+}
+
+// durationOrZero is duration, but 0 (off) is allowed too.
+func (c *checker) durationOrZero(key string, min time.Duration) time.Duration {
+	if t := strings.TrimSpace(c.text(key)); t == "0" || t == "0s" {
+		return 0
+	}
+	return c.duration(key, min)
+}
+
+// count parses a positive whole number.
+func (c *checker) count(key string) int {
+	n, err := strconv.Atoi(strings.TrimSpace(c.text(key)))
+	if err != nil || n < 1 {
+		c.fail(key, "%q is not a positive whole number", c.text(key))
+		return 0
+	}
+	return n
 }
 
 func (c *checker) ip(key string) string {

@@ -38,6 +38,8 @@ const (
 	keyWriteKubeconfig = "write-kubeconfig"
 	keyKubeconfigMode  = "write-kubeconfig-mode"
 	keyNodeGrace       = "node-monitor-grace-period"
+	keySnapInterval    = "snapshot-interval"
+	keySnapRetention   = "snapshot-retention"
 	keyDisableAgent    = "disable-agent"
 	keyDebug           = "debug"
 	keyJoin            = "join"
@@ -82,6 +84,8 @@ func ServerOptions() []Option {
 		{Name: keyServiceCIDR, Default: "10.43.0.0/16", Usage: "IP range services get their cluster IPs from"},
 		{Name: keyWriteKubeconfig, Default: "/etc/orch/orch.yaml", Usage: "write an admin kubeconfig for kubectl to this file"},
 		{Name: keyKubeconfigMode, Default: "0600", Usage: "file mode of the kubeconfig, octal (e.g. 0644 to let other users read it)"},
+		{Name: keySnapInterval, Default: "12h", Usage: "take a snapshot of the store this often into DATA/server/snapshots (0 disables)"},
+		{Name: keySnapRetention, Default: "5", Usage: "how many scheduled snapshots to keep"},
 		{Name: keyNodeGrace, Default: "40s", Usage: "how long a node may miss heartbeats before it is NotReady (e.g. 20s on fast edge links)"},
 		{Name: keyDisableAgent, Bool: true, Default: "false", Usage: "run only the control plane, not a node in the same process"},
 		{Name: keyDebug, Bool: true, Default: "false", Usage: "log at debug level"},
