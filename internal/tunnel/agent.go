@@ -229,12 +229,12 @@ func (a *Agent) Run(ctx context.Context) error {
 			BaseContext: func(net.Listener) context.Context { return ctx },
 		}
 		wg.Go(func() { _ = srv.Serve(sessions) })
-		defer srv.Close() // also closes sessions
+		defer func() {
+			srv.Close() // also closes sessions
+			wg.Wait()
+		}()
 		serve = sessions.deliver
-	} else {
-		defer sessions.Close()
 	}
-	defer wg.Wait()
 
 	for attempt := 0; ; attempt++ {
 		established, err := a.connect(ctx, serve)
@@ -342,45 +342,67 @@ func (a *Agent) connect(ctx context.Context, serve func(net.Conn)) (established 
 	return true, fmt.Errorf("control stream: %w", err)
 }
 
-// openStream answers the server's "open <id>" with the stream request and
-// hands the resulting conn to serve.
+// openStream answers the server's "open <id>" with the session's two
+// halves (see Server.serveStream for why two) and hands the resulting conn
+// to serve.
 func (a *Agent) openStream(ctx context.Context, cc *http.ClientConn, id string, serve func(net.Conn)) {
 	ctx, cancel := context.WithCancel(ctx)
-	body, pw := io.Pipe()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.base+streamPathPrefix+url.PathEscape(id), body)
-	if err != nil {
-		cancel()
+	upBody, pw := io.Pipe()
+	var up, down *http.Response
+	fail := func(what string, err error) {
+		cancel() // resets whatever half is open
+		pw.Close()
+		for _, r := range []*http.Response{up, down} {
+			if r != nil {
+				r.Body.Close()
+			}
+		}
+		a.log.Debug("tunnel: open session stream", "id", id, "half", what, "err", err)
+	}
+	base := a.base + streamPathPrefix + url.PathEscape(id) + "/"
+	var err error
+	if up, err = a.roundTripHalf(ctx, cc, base+halfUp, upBody); err != nil {
+		fail(halfUp, err)
 		return
+	}
+	if down, err = a.roundTripHalf(ctx, cc, base+halfDown, http.NoBody); err != nil {
+		fail(halfDown, err)
+		return
+	}
+	// The up half's response carries nothing, but closing it early would
+	// reset the up stream: it is closed with the session.
+	serve(newStreamConn(down.Body, agentStreamWriter{pw}, tunnelAddr("agent"), tunnelAddr("server"), func() {
+		// Cancelling resets both streams at once.
+		cancel()
+		pw.Close()
+		up.Body.Close()
+		down.Body.Close()
+	}))
+}
+
+func (a *Agent) roundTripHalf(ctx context.Context, cc *http.ClientConn, url string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, body)
+	if err != nil {
+		return nil, err
 	}
 	resp, err := cc.RoundTrip(req)
 	if err != nil {
-		cancel()
-		pw.Close()
-		a.log.Debug("tunnel: open stream", "id", id, "err", err)
-		return
+		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
 		resp.Body.Close()
-		cancel()
-		pw.Close()
-		a.log.Debug("tunnel: server refused stream", "id", id, "status", resp.Status)
-		return
+		return nil, fmt.Errorf("server answered %s", resp.Status)
 	}
-	sc := newStreamConn(resp.Body, agentStreamWriter{pw}, tunnelAddr("agent"), tunnelAddr("server"), func() {
-		// Cancelling resets the stream in both directions at once.
-		cancel()
-		pw.Close()
-		resp.Body.Close()
-	})
-	serve(&agentStreamConn{streamConn: sc, body: pw})
+	return resp, nil
 }
 
 // agentStreamWriter writes the agent-to-server half of a session into the
-// stream request's body.
+// up stream's request body.
 type agentStreamWriter struct{ pw *io.PipeWriter }
 
 func (w agentStreamWriter) Write(p []byte) (int, error) { return w.pw.Write(p) }
 func (w agentStreamWriter) abort()                      { w.pw.CloseWithError(os.ErrDeadlineExceeded) }
+func (w agentStreamWriter) closeWrite() error           { return w.pw.Close() }
 
 // sessionListener hands session conns to the agent's http.Server.
 type sessionListener struct {

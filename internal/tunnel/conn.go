@@ -20,6 +20,8 @@ type streamWriter interface {
 	Write(p []byte) (int, error)
 	// abort makes a blocked Write return; the stream is unusable afterwards.
 	abort()
+	// closeWrite ends this direction; the peer reads io.EOF.
+	closeWrite() error
 }
 
 // streamConn adapts one HTTP/2 stream to a net.Conn.
@@ -173,12 +175,10 @@ func (c *streamConn) Close() error {
 	return nil
 }
 
-// waitWrites blocks until no Write is inside w.Write; with done closed no
-// new one starts. The server's handler must not return before that.
-func (c *streamConn) waitWrites() {
-	c.wmu.Lock()
-	//nolint:staticcheck // an empty critical section is the point: wait for writers.
-	c.wmu.Unlock()
+// CloseWrite ends the outgoing direction: the peer reads io.EOF and may
+// go on writing. Like *net.TCPConn's, for proxies that pass half-closes on.
+func (c *streamConn) CloseWrite() error {
+	return c.w.closeWrite()
 }
 
 func (c *streamConn) LocalAddr() net.Addr  { return c.local }
@@ -200,26 +200,12 @@ func (c *streamConn) SetWriteDeadline(t time.Time) error {
 	return nil
 }
 
-// halfCloser is implemented by the agent's side of a stream: the request
-// body can end while the response keeps flowing. The server's side cannot
-// half-close, because an HTTP/2 server that ends its response also resets
-// the request.
+// halfCloser is what proxies look for to pass a half-close on.
 type halfCloser interface {
 	CloseWrite() error
 }
 
-// agentStreamConn is the agent's end of a session.
-type agentStreamConn struct {
-	*streamConn
-	body *io.PipeWriter
-}
-
-// CloseWrite ends the agent-to-server direction; the server reads io.EOF.
-func (c *agentStreamConn) CloseWrite() error {
-	return c.body.Close()
-}
-
-var _ halfCloser = (*agentStreamConn)(nil)
+var _ halfCloser = (*streamConn)(nil)
 
 // deadline is a resettable point in time, signalled by closing a channel
 // (the same scheme as net.Pipe's).

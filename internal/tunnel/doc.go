@@ -11,12 +11,16 @@
 //     when TCP does not; the response body carries the server's commands,
 //     one per line. Unknown lines are ignored on both sides so either end
 //     can add messages later.
-//   - For "open <id>\n" the agent issues POST /tunnel/v1/stream/<id>: the
-//     request body is the agent-to-server byte stream and the response body
-//     the server-to-agent one. The server pairs that request with the
-//     waiting [Server.Dial], which returns it as a [net.Conn].
+//   - For "open <id>\n" the agent issues two requests, one per direction:
+//     POST /tunnel/v1/stream/<id>/up, whose request body is the
+//     agent-to-server byte stream, and POST /tunnel/v1/stream/<id>/down,
+//     whose response body is the server-to-agent one. The server pairs them
+//     with the waiting [Server.Dial], which returns them as one [net.Conn].
+//     (One full-duplex stream would be simpler, but net/http's HTTP/2 server
+//     queues a stream's WINDOW_UPDATE behind its own flow-blocked DATA, so
+//     an echoing peer deadlocks; see Server.serveStream.)
 //
-// Each session is its own HTTP/2 stream with its own flow-control window, so
+// Each session has its own HTTP/2 streams with their own flow-control windows, so
 // a slow or stalled session never blocks the agent's API calls or other
 // sessions (given the connection window from [ServerHTTP2Config]).
 //
@@ -40,4 +44,7 @@ const (
 
 	msgOpen = "open"
 	msgPing = "ping"
+
+	halfUp   = "up"
+	halfDown = "down"
 )

@@ -79,11 +79,20 @@ type agentSession struct {
 	stop  chan error    // asks the handler to end the stream (buffered 1)
 }
 
-// pendingStream is a Dial waiting for the agent's stream request.
+// pendingStream is a session being set up: the Dial waiting for it and
+// the halves of it the agent has brought so far.
 type pendingStream struct {
-	node string
-	conn chan *streamConn // buffered 1; the stream handler never blocks
+	node     string
+	conn     chan *streamConn // buffered 1; receives the session once both halves are in
+	released chan struct{}    // closed when the session ends or is abandoned
+	once     sync.Once
+
+	// Guarded by Server.mu.
+	up   io.Reader           // agent-to-server bytes
+	down *serverStreamWriter // server-to-agent bytes
 }
+
+func (p *pendingStream) release() { p.once.Do(func() { close(p.released) }) }
 
 // NewServer returns a Server; mount it with mux.Handle(PathPrefix, s).
 func NewServer(opts ServerOptions) (*Server, error) {
@@ -257,47 +266,85 @@ func (s *Server) unregister(sess *agentSession) bool {
 	return true
 }
 
-// serveStream pairs an agent's stream request with the Dial waiting for it
-// and keeps the handler alive as long as the session.
-func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, node, id string) {
-	s.mu.Lock()
-	p := s.pending[id]
-	if p != nil && p.node == node {
-		delete(s.pending, id)
-	} else {
-		p = nil
-	}
-	s.mu.Unlock()
-	if p == nil {
-		// Also when another node names the id: do not tell it the id exists.
-		http.Error(w, "tunnel: no session is waiting for this stream", http.StatusNotFound)
+// serveStream serves one half of a session and keeps it open as long as
+// the session lives.
+//
+// A session is two HTTP/2 streams, one per direction, because net/http's
+// server queues a stream's WINDOW_UPDATE behind that stream's own pending
+// DATA: on one full-duplex stream, a server write blocked by the agent's
+// window would stop the agent's writes, and an agent that echoes would
+// deadlock. With one direction per stream the server never has DATA queued
+// on a stream it must grant window for.
+func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, node, rest string) {
+	id, half, _ := strings.Cut(rest, "/")
+	if half != halfUp && half != halfDown {
+		http.NotFound(w, r)
 		return
 	}
 	rc := http.NewResponseController(w)
+	sw := &serverStreamWriter{w: w, rc: rc, closed: make(chan struct{})}
+
+	s.mu.Lock()
+	p := s.pending[id]
+	if p == nil || p.node != node {
+		// Also when another node names the id: do not tell it the id exists.
+		s.mu.Unlock()
+		http.Error(w, "tunnel: no session is waiting for this stream", http.StatusNotFound)
+		return
+	}
+	if (half == halfUp && p.up != nil) || (half == halfDown && p.down != nil) {
+		s.mu.Unlock()
+		http.Error(w, "tunnel: this half of the session is already open", http.StatusConflict)
+		return
+	}
+	if half == halfUp {
+		p.up = r.Body
+	} else {
+		p.down = sw
+	}
+	var conn *streamConn
+	if p.up != nil && p.down != nil {
+		delete(s.pending, id)
+		conn = newStreamConn(p.up, p.down, tunnelAddr("server"), tunnelAddr(node), p.release)
+	}
+	s.mu.Unlock()
+
 	w.WriteHeader(http.StatusOK)
-	if err := rc.Flush(); err != nil {
-		return // the Dial times out
+	flushErr := rc.Flush()
+	if conn != nil {
+		p.conn <- conn
 	}
-	released := make(chan struct{})
-	conn := newStreamConn(r.Body, &serverStreamWriter{w: w, rc: rc},
-		tunnelAddr("server"), tunnelAddr(node), func() { close(released) })
-	p.conn <- conn
+	if flushErr != nil {
+		p.release()
+	}
 	select {
-	case <-released:
+	case <-p.released:
+	case <-sw.closed: // the down half was closed for writing
 	case <-r.Context().Done():
-		conn.Close()
+		p.release()
 	}
-	// The ResponseWriter must not be used once the handler returns.
-	conn.waitWrites()
+	if half == halfDown {
+		sw.finish()
+	}
 }
 
-// serverStreamWriter writes the server-to-agent half of a session.
+// serverStreamWriter writes the server-to-agent half of a session: the
+// response of the down stream.
 type serverStreamWriter struct {
-	w  io.Writer
-	rc *http.ResponseController
+	w      io.Writer
+	rc     *http.ResponseController
+	mu     sync.Mutex // held by Write; finish waits for it
+	done   bool       // the handler is returning: w is off limits
+	closed chan struct{}
+	once   sync.Once
 }
 
 func (sw *serverStreamWriter) Write(p []byte) (int, error) {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	if sw.done {
+		return 0, net.ErrClosed
+	}
 	n, err := sw.w.Write(p)
 	if err != nil {
 		return n, err
@@ -309,6 +356,23 @@ func (sw *serverStreamWriter) abort() {
 	// A write deadline in the past resets the stream at once, which
 	// releases a Write blocked on flow control.
 	_ = sw.rc.SetWriteDeadline(time.Unix(1, 0))
+}
+
+// closeWrite ends the down stream; the agent reads io.EOF.
+func (sw *serverStreamWriter) closeWrite() error {
+	sw.once.Do(func() { close(sw.closed) })
+	return nil
+}
+
+// finish waits for a Write in progress and bars new ones: the
+// ResponseWriter must not be used once the handler returns.
+func (sw *serverStreamWriter) finish() {
+	if !sw.mu.TryLock() {
+		sw.abort() // a Write blocked on flow control would hold us forever
+		sw.mu.Lock()
+	}
+	sw.done = true
+	sw.mu.Unlock()
 }
 
 // Dial opens a new session to the agent of node: a byte stream served on
@@ -326,7 +390,7 @@ func (s *Server) Dial(ctx context.Context, node string) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &pendingStream{node: node, conn: make(chan *streamConn, 1)}
+	p := &pendingStream{node: node, conn: make(chan *streamConn, 1), released: make(chan struct{})}
 	s.mu.Lock()
 	s.pending[id] = p
 	s.mu.Unlock()
@@ -338,8 +402,10 @@ func (s *Server) Dial(ctx context.Context, node string) (net.Conn, error) {
 		_, waiting := s.pending[id]
 		delete(s.pending, id)
 		s.mu.Unlock()
-		if !waiting {
-			// The stream arrived meanwhile; nobody will use it.
+		if waiting {
+			p.release() // lets a half that did arrive go
+		} else {
+			// Both halves arrived meanwhile; nobody will use the session.
 			(<-p.conn).Close()
 		}
 		return nil, fmt.Errorf("tunnel: open session to node %q: %w", node, err)
