@@ -129,6 +129,10 @@ func ServerHTTP2Config() *http.HTTP2Config {
 		MaxConcurrentStreams:          1000,
 		MaxReceiveBufferPerStream:     1 << 20,
 		MaxReceiveBufferPerConnection: 1 << 30, // credit, not memory: streams bound the memory
+		// Ending a silent agent's control stream leaves its TCP conn
+		// behind; pings on idle conns reap it (and any client's dead conn).
+		SendPingTimeout: 30 * time.Second,
+		PingTimeout:     15 * time.Second,
 	}
 }
 

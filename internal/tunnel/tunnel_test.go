@@ -283,12 +283,14 @@ func TestAgentBacksOffWhileServerRefuses(t *testing.T) {
 }
 
 func TestBlackholedLinkIsDetectedByBothEnds(t *testing.T) {
-	h := newHarness(t, harnessOptions{server: ServerOptions{AgentTimeout: 600 * time.Millisecond}})
+	// The server's limit is well below the agent's so that each end finds
+	// out on its own rather than from the other closing the conn.
+	h := newHarness(t, harnessOptions{server: ServerOptions{AgentTimeout: 500 * time.Millisecond}})
 	a := h.startAgent("node-a", agentSetup{opts: AgentOptions{
 		Handler:           sessionHandler(nil),
 		HeartbeatInterval: 100 * time.Millisecond,
-		KeepaliveInterval: 300 * time.Millisecond,
-		PingTimeout:       300 * time.Millisecond,
+		KeepaliveInterval: time.Second,
+		PingTimeout:       time.Second,
 	}})
 	waitClosed(t, a.Connected(), "agent connected", waitLong)
 	h.waitEvent("connect node-a", waitLong)
