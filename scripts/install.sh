@@ -119,10 +119,35 @@ parse_args() {
 	if [ -z "$CMD" ]; then
 		if [ -n "$JOIN_URL" ]; then
 			CMD=agent
+		elif [ -e "$ROOT$BIN_DIR/orch-agent-uninstall.sh" ] && [ ! -e "$ROOT$BIN_DIR/orch-uninstall.sh" ]; then
+			# Re-running the plain one-liner on an agent upgrades the agent
+			# rather than turning the machine into a server.
+			CMD=agent
+			info "upgrading the orch agent installed here"
 		else
 			CMD=server
 		fi
 	fi
+	SERVICE=orch
+	UNINSTALL=orch-uninstall.sh
+	if [ "$CMD" = agent ]; then
+		SERVICE=orch-agent
+		UNINSTALL=orch-agent-uninstall.sh
+	fi
+}
+
+# env_value KEY FILE prints KEY's value from an env file the installer
+# wrote (KEY='VALUE' lines).
+env_value() {
+	[ -f "$2" ] || return 0
+	sed -n "s/^$1='\(.*\)'\$/\1/p" "$2" | tail -n 1
+}
+
+# validate_args completes the join URL and token from the previous install,
+# so a re-run needs neither, and checks them.
+validate_args() {
+	[ -n "$JOIN_URL" ] || [ "$CMD" != agent ] || JOIN_URL=$(env_value ORCH_JOIN "$ROOT$ENV_FILE")
+	[ -n "$TOKEN" ] || TOKEN=$(env_value ORCH_TOKEN "$ROOT$ENV_FILE")
 	if [ "$CMD" = agent ]; then
 		[ -n "$JOIN_URL" ] || fatal "an agent needs the server's URL: set ORCH_URL or pass --join https://SERVER:6443"
 		[ -n "$TOKEN" ] || fatal "an agent needs the join token: set ORCH_TOKEN or pass --token (the server prints it; it is in $DATA_DIR/server/token)"
@@ -130,13 +155,9 @@ parse_args() {
 		https://*) ;;
 		*) fatal "the server URL must start with https://, got: $JOIN_URL" ;;
 		esac
-		SERVICE=orch-agent
 	else
 		[ -z "$JOIN_URL" ] || fatal "ORCH_URL/--join is only for agents; to make this an agent run: sh -s - agent --join $JOIN_URL --token ..."
-		SERVICE=orch
 	fi
-	UNINSTALL=orch-uninstall.sh
-	[ "$CMD" = server ] || UNINSTALL=orch-agent-uninstall.sh
 }
 
 # --- checks ----------------------------------------------------------------
@@ -322,6 +343,19 @@ build_env() {
 			ORCH_*) env_line "$key" "$value" ;;
 			esac
 		done
+		# Settings of the previous install stay unless set again now.
+		if [ -f "$ROOT$ENV_FILE" ]; then
+			while IFS= read -r line; do
+				key=${line%%=*}
+				case $key in
+				ORCH_URL | ORCH_JOIN | ORCH_TOKEN | *[!A-Z0-9_]*) continue ;;
+				ORCH_*) ;;
+				*) continue ;;
+				esac
+				eval "now=\${$key:-}"
+				[ -n "$now" ] || printf '%s\n' "$line"
+			done <"$ROOT$ENV_FILE"
+		fi
 	)
 }
 
@@ -539,7 +573,8 @@ if [ "$HOST" = true ] && command -v nft >/dev/null 2>&1; then
 fi
 
 echo "[INFO]  removing files"
-rm -f "$ROOT$UNIT_FILE" "$ROOT$ENV_FILE"
+[ -z "$UNIT_FILE" ] || rm -f "$ROOT$UNIT_FILE"
+rm -f "$ROOT$ENV_FILE"
 # A server and an agent on one machine share the binary and the data dir:
 # the second uninstall removes them.
 OTHER=orch-agent-uninstall.sh
@@ -628,6 +663,7 @@ start_service() {
 main() {
 	parse_args "$@"
 	detect_init
+	validate_args
 	build_env
 	preflight
 	if is_true "${INSTALL_ORCH_SKIP_DOWNLOAD:-}"; then

@@ -1008,3 +1008,91 @@ func (ns *namespace) runErr(vars map[string]string, script string, args ...strin
 	t.Logf("%s %s:\n%s", filepath.Base(script), strings.Join(args, " "), out)
 	return string(out), err
 }
+
+func TestReRunKeepsSettings(t *testing.T) {
+	arch := goarch(t)
+	e := newEnv(t)
+	e.rel.publish("latest", arch, orchBinary, "")
+	const envPath = "/etc/systemd/system/orch-agent.service.env"
+
+	e.install(map[string]string{"ORCH_NODE_NAME": "pi-1", "ORCH_DEBUG": "true"},
+		"agent", "--join", "https://198.18.0.1:6443", "--token", "tok")
+	first := e.read(envPath)
+
+	// The plain one-liner again, nothing set: still the same agent.
+	out := e.install(nil)
+	wantContains(t, "output", out, "upgrading the orch agent installed here")
+	if got := e.read(envPath); got != first {
+		t.Errorf("env file changed on a plain re-run:\n%s\nwas:\n%s", got, first)
+	}
+	e.wantFiles(
+		"/etc/systemd/system/orch-agent.service",
+		envPath,
+		"/usr/local/bin/orch",
+		"/usr/local/bin/orch-agent-uninstall.sh",
+	)
+
+	// A setting given again replaces the old value; the others stay.
+	e.install(map[string]string{"ORCH_NODE_NAME": "pi-2", "ORCH_TOKEN": "tok2"}, "agent")
+	got := e.read(envPath)
+	wantContains(t, "env file", got, "\nORCH_NODE_NAME='pi-2'\n", "\nORCH_DEBUG='true'\n", "\nORCH_TOKEN='tok2'\n", "\nORCH_JOIN='https://198.18.0.1:6443'\n")
+	wantNotContains(t, "env file", got, "pi-1", "'tok'")
+	if n := strings.Count(got, "ORCH_NODE_NAME="); n != 1 {
+		t.Errorf("ORCH_NODE_NAME appears %d times:\n%s", n, got)
+	}
+}
+
+// TestPipedAsNonRoot runs the installer the way users do, piped into sh,
+// as an unprivileged user without INSTALL_ORCH_ROOT: it must stop at the
+// root check.
+func TestPipedAsNonRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to switch to an unprivileged user")
+	}
+	script, err := os.ReadFile(installScript)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sh", "-s", "-", "server")
+	cmd.Stdin = bytes.NewReader(script)
+	cmd.Dir = "/"
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "INSTALL_ORCH_BASE_URL=http://127.0.0.1:1"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("install.sh succeeded as nobody:\n%s", out)
+	}
+	wantContains(t, "output", string(out), "[ERROR] run the installer as root")
+}
+
+// TestPiped checks that `curl ... | sh -s - agent ...` works: the script is
+// read from standard input.
+func TestPiped(t *testing.T) {
+	arch := goarch(t)
+	e := newEnv(t)
+	e.rel.publish("latest", arch, orchBinary, "")
+	script, err := os.ReadFile(installScript)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sh", "-s", "-", "agent", "--join", "https://198.18.0.1:6443", "--token", "tok")
+	cmd.Stdin = bytes.NewReader(script)
+	cmd.Dir = t.TempDir()
+	cmd.Env = []string{
+		"PATH=" + os.Getenv("PATH"),
+		"INSTALL_ORCH_ROOT=" + e.root,
+		"INSTALL_ORCH_BASE_URL=" + e.url,
+		"INSTALL_ORCH_INIT=none",
+		"INSTALL_ORCH_SKIP_CHECKS=true",
+	}
+	out, err := cmd.CombinedOutput()
+	t.Logf("%s", out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No init system: the env file goes to /etc/orch, no unit.
+	e.wantFiles("/etc/orch/orch-agent.env", "/usr/local/bin/orch", "/usr/local/bin/orch-agent-uninstall.sh")
+	e.wantMode("/etc/orch/orch-agent.env", 0o600)
+	e.uninstall("orch-agent-uninstall.sh")
+	e.wantFiles()
+}
