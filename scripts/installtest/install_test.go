@@ -288,6 +288,7 @@ func wantNotContains(t *testing.T, what, s string, subs ...string) {
 }
 
 func TestServerSystemd(t *testing.T) {
+	t.Parallel()
 	arch := goarch(t)
 	e := newEnv(t)
 	e.rel.publish("latest", arch, orchBinary, "")
@@ -332,6 +333,7 @@ func TestServerSystemd(t *testing.T) {
 }
 
 func TestExecFlagsAndServerToken(t *testing.T) {
+	t.Parallel()
 	arch := goarch(t)
 	e := newEnv(t)
 	e.rel.publish("latest", arch, orchBinary, "")
@@ -358,6 +360,7 @@ func TestExecFlagsAndServerToken(t *testing.T) {
 }
 
 func TestAgent(t *testing.T) {
+	t.Parallel()
 	const url, token = "https://198.18.0.1:6443", "K10abc::server:0123"
 	tests := []struct {
 		name string
@@ -400,6 +403,7 @@ func TestAgent(t *testing.T) {
 }
 
 func TestBadArguments(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		vars map[string]string
@@ -433,6 +437,7 @@ func TestBadArguments(t *testing.T) {
 }
 
 func TestFailedDownloadKeepsOldInstall(t *testing.T) {
+	t.Parallel()
 	arch := goarch(t)
 	e := newEnv(t)
 	e.rel.publish("v1.0.0", arch, orchBinary, "")
@@ -498,6 +503,7 @@ func TestFailedDownloadKeepsOldInstall(t *testing.T) {
 }
 
 func TestUpgradeInPlace(t *testing.T) {
+	t.Parallel()
 	arch := goarch(t)
 	e := newEnv(t)
 	v2 := append(bytes.Clone(orchBinary), "v2"...)
@@ -548,6 +554,7 @@ func inode(t *testing.T, p string) uint64 {
 }
 
 func TestArchitectures(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		machine, arch, wantErr string
 	}{
@@ -585,6 +592,7 @@ func TestArchitectures(t *testing.T) {
 }
 
 func TestSkipDownload(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.url = "http://127.0.0.1:1" // nothing listens: a download would fail
 	out, err := e.run(installScript, map[string]string{"INSTALL_ORCH_SKIP_DOWNLOAD": "true"})
@@ -611,6 +619,7 @@ func TestSkipDownload(t *testing.T) {
 }
 
 func TestOpenRC(t *testing.T) {
+	t.Parallel()
 	arch := goarch(t)
 	e := newEnv(t)
 	e.rel.publish("latest", arch, orchBinary, "")
@@ -657,6 +666,7 @@ func TestOpenRC(t *testing.T) {
 }
 
 func TestUninstall(t *testing.T) {
+	t.Parallel()
 	arch := goarch(t)
 	e := newEnv(t)
 	e.rel.publish("latest", arch, orchBinary, "")
@@ -740,6 +750,7 @@ func mounted(t *testing.T, p string) bool {
 }
 
 func TestServerAndAgentShareBinary(t *testing.T) {
+	t.Parallel()
 	arch := goarch(t)
 	e := newEnv(t)
 	e.rel.publish("latest", arch, orchBinary, "")
@@ -757,6 +768,7 @@ func TestServerAndAgentShareBinary(t *testing.T) {
 }
 
 func TestShellcheck(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("shellcheck"); err != nil {
 		if os.Geteuid() != 0 {
 			t.Skip("shellcheck is not installed (apt-get install shellcheck; make deps does it)")
@@ -846,6 +858,7 @@ exit "$rc"
 // and nft are stubs that log their arguments, so the host's service manager,
 // links and nftables are never touched.
 func TestHostInstall(t *testing.T) {
+	t.Parallel()
 	arch := goarch(t)
 	e, ns := newNamespaceEnv(t)
 	e.rel.publish("v1.0.0", arch, orchBinary, "")
@@ -885,6 +898,7 @@ func TestHostInstall(t *testing.T) {
 }
 
 func TestKernelChecks(t *testing.T) {
+	t.Parallel()
 	arch := goarch(t)
 	e, ns := newNamespaceEnv(t)
 	e.rel.publish("latest", arch, orchBinary, "")
@@ -1010,6 +1024,7 @@ func (ns *namespace) runErr(vars map[string]string, script string, args ...strin
 }
 
 func TestReRunKeepsSettings(t *testing.T) {
+	t.Parallel()
 	arch := goarch(t)
 	e := newEnv(t)
 	e.rel.publish("latest", arch, orchBinary, "")
@@ -1046,6 +1061,7 @@ func TestReRunKeepsSettings(t *testing.T) {
 // as an unprivileged user without INSTALL_ORCH_ROOT: it must stop at the
 // root check.
 func TestPipedAsNonRoot(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to switch to an unprivileged user")
 	}
@@ -1068,6 +1084,7 @@ func TestPipedAsNonRoot(t *testing.T) {
 // TestPiped checks that `curl ... | sh -s - agent ...` works: the script is
 // read from standard input.
 func TestPiped(t *testing.T) {
+	t.Parallel()
 	arch := goarch(t)
 	e := newEnv(t)
 	e.rel.publish("latest", arch, orchBinary, "")
