@@ -89,10 +89,16 @@ type DB struct {
 	isClosed bool
 
 	// mu guards everything below. The committer holds it for writing while
-	// it commits and publishes a batch; readers hold it for reading only
-	// while they take their snapshot (never while they hold a bbolt
-	// transaction and wait for something else).
-	mu         sync.RWMutex
+	// it publishes a batch, not while the batch's transaction is written
+	// and synced: readers keep reading the published state meanwhile. They
+	// hold it for reading only while they take their snapshot (never while
+	// they hold a bbolt transaction and wait for something else).
+	mu sync.RWMutex
+	// pendingTx is the id of the bbolt transaction being committed (0 when
+	// none): a snapshot whose read transaction is that new must wait for
+	// its publication (published, on mu's read side) to stay consistent.
+	pendingTx  int
+	published  *sync.Cond
 	rev        int64 // last published revision
 	ceiling    int64 // revisions up to here may be handed out
 	compactRev int64
@@ -153,6 +159,7 @@ func Open(path string, opts Options) (d *DB, err error) {
 		overlay:  map[string]*entry{},
 		watchers: map[*watcher]struct{}{},
 	}
+	d.published = sync.NewCond(d.mu.RLocker())
 	d.history.maxEvents, d.history.maxBytes = opts.HistoryEvents, opts.HistoryBytes
 	if err := d.init(); err != nil {
 		db.Close()

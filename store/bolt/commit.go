@@ -247,16 +247,26 @@ func (d *DB) commit(batch []*op) {
 		}
 	}
 
-	// Commit under the lock so that readers never see file contents newer
-	// than the published revision.
-	d.mu.Lock()
+	// Commit outside the lock, so that readers are not held up by the
+	// fsyncs; a reader whose transaction would see the new file contents
+	// before their revisions are published waits for the publication (see
+	// snap), so no reader sees file contents newer than its revision.
 	if tx != nil {
-		if err := tx.Commit(); err != nil {
+		d.mu.Lock()
+		d.pendingTx = tx.ID()
+		d.mu.Unlock()
+		err := tx.Commit()
+		d.mu.Lock()
+		d.pendingTx = 0
+		if err != nil {
 			d.mu.Unlock()
+			d.published.Broadcast()
 			tx = nil
 			fail(fmt.Errorf("store: commit: %w", err))
 			return
 		}
+	} else {
+		d.mu.Lock()
 	}
 	d.rev = rev
 	d.ceiling = ceiling
@@ -273,6 +283,7 @@ func (d *DB) commit(batch []*op) {
 		d.publish(st.event)
 	}
 	d.mu.Unlock()
+	d.published.Broadcast()
 
 	for i := range steps {
 		st := &steps[i]

@@ -32,6 +32,29 @@ func (d *DB) snap(prefix string, at int64) (*snapshot, error) {
 	}
 	d.mu.RLock()
 	defer d.mu.RUnlock()
+	for {
+		s, err := d.snapLocked(prefix, at)
+		if err != nil {
+			return nil, err
+		}
+		tx, err := d.db.Begin(false)
+		if err != nil {
+			return nil, err
+		}
+		if d.pendingTx != 0 && tx.ID() >= d.pendingTx {
+			// The file already holds a batch whose revisions are not
+			// published yet: wait for them, then take the snapshot again.
+			_ = tx.Rollback()
+			d.published.Wait()
+			continue
+		}
+		s.tx = tx
+		return s, nil
+	}
+}
+
+// snapLocked is the in-memory part of a snapshot. Called with d.mu held.
+func (d *DB) snapLocked(prefix string, at int64) (*snapshot, error) {
 	if at > d.rev {
 		return nil, store.ErrFutureRevision
 	}
@@ -64,11 +87,6 @@ func (d *DB) snap(prefix string, at int64) (*snapshot, error) {
 		}
 		s.rev = at
 	}
-	tx, err := d.db.Begin(false)
-	if err != nil {
-		return nil, err
-	}
-	s.tx = tx
 	return s, nil
 }
 
