@@ -156,10 +156,18 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, res *registry.Re
 		return
 	}
 	addWarnings(w, warnings)
-	out, err := s.createObject(ctx, res, ns, obj, opts)
+	out, kv, err := s.createObjectStored(ctx, res, ns, obj, opts)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
+	}
+	if mt, err := negotiate(r); err == nil && mt.Type == mediaJSON && mt.As == "" && kv != nil && res.Storage == nil {
+		// The stored JSON is the object as served: answer with it rather
+		// than encoding the object a second time, as a GET would.
+		if data, ok := injectResourceVersion(kv.Value, kv.ModRevision); ok {
+			writeRaw(w, http.StatusCreated, mediaJSON, data)
+			return
+		}
 	}
 	s.writeResourceObject(w, r, res, http.StatusCreated, out)
 }
@@ -168,20 +176,27 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, res *registry.Re
 // validation, admission hooks, managed fields, store. It is also the path
 // in-process callers (bootstrap, controllers) use.
 func (s *Server) createObject(ctx context.Context, res *registry.Resource, ns string, obj runtime.Object, opts writeOptions) (runtime.Object, error) {
+	out, _, err := s.createObjectStored(ctx, res, ns, obj, opts)
+	return out, err
+}
+
+// createObjectStored is createObject that also returns what the store
+// holds now (nil on a dry run).
+func (s *Server) createObjectStored(ctx context.Context, res *registry.Resource, ns string, obj runtime.Object, opts writeOptions) (runtime.Object, *store.KeyValue, error) {
 	gr := res.GroupVersionResource().GroupResource()
 	m, err := meta.Accessor(obj)
 	if err != nil {
-		return nil, apierrors.NewBadRequest(err.Error())
+		return nil, nil, apierrors.NewBadRequest(err.Error())
 	}
 	if res.Namespaced {
 		switch {
 		case m.GetNamespace() == "":
 			m.SetNamespace(ns)
 		case ns != "" && m.GetNamespace() != ns:
-			return nil, apierrors.NewBadRequest("the namespace of the provided object does not match the namespace sent on the request")
+			return nil, nil, apierrors.NewBadRequest("the namespace of the provided object does not match the namespace sent on the request")
 		}
 		if m.GetNamespace() == "" {
-			return nil, apierrors.NewBadRequest("the namespace of the object is required")
+			return nil, nil, apierrors.NewBadRequest("the namespace of the object is required")
 		}
 	} else {
 		m.SetNamespace("")
@@ -204,18 +219,18 @@ func (s *Server) createObject(ctx context.Context, res *registry.Resource, ns st
 		res.PrepareForCreate(obj)
 	}
 	if err := s.validateCreate(res, obj); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if res.Namespaced {
 		if err := s.checkNamespaceOpen(ctx, m.GetNamespace()); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	finish := func(bool) {}
 	if res.BeginCreate != nil && !opts.dryRun {
 		f, err := res.BeginCreate(ctx, obj)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if f != nil {
 			finish = func(ok bool) { f(ctx, ok) }
@@ -225,28 +240,28 @@ func (s *Server) createObject(ctx context.Context, res *registry.Resource, ns st
 		managed, err := s.fields.Update(res.GroupVersionKind(), nil, obj, opts.fieldManager, opts.subresource)
 		if err != nil {
 			finish(false)
-			return nil, err
+			return nil, nil, err
 		}
 		obj = managed
 		m, _ = meta.Accessor(obj)
 	}
 	if opts.dryRun {
-		return obj, nil
+		return obj, nil, nil
 	}
 	data, err := s.encodeStored(res, obj)
 	if err != nil {
 		finish(false)
-		return nil, apierrors.NewInternalError(err)
+		return nil, nil, apierrors.NewInternalError(err)
 	}
 	wo := store.WriteOptions{Volatile: res.Volatile != nil && res.Volatile(obj, nil)}
 	kv, err := s.store.Create(ctx, objectKey(res, m.GetNamespace(), m.GetName()), data, wo)
 	if err != nil {
 		finish(false)
-		return nil, storeError(err, gr, m.GetName())
+		return nil, nil, storeError(err, gr, m.GetName())
 	}
 	finish(true)
 	m.SetResourceVersion(strconv.FormatInt(kv.ModRevision, 10))
-	return obj, nil
+	return obj, kv, nil
 }
 
 // generateName appends 5 random characters, as Kubernetes' SimpleNameGenerator.
