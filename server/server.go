@@ -92,7 +92,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
-	authn := auth.New(auth.Options{ClientCAs: ca.CAPool(), BootstrapSecret: token.Secret, AdminToken: adminToken})
+	authn := auth.New(auth.Options{ClientCAs: ca.CAPool(), HandshakeVerifiesClientCAs: true,
+		BootstrapSecret: token.Secret, AdminToken: adminToken})
 
 	// Listen before anything long-lived starts, so a port in use is an
 	// immediate, plain error.

@@ -43,6 +43,10 @@ type Options struct {
 	// ClientCAs verifies client certificates. Nil disables certificate
 	// authentication.
 	ClientCAs *x509.CertPool
+	// HandshakeVerifiesClientCAs says the TLS listener verifies client
+	// certificates against ClientCAs (tls.VerifyClientCertIfGiven with the
+	// same pool), so a verified chain from the handshake can be trusted.
+	HandshakeVerifiesClientCAs bool
 	// BootstrapSecret is the join token's secret; empty disables it.
 	BootstrapSecret string
 	// AdminToken authenticates as system:admin (group system:masters),
@@ -55,11 +59,14 @@ type Authenticator struct {
 	roots     *x509.CertPool
 	bootstrap []byte
 	admin     []byte
+	// handshakeRoots: see Options.HandshakeVerifiesClientCAs.
+	handshakeRoots bool
 }
 
 // New returns an Authenticator for opts.
 func New(opts Options) *Authenticator {
-	return &Authenticator{roots: opts.ClientCAs, bootstrap: []byte(opts.BootstrapSecret), admin: []byte(opts.AdminToken)}
+	return &Authenticator{roots: opts.ClientCAs, bootstrap: []byte(opts.BootstrapSecret), admin: []byte(opts.AdminToken),
+		handshakeRoots: opts.HandshakeVerifiesClientCAs && opts.ClientCAs != nil}
 }
 
 // Authenticate returns the caller of r, or ok=false when r carries no
@@ -80,6 +87,16 @@ func (a *Authenticator) fromCertificate(r *http.Request) (apiserver.UserInfo, bo
 		return apiserver.UserInfo{}, false
 	}
 	leaf := r.TLS.PeerCertificates[0]
+	// The TLS handshake already verified the chain against the same roots
+	// (ClientCAs, client-auth usage): reuse it instead of checking the
+	// signatures again on every request of the connection.
+	if len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 && a.handshakeRoots {
+		leaf = r.TLS.VerifiedChains[0][0]
+		if leaf.Subject.CommonName == "" {
+			return apiserver.UserInfo{}, false
+		}
+		return user(leaf.Subject.CommonName, leaf.Subject.Organization...), true
+	}
 	inter := x509.NewCertPool()
 	for _, c := range r.TLS.PeerCertificates[1:] {
 		inter.AddCert(c)

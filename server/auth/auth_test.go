@@ -112,3 +112,42 @@ func TestAuthenticateDisabled(t *testing.T) {
 		t.Errorf("authenticated as %+v with no CA and no secret", u)
 	}
 }
+
+func TestAuthenticateTrustsHandshakeChainOnlyWhenTold(t *testing.T) {
+	ca, err := pki.Load(t.TempDir(), pki.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := pki.Load(t.TempDir(), pki.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := clientCert(t, ca, "system:node:box", "system:nodes")
+	foreign := clientCert(t, other, "system:node:evil", "system:nodes")
+	for _, tt := range []struct {
+		name      string
+		handshake bool
+		chain     []*x509.Certificate
+		want      string
+	}{
+		{"handshake chain trusted", true, node, "system:node:box"},
+		{"handshake chain not trusted: verified again", false, node, "system:node:box"},
+		{"foreign chain is verified when the handshake is not trusted", false, foreign, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			authn := New(Options{ClientCAs: ca.CAPool(), HandshakeVerifiesClientCAs: tt.handshake})
+			r := httptest.NewRequest(http.MethodGet, "/api", nil)
+			r.TLS = &tls.ConnectionState{PeerCertificates: tt.chain, VerifiedChains: [][]*x509.Certificate{tt.chain}}
+			got, ok := authn.Authenticate(r)
+			if tt.want == "" {
+				if ok {
+					t.Fatalf("authenticated as %v", got)
+				}
+				return
+			}
+			if !ok || got.Name != tt.want {
+				t.Fatalf("got %v %v, want %s", got, ok, tt.want)
+			}
+		})
+	}
+}
