@@ -22,6 +22,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/ptr"
+
+	"github.com/orch-dev/orch/internal/cron"
 )
 
 // batch/v1: Jobs and CronJobs, after pkg/apis/batch/v1/defaults.go,
@@ -602,7 +604,7 @@ func validateCronJob(cj *batchv1.CronJob) field.ErrorList {
 	if spec.Schedule == "" {
 		allErrs = append(allErrs, field.Required(schedPath, ""))
 	} else {
-		if _, err := parseCronSchedule(spec.Schedule); err != nil {
+		if _, err := cron.Parse(spec.Schedule); err != nil {
 			allErrs = append(allErrs, field.Invalid(schedPath, spec.Schedule, err.Error()))
 		}
 		if strings.Contains(spec.Schedule, "TZ") {

@@ -31,6 +31,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/orch-dev/orch/internal/cron"
 	"github.com/orch-dev/orch/server/controllers/informer"
 	"github.com/orch-dev/orch/server/controllers/queue"
 	"github.com/orch-dev/orch/server/events"
@@ -262,12 +263,12 @@ func (c *Controller) sync(ctx context.Context, cj *batchv1.CronJob, jobs []*batc
 	if cj.Spec.Suspend != nil && *cj.Spec.Suspend {
 		return 0, nil
 	}
-	sched, err := parseSchedule(cj.Spec.Schedule)
+	parsed, err := cron.Parse(cj.Spec.Schedule)
 	if err != nil {
 		c.recorder.Eventf(cj, corev1.EventTypeWarning, "UnparseableSchedule", "unparseable schedule: %q : %s", cj.Spec.Schedule, err)
 		return 0, nil
 	}
-	sched = inLocation{sched, loc}
+	sched := schedule{parsed, loc}
 
 	scheduled, missed, err := mostRecentScheduleTime(cj, now, sched, true)
 	if err != nil {
@@ -453,13 +454,15 @@ func deleteFromActiveList(cj *batchv1.CronJob, uid types.UID) {
 	cj.Status.Active = slices.DeleteFunc(cj.Status.Active, func(r corev1.ObjectReference) bool { return r.UID == uid })
 }
 
-// inLocation evaluates a schedule in a time zone.
-type inLocation struct {
-	schedule
+// schedule is a CronJob's schedule evaluated in its time zone.
+type schedule struct {
+	cron.Schedule
 	loc *time.Location
 }
 
-func (s inLocation) Next(t time.Time) time.Time { return s.schedule.Next(t.In(s.loc)) }
+// Next returns the first activation strictly after t, in the CronJob's
+// zone, or the zero time if there is none within five years.
+func (s schedule) Next(t time.Time) time.Time { return s.Schedule.Next(t.In(s.loc)) }
 
 // mostRecentScheduleTime returns the latest scheduled time in
 // (earliest, now] and how many were missed, as Kubernetes computes them:
@@ -501,12 +504,8 @@ func mostRecentScheduleTime(cj *batchv1.CronJob, now time.Time, sched schedule, 
 // but between two of an irregular one (monthly, day-of-week lists):
 // Kubernetes would then report t itself as a scheduled time.
 func alignedAtOrAfter(sched schedule, t time.Time) time.Time {
-	inner := sched
-	if l, ok := sched.(inLocation); ok {
-		inner = l.schedule
-	}
-	if _, every := inner.(everySchedule); every {
-		return t // t1 plus whole delays: always an activation
+	if _, every := sched.Every(); every {
+		return t // t1 plus whole periods: always an activation
 	}
 	// Cron activations are whole minutes; t is one when t1 is.
 	return sched.Next(t.Add(-time.Second))

@@ -1,4 +1,8 @@
-package registry
+// Package cron parses CronJob schedules the way Kubernetes does (with
+// robfig/cron v3's ParseStandard) and finds their activation times. The
+// API server validates spec.schedule with it and the CronJob controller
+// runs jobs by it, so both agree on what a schedule means.
+package cron
 
 import (
 	"fmt"
@@ -7,15 +11,13 @@ import (
 	"time"
 )
 
-// A standard cron schedule, as Kubernetes reads CronJob.spec.schedule with
-// robfig/cron's ParseStandard: five fields (minute hour day-of-month month
-// day-of-week), the @yearly/@monthly/@weekly/@daily/@hourly descriptors and
-// @every <duration>, and an optional CRON_TZ= or TZ= prefix (which CronJob
-// validation rejects in favour of spec.timeZone, but which old objects may
-// still carry). The CronJob controller uses the same type to find run times.
-
-// schedule is a parsed cron schedule. The zero value never fires.
-type schedule struct {
+// Schedule is a parsed standard cron schedule: five fields (minute hour
+// day-of-month month day-of-week), a descriptor (@yearly, @monthly,
+// @weekly, @daily, @hourly, ...) or @every <duration>, with an optional
+// CRON_TZ= or TZ= prefix (which CronJob validation rejects in favour of
+// spec.timeZone, but which old objects may still carry). The zero value
+// never fires.
+type Schedule struct {
 	// One bit per allowed value of each field; starBit marks a field given
 	// as "*" or "?", which changes how day-of-month and day-of-week combine.
 	minute, hour, dom, month, dow uint64
@@ -60,11 +62,11 @@ var cronDescriptors = map[string]string{
 	"@hourly":   "0 * * * *",
 }
 
-// parseCronSchedule parses a standard cron specification. Its error texts
+// Parse parses a standard cron specification. Its error texts
 // follow robfig/cron, whose messages Kubernetes returns to clients.
-func parseCronSchedule(spec string) (schedule, error) {
+func Parse(spec string) (Schedule, error) {
 	if len(spec) == 0 {
-		return schedule{}, fmt.Errorf("empty spec string")
+		return Schedule{}, fmt.Errorf("empty spec string")
 	}
 	var loc *time.Location
 	if strings.HasPrefix(spec, "TZ=") || strings.HasPrefix(spec, "CRON_TZ=") {
@@ -76,7 +78,7 @@ func parseCronSchedule(spec string) (schedule, error) {
 		name := spec[eq+1 : i]
 		l, err := time.LoadLocation(name)
 		if err != nil {
-			return schedule{}, fmt.Errorf("provided bad location %s: %w", name, err)
+			return Schedule{}, fmt.Errorf("provided bad location %s: %w", name, err)
 		}
 		loc = l
 		spec = strings.TrimSpace(spec[i:])
@@ -85,30 +87,30 @@ func parseCronSchedule(spec string) (schedule, error) {
 		if rest, ok := strings.CutPrefix(spec, "@every "); ok {
 			d, err := time.ParseDuration(rest)
 			if err != nil {
-				return schedule{}, fmt.Errorf("failed to parse duration %s: %w", spec, err)
+				return Schedule{}, fmt.Errorf("failed to parse duration %s: %w", spec, err)
 			}
 			// robfig/cron runs @every schedules on whole seconds, at least one.
 			d = max(d-d%time.Second, time.Second)
-			return schedule{every: d, loc: loc, valid: true}, nil
+			return Schedule{every: d, loc: loc, valid: true}, nil
 		}
 		expanded, ok := cronDescriptors[spec]
 		if !ok {
-			return schedule{}, fmt.Errorf("unrecognized descriptor: %s", spec)
+			return Schedule{}, fmt.Errorf("unrecognized descriptor: %s", spec)
 		}
 		spec = expanded
 	}
 	fields := strings.Fields(spec)
 	if len(fields) != 5 {
-		return schedule{}, fmt.Errorf("expected exactly 5 fields, found %d: %s", len(fields), fields)
+		return Schedule{}, fmt.Errorf("expected exactly 5 fields, found %d: %s", len(fields), fields)
 	}
-	s := schedule{loc: loc, valid: true}
+	s := Schedule{loc: loc, valid: true}
 	for i, f := range []struct {
 		bits *uint64
 		def  cronField
 	}{{&s.minute, cronMinute}, {&s.hour, cronHour}, {&s.dom, cronDom}, {&s.month, cronMonth}, {&s.dow, cronDow}} {
 		b, err := parseCronField(fields[i], f.def)
 		if err != nil {
-			return schedule{}, err
+			return Schedule{}, err
 		}
 		*f.bits = b
 	}
@@ -214,7 +216,7 @@ func parseCronValue(s string, f cronField) (int, error) {
 // (the schedule's own location is used to match the fields). It returns
 // the zero time when the schedule cannot fire within five years (e.g.
 // "0 0 30 2 *").
-func (s schedule) Next(t time.Time) time.Time {
+func (s Schedule) Next(t time.Time) time.Time {
 	if !s.valid {
 		return time.Time{}
 	}
@@ -268,9 +270,14 @@ wrap:
 	return time.Time{}
 }
 
+// Every returns the period of an @every schedule; ok is false for a
+// calendar schedule. Activations of an @every schedule are whole periods
+// apart, which lets a caller jump ahead without enumerating them.
+func (s Schedule) Every() (period time.Duration, ok bool) { return s.every, s.every > 0 }
+
 // dayMatches applies cron's day rule: when either day field is "*" both
 // must match, otherwise either may.
-func (s schedule) dayMatches(t time.Time) bool {
+func (s Schedule) dayMatches(t time.Time) bool {
 	domMatch := s.dom&(1<<uint(t.Day())) != 0
 	dowMatch := s.dow&(1<<uint(t.Weekday())) != 0
 	if s.dom&starBit != 0 || s.dow&starBit != 0 {
