@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"time"
@@ -42,7 +43,26 @@ type Config struct {
 // UserInfo is an authenticated caller.
 type UserInfo struct {
 	Name   string
+	UID    string
 	Groups []string
+	// Extra carries what the authenticator knows beyond name and groups
+	// (a service account token's pod name and uid, credential id), as
+	// Kubernetes' user.Info does.
+	Extra map[string][]string
+}
+
+type userKey struct{}
+
+// WithUser returns ctx carrying the authenticated caller u.
+func WithUser(ctx context.Context, u UserInfo) context.Context {
+	return context.WithValue(ctx, userKey{}, u)
+}
+
+// UserFrom returns the caller the request context carries (set by the
+// handler after authentication), or ok=false for in-process callers.
+func UserFrom(ctx context.Context) (UserInfo, bool) {
+	u, ok := ctx.Value(userKey{}).(UserInfo)
+	return u, ok
 }
 
 // KubernetesService is the in-cluster address of the API server.

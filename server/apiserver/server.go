@@ -131,10 +131,12 @@ func isPublicPath(p string) bool {
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Authenticate != nil && !isPublicPath(r.URL.Path) {
-		if _, ok := s.cfg.Authenticate(r); !ok {
+		u, ok := s.cfg.Authenticate(r)
+		if !ok {
 			s.writeError(w, r, apierrors.NewUnauthorized("Unauthorized"))
 			return
 		}
+		r = r.WithContext(WithUser(r.Context(), u))
 	}
 	if ri, ok := parseRequestInfo(r); ok && ri.Resource != "" {
 		s.serveResource(w, r, ri)
