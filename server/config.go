@@ -5,6 +5,7 @@ package server
 
 import (
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"os"
 	"time"
@@ -36,6 +37,11 @@ type Config struct {
 	SnapshotRetention int
 
 	Logger *slog.Logger
+
+	// NodeTransport, when set, reaches the nodes that are not this
+	// process's own agent (simulated nodes in tests); it is asked before
+	// such a node is declared not connected.
+	NodeTransport func(node string) (http.RoundTripper, error)
 
 	// LocalNode, when set and DisableAgent is false, receives once the
 	// server is ready what the node half of this process needs to reach

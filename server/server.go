@@ -126,6 +126,9 @@ func localNodeTransport(cfg Config) func(node string) (http.RoundTripper, error)
 	local := nodeapi.UnixTransport(nodeapi.SocketPath(cfg.DataDir))
 	return func(node string) (http.RoundTripper, error) {
 		if cfg.DisableAgent || node != cfg.NodeName {
+			if cfg.NodeTransport != nil {
+				return cfg.NodeTransport(node)
+			}
 			return nil, fmt.Errorf("node %s is not connected (agents on other machines need the tunnel)", node)
 		}
 		return local, nil
