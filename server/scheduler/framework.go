@@ -7,6 +7,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/orch-dev/orch/server/scheduling"
 )
 
 // Filter failure reasons, worded exactly as kube-scheduler's plugins word
@@ -240,7 +242,7 @@ func (s *podState) filterUnschedulable(n *nodeInfo) *status {
 		return nil
 	}
 	taint := corev1.Taint{Key: taintUnschedulable, Effect: corev1.TaintEffectNoSchedule}
-	if toleratesTaint(s.pod.Spec.Tolerations, &taint) {
+	if scheduling.ToleratesTaint(s.pod.Spec.Tolerations, &taint) {
 		return nil
 	}
 	return unresolvable(reasonUnschedulable)
@@ -259,7 +261,7 @@ func (s *podState) filterTaints(n *nodeInfo) *status {
 // filterNodeAffinity is NodeAffinity: nodeSelector and required node
 // affinity.
 func (s *podState) filterNodeAffinity(n *nodeInfo) *status {
-	if matchesNodeSelectorAndAffinity(s.pod, n.node) {
+	if scheduling.MatchesNodeSelectorAndAffinity(&s.pod.Spec, n.node) {
 		return nil
 	}
 	return unresolvable(reasonNodeAffinity)
@@ -312,7 +314,7 @@ func (s *podState) filterResources(n *nodeInfo) *status {
 // node affinity (local PVs) must match the node.
 func (s *podState) filterVolumes(n *nodeInfo) *status {
 	for _, terms := range s.volumeTerms {
-		if !matchesNodeSelectorTerms(terms, n.node) {
+		if !scheduling.MatchesNodeSelectorTerms(terms, n.node) {
 			return unresolvable(reasonVolumeNodeAffinity)
 		}
 	}
@@ -455,7 +457,7 @@ func (s *podState) balancedAllocation(n *nodeInfo) int64 {
 func preferredNodeAffinity(terms []corev1.PreferredSchedulingTerm, node *corev1.Node) int64 {
 	var sum int64
 	for i := range terms {
-		if terms[i].Weight != 0 && matchesNodeSelectorTerm(&terms[i].Preference, node) {
+		if terms[i].Weight != 0 && scheduling.MatchesNodeSelectorTerm(&terms[i].Preference, node) {
 			sum += int64(terms[i].Weight)
 		}
 	}
@@ -466,7 +468,7 @@ func (s *podState) intolerablePreferNoSchedule(n *nodeInfo) int64 {
 	var count int64
 	for i := range n.node.Spec.Taints {
 		t := &n.node.Spec.Taints[i]
-		if t.Effect == corev1.TaintEffectPreferNoSchedule && !toleratesTaint(s.preferNoSchedule, t) {
+		if t.Effect == corev1.TaintEffectPreferNoSchedule && !scheduling.ToleratesTaint(s.preferNoSchedule, t) {
 			count++
 		}
 	}

@@ -1,12 +1,11 @@
 package daemonset
 
 import (
-	"slices"
-	"strconv"
-
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/orch-dev/orch/server/scheduling"
 )
 
 // Taint keys the node lifecycle controller and the kubelet set; daemon
@@ -55,7 +54,7 @@ func nodeShouldRunDaemonPod(node *corev1.Node, ds *appsv1.DaemonSet) (shouldRun,
 	if spec.NodeName != "" && spec.NodeName != node.Name {
 		return false, false
 	}
-	if !matchesNodeSelectorAndAffinity(spec, node) {
+	if !scheduling.MatchesNodeSelectorAndAffinity(spec, node) {
 		return false, false
 	}
 	shouldRun = true
@@ -64,7 +63,7 @@ func nodeShouldRunDaemonPod(node *corev1.Node, ds *appsv1.DaemonSet) (shouldRun,
 		if taint.Effect != corev1.TaintEffectNoSchedule && taint.Effect != corev1.TaintEffectNoExecute {
 			continue
 		}
-		if toleratesTaint(spec.Tolerations, taint) {
+		if scheduling.ToleratesTaint(spec.Tolerations, taint) {
 			continue
 		}
 		if taint.Effect == corev1.TaintEffectNoExecute {
@@ -73,93 +72,6 @@ func nodeShouldRunDaemonPod(node *corev1.Node, ds *appsv1.DaemonSet) (shouldRun,
 		shouldRun = false
 	}
 	return shouldRun, true
-}
-
-func matchesNodeSelectorAndAffinity(spec *corev1.PodSpec, node *corev1.Node) bool {
-	for k, v := range spec.NodeSelector {
-		if got, ok := node.Labels[k]; !ok || got != v {
-			return false
-		}
-	}
-	if spec.Affinity == nil || spec.Affinity.NodeAffinity == nil || spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution == nil {
-		return true
-	}
-	// Terms are ORed; a term's requirements are ANDed; an empty term
-	// matches nothing.
-	for _, term := range spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms {
-		if matchesTerm(&term, node) {
-			return true
-		}
-	}
-	return false
-}
-
-func matchesTerm(term *corev1.NodeSelectorTerm, node *corev1.Node) bool {
-	if len(term.MatchExpressions) == 0 && len(term.MatchFields) == 0 {
-		return false
-	}
-	for i := range term.MatchExpressions {
-		if !matchesRequirement(&term.MatchExpressions[i], node.Labels) {
-			return false
-		}
-	}
-	for i := range term.MatchFields {
-		r := &term.MatchFields[i]
-		// metadata.name is the only field nodes can be selected by.
-		if r.Key != metav1.ObjectNameField || !matchesRequirement(r, map[string]string{r.Key: node.Name}) {
-			return false
-		}
-	}
-	return true
-}
-
-func matchesRequirement(r *corev1.NodeSelectorRequirement, set map[string]string) bool {
-	v, ok := set[r.Key]
-	switch r.Operator {
-	case corev1.NodeSelectorOpIn:
-		return ok && slices.Contains(r.Values, v)
-	case corev1.NodeSelectorOpNotIn:
-		return !ok || !slices.Contains(r.Values, v)
-	case corev1.NodeSelectorOpExists:
-		return ok
-	case corev1.NodeSelectorOpDoesNotExist:
-		return !ok
-	case corev1.NodeSelectorOpGt, corev1.NodeSelectorOpLt:
-		if !ok || len(r.Values) != 1 {
-			return false
-		}
-		have, err1 := strconv.ParseInt(v, 10, 64)
-		want, err2 := strconv.ParseInt(r.Values[0], 10, 64)
-		if err1 != nil || err2 != nil {
-			return false
-		}
-		if r.Operator == corev1.NodeSelectorOpGt {
-			return have > want
-		}
-		return have < want
-	}
-	return false
-}
-
-func toleratesTaint(tolerations []corev1.Toleration, taint *corev1.Taint) bool {
-	for i := range tolerations {
-		t := &tolerations[i]
-		if t.Effect != "" && t.Effect != taint.Effect {
-			continue
-		}
-		if t.Key != "" && t.Key != taint.Key {
-			continue
-		}
-		switch t.Operator {
-		case corev1.TolerationOpExists:
-			return true
-		case "", corev1.TolerationOpEqual:
-			if t.Value == taint.Value {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // nodeNameAffinity is the affinity of a daemon pod for nodeName: the

@@ -8,7 +8,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/selection"
+
+	"github.com/orch-dev/orch/server/scheduling"
 )
 
 // findMatch is FindMatchingVolume: the volume pre-bound to the claim if
@@ -110,57 +111,5 @@ func nodeAffinityMatches(pv *corev1.PersistentVolume, node *corev1.Node) bool {
 	if na == nil || na.Required == nil {
 		return true
 	}
-	for _, term := range na.Required.NodeSelectorTerms {
-		if termMatches(term, node) {
-			return true
-		}
-	}
-	return false
-}
-
-// termMatches: all requirements of the term hold; an empty term matches
-// nothing, as in Kubernetes.
-func termMatches(term corev1.NodeSelectorTerm, node *corev1.Node) bool {
-	if len(term.MatchExpressions) == 0 && len(term.MatchFields) == 0 {
-		return false
-	}
-	set := labels.Set(node.Labels)
-	for _, req := range term.MatchExpressions {
-		r, err := labelRequirement(req)
-		if err != nil || !r.Matches(set) {
-			return false
-		}
-	}
-	fields := labels.Set{"metadata.name": node.Name}
-	for _, req := range term.MatchFields {
-		if req.Key != "metadata.name" {
-			return false
-		}
-		r, err := labelRequirement(req)
-		if err != nil || !r.Matches(fields) {
-			return false
-		}
-	}
-	return true
-}
-
-func labelRequirement(req corev1.NodeSelectorRequirement) (*labels.Requirement, error) {
-	var op selection.Operator
-	switch req.Operator {
-	case corev1.NodeSelectorOpIn:
-		op = selection.In
-	case corev1.NodeSelectorOpNotIn:
-		op = selection.NotIn
-	case corev1.NodeSelectorOpExists:
-		op = selection.Exists
-	case corev1.NodeSelectorOpDoesNotExist:
-		op = selection.DoesNotExist
-	case corev1.NodeSelectorOpGt:
-		op = selection.GreaterThan
-	case corev1.NodeSelectorOpLt:
-		op = selection.LessThan
-	default:
-		return nil, fmt.Errorf("unknown node selector operator %q", req.Operator)
-	}
-	return labels.NewRequirement(req.Key, op, req.Values)
+	return scheduling.MatchesNodeSelectorTerms(na.Required.NodeSelectorTerms, node)
 }

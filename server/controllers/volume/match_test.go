@@ -108,42 +108,6 @@ func TestFindMatch(t *testing.T) {
 	}
 }
 
-func TestNodeAffinityOperators(t *testing.T) {
-	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: map[string]string{"zone": "a", "disks": "4"}}}
-	term := func(field bool, reqs ...corev1.NodeSelectorRequirement) corev1.NodeSelectorTerm {
-		if field {
-			return corev1.NodeSelectorTerm{MatchFields: reqs}
-		}
-		return corev1.NodeSelectorTerm{MatchExpressions: reqs}
-	}
-	req := func(key string, op corev1.NodeSelectorOperator, values ...string) corev1.NodeSelectorRequirement {
-		return corev1.NodeSelectorRequirement{Key: key, Operator: op, Values: values}
-	}
-	tests := []struct {
-		name string
-		term corev1.NodeSelectorTerm
-		want bool
-	}{
-		{"empty term matches nothing", corev1.NodeSelectorTerm{}, false},
-		{"in", term(false, req("zone", corev1.NodeSelectorOpIn, "a", "b")), true},
-		{"not in", term(false, req("zone", corev1.NodeSelectorOpNotIn, "a")), false},
-		{"exists", term(false, req("zone", corev1.NodeSelectorOpExists)), true},
-		{"does not exist", term(false, req("gpu", corev1.NodeSelectorOpDoesNotExist)), true},
-		{"gt", term(false, req("disks", corev1.NodeSelectorOpGt, "3")), true},
-		{"lt", term(false, req("disks", corev1.NodeSelectorOpLt, "3")), false},
-		{"and", term(false, req("zone", corev1.NodeSelectorOpIn, "a"), req("disks", corev1.NodeSelectorOpLt, "3")), false},
-		{"field name", term(true, req("metadata.name", corev1.NodeSelectorOpIn, "n1")), true},
-		{"other field", term(true, req("spec.unschedulable", corev1.NodeSelectorOpIn, "true")), false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := termMatches(tt.term, n); got != tt.want {
-				t.Errorf("termMatches = %v, want %v", got, tt.want)
-			}
-		})
-	}
-}
-
 func TestWaitForFirstConsumerPrefersStaticVolumeOnNode(t *testing.T) {
 	mode := LocalPathClass().VolumeBindingMode
 	local := immediateClass("local")

@@ -38,6 +38,8 @@ import (
 	"github.com/orch-dev/orch/server/controllers/nodelifecycle/internal/podindex"
 	"github.com/orch-dev/orch/server/controllers/queue"
 	"github.com/orch-dev/orch/server/events"
+
+	"github.com/orch-dev/orch/server/scheduling"
 )
 
 // API is the part of orch's in-process API (apiserver.Local) the
@@ -315,31 +317,13 @@ func evictionDelay(pod *corev1.Pod, taints []corev1.Taint) (time.Duration, bool)
 func matchingTolerations(taints []corev1.Taint, tolerations []corev1.Toleration) ([]corev1.Toleration, bool) {
 	used := make([]corev1.Toleration, 0, len(taints))
 	for i := range taints {
-		j := slices.IndexFunc(tolerations, func(t corev1.Toleration) bool { return tolerates(&t, &taints[i]) })
+		j := slices.IndexFunc(tolerations, func(t corev1.Toleration) bool { return scheduling.Tolerates(&t, &taints[i]) })
 		if j < 0 {
 			return nil, false
 		}
 		used = append(used, tolerations[j])
 	}
 	return used, true
-}
-
-// tolerates is core/v1's Toleration.ToleratesTaint without its logger and
-// without the alpha Gt/Lt operators.
-func tolerates(t *corev1.Toleration, taint *corev1.Taint) bool {
-	if t.Effect != "" && t.Effect != taint.Effect {
-		return false
-	}
-	if t.Key != "" && t.Key != taint.Key {
-		return false
-	}
-	switch t.Operator {
-	case "", corev1.TolerationOpEqual:
-		return t.Value == taint.Value
-	case corev1.TolerationOpExists:
-		return true
-	}
-	return false
 }
 
 // schedule makes the pod's eviction due delay after it was first planned
