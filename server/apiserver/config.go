@@ -19,6 +19,10 @@ type Config struct {
 	// for an unauthenticated request (answered 401). Nil allows everyone
 	// (tests only).
 	Authenticate func(r *http.Request) (user UserInfo, ok bool)
+	// Authorize decides what an authenticated caller may do (see
+	// authorization.go); anything but DecisionAllow is answered 403. Nil
+	// allows every authenticated request.
+	Authorize Authorizer
 
 	// Limits, each answered with a clear Status error when exceeded.
 	MaxRequestBodyBytes int64         // default 3 MiB, as Kubernetes

@@ -130,13 +130,11 @@ func isPublicPath(p string) bool {
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.Authenticate != nil && !isPublicPath(r.URL.Path) {
-		u, ok := s.cfg.Authenticate(r)
-		if !ok {
-			s.writeError(w, r, apierrors.NewUnauthorized("Unauthorized"))
+	if !isPublicPath(r.URL.Path) {
+		var ok bool
+		if r, ok = s.authenticate(w, r); !ok {
 			return
 		}
-		r = r.WithContext(WithUser(r.Context(), u))
 	}
 	if ri, ok := parseRequestInfo(r); ok && ri.Resource != "" {
 		s.serveResource(w, r, ri)
