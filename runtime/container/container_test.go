@@ -5,10 +5,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -274,6 +276,48 @@ func TestPod(t *testing.T) {
 		}
 	})
 
+	t.Run("exec with a terminal", func(t *testing.T) {
+		var first bytes.Buffer
+		code, err := r.Exec(ctx, httpd.ID, ExecRequest{
+			Args: []string{"sh", "-c", "stty size; tty"}, Stdout: &first, TTY: true,
+			Size: TerminalSize{Width: 80, Height: 24},
+		})
+		if err != nil || code != 0 || !strings.HasPrefix(first.String(), "24 80\r\n/dev/pts/") {
+			t.Errorf("exec -t stty = %d, %v, %q", code, err, first.String())
+		}
+
+		stdinR, stdinW := io.Pipe()
+		resize := make(chan TerminalSize)
+		var out syncBuffer
+		type result struct {
+			code int
+			err  error
+		}
+		done := make(chan result, 1)
+		go func() {
+			code, err := r.Exec(ctx, httpd.ID, ExecRequest{
+				Args:  []string{"sh", "-c", `read x; stty size; echo "got $x $TERM"; exit 7`},
+				Stdin: stdinR, Stdout: &out, TTY: true, Resize: resize,
+			})
+			done <- result{code, err}
+		}()
+		// The second send is taken only once the first size is set.
+		resize <- TerminalSize{Width: 100, Height: 30}
+		resize <- TerminalSize{Width: 100, Height: 30}
+		if _, err := stdinW.Write([]byte("hello\n")); err != nil {
+			t.Fatal(err)
+		}
+		res := <-done
+		stdinW.Close()
+		if res.err != nil {
+			t.Fatal(res.err)
+		}
+		got := out.String()
+		if res.code != 7 || !strings.Contains(got, "30 100\r\ngot hello xterm\r\n") {
+			t.Errorf("exec -t = %d, %q", res.code, got)
+		}
+	})
+
 	t.Run("OOMKilled", func(t *testing.T) {
 		st := start("hog", Resources{MemoryLimit: 32 << 20}, "sh", "-c", "a=0123456789; while :; do a=$a$a; done")
 		st = wait(st.ID)
@@ -326,4 +370,22 @@ func TestPod(t *testing.T) {
 			}
 		}
 	})
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -24,11 +24,19 @@ type ExecRequest struct {
 	// process when it returns EOF.
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
+	// TTY runs the process on a new pseudo-terminal, its controlling
+	// terminal: Stdin is typed into it, Stdout gets everything it prints
+	// and Stderr is unused, as with the kubelet.
+	TTY bool
+	// Size is the terminal's initial size (TTY only; zero: the kernel's).
+	Size TerminalSize
+	// Resize delivers later size changes (TTY only; may be nil). It is
+	// read until it is closed or Exec returns.
+	Resize <-chan TerminalSize
 }
 
 // Exec runs req in the container and returns its exit code (128+signal
-// when signalled). Cancelling ctx kills the process. TTY sessions are not
-// supported yet.
+// when signalled). Cancelling ctx kills the process.
 func (r *Runtime) Exec(ctx context.Context, id string, req ExecRequest) (int, error) {
 	if len(req.Args) == 0 {
 		return -1, fmt.Errorf("exec in container %s: no command", id)
@@ -64,47 +72,30 @@ func (r *Runtime) Exec(ctx context.Context, id string, req ExecRequest) (int, er
 		closeAfterStart []*os.File
 		closeAfterWait  []*os.File
 		copies          sync.WaitGroup
+		consoleParent   *os.File
 	)
 	defer func() {
 		for _, f := range append(closeAfterStart, closeAfterWait...) {
 			f.Close()
 		}
 	}()
-	if req.Stdin != nil {
-		pr, pw, err := os.Pipe()
+	if req.TTY {
+		// libcontainer's init allocates the terminal inside the container
+		// (its /dev/pts) and hands the master back over this socket.
+		parent, child, err := consoleSocket()
 		if err != nil {
-			return -1, err
+			return -1, fmt.Errorf("exec in container %s: %w", id, err)
 		}
-		p.Stdin = pr
-		closeAfterStart = append(closeAfterStart, pr)
-		closeAfterWait = append(closeAfterWait, pw)
-		go func() {
-			_, _ = io.Copy(pw, req.Stdin)
-			pw.Close()
-		}()
-	}
-	for _, out := range []struct {
-		w   io.Writer
-		set func(*os.File)
-	}{
-		{req.Stdout, func(f *os.File) { p.Stdout = f }},
-		{req.Stderr, func(f *os.File) { p.Stderr = f }},
-	} {
-		if out.w == nil {
-			continue
+		consoleParent = parent
+		p.ConsoleSocket = child
+		p.ConsoleWidth, p.ConsoleHeight = req.Size.Width, req.Size.Height
+		p.Env = mergeEnv(p.Env, []string{"TERM=xterm"}) // as containerd's CRI does for exec -t
+		closeAfterStart = append(closeAfterStart, child)
+		closeAfterWait = append(closeAfterWait, parent)
+	} else {
+		if err := r.execPipes(p, req, &closeAfterStart, &closeAfterWait, &copies); err != nil {
+			return -1, fmt.Errorf("exec in container %s: %w", id, err)
 		}
-		pr, pw, err := os.Pipe()
-		if err != nil {
-			return -1, err
-		}
-		out.set(pw)
-		closeAfterStart = append(closeAfterStart, pw)
-		closeAfterWait = append(closeAfterWait, pr)
-		copies.Add(1)
-		go func() {
-			defer copies.Done()
-			_, _ = io.Copy(out.w, pr)
-		}()
 	}
 
 	if err := lc.Run(p); err != nil {
@@ -117,6 +108,18 @@ func (r *Runtime) Exec(ctx context.Context, id string, req ExecRequest) (int, er
 		f.Close()
 	}
 	closeAfterStart = nil
+	if consoleParent != nil {
+		master, err := recvConsole(consoleParent)
+		if err != nil {
+			_ = p.Signal(unix.SIGKILL)
+			_, _ = p.Wait()
+			return -1, fmt.Errorf("exec in container %s: %w", id, err)
+		}
+		closeAfterWait = append(closeAfterWait, master)
+		done := make(chan struct{})
+		defer close(done)
+		serveTerminal(master, req, &copies, done)
+	}
 
 	stop := context.AfterFunc(ctx, func() { _ = p.Signal(unix.SIGKILL) })
 	ps, werr := p.Wait()
@@ -141,6 +144,81 @@ func (r *Runtime) Exec(ctx context.Context, id string, req ExecRequest) (int, er
 		return 128 + int(ws.Signal()), nil
 	}
 	return ws.ExitStatus(), nil
+}
+
+// execPipes connects the process's stdio to req's readers and writers
+// through pipes whose copiers are counted in copies.
+func (r *Runtime) execPipes(p *libcontainer.Process, req ExecRequest, closeAfterStart, closeAfterWait *[]*os.File, copies *sync.WaitGroup) error {
+	if req.Stdin != nil {
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			return err
+		}
+		p.Stdin = pr
+		*closeAfterStart = append(*closeAfterStart, pr)
+		*closeAfterWait = append(*closeAfterWait, pw)
+		go func() {
+			_, _ = io.Copy(pw, req.Stdin)
+			pw.Close()
+		}()
+	}
+	for _, out := range []struct {
+		w   io.Writer
+		set func(*os.File)
+	}{
+		{req.Stdout, func(f *os.File) { p.Stdout = f }},
+		{req.Stderr, func(f *os.File) { p.Stderr = f }},
+	} {
+		if out.w == nil {
+			continue
+		}
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			return err
+		}
+		out.set(pw)
+		*closeAfterStart = append(*closeAfterStart, pw)
+		*closeAfterWait = append(*closeAfterWait, pr)
+		copies.Add(1)
+		go func() {
+			defer copies.Done()
+			_, _ = io.Copy(out.w, pr)
+		}()
+	}
+	return nil
+}
+
+// serveTerminal copies between req's streams and the terminal master and
+// applies resizes until done closes. The output copy, counted in copies,
+// ends when the last process holding the terminal closes it (EIO) or
+// master is closed.
+func serveTerminal(master *os.File, req ExecRequest, copies *sync.WaitGroup, done <-chan struct{}) {
+	if req.Stdin != nil {
+		go func() { _, _ = io.Copy(master, req.Stdin) }()
+	}
+	if req.Resize != nil {
+		go func() {
+			for {
+				select {
+				case <-done:
+					return
+				case size, ok := <-req.Resize:
+					if !ok || resizeTerminal(master, size) != nil {
+						return // no more sizes, or the terminal is gone
+					}
+				}
+			}
+		}()
+	}
+	out := req.Stdout
+	if out == nil {
+		out = io.Discard // a full terminal would block the process
+	}
+	copies.Add(1)
+	go func() {
+		defer copies.Done()
+		_, _ = io.Copy(out, master)
+	}()
 }
 
 // mergeEnv returns base with extra's variables set, extra winning.
