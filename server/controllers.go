@@ -20,6 +20,7 @@ import (
 	"github.com/orch-dev/orch/server/controllers/informer"
 	"github.com/orch-dev/orch/server/controllers/job"
 	"github.com/orch-dev/orch/server/controllers/namespace"
+	"github.com/orch-dev/orch/server/controllers/nodeipam"
 	"github.com/orch-dev/orch/server/controllers/nodelifecycle"
 	"github.com/orch-dev/orch/server/controllers/nodelifecycle/tainteviction"
 	"github.com/orch-dev/orch/server/controllers/replicaset"
@@ -85,8 +86,14 @@ func runControllers(ctx context.Context, cfg Config, api *apiserver.Server, fact
 		cronjob.Options{Logger: log.With("component", "cronjob-controller")})
 	statefulSets := statefulset.New(local, factory, broadcaster.Recorder("statefulset-controller"),
 		statefulset.Options{Logger: log.With("component", "statefulset-controller")})
+	nodeIPAM, err := nodeipam.New(local, factory, broadcaster.Recorder(nodeipam.ComponentName),
+		nodeipam.Options{ClusterCIDR: cfg.ClusterCIDR, Logger: log.With("component", "node-ipam-controller")})
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return nodeIPAM.Run(gctx) })
 	g.Go(func() error { return broadcaster.Run(gctx) })
 	g.Go(func() error { return sched.Run(gctx) })
 	g.Go(func() error { return namespaces.Run(gctx) })
