@@ -2,7 +2,9 @@
 // Node objects, renews their Leases, and acts like a kubelet without
 // containers: pods bound to its nodes become Running and Ready (or fail,
 // crash-loop or never become ready, as a pod's annotation asks), and pods
-// being deleted are finished off once their grace period is over.
+// being deleted are finished off once their grace period is over. Each node
+// reports simulated resource usage on the kubelet's /metrics/resource
+// (see CPUAnnotation and Transport).
 //
 // It talks to the API server over the wire with client-go, like a real
 // agent would; it is never linked into the orch binary.
@@ -22,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
@@ -54,14 +57,16 @@ type Cluster struct {
 	mu      sync.Mutex
 	nodes   map[string]*nodeState
 	stopped map[string]bool // nodes whose heartbeats are stopped
+	usage   map[types.UID]*podUsage
 	wg      sync.WaitGroup
 	cancel  context.CancelFunc
 }
 
 type nodeState struct {
-	name string
-	ip   net.IP
-	pods int
+	name  string
+	ip    net.IP
+	pods  int
+	usage nodeUsage
 }
 
 // Start registers the nodes and runs them until ctx ends or Stop is called.
@@ -149,7 +154,7 @@ func (c *Cluster) AddNode(ctx context.Context, i int) error {
 		}
 	}
 	c.mu.Lock()
-	c.nodes[name] = &nodeState{name: name, ip: ip}
+	c.nodes[name] = &nodeState{name: name, ip: ip, usage: nodeUsage{since: time.Now()}}
 	c.mu.Unlock()
 	return c.renewLease(ctx, name)
 }
@@ -213,9 +218,12 @@ func (c *Cluster) runPods(ctx context.Context) {
 			sleep(ctx, time.Second)
 			continue
 		}
+		live := map[types.UID]bool{}
 		for i := range list.Items {
+			live[list.Items[i].UID] = true
 			c.syncPod(ctx, &list.Items[i])
 		}
+		c.forgetUsageExcept(live, time.Now())
 		w, err := c.cs.CoreV1().Pods("").Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion,
 			FieldSelector: fields.OneTermNotEqualSelector("spec.nodeName", "").String()})
 		if err != nil {
@@ -226,7 +234,12 @@ func (c *Cluster) runPods(ctx context.Context) {
 			if ev.Type == watch.Error {
 				break
 			}
-			if pod, ok := ev.Object.(*corev1.Pod); ok && ev.Type != watch.Deleted {
+			pod, ok := ev.Object.(*corev1.Pod)
+			switch {
+			case !ok:
+			case ev.Type == watch.Deleted:
+				c.forgetUsage(pod.UID, time.Now())
+			default:
 				c.syncPod(ctx, pod)
 			}
 		}
@@ -243,6 +256,11 @@ func (c *Cluster) syncPod(ctx context.Context, pod *corev1.Pod) {
 		return
 	}
 	pods := c.cs.CoreV1().Pods(pod.Namespace)
+	if pod.DeletionTimestamp != nil || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+		c.forgetUsage(pod.UID, time.Now())
+	} else {
+		c.trackUsage(pod, time.Now())
+	}
 	if pod.DeletionTimestamp != nil {
 		// The containers "stop" at once: finish the deletion.
 		err := pods.Delete(ctx, pod.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To(int64(0)),
