@@ -97,9 +97,13 @@ func (d *discovery) build() {
 			}
 			versionsOf[g] = append(versionsOf[g], res.GroupVersion.Version)
 		}
+		verbs := resourceVerbs
+		if res.Ephemeral != nil {
+			verbs = metav1.Verbs{"create"}
+		}
 		list.APIResources = append(list.APIResources, metav1.APIResource{
 			Name: res.Name, SingularName: res.SingularName, Namespaced: res.Namespaced,
-			Kind: res.Kind, Verbs: resourceVerbs, ShortNames: res.ShortNames, Categories: res.Categories,
+			Kind: res.Kind, Verbs: verbs, ShortNames: res.ShortNames, Categories: res.Categories,
 		})
 		for _, sub := range res.Subresources {
 			info := subresourceOf(res, sub)

@@ -166,6 +166,10 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, ri reques
 		s.writeError(w, r, apierrors.NewServiceUnavailable("the server is starting up"))
 		return
 	}
+	if res.Ephemeral != nil {
+		s.serveEphemeral(w, r, res, ri)
+		return
+	}
 	if ri.Subresource != "" {
 		s.serveSubresource(w, r, res, ri)
 		return

@@ -94,6 +94,13 @@ type Resource struct {
 	// spec.nodeName and status.phase for pods. May be nil.
 	Fields func(obj runtime.Object) fields.Set
 
+	// Ephemeral, when set, makes the resource create-only and never stored
+	// (access reviews, token reviews): a create decodes the object, runs
+	// Default and Validate, and answers 201 with what Ephemeral returns.
+	// Every other verb is 405. Attached by the server, which knows how to
+	// answer (the authorizer, the authenticator).
+	Ephemeral func(ctx context.Context, obj runtime.Object) (runtime.Object, error)
+
 	// Volatile reports whether a write may be kept in memory only (see
 	// store.WriteOptions.Volatile): node leases, node heartbeats. old is nil
 	// on create. May be nil (never volatile).
