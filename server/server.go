@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 
 	"github.com/orch-dev/orch/internal/metrics"
 	"github.com/orch-dev/orch/internal/nodeapi"
@@ -168,16 +169,20 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, st store.Store, ca
 		return err
 	}
 	// Admission that needs cluster state reads it from informers shared
-	// with the controllers. Hooks attached last run first: LimitRanger
-	// (defaults), then quota, then the service IP allocator.
+	// with the controllers. Hooks attached last run first: the default
+	// StorageClass and LimitRanger (defaults), then quota, then the service
+	// IP allocator.
 	factory := informer.NewFactory(api.Local(), log.With("component", "informers"))
 	quotaAdmission := admission.NewQuota(
 		informer.NewLister[*corev1.ResourceQuota](factory.For(corev1.SchemeGroupVersion.WithResource("resourcequotas"))), admission.QuotaOptions{})
 	limitRanger := admission.NewLimitRanger(
 		informer.NewLister[*corev1.LimitRange](factory.For(corev1.SchemeGroupVersion.WithResource("limitranges"))))
+	defaultClass := admission.NewDefaultStorageClass(
+		informer.NewLister[*storagev1.StorageClass](factory.For(storagev1.SchemeGroupVersion.WithResource("storageclasses"))))
 	for _, res := range table.Resources() {
 		quotaAdmission.Attach(res)
 		limitRanger.Attach(res)
+		defaultClass.Attach(res)
 	}
 
 	serving := ca.ServingCertificate()

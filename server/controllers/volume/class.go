@@ -64,10 +64,9 @@ func IsDefaultClass(sc *storagev1.StorageClass) bool {
 // marked default, the newest, ties broken by the smaller name (as
 // Kubernetes' DefaultStorageClass admission chooses since 1.26). It is ""
 // when no class is marked default.
-func DefaultClassName(classes []storagev1.StorageClass) string {
+func DefaultClassName(classes []*storagev1.StorageClass) string {
 	var best *storagev1.StorageClass
-	for i := range classes {
-		sc := &classes[i]
+	for _, sc := range classes {
 		if !IsDefaultClass(sc) {
 			continue
 		}
@@ -91,12 +90,7 @@ func newerClass(a, b *storagev1.StorageClass) bool {
 
 // defaultClassName is DefaultClassName over the informer's cache.
 func (c *Controller) defaultClassName() string {
-	cached := c.classLister.List("", nil)
-	classes := make([]storagev1.StorageClass, 0, len(cached))
-	for _, sc := range cached {
-		classes = append(classes, *sc)
-	}
-	return DefaultClassName(classes)
+	return DefaultClassName(c.classLister.List("", nil))
 }
 
 // claimHasClass: the claim asked for a class, possibly "" (no class),

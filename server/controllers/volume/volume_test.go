@@ -281,23 +281,23 @@ func TestLostClaim(t *testing.T) {
 
 func TestDefaultClassName(t *testing.T) {
 	at := func(sec int64) metav1.Time { return metav1.NewTime(time.Unix(sec, 0)) }
-	class := func(name string, created int64, ann map[string]string) storagev1.StorageClass {
-		return storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: at(created), Annotations: ann}}
+	class := func(name string, created int64, ann map[string]string) *storagev1.StorageClass {
+		return &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: at(created), Annotations: ann}}
 	}
 	def := map[string]string{annDefaultClass: "true"}
 	beta := map[string]string{annBetaDefaultClass: "true"}
 	notDef := map[string]string{annDefaultClass: "false"}
 	tests := []struct {
 		name    string
-		classes []storagev1.StorageClass
+		classes []*storagev1.StorageClass
 		want    string
 	}{
 		{name: "none", want: ""},
-		{name: "no default", classes: []storagev1.StorageClass{class("a", 1, nil), class("b", 2, notDef)}, want: ""},
-		{name: "one", classes: []storagev1.StorageClass{class("a", 1, nil), class("local-path", 2, def)}, want: "local-path"},
-		{name: "beta annotation", classes: []storagev1.StorageClass{class("old", 1, beta)}, want: "old"},
-		{name: "newest wins", classes: []storagev1.StorageClass{class("new", 5, def), class("old", 1, def)}, want: "new"},
-		{name: "tie by name", classes: []storagev1.StorageClass{class("z", 3, def), class("m", 3, beta)}, want: "m"},
+		{name: "no default", classes: []*storagev1.StorageClass{class("a", 1, nil), class("b", 2, notDef)}, want: ""},
+		{name: "one", classes: []*storagev1.StorageClass{class("a", 1, nil), class("local-path", 2, def)}, want: "local-path"},
+		{name: "beta annotation", classes: []*storagev1.StorageClass{class("old", 1, beta)}, want: "old"},
+		{name: "newest wins", classes: []*storagev1.StorageClass{class("new", 5, def), class("old", 1, def)}, want: "new"},
+		{name: "tie by name", classes: []*storagev1.StorageClass{class("z", 3, def), class("m", 3, beta)}, want: "m"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
