@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	authorizationv1 "k8s.io/api/authorization/v1"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
@@ -35,7 +36,7 @@ func NewTable() (*Table, error) {
 		autoscalingv1.AddToScheme, autoscalingv2.AddToScheme,
 		networkingv1.AddToScheme, discoveryv1.AddToScheme,
 		coordinationv1.AddToScheme, eventsv1.AddToScheme, rbacv1.AddToScheme,
-		storagev1.AddToScheme, policyv1.AddToScheme, addConversions,
+		storagev1.AddToScheme, policyv1.AddToScheme, authorizationv1.AddToScheme, addConversions,
 	} {
 		if err := add(scheme); err != nil {
 			return nil, fmt.Errorf("build scheme: %w", err)
@@ -49,7 +50,7 @@ func NewTable() (*Table, error) {
 		coreResources(), appsResources(), batchResources(),
 		autoscalingResources(), networkingResources(), discoveryResources(),
 		coordinationResources(), eventsResources(), rbacResources(),
-		storageResources(), policyResources(),
+		storageResources(), policyResources(), authorizationResources(),
 	} {
 		for _, r := range group {
 			if err := t.add(r); err != nil {
