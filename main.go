@@ -32,6 +32,7 @@ import (
 
 	"github.com/orch-dev/orch/agent"
 	"github.com/orch-dev/orch/internal/config"
+	"github.com/orch-dev/orch/internal/logfile"
 	"github.com/orch-dev/orch/internal/version"
 	"github.com/orch-dev/orch/runtime/container"
 	"github.com/orch-dev/orch/server"
@@ -137,6 +138,10 @@ func flagsFor(opts []config.Option) []cli.Flag {
 			flags = append(flags, &cli.BoolFlag{Name: o.Name, Usage: usage})
 			continue
 		}
+		if o.List {
+			flags = append(flags, &cli.StringSliceFlag{Name: o.Name, Usage: usage})
+			continue
+		}
 		flags = append(flags, &cli.StringFlag{Name: o.Name, Usage: usage, Value: o.Default})
 	}
 	return flags
@@ -152,6 +157,8 @@ func sources(c *cli.Context, opts []config.Option) config.Sources {
 		}
 		if o.Bool {
 			set[o.Name] = strconv.FormatBool(c.Bool(o.Name))
+		} else if o.List {
+			set[o.Name] = strings.Join(c.StringSlice(o.Name), ",")
 		} else {
 			set[o.Name] = c.String(o.Name)
 		}
@@ -160,11 +167,17 @@ func sources(c *cli.Context, opts []config.Option) config.Sources {
 }
 
 func runServer(c *cli.Context, stderr io.Writer) error {
-	cfg, err := config.Server(sources(c, config.ServerOptions()))
+	src := sources(c, config.ServerOptions())
+	cfg, err := config.Server(src)
 	if err != nil {
 		return configError(err)
 	}
-	cfg.Logger = newLogger(stderr, cfg.Debug)
+	logs, closeLogs, err := openLog(c.Context, config.ServerCommand, src, stderr)
+	if err != nil {
+		return err
+	}
+	defer closeLogs()
+	cfg.Logger = newLogger(logs, cfg.Debug)
 	v := version.Get()
 	cfg.Logger.Info("starting orch server", "version", v.Version, "commit", v.GitCommit,
 		"kubernetes", v.Kubernetes, "dataDir", cfg.DataDir, "listen", listenAddr(cfg.BindAddress, cfg.HTTPSPort))
@@ -220,11 +233,17 @@ func nodeHTTPClient(node server.LocalNode) (*http.Client, error) {
 }
 
 func runAgent(c *cli.Context, stderr io.Writer) error {
-	cfg, err := config.Agent(sources(c, config.AgentOptions()))
+	src := sources(c, config.AgentOptions())
+	cfg, err := config.Agent(src)
 	if err != nil {
 		return configError(err)
 	}
-	cfg.Logger = newLogger(stderr, cfg.Debug)
+	logs, closeLogs, err := openLog(c.Context, config.AgentCommand, src, stderr)
+	if err != nil {
+		return err
+	}
+	defer closeLogs()
+	cfg.Logger = newLogger(logs, cfg.Debug)
 	v := version.Get()
 	cfg.Logger.Info("starting orch agent", "version", v.Version, "commit", v.GitCommit,
 		"server", cfg.ServerURL, "node", cfg.NodeName, "dataDir", cfg.DataDir)
@@ -246,6 +265,36 @@ func configError(err error) error {
 		return fmt.Errorf("bad configuration: %w", err)
 	}
 	return fmt.Errorf("bad configuration:\n  %s", strings.Join(lines, "\n  "))
+}
+
+// openLog picks where logs go: the --log file, rotated by size and
+// reopened on SIGHUP (after logrotate moved it), or stderr.
+func openLog(ctx context.Context, command string, src config.Sources, stderr io.Writer) (io.Writer, func(), error) {
+	opts, err := config.Logging(command, src)
+	if err != nil {
+		return nil, nil, configError(err)
+	}
+	if opts.Path == "" {
+		return stderr, func() {}, nil
+	}
+	lf, err := logfile.Open(opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		lf.ReopenOn(ctx, hup, func(err error) { fmt.Fprintf(stderr, "orch: %v\n", err) })
+	}()
+	return lf, func() {
+		signal.Stop(hup)
+		cancel()
+		<-done
+		lf.Close()
+	}, nil
 }
 
 func newLogger(w io.Writer, debug bool) *slog.Logger {

@@ -26,6 +26,10 @@ type Config struct {
 	DisableAgent    bool
 	Debug           bool
 
+	// Disable names built-in manifests (file names without .yaml) not to
+	// apply, as k3s' --disable.
+	Disable []string
+
 	// NodeGracePeriod is how long a node may go without a heartbeat
 	// before it is marked NotReady/Unknown (default 40 s, as Kubernetes).
 	NodeGracePeriod time.Duration

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/orch-dev/orch/agent"
+	"github.com/orch-dev/orch/internal/logfile"
 	"github.com/orch-dev/orch/server"
 )
 
@@ -116,6 +117,24 @@ func TestServerPrecedence(t *testing.T) {
 			in:   input{file: "# nothing here\n"},
 			want: func(*server.Config) {},
 		},
+		{
+			name: "disable as a list in the file",
+			in:   input{file: "disable:\n  - local-storage\n  - ingressclass\n"},
+			want: func(c *server.Config) { c.Disable = []string{"local-storage", "ingressclass"} },
+		},
+		{
+			name: "disable inline list, flag wins",
+			in: input{
+				file:  "disable: [local-storage]\n",
+				flags: map[string]string{"disable": "ingressclass"},
+			},
+			want: func(c *server.Config) { c.Disable = []string{"ingressclass"} },
+		},
+		{
+			name: "disable comma-separated in env",
+			in:   input{env: map[string]string{"ORCH_DISABLE": "local-storage, ingressclass,"}},
+			want: func(c *server.Config) { c.Disable = []string{"local-storage", "ingressclass"} },
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -125,7 +144,7 @@ func TestServerPrecedence(t *testing.T) {
 			}
 			want := defaultServer()
 			tt.want(&want)
-			if got != want {
+			if !reflect.DeepEqual(got, want) {
 				t.Errorf("Server =\n%+v\nwant\n%+v", got, want)
 			}
 		})
@@ -261,6 +280,14 @@ func TestServerBadInput(t *testing.T) {
 			want: []string{"token: has no value"}},
 		{name: "list value", in: input{file: "node-name:\n  - a\n  - b\n"},
 			want: []string{"node-name: want a single value, got a list"}},
+		{name: "list of lists", in: input{file: "disable:\n  - [a]\n"},
+			want: []string{"disable: list items must be single values, got a list on line 2"}},
+		{name: "list item with comma", in: input{file: "disable: ['a,b']\n"},
+			want: []string{`disable: list item "a,b" on line 1 contains a comma`}},
+		{name: "disable a path", in: input{flags: map[string]string{"disable": "../etc/passwd"}},
+			want: []string{`disable: "../etc/passwd" is not a name`}},
+		{name: "bad log size", in: input{flags: map[string]string{"log-max-size": "10M"}},
+			want: []string{`log-max-size: "10M" is not a positive whole number`}},
 		{name: "not a mapping", in: input{file: "- debug\n"},
 			want: []string{"want a mapping of flag names to values", "config.yaml:1"}},
 		{name: "not yaml", in: input{file: "debug: [\n"},
@@ -281,6 +308,52 @@ func TestServerBadInput(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), "top secret") {
 				t.Errorf("error %q leaks the token", err)
+			}
+		})
+	}
+}
+
+func TestLogging(t *testing.T) {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		command string
+		in      input
+		want    logfile.Options
+		wantErr string
+	}{
+		{name: "stderr by default", command: ServerCommand,
+			want: logfile.Options{MaxSize: 10 << 20, MaxBackups: 3}},
+		{name: "file from flag, relative", command: AgentCommand,
+			in:   input{flags: map[string]string{"log": "orch.log", "log-max-size": "1", "log-max-backups": "0"}},
+			want: logfile.Options{Path: filepath.Join(wd, "orch.log"), MaxSize: 1 << 20}},
+		{name: "file from config", command: ServerCommand,
+			in:   input{file: "log: /var/log/orch.log\nlog-max-backups: 7\n"},
+			want: logfile.Options{Path: "/var/log/orch.log", MaxSize: 10 << 20, MaxBackups: 7}},
+		{name: "bad backups", command: AgentCommand,
+			in:      input{env: map[string]string{"ORCH_LOG_MAX_BACKUPS": "-2"}},
+			wantErr: `log-max-backups: "-2" is not a positive whole number (from env ORCH_LOG_MAX_BACKUPS)`},
+		{name: "log names a directory", command: ServerCommand,
+			in:      input{flags: map[string]string{"log": "/var/log/"}},
+			wantErr: "log: \"/var/log/\" names a directory"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Logging(tt.command, tt.in.sources(t))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Logging error = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Errorf("Logging = %+v, want %+v", got, tt.want)
 			}
 		})
 	}

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/orch-dev/orch/agent"
+	"github.com/orch-dev/orch/internal/logfile"
 	"github.com/orch-dev/orch/server"
 )
 
@@ -40,9 +41,11 @@ func Server(src Sources) (server.Config, error) {
 		SnapshotInterval:  c.durationOrZero(keySnapInterval, time.Minute),
 		SnapshotRetention: c.count(keySnapRetention),
 		DisableAgent:      c.boolean(keyDisableAgent),
+		Disable:           c.names(keyDisable),
 		Debug:             c.boolean(keyDebug),
 	}
 	c.networks(cfg.ClusterCIDR, cfg.ServiceCIDR)
+	c.logging()
 	if err := c.err(); err != nil {
 		return server.Config{}, err
 	}
@@ -64,10 +67,39 @@ func Agent(src Sources) (agent.Config, error) {
 		DataDir:   c.absDir(keyDataDir),
 		Debug:     c.boolean(keyDebug),
 	}
+	c.logging()
 	if err := c.err(); err != nil {
 		return agent.Config{}, err
 	}
 	return cfg, nil
+}
+
+// Logging resolves the --log settings of command (ServerCommand or
+// AgentCommand). Path is empty when logs go to stderr.
+func Logging(command string, src Sources) (logfile.Options, error) {
+	vals, err := resolve(command, src)
+	if err != nil {
+		return logfile.Options{}, err
+	}
+	c := &checker{vals: vals}
+	opts := c.logging()
+	if err := c.err(); err != nil {
+		return logfile.Options{}, err
+	}
+	return opts, nil
+}
+
+// logging parses the --log settings. Server and Agent check them too, so
+// that every problem of a configuration is reported at once.
+func (c *checker) logging() logfile.Options {
+	opts := logfile.Options{
+		MaxSize:    int64(c.count(keyLogMaxSize)) << 20,
+		MaxBackups: c.countOrZero(keyLogMaxBackups),
+	}
+	if c.text(keyLog) != "" {
+		opts.Path = c.file(keyLog)
+	}
+	return opts
 }
 
 // checker parses resolved values one key at a time, collecting every
@@ -150,6 +182,32 @@ func (c *checker) count(key string) int {
 		return 0
 	}
 	return n
+}
+
+// countOrZero parses a whole number, zero allowed.
+func (c *checker) countOrZero(key string) int {
+	if strings.TrimSpace(c.text(key)) == "0" {
+		return 0
+	}
+	return c.count(key)
+}
+
+// names splits a list setting (comma-separated outside the command line)
+// into its items, each a plain name such as a manifest's.
+func (c *checker) names(key string) []string {
+	var out []string
+	for _, n := range strings.Split(c.text(key), ",") {
+		n = strings.TrimSpace(n)
+		switch {
+		case n == "":
+			continue
+		case strings.ContainsAny(n, "/\\") || strings.HasPrefix(n, "."):
+			c.fail(key, "%q is not a name (want e.g. local-storage)", n)
+			continue
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 func (c *checker) ip(key string) string {

@@ -43,6 +43,10 @@ const (
 	keyDisableAgent    = "disable-agent"
 	keyDebug           = "debug"
 	keyJoin            = "join"
+	keyDisable         = "disable"
+	keyLog             = "log"
+	keyLogMaxSize      = "log-max-size"
+	keyLogMaxBackups   = "log-max-backups"
 )
 
 // Option is one setting of a command: a flag, an environment variable and a
@@ -53,6 +57,7 @@ type Option struct {
 	Usage   string // one line of help
 	Default string // default value as text; "" when there is none or it is computed
 	Bool    bool   // a switch: `--debug` on the command line, true/false elsewhere
+	List    bool   // repeatable flag; a YAML list or comma-separated text elsewhere
 	Secret  bool   // never echoed in errors
 }
 
@@ -73,7 +78,7 @@ const (
 
 // ServerOptions are the settings of `orch server`.
 func ServerOptions() []Option {
-	return []Option{
+	opts := []Option{
 		configOption(),
 		{Name: keyDataDir, Default: "/var/lib/orch", Usage: "directory for the database, certificates and node state (absolute path)"},
 		{Name: keyBindAddress, Default: "0.0.0.0", Usage: "IP address the API server listens on"},
@@ -88,19 +93,31 @@ func ServerOptions() []Option {
 		{Name: keySnapRetention, Default: "5", Usage: "how many scheduled snapshots to keep"},
 		{Name: keyNodeGrace, Default: "40s", Usage: "how long a node may miss heartbeats before it is NotReady (e.g. 20s on fast edge links)"},
 		{Name: keyDisableAgent, Bool: true, Default: "false", Usage: "run only the control plane, not a node in the same process"},
+		{Name: keyDisable, List: true, Usage: "do not apply this built-in manifest (its file name without .yaml, e.g. local-storage); repeatable"},
 		{Name: keyDebug, Bool: true, Default: "false", Usage: "log at debug level"},
 	}
+	return append(opts, logOptions()...)
 }
 
 // AgentOptions are the settings of `orch agent`.
 func AgentOptions() []Option {
-	return []Option{
+	opts := []Option{
 		configOption(),
 		{Name: keyJoin, Usage: "URL of the server to join, e.g. https://192.168.1.10:6443 (required)"},
 		{Name: keyToken, Secret: true, Usage: "join token printed by the server (required)"},
 		{Name: keyNodeName, Usage: "name of this node (default: the host name, lower case)"},
 		{Name: keyDataDir, Default: "/var/lib/orch", Usage: "directory for node state, images and pods (absolute path)"},
 		{Name: keyDebug, Bool: true, Default: "false", Usage: "log at debug level"},
+	}
+	return append(opts, logOptions()...)
+}
+
+// logOptions are the log file settings both commands share.
+func logOptions() []Option {
+	return []Option{
+		{Name: keyLog, Usage: "write logs to this file instead of stderr, rotated by size"},
+		{Name: keyLogMaxSize, Default: "10", Usage: "rotate the --log file when it reaches this many MiB"},
+		{Name: keyLogMaxBackups, Default: "3", Usage: "how many rotated --log files to keep (FILE.1 is the newest)"},
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"strconv"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 )
@@ -94,8 +95,9 @@ func (e *Error) Error() string {
 // fileEntry is one `key: value` line of a config file.
 type fileEntry struct {
 	key  string
-	val  string
+	val  string // a list's items are joined with commas
 	line int
+	list bool
 }
 
 // readFile loads the config file at path. A missing file is reported as
@@ -143,6 +145,14 @@ func parseFile(path string, data []byte) ([]fileEntry, error) {
 			v = v.Alias
 		}
 		origin := Origin{kind: fromFile, name: path, line: v.Line}
+		if v.Kind == yaml.SequenceNode {
+			items, err := listItems(v)
+			if err != nil {
+				return nil, &Error{Key: k.Value, Origin: origin, Reason: err.Error()}
+			}
+			out = append(out, fileEntry{key: k.Value, val: strings.Join(items, ","), line: v.Line, list: true})
+			continue
+		}
 		switch {
 		case v.Kind != yaml.ScalarNode:
 			return nil, &Error{Key: k.Value, Origin: origin, Reason: "want a single value, got " + nodeKind(v)}
@@ -152,6 +162,26 @@ func parseFile(path string, data []byte) ([]fileEntry, error) {
 		out = append(out, fileEntry{key: k.Value, val: v.Value, line: v.Line})
 	}
 	return out, nil
+}
+
+// listItems reads a list of plain values (`disable: [local-storage]`).
+// Items are later carried as comma-separated text, as in the environment,
+// so an item cannot contain a comma.
+func listItems(seq *yaml.Node) ([]string, error) {
+	items := make([]string, 0, len(seq.Content))
+	for _, it := range seq.Content {
+		if it.Kind == yaml.AliasNode && it.Alias != nil {
+			it = it.Alias
+		}
+		switch {
+		case it.Kind != yaml.ScalarNode || it.Tag == "!!null":
+			return nil, fmt.Errorf("list items must be single values, got %s on line %d", nodeKind(it), it.Line)
+		case strings.Contains(it.Value, ","):
+			return nil, fmt.Errorf("list item %q on line %d contains a comma", it.Value, it.Line)
+		}
+		items = append(items, it.Value)
+	}
+	return items, nil
 }
 
 func nodeKind(n *yaml.Node) string {
@@ -231,9 +261,11 @@ func resolve(command string, src Sources) (map[string]value, error) {
 // checkKeys rejects keys the command does not know, explaining each one.
 func checkKeys(command string, own, other []Option, otherName, path string, entries []fileEntry) (map[string]value, error) {
 	known := make(map[string]bool, len(own))
+	lists := make(map[string]bool)
 	var names []string
 	for _, o := range own {
 		known[o.Name] = true
+		lists[o.Name] = o.List
 		if o.Name != keyConfig {
 			names = append(names, o.Name)
 		}
@@ -250,6 +282,8 @@ func checkKeys(command string, own, other []Option, otherName, path string, entr
 		case e.key == keyConfig:
 			errs = append(errs, &Error{Key: e.key, Origin: origin,
 				Reason: "cannot be set inside a config file; use --config or " + envVar(keyConfig)})
+		case known[e.key] && e.list && !lists[e.key]:
+			errs = append(errs, &Error{Key: e.key, Origin: origin, Reason: "want a single value, got a list"})
 		case known[e.key]:
 			out[e.key] = value{text: e.val, origin: origin}
 		case otherKnown[e.key]:
