@@ -42,6 +42,9 @@ func runControllers(ctx context.Context, cfg Config, api *apiserver.Server, fact
 		return nil
 	}
 	local := api.Local()
+	if err := ensureDNSService(ctx, local, cfg.ServiceCIDR); err != nil {
+		log.Warn("pods will have no cluster DNS", "err", err)
+	}
 	broadcaster := events.NewBroadcaster(local, log.With("component", "events"))
 
 	sched, err := scheduler.New(scheduler.Config{

@@ -7,7 +7,11 @@ import (
 	"net/netip"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/orch-dev/orch/server/apiserver"
 	"github.com/orch-dev/orch/server/ipalloc"
@@ -42,5 +46,58 @@ func attachServiceAllocators(ctx context.Context, api *apiserver.Server, table *
 	}
 	alloc.Restore(services)
 	alloc.Attach(res)
+	return nil
+}
+
+// dnsServiceIP is the kube-dns Service address: the 10th address of the
+// service CIDR (10.43.0.10), as k3s and kubeadm choose it. Agents compute
+// the same address for pods' resolv.conf.
+func dnsServiceIP(serviceCIDR netip.Prefix) (netip.Addr, error) {
+	ip := serviceCIDR.Masked().Addr()
+	for range 10 {
+		ip = ip.Next()
+	}
+	if !ip.IsValid() || !serviceCIDR.Contains(ip) {
+		return netip.Addr{}, fmt.Errorf("server: service CIDR %s is too small for the DNS service address", serviceCIDR)
+	}
+	return ip, nil
+}
+
+// dnsServiceCreator is the part of the in-process API ensureDNSService
+// writes through.
+type dnsServiceCreator interface {
+	Create(ctx context.Context, gvr schema.GroupVersionResource, obj runtime.Object, fieldManager string) (runtime.Object, error)
+}
+
+// ensureDNSService creates kube-system/kube-dns, the Service pods'
+// resolv.conf points at. Its address is in the band of the service CIDR
+// the allocator keeps for static addresses, so no other Service takes it
+// first. Every agent answers DNS on it itself (node-local); the Service
+// has no selector and so no endpoints. An existing Service, possibly
+// changed by the user, is left alone.
+func ensureDNSService(ctx context.Context, api dnsServiceCreator, serviceCIDR netip.Prefix) error {
+	ip, err := dnsServiceIP(serviceCIDR)
+	if err != nil {
+		return err
+	}
+	labels := map[string]string{"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS", "kubernetes.io/cluster-service": "true"}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "kube-dns", Namespace: metav1.NamespaceSystem, Labels: labels,
+			Annotations: map[string]string{"prometheus.io/port": "9153", "prometheus.io/scrape": "true"}},
+		Spec: corev1.ServiceSpec{
+			Type:       corev1.ServiceTypeClusterIP,
+			ClusterIP:  ip.String(),
+			ClusterIPs: []string{ip.String()},
+			Ports: []corev1.ServicePort{
+				{Name: "dns", Protocol: corev1.ProtocolUDP, Port: 53, TargetPort: intstr.FromInt32(53)},
+				{Name: "dns-tcp", Protocol: corev1.ProtocolTCP, Port: 53, TargetPort: intstr.FromInt32(53)},
+			},
+			SessionAffinity: corev1.ServiceAffinityNone,
+		},
+	}
+	_, err = api.Create(ctx, corev1.SchemeGroupVersion.WithResource("services"), svc, "orch")
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("server: create the kube-dns Service (%s): %w", ip, err)
+	}
 	return nil
 }
