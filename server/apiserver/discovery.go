@@ -58,8 +58,9 @@ func subresourceOf(res *registry.Resource, name string) subresourceInfo {
 // discovery holds the discovery documents of a table. The table never
 // changes, so they are built once, on first use.
 type discovery struct {
-	once  sync.Once
-	table *registry.Table
+	once     sync.Once
+	table    *registry.Table
+	computed *[]ComputedResource // read when the documents are built
 
 	groups    []metav1.APIGroup                  // named groups, registration order
 	resources map[string]*metav1.APIResourceList // by group version string
@@ -85,18 +86,22 @@ func (d *discovery) build() {
 	d.resources = map[string]*metav1.APIResourceList{}
 	versionsOf := map[string][]string{}
 	var groupOrder []string
-	for _, res := range d.table.Resources() {
-		gv := res.GroupVersion.String()
+	listFor := func(groupVersion schema.GroupVersion) *metav1.APIResourceList {
+		gv := groupVersion.String()
 		list := d.resources[gv]
 		if list == nil {
 			list = &metav1.APIResourceList{GroupVersion: gv, APIResources: []metav1.APIResource{}}
 			d.resources[gv] = list
-			g := res.GroupVersion.Group
+			g := groupVersion.Group
 			if _, seen := versionsOf[g]; !seen {
 				groupOrder = append(groupOrder, g)
 			}
-			versionsOf[g] = append(versionsOf[g], res.GroupVersion.Version)
+			versionsOf[g] = append(versionsOf[g], groupVersion.Version)
 		}
+		return list
+	}
+	for _, res := range d.table.Resources() {
+		list := listFor(res.GroupVersion)
 		verbs := resourceVerbs
 		if res.Ephemeral != nil {
 			verbs = metav1.Verbs{"create"}
@@ -113,6 +118,11 @@ func (d *discovery) build() {
 			}
 			list.APIResources = append(list.APIResources, ar)
 		}
+	}
+	for _, c := range *d.computed {
+		list := listFor(c.GroupVersion)
+		ar, _ := computedDiscovery(c)
+		list.APIResources = append(list.APIResources, ar)
 	}
 	d.aggregated = map[string]aggregatedDoc{}
 	var legacy, named apidiscoveryv2.APIGroupDiscoveryList
@@ -169,6 +179,12 @@ func (d *discovery) versionDiscovery(gv schema.GroupVersion) apidiscoveryv2.APIV
 		}
 		out.Resources = append(out.Resources, rd)
 	}
+	for _, c := range *d.computed {
+		if c.GroupVersion == gv {
+			_, rd := computedDiscovery(c)
+			out.Resources = append(out.Resources, rd)
+		}
+	}
 	return out
 }
 
@@ -222,7 +238,7 @@ func (s *Server) serveAggregated(w http.ResponseWriter, r *http.Request, d *disc
 
 // mountDiscovery serves /api, /api/v1, /apis, /apis/G and /apis/G/V.
 func (s *Server) mountDiscovery() {
-	d := &discovery{table: s.table}
+	d := &discovery{table: s.table, computed: &s.computed}
 	docs := func() *discovery { d.once.Do(d.build); return d }
 
 	s.mux.HandleFunc("/api", func(w http.ResponseWriter, r *http.Request) {

@@ -53,6 +53,7 @@ type Server struct {
 	ready      chan struct{}
 	stopping   chan struct{}
 	mux        *http.ServeMux
+	computed   []ComputedResource // see AddComputed
 }
 
 // New checks cfg and builds a Server; it starts nothing.
@@ -156,6 +157,10 @@ var errNotFoundGeneric = apierrors.NewGenericServerResponse(http.StatusNotFound,
 
 func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, ri requestInfo) {
 	res := s.table.Lookup(ri.GroupVersion, ri.Resource)
+	if c := s.computedResource(ri.GroupVersion, ri.Resource); res == nil && c != nil {
+		s.serveComputed(w, r, c, ri)
+		return
+	}
 	if res == nil || (ri.Namespace != "" && !res.Namespaced) {
 		s.writeError(w, r, errNotFoundGeneric)
 		return
