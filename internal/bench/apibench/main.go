@@ -14,14 +14,11 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"sigs.k8s.io/yaml"
@@ -60,63 +57,19 @@ func run(orch, kubectl string, objects int, idle time.Duration) (string, error) 
 		return "", err
 	}
 	defer os.RemoveAll(dir)
-	port, err := freePort()
+	srv, err := measure.StartServer(orch, dir, "--disable-agent")
 	if err != nil {
 		return "", err
 	}
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	args := []string{"server", "--disable-agent", "--data-dir", filepath.Join(dir, "data"),
-		"--bind-address", "127.0.0.1", "--https-listen-port", fmt.Sprint(port),
-		"--write-kubeconfig", kubeconfig, "--config", filepath.Join(dir, "none.yaml")}
-	if err := os.WriteFile(filepath.Join(dir, "none.yaml"), nil, 0o600); err != nil {
-		return "", err
-	}
-	cmd := exec.Command(orch, args...)
-	cmd.Stderr = io.Discard
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		return "", fmt.Errorf("start %s: %w", orch, err)
-	}
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-		}
-	}()
-	base := fmt.Sprintf("https://127.0.0.1:%d", port)
-	insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, Timeout: time.Second}
-	for {
-		resp, err := insecure.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Since(start) > 30*time.Second {
-			return "", errors.New("server not ready after 30s")
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	ready := time.Since(start)
-	pid := cmd.Process.Pid
+	defer srv.Stop()
+	kubeconfig, base, ready := srv.Kubeconfig, srv.Base, srv.Ready
+	pid := srv.Pid()
 	var results []result
 	results = append(results, result{"start to /readyz", measure.Ms(ready), "3.5–4.2 s"})
 
-	// Kubeconfig appears right after readiness.
-	var tlsCfg *tls.Config
-	for i := 0; ; i++ {
-		if tlsCfg, err = tlsFromKubeconfig(kubeconfig); err == nil {
-			break
-		}
-		if i > 500 {
-			return "", fmt.Errorf("kubeconfig: %w", err)
-		}
-		time.Sleep(10 * time.Millisecond)
+	tlsCfg, err := tlsFromKubeconfig(kubeconfig)
+	if err != nil {
+		return "", fmt.Errorf("kubeconfig: %w", err)
 	}
 
 	time.Sleep(3 * time.Second) // let start-up settle
@@ -335,13 +288,4 @@ func rssSplit(pid int) string {
 		return ""
 	}
 	return fmt.Sprintf(" (anonymous %s, file-backed %s)", anon, file)
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
