@@ -209,7 +209,9 @@ func (s *Server) createObjectStored(ctx context.Context, res *registry.Resource,
 	m.SetResourceVersion("")
 	m.SetDeletionTimestamp(nil)
 	m.SetDeletionGracePeriodSeconds(nil)
-	m.SetGeneration(1)
+	// Generation is the system's: kinds with a spec start it at 1 in their
+	// PrepareForCreate; the rest (ConfigMaps, Secrets, ...) carry none.
+	m.SetGeneration(0)
 	m.SetSelfLink("")
 
 	if res.Default != nil {

@@ -76,6 +76,7 @@ func defaultPod(pod *corev1.Pod) {
 // preparePodForCreate: a new pod is Pending with its QoS class computed
 // once; a pod with scheduling gates says why it is not scheduled.
 func preparePodForCreate(pod *corev1.Pod) {
+	pod.Generation = 1 // since Kubernetes 1.33 (KEP-5067)
 	addDefaultTolerationSeconds(pod)
 	pod.Status = corev1.PodStatus{Phase: corev1.PodPending, QOSClass: podQOSClass(pod)}
 	if len(pod.Spec.SchedulingGates) > 0 {
