@@ -23,11 +23,13 @@ import (
 
 	"github.com/orch-dev/orch/internal/metrics"
 	"github.com/orch-dev/orch/internal/nodeapi"
+	"github.com/orch-dev/orch/internal/tunnel"
 	"github.com/orch-dev/orch/internal/version"
 	"github.com/orch-dev/orch/server/admission"
 	"github.com/orch-dev/orch/server/apiserver"
 	"github.com/orch-dev/orch/server/auth"
 	"github.com/orch-dev/orch/server/controllers/informer"
+	"github.com/orch-dev/orch/server/join"
 	"github.com/orch-dev/orch/server/pki"
 	"github.com/orch-dev/orch/server/registry"
 	"github.com/orch-dev/orch/server/snapshot"
@@ -121,18 +123,21 @@ func Run(ctx context.Context, cfg Config) error {
 	return nil
 }
 
-// localNodeTransport reaches the agent beside the server on its Unix
-// socket (pods/log); agents on other machines need the tunnel.
-func localNodeTransport(cfg Config) func(node string) (http.RoundTripper, error) {
+// nodeTransport reaches the agent beside the server on its Unix socket
+// and agents on other machines through their tunnels (then
+// cfg.NodeTransport's nodes, if any).
+func nodeTransport(cfg Config, tun *tunnel.Server) func(node string) (http.RoundTripper, error) {
 	local := nodeapi.UnixTransport(nodeapi.SocketPath(cfg.DataDir))
 	return func(node string) (http.RoundTripper, error) {
-		if cfg.DisableAgent || node != cfg.NodeName {
-			if cfg.NodeTransport != nil {
-				return cfg.NodeTransport(node)
-			}
-			return nil, fmt.Errorf("node %s is not connected (agents on other machines need the tunnel)", node)
+		switch {
+		case !cfg.DisableAgent && node == cfg.NodeName:
+			return local, nil
+		case tun.IsConnected(node):
+			return tun.RoundTripper(node), nil
+		case cfg.NodeTransport != nil:
+			return cfg.NodeTransport(node)
 		}
-		return local, nil
+		return nil, fmt.Errorf("node %s is not connected: its agent has no tunnel to this server", node)
 	}
 }
 
@@ -147,6 +152,12 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, st store.Store, ca
 	if err != nil {
 		return fmt.Errorf("server: resource table: %w", err)
 	}
+	// Agents on other machines connect through the tunnel, authenticated
+	// by their node certificates.
+	tun, err := tunnel.NewServer(tunnel.ServerOptions{NodeName: join.NodeName(authn.Authenticate), Logger: log.With("component", "tunnel")})
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
 	v := version.Get()
 	api, err := apiserver.New(apiserver.Config{
 		Store:        st,
@@ -160,7 +171,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, st store.Store, ca
 		Logger:        log,
 		GitVersion:    v.Kubernetes + "+orch",
 		GitCommit:     v.GitCommit,
-		NodeTransport: localNodeTransport(cfg),
+		NodeTransport: nodeTransport(cfg, tun),
 	})
 	if err != nil {
 		return fmt.Errorf("server: api server: %w", err)
@@ -185,6 +196,16 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, st store.Store, ca
 		defaultClass.Attach(res)
 	}
 
+	var reserved []string
+	if !cfg.DisableAgent {
+		reserved = []string{cfg.NodeName}
+	}
+	joiner, err := join.New(join.Options{CA: ca, Objects: api.Local(), Authenticate: authn.Authenticate,
+		ReservedNodeNames: reserved, Logger: log.With("component", "join")})
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+
 	serving := ca.ServingCertificate()
 	// /metrics is for authenticated callers, like the rest of the API.
 	reg := metrics.NewRegistry()
@@ -192,7 +213,14 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, st store.Store, ca
 	metrics.RegisterStore(reg, st, filepath.Join(cfg.DataDir, "server", "db", "state.db"))
 	apiHandler, metricsHandler := api.Handler(), reg.Handler()
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/metrics" {
+		switch {
+		case join.Handles(r.URL.Path):
+			joiner.ServeHTTP(w, r)
+			return
+		case strings.HasPrefix(r.URL.Path, tunnel.PathPrefix):
+			tun.ServeHTTP(w, r)
+			return
+		case r.URL.Path != "/metrics":
 			apiHandler.ServeHTTP(w, r)
 			return
 		}
@@ -213,7 +241,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, st store.Store, ca
 			MinVersion: tls.VersionTLS12,
 			NextProtos: []string{"h2", "http/1.1"},
 		},
-		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: maxStreamsPerConn},
+		HTTP2:             http2Config(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       90 * time.Second,
 		// Handshake failures from scanners and wrong clients are noise.
@@ -287,6 +315,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, st store.Store, ca
 	g.Go(func() error {
 		<-gctx.Done()
 		stopAPI()
+		// Control streams never end by themselves.
+		_ = tun.Close()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
 		defer cancel()
 		if err := hs.Shutdown(sctx); err != nil {
@@ -296,6 +326,14 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, st store.Store, ca
 		return nil
 	})
 	return g.Wait()
+}
+
+// http2Config is the tunnel's HTTP/2 settings (per-stream flow control,
+// pings) with our limit of streams per connection.
+func http2Config() *http.HTTP2Config {
+	c := tunnel.ServerHTTP2Config()
+	c.MaxConcurrentStreams = maxStreamsPerConn
+	return c
 }
 
 // localNodeCertValidity is how long the in-process node's certificate
