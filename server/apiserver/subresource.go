@@ -57,7 +57,13 @@ func (s *Server) serveSubresource(w http.ResponseWriter, r *http.Request, res *r
 		s.evict(w, r, res, ri.Namespace, ri.Name)
 	case "log":
 		s.serveLog(w, r, res, ri)
+	case "exec", "attach", "portforward":
+		s.serveNodeStream(w, r, res, ri)
 	default:
+		if action, ok := res.Actions[ri.Subresource]; ok {
+			s.serveAction(w, r, res, ri, action)
+			return
+		}
 		s.writeError(w, r, apierrors.NewServiceUnavailable(fmt.Sprintf("%s/%s is not available yet: no agent connection", res.Name, ri.Subresource)))
 	}
 }
