@@ -46,19 +46,8 @@ func (s *Server) serveLog(w http.ResponseWriter, r *http.Request, res *registry.
 		s.writeError(w, r, apierrors.NewBadRequest(err.Error()))
 		return
 	}
-	kv, err := s.store.Get(r.Context(), objectKey(res, ri.Namespace, ri.Name))
-	if err != nil {
-		s.writeError(w, r, storeError(err, res.GroupVersionResource().GroupResource(), ri.Name))
-		return
-	}
-	obj, err := s.decodeStored(res, kv)
-	if err != nil {
-		s.writeError(w, r, apierrors.NewInternalError(err))
-		return
-	}
-	pod, err := asPod(obj)
-	if err != nil {
-		s.writeError(w, r, apierrors.NewInternalError(err))
+	pod, ok := s.storedPod(w, r, res, ri)
+	if !ok {
 		return
 	}
 	container, err := logContainer(pod, q.Get("container"))
@@ -98,6 +87,27 @@ func (s *Server) serveLog(w http.ResponseWriter, r *http.Request, res *registry.
 	w.Header().Set("Content-Type", "text/plain")
 	w.WriteHeader(http.StatusOK)
 	streamFlushing(w, resp.Body)
+}
+
+// storedPod reads the pod a node request is about, answering the client
+// itself when it cannot.
+func (s *Server) storedPod(w http.ResponseWriter, r *http.Request, res *registry.Resource, ri requestInfo) (*corev1.Pod, bool) {
+	kv, err := s.store.Get(r.Context(), objectKey(res, ri.Namespace, ri.Name))
+	if err != nil {
+		s.writeError(w, r, storeError(err, res.GroupVersionResource().GroupResource(), ri.Name))
+		return nil, false
+	}
+	obj, err := s.decodeStored(res, kv)
+	if err != nil {
+		s.writeError(w, r, apierrors.NewInternalError(err))
+		return nil, false
+	}
+	pod, err := asPod(obj)
+	if err != nil {
+		s.writeError(w, r, apierrors.NewInternalError(err))
+		return nil, false
+	}
+	return pod, true
 }
 
 // nodeTransport is Config.NodeTransport with its errors worded for users.
