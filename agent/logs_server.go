@@ -338,7 +338,10 @@ func (a *Agent) serveNodeAPI(ctx context.Context) {
 		a.log.Error("cannot serve container logs", "socket", path, "err", err)
 		return
 	}
-	srv := &http.Server{Handler: newLogServer(a.locateContainerLog).handler(), ReadHeaderTimeout: 10 * time.Second}
+	mux := http.NewServeMux()
+	mux.Handle("/", newLogServer(a.locateContainerLog).handler())
+	a.registerStreaming(mux) // exec, attach, port-forward: streaming.go
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
