@@ -42,6 +42,7 @@ var subresourceInfos = map[string]subresourceInfo{
 	"resize":              {verbs: metav1.Verbs{"get", "patch", "update"}},
 	"finalize":            {verbs: metav1.Verbs{"update"}},
 	"proxy":               {verbs: metav1.Verbs{"create", "delete", "get", "patch", "update"}},
+	"token":               {gvk: schema.GroupVersionKind{Group: "authentication.k8s.io", Version: "v1", Kind: "TokenRequest"}, verbs: metav1.Verbs{"create"}},
 }
 
 func subresourceOf(res *registry.Resource, name string) subresourceInfo {

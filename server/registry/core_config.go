@@ -121,6 +121,8 @@ func serviceAccountsResource() *Resource {
 		SingularName: "serviceaccount",
 		Namespaced:   true,
 		ShortNames:   []string{"sa"},
+		// token (TokenRequest) is answered by a hook the server attaches.
+		Subresources: []string{"token"},
 		New:          func() runtime.Object { return &corev1.ServiceAccount{} },
 		NewList:      func() runtime.Object { return &corev1.ServiceAccountList{} },
 		PrepareForCreate: func(obj runtime.Object) {

@@ -71,7 +71,7 @@ func TestConfigResourceEntries(t *testing.T) {
 	}{
 		{"configmaps", "ConfigMap", true, []string{"cm"}, nil, nil, []string{"Name", "Data", "Age"}},
 		{"secrets", "Secret", true, nil, nil, nil, []string{"Name", "Type", "Data", "Age"}},
-		{"serviceaccounts", "ServiceAccount", true, []string{"sa"}, nil, nil, []string{"Name", "Secrets", "Age"}},
+		{"serviceaccounts", "ServiceAccount", true, []string{"sa"}, []string{"token"}, nil, []string{"Name", "Secrets", "Age"}},
 		{"persistentvolumes", "PersistentVolume", false, []string{"pv"}, []string{"status"}, nil,
 			[]string{"Name", "Capacity", "Access Modes", "Reclaim Policy", "Status", "Claim", "StorageClass", "VolumeAttributesClass", "Reason", "Age", "VolumeMode"}},
 		{"persistentvolumeclaims", "PersistentVolumeClaim", true, []string{"pvc"}, []string{"status"}, nil,

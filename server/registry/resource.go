@@ -125,6 +125,20 @@ type Resource struct {
 	BeginCreate func(ctx context.Context, obj runtime.Object) (FinishFunc, error)
 	BeginUpdate func(ctx context.Context, obj, old runtime.Object) (FinishFunc, error)
 	AfterDelete func(ctx context.Context, obj runtime.Object)
+
+	// Actions are create-only subresources answered by a server hook
+	// instead of the store, keyed by subresource name (serviceaccounts/token).
+	// Attached by the server; the name must be in Subresources too.
+	Actions map[string]Action
+}
+
+// Action is a create-only subresource (see Resource.Actions): a POST's body
+// is decoded into New(), of kind GroupVersionKind, and Create's result is
+// the answer (201).
+type Action struct {
+	GroupVersionKind schema.GroupVersionKind
+	New              func() runtime.Object
+	Create           func(ctx context.Context, namespace, name string, obj runtime.Object) (runtime.Object, error)
 }
 
 // FinishFunc ends a BeginCreate or BeginUpdate: success reports whether the

@@ -5,6 +5,7 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 
 	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
@@ -36,7 +37,7 @@ func NewTable() (*Table, error) {
 		autoscalingv1.AddToScheme, autoscalingv2.AddToScheme,
 		networkingv1.AddToScheme, discoveryv1.AddToScheme,
 		coordinationv1.AddToScheme, eventsv1.AddToScheme, rbacv1.AddToScheme,
-		storagev1.AddToScheme, policyv1.AddToScheme, authorizationv1.AddToScheme, addConversions,
+		storagev1.AddToScheme, policyv1.AddToScheme, authorizationv1.AddToScheme, authenticationv1.AddToScheme, addConversions,
 	} {
 		if err := add(scheme); err != nil {
 			return nil, fmt.Errorf("build scheme: %w", err)
@@ -50,7 +51,7 @@ func NewTable() (*Table, error) {
 		coreResources(), appsResources(), batchResources(),
 		autoscalingResources(), networkingResources(), discoveryResources(),
 		coordinationResources(), eventsResources(), rbacResources(),
-		storageResources(), policyResources(), authorizationResources(),
+		storageResources(), policyResources(), authorizationResources(), authenticationResources(),
 	} {
 		for _, r := range group {
 			if err := t.add(r); err != nil {
