@@ -337,7 +337,6 @@ func (p *Provider) PodUsage(namespace string, res corev1.ResourceName) map[strin
 	return out
 }
 
-
 // ensure the compiler checks the runtime.Object implementations.
 var (
 	_ runtime.Object = (*NodeMetrics)(nil)
