@@ -1,0 +1,351 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+
+	"github.com/orch-dev/orch/internal/testregistry"
+	"github.com/orch-dev/orch/runtime/image"
+)
+
+var hostPlatform = testregistry.Platform{OS: "linux", Architecture: goruntime.GOARCH}
+
+func newStore(t *testing.T) *image.Store {
+	t.Helper()
+	s, err := image.Open(image.Options{Root: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func newPuller(t *testing.T, cfg *Config) *Puller {
+	t.Helper()
+	p, err := New(Options{Config: cfg, Platform: image.Platform{OS: "linux", Architecture: goruntime.GOARCH}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func mustParseConfig(t *testing.T, yaml string) *Config {
+	t.Helper()
+	c, err := ParseConfig([]byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// platformOf reads the marker file testregistry puts into each image.
+func platformOf(t *testing.T, s *image.Store, ref string) string {
+	t.Helper()
+	dirs, err := s.LowerDirs(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dirs {
+		if b, err := os.ReadFile(filepath.Join(d, "etc/platform")); err == nil {
+			return strings.TrimSpace(string(b))
+		}
+	}
+	t.Fatalf("%s has no /etc/platform", ref)
+	return ""
+}
+
+func TestPull(t *testing.T) {
+	anon := testregistry.New(t, testregistry.Options{})
+	anon.PushImage("test/busybox", "1", hostPlatform)
+	basic := testregistry.New(t, testregistry.Options{Auth: testregistry.AuthBasic, Username: "alice", Password: "s3cret"})
+	basic.PushImage("test/busybox", "1", hostPlatform)
+	bearer := testregistry.New(t, testregistry.Options{Auth: testregistry.AuthBearer, Username: "bob", Password: "hunter2"})
+	bearer.PushImage("test/busybox", "1", hostPlatform)
+	bearerAnon := testregistry.New(t, testregistry.Options{Auth: testregistry.AuthBearer})
+	bearerAnon.PushImage("library/busybox", "1", hostPlatform)
+	tlsReg := testregistry.New(t, testregistry.Options{TLS: true})
+	tlsReg.PushImage("test/busybox", "1", hostPlatform)
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, tlsReg.CertPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name    string
+		ref     string
+		config  string
+		secrets []v1.Secret
+		err     string
+	}{
+		{name: "anonymous over plain HTTP on loopback", ref: anon.Host + "/test/busybox:1"},
+		{name: "unknown tag", ref: anon.Host + "/test/busybox:nope", err: "pull " + anon.Host + "/test/busybox:nope: manifest unknown"},
+		{name: "unknown repository", ref: anon.Host + "/test/nothing:1", err: "manifest unknown"},
+		{name: "basic without credentials", ref: basic.Host + "/test/busybox:1", err: "pull " + basic.Host + "/test/busybox:1: unauthorized: authentication required"},
+		{name: "basic from registries.yaml", ref: basic.Host + "/test/busybox:1",
+			config: fmt.Sprintf("configs:\n  %q:\n    auth: {username: alice, password: s3cret}\n", basic.Host)},
+		{name: "basic from a pull secret", ref: basic.Host + "/test/busybox:1",
+			secrets: []v1.Secret{dockerConfigSecret("creds", map[string]dockerConfigEntry{basic.Host: {Username: "alice", Password: "s3cret"}})}},
+		{name: "wrong then right pull secret", ref: basic.Host + "/test/busybox:1",
+			secrets: []v1.Secret{
+				dockerConfigSecret("stale", map[string]dockerConfigEntry{basic.Host + "/test": {Username: "alice", Password: "old"}}),
+				dockerConfigSecret("good", map[string]dockerConfigEntry{basic.Host: {Username: "alice", Password: "s3cret"}}),
+			}},
+		{name: "basic with a wrong password", ref: basic.Host + "/test/busybox:1",
+			secrets: []v1.Secret{dockerConfigSecret("creds", map[string]dockerConfigEntry{basic.Host: {Username: "alice", Password: "nope"}})},
+			err:     "unauthorized: authentication required"},
+		{name: "secret for another registry", ref: basic.Host + "/test/busybox:1",
+			secrets: []v1.Secret{dockerConfigSecret("creds", map[string]dockerConfigEntry{"other.example.com": {Username: "alice", Password: "s3cret"}})},
+			err:     "unauthorized"},
+		{name: "bearer with credentials", ref: bearer.Host + "/test/busybox:1",
+			secrets: []v1.Secret{dockerConfigSecret("creds", map[string]dockerConfigEntry{"http://" + bearer.Host: {Username: "bob", Password: "hunter2"}})}},
+		{name: "bearer token refused", ref: bearer.Host + "/test/busybox:1", err: "unauthorized: authentication required"},
+		{name: "anonymous bearer token", ref: bearerAnon.Host + "/library/busybox:1"},
+		{name: "TLS with an unknown CA", ref: tlsReg.Host + "/test/busybox:1", err: "certificate"},
+		{name: "TLS with ca_file", ref: tlsReg.Host + "/test/busybox:1",
+			config: fmt.Sprintf("configs:\n  %q:\n    tls: {ca_file: %s}\n", tlsReg.Host, caFile)},
+		{name: "TLS with insecure_skip_verify", ref: tlsReg.Host + "/test/busybox:1",
+			config: fmt.Sprintf("configs:\n  %q:\n    tls: {insecure_skip_verify: true}\n", tlsReg.Host)},
+		{name: "bad reference", ref: "Busybox", err: "pull Busybox: invalid reference format: repository name (library/Busybox) must be lowercase"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var cfg *Config
+			if tt.config != "" {
+				cfg = mustParseConfig(t, tt.config)
+			}
+			s := newStore(t)
+			img, err := newPuller(t, cfg).Pull(context.Background(), s, tt.ref, tt.secrets)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("Pull(%s) error = %v, want %q", tt.ref, err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Pull(%s): %v", tt.ref, err)
+			}
+			got, err := s.Get(tt.ref)
+			if err != nil || got.ID != img.ID {
+				t.Fatalf("store.Get(%s) = %v, %v; want the pulled image %s", tt.ref, got.ID, err, img.ID)
+			}
+			if len(img.Layers) != 2 || img.Config.Cmd[0] != "sh" {
+				t.Errorf("pulled image = %+v", img)
+			}
+			if _, err := os.Stat(filepath.Join(mustLowerDirs(t, s, tt.ref)[1], "bin/busybox")); err != nil {
+				t.Errorf("busybox layer not unpacked: %v", err)
+			}
+		})
+	}
+}
+
+func mustLowerDirs(t *testing.T, s *image.Store, ref string) []string {
+	t.Helper()
+	dirs, err := s.LowerDirs(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dirs
+}
+
+func TestPullBearerTokenCachedPerScope(t *testing.T) {
+	reg := testregistry.New(t, testregistry.Options{Auth: testregistry.AuthBearer})
+	reg.PushImage("test/a", "1", hostPlatform)
+	reg.PushImage("test/a", "2", testregistry.Platform{OS: "linux", Architecture: goruntime.GOARCH, Variant: "x"})
+	reg.PushImage("test/b", "1", hostPlatform)
+	p := newPuller(t, nil)
+	ctx := context.Background()
+	for _, ref := range []string{"/test/a:1", "/test/a:2"} {
+		if _, err := p.Pull(ctx, newStore(t), reg.Host+ref, nil); err != nil {
+			t.Fatalf("pull %s: %v", ref, err)
+		}
+	}
+	if n := reg.TokenRequests(); n != 1 {
+		t.Errorf("token requests after two pulls from one repository = %d, want 1 (cached per scope)", n)
+	}
+	if _, err := p.Pull(ctx, newStore(t), reg.Host+"/test/b:1", nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := reg.TokenRequests(); n != 2 {
+		t.Errorf("token requests after a pull from another repository = %d, want 2 (a token is for one scope)", n)
+	}
+}
+
+func TestPullMultiPlatform(t *testing.T) {
+	reg := testregistry.New(t, testregistry.Options{})
+	reg.PushIndex("test/multi", "1",
+		testregistry.Platform{OS: "linux", Architecture: "amd64"},
+		testregistry.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"},
+		testregistry.Platform{OS: "linux", Architecture: "arm", Variant: "v7"},
+	)
+	tests := []struct {
+		node image.Platform
+		want string
+		err  string
+	}{
+		{node: image.Platform{OS: "linux", Architecture: "amd64"}, want: "linux/amd64"},
+		{node: image.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}, want: "linux/arm64/v8"},
+		{node: image.Platform{OS: "linux", Architecture: "arm", Variant: "v7"}, want: "linux/arm/v7"},
+		{node: image.Platform{OS: "linux", Architecture: "arm", Variant: "v6"}, err: "no matching manifest for linux/arm/v6 in the manifest list entries (has linux/amd64, linux/arm64/v8, linux/arm/v7)"},
+	}
+	for _, tt := range tests {
+		t.Run(platformName(tt.node), func(t *testing.T) {
+			p, err := New(Options{Platform: tt.node})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := newStore(t)
+			ref := reg.Host + "/test/multi:1"
+			img, err := p.Pull(context.Background(), s, ref, nil)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("Pull = %v, want error %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := platformOf(t, s, ref); got != tt.want || platformName(img.Platform) != tt.want {
+				t.Errorf("pulled %s (config says %s), want %s", got, platformName(img.Platform), tt.want)
+			}
+		})
+	}
+}
+
+func TestPullByDigest(t *testing.T) {
+	reg := testregistry.New(t, testregistry.Options{})
+	idx := reg.PushIndex("test/multi", "", hostPlatform)
+	s := newStore(t)
+	ref := reg.Host + "/test/multi@" + idx.Digest
+	if _, err := newPuller(t, nil).Pull(context.Background(), s, ref, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ref); err != nil {
+		t.Fatal(err)
+	}
+	wrong := reg.Host + "/test/multi@sha256:" + strings.Repeat("0", 64)
+	if _, err := newPuller(t, nil).Pull(context.Background(), s, wrong, nil); err == nil || !strings.Contains(err.Error(), "manifest unknown") {
+		t.Fatalf("pull of an unknown digest: %v", err)
+	}
+}
+
+func TestPullDigestMismatch(t *testing.T) {
+	reg := testregistry.New(t, testregistry.Options{})
+	m := reg.PushImage("test/busybox", "1", hostPlatform)
+	layers := reg.Layers(m.Digest)
+	s := newStore(t)
+	ref := reg.Host + "/test/busybox:1"
+	reg.Recompress(layers[0])
+	_, err := newPuller(t, nil).Pull(context.Background(), s, ref, nil)
+	if err == nil || !strings.Contains(err.Error(), "blob "+layers[0]+" has digest sha256:") {
+		t.Fatalf("pull of a layer in other bytes: %v; want a digest mismatch of %s", err, layers[0])
+	}
+	reg.Corrupt(layers[1])
+	if _, err = newPuller(t, nil).Pull(context.Background(), s, ref, nil); err == nil {
+		t.Fatal("pull of a corrupted layer succeeded")
+	}
+	if imgs, _ := s.List(); len(imgs) != 0 {
+		t.Errorf("store has %v after failed pulls", imgs)
+	}
+
+	reg.Corrupt(m.Digest)
+	_, err = newPuller(t, nil).Pull(context.Background(), s, reg.Host+"/test/busybox:1", nil)
+	if err == nil || !strings.Contains(err.Error(), "manifest digest mismatch: expected "+m.Digest) {
+		t.Fatalf("pull of a corrupted manifest: %v", err)
+	}
+}
+
+func TestPullMirror(t *testing.T) {
+	mirror := testregistry.New(t, testregistry.Options{Auth: testregistry.AuthBasic, Username: "m", Password: "p"})
+	mirror.PushImage("mirrored/library/busybox", "1.36", hostPlatform)
+	empty := testregistry.New(t, testregistry.Options{})
+	// docker.io is not reachable from tests: the mirror must answer, and
+	// the empty mirror listed first must be skipped.
+	cfg := mustParseConfig(t, fmt.Sprintf(`
+mirrors:
+  docker.io:
+    endpoint: ["http://%s", "http://%s"]
+    rewrite:
+      "^library/(.*)": "mirrored/library/$1"
+configs:
+  %q:
+    auth: {username: m, password: p}
+`, empty.Host, mirror.Host, mirror.Host))
+	s := newStore(t)
+	if _, err := newPuller(t, cfg).Pull(context.Background(), s, "busybox:1.36", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get("docker.io/library/busybox:1.36"); err != nil {
+		t.Fatal(err)
+	}
+	if empty.Requests("GET /v2/mirrored/library/busybox/manifests/1.36") != 1 {
+		t.Errorf("the first mirror was not tried")
+	}
+
+	// A wildcard mirror serves any registry.
+	cfg = mustParseConfig(t, fmt.Sprintf("mirrors:\n  \"*\":\n    endpoint: [\"http://%s\"]\nconfigs:\n  %q:\n    auth: {username: m, password: p}\n", mirror.Host, mirror.Host))
+	if _, err := newPuller(t, cfg).Pull(context.Background(), newStore(t), "registry.invalid/mirrored/library/busybox:1.36", nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPullConcurrentDeduplicated(t *testing.T) {
+	reg := testregistry.New(t, testregistry.Options{})
+	m := reg.PushImage("test/busybox", "1", hostPlatform)
+	p, s := newPuller(t, nil), newStore(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := p.Pull(context.Background(), s, reg.Host+"/test/busybox:1", nil)
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Pulls that started after the first finished download again (the
+	// puller does not know the store has the image), so count at most
+	// one download per overlapping group: fewer than the callers.
+	for _, l := range reg.Layers(m.Digest) {
+		if n := reg.Requests("GET /v2/test/busybox/blobs/" + l); n >= 8 || n < 1 {
+			t.Errorf("layer %s fetched %d times by 8 concurrent pulls", l, n)
+		}
+	}
+}
+
+func TestPullCancelled(t *testing.T) {
+	reg := testregistry.New(t, testregistry.Options{})
+	reg.PushImage("test/busybox", "1", hostPlatform)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := newPuller(t, nil).Pull(ctx, newStore(t), reg.Host+"/test/busybox:1", nil)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Pull with a cancelled context = %v, want context.Canceled", err)
+	}
+}
+
+func TestPullUnreachable(t *testing.T) {
+	// A port nothing listens on: 127.0.0.1 port 1 is refused at once.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := newPuller(t, nil).Pull(ctx, newStore(t), "127.0.0.1:1/test/busybox:1", nil)
+	if err == nil || !strings.Contains(err.Error(), "pull 127.0.0.1:1/test/busybox:1: ") || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("Pull from a closed port = %v", err)
+	}
+}
