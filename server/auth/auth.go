@@ -7,7 +7,10 @@
 //     CN=system:node:<name>,O=system:nodes is a node);
 //   - the server's join-token secret as a bearer token, which makes the
 //     caller "node-bootstrap" in group system:bootstrappers: an agent that
-//     may only ask for its node certificate.
+//     may only ask for its node certificate;
+//   - the admin token (system:admin, group system:masters);
+//   - service account tokens (JWTs signed by the cluster's service account
+//     key), checked by a TokenAuthenticator (server/serviceaccount).
 //
 // Everything else is unauthenticated (the API server answers 401). The
 // package decides who a caller is, never what it may do: authorization is
@@ -15,6 +18,7 @@
 package auth
 
 import (
+	"context"
 	"crypto/subtle"
 	"crypto/x509"
 	"net/http"
@@ -52,6 +56,15 @@ type Options struct {
 	// AdminToken authenticates as system:admin (group system:masters),
 	// for clients that cannot present a certificate; empty disables it.
 	AdminToken string
+	// Tokens checks the bearer tokens that are none of the above (service
+	// account JWTs). Nil disables them.
+	Tokens TokenAuthenticator
+}
+
+// TokenAuthenticator checks bearer tokens. ok=false with a nil error means
+// the token is not one it knows; an error means it knows it and refuses it.
+type TokenAuthenticator interface {
+	AuthenticateToken(ctx context.Context, token string) (u apiserver.UserInfo, ok bool, err error)
 }
 
 // Authenticator identifies requests. It is safe for concurrent use.
@@ -59,6 +72,7 @@ type Authenticator struct {
 	roots     *x509.CertPool
 	bootstrap []byte
 	admin     []byte
+	tokens    TokenAuthenticator
 	// handshakeRoots: see Options.HandshakeVerifiesClientCAs.
 	handshakeRoots bool
 }
@@ -66,7 +80,7 @@ type Authenticator struct {
 // New returns an Authenticator for opts.
 func New(opts Options) *Authenticator {
 	return &Authenticator{roots: opts.ClientCAs, bootstrap: []byte(opts.BootstrapSecret), admin: []byte(opts.AdminToken),
-		handshakeRoots: opts.HandshakeVerifiesClientCAs && opts.ClientCAs != nil}
+		tokens: opts.Tokens, handshakeRoots: opts.HandshakeVerifiesClientCAs && opts.ClientCAs != nil}
 }
 
 // Authenticate returns the caller of r, or ok=false when r carries no
@@ -119,14 +133,31 @@ func (a *Authenticator) fromBearer(r *http.Request) (apiserver.UserInfo, bool) {
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return apiserver.UserInfo{}, false
 	}
-	t := []byte(strings.TrimSpace(token))
+	u, ok, _ := a.AuthenticateToken(r.Context(), strings.TrimSpace(token))
+	return u, ok
+}
+
+// AuthenticateToken identifies the holder of a bearer token: the admin
+// token, the join secret, then the TokenAuthenticator. The error says why
+// a token that looked like one of ours was refused (for TokenReview).
+func (a *Authenticator) AuthenticateToken(ctx context.Context, token string) (apiserver.UserInfo, bool, error) {
+	t := []byte(token)
 	switch {
+	case len(t) == 0:
+		return apiserver.UserInfo{}, false, nil
 	case len(a.admin) > 0 && subtle.ConstantTimeCompare(t, a.admin) == 1:
-		return user(AdminUser, MastersGroup), true
+		return user(AdminUser, MastersGroup), true, nil
 	case len(a.bootstrap) > 0 && subtle.ConstantTimeCompare(t, a.bootstrap) == 1:
-		return user(BootstrapUser, BootstrapGroup), true
+		return user(BootstrapUser, BootstrapGroup), true, nil
+	case a.tokens == nil:
+		return apiserver.UserInfo{}, false, nil
 	}
-	return apiserver.UserInfo{}, false
+	u, ok, err := a.tokens.AuthenticateToken(ctx, token)
+	if !ok || err != nil {
+		return apiserver.UserInfo{}, false, err
+	}
+	u.Groups = user(u.Name, u.Groups...).Groups
+	return u, true, nil
 }
 
 func user(name string, groups ...string) apiserver.UserInfo {
