@@ -12,11 +12,11 @@ import (
 	"github.com/orch-dev/orch/runtime/image"
 )
 
-// ImagePuller fetches an image that is not in the node's store into it.
-// The registry client implements it; pullSecrets are the pod's
-// imagePullSecrets, already read.
+// ImagePuller fetches an image that is not in the node's store into dst,
+// the store the agent opened. runtime/registry implements it; pullSecrets
+// are the pod's imagePullSecrets, already read.
 type ImagePuller interface {
-	Pull(ctx context.Context, ref string, pullSecrets []v1.Secret) (image.Image, error)
+	Pull(ctx context.Context, dst *image.Store, ref string, pullSecrets []v1.Secret) (image.Image, error)
 }
 
 // errNoRegistry explains why a missing image cannot be had.
@@ -63,7 +63,7 @@ func (a *Agent) ensureImage(ctx context.Context, pod *v1.Pod, c *v1.Container, r
 	if a.puller == nil {
 		err = fmt.Errorf("image %q is not in the node's image store: %w", c.Image, errNoRegistry)
 	} else {
-		img, err = a.puller.Pull(ctx, c.Image, a.pullSecrets(ctx, pod))
+		img, err = a.puller.Pull(ctx, a.images, c.Image, a.pullSecrets(ctx, pod))
 	}
 	if err == nil {
 		a.requestNodeStatus() // status.images changed
