@@ -24,6 +24,11 @@ type Config struct {
 	// allows every authenticated request.
 	Authorize Authorizer
 
+	// PostStart hooks run in order once the bootstrap objects exist and
+	// before Ready closes, like kube-apiserver's post-start hooks that gate
+	// /readyz (the RBAC bootstrap policy). An error stops Run.
+	PostStart []func(ctx context.Context, api *Local) error
+
 	// Limits, each answered with a clear Status error when exceeded.
 	MaxRequestBodyBytes int64         // default 3 MiB, as Kubernetes
 	RequestTimeout      time.Duration // non-watch requests; default 60 s

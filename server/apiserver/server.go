@@ -101,6 +101,11 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.bootstrap(ctx); err != nil {
 		return err
 	}
+	for _, hook := range s.cfg.PostStart {
+		if err := hook(ctx, s.Local()); err != nil {
+			return err
+		}
+	}
 	close(s.ready)
 	<-ctx.Done()
 	close(s.stopping)
