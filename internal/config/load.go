@@ -89,6 +89,18 @@ func Logging(command string, src Sources) (logfile.Options, error) {
 	return opts, nil
 }
 
+// PrivateRegistry resolves --private-registry of command (ServerCommand
+// or AgentCommand): the registries.yaml the node's image puller reads.
+func PrivateRegistry(command string, src Sources) (string, error) {
+	vals, err := resolve(command, src)
+	if err != nil {
+		return "", err
+	}
+	c := &checker{vals: vals}
+	path := c.file(keyPrivateRegistry)
+	return path, c.err()
+}
+
 // logging parses the --log settings. Server and Agent check them too, so
 // that every problem of a configuration is reported at once.
 func (c *checker) logging() logfile.Options {

@@ -47,6 +47,7 @@ const (
 	keyLog             = "log"
 	keyLogMaxSize      = "log-max-size"
 	keyLogMaxBackups   = "log-max-backups"
+	keyPrivateRegistry = "private-registry"
 )
 
 // Option is one setting of a command: a flag, an environment variable and a
@@ -93,6 +94,7 @@ func ServerOptions() []Option {
 		{Name: keySnapRetention, Default: "5", Usage: "how many scheduled snapshots to keep"},
 		{Name: keyNodeGrace, Default: "40s", Usage: "how long a node may miss heartbeats before it is NotReady (e.g. 20s on fast edge links)"},
 		{Name: keyDisableAgent, Bool: true, Default: "false", Usage: "run only the control plane, not a node in the same process"},
+		{Name: keyPrivateRegistry, Default: "/etc/orch/registries.yaml", Usage: "registry mirrors, credentials and TLS settings, in k3s' registries.yaml format (a missing file is fine)"},
 		{Name: keyDisable, List: true, Usage: "do not apply this built-in manifest (its file name without .yaml, e.g. local-storage); repeatable"},
 		{Name: keyDebug, Bool: true, Default: "false", Usage: "log at debug level"},
 	}
@@ -107,6 +109,7 @@ func AgentOptions() []Option {
 		{Name: keyToken, Secret: true, Usage: "join token printed by the server (required)"},
 		{Name: keyNodeName, Usage: "name of this node (default: the host name, lower case)"},
 		{Name: keyDataDir, Default: "/var/lib/orch", Usage: "directory for node state, images and pods (absolute path)"},
+		{Name: keyPrivateRegistry, Default: "/etc/orch/registries.yaml", Usage: "registry mirrors, credentials and TLS settings, in k3s' registries.yaml format (a missing file is fine)"},
 		{Name: keyDebug, Bool: true, Default: "false", Usage: "log at debug level"},
 	}
 	return append(opts, logOptions()...)
