@@ -49,9 +49,10 @@ type Config struct {
 
 	Logger *slog.Logger
 
-	// HTTPClient carries every API request (TLS with the node's client
-	// certificate, or the tunnel's transport). Until joining with Token
-	// exists it is required.
+	// HTTPClient carries every API request: the node inside the server
+	// process passes a TLS client with its node certificate. Nil means a
+	// joined agent: it joins with Token if it has not yet (join.go) and
+	// sends everything through its tunnel to the server.
 	HTTPClient *http.Client
 	// NodeIP is the node's InternalIP; default: the address of the
 	// interface of the default route.
@@ -59,8 +60,12 @@ type Config struct {
 	// ServerNode marks a node that also runs the control plane: it gets
 	// the node-role.kubernetes.io/control-plane label.
 	ServerNode bool
-	// PodNetwork wires pods to the network; default: loopback only.
+	// PodNetwork wires pods to the network; default: loopback only, or
+	// orch's own network when Network is set.
 	PodNetwork PodNetwork
+	// Network, when set, turns on the pod network, service proxy and
+	// cluster DNS of netproxy (see services.go).
+	Network *NetworkConfig
 	// ImagePuller fetches images that are not in the local store; nil
 	// means images must be imported.
 	ImagePuller ImagePuller
@@ -74,10 +79,6 @@ type Config struct {
 	// CgroupRoot is the cgroup pods are placed under; default /orch.
 	CgroupRoot string
 }
-
-// ErrNotImplemented is returned when the agent is asked to join with a
-// token alone, which needs the tunnel work.
-var ErrNotImplemented = errors.New("orch agent: joining with a token is not implemented yet")
 
 // Timings of the node's heartbeats.
 const (
@@ -119,29 +120,51 @@ type Agent struct {
 // Run joins the server and serves as a node until ctx is cancelled. Pods
 // keep running after it returns.
 func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.complete(); err != nil {
+		return err
+	}
+	var link *serverLink
+	if cfg.HTTPClient == nil {
+		l, err := dialServer(ctx, &cfg)
+		if err != nil {
+			return err
+		}
+		link = l
+	}
 	a, err := newAgent(cfg)
 	if err != nil {
 		return err
 	}
+	if link != nil {
+		return link.run(ctx, a)
+	}
 	return a.run(ctx)
 }
 
-func newAgent(cfg Config) (*Agent, error) {
+// complete fills in defaults and checks what cannot be defaulted.
+func (cfg *Config) complete() error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.DataDir == "" {
-		return nil, errors.New("orch agent: data directory is not set")
+		return errors.New("orch agent: data directory is not set")
 	}
 	if cfg.NodeName == "" {
 		h, err := os.Hostname()
 		if err != nil {
-			return nil, fmt.Errorf("orch agent: node name: %w", err)
+			return fmt.Errorf("orch agent: node name: %w", err)
 		}
 		cfg.NodeName = strings.ToLower(h)
 	}
+	return nil
+}
+
+func newAgent(cfg Config) (*Agent, error) {
+	if err := cfg.complete(); err != nil {
+		return nil, err
+	}
 	if cfg.HTTPClient == nil {
-		return nil, ErrNotImplemented
+		return nil, errors.New("orch agent: no HTTP client to reach the server")
 	}
 	if cfg.ClusterDomain == "" {
 		cfg.ClusterDomain = "cluster.local"
@@ -212,6 +235,11 @@ func (a *Agent) run(ctx context.Context) error {
 		return err
 	}
 	a.log.Info("node registered", "ip", a.hostIP)
+	if err := a.startNetworking(gctx, g); err != nil {
+		g.Go(func() error { return err }) // stops the others
+		_ = g.Wait()
+		return err
+	}
 	a.workers = newPodWorkers(a)
 	g.Go(func() error { a.renewLease(gctx, node); return nil })
 	g.Go(func() error { a.syncNodeStatus(gctx); return nil })

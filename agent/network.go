@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"net/netip"
 
 	v1 "k8s.io/api/core/v1"
 )
@@ -39,4 +40,16 @@ func (a *Agent) setupPodNetwork(ctx context.Context, pod *v1.Pod, netns string) 
 		return "", fmt.Errorf("set up pod network: %w", err)
 	}
 	return ip, nil
+}
+
+// NetworkConfig turns on orch's own networking on the node: the pod
+// network (netproxy/podnet) once the server has given the Node a
+// podCIDR, the nftables service proxy and the node-local cluster DNS
+// (services.go). Without it pods get only loopback (loopbackNetwork).
+type NetworkConfig struct {
+	// ClusterCIDR is the whole pod network (--cluster-cidr).
+	ClusterCIDR netip.Prefix
+	// ServiceCIDR is the cluster IP range (--service-cidr); the kube-dns
+	// address, its 10th, is where pods find DNS.
+	ServiceCIDR netip.Prefix
 }

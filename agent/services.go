@@ -1,0 +1,475 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	v1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/orch-dev/orch/agent/apiclient"
+	"github.com/orch-dev/orch/netproxy/dns"
+	"github.com/orch-dev/orch/netproxy/podnet"
+	"github.com/orch-dev/orch/netproxy/proxy"
+)
+
+// Resources the node's networking follows.
+var (
+	servicesResource       = apiclient.Resource{Version: "v1", Name: "services", Namespaced: true}
+	endpointSlicesResource = apiclient.Resource{Group: "discovery.k8s.io", Version: "v1", Name: "endpointslices", Namespaced: true}
+)
+
+// The kube-dns Service the server creates; every node answers for it
+// itself (node-local DNS).
+const (
+	dnsServiceNamespace = "kube-system"
+	dnsServiceName      = "kube-dns"
+	// localDNSSlice is the EndpointSlice this node feeds its own service
+	// proxy (never the API) so that the kube-dns address is DNATed to the
+	// DNS server on the bridge address.
+	localDNSSlice = "kube-dns-node-local"
+)
+
+// startNetworking brings up the node's networking when Config.Network
+// asks for it: it waits for the server to give the Node a podCIDR, makes
+// the pod network, and starts the service proxy, the DNS server and the
+// routes to other nodes on g. It runs before any pod worker, so every pod
+// is wired to the network and points at the cluster DNS.
+func (a *Agent) startNetworking(ctx context.Context, g *errgroup.Group) error {
+	nc := a.cfg.Network
+	if nc == nil || a.cfg.PodNetwork != nil {
+		return nil
+	}
+	podCIDR, err := a.waitPodCIDR(ctx)
+	if err != nil {
+		return err
+	}
+	pn, err := podnet.New(podnet.Config{
+		PodCIDR:     podCIDR,
+		ClusterCIDR: nc.ClusterCIDR,
+		StateDir:    filepath.Join(a.dir, "podnet"),
+		Logger:      a.log.With("component", "podnet"),
+	})
+	if err != nil {
+		return fmt.Errorf("orch agent: %w", err)
+	}
+	if err := pn.Init(ctx); err != nil {
+		return fmt.Errorf("orch agent: %w", err)
+	}
+	a.releaseGonePodAddresses(ctx, pn)
+	a.net = pn
+
+	dnsIP, err := dns.ClusterDNSIP(nc.ServiceCIDR)
+	if err != nil {
+		return fmt.Errorf("orch agent: %w", err)
+	}
+	if len(a.cfg.ClusterDNS) == 0 {
+		a.cfg.ClusterDNS = []string{dnsIP.String()}
+	}
+	dnsServer := dns.New(dns.Config{Domain: a.cfg.ClusterDomain, Upstreams: hostUpstreams("/etc/resolv.conf", dnsIP)})
+	dnsAddr := netip.AddrPortFrom(pn.Gateway(), 53).String()
+	pc, err := net.ListenPacket("udp4", dnsAddr)
+	if err != nil {
+		return fmt.Errorf("orch agent: cluster DNS: %w", err)
+	}
+	ln, err := net.Listen("tcp4", dnsAddr)
+	if err != nil {
+		pc.Close()
+		return fmt.Errorf("orch agent: cluster DNS: %w", err)
+	}
+
+	var nodeIPs []netip.Addr
+	if ip, err := netip.ParseAddr(a.hostIP); err == nil {
+		nodeIPs = append(nodeIPs, ip)
+	}
+	syncer := proxy.NewSyncer(proxy.Config{
+		NodeName:     a.nodeName,
+		NodeIPs:      nodeIPs,
+		ClusterCIDRs: []netip.Prefix{nc.ClusterCIDR},
+		ServiceCIDRs: []netip.Prefix{nc.ServiceCIDR},
+	}, &proxy.NFTables{}, proxy.SyncerOptions{})
+	results := syncer.Results()
+	state := &serviceState{
+		services: map[types.NamespacedName]*v1.Service{},
+		slices:   map[types.NamespacedName]*discoveryv1.EndpointSlice{},
+		localDNS: nodeLocalDNSSlice(a.nodeName, pn.Gateway()),
+		proxy:    syncer,
+		dns:      dnsServer,
+	}
+	routes := &routeState{net: pn, nodes: map[string]*v1.Node{}, log: a.log}
+
+	a.log.Info("node networking started", "podCIDR", podCIDR, "clusterDNS", dnsIP, "dnsListen", dnsAddr)
+	g.Go(func() error {
+		if err := dnsServer.Serve(ctx, pc, ln); err != nil && ctx.Err() == nil {
+			a.log.Error("cluster DNS server stopped", "err", err)
+		}
+		return nil
+	})
+	g.Go(func() error { _ = syncer.Run(ctx); return nil })
+	g.Go(func() error { a.logSyncResults(ctx, results); return nil })
+	g.Go(func() error {
+		mirror(ctx, a, servicesResource, sink[v1.Service]{replace: state.replaceServices, update: state.updateService, remove: state.removeService})
+		return nil
+	})
+	g.Go(func() error {
+		mirror(ctx, a, endpointSlicesResource, sink[discoveryv1.EndpointSlice]{replace: state.replaceSlices, update: state.updateSlice, remove: state.removeSlice})
+		return nil
+	})
+	g.Go(func() error {
+		mirror(ctx, a, apiclient.Nodes, sink[v1.Node]{replace: routes.replace, update: routes.update, remove: routes.remove})
+		pn.Close()
+		return nil
+	})
+	return nil
+}
+
+// waitPodCIDR polls the Node until the server's IPAM controller has given
+// it a podCIDR.
+func (a *Agent) waitPodCIDR(ctx context.Context) (netip.Prefix, error) {
+	logged := time.Time{}
+	for {
+		var node v1.Node
+		err := a.api.Get(ctx, apiclient.Nodes, "", a.nodeName, &node)
+		if err == nil && node.Spec.PodCIDR != "" {
+			p, perr := netip.ParsePrefix(node.Spec.PodCIDR)
+			if perr != nil {
+				return netip.Prefix{}, fmt.Errorf("orch agent: node podCIDR %q: %w", node.Spec.PodCIDR, perr)
+			}
+			return p, nil
+		}
+		if a.now().Sub(logged) > 30*time.Second {
+			a.log.Info("waiting for the server to assign this node a podCIDR", "err", err)
+			logged = a.now()
+		}
+		select {
+		case <-ctx.Done():
+			return netip.Prefix{}, fmt.Errorf("orch agent: wait for podCIDR: %w", ctx.Err())
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// releaseGonePodAddresses frees the addresses of pods deleted while the
+// agent was down: their Teardown never ran.
+func (a *Agent) releaseGonePodAddresses(ctx context.Context, pn *podnet.Network) {
+	var list v1.PodList
+	if err := a.api.List(ctx, apiclient.Pods, "", apiclient.ListOptions{FieldSelector: "spec.nodeName=" + a.nodeName}, &list); err != nil {
+		a.log.Warn("cannot list pods to release stale pod addresses", "err", err)
+		return
+	}
+	live := make(map[string]bool, len(list.Items))
+	for _, p := range list.Items {
+		live[string(p.UID)] = true
+	}
+	if gone := pn.ReleaseUnknown(live); len(gone) > 0 {
+		a.log.Info("released addresses of pods deleted while the agent was down", "pods", gone)
+	}
+}
+
+func (a *Agent) logSyncResults(ctx context.Context, results <-chan proxy.SyncResult) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case r := <-results:
+			if r.Err != nil {
+				a.log.Error("cannot write service rules", "err", r.Err)
+				continue
+			}
+			a.log.Debug("service rules written", "services", r.Services, "chains", r.Chains, "took", r.Duration)
+		}
+	}
+}
+
+// hostUpstreams are the node's own resolvers, for names outside the
+// cluster. The cluster DNS address itself is left out (a node whose
+// resolv.conf points at it would forward to itself).
+func hostUpstreams(path string, clusterDNS netip.Addr) []string {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	rc, err := dns.ParseResolvConf(f)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, s := range rc.Nameservers {
+		if ip, err := netip.ParseAddr(s); err == nil && ip != clusterDNS {
+			out = append(out, netip.AddrPortFrom(ip, 53).String())
+		}
+	}
+	return out
+}
+
+// nodeLocalDNSSlice points kube-dns at this node's DNS server.
+func nodeLocalDNSSlice(nodeName string, addr netip.Addr) *discoveryv1.EndpointSlice {
+	ready := true
+	udp, tcp := v1.ProtocolUDP, v1.ProtocolTCP
+	dnsName, dnsTCPName := "dns", "dns-tcp"
+	port := int32(53)
+	return &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Namespace: dnsServiceNamespace, Name: localDNSSlice,
+			Labels: map[string]string{discoveryv1.LabelServiceName: dnsServiceName}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints: []discoveryv1.Endpoint{{
+			Addresses:  []string{addr.String()},
+			Conditions: discoveryv1.EndpointConditions{Ready: &ready},
+			NodeName:   &nodeName,
+		}},
+		Ports: []discoveryv1.EndpointPort{
+			{Name: &dnsName, Protocol: &udp, Port: &port},
+			{Name: &dnsTCPName, Protocol: &tcp, Port: &port},
+		},
+	}
+}
+
+// serviceState is the node's picture of Services and EndpointSlices. It
+// hands the full picture to the proxy and the DNS server only once both
+// kinds have been listed, so a restarting agent never writes rules from
+// Services without their endpoints (which would refuse connections).
+type serviceState struct {
+	mu             sync.Mutex
+	services       map[types.NamespacedName]*v1.Service
+	slices         map[types.NamespacedName]*discoveryv1.EndpointSlice
+	listedServices bool
+	listedSlices   bool
+	localDNS       *discoveryv1.EndpointSlice
+
+	proxy *proxy.Syncer
+	dns   *dns.Server
+}
+
+func nameOf(m metav1.Object) types.NamespacedName {
+	return types.NamespacedName{Namespace: m.GetNamespace(), Name: m.GetName()}
+}
+
+// pushLocked gives the proxy and DNS the current picture; both only mark
+// themselves dirty and rebuild in their own time.
+func (s *serviceState) pushLocked() {
+	if !s.listedServices || !s.listedSlices {
+		return
+	}
+	svcs := make([]*v1.Service, 0, len(s.services))
+	for _, v := range s.services {
+		svcs = append(svcs, v)
+	}
+	sls := make([]*discoveryv1.EndpointSlice, 0, len(s.slices)+1)
+	for _, v := range s.slices {
+		sls = append(sls, v)
+	}
+	s.dns.Replace(svcs, sls, nil)
+	s.proxy.Replace(svcs, append(sls, s.localDNS))
+}
+
+func (s *serviceState) replaceServices(items []*v1.Service) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.services)
+	for _, v := range items {
+		s.services[nameOf(v)] = v
+	}
+	s.listedServices = true
+	s.pushLocked()
+}
+
+func (s *serviceState) updateService(v *v1.Service) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.services[nameOf(v)] = v
+	s.pushLocked()
+}
+
+func (s *serviceState) removeService(v *v1.Service) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.services, nameOf(v))
+	s.pushLocked()
+}
+
+func (s *serviceState) replaceSlices(items []*discoveryv1.EndpointSlice) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.slices)
+	for _, v := range items {
+		s.slices[nameOf(v)] = v
+	}
+	s.listedSlices = true
+	s.pushLocked()
+}
+
+func (s *serviceState) updateSlice(v *discoveryv1.EndpointSlice) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.slices[nameOf(v)] = v
+	s.pushLocked()
+}
+
+func (s *serviceState) removeSlice(v *discoveryv1.EndpointSlice) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.slices, nameOf(v))
+	s.pushLocked()
+}
+
+// routeState keeps the routes to other nodes' pod subnets current.
+type routeState struct {
+	net *podnet.Network
+	log interface {
+		Warn(msg string, args ...any)
+	}
+
+	mu      sync.Mutex
+	nodes   map[string]*v1.Node
+	lastErr string
+}
+
+func (r *routeState) replace(items []*v1.Node) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	clear(r.nodes)
+	for _, n := range items {
+		r.nodes[n.Name] = n
+	}
+	r.syncLocked()
+}
+
+func (r *routeState) update(n *v1.Node) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.nodes[n.Name]
+	r.nodes[n.Name] = n
+	if old != nil && old.Spec.PodCIDR == n.Spec.PodCIDR && slices.Equal(old.Status.Addresses, n.Status.Addresses) {
+		return // a heartbeat: nothing routing cares about
+	}
+	r.syncLocked()
+}
+
+func (r *routeState) remove(n *v1.Node) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.nodes, n.Name)
+	r.syncLocked()
+}
+
+func (r *routeState) syncLocked() {
+	peers := make([]podnet.Peer, 0, len(r.nodes))
+	for _, n := range r.nodes {
+		cidr, err := netip.ParsePrefix(n.Spec.PodCIDR)
+		if err != nil {
+			continue
+		}
+		for _, a := range n.Status.Addresses {
+			if a.Type != v1.NodeInternalIP {
+				continue
+			}
+			if ip, err := netip.ParseAddr(a.Address); err == nil && ip.Is4() {
+				peers = append(peers, podnet.Peer{Name: n.Name, PodCIDR: cidr, NodeIP: ip})
+				break
+			}
+		}
+	}
+	err := r.net.SyncRoutes(peers)
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	if msg != "" && msg != r.lastErr {
+		r.log.Warn("cannot route to every node's pods", "err", err)
+	}
+	r.lastErr = msg
+}
+
+// sink receives one resource's objects from mirror.
+type sink[T any] struct {
+	replace func([]*T)
+	update  func(*T)
+	remove  func(*T)
+}
+
+// objectPtr is a pointer to an API object type, e.g. *v1.Service.
+type objectPtr[T any] interface {
+	*T
+	metav1.Object
+}
+
+// mirror keeps s current with every object of res: a list (replace),
+// then a watch (update/remove) from the list's resourceVersion, listing
+// again when the watch falls out of the server's history.
+func mirror[T any, PT objectPtr[T]](ctx context.Context, a *Agent, res apiclient.Resource, s sink[T]) {
+	for ctx.Err() == nil {
+		var list struct {
+			Metadata metav1.ListMeta `json:"metadata"`
+			Items    []T             `json:"items"`
+		}
+		if err := a.api.List(ctx, res, "", apiclient.ListOptions{}, &list); err != nil {
+			if ctx.Err() == nil {
+				a.log.Warn("cannot list", "resource", res.Name, "err", err)
+				sleepCtx(ctx, 2*time.Second)
+			}
+			continue
+		}
+		items := make([]*T, len(list.Items))
+		for i := range list.Items {
+			items[i] = &list.Items[i]
+		}
+		s.replace(items)
+		watchFrom[T, PT](ctx, a, res, list.Metadata.ResourceVersion, s)
+	}
+}
+
+// watchFrom follows res from rv until the watch can no longer resume.
+func watchFrom[T any, PT objectPtr[T]](ctx context.Context, a *Agent, res apiclient.Resource, rv string, s sink[T]) {
+	for ctx.Err() == nil {
+		w, err := a.api.Watch(ctx, res, "", apiclient.ListOptions{ResourceVersion: rv, TimeoutSeconds: 300})
+		if err != nil {
+			if ctx.Err() == nil {
+				a.log.Warn("cannot watch", "resource", res.Name, "err", err)
+				sleepCtx(ctx, time.Second)
+			}
+			return
+		}
+		for {
+			ev, err := w.Next()
+			if err != nil {
+				w.Close()
+				if errors.Is(err, io.EOF) && ctx.Err() == nil {
+					break // the server ended the watch: resume from rv
+				}
+				if ctx.Err() == nil && !apierrors.IsResourceExpired(err) && !apierrors.IsGone(err) {
+					a.log.Warn("watch failed; listing again", "resource", res.Name, "err", err)
+				}
+				return
+			}
+			obj := new(T)
+			if err := json.Unmarshal(ev.Object, obj); err != nil {
+				a.log.Warn("undecodable object in watch", "resource", res.Name, "err", err)
+				continue
+			}
+			if v := PT(obj).GetResourceVersion(); v != "" {
+				rv = v
+			}
+			switch ev.Type {
+			case "ADDED", "MODIFIED":
+				s.update(obj)
+			case "DELETED":
+				s.remove(obj)
+			}
+		}
+	}
+}
