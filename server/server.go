@@ -20,15 +20,18 @@ import (
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/orch-dev/orch/internal/metrics"
 	"github.com/orch-dev/orch/internal/nodeapi"
 	"github.com/orch-dev/orch/internal/tunnel"
 	"github.com/orch-dev/orch/internal/version"
+	"github.com/orch-dev/orch/manifests"
 	"github.com/orch-dev/orch/server/admission"
 	"github.com/orch-dev/orch/server/apiserver"
 	"github.com/orch-dev/orch/server/auth"
 	"github.com/orch-dev/orch/server/controllers/informer"
+	"github.com/orch-dev/orch/server/deploy"
 	"github.com/orch-dev/orch/server/join"
 	"github.com/orch-dev/orch/server/pki"
 	"github.com/orch-dev/orch/server/registry"
@@ -60,6 +63,7 @@ const (
 //	server/tls/       certificates (server/pki)
 //	server/token      the join token (0600)
 //	server/db/state.db  the store
+//	server/manifests/   manifests applied at start and on change (server/deploy)
 func Run(ctx context.Context, cfg Config) error {
 	log := cfg.Logger
 	if log == nil {
@@ -274,6 +278,17 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, st store.Store, ca
 		})
 	}
 	g.Go(func() error {
+		select {
+		case <-api.Ready():
+		case <-gctx.Done():
+			return nil
+		}
+		return deploy.New(api.Local(), deploy.Options{
+			Dir: filepath.Join(cfg.DataDir, "server", "manifests"), BuiltIn: manifests.FS(), Disable: cfg.Disable,
+			Kinds: servedKinds(api.Local()), Logger: log.With("component", "deploy"),
+		}).Run(gctx)
+	})
+	g.Go(func() error {
 		c := &compactor{st: st, log: log, keep: compactKeep, keepRevs: compactKeepRevs}
 		c.run(gctx, compactInterval)
 		return nil
@@ -334,6 +349,18 @@ func http2Config() *http.HTTP2Config {
 	c := tunnel.ServerHTTP2Config()
 	c.MaxConcurrentStreams = maxStreamsPerConn
 	return c
+}
+
+// servedKinds lets the manifest deployer find any kind served now.
+func servedKinds(local *apiserver.Local) deploy.KindFunc {
+	return func(gvk schema.GroupVersionKind) (deploy.Kind, bool) {
+		for _, r := range local.Resources() {
+			if r.GroupVersionKind() == gvk {
+				return deploy.Kind{Resource: r.GroupVersionResource(), Namespaced: r.Namespaced}, true
+			}
+		}
+		return deploy.Kind{}, false
+	}
 }
 
 // localNodeCertValidity is how long the in-process node's certificate

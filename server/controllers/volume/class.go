@@ -11,7 +11,7 @@ import (
 
 // The built-in storage class.
 const (
-	// LocalPathClassName is the StorageClass orch creates at start.
+	// LocalPathClassName is the default StorageClass orch ships.
 	LocalPathClassName = "local-path"
 	// LocalPathProvisioner is the provisioner name the controller serves.
 	LocalPathProvisioner = "orch.dev/local-path"
@@ -36,7 +36,8 @@ const (
 	pvProtectionFinalizer  = "kubernetes.io/pv-protection"
 )
 
-// LocalPathClass is the StorageClass orch creates at start: the default
+// LocalPathClass is the default StorageClass orch ships as the built-in
+// manifest local-storage.yaml (a test keeps the two equal): the default
 // class, provisioning hostPath volumes on the node the first pod using a
 // claim is scheduled to.
 func LocalPathClass() *storagev1.StorageClass {

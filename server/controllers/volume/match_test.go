@@ -112,7 +112,7 @@ func TestWaitForFirstConsumerPrefersStaticVolumeOnNode(t *testing.T) {
 	mode := LocalPathClass().VolumeBindingMode
 	local := immediateClass("local")
 	local.VolumeBindingMode = mode
-	h := start(t, Options{DisableDefaultClass: true}, node("n1"), node("n2"), local,
+	h := start(t, Options{}, node("n1"), node("n2"), local,
 		onNode(volume("disk-n1", "local", "10Gi", corev1.PersistentVolumeReclaimRetain), "n1"),
 		onNode(volume("disk-n2", "local", "10Gi", corev1.PersistentVolumeReclaimRetain), "n2"),
 	)
@@ -132,7 +132,7 @@ func TestWaitForFirstConsumerPrefersStaticVolumeOnNode(t *testing.T) {
 func TestExternalProvisionerIsLeftToItsWork(t *testing.T) {
 	class := immediateClass("ext")
 	class.Provisioner = "rancher.io/local-path"
-	h := start(t, Options{DisableDefaultClass: true}, class)
+	h := start(t, Options{}, class)
 	h.create(claim("data", "ext", "1Gi"))
 	h.eventually("provisioner annotation", func() bool {
 		c, ok := h.claim("data")

@@ -32,7 +32,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -71,10 +70,6 @@ type Options struct {
 	// StorageDir is where local-path volumes live on every node; default
 	// /var/lib/orch/storage.
 	StorageDir string
-	// DisableDefaultClass skips creating the local-path StorageClass at
-	// start (k3s' --disable local-storage). The provisioner still serves
-	// classes that name it.
-	DisableDefaultClass bool
 	// ResyncPeriod is how often every claim and volume is synced again
 	// even without a change, as a safety net (Kubernetes: 15 s); default
 	// 15 s, negative disables it.
@@ -160,17 +155,15 @@ func New(api API, factory *informer.Factory, recorder events.Recorder, opts Opti
 	return c
 }
 
-// Run ensures the default StorageClass and reconciles claims and volumes
-// until ctx ends.
+// Run reconciles claims and volumes until ctx ends. The default
+// local-path StorageClass is not made here: it is the built-in manifest
+// manifests/local-storage.yaml, applied by server/deploy.
 func (c *Controller) Run(ctx context.Context) error {
 	if !informer.WaitForSync(ctx, c.claimInf, c.volumeInf, c.classInf, c.podInf, c.nodeInf) {
 		return nil
 	}
 	c.log.Info("started", "workers", c.opts.Workers)
 	var wg sync.WaitGroup
-	if !c.opts.DisableDefaultClass {
-		wg.Go(func() { c.ensureDefaultClass(ctx) })
-	}
 	if c.opts.ResyncPeriod > 0 {
 		wg.Go(func() { c.resync(ctx) })
 	}
@@ -197,42 +190,6 @@ func (c *Controller) resync(ctx context.Context) {
 			c.volumes.Add(key)
 		}
 	}
-}
-
-// ensureDefaultClass creates the local-path StorageClass unless a class of
-// that name exists; an existing one is left as the user made it. It
-// retries until it succeeds or ctx ends.
-func (c *Controller) ensureDefaultClass(ctx context.Context) {
-	delay := time.Second
-	for {
-		err := c.createDefaultClass(ctx)
-		if err == nil {
-			return
-		}
-		c.log.Warn("couldn't ensure the default storage class; retrying", "class", LocalPathClassName, "err", err)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 30*time.Second)
-	}
-}
-
-func (c *Controller) createDefaultClass(ctx context.Context) error {
-	_, err := c.api.Get(ctx, StorageClassesGVR, "", LocalPathClassName)
-	if err == nil {
-		return nil
-	}
-	if !apierrors.IsNotFound(err) {
-		return fmt.Errorf("get storageclass %s: %w", LocalPathClassName, err)
-	}
-	_, err = c.api.Create(ctx, StorageClassesGVR, LocalPathClass(), c.opts.FieldManager)
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("create storageclass %s: %w", LocalPathClassName, err)
-	}
-	c.log.Info("created the default storage class", "class", LocalPathClassName)
-	return nil
 }
 
 // Event handlers: they only queue keys.

@@ -12,7 +12,7 @@ import (
 )
 
 func TestWaitForFirstConsumerProvisionsOnSelectedNode(t *testing.T) {
-	h := start(t, Options{StorageDir: "/data/storage"}, node("n1"), node("n2"))
+	h := start(t, Options{StorageDir: "/data/storage"}, LocalPathClass(), node("n1"), node("n2"))
 	h.create(claim("data", "-", "2Gi"))
 
 	// The default class appears, the claim gets it and waits for a pod.
@@ -76,29 +76,8 @@ func TestWaitForFirstConsumerProvisionsOnSelectedNode(t *testing.T) {
 	}
 }
 
-func TestDefaultClassIsNotOverwritten(t *testing.T) {
-	mine := LocalPathClass()
-	mine.Annotations[annDefaultClass] = "false"
-	mine.Provisioner = "example.com/mine"
-	h := start(t, Options{}, mine)
-	h.create(claim("data", "-", "1Gi"))
-	h.eventually("claim pending", h.claimPhase("data", corev1.ClaimPending))
-	obj, err := h.api.Get(h.ctx, StorageClassesGVR, "", LocalPathClassName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sc := obj.(*storagev1.StorageClass); sc.Provisioner != "example.com/mine" || IsDefaultClass(sc) {
-		t.Errorf("class was overwritten: %+v", sc)
-	}
-	// No default class: the claim keeps a nil class.
-	h.never("class assigned without a default", func() bool {
-		pvc, _ := h.claim("data")
-		return pvc.Spec.StorageClassName != nil
-	})
-}
-
 func TestImmediateBindsSmallestFit(t *testing.T) {
-	h := start(t, Options{DisableDefaultClass: true},
+	h := start(t, Options{},
 		immediateClass("manual"),
 		volume("pv-1g", "manual", "1Gi", corev1.PersistentVolumeReclaimRetain),
 		volume("pv-10g", "manual", "10Gi", corev1.PersistentVolumeReclaimRetain),
@@ -144,7 +123,7 @@ func TestImmediateBindsSmallestFit(t *testing.T) {
 func TestPreboundClaimAndVolume(t *testing.T) {
 	pre := volume("pv-pre", "manual", "5Gi", corev1.PersistentVolumeReclaimRetain)
 	pre.Spec.ClaimRef = &corev1.ObjectReference{Namespace: "default", Name: "wants-pre"}
-	h := start(t, Options{DisableDefaultClass: true},
+	h := start(t, Options{},
 		immediateClass("manual"), pre,
 		volume("pv-small", "manual", "1Gi", corev1.PersistentVolumeReclaimRetain),
 		volume("pv-named", "manual", "1Gi", corev1.PersistentVolumeReclaimRetain),
@@ -191,7 +170,7 @@ func TestReclaim(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := start(t, Options{DisableDefaultClass: true}, immediateClass("manual"), tt.volume)
+			h := start(t, Options{}, immediateClass("manual"), tt.volume)
 			pvc := h.create(claim("data", "manual", "1Gi"))
 			h.eventually("bound", h.claimPhase("data", corev1.ClaimBound))
 			h.eventually("volume bound", h.volumePhase("pv", corev1.VolumeBound))
@@ -211,7 +190,7 @@ func TestReclaim(t *testing.T) {
 }
 
 func TestRetainedVolumeIsReusedAfterClaimRefIsCleared(t *testing.T) {
-	h := start(t, Options{DisableDefaultClass: true}, immediateClass("manual"),
+	h := start(t, Options{}, immediateClass("manual"),
 		volume("pv", "manual", "1Gi", corev1.PersistentVolumeReclaimRetain))
 	first := h.create(claim("first", "manual", "1Gi"))
 	h.eventually("first bound", h.claimPhase("first", corev1.ClaimBound))
@@ -228,7 +207,7 @@ func TestRetainedVolumeIsReusedAfterClaimRefIsCleared(t *testing.T) {
 }
 
 func TestClaimProtectionWhilePodUsesIt(t *testing.T) {
-	h := start(t, Options{}, node("n1"))
+	h := start(t, Options{}, LocalPathClass(), node("n1"))
 	pvc := h.create(claim("data", "-", "1Gi"))
 	h.eventually("claim gets the default class", func() bool {
 		c, _ := h.claim("data")
@@ -263,7 +242,7 @@ func TestClaimProtectionWhilePodUsesIt(t *testing.T) {
 }
 
 func TestLostClaim(t *testing.T) {
-	h := start(t, Options{DisableDefaultClass: true}, immediateClass("manual"),
+	h := start(t, Options{}, immediateClass("manual"),
 		volume("pv", "manual", "1Gi", corev1.PersistentVolumeReclaimRetain))
 	h.create(claim("data", "manual", "1Gi"))
 	h.eventually("bound", h.claimPhase("data", corev1.ClaimBound))
