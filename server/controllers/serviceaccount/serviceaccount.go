@@ -1,10 +1,17 @@
-// Package serviceaccount is the service account controller: it keeps a
-// "default" ServiceAccount in every active namespace, as Kubernetes'
-// pkg/controller/serviceaccount (ServiceAccountsController) does. A
-// namespace gets it when it is created, and again whenever it is deleted.
+// Package serviceaccount holds the controllers around service accounts, as
+// Kubernetes has them:
 //
-// Tokens (token secrets, the TokenRequest subresource) are not this
-// package's business. It writes only through the API it is given.
+//   - Controller keeps a "default" ServiceAccount in every active namespace
+//     (pkg/controller/serviceaccount's ServiceAccountsController). A
+//     namespace gets it when it is created, and again whenever it is
+//     deleted.
+//   - Tokens fills service account token secrets (TokensController).
+//   - RootCAPublisher keeps the kube-root-ca.crt ConfigMap in every
+//     namespace (root-ca-cert-publisher).
+//
+// Signing tokens is server/serviceaccount's business; the TokenRequest
+// subresource is served by the API server. The controllers write only
+// through the API they are given.
 package serviceaccount
 
 import (
