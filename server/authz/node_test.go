@@ -1,0 +1,140 @@
+package authz
+
+import (
+	"context"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/orch-dev/orch/server/apiserver"
+)
+
+// fakePods is a PodLister over fixed pods.
+type fakePods []*corev1.Pod
+
+func (f fakePods) Get(ns, name string) (*corev1.Pod, bool) {
+	for _, p := range f {
+		if p.Namespace == ns && p.Name == name {
+			return p, true
+		}
+	}
+	return nil, false
+}
+
+func (f fakePods) List(ns string, _ labels.Selector) []*corev1.Pod {
+	var out []*corev1.Pod
+	for _, p := range f {
+		if ns == "" || p.Namespace == ns {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func boundPod(name, node string, spec corev1.PodSpec) *corev1.Pod {
+	spec.NodeName = node
+	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name}, Spec: spec}
+}
+
+func TestNodeAuthorizer(t *testing.T) {
+	pods := fakePods{
+		boundPod("web", "n1", corev1.PodSpec{
+			ServiceAccountName: "web-sa",
+			ImagePullSecrets:   []corev1.LocalObjectReference{{Name: "pull"}},
+			Volumes: []corev1.Volume{
+				{Name: "certs", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "web-tls"}}},
+				{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "web-data"}}},
+				{Name: "proj", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
+					{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "proj-cm"}}}}}}},
+				{Name: "scratch", VolumeSource: corev1.VolumeSource{Ephemeral: &corev1.EphemeralVolumeSource{}}},
+			},
+			InitContainers: []corev1.Container{{Name: "init", EnvFrom: []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "init-env"}}}}}},
+			Containers: []corev1.Container{{Name: "app", Env: []corev1.EnvVar{{Name: "PW", ValueFrom: &corev1.EnvVarSource{
+				SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "db-password"}, Key: "pw"}}}}}},
+		}),
+		boundPod("other", "n2", corev1.PodSpec{
+			ServiceAccountName: "other-sa",
+			Volumes:            []corev1.Volume{{Name: "s", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "n2-secret"}}}},
+		}),
+	}
+	n1 := apiserver.UserInfo{Name: "system:node:n1", Groups: []string{"system:nodes", "system:authenticated"}}
+	notInGroup := apiserver.UserInfo{Name: "system:node:n1", Groups: []string{"system:authenticated"}}
+	as := func(u apiserver.UserInfo, a apiserver.Attributes) apiserver.Attributes { a.User = u; return a }
+	onNode := func(a apiserver.Attributes, sel string) apiserver.Attributes {
+		a.FieldSelector = fields.ParseSelectorOrDie(sel).Requirements()
+		return a
+	}
+	tests := []struct {
+		name       string
+		a          apiserver.Attributes
+		allow      bool
+		wantReason string
+	}{
+		{"own node", as(n1, resourceAttrs("get", "", "nodes", "", "", "n1")), true, ""},
+		{"own node status", as(n1, resourceAttrs("patch", "", "nodes", "status", "", "n1")), true, ""},
+		{"register", as(n1, resourceAttrs("create", "", "nodes", "", "", "")), true, ""},
+		{"other node", as(n1, resourceAttrs("update", "", "nodes", "", "", "n2")), false,
+			"can only access the node object with the same name as the requesting node"},
+		{"delete own node", as(n1, resourceAttrs("delete", "", "nodes", "", "", "n1")), false, ""},
+		{"own lease", as(n1, resourceAttrs("update", "coordination.k8s.io", "leases", "", "kube-node-lease", "n1")), true, ""},
+		{"create lease", as(n1, resourceAttrs("create", "coordination.k8s.io", "leases", "", "kube-node-lease", "")), true, ""},
+		{"other lease", as(n1, resourceAttrs("update", "coordination.k8s.io", "leases", "", "kube-node-lease", "n2")), false,
+			"can only access node lease with the same name as the requesting node"},
+		{"lease elsewhere", as(n1, resourceAttrs("get", "coordination.k8s.io", "leases", "", "default", "n1")), false,
+			`can only access leases in the "kube-node-lease" system namespace`},
+		{"watch own pods", as(n1, onNode(resourceAttrs("watch", "", "pods", "", "", ""), "spec.nodeName=n1")), true, ""},
+		{"watch another node's pods", as(n1, onNode(resourceAttrs("watch", "", "pods", "", "", ""), "spec.nodeName=n2")), false,
+			"can only list/watch pods with spec.nodeName field selector"},
+		{"list all pods", as(n1, resourceAttrs("list", "", "pods", "", "", "")), false,
+			"can only list/watch pods with spec.nodeName field selector"},
+		{"get bound pod", as(n1, resourceAttrs("get", "", "pods", "", "default", "web")), true, ""},
+		{"patch bound pod status", as(n1, resourceAttrs("patch", "", "pods", "status", "default", "web")), true, ""},
+		{"delete bound pod", as(n1, resourceAttrs("delete", "", "pods", "", "default", "web")), true, ""},
+		{"get other node's pod", as(n1, resourceAttrs("get", "", "pods", "", "default", "other")), false,
+			"no relationship found between node 'n1' and this object"},
+		{"exec into a pod", as(n1, resourceAttrs("create", "", "pods", "exec", "default", "web")), false, ""},
+		{"secret volume", as(n1, resourceAttrs("get", "", "secrets", "", "default", "web-tls")), true, ""},
+		{"env secret", as(n1, resourceAttrs("get", "", "secrets", "", "default", "db-password")), true, ""},
+		{"pull secret", as(n1, resourceAttrs("get", "", "secrets", "", "default", "pull")), true, ""},
+		{"other node's secret", as(n1, resourceAttrs("get", "", "secrets", "", "default", "n2-secret")), false,
+			"no relationship found between node 'n1' and this object"},
+		{"list secrets", as(n1, resourceAttrs("list", "", "secrets", "", "default", "")), false, "No Object name found"},
+		{"write a referenced secret", as(n1, resourceAttrs("update", "", "secrets", "", "default", "web-tls")), false,
+			"can only read resources of this type"},
+		{"projected config map", as(n1, resourceAttrs("get", "", "configmaps", "", "default", "proj-cm")), true, ""},
+		{"init container config map", as(n1, resourceAttrs("get", "", "configmaps", "", "default", "init-env")), true, ""},
+		{"claim", as(n1, resourceAttrs("get", "", "persistentvolumeclaims", "", "default", "web-data")), true, ""},
+		{"ephemeral volume claim", as(n1, resourceAttrs("get", "", "persistentvolumeclaims", "", "default", "web-scratch")), true, ""},
+		{"token of a pod's service account", as(n1, resourceAttrs("create", "", "serviceaccounts", "token", "default", "web-sa")), true, ""},
+		{"token of another account", as(n1, resourceAttrs("create", "", "serviceaccounts", "token", "default", "other-sa")), false,
+			"no relationship found between node 'n1' and this object"},
+		{"events", as(n1, resourceAttrs("create", "", "events", "", "default", "")), true, ""},
+		{"events.k8s.io events", as(n1, resourceAttrs("patch", "events.k8s.io", "events", "", "default", "e")), true, ""},
+		{"delete events", as(n1, resourceAttrs("delete", "", "events", "", "default", "e")), false, ""},
+		{"deployments", as(n1, resourceAttrs("list", "apps", "deployments", "", "", "")), false, ""},
+		{"not in system:nodes", as(notInGroup, resourceAttrs("get", "", "nodes", "", "", "n1")), false, ""},
+		{"unnamed node", as(apiserver.UserInfo{Name: "system:node:", Groups: []string{"system:nodes"}}, resourceAttrs("get", "", "nodes", "", "", "n1")), false,
+			`unknown node for user "system:node:"`},
+	}
+	az := NewNode(pods)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, reason, err := az.Authorize(context.Background(), tt.a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d == apiserver.DecisionDeny {
+				t.Errorf("the node authorizer never denies outright, got Deny")
+			}
+			if got := d == apiserver.DecisionAllow; got != tt.allow {
+				t.Errorf("allowed = %v (%q), want %v", got, reason, tt.allow)
+			}
+			if tt.wantReason != "" && reason != tt.wantReason {
+				t.Errorf("reason = %q, want %q", reason, tt.wantReason)
+			}
+		})
+	}
+}
