@@ -18,7 +18,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/orch-dev/orch/agent"
 	"github.com/orch-dev/orch/internal/config"
 	"github.com/orch-dev/orch/internal/testimage"
 	"github.com/orch-dev/orch/internal/version"
@@ -130,12 +129,20 @@ func TestCommandErrors(t *testing.T) {
 	}
 }
 
-func TestAgentNotImplemented(t *testing.T) {
-	_, stderr, err := runApp(t, "agent", "--join", "https://127.0.0.1:6443", "--token", "t", "--node-name", "n1", "--data-dir", t.TempDir())
-	if !errors.Is(err, agent.ErrNotImplemented) {
-		t.Fatalf("err = %v, want ErrNotImplemented", err)
+// TestAgentJoinUnreachable: a join that cannot reach the server fails
+// with the reason, after the start line.
+func TestAgentJoinUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !strings.Contains(stderr, "starting orch agent") || !strings.Contains(stderr, "server=https://127.0.0.1:6443") {
+	url := "https://" + ln.Addr().String()
+	ln.Close() // nothing listens there now
+	_, stderr, err := runApp(t, "agent", "--join", url, "--token", "t", "--node-name", "n1", "--data-dir", t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "join "+url+": fetch the server's CA") {
+		t.Fatalf("err = %v, want a failed join", err)
+	}
+	if !strings.Contains(stderr, "starting orch agent") || !strings.Contains(stderr, "server="+url) {
 		t.Errorf("log %q lacks the start line", stderr)
 	}
 }
