@@ -62,7 +62,7 @@ func Agent(src Sources) (agent.Config, error) {
 	c := &checker{vals: vals}
 	cfg := agent.Config{
 		ServerURL: c.serverURL(keyJoin),
-		Token:     c.token(keyToken, true),
+		Token:     c.token(keyToken, false),
 		NodeName:  c.nodeName(keyNodeName, src),
 		DataDir:   c.absDir(keyDataDir),
 		Debug:     c.boolean(keyDebug),

@@ -106,7 +106,7 @@ func AgentOptions() []Option {
 	opts := []Option{
 		configOption(),
 		{Name: keyJoin, Usage: "URL of the server to join, e.g. https://192.168.1.10:6443 (required)"},
-		{Name: keyToken, Secret: true, Usage: "join token printed by the server (required)"},
+		{Name: keyToken, Secret: true, Usage: "join token printed by the server (needed only until this machine has joined)"},
 		{Name: keyNodeName, Usage: "name of this node (default: the host name, lower case)"},
 		{Name: keyDataDir, Default: "/var/lib/orch", Usage: "directory for node state, images and pods (absolute path)"},
 		{Name: keyPrivateRegistry, Default: "/etc/orch/registries.yaml", Usage: "registry mirrors, credentials and TLS settings, in k3s' registries.yaml format (a missing file is fine)"},
