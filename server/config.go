@@ -24,6 +24,7 @@ type Config struct {
 	WriteKubeconfig string       // default /etc/orch/orch.yaml
 	KubeconfigMode  os.FileMode  // default 0600
 	DisableAgent    bool
+	FlannelBackend  string // pod network of the server's node: "none" or "host-gw"
 	Debug           bool
 
 	// Disable names built-in manifests (file names without .yaml) not to

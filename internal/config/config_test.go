@@ -53,6 +53,7 @@ func defaultServer() server.Config {
 		NodeGracePeriod:   40 * time.Second,
 		SnapshotInterval:  12 * time.Hour,
 		SnapshotRetention: 5,
+		FlannelBackend:    "none",
 	}
 }
 

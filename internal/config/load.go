@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -41,6 +42,7 @@ func Server(src Sources) (server.Config, error) {
 		SnapshotInterval:  c.durationOrZero(keySnapInterval, time.Minute),
 		SnapshotRetention: c.count(keySnapRetention),
 		DisableAgent:      c.boolean(keyDisableAgent),
+		FlannelBackend:    c.oneOf(keyFlannelBackend, "none", "host-gw"),
 		Disable:           c.names(keyDisable),
 		Debug:             c.boolean(keyDebug),
 	}
@@ -305,6 +307,14 @@ func (c *checker) token(key string, required bool) string {
 			c.fail(key, "contains spaces or control characters (value not shown)")
 			return ""
 		}
+	}
+	return t
+}
+
+func (c *checker) oneOf(key string, allowed ...string) string {
+	t := c.text(key)
+	if !slices.Contains(allowed, t) {
+		c.fail(key, "%q is not one of %s", t, strings.Join(allowed, ", "))
 	}
 	return t
 }
