@@ -201,10 +201,14 @@ func runServer(c *cli.Context, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		err = agent.Run(ctx, agent.Config{
+		acfg := agent.Config{
 			ServerURL: node.ServerURL, NodeName: cfg.NodeName, DataDir: cfg.DataDir, Debug: cfg.Debug,
 			Logger: cfg.Logger.With("component", "agent"), HTTPClient: hc, ServerNode: true,
-		})
+		}
+		if cfg.FlannelBackend != "none" {
+			acfg.Network = &agent.NetworkConfig{ClusterCIDR: cfg.ClusterCIDR, ServiceCIDR: cfg.ServiceCIDR}
+		}
+		err = agent.Run(ctx, acfg)
 		if err != nil && ctx.Err() == nil {
 			// A box that cannot run pods (no memory cgroup, not root) still
 			// serves the control plane; say why it is not a node.
