@@ -35,6 +35,7 @@ import (
 	"github.com/orch-dev/orch/internal/logfile"
 	"github.com/orch-dev/orch/internal/version"
 	"github.com/orch-dev/orch/runtime/container"
+	"github.com/orch-dev/orch/runtime/registry"
 	"github.com/orch-dev/orch/server"
 )
 
@@ -184,6 +185,10 @@ func runServer(c *cli.Context, stderr io.Writer) error {
 	if cfg.DisableAgent {
 		return finished(c.Context, server.Run(c.Context, cfg))
 	}
+	puller, err := imagePuller(config.ServerCommand, src, cfg.Logger)
+	if err != nil {
+		return err
+	}
 	// The server is also a node: its agent half runs beside it and talks
 	// to it over TLS on this machine, with a node certificate.
 	local := make(chan server.LocalNode, 1)
@@ -204,6 +209,7 @@ func runServer(c *cli.Context, stderr io.Writer) error {
 		acfg := agent.Config{
 			ServerURL: node.ServerURL, NodeName: cfg.NodeName, DataDir: cfg.DataDir, Debug: cfg.Debug,
 			Logger: cfg.Logger.With("component", "agent"), HTTPClient: hc, ServerNode: true,
+			ImagePuller: puller,
 		}
 		if cfg.FlannelBackend != "none" {
 			acfg.Network = &agent.NetworkConfig{ClusterCIDR: cfg.ClusterCIDR, ServiceCIDR: cfg.ServiceCIDR}
@@ -251,7 +257,29 @@ func runAgent(c *cli.Context, stderr io.Writer) error {
 	v := version.Get()
 	cfg.Logger.Info("starting orch agent", "version", v.Version, "commit", v.GitCommit,
 		"server", cfg.ServerURL, "node", cfg.NodeName, "dataDir", cfg.DataDir)
+	if cfg.ImagePuller, err = imagePuller(config.AgentCommand, src, cfg.Logger); err != nil {
+		return err
+	}
 	return finished(c.Context, agent.Run(c.Context, cfg))
+}
+
+// imagePuller pulls pods' images from registries as the --private-registry
+// file (registries.yaml) says; without the file, from the registries the
+// image names.
+func imagePuller(command string, src config.Sources, log *slog.Logger) (agent.ImagePuller, error) {
+	path, err := config.PrivateRegistry(command, src)
+	if err != nil {
+		return nil, configError(err)
+	}
+	rc, err := registry.LoadConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	p, err := registry.New(registry.Options{Config: rc, Logger: log.With("component", "registry"), UserAgent: "orch/" + version.Get().Version})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 // finished treats a shutdown we were asked for as success.
