@@ -64,9 +64,10 @@ type Options struct {
 	Stdin, Stdout, Stderr, TTY bool
 }
 
-// ParseOptions reads the stdin, stdout, stderr and tty query parameters,
-// which the API server passes on as "1" and kubectl as "true". With a TTY
-// stderr is dropped: a terminal has one output.
+// ParseOptions reads the kubelet's query parameters input, output, error
+// and tty, which the API server sets to "1" for PodExecOptions' stdin,
+// stdout, stderr and tty. With a TTY stderr is dropped: a terminal has one
+// output.
 func ParseOptions(q url.Values) (Options, error) {
 	flag := func(name string) bool {
 		v, err := strconv.ParseBool(q.Get(name))

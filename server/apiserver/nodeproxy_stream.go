@@ -86,10 +86,14 @@ func nodeStreamLocation(pod *corev1.Pod, subresource string, q url.Values) (stri
 	if subresource == "exec" {
 		out["command"] = q["command"]
 	}
-	// The kubelet's flags are "1"; kubectl sends "true".
-	for _, p := range []string{corev1.ExecStdinParam, corev1.ExecStdoutParam, corev1.ExecStderrParam, corev1.ExecTTYParam} {
-		if b, err := strconv.ParseBool(q.Get(p)); err == nil && b {
-			out.Set(p, "1")
+	// PodExecOptions' stdin, stdout, stderr and tty ("true" from kubectl)
+	// become the kubelet's input, output, error and tty, set to "1".
+	for from, to := range map[string]string{
+		"stdin": corev1.ExecStdinParam, "stdout": corev1.ExecStdoutParam,
+		"stderr": corev1.ExecStderrParam, "tty": corev1.ExecTTYParam,
+	} {
+		if b, err := strconv.ParseBool(q.Get(from)); err == nil && b {
+			out.Set(to, "1")
 		}
 	}
 	return "/" + subresource + "/" + url.PathEscape(pod.Namespace) + "/" + url.PathEscape(pod.Name) + "/" + url.PathEscape(container), out, nil
