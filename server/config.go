@@ -43,6 +43,12 @@ type Config struct {
 
 	Logger *slog.Logger
 
+	// MetricsResolution is how often the nodes' resource metrics are
+	// scraped (default 15 s, metrics-server's); HPASyncPeriod how often
+	// every HorizontalPodAutoscaler is reconciled (default 15 s).
+	MetricsResolution time.Duration
+	HPASyncPeriod     time.Duration
+
 	// NodeTransport, when set, reaches the nodes that are not this
 	// process's own agent (simulated nodes in tests); it is asked before
 	// such a node is declared not connected.

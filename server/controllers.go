@@ -23,19 +23,21 @@ import (
 	"github.com/orch-dev/orch/server/controllers/nodeipam"
 	"github.com/orch-dev/orch/server/controllers/nodelifecycle"
 	"github.com/orch-dev/orch/server/controllers/nodelifecycle/tainteviction"
+	"github.com/orch-dev/orch/server/controllers/podautoscaler"
 	"github.com/orch-dev/orch/server/controllers/replicaset"
 	"github.com/orch-dev/orch/server/controllers/resourcequota"
 	"github.com/orch-dev/orch/server/controllers/serviceaccount"
 	"github.com/orch-dev/orch/server/controllers/statefulset"
 	"github.com/orch-dev/orch/server/controllers/volume"
 	"github.com/orch-dev/orch/server/events"
+	"github.com/orch-dev/orch/server/metricsapi"
 	"github.com/orch-dev/orch/server/scheduler"
 )
 
 // runControllers starts the control loops once the API server is ready:
 // one shared informer factory over the in-process API, the event
 // broadcaster, the scheduler and the controllers. It returns when ctx ends.
-func runControllers(ctx context.Context, cfg Config, api *apiserver.Server, factory *informer.Factory, quotaAdmission *admission.Quota, log *slog.Logger) error {
+func runControllers(ctx context.Context, cfg Config, api *apiserver.Server, factory *informer.Factory, quotaAdmission *admission.Quota, resourceMetrics *metricsapi.Provider, log *slog.Logger) error {
 	select {
 	case <-api.Ready():
 	case <-ctx.Done():
@@ -97,7 +99,10 @@ func runControllers(ctx context.Context, cfg Config, api *apiserver.Server, fact
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return nodeIPAM.Run(gctx) })
+	autoscalers := podautoscaler.New(local, factory, broadcaster.Recorder(podautoscaler.ComponentName), resourceMetrics,
+		podautoscaler.Options{SyncPeriod: cfg.HPASyncPeriod, Logger: log.With("component", "horizontal-pod-autoscaler")})
 	g.Go(func() error { return broadcaster.Run(gctx) })
+	g.Go(func() error { return autoscalers.Run(gctx, 5) })
 	g.Go(func() error { return sched.Run(gctx) })
 	g.Go(func() error { return namespaces.Run(gctx) })
 	g.Go(func() error { return daemonSets.Run(gctx) })

@@ -83,6 +83,15 @@ func New(opts Options) *Authenticator {
 		tokens: opts.Tokens, handshakeRoots: opts.HandshakeVerifiesClientCAs && opts.ClientCAs != nil}
 }
 
+// WithTokens returns a copy of a that also accepts the bearer tokens t
+// knows (service account tokens, whose checks need the API server, which
+// in turn needs the Authenticator: the server builds them in that order).
+func (a *Authenticator) WithTokens(t TokenAuthenticator) *Authenticator {
+	c := *a
+	c.tokens = t
+	return &c
+}
+
 // Authenticate returns the caller of r, or ok=false when r carries no
 // credential this server accepts. A client certificate takes precedence
 // over a bearer token, as in Kubernetes.
