@@ -168,10 +168,13 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, st store.Store, ca
 		return fmt.Errorf("server: %w", err)
 	}
 	v := version.Get()
+	authz := &authorizer{}
 	api, err := apiserver.New(apiserver.Config{
 		Store:        st,
 		Table:        table,
 		Authenticate: authn.Authenticate,
+		Authorize:    authz.authorize,
+		PostStart:    []func(context.Context, *apiserver.Local) error{ensureRBACPolicy},
 		KubernetesService: &apiserver.KubernetesService{
 			ClusterIP:  serviceIP.String(),
 			EndpointIP: endpointIP(bindIP).String(),
@@ -193,6 +196,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, st store.Store, ca
 	// StorageClass and LimitRanger (defaults), then quota, then the service
 	// IP allocator.
 	factory := informer.NewFactory(api.Local(), log.With("component", "informers"))
+	if err := authz.start(factory, table); err != nil {
+		return err
+	}
 	quotaAdmission := admission.NewQuota(
 		informer.NewLister[*corev1.ResourceQuota](factory.For(corev1.SchemeGroupVersion.WithResource("resourcequotas"))), admission.QuotaOptions{})
 	limitRanger := admission.NewLimitRanger(
@@ -295,6 +301,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, st store.Store, ca
 			Kinds: servedKinds(api.Local()), Logger: log.With("component", "deploy"),
 		}).Run(gctx)
 	})
+	g.Go(func() error { return runRoleAggregation(gctx, api, factory, log) })
 	g.Go(func() error {
 		c := &compactor{st: st, log: log, keep: compactKeep, keepRevs: compactKeepRevs}
 		c.run(gctx, compactInterval)

@@ -229,7 +229,10 @@ func TestRunServesAndStops(t *testing.T) {
 		{name: "namespaces with admin cert", client: admin, path: "/api/v1/namespaces", want: authOK},
 		{name: "namespaces anonymous", client: anonymous, path: "/api/v1/namespaces", want: http.StatusUnauthorized},
 		{name: "namespaces with wrong token", client: anonymous, path: "/api/v1/namespaces", bearer: "nope", want: http.StatusUnauthorized},
-		{name: "namespaces with join secret", client: anonymous, path: "/api/v1/namespaces", bearer: secret, want: authOK},
+		// The join secret authenticates, but only for what a bootstrapping
+		// node may do: discovery, not namespaces.
+		{name: "discovery with join secret", client: anonymous, path: "/api", bearer: secret, want: http.StatusOK},
+		{name: "namespaces with join secret", client: anonymous, path: "/api/v1/namespaces", bearer: secret, want: http.StatusForbidden},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
