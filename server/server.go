@@ -33,6 +33,7 @@ import (
 	"github.com/orch-dev/orch/server/controllers/informer"
 	"github.com/orch-dev/orch/server/deploy"
 	"github.com/orch-dev/orch/server/join"
+	"github.com/orch-dev/orch/server/metricsapi"
 	"github.com/orch-dev/orch/server/pki"
 	"github.com/orch-dev/orch/server/registry"
 	"github.com/orch-dev/orch/server/snapshot"
@@ -196,6 +197,12 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, st store.Store, ca
 	// StorageClass and LimitRanger (defaults), then quota, then the service
 	// IP allocator.
 	factory := informer.NewFactory(api.Local(), log.With("component", "informers"))
+	// metrics.k8s.io, scraped from the nodes (orch's metrics-server).
+	resourceMetrics := metricsapi.New(factory, nodeTransport(cfg, tun),
+		metricsapi.Options{Resolution: cfg.MetricsResolution, Logger: log.With("component", "metrics-server")})
+	if err := api.AddComputed(resourceMetrics.Resources()...); err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
 	if err := authz.start(factory, table); err != nil {
 		return err
 	}
@@ -284,7 +291,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, st store.Store, ca
 		return nil
 	})
 	g.Go(func() error { return serviceAccounts.run(gctx, api, factory, log) })
-	g.Go(func() error { return runControllers(gctx, cfg, api, factory, quotaAdmission, log) })
+	g.Go(func() error { return runControllers(gctx, cfg, api, factory, quotaAdmission, resourceMetrics, log) })
+	g.Go(func() error { return resourceMetrics.Run(gctx) })
 	if db, ok := st.(snapshot.Snapshotter); ok && cfg.SnapshotInterval > 0 {
 		g.Go(func() error {
 			return snapshot.Schedule(gctx, db, snapshot.Dir(cfg.DataDir), cfg.SnapshotInterval, cfg.SnapshotRetention, log)
