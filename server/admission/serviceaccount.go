@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -97,14 +98,34 @@ func (s *ServiceAccount) admit(ctx context.Context, pod *corev1.Pod, served sche
 	return nil
 }
 
+// defaultAccountAttempts is how often the live getter is asked for the
+// default account, which the service account controller creates just
+// after its namespace: a pod created right after its namespace waits for
+// it (for 1-2 s) rather than failing, as in Kubernetes.
+const defaultAccountAttempts = 10
+
 func (s *ServiceAccount) account(ctx context.Context, ns, name string) (*corev1.ServiceAccount, error) {
 	if sa, ok := s.accounts.Get(ns, name); ok {
 		return sa, nil
 	}
 	if s.live != nil {
-		sa, err := s.live(ctx, ns, name)
-		if err == nil || !apierrors.IsNotFound(err) {
-			return sa, err
+		attempts := 1
+		if name == DefaultServiceAccountName {
+			attempts = defaultAccountAttempts
+		}
+		interval := time.Duration(100+rand.Intn(100)) * time.Millisecond
+		for i := 0; i < attempts; i++ {
+			if i > 0 {
+				select {
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				case <-time.After(interval):
+				}
+			}
+			sa, err := s.live(ctx, ns, name)
+			if err == nil || !apierrors.IsNotFound(err) {
+				return sa, err
+			}
 		}
 	}
 	return nil, apierrors.NewNotFound(schema.GroupResource{Resource: "serviceaccount"}, name)
