@@ -418,7 +418,7 @@ func TestWriteKubeconfigRelative(t *testing.T) {
 }
 
 func TestAgent(t *testing.T) {
-	base := agent.Config{ServerURL: "https://10.0.0.1:6443", Token: "K10abc::server:def", NodeName: "test-host", DataDir: "/var/lib/orch"}
+	base := agent.Config{ServerURL: "https://10.0.0.1:6443", Token: "K10abc::server:def", NodeName: "test-host", DataDir: "/var/lib/orch", CgroupRoot: "/orch"}
 	tests := []struct {
 		name    string
 		in      input
@@ -448,6 +448,10 @@ func TestAgent(t *testing.T) {
 			wantErr: []string{"has no host"}},
 		{name: "server key in agent config", in: input{file: "cluster-cidr: 10.42.0.0/16\n"},
 			wantErr: []string{"cluster-cidr: unknown key: it is a setting of `orch server`, not `orch agent`"}},
+		{name: "cgroup root", in: input{flags: map[string]string{"join": "https://10.0.0.1:6443", "token": "K10abc::server:def", "cgroup-root": "/orch-test/"}},
+			want: func(c *agent.Config) { c.CgroupRoot = "/orch-test" }},
+		{name: "relative cgroup root", in: input{flags: map[string]string{"join": "https://a", "token": "t", "cgroup-root": "orch"}},
+			wantErr: []string{`cgroup-root: "orch" is not an absolute path (from flag --cgroup-root)`}},
 		{name: "relative data dir", in: input{flags: map[string]string{"join": "https://a", "token": "t", "data-dir": "data"}},
 			wantErr: []string{`data-dir: "data" is not an absolute path (from flag --data-dir)`}},
 	}

@@ -69,6 +69,7 @@ func Agent(src Sources) (agent.Config, error) {
 		DataDir:   c.absDir(keyDataDir),
 		Debug:     c.boolean(keyDebug),
 	}
+	cfg.CgroupRoot = c.absDir(keyCgroupRoot)
 	c.logging()
 	if err := c.err(); err != nil {
 		return agent.Config{}, err

@@ -49,6 +49,7 @@ const (
 	keyLogMaxBackups   = "log-max-backups"
 	keyFlannelBackend  = "flannel-backend"
 	keyPrivateRegistry = "private-registry"
+	keyCgroupRoot      = "cgroup-root"
 )
 
 // Option is one setting of a command: a flag, an environment variable and a
@@ -111,6 +112,7 @@ func AgentOptions() []Option {
 		{Name: keyToken, Secret: true, Usage: "join token printed by the server (needed only until this machine has joined)"},
 		{Name: keyNodeName, Usage: "name of this node (default: the host name, lower case)"},
 		{Name: keyDataDir, Default: "/var/lib/orch", Usage: "directory for node state, images and pods (absolute path)"},
+		{Name: keyCgroupRoot, Default: "/orch", Usage: "cgroup that pods are placed under (absolute path in the cgroup hierarchy)"},
 		{Name: keyPrivateRegistry, Default: "/etc/orch/registries.yaml", Usage: "registry mirrors, credentials and TLS settings, in k3s' registries.yaml format (a missing file is fine)"},
 		{Name: keyDebug, Bool: true, Default: "false", Usage: "log at debug level"},
 	}
