@@ -162,11 +162,6 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, st store.Store, ca
 		return fmt.Errorf("server: service account tokens: %w", err)
 	}
 	authn = authn.WithTokens(serviceAccounts.authn)
-	serviceAccounts, err := newServiceAccounts(ca.Dir(), ca.CACertPEM())
-	if err != nil {
-		return fmt.Errorf("server: service account tokens: %w", err)
-	}
-	authn = authn.WithTokens(serviceAccounts.authn)
 	// Agents on other machines connect through the tunnel, authenticated
 	// by their node certificates.
 	tun, err := tunnel.NewServer(tunnel.ServerOptions{NodeName: join.NodeName(authn.Authenticate), Logger: log.With("component", "tunnel")})
@@ -222,7 +217,6 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, st store.Store, ca
 		limitRanger.Attach(res)
 		defaultClass.Attach(res)
 	}
-	serviceAccounts.attach(api, table, authn, factory)
 	serviceAccounts.attach(api, table, authn, factory)
 
 	var reserved []string
@@ -296,7 +290,6 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, st store.Store, ca
 		}
 		return nil
 	})
-	g.Go(func() error { return serviceAccounts.run(gctx, api, factory, log) })
 	g.Go(func() error { return serviceAccounts.run(gctx, api, factory, log) })
 	g.Go(func() error { return runControllers(gctx, cfg, api, factory, quotaAdmission, resourceMetrics, log) })
 	g.Go(func() error { return resourceMetrics.Run(gctx) })
