@@ -7,7 +7,7 @@
 // no default route, so traffic of the nodes under test cannot leave the
 // machine. Every namespace is deleted in t.Cleanup, and leftovers of a
 // killed earlier run with the same names are removed first. It needs root
-// and iproute2; nftables rules need the nft command.
+// and iproute2; nftables rules need nft, NetCommand nsenter (util-linux).
 //
 // It shells out to ip(8) and nft(8) rather than using netlink so that the
 // commands in a failing test's log can be replayed by hand.
@@ -78,6 +78,17 @@ func (ns *NS) remove() { _ = exec.Command("ip", "netns", "delete", ns.Name).Run(
 func (ns *NS) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)
 }
+
+// NetCommand returns a command that runs name with args in ns's network
+// namespace only (through nsenter): unlike Command it keeps the host's
+// /sys and mounts, which a node agent needs for its cgroups. Like
+// exec.CommandContext, it is killed when ctx ends.
+func (ns *NS) NetCommand(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + ns.Path(), "--", name}, args...)...)
+}
+
+// Path is the namespace's file, for setns(2) and nsenter.
+func (ns *NS) Path() string { return "/run/netns/" + ns.Name }
 
 // Run runs a command inside ns and returns its combined output; err says
 // which command failed and includes the output.

@@ -1,6 +1,7 @@
 package netnstest
 
 import (
+	"context"
 	"net/netip"
 	"os/exec"
 	"strings"
@@ -85,6 +86,13 @@ func TestSwitch(t *testing.T) {
 	}
 	if err := b.Dial(netip.MustParseAddrPort("127.0.0.1:7000"), 10); err != nil {
 		t.Errorf("b cannot connect to itself on loopback with the rule: %v", err)
+	}
+	// NetCommand runs in the namespace's network but the host's mounts.
+	if _, err := exec.LookPath("nsenter"); err == nil {
+		out, err := a.NetCommand(context.Background(), "ip", "-o", "addr", "show", "dev", "eth0").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "198.18.7.1/24") {
+			t.Errorf("NetCommand ip addr: %v: %s", err, out)
+		}
 	}
 	// Nothing of the test is in the host's namespace.
 	out, err := exec.Command("ip", "-o", "addr").CombinedOutput()
