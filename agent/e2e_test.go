@@ -535,26 +535,30 @@ func writeBusyboxImage(t *testing.T, path string) {
 
 // cleanupE2E kills whatever this test (or a killed earlier run) left:
 // processes in the test cgroups, mounts under the test dir, the dir.
-func cleanupE2E(t *testing.T) {
+func cleanupE2E(t *testing.T) { cleanupTestNode(t, e2eDir, e2eCgroupRoot) }
+
+// cleanupTestNode kills the processes in the cgroups under cgroupRoot and
+// removes dir with everything mounted under it.
+func cleanupTestNode(t *testing.T, dir, cgroupRoot string) {
 	for _, root := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/freezer", "/sys/fs/cgroup/devices", "/sys/fs/cgroup/cpuset", "/sys/fs/cgroup/blkio"} {
-		dir := filepath.Join(root, e2eCgroupRoot)
-		if _, err := os.Stat(dir); err != nil {
+		cg := filepath.Join(root, cgroupRoot)
+		if _, err := os.Stat(cg); err != nil {
 			continue
 		}
 		for range 50 {
-			if killCgroupProcs(dir) == 0 {
+			if killCgroupProcs(cg) == 0 {
 				break
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		removeCgroupDirs(dir)
+		removeCgroupDirs(cg)
 	}
-	mounts, _ := mountsUnder(e2eDir)
+	mounts, _ := mountsUnder(dir)
 	for i := len(mounts) - 1; i >= 0; i-- {
 		_ = syscall.Unmount(mounts[i], syscall.MNT_DETACH)
 	}
-	if err := os.RemoveAll(e2eDir); err != nil && !errors.Is(err, os.ErrNotExist) {
-		t.Logf("remove %s: %v", e2eDir, err)
+	if err := os.RemoveAll(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Logf("remove %s: %v", dir, err)
 	}
 }
 
