@@ -1,0 +1,294 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+const (
+	netE2EDir  = "/tmp/orch-net-e2e"
+	netE2ENode = "net-e2e"
+	// netE2ENodeIP is the node's address inside its namespace; the test
+	// namespace has no route anywhere else.
+	netE2ENodeIP = "198.18.0.1/24"
+)
+
+// hostNetworkState is the host namespace's routes and nftables tables,
+// which the test must leave as they were.
+func hostNetworkState(t *testing.T) string {
+	t.Helper()
+	var b strings.Builder
+	for _, args := range [][]string{{"ip", "-o", "route", "show", "table", "all"}, {"nft", "list", "tables"}} {
+		out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+		if err != nil {
+			t.Skipf("%s: %v (apt-get install -y iproute2 nftables)", strings.Join(args, " "), err)
+		}
+		b.Write(out)
+	}
+	return b.String()
+}
+
+// newNodeNetns makes an unnamed network namespace with lo up and one
+// uplink holding netE2ENodeIP, and returns a path that opens it.
+func newNodeNetns(t *testing.T) string {
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	ns, err := netns.New()
+	if err != nil {
+		t.Fatalf("create netns: %v", err)
+	}
+	if err := netns.Set(orig); err != nil {
+		t.Fatalf("back to the test's netns: %v", err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	lo, _ := h.LinkByName("lo")
+	if err := h.LinkSetUp(lo); err != nil {
+		t.Fatal(err)
+	}
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = "uplink"
+	// A veth pair whose both ends stay in the namespace: a link to
+	// nowhere (this kernel has no dummy driver).
+	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: attrs, PeerName: "uplink-peer"}); err != nil {
+		t.Fatal(err)
+	}
+	if peer, err := h.LinkByName("uplink-peer"); err != nil || h.LinkSetUp(peer) != nil {
+		t.Fatalf("uplink peer: %v", err)
+	}
+	up, _ := h.LinkByName("uplink")
+	addr, _ := netlink.ParseAddr(netE2ENodeIP)
+	if err := h.AddrAdd(up, addr); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetUp(up); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), int(ns))
+}
+
+// startNetServer runs `orch server` with its node and host-gw networking
+// inside nsPath and returns a clientset that reaches it there.
+func startNetServer(t *testing.T, bin, nsPath string) kubernetes.Interface {
+	t.Helper()
+	data := filepath.Join(netE2EDir, "data")
+	importDir := filepath.Join(data, "agent", "images", "import")
+	if err := os.MkdirAll(importDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeBusyboxImage(t, filepath.Join(importDir, "busybox.tar"))
+	conf := filepath.Join(netE2EDir, "config.yaml")
+	if err := os.WriteFile(conf, []byte("flannel-backend: host-gw\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := filepath.Join(netE2EDir, "kubeconfig.yaml")
+	cmd := exec.Command(bin, "server", "--config", conf, "--data-dir", data,
+		"--bind-address", "127.0.0.1", "--https-listen-port", "6443",
+		"--write-kubeconfig", kubeconfig, "--node-name", netE2ENode)
+	logf, err := os.Create(filepath.Join(netE2EDir, "server.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Started from a thread inside the namespace, the process is born
+	// there: everything it builds (bridge, routes, nft tables) stays there.
+	if err := inNetNS(nsPath, cmd.Start); err != nil {
+		t.Fatalf("start orch server in its netns: %v", err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("server log:\n%s", lastLines(b, 80))
+		}
+	})
+	waitFor(t, 60*time.Second, "server kubeconfig", func() (bool, error) {
+		select {
+		case <-exited:
+			b, _ := os.ReadFile(logf.Name())
+			return false, fmt.Errorf("server exited:\n%s", lastLines(b, 40))
+		default:
+		}
+		_, err := os.Stat(kubeconfig)
+		return err == nil, nil
+	})
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return dialInNetNS(ctx, nsPath, network, addr)
+	}
+	return kubernetes.NewForConfigOrDie(cfg)
+}
+
+// runToCompletion runs a one-shot busybox pod and returns its output; the
+// pod must succeed.
+func runToCompletion(t *testing.T, cs kubernetes.Interface, name string, script string) string {
+	t.Helper()
+	pod := newPod(name, v1.Container{Name: "main", Command: []string{"sh", "-c", script}})
+	pod.Spec.NodeName = netE2ENode
+	pod.Spec.RestartPolicy = v1.RestartPolicyNever
+	createPod(t, cs, pod)
+	p := waitPod(t, cs, name, 90*time.Second, "finished", func(p *v1.Pod) bool {
+		return p.Status.Phase == v1.PodSucceeded || p.Status.Phase == v1.PodFailed
+	})
+	out, _ := cs.CoreV1().Pods("default").GetLogs(name, &v1.PodLogOptions{}).DoRaw(context.Background())
+	if p.Status.Phase != v1.PodSucceeded {
+		t.Fatalf("pod %s (%s) failed; output:\n%s", name, script, out)
+	}
+	return string(out)
+}
+
+// TestPodNetworkE2E runs the real orch server and its node in a network
+// namespace of their own: pods get addresses from the node's podCIDR,
+// reach each other by IP, and reach a Service by its DNS name through
+// the node-local DNS server and the nftables service proxy.
+func TestPodNetworkE2E(t *testing.T) {
+	bin := os.Getenv("ORCH_BIN")
+	if bin == "" {
+		t.Skip("ORCH_BIN is not set (make test sets it)")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: network namespaces, containers")
+	}
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		t.Skip("needs /bin/busybox (apt-get install -y busybox-static)")
+	}
+	before := hostNetworkState(t)
+	t.Cleanup(func() {
+		if after := hostNetworkState(t); after != before {
+			t.Errorf("the host namespace's routes or nft tables changed:\nbefore:\n%s\nafter:\n%s", before, after)
+		}
+	})
+	_ = os.RemoveAll(netE2EDir)
+	if err := os.MkdirAll(netE2EDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(netE2EDir) })
+
+	nsPath := newNodeNetns(t)
+	cs := startNetServer(t, bin, nsPath)
+	ctx := context.Background()
+
+	var podCIDR netip.Prefix
+	waitFor(t, 60*time.Second, "node Ready with a podCIDR", func() (bool, error) {
+		n, err := cs.CoreV1().Nodes().Get(ctx, netE2ENode, metav1.GetOptions{})
+		if err != nil || n.Spec.PodCIDR == "" {
+			return false, nil
+		}
+		podCIDR, err = netip.ParsePrefix(n.Spec.PodCIDR)
+		if err != nil {
+			return false, err
+		}
+		for _, c := range n.Status.Conditions {
+			if c.Type == v1.NodeReady {
+				return c.Status == v1.ConditionTrue, nil
+			}
+		}
+		return false, nil
+	})
+	// Pods go before the server: a stopped agent leaves its pods running.
+	t.Cleanup(func() {
+		_ = cs.CoreV1().Pods("default").DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}, metav1.ListOptions{})
+		deadline := time.Now().Add(60 * time.Second)
+		for time.Now().Before(deadline) {
+			l, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{})
+			if err == nil && len(l.Items) == 0 {
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		t.Error("pods not gone within 60s")
+	})
+
+	web := newPod("web", v1.Container{
+		Name:    "httpd",
+		Command: []string{"sh", "-c", "mkdir -p /www && echo hello-from-web > /www/index.html && exec httpd -f -p 80 -h /www"},
+		ReadinessProbe: &v1.Probe{
+			ProbeHandler:  v1.ProbeHandler{HTTPGet: &v1.HTTPGetAction{Path: "/", Port: intstr.FromInt32(80)}},
+			PeriodSeconds: 1,
+		},
+	})
+	web.Labels = map[string]string{"app": "web"}
+	web.Spec.NodeName = netE2ENode
+	createPod(t, cs, web)
+	svc := &v1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"},
+		Spec: v1.ServiceSpec{
+			Selector: map[string]string{"app": "web"},
+			Ports:    []v1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(80)}},
+		},
+	}
+	if _, err := cs.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	p := waitPod(t, cs, "web", 90*time.Second, "ready", podReady)
+	webIP, err := netip.ParseAddr(p.Status.PodIP)
+	if err != nil || !podCIDR.Contains(webIP) {
+		t.Fatalf("web pod IP %q is not in the node's podCIDR %s", p.Status.PodIP, podCIDR)
+	}
+
+	// Another pod reaches it by IP, and knows its own address.
+	// busybox-static's wget crashes in static glibc's NSS here; nc with a
+	// hand-written request does the same over TCP.
+	get := func(host string) string {
+		return "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 " + host + " 80"
+	}
+	out := runToCompletion(t, cs, "by-ip", "ip -4 -o addr show eth0 && ping -c 1 -W 5 "+webIP.String()+" && "+get(webIP.String()))
+	if !strings.Contains(out, "hello-from-web") || !strings.Contains(out, "1 packets received") {
+		t.Errorf("by-ip output:\n%s", out)
+	}
+	if !strings.Contains(out, "inet "+podCIDR.Addr().Next().Next().Next().String()+"/24") {
+		t.Errorf("client address not the third of %s:\n%s", podCIDR, out)
+	}
+
+	// And through the Service by its DNS name (node-local DNS, then the
+	// proxy's DNAT to the pod).
+	out = runToCompletion(t, cs, "by-name", "cat /etc/resolv.conf && nslookup web.default.svc.cluster.local && "+get("web.default.svc.cluster.local")+" && "+get("web"))
+	websvc, err := cs.CoreV1().Services("default").Get(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(out, "hello-from-web") != 2 || !strings.Contains(out, "nameserver 10.43.0.10") ||
+		!strings.Contains(out, "Address: "+websvc.Spec.ClusterIP) {
+		t.Errorf("by-name output:\n%s", out)
+	}
+}
