@@ -104,6 +104,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			},
 			imagesCommand(),
 			snapshotCommand(),
+			secretsEncryptCommand(),
 			{
 				Name:  "version",
 				Usage: "print the orch version, git commit, Go version and Kubernetes API version",

@@ -24,8 +24,11 @@ type Config struct {
 	WriteKubeconfig string       // default /etc/orch/orch.yaml
 	KubeconfigMode  os.FileMode  // default 0600
 	DisableAgent    bool
-	FlannelBackend  string // pod network of the server's node: "none" or "host-gw"
-	Debug           bool
+	// SecretsEncryption encrypts Secrets in the store with AES-GCM (keys
+	// in DataDir/server/cred/encryption-config.json, made on first use).
+	SecretsEncryption bool
+	FlannelBackend    string // pod network of the server's node: "none" or "host-gw"
+	Debug             bool
 
 	// Disable names built-in manifests (file names without .yaml) not to
 	// apply, as k3s' --disable.

@@ -64,6 +64,7 @@ const (
 //	server/tls/       certificates (server/pki)
 //	server/token      the join token (0600)
 //	server/db/state.db  the store
+//	server/cred/encryption-config.json  secrets encryption keys (0600)
 //	server/manifests/   manifests applied at start and on change (server/deploy)
 func Run(ctx context.Context, cfg Config) error {
 	log := cfg.Logger
@@ -116,8 +117,13 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("server: open store: %w", err)
 	}
+	apiStore, err := encryptSecrets(cfg.SecretsEncryption, cfg.DataDir, st)
+	if err != nil {
+		_ = st.Close()
+		return err
+	}
 	// The store closes last, after every user of it has stopped.
-	runErr := serve(ctx, cfg, log, st, ca, authn, ln, serviceIP, bindIP)
+	runErr := serve(ctx, cfg, log, apiStore, ca, authn, ln, serviceIP, bindIP)
 	if err := st.Close(); err != nil && runErr == nil {
 		runErr = fmt.Errorf("server: close store: %w", err)
 	}

@@ -42,6 +42,7 @@ func Server(src Sources) (server.Config, error) {
 		SnapshotInterval:  c.durationOrZero(keySnapInterval, time.Minute),
 		SnapshotRetention: c.count(keySnapRetention),
 		DisableAgent:      c.boolean(keyDisableAgent),
+		SecretsEncryption: c.boolean(keySecretsEncrypt),
 		FlannelBackend:    c.oneOf(keyFlannelBackend, "none", "host-gw"),
 		Disable:           c.names(keyDisable),
 		Debug:             c.boolean(keyDebug),

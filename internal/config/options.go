@@ -49,6 +49,7 @@ const (
 	keyLogMaxBackups   = "log-max-backups"
 	keyFlannelBackend  = "flannel-backend"
 	keyPrivateRegistry = "private-registry"
+	keySecretsEncrypt  = "secrets-encryption"
 	keyCgroupRoot      = "cgroup-root"
 )
 
@@ -96,6 +97,7 @@ func ServerOptions() []Option {
 		{Name: keySnapRetention, Default: "5", Usage: "how many scheduled snapshots to keep"},
 		{Name: keyNodeGrace, Default: "40s", Usage: "how long a node may miss heartbeats before it is NotReady (e.g. 20s on fast edge links)"},
 		{Name: keyDisableAgent, Bool: true, Default: "false", Usage: "run only the control plane, not a node in the same process"},
+		{Name: keySecretsEncrypt, Bool: true, Default: "false", Usage: "encrypt Secrets at rest with AES-GCM (key file DATA/server/cred/encryption-config.json, made on first use)"},
 		{Name: keyFlannelBackend, Default: "none", Usage: "pod network of the node: host-gw (routes between nodes on one L2 network) or none (pods get loopback only)"},
 		{Name: keyPrivateRegistry, Default: "/etc/orch/registries.yaml", Usage: "registry mirrors, credentials and TLS settings, in k3s' registries.yaml format (a missing file is fine)"},
 		{Name: keyDisable, List: true, Usage: "do not apply this built-in manifest (its file name without .yaml, e.g. local-storage); repeatable"},

@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 
@@ -253,4 +254,17 @@ func (s *Store) rewriteOne(ctx context.Context, raw store.KeyValue) error {
 		raw = *fresh
 	}
 	return fmt.Errorf("re-encrypt %s: it keeps changing", raw.Key)
+}
+
+// Snapshot writes a snapshot of the inner store, values still sealed, when
+// the inner store can take one (scheduled snapshots keep working with
+// encryption on).
+func (s *Store) Snapshot(w io.Writer) (int64, error) {
+	sn, ok := s.Store.(interface {
+		Snapshot(w io.Writer) (int64, error)
+	})
+	if !ok {
+		return 0, errors.New("encrypt: the inner store cannot take snapshots")
+	}
+	return sn.Snapshot(w)
 }
