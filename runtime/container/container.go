@@ -57,6 +57,11 @@ type ContainerConfig struct {
 	// LogMaxSize and LogMaxFiles bound it (0: 10 MiB and 5 files).
 	LogMaxSize  int64
 	LogMaxFiles int
+
+	// Stdin keeps the process's stdin open for Attach; StdinOnce closes
+	// it after the first attached client's input ends; TTY runs the
+	// process on a pseudo-terminal (the pod spec's stdin, stdinOnce, tty).
+	Stdin, StdinOnce, TTY bool
 }
 
 // State is a container's lifecycle state.
@@ -188,6 +193,9 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg ContainerConfig) (Cont
 		LogMaxSize:  cfg.LogMaxSize,
 		LogMaxFiles: cfg.LogMaxFiles,
 		ExitPath:    filepath.Join(dir, "exit.json"),
+		Stdin:       cfg.Stdin,
+		StdinOnce:   cfg.StdinOnce,
+		TTY:         cfg.TTY,
 	}
 	if err := writeJSON(filepath.Join(dir, "shim.json"), &spec); err != nil {
 		return fail(err)

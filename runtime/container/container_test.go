@@ -318,6 +318,73 @@ func TestPod(t *testing.T) {
 		}
 	})
 
+	t.Run("attach", func(t *testing.T) {
+		for _, tc := range []struct {
+			name       string
+			cfg        ContainerConfig
+			wantStdout string
+			wantStderr string
+		}{{
+			name: "pipes",
+			cfg: ContainerConfig{Stdin: true, StdinOnce: true, Args: []string{"sh", "-c",
+				`while read l; do echo "got $l"; echo "err $l" >&2; done; echo bye`}},
+			wantStdout: "got a\ngot b\nbye\n", wantStderr: "err a\nerr b\n",
+		}, {
+			name: "terminal",
+			cfg: ContainerConfig{Stdin: true, StdinOnce: true, TTY: true, Args: []string{"sh", "-c",
+				`stty -echo; echo ready; read l; stty size; echo "got $l"`}},
+			wantStdout: "30 100\r\ngot a\r\n", // "ready" came before the attach
+		}} {
+			t.Run(tc.name, func(t *testing.T) {
+				cfg := tc.cfg
+				cfg.SandboxID, cfg.Name, cfg.Lower = sb.ID, "attach-"+tc.name, []string{lower}
+				cfg.LogPath = filepath.Join(logDir, cfg.Name+".log")
+				st, err := r.StartContainer(ctx, cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if cfg.TTY {
+					// Once the prompt is in the log it was sent to the
+					// clients attached then: none.
+					for deadline := time.Now().Add(30 * time.Second); !strings.Contains(readLog(t, cfg.LogPath)[logs.Stdout], "ready"); time.Sleep(20 * time.Millisecond) {
+						if time.Now().After(deadline) {
+							t.Fatal("no prompt in the log")
+						}
+					}
+				}
+				stdinR, stdinW := io.Pipe()
+				resize := make(chan TerminalSize)
+				var stdout, stderr syncBuffer
+				done := make(chan error, 1)
+				go func() {
+					done <- r.Attach(ctx, st.ID, AttachRequest{Stdin: stdinR, Stdout: &stdout, Stderr: &stderr, Resize: resize})
+				}()
+				if cfg.TTY {
+					// The second send is taken once the first is on the
+					// socket, ahead of the input.
+					resize <- TerminalSize{Width: 100, Height: 30}
+					resize <- TerminalSize{Width: 100, Height: 30}
+				}
+				if _, err := io.WriteString(stdinW, "a\n"); err != nil {
+					t.Fatal(err)
+				}
+				if !cfg.TTY {
+					_, _ = io.WriteString(stdinW, "b\n")
+				}
+				stdinW.Close() // StdinOnce: the end of our input closes the container's stdin
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+				if st := wait(st.ID); st.ExitCode != 0 {
+					t.Errorf("exit code %d", st.ExitCode)
+				}
+				if stdout.String() != tc.wantStdout || stderr.String() != tc.wantStderr {
+					t.Errorf("attached stdout %q, stderr %q; want %q, %q", stdout.String(), stderr.String(), tc.wantStdout, tc.wantStderr)
+				}
+			})
+		}
+	})
+
 	t.Run("OOMKilled", func(t *testing.T) {
 		st := start("hog", Resources{MemoryLimit: 32 << 20}, "sh", "-c", "a=0123456789; while :; do a=$a$a; done")
 		st = wait(st.ID)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -31,6 +32,9 @@ type shimSpec struct {
 	LogMaxSize  int64           `json:"logMaxSize,omitempty"`
 	LogMaxFiles int             `json:"logMaxFiles,omitempty"`
 	ExitPath    string          `json:"exitPath"`
+	Stdin       bool            `json:"stdin,omitempty"`
+	StdinOnce   bool            `json:"stdinOnce,omitempty"`
+	TTY         bool            `json:"tty,omitempty"`
 }
 
 // shimReady is the shim's one message on its ready pipe.
@@ -95,16 +99,6 @@ func runShim(spec *shimSpec, started func(int, error)) int {
 		started(0, fmt.Errorf("create container: %w", err))
 		return 1
 	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		started(0, err)
-		return 1
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		started(0, err)
-		return 1
-	}
 	groups := make([]int, len(spec.Groups))
 	for i, g := range spec.Groups {
 		groups[i] = int(g)
@@ -116,15 +110,19 @@ func runShim(spec *shimSpec, started func(int, error)) int {
 		UID:              int(spec.UID),
 		GID:              int(spec.GID),
 		AdditionalGroups: groups,
-		Stdout:           outW,
-		Stderr:           errW,
 		Init:             true,
 	}
+	stdio, err := newShimStdio(spec, p)
+	if err != nil {
+		started(0, err)
+		return 1
+	}
 	err = c.Run(p)
-	// The container holds the write ends now; ours would keep the log
-	// copiers from ever seeing EOF.
-	outW.Close()
-	errW.Close()
+	// The container holds its ends now; ours would keep the log copiers
+	// from ever seeing EOF. A TTY's master arrives once it runs.
+	if serr := stdio.afterStart(err == nil); err == nil {
+		err = serr
+	}
 	if err != nil {
 		_ = c.Destroy()
 		started(0, fmt.Errorf("start container: %w", err))
@@ -136,13 +134,14 @@ func runShim(spec *shimSpec, started func(int, error)) int {
 		return 1
 	}
 	started(pid, nil)
+	att := stdio.serveAttach(filepath.Dir(spec.ExitPath))
 
 	var wg sync.WaitGroup
-	for stream, r := range map[string]*os.File{logs.Stdout: outR, logs.Stderr: errR} {
+	for stream, r := range stdio.outputs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := logFile.Copy(stream, r); err != nil {
+			if err := logFile.Copy(stream, att.tee(stream, r)); err != nil && !stdio.endOfTerminal(err) {
 				fmt.Fprintf(os.Stderr, "shim %s: copy %s: %v\n", spec.ID, stream, err)
 			}
 		}()
@@ -171,9 +170,9 @@ func runShim(spec *shimSpec, started func(int, error)) int {
 	select {
 	case <-done:
 	case <-time.After(2 * time.Second):
-		outR.Close()
-		errR.Close()
+		stdio.closeOutputs()
 	}
+	att.close()
 	if err := writeJSON(spec.ExitPath, &ex); err != nil {
 		fmt.Fprintf(os.Stderr, "shim %s: record exit: %v\n", spec.ID, err)
 		return 1
