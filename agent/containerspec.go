@@ -63,6 +63,9 @@ func (a *Agent) containerConfig(ctx context.Context, pod *v1.Pod, c *v1.Containe
 		Mounts:         mounts,
 		Resources:      containerResources(c),
 		LogPath:        filepath.Join(logDir, strconv.Itoa(restarts)+".log"),
+		Stdin:          c.Stdin,
+		StdinOnce:      c.StdinOnce,
+		TTY:            c.TTY,
 	}
 	podDir := a.podDir(pod.UID)
 	cfg.HostsPath = filepath.Join(podDir, "etc-hosts")

@@ -62,7 +62,20 @@ func (a *Agent) serveExec(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *Agent) serveAttach(w http.ResponseWriter, r *http.Request) {
-	writeTextError(w, http.StatusNotImplemented, "attach is not supported by this node yet")
+	opts, err := streaming.ParseOptions(r.URL.Query())
+	if err != nil {
+		writeTextError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	id, ok := a.runningContainer(w, r)
+	if !ok {
+		return
+	}
+	streaming.ServeRemoteCommand(w, r, opts, func(ctx context.Context, s streaming.Streams) error {
+		return a.rt.Attach(ctx, id, container.AttachRequest{
+			Stdin: s.Stdin, Stdout: s.Stdout, Stderr: s.Stderr, Resize: s.Resize,
+		})
+	})
 }
 
 // runningContainer finds the running container the request's path names,
