@@ -185,4 +185,3 @@ func checkTokenVolume(t *testing.T, pod *corev1.Pod) {
 		t.Errorf("mounts = %+v", m)
 	}
 }
-
