@@ -48,6 +48,17 @@ func (h *histories) get(key string) *history {
 	return h.m[key]
 }
 
+// recordInitial records replicas as the first recommendation of an
+// autoscaler it knows nothing about.
+func (h *histories) recordInitial(key string, replicas int32, now time.Time) {
+	hist := h.get(key)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(hist.recommendations) == 0 {
+		hist.recommendations = []timestampedRecommendation{{replicas: replicas, timestamp: now}}
+	}
+}
+
 func (h *histories) forget(key string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()

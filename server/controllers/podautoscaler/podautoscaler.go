@@ -275,6 +275,9 @@ func (c *Controller) reconcileAutoscaler(ctx context.Context, key string, hpa *a
 	setCondition(hpa, autoscalingv2.AbleToScale, corev1.ConditionTrue, "SucceededGetScale", "the HPA controller was able to get the target's current scale")
 
 	current := t.replicas
+	// A new autoscaler starts with the current size as its first
+	// recommendation, so it does not scale down before a full window.
+	c.history.recordInitial(key, current, now)
 	minReplicas := int32(1)
 	if hpa.Spec.MinReplicas != nil {
 		minReplicas = *hpa.Spec.MinReplicas
