@@ -1,0 +1,260 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/orch-dev/orch/server/pki"
+)
+
+// startAuthzCluster runs a control plane in dataDir, driven by kubectl.
+func startAuthzCluster(t *testing.T, cfg Config) (*cluster, *runningServer) {
+	t.Helper()
+	if _, err := os.Stat(cfg.WriteKubeconfig); err == nil {
+		// A restart: wait for the new kubeconfig, not the old one.
+		if err := os.Remove(cfg.WriteKubeconfig); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rs := startRun(t, cfg)
+	rest, err := clientcmd.BuildConfigFromFlags("", cfg.WriteKubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(rest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &cluster{t: t, kubeconfig: cfg.WriteKubeconfig, cacheDir: t.TempDir(), cs: cs}, rs
+}
+
+// nodeKubeconfig writes a kubeconfig with a client certificate of node
+// name, signed by the cluster CA as a joined agent's is.
+func (c *cluster) nodeKubeconfig(dataDir, name string) string {
+	c.t.Helper()
+	ca, err := pki.Load(filepath.Join(dataDir, "server", "tls"), pki.Options{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	certPEM, keyPEM, err := ca.SignClient("system:node:"+name, []string{"system:nodes"}, time.Hour)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	admin, err := clientcmd.LoadFromFile(c.kubeconfig)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["orch"] = admin.Clusters[admin.Contexts[admin.CurrentContext].Cluster]
+	cfg.AuthInfos["node"] = &clientcmdapi.AuthInfo{ClientCertificateData: certPEM, ClientKeyData: keyPEM}
+	cfg.Contexts["node"] = &clientcmdapi.Context{Cluster: "orch", AuthInfo: "node"}
+	cfg.CurrentContext = "node"
+	path := filepath.Join(c.t.TempDir(), name+".kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		c.t.Fatal(err)
+	}
+	return path
+}
+
+// denied runs kubectl expecting a failure whose output contains want.
+func (c *cluster) denied(want string, args ...string) {
+	c.t.Helper()
+	out, err := c.try(args...)
+	if err == nil || !strings.Contains(out, want) {
+		c.t.Errorf("kubectl %s: err %v, want a failure saying %q; output:\n%s", strings.Join(args, " "), err, want, out)
+	}
+}
+
+func TestAuthorizationWithKubectl(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	cfg.Logger = quietLogger()
+	c, _ := startAuthzCluster(t, cfg)
+
+	// The bootstrap policy exists once the server is ready, with the
+	// aggregated roles filled.
+	c.kubectl("get", "clusterrole", "cluster-admin", "view", "system:discovery", "system:basic-user", "system:public-info-viewer")
+	c.eventually(30*time.Second, []string{"deployments"}, "get", "clusterrole", "admin", "-o", "jsonpath={.rules[*].resources}")
+
+	// A service account with a Role reads pods in its namespace and
+	// nothing else.
+	c.kubectl("create", "namespace", "team")
+	c.kubectl("create", "serviceaccount", "robot", "-n", "team")
+	c.kubectl("create", "role", "pod-reader", "-n", "team", "--verb=get,list,watch", "--resource=pods")
+	c.kubectl("create", "rolebinding", "robot-reads-pods", "-n", "team", "--role=pod-reader", "--serviceaccount=team:robot")
+	robot := c.tokenKubeconfig(strings.TrimSpace(c.kubectl("create", "token", "robot", "-n", "team")))
+	c.kubectl("run", "web", "-n", "team", "--image=busybox", "--restart=Never")
+
+	c.eventually(30*time.Second, []string{"web"}, "--kubeconfig", robot, "get", "pods", "-n", "team")
+	c.denied(`pods is forbidden: User "system:serviceaccount:team:robot" cannot list resource "pods" in API group "" in the namespace "default"`,
+		"--kubeconfig", robot, "get", "pods", "-n", "default")
+	c.denied(`pods is forbidden: User "system:serviceaccount:team:robot" cannot list resource "pods" in API group "" at the cluster scope`,
+		"--kubeconfig", robot, "get", "pods", "-A")
+	c.denied(`secrets is forbidden: User "system:serviceaccount:team:robot" cannot list resource "secrets" in API group "" in the namespace "team"`,
+		"--kubeconfig", robot, "get", "secrets", "-n", "team")
+	c.denied(`pods "web" is forbidden: User "system:serviceaccount:team:robot" cannot delete resource "pods" in API group "" in the namespace "team"`,
+		"--kubeconfig", robot, "delete", "pod", "web", "-n", "team")
+	c.denied(`deployments.apps is forbidden: User "system:serviceaccount:team:robot" cannot list resource "deployments" in API group "apps" in the namespace "team"`,
+		"--kubeconfig", robot, "get", "deployments", "-n", "team")
+
+	// kubectl auth can-i: the account itself (SelfSubjectAccessReview) and
+	// the admin impersonating it.
+	if out := c.kubectl("--kubeconfig", robot, "auth", "can-i", "list", "pods", "-n", "team"); strings.TrimSpace(out) != "yes" {
+		t.Errorf("robot can-i list pods in team: %q", out)
+	}
+	if out, err := c.try("--kubeconfig", robot, "auth", "can-i", "delete", "pods", "-n", "team"); err == nil || strings.TrimSpace(out) != "no" {
+		t.Errorf("robot can-i delete pods in team: %v %q", err, out)
+	}
+	if out := c.kubectl("auth", "can-i", "watch", "pods", "-n", "team", "--as", "system:serviceaccount:team:robot"); strings.TrimSpace(out) != "yes" {
+		t.Errorf("can-i --as robot watch pods in team: %q", out)
+	}
+	if out, err := c.try("auth", "can-i", "list", "pods", "-n", "default", "--as", "system:serviceaccount:team:robot"); err == nil || strings.TrimSpace(out) != "no" {
+		t.Errorf("can-i --as robot list pods in default: %v %q", err, out)
+	}
+	if out := c.kubectl("auth", "can-i", "*", "*"); strings.TrimSpace(out) != "yes" {
+		t.Errorf("admin can-i everything: %q", out)
+	}
+	list := c.kubectl("--kubeconfig", robot, "auth", "can-i", "--list", "-n", "team")
+	if !containsAll(list, []string{"pods", "[get list watch]", "selfsubjectaccessreviews.authorization.k8s.io", "/api/*"}) {
+		t.Errorf("robot can-i --list:\n%s", list)
+	}
+
+	// Impersonated users get the upstream message, and the aggregated
+	// edit role through a RoleBinding.
+	c.denied(`pods is forbidden: User "alice" cannot list resource "pods" in API group "" in the namespace "team"`,
+		"get", "pods", "-n", "team", "--as", "alice")
+	c.kubectl("create", "rolebinding", "alice-edits", "-n", "team", "--clusterrole=edit", "--user=alice")
+	c.eventually(30*time.Second, []string{"web"}, "get", "pods", "-n", "team", "--as", "alice")
+	if out := c.kubectl("auth", "can-i", "create", "deployments.apps", "-n", "team", "--as", "alice"); strings.TrimSpace(out) != "yes" {
+		t.Errorf("alice (edit) can-i create deployments: %q", out)
+	}
+	if out, err := c.try("auth", "can-i", "create", "rolebindings", "-n", "team", "--as", "alice"); err == nil || strings.TrimSpace(out) != "no" {
+		t.Errorf("alice (edit) can-i create rolebindings: %v %q", err, out)
+	}
+	// Impersonation itself is authorized.
+	c.denied(`users "admin" is forbidden: User "system:serviceaccount:team:robot" cannot impersonate resource "users" in API group "" at the cluster scope`,
+		"--kubeconfig", robot, "--as", "admin", "get", "pods", "-n", "team")
+}
+
+func TestNodeAuthorizationWithKubectl(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	cfg.Logger = quietLogger()
+	c, _ := startAuthzCluster(t, cfg)
+
+	// Two pods bound to two nodes, each with its own secret.
+	c.apply(`apiVersion: v1
+kind: Secret
+metadata: {name: secret-a}
+stringData: {v: a}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: secret-b}
+stringData: {v: b}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: config-a}
+data: {v: a}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: pod-a}
+spec:
+  nodeName: node-a
+  containers:
+  - name: c
+    image: busybox
+    envFrom: [{configMapRef: {name: config-a}}]
+  volumes: [{name: s, secret: {secretName: secret-a}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: pod-b}
+spec:
+  nodeName: node-b
+  containers: [{name: c, image: busybox}]
+  volumes: [{name: s, secret: {secretName: secret-b}}]
+`)
+	nodeA := c.nodeKubeconfig(cfg.DataDir, "node-a")
+
+	c.eventually(30*time.Second, []string{"secret-a"}, "--kubeconfig", nodeA, "get", "secret", "secret-a", "-o", "name")
+	c.kubectl("--kubeconfig", nodeA, "get", "configmap", "config-a")
+	c.kubectl("--kubeconfig", nodeA, "get", "pod", "pod-a")
+	c.kubectl("--kubeconfig", nodeA, "get", "pods", "-A", "--field-selector", "spec.nodeName=node-a")
+	c.denied(`secrets "secret-b" is forbidden: User "system:node:node-a" cannot get resource "secrets" in API group "" in the namespace "default": no relationship found between node 'node-a' and this object`,
+		"--kubeconfig", nodeA, "get", "secret", "secret-b")
+	c.denied(`pods "pod-b" is forbidden: User "system:node:node-a" cannot get resource "pods" in API group "" in the namespace "default": no relationship found between node 'node-a' and this object`,
+		"--kubeconfig", nodeA, "get", "pod", "pod-b")
+	c.denied(`secrets is forbidden: User "system:node:node-a" cannot list resource "secrets" in API group "" in the namespace "default"`,
+		"--kubeconfig", nodeA, "get", "secrets")
+	c.denied(`pods is forbidden: User "system:node:node-a" cannot list resource "pods" in API group "" at the cluster scope: can only list/watch pods with spec.nodeName field selector`,
+		"--kubeconfig", nodeA, "get", "pods", "-A")
+	c.denied(`deployments.apps is forbidden: User "system:node:node-a" cannot list resource "deployments" in API group "apps" in the namespace "default"`,
+		"--kubeconfig", nodeA, "get", "deployments")
+	c.denied(`nodes "node-b" is forbidden: User "system:node:node-a" cannot delete resource "nodes" in API group "" at the cluster scope`,
+		"--kubeconfig", nodeA, "delete", "node", "node-b")
+	// What the agent's network proxy reads.
+	c.kubectl("--kubeconfig", nodeA, "get", "services", "-A")
+}
+
+func TestSecretsEncryptionAtRest(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	cfg.Logger = quietLogger()
+	cfg.SecretsEncryption = true
+	c, rs := startAuthzCluster(t, cfg)
+
+	const secretValue = "plaintext-secret-value-4f1e2d"
+	const configValue = "plaintext-config-value-9a8b7c"
+	c.kubectl("create", "secret", "generic", "db", "--from-literal=password="+secretValue)
+	c.kubectl("create", "configmap", "settings", "--from-literal=value="+configValue)
+	if out := c.kubectl("get", "secret", "db", "-o", "jsonpath={.data.password}"); strings.TrimSpace(out) == "" {
+		t.Fatalf("secret reads back empty")
+	}
+	keyFile := EncryptionConfigPath(cfg.DataDir)
+	if fi, err := os.Stat(keyFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v %v", fi, err)
+	}
+	if err := rs.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	checkDB := func(wantKey string) {
+		t.Helper()
+		db, err := os.ReadFile(filepath.Join(cfg.DataDir, "server", "db", "state.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(db, []byte(configValue)) {
+			t.Fatal("the config map is not in the database file as plain text: is the check reading the right file?")
+		}
+		for _, plain := range []string{secretValue, "cGxhaW50ZXh0LXNlY3JldC12YWx1ZS00ZjFlMmQ"} { // and its base64
+			if bytes.Contains(db, []byte(plain)) {
+				t.Errorf("the database file holds the secret as plain text (%s)", plain)
+			}
+		}
+		if !bytes.Contains(db, []byte("k8s:enc:aesgcm:v1:"+wantKey+":")) {
+			t.Errorf("no value sealed with %s in the database file", wantKey)
+		}
+	}
+	checkDB("key1")
+
+	// Rotation re-encrypts with a new key; the server reads it back.
+	key, n, err := RotateEncryptionKeys(context.Background(), cfg.DataDir)
+	if err != nil || key != "key2" || n < 1 {
+		t.Fatalf("rotate: key %q, %d secrets, %v", key, n, err)
+	}
+	checkDB("key2")
+	cfg.HTTPSPort = freePort(t)
+	c, _ = startAuthzCluster(t, cfg)
+	if out := c.kubectl("get", "secret", "db", "-o", "go-template={{.data.password | base64decode}}"); out != secretValue {
+		t.Errorf("secret after rotation and restart: %q", out)
+	}
+}
