@@ -33,6 +33,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/orch-dev/orch/agent/apiclient"
+	"github.com/orch-dev/orch/internal/metrics"
 	"github.com/orch-dev/orch/internal/version"
 	"github.com/orch-dev/orch/runtime/container"
 	"github.com/orch-dev/orch/runtime/image"
@@ -115,6 +116,11 @@ type Agent struct {
 
 	pullErrMu sync.Mutex
 	pullErrs  map[string]string // last pull error by back-off key
+
+	// metrics records pod starts and image pulls; metricsHandler serves
+	// them with the runtime's gauges on the node API's /metrics.
+	metrics        *metrics.NodeMetrics
+	metricsHandler http.Handler
 }
 
 // Run joins the server and serves as a node until ctx is cancelled. Pods
@@ -195,7 +201,35 @@ func newAgent(cfg Config) (*Agent, error) {
 	if a.net == nil {
 		a.net = loopbackNetwork{}
 	}
+	reg := metrics.NewRegistry()
+	metrics.RegisterProcess(reg)
+	a.metrics = metrics.RegisterNode(reg, runtimeGauges{a})
+	a.metricsHandler = reg.Handler()
 	return a, nil
+}
+
+// runtimeGauges reads the node's running pods and containers from the
+// runtime for /metrics; the node API serves only once the runtime is open.
+type runtimeGauges struct{ a *Agent }
+
+func (g runtimeGauges) RunningPods() int {
+	n := 0
+	for _, sb := range g.a.rt.ListSandboxes() {
+		if sb.Ready {
+			n++
+		}
+	}
+	return n
+}
+
+func (g runtimeGauges) RunningContainers() int {
+	n := 0
+	for _, c := range g.a.rt.ListContainers() {
+		if c.State == container.StateRunning {
+			n++
+		}
+	}
+	return n
 }
 
 func (a *Agent) run(ctx context.Context) error {

@@ -46,6 +46,8 @@ type podWorker struct {
 	a      *Agent
 	uid    types.UID
 	wakeCh chan struct{}
+	// firstSeen starts the pod start latency (kubelet_pod_start_duration_seconds).
+	firstSeen time.Time
 
 	mu   sync.Mutex
 	pod  *v1.Pod // latest desired state
@@ -64,12 +66,13 @@ type podWorker struct {
 
 func newPodWorker(a *Agent, uid types.UID) *podWorker {
 	return &podWorker{
-		a:       a,
-		uid:     uid,
-		wakeCh:  make(chan struct{}, 1),
-		waiting: map[string]*v1.ContainerStateWaiting{},
-		waiters: map[string]bool{},
-		probes:  map[string]*containerProbes{},
+		a:         a,
+		uid:       uid,
+		wakeCh:    make(chan struct{}, 1),
+		firstSeen: a.now(),
+		waiting:   map[string]*v1.ContainerStateWaiting{},
+		waiters:   map[string]bool{},
+		probes:    map[string]*containerProbes{},
 	}
 }
 
@@ -694,8 +697,21 @@ func (w *podWorker) postStatus(ctx context.Context, pod *v1.Pod, sandboxReady, t
 		}
 		return st
 	}
+	// As the kubelet: a pod counts as started when its status first goes
+	// from Pending to Running (pods adopted after a restart already run).
+	if prev := lastPhase(pod, w.lastSent); st.Phase == v1.PodRunning && (prev == v1.PodPending || prev == "") {
+		w.a.metrics.ObservePodStart(w.a.now().Sub(w.firstSeen))
+	}
 	w.lastSent = &st
 	return st
+}
+
+// lastPhase is the phase last reported for pod: ours if we sent one.
+func lastPhase(pod *v1.Pod, sent *v1.PodStatus) v1.PodPhase {
+	if sent != nil {
+		return sent.Phase
+	}
+	return pod.Status.Phase
 }
 
 func allSucceeded(list []v1.ContainerStatus) bool {
