@@ -105,6 +105,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			imagesCommand(),
 			snapshotCommand(),
 			secretsEncryptCommand(),
+			checkConfigCommand(),
 			{
 				Name:  "version",
 				Usage: "print the orch version, git commit, Go version and Kubernetes API version",
