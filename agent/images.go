@@ -22,6 +22,10 @@ type ImagePuller interface {
 // errNoRegistry explains why a missing image cannot be had.
 var errNoRegistry = errors.New(`pulling from registries is not available yet on this node; import the image with "orch images import FILE.tar" or drop the tar in DATA/agent/images/import`)
 
+// errImagePullShown is how long a failed pull shows as ErrImagePull
+// before ImagePullBackOff.
+const errImagePullShown = 2 * time.Second
+
 // waitingError is why a container cannot start yet, with when to retry.
 type waitingError struct {
 	waiting *v1.ContainerStateWaiting
@@ -52,6 +56,17 @@ func (a *Agent) ensureImage(ctx context.Context, pod *v1.Pod, c *v1.Container, r
 	key := string(pod.UID) + "/" + c.Name + "/" + c.Image
 	now := a.now()
 	if in, left := a.pullBackOff.inBackOff(key, now); in {
+		// The pod's own status write wakes its worker at once; keep
+		// showing ErrImagePull for a moment so that clients see it, as
+		// they do with the kubelet, before ImagePullBackOff. The time
+		// since the failure is the full delay less what is left of it.
+		_, delay := a.pullBackOff.inBackOffSince(key, now, now)
+		if since := delay - left; since < errImagePullShown {
+			return image.Image{}, &waitingError{
+				waiting: &v1.ContainerStateWaiting{Reason: reasonErrImagePull, Message: a.pullErr(key)},
+				retry:   errImagePullShown - since,
+			}
+		}
 		a.events.podEvent(pod, ref, v1.EventTypeNormal, "BackOff", "Back-off pulling image %q", c.Image)
 		return image.Image{}, &waitingError{
 			waiting: &v1.ContainerStateWaiting{Reason: reasonImagePullBackOff, Message: fmt.Sprintf("Back-off pulling image %q: %s", c.Image, a.lastPullErr(key))},
@@ -64,7 +79,6 @@ func (a *Agent) ensureImage(ctx context.Context, pod *v1.Pod, c *v1.Container, r
 		err = fmt.Errorf("image %q is not in the node's image store: %w", c.Image, errNoRegistry)
 	} else {
 		img, err = a.puller.Pull(ctx, a.images, c.Image, a.pullSecrets(ctx, pod))
-		a.metrics.ObserveImagePull(a.now().Sub(start), err)
 	}
 	if err == nil {
 		a.requestNodeStatus() // status.images changed
@@ -78,7 +92,7 @@ func (a *Agent) ensureImage(ctx context.Context, pod *v1.Pod, c *v1.Container, r
 	return image.Image{}, &waitingError{
 		waiting: &v1.ContainerStateWaiting{Reason: reasonErrImagePull, Message: err.Error()},
 		// Show ErrImagePull briefly, then ImagePullBackOff until delay.
-		retry: min(delay, 2*time.Second),
+		retry: min(delay, errImagePullShown),
 	}
 }
 
@@ -92,9 +106,14 @@ func (a *Agent) setPullErr(key string, err error) {
 }
 
 func (a *Agent) lastPullErr(key string) string {
+	return reasonErrImagePull + ": " + a.pullErr(key)
+}
+
+// pullErr is the message of key's last failed pull.
+func (a *Agent) pullErr(key string) string {
 	a.pullErrMu.Lock()
 	defer a.pullErrMu.Unlock()
-	return reasonErrImagePull + ": " + a.pullErrs[key]
+	return a.pullErrs[key]
 }
 
 // pullSecrets reads the pod's imagePullSecrets; missing ones are skipped,
