@@ -9,6 +9,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 
 	"github.com/orch-dev/orch/server/apiserver"
+	"github.com/orch-dev/orch/server/serviceaccount"
 )
 
 // PolicySource reads the RBAC objects the authorizer evaluates. The
@@ -152,7 +153,7 @@ func appliesTo(user apiserver.UserInfo, subjects []rbacv1.Subject, namespace str
 			if ns == "" {
 				ns = namespace
 			}
-			if ns != "" && user.Name == ServiceAccountUser(ns, s.Name) {
+			if ns != "" && user.Name == serviceaccount.UserName(ns, s.Name) {
 				return i
 			}
 		}
@@ -170,9 +171,4 @@ func describeSubject(s rbacv1.Subject, bindingNamespace string) string {
 		return fmt.Sprintf("%s \"%s/%s\"", s.Kind, ns, s.Name)
 	}
 	return fmt.Sprintf("%s %q", s.Kind, s.Name)
-}
-
-// ServiceAccountUser is the user name of a service account's tokens.
-func ServiceAccountUser(namespace, name string) string {
-	return "system:serviceaccount:" + namespace + ":" + name
 }
