@@ -342,7 +342,8 @@ func (a *Agent) serveNodeAPI(ctx context.Context) {
 	mux.Handle("/", newLogServer(a.locateContainerLog).handler())
 	// Prometheus text format (internal/metrics), for the server to scrape.
 	mux.Handle("GET /metrics", a.metricsHandler)
-	a.registerStreaming(mux) // exec, attach, port-forward: streaming.go
+	a.registerStreaming(mux)       // exec, attach, port-forward: streaming.go
+	a.registerResourceMetrics(mux) // GET /metrics/resource: stats.go
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})
 	go func() {
