@@ -12,6 +12,8 @@
 //
 // The store does not talk to registries; a registry client implements
 // BlobSource and calls Ingest with the descriptor it resolved.
+// GarbageCollect removes unused images when the disk fills, as the
+// kubelet's image GC does; the caller says which images are in use.
 package image
 
 import (
@@ -76,7 +78,10 @@ type Image struct {
 type Store struct {
 	root     string
 	platform Platform
+	usage    diskUsage  // of the filesystem holding root; statfs but in tests
 	mu       sync.Mutex // serializes record updates and removals
+	// lastUsed is GarbageCollect's memory of images by ID (under mu).
+	lastUsed map[string]gcRecord
 }
 
 // Open opens (creating) the store at opts.Root.
@@ -95,7 +100,7 @@ func Open(opts Options) (*Store, error) {
 			return nil, fmt.Errorf("image store: %w", err)
 		}
 	}
-	return &Store{root: opts.Root, platform: opts.Platform}, nil
+	return &Store{root: opts.Root, platform: opts.Platform, usage: statfsUsage}, nil
 }
 
 func (s *Store) layerDir(diffID string) string {
@@ -210,10 +215,7 @@ func (s *Store) Remove(ref string) error {
 		img.Names = remove(img.Names, name)
 		return s.writeRecord(img)
 	}
-	if err := os.Remove(filepath.Join(s.root, "images", hexOf(img.ID)+".json")); err != nil {
-		return fmt.Errorf("remove image %s: %w", ref, err)
-	}
-	return s.gcLayers()
+	return s.removeImage(img)
 }
 
 // gcLayers deletes layers no image references. Callers hold s.mu.
