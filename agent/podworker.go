@@ -213,6 +213,9 @@ func (w *podWorker) sync(ctx context.Context, pod *v1.Pod, gone bool) bool {
 		}
 	}
 	w.syncProbes(ctx, pod)
+	if err := w.a.refreshTokens(ctx, pod, w.podIP); err != nil {
+		w.log().Warn("cannot refresh service account tokens", "err", err)
+	}
 	st := w.postStatus(ctx, pod, true, false)
 	if st.Phase == v1.PodSucceeded || st.Phase == v1.PodFailed {
 		w.stopSandboxes(ctx)

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -93,7 +95,7 @@ func (a *Agent) setupVolume(ctx context.Context, pod *v1.Pod, vol *v1.Volume, di
 			case s.DownwardAPI != nil:
 				fs, err = a.downwardFiles(pod, s.DownwardAPI.Items, mode, podIP)
 			case s.ServiceAccountToken != nil:
-				fs, err = a.tokenFile(ctx, pod, s.ServiceAccountToken, mode)
+				fs, err = a.tokenFile(ctx, pod, vol.Name, dir, s.ServiceAccountToken, mode)
 			}
 			if err != nil {
 				return "", err
@@ -254,8 +256,65 @@ func (a *Agent) downwardFiles(pod *v1.Pod, items []v1.DownwardAPIVolumeFile, def
 	return out, nil
 }
 
-// tokenFile asks the server for a bound service account token.
-func (a *Agent) tokenFile(ctx context.Context, pod *v1.Pod, p *v1.ServiceAccountTokenProjection, defMode *int32) ([]volumeFile, error) {
+// Projected service account tokens are requested from the API server
+// (TokenRequest bound to the pod) and kept until 80% of their lifetime has
+// passed, the kubelet's rule, or 24 hours, whichever comes first: a
+// container (re)start reuses the current token, and refreshTokens, called
+// on every pod sync, rewrites the volume when one is due. What is known
+// about each token (not the token, which lives only on the volume's tmpfs)
+// is kept in pods/<uid>/tokens/<volume>.json, so an agent restart does not
+// ask again.
+const (
+	tokenRefreshFraction = 0.8
+	tokenMaxAge          = 24 * time.Hour
+)
+
+// tokenState describes a token written to a projected volume.
+type tokenState struct {
+	Audience          string    `json:"audience,omitempty"`
+	ExpirationSeconds int64     `json:"expirationSeconds"`
+	Expires           time.Time `json:"expires"`
+}
+
+// refreshAt is when the token must be replaced.
+func (s tokenState) refreshAt() time.Time {
+	ttl := time.Duration(s.ExpirationSeconds) * time.Second
+	issued := s.Expires.Add(-ttl)
+	at := issued.Add(time.Duration(float64(ttl) * tokenRefreshFraction))
+	if maxAt := issued.Add(tokenMaxAge); maxAt.Before(at) {
+		return maxAt
+	}
+	return at
+}
+
+func (a *Agent) tokenStatePath(pod *v1.Pod, volume string) string {
+	return filepath.Join(a.podDir(pod.UID), "tokens", volume+".json")
+}
+
+// loadTokenStates returns the states of a volume's tokens by file path.
+func (a *Agent) loadTokenStates(pod *v1.Pod, volume string) map[string]tokenState {
+	states := map[string]tokenState{}
+	if b, err := os.ReadFile(a.tokenStatePath(pod, volume)); err == nil {
+		_ = json.Unmarshal(b, &states) // unreadable: tokens are asked for again
+	}
+	return states
+}
+
+func (a *Agent) saveTokenStates(pod *v1.Pod, volume string, states map[string]tokenState) error {
+	path := a.tokenStatePath(pod, volume)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	b, err := json.Marshal(states)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(path, b, 0o600)
+}
+
+// tokenFile returns the projected token of p for the volume in dir: the
+// one written before while it is fresh, else a new one from the server.
+func (a *Agent) tokenFile(ctx context.Context, pod *v1.Pod, volume, dir string, p *v1.ServiceAccountTokenProjection, defMode *int32) ([]volumeFile, error) {
 	sa := pod.Spec.ServiceAccountName
 	if sa == "" {
 		sa = "default"
@@ -264,6 +323,17 @@ func (a *Agent) tokenFile(ctx context.Context, pod *v1.Pod, p *v1.ServiceAccount
 	if p.ExpirationSeconds != nil {
 		exp = *p.ExpirationSeconds
 	}
+	mode := fileMode(nil, defMode)
+	if defMode == nil {
+		mode = 0o600
+	}
+	states := a.loadTokenStates(pod, volume)
+	if st, ok := states[p.Path]; ok && st.Audience == p.Audience && st.ExpirationSeconds == exp && a.now().Before(st.refreshAt()) {
+		if token, err := os.ReadFile(filepath.Join(dir, filepath.Clean(p.Path))); err == nil && len(token) > 0 {
+			return []volumeFile{{path: p.Path, data: token, mode: mode}}, nil
+		}
+	}
+
 	tr := &authenticationv1.TokenRequest{
 		TypeMeta: metav1.TypeMeta{APIVersion: "authentication.k8s.io/v1", Kind: "TokenRequest"},
 		Spec: authenticationv1.TokenRequestSpec{
@@ -278,11 +348,53 @@ func (a *Agent) tokenFile(ctx context.Context, pod *v1.Pod, p *v1.ServiceAccount
 	if err := a.api.CreateSubresource(ctx, apiclient.ServiceAccounts, pod.Namespace, sa, "token", tr, &out); err != nil {
 		return nil, fmt.Errorf("request token for service account %s/%s: %w", pod.Namespace, sa, err)
 	}
-	mode := fileMode(nil, defMode)
-	if defMode == nil {
-		mode = 0o600
+	if out.Status.Token == "" {
+		return nil, fmt.Errorf("request token for service account %s/%s: the answer holds no token", pod.Namespace, sa)
+	}
+	expires := out.Status.ExpirationTimestamp.Time
+	if expires.IsZero() {
+		expires = a.now().Add(time.Duration(exp) * time.Second)
+	}
+	states[p.Path] = tokenState{Audience: p.Audience, ExpirationSeconds: exp, Expires: expires}
+	if err := a.saveTokenStates(pod, volume, states); err != nil {
+		// The token still works; it is only asked for again sooner.
+		a.log.Warn("cannot record service account token state", "pod", pod.Namespace+"/"+pod.Name, "volume", volume, "err", err)
 	}
 	return []volumeFile{{path: p.Path, data: []byte(out.Status.Token), mode: mode}}, nil
+}
+
+// refreshTokens rewrites the projected volumes of pod whose service
+// account tokens are due for renewal. Volumes not set up yet are left to
+// the container start that needs them.
+func (a *Agent) refreshTokens(ctx context.Context, pod *v1.Pod, podIP string) error {
+	base := filepath.Join(a.podDir(pod.UID), "volumes")
+	var errs []error
+	for i := range pod.Spec.Volumes {
+		vol := &pod.Spec.Volumes[i]
+		if vol.Projected == nil || !a.tokensDue(pod, vol) {
+			continue
+		}
+		dir := filepath.Join(base, vol.Name)
+		if _, err := a.setupVolume(ctx, pod, vol, dir, podIP); err != nil {
+			errs = append(errs, fmt.Errorf("volume %q: %w", vol.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// tokensDue reports whether a token the agent wrote into vol needs renewal.
+func (a *Agent) tokensDue(pod *v1.Pod, vol *v1.Volume) bool {
+	states := a.loadTokenStates(pod, vol.Name)
+	now := a.now()
+	for _, s := range vol.Projected.Sources {
+		if s.ServiceAccountToken == nil {
+			continue
+		}
+		if st, ok := states[s.ServiceAccountToken.Path]; ok && !now.Before(st.refreshAt()) {
+			return true
+		}
+	}
+	return false
 }
 
 // writeVolumeFiles writes files into dir (on a tmpfs when secret) and
