@@ -22,7 +22,8 @@ import (
 // TestKubectlStreamingE2E runs the real orch server (ORCH_BIN) with its
 // node and drives the streaming subresources with the real kubectl: exec
 // (WebSocket v5, and SPDY where kubectl falls back), exec -i and -it,
-// cp both ways, port-forward to a pod's httpd, and attach. It shares the
+// cp both ways, port-forward to a pod's httpd (WebSocket-tunnelled
+// SPDY), and attach -i. It shares the
 // logs e2e test's server harness and directory.
 func TestKubectlStreamingE2E(t *testing.T) {
 	bin := os.Getenv("ORCH_BIN")
@@ -133,6 +134,20 @@ func TestKubectlStreamingE2E(t *testing.T) {
 		k.must(nil, "cp", "web:/tmp/in.txt", dst)
 		if got, err := os.ReadFile(dst); err != nil || string(got) != want {
 			t.Errorf("copied back %d bytes, %v", len(got), err)
+		}
+	})
+	t.Run("attach", func(t *testing.T) {
+		// kubectl run -i without attaching makes a container with stdin
+		// and stdinOnce; attach -i feeds it and ends when it exits.
+		k.must(nil, "run", "reader", "-i", "--attach=false", "--restart=Never", "--image=busybox:exec", "--image-pull-policy=Never",
+			"--", "sh", "-c", `while read l; do echo "got $l"; done; echo bye`)
+		k.eventually("reader to run", func() bool {
+			out, _ := k.run(nil, "get", "pod", "reader", "-o", "jsonpath={.status.phase}")
+			return out == "Running"
+		})
+		out := k.must(strings.NewReader("x\ny\n"), "attach", "-i", "reader")
+		if !strings.Contains(out, "got x\ngot y\nbye\n") {
+			t.Errorf("attach -i = %q", out)
 		}
 	})
 	t.Run("port-forward", func(t *testing.T) {
