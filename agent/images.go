@@ -144,3 +144,45 @@ func tagOf(ref string) string {
 	}
 	return "latest"
 }
+
+// imageGCPeriod is how often the kubelet checks whether images must be
+// garbage collected.
+const imageGCPeriod = 5 * time.Minute
+
+// collectImages removes unused images when the image filesystem fills,
+// every imageGCPeriod until ctx ends, with the kubelet's default
+// thresholds.
+func (a *Agent) collectImages(ctx context.Context) {
+	t := time.NewTicker(imageGCPeriod)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		a.collectImagesOnce(ctx)
+	}
+}
+
+// collectImagesOnce runs one collection. An image is in use while the
+// runtime keeps a container made from it, exited ones included: they may
+// be restarted.
+func (a *Agent) collectImagesOnce(ctx context.Context) {
+	inUse := map[string]bool{}
+	for _, c := range a.rt.ListContainers() {
+		if id := c.Labels[labelImageID]; id != "" {
+			inUse[id] = true
+		}
+	}
+	res, err := a.images.GarbageCollect(ctx, image.GCPolicy{}, inUse, a.now())
+	for _, img := range res.Removed {
+		a.log.Info("removed unused image", "id", img.ID, "names", img.Names, "imageFSUsePercent", res.UsePercent)
+	}
+	if len(res.Removed) > 0 {
+		a.requestNodeStatus() // status.images changed
+	}
+	if err != nil && ctx.Err() == nil {
+		a.log.Warn("image garbage collection failed", "err", err)
+	}
+}
