@@ -112,13 +112,10 @@ func (a *Agent) servePortForward(w http.ResponseWriter, r *http.Request) {
 		writeTextError(w, http.StatusNotFound, fmt.Sprintf("pod %s/%s is not running on this node", ns, pod))
 		return
 	}
-	netns, uid := sb.NetNS, sb.PodUID
-	streaming.ServePortForward(w, r, pod, func(ctx context.Context, port uint16) (net.Conn, error) {
-		conn, err := dialPodLocalhost(ctx, netns, port)
-		if err != nil {
-			return nil, fmt.Errorf("uid %s: %w", uid, err)
-		}
-		return conn, nil
+	netns := sb.NetNS
+	// Errors name the pod as the kubelet's do: "to pod web, uid ...".
+	streaming.ServePortForward(w, r, pod+", uid "+sb.PodUID, func(ctx context.Context, port uint16) (net.Conn, error) {
+		return dialPodLocalhost(ctx, netns, port)
 	})
 }
 

@@ -28,7 +28,8 @@ const (
 // DialFunc connects to port inside the pod.
 type DialFunc func(ctx context.Context, port uint16) (net.Conn, error)
 
-// ServePortForward serves a port forwarding session for pod: SPDY/3.1
+// ServePortForward serves a port forwarding session for pod (as errors
+// name it): SPDY/3.1
 // directly or tunnelled in a WebSocket. Each forwarded connection is a
 // pair of streams sharing a requestID, "data" and "error"; a failed dial
 // is reported as text on the error stream, as the kubelet words it. It
