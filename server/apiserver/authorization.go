@@ -165,6 +165,12 @@ func requestAttributes(r *http.Request, u UserInfo) Attributes {
 		APIGroup: ri.GroupVersion.Group, APIVersion: ri.GroupVersion.Version,
 		Namespace: ri.Namespace, Resource: ri.Resource, Subresource: ri.Subresource, Name: ri.Name,
 	}
+	if a.Resource == "namespaces" && a.Name != "" {
+		// A namespace is authorized inside itself, as upstream's request
+		// info has it: a RoleBinding granting get on namespaces lets its
+		// subjects read their own namespace.
+		a.Namespace = a.Name
+	}
 	if a.Verb == "list" || a.Verb == "watch" || a.Verb == "deletecollection" {
 		if fs := r.URL.Query().Get("fieldSelector"); fs != "" {
 			if sel, err := fields.ParseSelector(fs); err == nil {

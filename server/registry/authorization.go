@@ -1,9 +1,11 @@
 package registry
 
 import (
+	"context"
 	"reflect"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -17,7 +19,7 @@ import (
 var authorizationGV = authorizationv1.SchemeGroupVersion
 
 func authorizationResources() []*Resource {
-	return []*Resource{
+	resources := []*Resource{
 		{
 			GroupVersion: authorizationGV, Name: "selfsubjectaccessreviews", Kind: "SelfSubjectAccessReview",
 			SingularName: "selfsubjectaccessreview",
@@ -51,8 +53,8 @@ func authorizationResources() []*Resource {
 		{
 			GroupVersion: authorizationGV, Name: "localsubjectaccessreviews", Kind: "LocalSubjectAccessReview",
 			SingularName: "localsubjectaccessreview", Namespaced: true,
-			New:          func() runtime.Object { return &authorizationv1.LocalSubjectAccessReview{} },
-			NewList:      func() runtime.Object { return &metav1.Status{} },
+			New:     func() runtime.Object { return &authorizationv1.LocalSubjectAccessReview{} },
+			NewList: func() runtime.Object { return &metav1.Status{} },
 			Validate: func(obj runtime.Object) field.ErrorList {
 				r := obj.(*authorizationv1.LocalSubjectAccessReview)
 				errs := validateSubjectAccessReviewSpec(r.Spec)
@@ -67,6 +69,16 @@ func authorizationResources() []*Resource {
 			},
 		},
 	}
+	for _, r := range resources {
+		r.Ephemeral = unansweredReview
+	}
+	return resources
+}
+
+// unansweredReview answers reviews until the server attaches its
+// authorizer, so that a review is never stored, whatever the server.
+func unansweredReview(context.Context, runtime.Object) (runtime.Object, error) {
+	return nil, apierrors.NewServiceUnavailable("access reviews are not served: no authorizer is configured")
 }
 
 func validateSubjectAccessReviewSpec(spec authorizationv1.SubjectAccessReviewSpec) field.ErrorList {
