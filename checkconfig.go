@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -31,11 +32,11 @@ func checkConfigCommand() *cli.Command {
 			if c.NArg() > 0 {
 				return fmt.Errorf("check-config takes no arguments, got %q", c.Args().Slice())
 			}
-			cfg, err := config.Server(sources(c, opts))
+			dataDir, err := checkDataDir(sources(c, opts))
 			if err != nil {
-				return configError(err)
+				return err
 			}
-			results := checkconfig.Check(checkconfig.LocalHost(cfg.DataDir))
+			results := checkconfig.Check(checkconfig.LocalHost(dataDir))
 			if err := checkconfig.Write(c.App.Writer, results); err != nil {
 				return err
 			}
@@ -45,4 +46,22 @@ func checkConfigCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// checkDataDir is the data directory of this machine's server or, when
+// the config file is an agent's, of its agent.
+func checkDataDir(src config.Sources) (string, error) {
+	srv, err := config.Server(src)
+	if err == nil {
+		return srv.DataDir, nil
+	}
+	agent, aerr := config.Agent(src)
+	switch {
+	case aerr == nil:
+		return agent.DataDir, nil
+	case strings.Contains(err.Error(), "it is a setting of `orch "+config.AgentCommand+"`"):
+		// An agent's file: its own problems are the ones to show.
+		return "", configError(aerr)
+	}
+	return "", configError(err)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -29,6 +30,25 @@ func TestCheckConfig(t *testing.T) {
 		t.Error("no closing error line")
 	case !missing && err != nil:
 		t.Errorf("nothing missing but %v", err)
+	}
+}
+
+// TestCheckConfigAgentFile: on an agent, the config file has agent keys;
+// check-config takes the data directory from it.
+func TestCheckConfigAgentFile(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "agent-data")
+	file := filepath.Join(t.TempDir(), "config.yaml")
+	content := "join: https://198.18.0.1:6443\ntoken: secret\ndata-dir: " + data + "\n"
+	if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, _, _ := runApp(t, "check-config", "--config", file)
+	if !strings.Contains(out, "data directory "+data+" writable") {
+		t.Errorf("report does not check the agent's data dir %s:\n%s", data, out)
+	}
+	if _, _, err := runApp(t, "check-config", "--config", file, "--data-dir", "relative"); err == nil ||
+		!strings.Contains(err.Error(), `data-dir: "relative" is not an absolute path`) {
+		t.Errorf("bad flag with an agent file: %v", err)
 	}
 }
 

@@ -26,7 +26,8 @@
 #   INSTALL_ORCH_INIT        systemd, openrc or none (default: detected)
 #   INSTALL_ORCH_SKIP_ENABLE=true     do not enable the service at boot
 #   INSTALL_ORCH_SKIP_START=true      do not (re)start the service
-#   INSTALL_ORCH_SKIP_CHECKS=true     install even if kernel checks fail
+#   INSTALL_ORCH_SKIP_CHECKS=true     install even if the kernel checks (and
+#                            `orch check-config`, run before installing) fail
 #   INSTALL_ORCH_ROOT        prefix for every path written or removed (a
 #                            staging or test root); no root check when set
 #
@@ -231,6 +232,26 @@ preflight() {
 			fatal "this machine cannot run orch yet; fix these and run the installer again (or set INSTALL_ORCH_SKIP_CHECKS=true):$FIXES"
 		fi
 	fi
+}
+
+# check_config runs `orch check-config` of the binary about to be used: the
+# full checks, of which preflight's are the part a shell can do without the
+# binary. It runs before the binary is installed, so a failure changes
+# nothing. Not under INSTALL_ORCH_ROOT, where the binary may be for another
+# machine.
+check_config() {
+	[ -z "$ROOT" ] || return 0
+	if report=$("$1" check-config 2>&1); then
+		info "orch check-config: all required features are present"
+		return 0
+	fi
+	if is_true "${INSTALL_ORCH_SKIP_CHECKS:-}"; then
+		warn "continuing despite failed checks (INSTALL_ORCH_SKIP_CHECKS); orch check-config says:
+$report"
+		return 0
+	fi
+	fatal "this machine cannot run orch yet; fix the MISSING lines and run the installer again (or set INSTALL_ORCH_SKIP_CHECKS=true). orch check-config says:
+$report"
 }
 
 # --- download --------------------------------------------------------------
@@ -669,8 +690,10 @@ main() {
 	if is_true "${INSTALL_ORCH_SKIP_DOWNLOAD:-}"; then
 		[ -x "$ROOT$BIN_DIR/orch" ] || fatal "INSTALL_ORCH_SKIP_DOWNLOAD is set but $ROOT$BIN_DIR/orch is not an executable file; place the binary there first"
 		info "using the existing $BIN_DIR/orch"
+		check_config "$BIN_DIR/orch"
 	else
 		fetch_binary
+		check_config "$TMP_DIR/orch"
 		install_binary
 	fi
 	write_env

@@ -928,6 +928,58 @@ func TestKernelChecks(t *testing.T) {
 	wantContains(t, "output", out, "[WARN]  continuing despite failed checks", "starting orch")
 }
 
+// failingCheckConfig is an orch whose check-config finds a feature missing.
+const failingCheckConfig = `#!/bin/sh
+case $1 in
+version) echo "orch v9.9.9" ;;
+check-config)
+	echo "Kernel:"
+	echo "  MISSING  nf_tables (not found)"
+	echo "           fix: modprobe nf_tables"
+	echo "orch: check-config: required features are missing (see the MISSING lines above)" >&2
+	exit 1
+	;;
+esac
+`
+
+// TestCheckConfigGatesInstall: the installer runs the downloaded binary's
+// check-config before installing it; a MISSING line stops the install with
+// the report and changes nothing, unless INSTALL_ORCH_SKIP_CHECKS is set.
+func TestCheckConfigGatesInstall(t *testing.T) {
+	t.Parallel()
+	arch := goarch(t)
+	e, ns := newNamespaceEnv(t)
+	e.rel.publish("latest", arch, []byte(failingCheckConfig), "")
+
+	out, err := ns.runErr(map[string]string{"INSTALL_ORCH_SKIP_CHECKS": ""}, installScript)
+	if err == nil {
+		t.Fatal("install.sh succeeded although orch check-config failed")
+	}
+	if strings.Contains(out, "fix these and run the installer again") {
+		t.Skip("this machine fails the installer's own shell checks first")
+	}
+	wantContains(t, "output", out,
+		"[ERROR] this machine cannot run orch yet; fix the MISSING lines and run the installer again",
+		"orch check-config says:\nKernel:\n  MISSING  nf_tables (not found)\n           fix: modprobe nf_tables\n",
+	)
+	for _, d := range []string{"/etc", "/usr/local", "/var"} {
+		if entries, _ := os.ReadDir(filepath.Join(ns.dir, "ov", d, "upper")); len(entries) != 0 {
+			t.Errorf("the failed check-config left changes in %s: %v", d, entries)
+		}
+	}
+	if got := ns.takeCalls(); got != "" {
+		t.Errorf("service manager called although check-config failed:\n%s", got)
+	}
+
+	out = ns.run(map[string]string{"INSTALL_ORCH_SKIP_CHECKS": "true"}, installScript)
+	wantContains(t, "output", out,
+		"[WARN]  continuing despite failed checks (INSTALL_ORCH_SKIP_CHECKS); orch check-config says:\nKernel:",
+		"installed /usr/local/bin/orch")
+	if got := ns.takeCalls(); !strings.Contains(got, "systemctl restart orch") {
+		t.Errorf("service not started with INSTALL_ORCH_SKIP_CHECKS:\n%s", got)
+	}
+}
+
 // namespace runs scripts in a private mount namespace (see nsWrapper) whose
 // writes land in dir/ov/{etc,usr/local,var}/upper.
 type namespace struct {
