@@ -105,6 +105,9 @@ func TestAuthorizationWithKubectl(t *testing.T) {
 	c.denied(`deployments.apps is forbidden: User "system:serviceaccount:team:robot" cannot list resource "deployments" in API group "apps" in the namespace "team"`,
 		"--kubeconfig", robot, "get", "deployments", "-n", "team")
 
+	c.denied(`forbidden: User "system:serviceaccount:team:robot" cannot get path "/metrics"`, "--kubeconfig", robot, "get", "--raw", "/metrics")
+	c.kubectl("--kubeconfig", robot, "get", "--raw", "/version")
+
 	// kubectl auth can-i: the account itself (SelfSubjectAccessReview) and
 	// the admin impersonating it.
 	if out := c.kubectl("--kubeconfig", robot, "auth", "can-i", "list", "pods", "-n", "team"); strings.TrimSpace(out) != "yes" {

@@ -236,11 +236,12 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, st store.Store, ca
 	}
 
 	serving := ca.ServingCertificate()
-	// /metrics is for authenticated callers, like the rest of the API.
+	// /metrics is authenticated and authorized like the rest of the API
+	// (system:monitoring and cluster-admin may read it).
 	reg := metrics.NewRegistry()
 	metrics.RegisterProcess(reg)
 	metrics.RegisterStore(reg, st, filepath.Join(cfg.DataDir, "server", "db", "state.db"))
-	apiHandler, metricsHandler := api.Handler(), reg.Handler()
+	apiHandler, metricsHandler := api.Handler(), api.Authorized(reg.Handler())
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case join.Handles(r.URL.Path):
@@ -251,10 +252,6 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, st store.Store, ca
 			return
 		case r.URL.Path != "/metrics":
 			apiHandler.ServeHTTP(w, r)
-			return
-		}
-		if _, ok := authn.Authenticate(r); !ok {
-			http.Error(w, "Unauthorized", http.StatusUnauthorized)
 			return
 		}
 		metricsHandler.ServeHTTP(w, r)

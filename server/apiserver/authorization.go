@@ -238,3 +238,15 @@ func (s *Server) impersonate(r *http.Request, u UserInfo) (UserInfo, error) {
 	}
 	return out, nil
 }
+
+// Authorized wraps h, a non-resource endpoint served beside the API (the
+// server's /metrics), in the API's authentication and authorization.
+func (s *Server) Authorized(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r, ok := s.authenticate(w, r)
+		if !ok {
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
