@@ -89,6 +89,7 @@ type Registry struct {
 	corrupt   map[string]func([]byte) []byte // blobs served altered
 	tokens    map[string]string              // token → scope it grants
 	requests  map[string]int                 // "GET /v2/..." → count
+	held      chan struct{}                  // non-nil: blob GETs wait until it closes
 	tokenReqs int
 }
 
@@ -249,6 +250,24 @@ func (r *Registry) Layers(manifestDigest string) []string {
 	return out
 }
 
+// Hold makes blob requests wait until release is called (or the client
+// gives up), so that a test can line up concurrent pulls.
+func (r *Registry) Hold() (release func()) {
+	ch := make(chan struct{})
+	r.mu.Lock()
+	r.held = ch
+	r.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			r.mu.Lock()
+			r.held = nil
+			r.mu.Unlock()
+			close(ch)
+		})
+	}
+}
+
 // Requests counts requests by method and path, e.g.
 // "GET /v2/test/busybox/blobs/sha256:...".
 func (r *Registry) Requests(methodAndPath string) int {
@@ -330,8 +349,15 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			d = ref
 		}
 	}
-	body, mt, alter := r.blobs[d], r.types[d], r.corrupt[d]
+	body, mt, alter, held := r.blobs[d], r.types[d], r.corrupt[d], r.held
 	r.mu.Unlock()
+	if held != nil && kind == "blobs" {
+		select {
+		case <-held:
+		case <-req.Context().Done():
+			return
+		}
+	}
 	switch {
 	case kind == "":
 		writeError(w, http.StatusNotFound, "NAME_UNKNOWN", "repository name not known to registry")

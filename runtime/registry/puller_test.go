@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -298,34 +297,109 @@ configs:
 	}
 }
 
+// waitWaiters waits until n callers wait for the pull of ref.
+func waitWaiters(t *testing.T, p *Puller, ref string, n int) {
+	t.Helper()
+	r, err := ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		p.mu.Lock()
+		got := 0
+		for k, f := range p.flights {
+			if k.ref == r.String() {
+				got = f.waiters
+			}
+		}
+		p.mu.Unlock()
+		if got == n {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%d callers did not line up for %s", n, ref)
+}
+
 func TestPullConcurrentDeduplicated(t *testing.T) {
 	reg := testregistry.New(t, testregistry.Options{})
-	m := reg.PushImage("test/busybox", "1", hostPlatform)
+	m := reg.PushImage("library/busybox", "latest", hostPlatform)
 	p, s := newPuller(t, nil), newStore(t)
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	for range 8 {
-		wg.Add(1)
+	release := reg.Hold()
+	defer release()
+	// The same image, spelt in different ways.
+	refs := []string{reg.Host + "/library/busybox", reg.Host + "/library/busybox:latest"}
+	const callers = 8
+	errs := make(chan error, callers)
+	for i := range callers {
 		go func() {
-			defer wg.Done()
-			_, err := p.Pull(context.Background(), s, reg.Host+"/test/busybox:1", nil)
+			_, err := p.Pull(context.Background(), s, refs[i%2], nil)
 			errs <- err
 		}()
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
+	waitWaiters(t, p, refs[0], callers)
+	release()
+	for range callers {
+		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
 	}
-	// Pulls that started after the first finished download again (the
-	// puller does not know the store has the image), so count at most
-	// one download per overlapping group: fewer than the callers.
+	if n := reg.Requests("GET /v2/library/busybox/manifests/latest"); n != 1 {
+		t.Errorf("manifest fetched %d times by %d concurrent pulls, want 1", n, callers)
+	}
 	for _, l := range reg.Layers(m.Digest) {
-		if n := reg.Requests("GET /v2/test/busybox/blobs/" + l); n >= 8 || n < 1 {
-			t.Errorf("layer %s fetched %d times by 8 concurrent pulls", l, n)
+		if n := reg.Requests("GET /v2/library/busybox/blobs/" + l); n != 1 {
+			t.Errorf("layer %s fetched %d times by %d concurrent pulls, want 1", l, n, callers)
 		}
+	}
+}
+
+func TestPullSharedCancellation(t *testing.T) {
+	reg := testregistry.New(t, testregistry.Options{})
+	reg.PushImage("test/busybox", "1", hostPlatform)
+	p, s := newPuller(t, nil), newStore(t)
+	ref := reg.Host + "/test/busybox:1"
+	release := reg.Hold()
+	defer release()
+
+	// One of two callers gives up: the other still gets the image.
+	ctxA, cancelA := context.WithCancel(context.Background())
+	errA, errB := make(chan error, 1), make(chan error, 1)
+	go func() { _, err := p.Pull(ctxA, s, ref, nil); errA <- err }()
+	go func() { _, err := p.Pull(context.Background(), s, ref, nil); errB <- err }()
+	waitWaiters(t, p, ref, 2)
+	cancelA()
+	if err := <-errA; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled caller got %v", err)
+	}
+	release()
+	if err := <-errB; err != nil {
+		t.Fatalf("remaining caller got %v", err)
+	}
+
+	// The only caller gives up: the pull is dropped, and the next caller
+	// starts afresh.
+	release = reg.Hold()
+	defer release()
+	ctxC, cancelC := context.WithCancel(context.Background())
+	errC := make(chan error, 1)
+	s2 := newStore(t)
+	go func() { _, err := p.Pull(ctxC, s2, ref, nil); errC <- err }()
+	waitWaiters(t, p, ref, 1)
+	cancelC()
+	if err := <-errC; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled caller got %v", err)
+	}
+	p.mu.Lock()
+	n := len(p.flights)
+	p.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d pulls still registered after their only caller left", n)
+	}
+	release()
+	if _, err := p.Pull(context.Background(), s2, ref, nil); err != nil {
+		t.Fatalf("pull after a cancelled one: %v", err)
 	}
 }
 
