@@ -19,6 +19,10 @@ import (
 	"time"
 )
 
+// streamCloseGrace bounds how long a session the agent closed may take
+// to be read to its end by the server before its streams are reset.
+const streamCloseGrace = 10 * time.Second
+
 // AgentOptions configures an [Agent].
 type AgentOptions struct {
 	// ServerURL is the server's base URL, https://HOST:PORT. Required.
@@ -372,12 +376,28 @@ func (a *Agent) openStream(ctx context.Context, cc *http.ClientConn, id string, 
 	// The up half's response carries nothing, but closing it early would
 	// reset the up stream: it is closed with the session.
 	serve(newStreamConn(down.Body, agentStreamWriter{pw}, tunnelAddr("agent"), tunnelAddr("server"), func() {
-		// Cancelling resets both streams at once.
-		cancel()
+		// End the up stream with END_STREAM after what was written (an
+		// exec's exit status is often the last thing written before
+		// closing): resetting it now would drop what the transport has not
+		// sent yet.
 		pw.Close()
-		up.Body.Close()
-		down.Body.Close()
+		go a.finishStream(up, down, cancel)
 	}))
+}
+
+// finishStream ends a session the agent closed once the server has read
+// all of it: the server ends the up stream's response when its side of
+// the session closes, which it does after reading the up stream's EOF.
+// Until then the down stream stays open too, because a reset down stream
+// makes the server abandon the session, unread data included. A server
+// that never finishes gets both streams reset after streamCloseGrace.
+func (a *Agent) finishStream(up, down *http.Response, cancel context.CancelFunc) {
+	t := time.AfterFunc(streamCloseGrace, cancel)
+	_, _ = io.Copy(io.Discard, up.Body)
+	t.Stop()
+	cancel()
+	up.Body.Close()
+	down.Body.Close()
 }
 
 func (a *Agent) roundTripHalf(ctx context.Context, cc *http.ClientConn, url string, body io.Reader) (*http.Response, error) {
