@@ -251,8 +251,19 @@ type serviceState struct {
 	listedSlices   bool
 	localDNS       *discoveryv1.EndpointSlice
 
-	proxy *proxy.Syncer
-	dns   *dns.Server
+	proxy proxyRules
+	dns   dnsRecords
+}
+
+// proxyRules is what serviceState needs of the service proxy
+// (*proxy.Syncer).
+type proxyRules interface {
+	Replace(services []*v1.Service, slices []*discoveryv1.EndpointSlice)
+}
+
+// dnsRecords is what serviceState needs of the DNS server (*dns.Server).
+type dnsRecords interface {
+	Replace(services []*v1.Service, slices []*discoveryv1.EndpointSlice, pods []*v1.Pod)
 }
 
 func nameOf(m metav1.Object) types.NamespacedName {
