@@ -18,7 +18,7 @@ import (
 var testNow = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 
 // testPod is a Running pod, Ready for ten minutes, requesting request of
-// cpu and memory ("" for none).
+// cpu and 1Gi of memory ("" for no requests).
 func testPod(i int, request string) *corev1.Pod {
 	long := metav1.NewTime(testNow.Add(-10 * time.Minute))
 	p := &corev1.Pod{
@@ -29,7 +29,7 @@ func testPod(i int, request string) *corev1.Pod {
 	}
 	if request != "" {
 		p.Spec.Containers[0].Resources.Requests = corev1.ResourceList{
-			corev1.ResourceCPU: resource.MustParse(request), corev1.ResourceMemory: resource.MustParse(request + "Gi")}
+			corev1.ResourceCPU: resource.MustParse(request), corev1.ResourceMemory: resource.MustParse("1Gi")}
 	}
 	return p
 }

@@ -1,0 +1,226 @@
+package podautoscaler
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
+
+	"github.com/orch-dev/orch/server/controllers/fakeapi"
+	"github.com/orch-dev/orch/server/controllers/informer"
+	"github.com/orch-dev/orch/server/controllers/queue"
+	"github.com/orch-dev/orch/server/metricsapi"
+	"github.com/orch-dev/orch/server/registry"
+)
+
+type fakeRecorder struct {
+	mu     sync.Mutex
+	events []string
+}
+
+func (r *fakeRecorder) Eventf(_ runtime.Object, eventType, reason, messageFmt string, args ...interface{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, eventType+" "+reason+" "+fmt.Sprintf(messageFmt, args...))
+}
+
+func (r *fakeRecorder) take() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.events
+	r.events = nil
+	return out
+}
+
+// fakeMetrics serves fixed usage per pod name.
+type fakeMetrics struct {
+	mu    sync.Mutex
+	usage map[string]string // pod -> cpu
+}
+
+func (f *fakeMetrics) PodUsage(_ string, res corev1.ResourceName) map[string]metricsapi.PodUsage {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]metricsapi.PodUsage{}
+	for pod, v := range f.usage {
+		q := resource.MustParse(v)
+		out[pod] = metricsapi.PodUsage{MilliValue: q.MilliValue(), Timestamp: testNow.Add(-5 * time.Second), Window: 15 * time.Second}
+	}
+	return out
+}
+
+func (f *fakeMetrics) set(usage map[string]string) {
+	f.mu.Lock()
+	f.usage = usage
+	f.mu.Unlock()
+}
+
+// resources is fakeapi's table with Deployments' scale subresource and
+// autoscaling/v2 HorizontalPodAutoscalers.
+func resources() []*registry.Resource {
+	var out []*registry.Resource
+	for _, r := range fakeapi.Resources() {
+		if r.Name == "deployments" {
+			r.Subresources = append(r.Subresources, "scale")
+		}
+		out = append(out, r)
+	}
+	return append(out, &registry.Resource{
+		GroupVersion: autoscalingv2.SchemeGroupVersion, Name: "horizontalpodautoscalers", Kind: "HorizontalPodAutoscaler", Namespaced: true,
+		Subresources: []string{"status"},
+		New:          func() runtime.Object { return &autoscalingv2.HorizontalPodAutoscaler{} },
+		NewList:      func() runtime.Object { return &autoscalingv2.HorizontalPodAutoscalerList{} },
+		PrepareForUpdate: func(obj, old runtime.Object) {
+			obj.(*autoscalingv2.HorizontalPodAutoscaler).Status = old.(*autoscalingv2.HorizontalPodAutoscaler).Status
+		},
+		PrepareForStatusUpdate: func(obj, old runtime.Object) {
+			o := old.(*autoscalingv2.HorizontalPodAutoscaler).DeepCopy()
+			o.Status = obj.(*autoscalingv2.HorizontalPodAutoscaler).Status
+			*obj.(*autoscalingv2.HorizontalPodAutoscaler) = *o
+		},
+	})
+}
+
+func TestControllerScalesAndReports(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	api := fakeapi.New(resources()...)
+	deployments := appsv1.SchemeGroupVersion.WithResource("deployments")
+	api.MustCreate(deployments, &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"},
+		Spec:       appsv1.DeploymentSpec{Replicas: ptr.To[int32](2), Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}},
+	})
+	for i := range 2 {
+		api.MustCreate(podsGVR, testPod(i, "200m"))
+	}
+	api.MustCreate(hpaGVR, &autoscalingv2.HorizontalPodAutoscaler{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default", Generation: 1},
+		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
+			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "web"},
+			MinReplicas:    ptr.To[int32](1), MaxReplicas: 5,
+			Metrics: []autoscalingv2.MetricSpec{{Type: autoscalingv2.ResourceMetricSourceType, Resource: &autoscalingv2.ResourceMetricSource{
+				Name: corev1.ResourceCPU, Target: autoscalingv2.MetricTarget{Type: autoscalingv2.UtilizationMetricType, AverageUtilization: ptr.To[int32](50)}}}},
+			Behavior: &autoscalingv2.HorizontalPodAutoscalerBehavior{ScaleDown: &autoscalingv2.HPAScalingRules{StabilizationWindowSeconds: ptr.To[int32](0)}},
+		},
+	})
+	api.MustCreate(hpaGVR, &autoscalingv2.HorizontalPodAutoscaler{
+		ObjectMeta: metav1.ObjectMeta{Name: "orphan", Namespace: "default", Generation: 1},
+		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
+			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "missing"},
+			MaxReplicas:    3,
+		},
+	})
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	factory := informer.NewFactory(api, log)
+	rec := &fakeRecorder{}
+	metrics := &fakeMetrics{usage: map[string]string{"p-0": "400m", "p-1": "400m"}}
+	c := New(api, factory, rec, metrics, Options{Logger: log})
+	c.now = func() time.Time { return testNow }
+	go func() { _ = factory.Run(ctx) }()
+	if !informer.WaitForSync(ctx, c.hpaInf, c.podInf) {
+		t.Fatal("informers did not sync")
+	}
+	sync := func(name string) *autoscalingv2.HorizontalPodAutoscaler {
+		t.Helper()
+		err := c.reconcile(ctx, "default/"+name)
+		if d, ok := queue.RequeueDelay(err); !ok || d != 15*time.Second {
+			t.Fatalf("reconcile %s: %v, want a requeue after the sync period", name, err)
+		}
+		obj, err := api.Get(ctx, hpaGVR, "default", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Let the cache see the status write before the next sync.
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if cached, ok := c.hpaInf.GetByName("default", name); ok && cached.(*autoscalingv2.HorizontalPodAutoscaler).ResourceVersion == obj.(*autoscalingv2.HorizontalPodAutoscaler).ResourceVersion {
+				break
+			}
+		}
+		return obj.(*autoscalingv2.HorizontalPodAutoscaler)
+	}
+	replicas := func() int32 {
+		obj, err := api.Get(ctx, deployments, "default", "web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return *obj.(*appsv1.Deployment).Spec.Replicas
+	}
+	condition := func(hpa *autoscalingv2.HorizontalPodAutoscaler, typ autoscalingv2.HorizontalPodAutoscalerConditionType) string {
+		for _, c := range hpa.Status.Conditions {
+			if c.Type == typ {
+				return string(c.Status) + " " + c.Reason
+			}
+		}
+		return "none"
+	}
+
+	// 400m of 200m: 200% against 50%, eight pods wanted, five allowed.
+	hpa := sync("web")
+	if got := replicas(); got != 5 {
+		t.Fatalf("replicas = %d, want 5; events %q", got, rec.take())
+	}
+	wantEvent := "Normal SuccessfulRescale New size: 5; reason: cpu resource utilization (percentage of request) above target"
+	if events := rec.take(); !slices.Contains(events, wantEvent) {
+		t.Errorf("events = %q, want %q", events, wantEvent)
+	}
+	if hpa.Status.DesiredReplicas != 5 || hpa.Status.LastScaleTime == nil || *hpa.Status.ObservedGeneration != 1 ||
+		len(hpa.Status.CurrentMetrics) != 1 || *hpa.Status.CurrentMetrics[0].Resource.Current.AverageUtilization != 200 ||
+		hpa.Status.CurrentMetrics[0].Resource.Current.AverageValue.MilliValue() != 400 {
+		t.Errorf("status = %+v", hpa.Status)
+	}
+	for typ, want := range map[autoscalingv2.HorizontalPodAutoscalerConditionType]string{
+		autoscalingv2.AbleToScale: "True SucceededRescale", autoscalingv2.ScalingActive: "True ValidMetricFound",
+		autoscalingv2.ScalingLimited: "True TooManyReplicas",
+	} {
+		if got := condition(hpa, typ); got != want {
+			t.Errorf("condition %s = %s, want %s", typ, got, want)
+		}
+	}
+
+	// The load drops: with no window, down to the minimum at once.
+	metrics.set(map[string]string{"p-0": "10m", "p-1": "10m"})
+	hpa = sync("web")
+	if got := replicas(); got != 1 {
+		t.Fatalf("replicas = %d, want 1", got)
+	}
+	if events := rec.take(); !slices.Contains(events, "Normal SuccessfulRescale New size: 1; reason: All metrics below target") {
+		t.Errorf("events = %q", events)
+	}
+	// Metrics gone: nothing changes, and the autoscaler says why.
+	metrics.set(nil)
+	hpa = sync("web")
+	if got := condition(hpa, autoscalingv2.ScalingActive); got != "False FailedGetResourceMetric" || replicas() != 1 {
+		t.Errorf("ScalingActive = %s, replicas %d", got, replicas())
+	}
+	events := strings.Join(rec.take(), "\n")
+	for _, want := range []string{
+		"Warning FailedGetResourceMetric failed to get cpu utilization: unable to get metrics for resource cpu: no metrics returned from resource metrics API",
+		"Warning FailedComputeMetricsReplicas invalid metrics (1 invalid out of 1), first error is: failed to get cpu utilization",
+	} {
+		if !strings.Contains(events, want) {
+			t.Errorf("events lack %q:\n%s", want, events)
+		}
+	}
+
+	// A target that does not exist.
+	hpa = sync("orphan")
+	if got := condition(hpa, autoscalingv2.AbleToScale); got != "False FailedGetScale" {
+		t.Errorf("orphan AbleToScale = %s", got)
+	}
+	if events := rec.take(); len(events) != 1 || !strings.HasPrefix(events[0], "Warning FailedGetScale ") {
+		t.Errorf("orphan events = %q", events)
+	}
+}
