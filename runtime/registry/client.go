@@ -51,9 +51,6 @@ func (e *Error) Unauthorized() bool {
 	return e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden
 }
 
-// NotFound tells whether the registry does not have what was asked for.
-func (e *Error) NotFound() bool { return e.Status == http.StatusNotFound }
-
 // errorFromResponse turns an unsuccessful answer into an *Error, with
 // fallbackCode for registries that send no error body.
 func errorFromResponse(resp *http.Response, fallbackCode string) error {

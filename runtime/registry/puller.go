@@ -29,6 +29,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -264,6 +265,7 @@ func (p *Puller) pullFrom(ctx context.Context, dst *image.Store, ref string, r R
 		tries = append(tries, c)
 	}
 	var err error
+	var sources []string
 	for _, cred := range tries {
 		var img image.Image
 		img, err = p.pullWith(ctx, dst, ref, r, ep, cred)
@@ -271,6 +273,14 @@ func (p *Puller) pullFrom(ctx context.Context, dst *image.Store, ref string, r R
 		if err == nil || !errors.As(err, &rerr) || !rerr.Unauthorized() {
 			return img, err
 		}
+		if cred != nil {
+			sources = append(sources, cred.source)
+		}
+	}
+	if len(sources) > 0 {
+		// Say which credentials were refused: a stale pull secret is the
+		// usual cause.
+		return image.Image{}, fmt.Errorf("%w (with the credentials of %s)", err, strings.Join(sources, ", "))
 	}
 	return image.Image{}, err
 }

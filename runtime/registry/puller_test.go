@@ -100,7 +100,7 @@ func TestPull(t *testing.T) {
 			}},
 		{name: "basic with a wrong password", ref: basic.Host + "/test/busybox:1",
 			secrets: []v1.Secret{dockerConfigSecret("creds", map[string]dockerConfigEntry{basic.Host: {Username: "alice", Password: "nope"}})},
-			err:     "unauthorized: authentication required"},
+			err:     "unauthorized: authentication required (with the credentials of secret default/creds)"},
 		{name: "secret for another registry", ref: basic.Host + "/test/busybox:1",
 			secrets: []v1.Secret{dockerConfigSecret("creds", map[string]dockerConfigEntry{"other.example.com": {Username: "alice", Password: "s3cret"}})},
 			err:     "unauthorized"},
