@@ -141,7 +141,7 @@ func (d *Deployer) Run(ctx context.Context) error {
 	t := time.NewTicker(d.opts.PollInterval)
 	defer t.Stop()
 	for {
-		d.Sync(ctx)
+		d.syncDir(ctx)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -186,7 +186,7 @@ func (d *Deployer) writeBuiltIns() {
 			d.log.Info("built-in manifest skipped: a .skip file exists", "file", dst+skipSuffix)
 		case exists && string(current) == string(data):
 		default:
-			// Sync runs after this, in the same goroutine: it never sees a
+			// syncDir runs after this, in the same goroutine: it never sees a
 			// half-written file, and a crash mid-write is repaired next start.
 			if err := os.WriteFile(dst, data, 0o600); err != nil {
 				d.log.Error("cannot write a built-in manifest", "file", dst, "err", err)
@@ -200,9 +200,9 @@ func (d *Deployer) writeBuiltIns() {
 	}
 }
 
-// Sync applies every manifest file that changed since its last successful
+// syncDir applies every manifest file that changed since its last successful
 // apply (all of them the first time), in name order.
-func (d *Deployer) Sync(ctx context.Context) {
+func (d *Deployer) syncDir(ctx context.Context) {
 	entries, err := os.ReadDir(d.opts.Dir)
 	if err != nil {
 		d.log.Error("cannot read the manifest directory", "dir", d.opts.Dir, "err", err)
@@ -233,7 +233,7 @@ func (d *Deployer) syncFile(ctx context.Context, name string, st fileState) {
 	file := filepath.Join(d.opts.Dir, name)
 	data, err := os.ReadFile(file)
 	if err == nil {
-		err = d.ApplyFile(ctx, name, data)
+		err = d.applyFile(ctx, name, data)
 	}
 	if err == nil {
 		d.applied[name] = st
@@ -252,10 +252,10 @@ func (d *Deployer) syncFile(ctx context.Context, name string, st fileState) {
 	d.failed[name] = msg
 }
 
-// ApplyFile applies every object of one manifest file, named name in the
+// applyFile applies every object of one manifest file, named name in the
 // marks. Documents that fail do not stop the others; the error joins every
 // failure, each prefixed with the file name and document index.
-func (d *Deployer) ApplyFile(ctx context.Context, name string, data []byte) error {
+func (d *Deployer) applyFile(ctx context.Context, name string, data []byte) error {
 	docs, errs := parseManifest(data)
 	applied, unchanged := 0, 0
 	for _, doc := range docs {

@@ -167,9 +167,9 @@ func TestApplyFile(t *testing.T) {
 	manifest := configMap("a", "", "1") + "---\n" + configMap("b", "kube-system", "2") + "---\n" +
 		"apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: fast\n  namespace: ignored\nprovisioner: x\n" +
 		"---\napiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n---\nkind: [\n"
-	err := h.d.ApplyFile(ctx, "apps.yaml", []byte(manifest))
+	err := h.d.applyFile(ctx, "apps.yaml", []byte(manifest))
 	if err == nil {
-		t.Fatal("ApplyFile succeeded despite two bad documents")
+		t.Fatal("applyFile succeeded despite two bad documents")
 	}
 	for _, want := range []string{
 		`apps.yaml: document 4: Widget "w": no matches for kind "Widget" in version "example.com/v1"`,
@@ -200,21 +200,21 @@ func TestApplyFile(t *testing.T) {
 	// Unchanged documents are not applied again, so a user's later edit of
 	// a field the manifest sets survives a restart.
 	before := len(h.api.applied())
-	if err := h.d.ApplyFile(ctx, "apps.yaml", []byte(configMap("a", "", "1"))); err != nil {
+	if err := h.d.applyFile(ctx, "apps.yaml", []byte(configMap("a", "", "1"))); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(h.api.applied()); n != before {
 		t.Errorf("unchanged document applied again (%d applies, want %d)", n, before)
 	}
 	// A changed document is applied.
-	if err := h.d.ApplyFile(ctx, "apps.yaml", []byte(configMap("a", "", "2"))); err != nil {
+	if err := h.d.applyFile(ctx, "apps.yaml", []byte(configMap("a", "", "2"))); err != nil {
 		t.Fatal(err)
 	}
 	if v, _, _ := unstructured.NestedString(h.api.object("configmaps/default/a").Object, "data", "k"); v != "2" {
 		t.Errorf("data.k = %q after the change, want 2", v)
 	}
 	// The same object from another file is applied, and says so.
-	if err := h.d.ApplyFile(ctx, "moved.yaml", []byte(configMap("a", "", "2"))); err != nil {
+	if err := h.d.applyFile(ctx, "moved.yaml", []byte(configMap("a", "", "2"))); err != nil {
 		t.Fatal(err)
 	}
 	if got := h.api.object("configmaps/default/a").GetAnnotations()[AnnotationSource]; got != "moved.yaml" {
@@ -225,7 +225,7 @@ func TestApplyFile(t *testing.T) {
 func TestApplyFileAPIError(t *testing.T) {
 	h := newHarness(t, nil)
 	h.api.failing["configmaps/default/a"] = apierrors.NewInvalid(schema.GroupKind{Kind: "ConfigMap"}, "a", nil)
-	err := h.d.ApplyFile(context.Background(), "x.yaml", []byte(configMap("a", "", "1")+"---\n"+configMap("b", "", "1")))
+	err := h.d.applyFile(context.Background(), "x.yaml", []byte(configMap("a", "", "1")+"---\n"+configMap("b", "", "1")))
 	if err == nil || !strings.Contains(err.Error(), "x.yaml: document 1: apply configmaps default/a: ") {
 		t.Errorf("error = %v", err)
 	}
@@ -269,7 +269,7 @@ func TestSync(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	h.d.Sync(ctx)
+	h.d.syncDir(ctx)
 	if got := h.api.applied(); strings.Join(got, ",") != "configmaps/default/a" {
 		t.Fatalf("applied %v, want only a", got)
 	}
@@ -278,7 +278,7 @@ func TestSync(t *testing.T) {
 	}
 
 	// Nothing changed: nothing applied, the bad file retried quietly.
-	h.d.Sync(ctx)
+	h.d.syncDir(ctx)
 	if n := len(h.api.applied()); n != 1 {
 		t.Errorf("%d applies after an idle sync, want 1", n)
 	}
@@ -289,7 +289,7 @@ func TestSync(t *testing.T) {
 	// A changed file is applied again; a fixed file is applied.
 	h.write(t, "a.yaml", configMap("a", "", "2"))
 	h.write(t, "bad.yaml", configMap("fixed", "", "1"))
-	h.d.Sync(ctx)
+	h.d.syncDir(ctx)
 	if got := h.api.applied(); strings.Join(got, ",") != "configmaps/default/a,configmaps/default/a,configmaps/default/fixed" {
 		t.Errorf("applied %v", got)
 	}
@@ -298,7 +298,7 @@ func TestSync(t *testing.T) {
 	if err := os.Remove(filepath.Join(h.dir, "a.yaml")); err != nil {
 		t.Fatal(err)
 	}
-	h.d.Sync(ctx)
+	h.d.syncDir(ctx)
 	if h.api.object("configmaps/default/a") == nil {
 		t.Error("object gone after its file was deleted")
 	}
@@ -310,12 +310,12 @@ func TestSyncRetriesFailures(t *testing.T) {
 	h := newHarness(t, nil)
 	h.api.failing["configmaps/default/a"] = apierrors.NewServiceUnavailable("not ready")
 	h.write(t, "a.yaml", configMap("a", "", "1"))
-	h.d.Sync(context.Background())
+	h.d.syncDir(context.Background())
 	if h.api.object("configmaps/default/a") != nil {
 		t.Fatal("applied despite the failure")
 	}
 	delete(h.api.failing, "configmaps/default/a")
-	h.d.Sync(context.Background())
+	h.d.syncDir(context.Background())
 	if h.api.object("configmaps/default/a") == nil {
 		t.Error("not applied on the retry")
 	}
