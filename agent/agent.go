@@ -278,6 +278,7 @@ func (a *Agent) run(ctx context.Context) error {
 	g.Go(func() error { a.renewLease(gctx, node); return nil })
 	g.Go(func() error { a.syncNodeStatus(gctx); return nil })
 	g.Go(func() error { a.watchPods(gctx); return nil })
+	g.Go(func() error { a.collectImages(gctx); return nil }) // image GC, see images.go
 	close(a.ready)
 	err = g.Wait()
 	a.workers.wait()
