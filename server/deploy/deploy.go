@@ -46,6 +46,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -321,12 +322,7 @@ func (d *Deployer) applyObject(ctx context.Context, file string, doc document) (
 }
 
 // mark sets the deployer's label and annotations on obj.
-func mark(obj interface {
-	GetLabels() map[string]string
-	SetLabels(map[string]string)
-	GetAnnotations() map[string]string
-	SetAnnotations(map[string]string)
-}, file, hash string) {
+func mark(obj *unstructured.Unstructured, file, hash string) {
 	labels := obj.GetLabels()
 	if labels == nil {
 		labels = map[string]string{}
