@@ -155,6 +155,9 @@ spec:
 		t.Fatalf("kubectl apply: %v\n%s", err, out)
 	}
 	waitJoinE2ELogs(t, srv, "remote-logger")
+	if out, err := srv.kubectl("exec", "remote-logger", "--", "sh", "-c", "echo exec-over-the-$((1+1))-tunnel"); err != nil || !strings.Contains(out, "exec-over-the-2-tunnel") {
+		t.Errorf("kubectl exec through the tunnel: %v\n%s", err, out)
+	}
 
 	// Another machine under the same name is refused.
 	out, err := runAgentOnce(ctx, agentNS, bin, agentArgs(filepath.Join(joinE2EDir, "impostor"), token.String()))

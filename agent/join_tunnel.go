@@ -88,9 +88,12 @@ func (l *serverLink) run(ctx context.Context, a *Agent) error {
 }
 
 // nodeAPIHandler is the node API the server reaches through the tunnel:
-// the same one the agent serves on kubelet.sock.
+// container logs, exec, attach and port-forward, as on kubelet.sock.
 func (a *Agent) nodeAPIHandler() http.Handler {
-	return newLogServer(a.locateContainerLog).handler()
+	mux := http.NewServeMux()
+	mux.Handle("/", newLogServer(a.locateContainerLog).handler())
+	a.registerStreaming(mux) // exec, attach, port-forward: streaming.go
+	return mux
 }
 
 // renewAt is when a certificate is renewed: when a third of its lifetime
