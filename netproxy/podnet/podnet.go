@@ -59,8 +59,15 @@ type Config struct {
 	StateDir string
 	// Bridge is the bridge's name; DefaultBridge if empty.
 	Bridge string
-	// MTU of the bridge and the pods' links; default: the MTU of the link
-	// of the default route (1500 without one).
+	// Backend is how pods reach other nodes' pods: BackendHostGW,
+	// BackendVXLAN or BackendAuto (the default).
+	Backend string
+	// NodeIP is the node's InternalIP: the VXLAN source address, and its
+	// link is the uplink. Required unless Backend is BackendHostGW.
+	NodeIP netip.Addr
+	// MTU of the bridge and the pods' links; default: the uplink's MTU
+	// (the link of NodeIP, else of the default route, else 1500), less
+	// the VXLAN overhead when the backend may encapsulate.
 	MTU int
 	// NetNS is an open handle of the namespace holding the node's links
 	// (a test's "node"); 0 means the caller's own namespace.
@@ -93,6 +100,16 @@ func New(cfg Config) (*Network, error) {
 	}
 	if cfg.Table == "" {
 		cfg.Table = DefaultTable
+	}
+	switch cfg.Backend {
+	case "":
+		cfg.Backend = BackendAuto
+	case BackendHostGW, BackendVXLAN, BackendAuto:
+	default:
+		return nil, fmt.Errorf("podnet: unknown backend %q (want %s, %s or %s)", cfg.Backend, BackendHostGW, BackendVXLAN, BackendAuto)
+	}
+	if cfg.Backend != BackendHostGW && !cfg.NodeIP.Is4() {
+		return nil, fmt.Errorf("podnet: the %s backend needs the node's IPv4 address", cfg.Backend)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -129,8 +146,22 @@ func (n *Network) Init(ctx context.Context) error {
 		}
 		n.nl = h
 	}
+	var up netlink.Link
+	if n.cfg.NodeIP.IsValid() {
+		l, err := n.uplink()
+		if err != nil && n.usesVXLAN() {
+			return fmt.Errorf("podnet: %w", err)
+		}
+		up = l
+	}
 	if n.cfg.MTU == 0 {
 		n.cfg.MTU = defaultRouteMTU(n.nl)
+		if up != nil && up.Attrs().MTU > 0 {
+			n.cfg.MTU = up.Attrs().MTU
+		}
+		if n.usesVXLAN() {
+			n.cfg.MTU -= vxlanOverhead
+		}
 	}
 	if err := n.setSysctls(); err != nil {
 		return err
@@ -138,10 +169,15 @@ func (n *Network) Init(ctx context.Context) error {
 	if err := n.ensureBridge(); err != nil {
 		return err
 	}
+	if n.usesVXLAN() {
+		if err := n.ensureVXLAN(up); err != nil {
+			return err
+		}
+	}
 	if err := n.writeMasquerade(); err != nil {
 		return err
 	}
-	n.log.Info("pod network ready", "bridge", n.cfg.Bridge, "gateway", n.gateway, "podCIDR", n.cfg.PodCIDR, "mtu", n.cfg.MTU)
+	n.log.Info("pod network ready", "bridge", n.cfg.Bridge, "gateway", n.gateway, "podCIDR", n.cfg.PodCIDR, "mtu", n.cfg.MTU, "backend", n.cfg.Backend)
 	return nil
 }
 

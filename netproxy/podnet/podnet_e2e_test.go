@@ -114,39 +114,66 @@ type testNode struct {
 	net  *Network
 }
 
-// newNodes makes count nodes joined by a bridge in a "switch" namespace.
-func newNodes(t *testing.T, count int) []*testNode {
+// topology is how the test nodes are connected.
+type topology int
+
+const (
+	// sameL2: all nodes on 198.18.0.0/24 through a bridge ("switch").
+	sameL2 topology = iota
+	// routed: node i alone on 198.18.<i+1>.0/24, all joined by a router,
+	// which knows nothing of pod addresses.
+	routed
+)
+
+// newNodes makes count nodes connected as topo, with pod networks of the
+// given backend.
+func newNodes(t *testing.T, count int, topo topology, backend string) []*testNode {
 	t.Helper()
-	sw := newNetns(t)
-	swh, err := netlink.NewHandleAt(sw)
+	mid := newNetns(t) // the switch or router
+	mh, err := netlink.NewHandleAt(mid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer swh.Close()
-	attrs := netlink.NewLinkAttrs()
-	attrs.Name = "sw"
-	if err := swh.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
-		t.Fatal(err)
-	}
-	swbr, _ := swh.LinkByName("sw")
-	if err := swh.LinkSetUp(swbr); err != nil {
+	defer mh.Close()
+	var master netlink.Link
+	if topo == sameL2 {
+		attrs := netlink.NewLinkAttrs()
+		attrs.Name = "sw"
+		if err := mh.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
+			t.Fatal(err)
+		}
+		master, _ = mh.LinkByName("sw")
+		if err := mh.LinkSetUp(master); err != nil {
+			t.Fatal(err)
+		}
+	} else if err := inNetNS(mid, func() error { return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644) }); err != nil {
 		t.Fatal(err)
 	}
 	var nodes []*testNode
 	for i := range count {
-		n := &testNode{
-			name: fmt.Sprintf("node-%d", i),
-			ns:   newNetns(t),
-			ip:   netip.AddrFrom4([4]byte{198, 18, 0, byte(i + 1)}),
+		n := &testNode{name: fmt.Sprintf("node-%d", i), ns: newNetns(t)}
+		var routerIP netip.Addr
+		if topo == sameL2 {
+			n.ip = netip.AddrFrom4([4]byte{198, 18, 0, byte(i + 1)})
+		} else {
+			n.ip = netip.AddrFrom4([4]byte{198, 18, byte(i + 1), 1})
+			routerIP = netip.AddrFrom4([4]byte{198, 18, byte(i + 1), 254})
 		}
 		la := netlink.NewLinkAttrs()
 		la.Name = fmt.Sprintf("port%d", i)
-		la.MasterIndex = swbr.Attrs().Index
-		if err := swh.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "uplink", PeerNamespace: netlink.NsFd(int(n.ns))}); err != nil {
+		if master != nil {
+			la.MasterIndex = master.Attrs().Index
+		}
+		if err := mh.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "uplink", PeerNamespace: netlink.NsFd(int(n.ns))}); err != nil {
 			t.Fatal(err)
 		}
-		port, _ := swh.LinkByName(la.Name)
-		if err := swh.LinkSetUp(port); err != nil {
+		port, _ := mh.LinkByName(la.Name)
+		if routerIP.IsValid() {
+			if err := mh.AddrAdd(port, &netlink.Addr{IPNet: prefixNet(netip.PrefixFrom(routerIP, testNodeNet))}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := mh.LinkSetUp(port); err != nil {
 			t.Fatal(err)
 		}
 		nh, err := netlink.NewHandleAt(n.ns)
@@ -160,12 +187,21 @@ func newNodes(t *testing.T, count int) []*testNode {
 		if err := nh.LinkSetUp(up); err != nil {
 			t.Fatal(err)
 		}
+		if routerIP.IsValid() {
+			// Only the test range goes to the router: no default route.
+			r := &netlink.Route{Dst: prefixNet(netip.MustParsePrefix("198.18.0.0/16")), Gw: routerIP.AsSlice(), LinkIndex: up.Attrs().Index}
+			if err := nh.RouteAdd(r); err != nil {
+				t.Fatal(err)
+			}
+		}
 		nh.Close()
 		n.cfg = Config{
 			PodCIDR:     netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, byte(i + 1), 0}), 24),
 			ClusterCIDR: testClusterCIDR,
 			StateDir:    filepath.Join(t.TempDir(), n.name),
 			NetNS:       n.ns,
+			Backend:     backend,
+			NodeIP:      n.ip,
 			Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 		}
 		n.start(t)
@@ -258,7 +294,7 @@ func TestPodNetworkE2E(t *testing.T) {
 		}
 	})
 
-	nodes := newNodes(t, 2)
+	nodes := newNodes(t, 2, sameL2, BackendHostGW)
 	n0, n1 := nodes[0], nodes[1]
 	a := n0.addPod(t, "a")
 	b := n0.addPod(t, "b")
@@ -280,7 +316,7 @@ func TestPodNetworkE2E(t *testing.T) {
 	if got := eth0.Attrs().HardwareAddr.String(); got != "0a:58:c6:13:01:02" {
 		t.Errorf("pod MAC = %s, want 0a:58:c6:13:01:02", got)
 	}
-	if eth0.Attrs().MTU != n0.net.cfg.MTU || n0.net.cfg.MTU == 0 {
+	if eth0.Attrs().MTU != 1500 || n0.net.cfg.MTU != 1500 {
 		t.Errorf("pod MTU = %d, node's %d", eth0.Attrs().MTU, n0.net.cfg.MTU)
 	}
 
@@ -368,7 +404,7 @@ func TestPodNetworkE2E(t *testing.T) {
 
 func TestReleaseUnknown(t *testing.T) {
 	requireRoot(t)
-	n := newNodes(t, 1)[0]
+	n := newNodes(t, 1, sameL2, BackendHostGW)[0]
 	keep := n.addPod(t, "keep")
 	gone := n.addPod(t, "gone")
 	released := n.net.ReleaseUnknown(map[string]bool{string(keep.pod.UID): true})
@@ -380,5 +416,66 @@ func TestReleaseUnknown(t *testing.T) {
 	}
 	if ip, _ := n.net.Setup(context.Background(), keep.pod, nsPath(keep.ns)); ip != keep.ip {
 		t.Errorf("kept pod's address changed to %s", ip)
+	}
+}
+
+// TestVXLAN: nodes behind a router that knows nothing of pod addresses
+// reach each other's pods through the VXLAN device, without NAT, with
+// the backend forced (vxlan) or chosen per peer (auto).
+func TestVXLAN(t *testing.T) {
+	requireRoot(t)
+	for _, backend := range []string{BackendVXLAN, BackendAuto} {
+		t.Run(backend, func(t *testing.T) {
+			nodes := newNodes(t, 2, routed, backend)
+			n0, n1 := nodes[0], nodes[1]
+			a, c := n0.addPod(t, "a"), n1.addPod(t, "c")
+			peers := []Peer{
+				{Name: n0.name, PodCIDR: n0.cfg.PodCIDR, NodeIP: n0.ip},
+				{Name: n1.name, PodCIDR: n1.cfg.PodCIDR, NodeIP: n1.ip},
+			}
+			for _, n := range nodes {
+				if err := n.net.SyncRoutes(peers); err != nil {
+					t.Fatalf("%s: %v", n.name, err)
+				}
+			}
+			ph, err := netlink.NewHandleAt(a.ns)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ph.Close()
+			if eth0, err := ph.LinkByName("eth0"); err != nil || eth0.Attrs().MTU != 1450 {
+				t.Errorf("pod MTU with vxlan: %v, %v; want 1450", eth0, err)
+			}
+			serve(t, c.ns, c.ip+":8080")
+			if got, err := fetch(a.ns, c.ip+":8080"); err != nil || got != a.ip {
+				t.Errorf("a → c over vxlan: %q, %v; want the server to see %s", got, err, a.ip)
+			}
+			// A restarted agent keeps the device; a gone peer's entries go.
+			n0.start(t)
+			if err := n0.net.SyncRoutes(peers[:1]); err != nil {
+				t.Fatal(err)
+			}
+			nh, _ := netlink.NewHandleAt(n0.ns)
+			defer nh.Close()
+			vx, err := nh.LinkByName(vxlanDevice)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if arps, _ := nh.NeighList(vx.Attrs().Index, unix.AF_INET); len(arps) != 0 {
+				t.Errorf("arp entries left: %v", arps)
+			}
+			if ours, _ := nh.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: routeProtocol}, netlink.RT_FILTER_PROTOCOL); len(ours) != 0 {
+				t.Errorf("routes left: %v", ours)
+			}
+		})
+	}
+}
+
+func TestHostGWReportsUnreachablePeers(t *testing.T) {
+	requireRoot(t)
+	nodes := newNodes(t, 2, routed, BackendHostGW)
+	err := nodes[0].net.SyncRoutes([]Peer{{Name: nodes[1].name, PodCIDR: nodes[1].cfg.PodCIDR, NodeIP: nodes[1].ip}})
+	if err == nil || !strings.Contains(err.Error(), "behind a router") {
+		t.Errorf("SyncRoutes to a routed peer with host-gw: %v", err)
 	}
 }

@@ -24,10 +24,11 @@ type Peer struct {
 }
 
 // SyncRoutes makes the node's routes to other nodes' pod subnets match
-// peers (host-gw: "podCIDR via NodeIP" when that address is on a directly
-// connected network) and removes podnet routes to nodes that are gone.
-// Peers that are not directly reachable need the vxlan backend, which is
-// not built yet: they are returned as an error, the others are routed.
+// peers and removes podnet's routes (and VXLAN entries) of nodes that are
+// gone. A peer on a directly connected network gets a host-gw route
+// ("podCIDR via NodeIP") unless the backend is BackendVXLAN; the others go
+// through the VXLAN device, or are reported as an error with BackendHostGW
+// (the routable peers are still routed).
 func (n *Network) SyncRoutes(peers []Peer) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -35,26 +36,42 @@ func (n *Network) SyncRoutes(peers []Peer) error {
 		return errors.New("podnet: the pod network is not initialised")
 	}
 	want := map[string]netlink.Route{}
+	var vx []vxlanPeer
 	var errs []error
 	for _, p := range peers {
 		if !p.PodCIDR.IsValid() || !p.NodeIP.Is4() || p.PodCIDR.Overlaps(n.cfg.PodCIDR) {
 			continue
 		}
+		if n.cfg.Backend == BackendVXLAN {
+			vx = append(vx, vxlanPeer{podCIDR: p.PodCIDR, nodeIP: p.NodeIP})
+			continue
+		}
 		via, err := n.nl.RouteGet(p.NodeIP.AsSlice())
-		if err != nil || len(via) == 0 {
+		direct := err == nil && len(via) > 0 && via[0].Gw == nil
+		switch {
+		case direct:
+			dst := p.PodCIDR.Masked()
+			want[dst.String()] = netlink.Route{
+				Dst:       prefixNet(dst),
+				Gw:        p.NodeIP.AsSlice(),
+				LinkIndex: via[0].LinkIndex,
+				Protocol:  routeProtocol,
+			}
+		case n.cfg.Backend == BackendAuto:
+			vx = append(vx, vxlanPeer{podCIDR: p.PodCIDR, nodeIP: p.NodeIP})
+		case err != nil || len(via) == 0:
 			errs = append(errs, fmt.Errorf("node %s (%s): no route: %v", p.Name, p.NodeIP, err))
-			continue
+		default:
+			errs = append(errs, fmt.Errorf("node %s (%s) is behind a router (via %s): host-gw cannot reach it, use the vxlan or auto backend", p.Name, p.NodeIP, via[0].Gw))
 		}
-		if via[0].Gw != nil {
-			errs = append(errs, fmt.Errorf("node %s (%s) is behind a router (via %s): the vxlan backend is not implemented yet", p.Name, p.NodeIP, via[0].Gw))
-			continue
+	}
+	if n.usesVXLAN() {
+		routes, err := n.syncVXLAN(vx)
+		if err != nil {
+			errs = append(errs, err)
 		}
-		dst := p.PodCIDR.Masked()
-		want[dst.String()] = netlink.Route{
-			Dst:       prefixNet(dst),
-			Gw:        p.NodeIP.AsSlice(),
-			LinkIndex: via[0].LinkIndex,
-			Protocol:  routeProtocol,
+		for k, r := range routes {
+			want[k] = r
 		}
 	}
 	have, err := n.nl.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: routeProtocol}, netlink.RT_FILTER_PROTOCOL)
@@ -63,7 +80,7 @@ func (n *Network) SyncRoutes(peers []Peer) error {
 	}
 	for _, r := range have {
 		w, ok := want[r.Dst.String()]
-		if ok && r.Gw.Equal(w.Gw) && r.LinkIndex == w.LinkIndex {
+		if ok && r.Gw.Equal(w.Gw) && r.LinkIndex == w.LinkIndex && r.Flags&int(netlink.FLAG_ONLINK) == w.Flags&int(netlink.FLAG_ONLINK) {
 			delete(want, r.Dst.String())
 			continue
 		}
