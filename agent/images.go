@@ -79,6 +79,7 @@ func (a *Agent) ensureImage(ctx context.Context, pod *v1.Pod, c *v1.Container, r
 		err = fmt.Errorf("image %q is not in the node's image store: %w", c.Image, errNoRegistry)
 	} else {
 		img, err = a.puller.Pull(ctx, a.images, c.Image, a.pullSecrets(ctx, pod))
+		a.metrics.ObserveImagePull(a.now().Sub(start), err)
 	}
 	if err == nil {
 		a.requestNodeStatus() // status.images changed
