@@ -131,6 +131,7 @@ func TestAgentE2E(t *testing.T) {
 
 	// Exec in the running container through the runtime.
 	id := strings.TrimPrefix(webStatus.ContainerID, "orch://")
+	checkServiceAccountToken(ctx, t, agent.current(), restCfg, id, "web")
 	var out, errOut bytes.Buffer
 	code, err := agent.current().rt.Exec(ctx, id, container.ExecRequest{Args: []string{"wget", "-O", "-", "http://127.0.0.1:8080/"}, Stdout: &out, Stderr: &errOut})
 	if err != nil || code != 0 || !strings.Contains(out.String(), "hello-from-web") {
