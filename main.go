@@ -214,7 +214,7 @@ func runServer(c *cli.Context, stderr io.Writer) error {
 			ImagePuller: puller,
 		}
 		if cfg.FlannelBackend != "none" {
-			acfg.Network = &agent.NetworkConfig{ClusterCIDR: cfg.ClusterCIDR, ServiceCIDR: cfg.ServiceCIDR}
+			acfg.Network = &agent.NetworkConfig{ClusterCIDR: cfg.ClusterCIDR, ServiceCIDR: cfg.ServiceCIDR, Backend: cfg.FlannelBackend}
 		}
 		err = agent.Run(ctx, acfg)
 		if err != nil && ctx.Err() == nil {

@@ -52,4 +52,7 @@ type NetworkConfig struct {
 	// ServiceCIDR is the cluster IP range (--service-cidr); the kube-dns
 	// address, its 10th, is where pods find DNS.
 	ServiceCIDR netip.Prefix
+	// Backend is how pods reach other nodes' pods (--flannel-backend):
+	// podnet.BackendHostGW, BackendVXLAN or BackendAuto (the default).
+	Backend string
 }

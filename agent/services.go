@@ -58,9 +58,12 @@ func (a *Agent) startNetworking(ctx context.Context, g *errgroup.Group) error {
 	if err != nil {
 		return err
 	}
+	nodeIP, _ := netip.ParseAddr(a.hostIP)
 	pn, err := podnet.New(podnet.Config{
 		PodCIDR:     podCIDR,
 		ClusterCIDR: nc.ClusterCIDR,
+		Backend:     nc.Backend,
+		NodeIP:      nodeIP,
 		StateDir:    filepath.Join(a.dir, "podnet"),
 		Logger:      a.log.With("component", "podnet"),
 	})
@@ -93,8 +96,8 @@ func (a *Agent) startNetworking(ctx context.Context, g *errgroup.Group) error {
 	}
 
 	var nodeIPs []netip.Addr
-	if ip, err := netip.ParseAddr(a.hostIP); err == nil {
-		nodeIPs = append(nodeIPs, ip)
+	if nodeIP.IsValid() {
+		nodeIPs = append(nodeIPs, nodeIP)
 	}
 	syncer := proxy.NewSyncer(proxy.Config{
 		NodeName:     a.nodeName,

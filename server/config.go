@@ -27,7 +27,7 @@ type Config struct {
 	// SecretsEncryption encrypts Secrets in the store with AES-GCM (keys
 	// in DataDir/server/cred/encryption-config.json, made on first use).
 	SecretsEncryption bool
-	FlannelBackend    string // pod network of the server's node: "none" or "host-gw"
+	FlannelBackend    string // pod network of the server's node: none, host-gw, vxlan, auto
 	Debug             bool
 
 	// Disable names built-in manifests (file names without .yaml) not to

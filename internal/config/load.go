@@ -43,7 +43,7 @@ func Server(src Sources) (server.Config, error) {
 		SnapshotRetention: c.count(keySnapRetention),
 		DisableAgent:      c.boolean(keyDisableAgent),
 		SecretsEncryption: c.boolean(keySecretsEncrypt),
-		FlannelBackend:    c.oneOf(keyFlannelBackend, "none", "host-gw"),
+		FlannelBackend:    c.oneOf(keyFlannelBackend, "none", "host-gw", "vxlan", "auto"),
 		Disable:           c.names(keyDisable),
 		Debug:             c.boolean(keyDebug),
 	}

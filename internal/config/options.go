@@ -98,7 +98,7 @@ func ServerOptions() []Option {
 		{Name: keyNodeGrace, Default: "40s", Usage: "how long a node may miss heartbeats before it is NotReady (e.g. 20s on fast edge links)"},
 		{Name: keyDisableAgent, Bool: true, Default: "false", Usage: "run only the control plane, not a node in the same process"},
 		{Name: keySecretsEncrypt, Bool: true, Default: "false", Usage: "encrypt Secrets at rest with AES-GCM (key file DATA/server/cred/encryption-config.json, made on first use)"},
-		{Name: keyFlannelBackend, Default: "none", Usage: "pod network of the node: host-gw (routes between nodes on one L2 network) or none (pods get loopback only)"},
+		{Name: keyFlannelBackend, Default: "none", Usage: "pod network of the node: host-gw (routes between nodes on one L2 network), vxlan, auto (host-gw where possible, else vxlan) or none (pods get loopback only)"},
 		{Name: keyPrivateRegistry, Default: "/etc/orch/registries.yaml", Usage: "registry mirrors, credentials and TLS settings, in k3s' registries.yaml format (a missing file is fine)"},
 		{Name: keyDisable, List: true, Usage: "do not apply this built-in manifest (its file name without .yaml, e.g. local-storage); repeatable"},
 		{Name: keyDebug, Bool: true, Default: "false", Usage: "log at debug level"},
