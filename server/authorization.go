@@ -22,11 +22,15 @@ func (a *authorizer) authorize(ctx context.Context, attrs apiserver.Attributes) 
 	return a.cluster.Authorize(ctx, attrs)
 }
 
-// start builds the authorizer over factory's informers and makes the
-// access reviews of table answer with it.
+// start builds the authorizer over factory's informers, makes the access
+// reviews of table answer with it and RBAC writes pass its escalation
+// checks.
 func (a *authorizer) start(factory *informer.Factory, table *registry.Table) error {
 	a.cluster = authz.New(factory)
 	if err := a.cluster.Attach(table); err != nil {
+		return fmt.Errorf("server: authorization: %w", err)
+	}
+	if err := a.cluster.AttachEscalationChecks(table); err != nil {
 		return fmt.Errorf("server: authorization: %w", err)
 	}
 	return nil

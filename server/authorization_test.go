@@ -142,6 +142,17 @@ func TestAuthorizationWithKubectl(t *testing.T) {
 	if out, err := c.try("auth", "can-i", "create", "rolebindings", "-n", "team", "--as", "alice"); err == nil || strings.TrimSpace(out) != "no" {
 		t.Errorf("alice (edit) can-i create rolebindings: %v %q", err, out)
 	}
+	// A namespace admin grants what it holds, and nothing more.
+	c.kubectl("create", "rolebinding", "bob-admin", "-n", "team", "--clusterrole=admin", "--user=bob")
+	c.eventually(30*time.Second, []string{"rolebinding"}, "create", "rolebinding", "carol-edits", "-n", "team", "--clusterrole=edit", "--user=carol", "--as", "bob")
+	c.kubectl("create", "role", "secret-reader", "-n", "team", "--verb=get", "--resource=secrets", "--as", "bob")
+	c.denied(`rolebindings.rbac.authorization.k8s.io "carol-admin" is forbidden: user "bob" (groups=["system:authenticated"]) is attempting to grant RBAC permissions not currently held:`,
+		"create", "rolebinding", "carol-admin", "-n", "team", "--clusterrole=cluster-admin", "--user=carol", "--as", "bob")
+	c.denied(`{APIGroups:[""], Resources:["nodes"], Verbs:["list"]}`,
+		"create", "role", "node-lister", "-n", "team", "--verb=list", "--resource=nodes", "--as", "bob")
+	c.denied(`clusterrolebindings.rbac.authorization.k8s.io is forbidden: User "bob" cannot create resource "clusterrolebindings"`,
+		"create", "clusterrolebinding", "bob-root", "--clusterrole=cluster-admin", "--user=bob", "--as", "bob")
+
 	// Impersonation itself is authorized.
 	c.denied(`users "admin" is forbidden: User "system:serviceaccount:team:robot" cannot impersonate resource "users" in API group "" at the cluster scope`,
 		"--kubeconfig", robot, "--as", "admin", "get", "pods", "-n", "team")
