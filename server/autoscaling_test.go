@@ -1,8 +1,12 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -51,6 +55,28 @@ func (c *cluster) eventuallyMatch(timeout time.Duration, patterns []string, args
 	}
 }
 
+var errNoKubectlVersion = errors.New("kubectl version not installed")
+
+// tryKubectlVersion runs the bundled kubectl of one minor version (the
+// dispatcher installs them beside itself as kubectl.1.NN), with a cache
+// of its own.
+func (c *cluster) tryKubectlVersion(version string, args ...string) (string, error) {
+	path, err := exec.LookPath("kubectl")
+	if err != nil {
+		return "", errNoKubectlVersion
+	}
+	if path, err = filepath.EvalSymlinks(path); err != nil {
+		return "", errNoKubectlVersion
+	}
+	bin := filepath.Join(filepath.Dir(path), "kubectl."+version)
+	if _, err := os.Stat(bin); err != nil {
+		return "", errNoKubectlVersion
+	}
+	cmd := exec.Command(bin, append([]string{"--kubeconfig", c.kubeconfig, "--cache-dir", filepath.Join(c.cacheDir, version)}, args...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
 func TestKubectlTop(t *testing.T) {
 	c := startMetricsCluster(t, 3)
 	c.eventually(20*time.Second, []string{"hollow-0", "hollow-1", "hollow-2"}, "get", "nodes")
@@ -95,6 +121,21 @@ spec:
 		"top", "pods", "-l", "app=busy", "--containers")
 	if out, err := c.try("top", "pods", "-l", "app=none"); err == nil && !strings.Contains(out, "No resources found") {
 		t.Errorf("top pods with a selector matching nothing:\n%s", out)
+	}
+
+	// Every kubectl the dispatcher may pick reads the same API.
+	for _, v := range []string{"1.31", "1.32", "1.33"} {
+		out, err := c.tryKubectlVersion(v, "top", "pods", "-A", "--containers")
+		if errors.Is(err, errNoKubectlVersion) {
+			t.Logf("kubectl %s is not installed", v)
+			continue
+		}
+		if err != nil || !regexp.MustCompile(`default\s+busy-\S+\s+app\s+12\dm\s+50Mi`).MatchString(out) {
+			t.Errorf("kubectl %s top pods -A --containers (err %v):\n%s", v, err, out)
+		}
+		if out, err := c.tryKubectlVersion(v, "top", "nodes"); err != nil || !regexp.MustCompile(`hollow-1\s+\d+m\s+\d+%`).MatchString(out) {
+			t.Errorf("kubectl %s top nodes (err %v):\n%s", v, err, out)
+		}
 	}
 
 	// Usage follows the annotation at run time.

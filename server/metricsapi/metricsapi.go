@@ -208,9 +208,9 @@ func nodeReady(n *corev1.Node) bool {
 // Resources are the metrics.k8s.io resources, for apiserver.AddComputed.
 func (p *Provider) Resources() []apiserver.ComputedResource {
 	return []apiserver.ComputedResource{
-		{GroupVersion: GroupVersion, Name: "nodes", SingularName: "", Kind: "NodeMetrics",
+		{GroupVersion: GroupVersion, Name: "nodes", Kind: "NodeMetrics",
 			Get: p.getNode, List: p.listNodes},
-		{GroupVersion: GroupVersion, Name: "pods", SingularName: "", Kind: "PodMetrics", Namespaced: true,
+		{GroupVersion: GroupVersion, Name: "pods", Kind: "PodMetrics", Namespaced: true,
 			Get: p.getPod, List: p.listPods},
 	}
 }
