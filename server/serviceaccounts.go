@@ -15,8 +15,8 @@ import (
 	"github.com/orch-dev/orch/server/admission"
 	"github.com/orch-dev/orch/server/apiserver"
 	"github.com/orch-dev/orch/server/auth"
-	sacontrollers "github.com/orch-dev/orch/server/controllers/serviceaccount"
 	"github.com/orch-dev/orch/server/controllers/informer"
+	sacontrollers "github.com/orch-dev/orch/server/controllers/serviceaccount"
 	"github.com/orch-dev/orch/server/registry"
 	"github.com/orch-dev/orch/server/serviceaccount"
 )
@@ -41,7 +41,7 @@ type serviceAccounts struct {
 }
 
 func newServiceAccounts(tlsDir string, caPEM []byte) (*serviceAccounts, error) {
-	key, err := serviceaccount.LoadOrCreateKey(filepath.Join(tlsDir, "service.key"))
+	key, err := auth.EnsureServiceAccountKey(filepath.Join(tlsDir, "service.key"))
 	if err != nil {
 		return nil, err
 	}

@@ -2,11 +2,12 @@ package serviceaccount
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -59,11 +60,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	key, err := LoadOrCreateKey(filepath.Join(t.TempDir(), "service.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := NewSigner(key)
+	signer, err := NewSigner(newKey(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,35 +91,13 @@ func (f *fixture) token(t *testing.T, sa string, spec authenticationv1.TokenRequ
 
 func int64p(v int64) *int64 { return &v }
 
-func TestLoadOrCreateKey(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "tls", "service.key")
-	k1, err := LoadOrCreateKey(path)
+func newKey(t *testing.T) *ecdsa.PrivateKey {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi.Mode().Perm() != 0o600 {
-		t.Errorf("key file mode = %v, want 0600", fi.Mode().Perm())
-	}
-	k2, err := LoadOrCreateKey(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !k1.Equal(k2) {
-		t.Error("second load returned another key: tokens issued before a restart would stop working")
-	}
-	if err := os.WriteFile(path, []byte("garbage"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := LoadOrCreateKey(path); err == nil || !strings.Contains(err.Error(), path) {
-		t.Errorf("corrupt key: err = %v, want an error naming the file", err)
-	}
-	if b, _ := os.ReadFile(path); string(b) != "garbage" {
-		t.Error("a corrupt key file was overwritten")
-	}
+	return key
 }
 
 func decodeClaims(t *testing.T, token string) map[string]any {
@@ -258,11 +233,10 @@ func tamper(t *testing.T, token string, edit func(map[string]any)) string {
 }
 
 func TestAuthenticateRefusals(t *testing.T) {
-	otherKey, err := LoadOrCreateKey(filepath.Join(t.TempDir(), "other.key"))
+	otherSigner, err := NewSigner(newKey(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	otherSigner, _ := NewSigner(otherKey)
 
 	tests := []struct {
 		name string
