@@ -95,7 +95,7 @@ func newNodeNetns(t *testing.T) string {
 	return fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), int(ns))
 }
 
-// startNetServer runs `orch server` with its node and host-gw networking
+// startNetServer runs `orch server` with its node and auto (host-gw/vxlan) networking
 // inside nsPath and returns a clientset that reaches it there.
 func startNetServer(t *testing.T, bin, nsPath string) kubernetes.Interface {
 	t.Helper()
@@ -106,7 +106,7 @@ func startNetServer(t *testing.T, bin, nsPath string) kubernetes.Interface {
 	}
 	writeBusyboxImage(t, filepath.Join(importDir, "busybox.tar"))
 	conf := filepath.Join(netE2EDir, "config.yaml")
-	if err := os.WriteFile(conf, []byte("flannel-backend: host-gw\n"), 0o600); err != nil {
+	if err := os.WriteFile(conf, []byte("flannel-backend: auto\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	kubeconfig := filepath.Join(netE2EDir, "kubeconfig.yaml")
