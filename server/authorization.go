@@ -33,6 +33,9 @@ func (a *authorizer) start(factory *informer.Factory, table *registry.Table) err
 	if err := a.cluster.AttachEscalationChecks(table); err != nil {
 		return fmt.Errorf("server: authorization: %w", err)
 	}
+	if err := authz.AttachNodeRestriction(table); err != nil {
+		return fmt.Errorf("server: authorization: %w", err)
+	}
 	return nil
 }
 

@@ -216,6 +216,11 @@ spec:
 		"--kubeconfig", nodeA, "get", "deployments")
 	c.denied(`nodes "node-b" is forbidden: User "system:node:node-a" cannot delete resource "nodes" in API group "" at the cluster scope`,
 		"--kubeconfig", nodeA, "delete", "node", "node-b")
+	// A node registers itself only.
+	c.denied(`nodes "node-b" is forbidden: node "node-a" is not allowed to modify node "node-b"`,
+		"--kubeconfig", nodeA, "create", "-f", writeManifest(t, "apiVersion: v1\nkind: Node\nmetadata: {name: node-b}\n"))
+	c.kubectl("--kubeconfig", nodeA, "create", "-f", writeManifest(t, "apiVersion: v1\nkind: Node\nmetadata: {name: node-a}\n"))
+	c.kubectl("--kubeconfig", nodeA, "label", "node", "node-a", "zone=z1")
 	// What the agent's network proxy reads.
 	c.kubectl("--kubeconfig", nodeA, "get", "services", "-A")
 }
@@ -271,4 +276,13 @@ func TestSecretsEncryptionAtRest(t *testing.T) {
 	if out := c.kubectl("get", "secret", "db", "-o", "go-template={{.data.password | base64decode}}"); out != secretValue {
 		t.Errorf("secret after rotation and restart: %q", out)
 	}
+}
+
+func writeManifest(t *testing.T, manifest string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "manifest.yaml")
+	if err := os.WriteFile(path, []byte(manifest), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

@@ -39,34 +39,45 @@ func (c *Cluster) AttachEscalationChecks(table *registry.Table) error {
 		if res == nil {
 			return fmt.Errorf("authz: resource %s/%s is not in the table", rbacv1.SchemeGroupVersion, name)
 		}
-		guard := func(ctx context.Context, obj runtime.Object) error {
-			u, ok := apiserver.UserFrom(ctx)
-			if !ok || slices.Contains(u.Groups, auth.MastersGroup) {
+		guardWrites(res, func(ctx context.Context, u apiserver.UserInfo, obj runtime.Object) error {
+			if slices.Contains(u.Groups, auth.MastersGroup) {
 				return nil
 			}
 			return check(ctx, u, obj)
-		}
-		nextCreate, nextUpdate := res.BeginCreate, res.BeginUpdate
-		res.BeginCreate = func(ctx context.Context, obj runtime.Object) (registry.FinishFunc, error) {
-			if err := guard(ctx, obj); err != nil {
-				return nil, err
-			}
-			if nextCreate == nil {
-				return nil, nil
-			}
-			return nextCreate(ctx, obj)
-		}
-		res.BeginUpdate = func(ctx context.Context, obj, old runtime.Object) (registry.FinishFunc, error) {
-			if err := guard(ctx, obj); err != nil {
-				return nil, err
-			}
-			if nextUpdate == nil {
-				return nil, nil
-			}
-			return nextUpdate(ctx, obj, old)
-		}
+		})
 	}
 	return nil
+}
+
+// guardWrites makes check run before the create and update hooks of res
+// for requests with a user (not for in-process callers).
+func guardWrites(res *registry.Resource, check func(ctx context.Context, u apiserver.UserInfo, obj runtime.Object) error) {
+	guard := func(ctx context.Context, obj runtime.Object) error {
+		u, ok := apiserver.UserFrom(ctx)
+		if !ok {
+			return nil
+		}
+		return check(ctx, u, obj)
+	}
+	nextCreate, nextUpdate := res.BeginCreate, res.BeginUpdate
+	res.BeginCreate = func(ctx context.Context, obj runtime.Object) (registry.FinishFunc, error) {
+		if err := guard(ctx, obj); err != nil {
+			return nil, err
+		}
+		if nextCreate == nil {
+			return nil, nil
+		}
+		return nextCreate(ctx, obj)
+	}
+	res.BeginUpdate = func(ctx context.Context, obj, old runtime.Object) (registry.FinishFunc, error) {
+		if err := guard(ctx, obj); err != nil {
+			return nil, err
+		}
+		if nextUpdate == nil {
+			return nil, nil
+		}
+		return nextUpdate(ctx, obj, old)
+	}
 }
 
 var (
