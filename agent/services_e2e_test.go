@@ -8,19 +8,18 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/orch-dev/orch/internal/netnstest"
 )
 
 const (
@@ -46,58 +45,9 @@ func hostNetworkState(t *testing.T) string {
 	return b.String()
 }
 
-// newNodeNetns makes an unnamed network namespace with lo up and one
-// uplink holding netE2ENodeIP, and returns a path that opens it.
-func newNodeNetns(t *testing.T) string {
-	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	ns, err := netns.New()
-	if err != nil {
-		t.Fatalf("create netns: %v", err)
-	}
-	if err := netns.Set(orig); err != nil {
-		t.Fatalf("back to the test's netns: %v", err)
-	}
-	t.Cleanup(func() { ns.Close() })
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	lo, _ := h.LinkByName("lo")
-	if err := h.LinkSetUp(lo); err != nil {
-		t.Fatal(err)
-	}
-	attrs := netlink.NewLinkAttrs()
-	attrs.Name = "uplink"
-	// A veth pair whose both ends stay in the namespace: a link to
-	// nowhere (this kernel has no dummy driver).
-	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: attrs, PeerName: "uplink-peer"}); err != nil {
-		t.Fatal(err)
-	}
-	if peer, err := h.LinkByName("uplink-peer"); err != nil || h.LinkSetUp(peer) != nil {
-		t.Fatalf("uplink peer: %v", err)
-	}
-	up, _ := h.LinkByName("uplink")
-	addr, _ := netlink.ParseAddr(netE2ENodeIP)
-	if err := h.AddrAdd(up, addr); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.LinkSetUp(up); err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), int(ns))
-}
-
 // startNetServer runs `orch server` with its node and auto (host-gw/vxlan) networking
 // inside nsPath and returns a clientset that reaches it there.
-func startNetServer(t *testing.T, bin, nsPath string) kubernetes.Interface {
+func startNetServer(t *testing.T, bin string, ns *netnstest.NS) kubernetes.Interface {
 	t.Helper()
 	data := filepath.Join(netE2EDir, "data")
 	importDir := filepath.Join(data, "agent", "images", "import")
@@ -110,7 +60,9 @@ func startNetServer(t *testing.T, bin, nsPath string) kubernetes.Interface {
 		t.Fatal(err)
 	}
 	kubeconfig := filepath.Join(netE2EDir, "kubeconfig.yaml")
-	cmd := exec.Command(bin, "server", "--config", conf, "--data-dir", data,
+	// Only the network namespace is the node's own: cgroups and mounts
+	// are the host's, as for a real node.
+	cmd := ns.NetCommand(context.Background(), bin, "server", "--config", conf, "--data-dir", data,
 		"--bind-address", "127.0.0.1", "--https-listen-port", "6443",
 		"--write-kubeconfig", kubeconfig, "--node-name", netE2ENode)
 	logf, err := os.Create(filepath.Join(netE2EDir, "server.log"))
@@ -118,9 +70,7 @@ func startNetServer(t *testing.T, bin, nsPath string) kubernetes.Interface {
 		t.Fatal(err)
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
-	// Started from a thread inside the namespace, the process is born
-	// there: everything it builds (bridge, routes, nft tables) stays there.
-	if err := inNetNS(nsPath, cmd.Start); err != nil {
+	if err := cmd.Start(); err != nil {
 		t.Fatalf("start orch server in its netns: %v", err)
 	}
 	exited := make(chan struct{})
@@ -154,7 +104,7 @@ func startNetServer(t *testing.T, bin, nsPath string) kubernetes.Interface {
 		t.Fatal(err)
 	}
 	cfg.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		return dialInNetNS(ctx, nsPath, network, addr)
+		return dialInNetNS(ctx, ns.Path(), network, addr)
 	}
 	return kubernetes.NewForConfigOrDie(cfg)
 }
@@ -186,9 +136,7 @@ func TestPodNetworkE2E(t *testing.T) {
 	if bin == "" {
 		t.Skip("ORCH_BIN is not set (make test sets it)")
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: network namespaces, containers")
-	}
+	netnstest.Skip(t, "nft", "nsenter")
 	if _, err := os.Stat("/bin/busybox"); err != nil {
 		t.Skip("needs /bin/busybox (apt-get install -y busybox-static)")
 	}
@@ -204,8 +152,9 @@ func TestPodNetworkE2E(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(netE2EDir) })
 
-	nsPath := newNodeNetns(t)
-	cs := startNetServer(t, bin, nsPath)
+	ns := netnstest.New(t, "orchnet-node")
+	netnstest.NewSwitch(t, "orchnet-sw").Attach(t, ns, "uplink", netip.MustParsePrefix(netE2ENodeIP))
+	cs := startNetServer(t, bin, ns)
 	ctx := context.Background()
 
 	var podCIDR netip.Prefix
