@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -23,50 +22,28 @@ import (
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/orch-dev/orch/internal/netnstest"
 )
 
-// The test network: two "nodes" on one L2 segment (198.18.0.0/24), pods
-// from 198.19.0.0/16. Everything lives in unnamed namespaces the test
-// makes, which vanish with their last fd even if the test is killed.
+// The test network: "nodes" on one L2 segment (198.18.0.0/24) or behind
+// a router, pods from 198.19.0.0/16. Everything lives in namespaces the
+// test makes (netnstest), never in the test process's own.
 var (
 	testClusterCIDR = netip.MustParsePrefix("198.19.0.0/16")
 	testNodeNet     = 24
 )
 
-func requireRoot(t *testing.T) {
+// newNetns makes a namespace (lo up, removed when the test ends) with
+// netnstest and opens it for netlink.
+func newNetns(t *testing.T, name string) netns.NsHandle {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for network namespaces, links and nftables")
-	}
-}
-
-// newNetns makes an unnamed namespace with lo up.
-func newNetns(t *testing.T) netns.NsHandle {
-	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
+	ns := netnstest.New(t, name)
+	h, err := netns.GetFromPath(ns.Path())
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer orig.Close()
-	h, err := netns.New()
-	if err != nil {
-		t.Fatalf("create netns: %v", err)
-	}
-	if err := netns.Set(orig); err != nil {
-		t.Fatalf("return to the original netns: %v", err)
 	}
 	t.Cleanup(func() { h.Close() })
-	nl, err := netlink.NewHandleAt(h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nl.Close()
-	lo, _ := nl.LinkByName("lo")
-	if err := nl.LinkSetUp(lo); err != nil {
-		t.Fatal(err)
-	}
 	return h
 }
 
@@ -129,7 +106,7 @@ const (
 // given backend.
 func newNodes(t *testing.T, count int, topo topology, backend string) []*testNode {
 	t.Helper()
-	mid := newNetns(t) // the switch or router
+	mid := newNetns(t, "pn-mid") // the switch or router
 	mh, err := netlink.NewHandleAt(mid)
 	if err != nil {
 		t.Fatal(err)
@@ -151,7 +128,8 @@ func newNodes(t *testing.T, count int, topo topology, backend string) []*testNod
 	}
 	var nodes []*testNode
 	for i := range count {
-		n := &testNode{name: fmt.Sprintf("node-%d", i), ns: newNetns(t)}
+		n := &testNode{name: fmt.Sprintf("node-%d", i)}
+		n.ns = newNetns(t, "pn-"+n.name)
 		var routerIP netip.Addr
 		if topo == sameL2 {
 			n.ip = netip.AddrFrom4([4]byte{198, 18, 0, byte(i + 1)})
@@ -237,7 +215,7 @@ func (n *testNode) addPod(t *testing.T, name string) *testPod {
 	t.Helper()
 	p := &testPod{
 		pod: &v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name, UID: types.UID("uid-" + name)}},
-		ns:  newNetns(t),
+		ns:  newNetns(t, "pn-pod-"+name),
 	}
 	ip, err := n.net.Setup(context.Background(), p.pod, nsPath(p.ns))
 	if err != nil {
@@ -286,7 +264,7 @@ func fetch(ns netns.NsHandle, addr string) (string, error) {
 }
 
 func TestPodNetworkE2E(t *testing.T) {
-	requireRoot(t)
+	netnstest.Skip(t)
 	before := hostState(t)
 	t.Cleanup(func() {
 		if after := hostState(t); after != before {
@@ -403,7 +381,7 @@ func TestPodNetworkE2E(t *testing.T) {
 }
 
 func TestReleaseUnknown(t *testing.T) {
-	requireRoot(t)
+	netnstest.Skip(t)
 	n := newNodes(t, 1, sameL2, BackendHostGW)[0]
 	keep := n.addPod(t, "keep")
 	gone := n.addPod(t, "gone")
@@ -423,7 +401,7 @@ func TestReleaseUnknown(t *testing.T) {
 // reach each other's pods through the VXLAN device, without NAT, with
 // the backend forced (vxlan) or chosen per peer (auto).
 func TestVXLAN(t *testing.T) {
-	requireRoot(t)
+	netnstest.Skip(t)
 	for _, backend := range []string{BackendVXLAN, BackendAuto} {
 		t.Run(backend, func(t *testing.T) {
 			nodes := newNodes(t, 2, routed, backend)
@@ -472,7 +450,7 @@ func TestVXLAN(t *testing.T) {
 }
 
 func TestHostGWReportsUnreachablePeers(t *testing.T) {
-	requireRoot(t)
+	netnstest.Skip(t)
 	nodes := newNodes(t, 2, routed, BackendHostGW)
 	err := nodes[0].net.SyncRoutes([]Peer{{Name: nodes[1].name, PodCIDR: nodes[1].cfg.PodCIDR, NodeIP: nodes[1].ip}})
 	if err == nil || !strings.Contains(err.Error(), "behind a router") {
