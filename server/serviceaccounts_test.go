@@ -99,6 +99,21 @@ func TestServiceAccountTokens(t *testing.T) {
 		t.Errorf("token of a missing account: %v\n%s", err, out)
 	}
 
+	// RBAC sees the account: a Role lets it list pods in its namespace and
+	// nothing else.
+	c.kubectl("create", "serviceaccount", "reader")
+	c.kubectl("create", "role", "pod-reader", "--verb=get,list", "--resource=pods")
+	c.kubectl("create", "rolebinding", "reader-pods", "--role=pod-reader", "--serviceaccount=default:reader")
+	readerConfig := c.tokenKubeconfig(strings.TrimSpace(c.kubectl("create", "token", "reader")))
+	c.eventually(20*time.Second, []string{"No resources found"}, "--kubeconfig", readerConfig, "get", "pods", "-n", "default")
+	if out, err := c.try("--kubeconfig", readerConfig, "get", "secrets"); err == nil ||
+		!strings.Contains(out, `User "system:serviceaccount:default:reader" cannot list resource "secrets"`) {
+		t.Errorf("reader listing secrets: %v\n%s", err, out)
+	}
+	if out, err := c.try("--kubeconfig", readerConfig, "auth", "can-i", "list", "pods", "-n", "kube-system"); err == nil || !strings.Contains(out, "no") {
+		t.Errorf("reader may list pods in kube-system: %v\n%s", err, out)
+	}
+
 	// Pods get the kube-api-access volume; a token bound to a pod dies with it.
 	c.kubectl("run", "web", "--image=busybox", "--restart=Never")
 	var pod corev1.Pod

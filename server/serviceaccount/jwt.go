@@ -203,8 +203,8 @@ func NewVerifier(pub *ecdsa.PublicKey) (*Verifier, error) {
 // Parse verifies token's signature and returns its claims. It returns
 // ErrNotServiceAccountToken (wrapped) when the token is not a JWT in the
 // form this cluster signs, and ErrInvalidSignature when it is but the
-// signature does not hold. Times, issuer and audiences are checked by
-// Check, not here.
+// signature does not hold. Times, issuer and audiences are the
+// Authenticator's business.
 func (v *Verifier) Parse(token string) (*Claims, error) {
 	if len(token) > maxTokenBytes {
 		return nil, fmt.Errorf("%w: too long", ErrNotServiceAccountToken)
