@@ -149,7 +149,7 @@ spec:
   containers:
   - name: c
     image: ` + e2eImage + `
-    command: ["sh", "-c", "echo hello-over-the-tunnel; exec sleep 3600"]
+    command: ["sh", "-c", "echo hello-over-the-tunnel; mkdir -p /www && echo port-forward-ok > /www/index.html && exec httpd -f -p 8080 -h /www"]
 `
 	if out, err := srv.kubectlIn(pod, "apply", "-f", "-"); err != nil {
 		t.Fatalf("kubectl apply: %v\n%s", err, out)
@@ -158,6 +158,8 @@ spec:
 	if out, err := srv.kubectl("exec", "remote-logger", "--", "sh", "-c", "echo exec-over-the-$((1+1))-tunnel"); err != nil || !strings.Contains(out, "exec-over-the-2-tunnel") {
 		t.Errorf("kubectl exec through the tunnel: %v\n%s", err, out)
 	}
+
+	checkJoinE2EPortForward(ctx, t, srv)
 
 	// Another machine under the same name is refused.
 	out, err := runAgentOnce(ctx, agentNS, bin, agentArgs(filepath.Join(joinE2EDir, "impostor"), token.String()))
@@ -308,4 +310,43 @@ func waitJoinE2ELogs(t *testing.T, s *joinE2EServer, pod string) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	t.Fatalf("kubectl logs %s never showed the pod's output through the tunnel; last answer:\n%s", pod, last)
+}
+
+// checkJoinE2EPortForward forwards a port of the server's namespace to the
+// remote pod's web server and fetches a page through it.
+func checkJoinE2EPortForward(ctx context.Context, t *testing.T, s *joinE2EServer) {
+	t.Helper()
+	pfCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var out bytes.Buffer
+	pf := s.ns.NetCommand(pfCtx, "kubectl", "--kubeconfig", s.kubeconfig, "--cache-dir", s.cacheDir,
+		"port-forward", "pod/remote-logger", "18080:8080")
+	pf.Stdout, pf.Stderr = &out, &out
+	if err := pf.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = pf.Wait(); close(exited) }()
+	defer func() { stop(); <-exited }()
+	var last error
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		// A bounded HTTP/1.0 request by hand (busybox-static's wget
+		// crashes resolving names on glibc hosts).
+		get := s.ns.NetCommand(ctx, "busybox", "nc", "-w", "10", "127.0.0.1", "18080")
+		get.Stdin = strings.NewReader("GET / HTTP/1.0\r\n\r\n")
+		page, err := get.CombinedOutput()
+		if err == nil && strings.Contains(string(page), "port-forward-ok") {
+			return
+		}
+		last = err
+		select {
+		case <-exited:
+			t.Fatalf("kubectl port-forward exited: %s", out.String())
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	stop()
+	<-exited
+	t.Errorf("no page through kubectl port-forward to the remote pod: %v\nkubectl: %s", last, out.String())
 }
