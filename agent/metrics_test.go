@@ -6,14 +6,51 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
 	"github.com/orch-dev/orch/internal/nodeapi"
 	"github.com/orch-dev/orch/runtime/container"
 )
+
+// scrapeNode GETs /metrics from the node API socket of the agent with
+// dataDir, waiting for the socket to answer.
+func scrapeNode(t *testing.T, dataDir string) string {
+	t.Helper()
+	client := &http.Client{Transport: nodeapi.UnixTransport(nodeapi.SocketPath(dataDir)), Timeout: 10 * time.Second}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := client.Get("http://node/metrics")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain; version=0.0.4") {
+				t.Fatalf("GET /metrics: %s %s\n%s", resp.Status, resp.Header.Get("Content-Type"), b)
+			}
+			return string(b)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node API socket never answered: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func wantMetrics(t *testing.T, body string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(body, w) {
+			t.Errorf("/metrics lacks %q:\n%s", w, body)
+		}
+	}
+}
 
 // TestNodeAPIMetrics scrapes /metrics on the node API socket: process
 // metrics, the runtime's gauges and what the agent recorded.
@@ -36,37 +73,15 @@ func TestNodeAPIMetrics(t *testing.T) {
 	go func() { defer close(done); a.serveNodeAPI(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 
-	client := &http.Client{Transport: nodeapi.UnixTransport(nodeapi.SocketPath(dataDir)), Timeout: 10 * time.Second}
-	var body string
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := client.Get("http://node/metrics")
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain; version=0.0.4") {
-				t.Fatalf("GET /metrics: %s %s\n%s", resp.Status, resp.Header.Get("Content-Type"), b)
-			}
-			body = string(b)
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node API socket never answered: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	for _, want := range []string{
+	wantMetrics(t, scrapeNode(t, dataDir),
 		"\nkubelet_running_pods 0\n",
 		`kubelet_running_containers{container_state="running"} 0`,
 		"\nkubelet_pod_start_duration_seconds_count 1\n",
 		`orch_agent_image_pulls_total{result="failure"} 1`,
 		"\nprocess_resident_memory_bytes ",
 		"\ngo_goroutines ",
-	} {
-		if !strings.Contains(body, want) {
-			t.Errorf("/metrics lacks %q:\n%s", want, body)
-		}
-	}
+	)
+	client := &http.Client{Transport: nodeapi.UnixTransport(nodeapi.SocketPath(dataDir)), Timeout: 10 * time.Second}
 	resp, err := client.Post("http://node/metrics", "text/plain", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -75,4 +90,54 @@ func TestNodeAPIMetrics(t *testing.T) {
 	if resp.StatusCode == http.StatusOK {
 		t.Errorf("POST /metrics: %s, want it refused", resp.Status)
 	}
+}
+
+// TestNodeMetricsE2E runs a real pod (as TestAgentE2E, whose helpers and
+// directories it shares) and reads the agent's metrics: the pod counts as
+// running and started once; after an agent restart the adopted pod is
+// still running but is not counted as a new start.
+func TestNodeMetricsE2E(t *testing.T) {
+	bin := os.Getenv("ORCH_BIN")
+	if bin == "" {
+		t.Skip("ORCH_BIN is not set (make test sets it)")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: real namespaces, cgroups and overlayfs")
+	}
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		t.Skip("needs /bin/busybox (apt-get install -y busybox-static)")
+	}
+	cleanupE2E(t)
+	t.Cleanup(func() { cleanupE2E(t) })
+	if err := os.MkdirAll(e2eDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	restCfg := startServer(t, bin)
+	cs := kubernetes.NewForConfigOrDie(restCfg)
+	httpClient, err := rest.HTTPClientFor(restCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dataDir := filepath.Join(e2eDir, "node")
+	importDir := filepath.Join(dataDir, "agent", "images", "import")
+	if err := os.MkdirAll(importDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeBusyboxImage(t, filepath.Join(importDir, "busybox.tar"))
+	agent := startAgent(t, Config{ServerURL: restCfg.Host, NodeName: e2eNode, DataDir: dataDir, HTTPClient: httpClient,
+		NodeIP: "127.0.0.1", CgroupRoot: e2eCgroupRoot, Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
+
+	createPod(t, cs, newPod("sleeper", v1.Container{Name: "sleep", Command: []string{"sleep", "3600"}}))
+	waitPod(t, cs, "sleeper", 60*time.Second, "Running", func(p *v1.Pod) bool { return p.Status.Phase == v1.PodRunning })
+	wantMetrics(t, scrapeNode(t, dataDir),
+		"\nkubelet_running_pods 1\n",
+		`kubelet_running_containers{container_state="running"} 1`,
+		"\nkubelet_pod_start_duration_seconds_count 1\n",
+	)
+
+	agent.restart(t)
+	wantMetrics(t, scrapeNode(t, dataDir),
+		"\nkubelet_running_pods 1\n",
+		"\nkubelet_pod_start_duration_seconds_count 0\n",
+	)
 }
