@@ -87,15 +87,6 @@ func (l *serverLink) run(ctx context.Context, a *Agent) error {
 	return err
 }
 
-// nodeAPIHandler is the node API the server reaches through the tunnel:
-// container logs, exec, attach and port-forward, as on kubelet.sock.
-func (a *Agent) nodeAPIHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("/", newLogServer(a.locateContainerLog).handler())
-	a.registerStreaming(mux) // exec, attach, port-forward: streaming.go
-	return mux
-}
-
 // renewAt is when a certificate is renewed: when a third of its lifetime
 // is left, as the kubelet's certificate manager does (it picks 70-90%).
 func renewAt(notBefore, notAfter time.Time) time.Time {

@@ -323,6 +323,18 @@ func (a *Agent) locateContainerLog(namespace, pod, name string) (containerLog, e
 	}}, nil
 }
 
+// nodeAPIHandler is the node API, served on the agent's Unix socket and,
+// for a joined agent, through its tunnel (join_tunnel.go).
+func (a *Agent) nodeAPIHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/", newLogServer(a.locateContainerLog).handler())
+	// Prometheus text format (internal/metrics), for the server to scrape.
+	mux.Handle("GET /metrics", a.metricsHandler)
+	a.registerStreaming(mux)       // exec, attach, port-forward: streaming.go
+	a.registerResourceMetrics(mux) // GET /metrics/resource: stats.go
+	return mux
+}
+
 // serveNodeAPI serves the node API on the agent's Unix socket until ctx
 // ends. It is not vital to running pods, so a failure is only logged.
 func (a *Agent) serveNodeAPI(ctx context.Context) {
@@ -338,13 +350,7 @@ func (a *Agent) serveNodeAPI(ctx context.Context) {
 		a.log.Error("cannot serve container logs", "socket", path, "err", err)
 		return
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/", newLogServer(a.locateContainerLog).handler())
-	// Prometheus text format (internal/metrics), for the server to scrape.
-	mux.Handle("GET /metrics", a.metricsHandler)
-	a.registerStreaming(mux)       // exec, attach, port-forward: streaming.go
-	a.registerResourceMetrics(mux) // GET /metrics/resource: stats.go
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: a.nodeAPIHandler(), ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
