@@ -446,8 +446,14 @@ func TestAgent(t *testing.T) {
 			wantErr: []string{"has a bad port"}},
 		{name: "join no host", in: input{flags: map[string]string{"join": "https://:6443", "token": "t"}},
 			wantErr: []string{"has no host"}},
-		{name: "server key in agent config", in: input{file: "cluster-cidr: 10.42.0.0/16\n"},
-			wantErr: []string{"cluster-cidr: unknown key: it is a setting of `orch server`, not `orch agent`"}},
+		{name: "server key in agent config", in: input{file: "write-kubeconfig: /root/kube.yaml\n"},
+			wantErr: []string{"write-kubeconfig: unknown key: it is a setting of `orch server`, not `orch agent`"}},
+		{name: "pod network", in: input{flags: map[string]string{"join": "https://10.0.0.1:6443", "token": "K10abc::server:def", "flannel-backend": "vxlan", "cluster-cidr": "10.100.0.0/16"}},
+			want: func(c *agent.Config) {
+				c.Network = &agent.NetworkConfig{ClusterCIDR: netip.MustParsePrefix("10.100.0.0/16"), ServiceCIDR: netip.MustParsePrefix("10.43.0.0/16"), Backend: "vxlan"}
+			}},
+		{name: "bad backend", in: input{flags: map[string]string{"join": "https://10.0.0.1:6443", "flannel-backend": "wireguard"}},
+			wantErr: []string{`flannel-backend: "wireguard" is not one of none, host-gw, vxlan, auto`}},
 		{name: "cgroup root", in: input{flags: map[string]string{"join": "https://10.0.0.1:6443", "token": "K10abc::server:def", "cgroup-root": "/orch-test/"}},
 			want: func(c *agent.Config) { c.CgroupRoot = "/orch-test" }},
 		{name: "relative cgroup root", in: input{flags: map[string]string{"join": "https://a", "token": "t", "cgroup-root": "orch"}},

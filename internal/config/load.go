@@ -71,6 +71,10 @@ func Agent(src Sources) (agent.Config, error) {
 		Debug:     c.boolean(keyDebug),
 	}
 	cfg.CgroupRoot = c.absDir(keyCgroupRoot)
+	if backend := c.oneOf(keyFlannelBackend, "none", "host-gw", "vxlan", "auto"); backend != "none" {
+		cfg.Network = &agent.NetworkConfig{ClusterCIDR: c.prefix(keyClusterCIDR), ServiceCIDR: c.prefix(keyServiceCIDR), Backend: backend}
+		c.networks(cfg.Network.ClusterCIDR, cfg.Network.ServiceCIDR)
+	}
 	c.logging()
 	if err := c.err(); err != nil {
 		return agent.Config{}, err

@@ -116,6 +116,9 @@ func AgentOptions() []Option {
 		{Name: keyDataDir, Default: "/var/lib/orch", Usage: "directory for node state, images and pods (absolute path)"},
 		{Name: keyCgroupRoot, Default: "/orch", Usage: "cgroup that pods are placed under (absolute path in the cgroup hierarchy)"},
 		{Name: keyPrivateRegistry, Default: "/etc/orch/registries.yaml", Usage: "registry mirrors, credentials and TLS settings, in k3s' registries.yaml format (a missing file is fine)"},
+		{Name: keyFlannelBackend, Default: "none", Usage: "pod network of the node: host-gw, vxlan, auto (host-gw where possible, else vxlan) or none (pods get loopback only)"},
+		{Name: keyClusterCIDR, Default: "10.42.0.0/16", Usage: "the server's --cluster-cidr (pod network), with --flannel-backend"},
+		{Name: keyServiceCIDR, Default: "10.43.0.0/16", Usage: "the server's --service-cidr (cluster IPs), with --flannel-backend"},
 		{Name: keyDebug, Bool: true, Default: "false", Usage: "log at debug level"},
 	}
 	return append(opts, logOptions()...)
