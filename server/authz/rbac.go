@@ -36,13 +36,13 @@ func NewRBAC(policy PolicySource) *RBAC { return &RBAC{policy: policy} }
 func (r *RBAC) Authorize(_ context.Context, a apiserver.Attributes) (apiserver.Decision, string, error) {
 	var allowedBy string
 	var missing []string
-	r.visitRules(a.User, a.Namespace, func(source string, rule *rbacv1.PolicyRule, err error) bool {
+	r.visitRules(a.User, a.Namespace, func(source func() string, rule *rbacv1.PolicyRule, err error) bool {
 		if err != nil {
 			missing = append(missing, err.Error())
 			return true
 		}
 		if RuleAllows(a, rule) {
-			allowedBy = source
+			allowedBy = source()
 			return false
 		}
 		return true
@@ -60,7 +60,7 @@ func (r *RBAC) Authorize(_ context.Context, a apiserver.Attributes) (apiserver.D
 // included), for SelfSubjectRulesReview, and whether the list is
 // incomplete because a binding names a missing role.
 func (r *RBAC) RulesFor(user apiserver.UserInfo, namespace string) (rules []rbacv1.PolicyRule, incomplete []string) {
-	r.visitRules(user, namespace, func(_ string, rule *rbacv1.PolicyRule, err error) bool {
+	r.visitRules(user, namespace, func(_ func() string, rule *rbacv1.PolicyRule, err error) bool {
 		if err != nil {
 			incomplete = append(incomplete, err.Error())
 			return true
@@ -72,8 +72,9 @@ func (r *RBAC) RulesFor(user apiserver.UserInfo, namespace string) (rules []rbac
 }
 
 // visitRules calls visit for every rule granted to user in namespace, with
-// a description of where it comes from, until visit returns false.
-func (r *RBAC) visitRules(user apiserver.UserInfo, namespace string, visit func(source string, rule *rbacv1.PolicyRule, err error) bool) {
+// a description of where it comes from (made only when asked for: most
+// rules do not match), until visit returns false.
+func (r *RBAC) visitRules(user apiserver.UserInfo, namespace string, visit func(source func() string, rule *rbacv1.PolicyRule, err error) bool) {
 	for _, b := range r.policy.ClusterRoleBindings() {
 		i := appliesTo(user, b.Subjects, "")
 		if i < 0 {
@@ -81,13 +82,15 @@ func (r *RBAC) visitRules(user apiserver.UserInfo, namespace string, visit func(
 		}
 		rules, err := r.roleRules(b.RoleRef, "")
 		if err != nil {
-			if !visit("", nil, err) {
+			if !visit(nil, nil, err) {
 				return
 			}
 			continue
 		}
+		source := func() string {
+			return fmt.Sprintf("ClusterRoleBinding %q of ClusterRole %q to %s", b.Name, b.RoleRef.Name, describeSubject(b.Subjects[i], ""))
+		}
 		for j := range rules {
-			source := fmt.Sprintf("ClusterRoleBinding %q of ClusterRole %q to %s", b.Name, b.RoleRef.Name, describeSubject(b.Subjects[i], ""))
 			if !visit(source, &rules[j], nil) {
 				return
 			}
@@ -103,13 +106,15 @@ func (r *RBAC) visitRules(user apiserver.UserInfo, namespace string, visit func(
 		}
 		rules, err := r.roleRules(b.RoleRef, namespace)
 		if err != nil {
-			if !visit("", nil, err) {
+			if !visit(nil, nil, err) {
 				return
 			}
 			continue
 		}
+		source := func() string {
+			return fmt.Sprintf("RoleBinding \"%s/%s\" of %s %q to %s", namespace, b.Name, b.RoleRef.Kind, b.RoleRef.Name, describeSubject(b.Subjects[i], namespace))
+		}
 		for j := range rules {
-			source := fmt.Sprintf("RoleBinding \"%s/%s\" of %s %q to %s", namespace, b.Name, b.RoleRef.Kind, b.RoleRef.Name, describeSubject(b.Subjects[i], namespace))
 			if !visit(source, &rules[j], nil) {
 				return
 			}
