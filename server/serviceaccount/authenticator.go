@@ -22,6 +22,7 @@ type Objects interface {
 	ServiceAccount(ctx context.Context, namespace, name string) (*corev1.ServiceAccount, error)
 	Pod(ctx context.Context, namespace, name string) (*corev1.Pod, error)
 	Secret(ctx context.Context, namespace, name string) (*corev1.Secret, error)
+	Node(ctx context.Context, name string) (*corev1.Node, error)
 }
 
 // Getter reads one object; orch's in-process API (apiserver.Local) is one.
@@ -45,6 +46,10 @@ func (o getterObjects) Pod(ctx context.Context, ns, name string) (*corev1.Pod, e
 
 func (o getterObjects) Secret(ctx context.Context, ns, name string) (*corev1.Secret, error) {
 	return getTyped[*corev1.Secret](ctx, o.g, corev1.SchemeGroupVersion.WithResource("secrets"), ns, name)
+}
+
+func (o getterObjects) Node(ctx context.Context, name string) (*corev1.Node, error) {
+	return getTyped[*corev1.Node](ctx, o.g, corev1.SchemeGroupVersion.WithResource("nodes"), "", name)
 }
 
 func getTyped[T runtime.Object](ctx context.Context, g Getter, gvr schema.GroupVersionResource, ns, name string) (T, error) {
@@ -199,6 +204,14 @@ func (a *Authenticator) bound(ctx context.Context, c *Claims) (apiserver.UserInf
 		}
 	}
 	if k.Node != nil {
+		// A node-bound token dies with its node; a pod-bound one only
+		// names the node its pod was on (Kubernetes checks the pod).
+		if k.Pod == nil {
+			node, err := a.objects.Node(ctx, k.Node.Name)
+			if err := stillValid(node, err, k.Node.UID, "node", deletedBefore); err != nil {
+				return apiserver.UserInfo{}, err
+			}
+		}
 		u.Extra[ExtraNodeName] = []string{k.Node.Name}
 		u.Extra[ExtraNodeUID] = []string{k.Node.UID}
 	}

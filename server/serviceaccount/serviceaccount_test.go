@@ -26,10 +26,11 @@ type fakeObjects struct {
 	accounts map[string]*corev1.ServiceAccount
 	pods     map[string]*corev1.Pod
 	secrets  map[string]*corev1.Secret
+	nodes    map[string]*corev1.Node
 }
 
 func newFakeObjects() *fakeObjects {
-	return &fakeObjects{accounts: map[string]*corev1.ServiceAccount{}, pods: map[string]*corev1.Pod{}, secrets: map[string]*corev1.Secret{}}
+	return &fakeObjects{accounts: map[string]*corev1.ServiceAccount{}, pods: map[string]*corev1.Pod{}, secrets: map[string]*corev1.Secret{}, nodes: map[string]*corev1.Node{}}
 }
 
 func lookup[T any](m map[string]T, resource, ns, name string) (T, error) {
@@ -45,6 +46,9 @@ func (f *fakeObjects) ServiceAccount(_ context.Context, ns, name string) (*corev
 }
 func (f *fakeObjects) Pod(_ context.Context, ns, name string) (*corev1.Pod, error) {
 	return lookup(f.pods, "pods", ns, name)
+}
+func (f *fakeObjects) Node(_ context.Context, name string) (*corev1.Node, error) {
+	return lookup(f.nodes, "nodes", "", name)
 }
 func (f *fakeObjects) Secret(_ context.Context, ns, name string) (*corev1.Secret, error) {
 	return lookup(f.secrets, "secrets", ns, name)
@@ -384,5 +388,37 @@ func TestParseBadInput(t *testing.T) {
 	h := b64([]byte(`{"alg":"ES256","kid":"` + f.signer.KeyID() + `"}`))
 	if _, _, err := f.authn.AuthenticateToken(context.Background(), h+".e30.AAAA"); !errors.Is(err, ErrInvalidSignature) {
 		t.Errorf("bad signature: err = %v", err)
+	}
+}
+
+func TestNodeClaims(t *testing.T) {
+	f := newFixture(t)
+	f.objects.nodes["/box"] = &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "box", UID: "node-uid"}}
+	f.objects.pods["ns1/web"].Spec.NodeName = "box"
+
+	// A pod-bound token names the pod's node.
+	podToken := f.token(t, "default", authenticationv1.TokenRequestSpec{
+		BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: "web"}}).Status.Token
+	if node := decodeClaims(t, podToken)["kubernetes.io"].(map[string]any)["node"].(map[string]any); node["name"] != "box" || node["uid"] != "node-uid" {
+		t.Errorf("node claim = %v", node)
+	}
+	u, ok, err := f.authn.AuthenticateToken(context.Background(), podToken)
+	if !ok || err != nil || u.Extra[ExtraNodeName][0] != "box" || u.Extra[ExtraNodeUID][0] != "node-uid" {
+		t.Errorf("pod token on a node: user %+v ok=%v err=%v", u, ok, err)
+	}
+
+	// A node-bound token dies with the node.
+	nodeToken := f.token(t, "default", authenticationv1.TokenRequestSpec{
+		BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Node", APIVersion: "v1", Name: "box", UID: "node-uid"}}).Status.Token
+	if _, ok, err := f.authn.AuthenticateToken(context.Background(), nodeToken); !ok || err != nil {
+		t.Fatalf("node-bound token: ok=%v err=%v", ok, err)
+	}
+	delete(f.objects.nodes, "/box")
+	if _, _, err := f.authn.AuthenticateToken(context.Background(), nodeToken); err == nil || !strings.Contains(err.Error(), "invalidated") {
+		t.Errorf("token of a deleted node: err = %v", err)
+	}
+	// The pod-bound token lives as long as the pod does.
+	if _, ok, err := f.authn.AuthenticateToken(context.Background(), podToken); !ok || err != nil {
+		t.Errorf("pod token after its node went: ok=%v err=%v", ok, err)
 	}
 }

@@ -108,11 +108,20 @@ func (t *TokenRequests) Create(ctx context.Context, namespace, name string, req 
 		switch o := bound.(type) {
 		case *corev1.Pod:
 			c.Kubernetes.Pod = &Ref{Name: o.Name, UID: string(o.UID)}
+			// The token names the node its pod runs on, so that the node
+			// can be told from it (a pod not scheduled yet has none).
+			if o.Spec.NodeName != "" {
+				if node, err := t.objects.Node(ctx, o.Spec.NodeName); err == nil {
+					c.Kubernetes.Node = &Ref{Name: node.Name, UID: string(node.UID)}
+				}
+			}
 			if *out.Spec.ExpirationSeconds == KubeletExpirationSeconds && t.forAPIServer(out.Spec.Audiences) {
 				warnAfter := c.Expiry
 				c.Kubernetes.WarnAfter = &warnAfter
 				c.Expiry = now.Add(extendedExpiration).Unix()
 			}
+		case *corev1.Node:
+			c.Kubernetes.Node = &Ref{Name: o.Name, UID: string(o.UID)}
 		case *corev1.Secret:
 			c.Kubernetes.Secret = &Ref{Name: o.Name, UID: string(o.UID)}
 		}
@@ -166,6 +175,12 @@ func (t *TokenRequests) bind(ctx context.Context, sa *corev1.ServiceAccount, ref
 			return nil, apierrors.NewBadRequest(fmt.Sprintf("cannot bind token for serviceaccount %q to pod running with different serviceaccount name.", sa.Name))
 		}
 		obj = pod
+	case gvk.Group == "" && gvk.Kind == "Node":
+		node, err := t.objects.Node(ctx, ref.Name)
+		if err != nil {
+			return nil, err
+		}
+		obj = node
 	case gvk.Group == "" && gvk.Kind == "Secret":
 		secret, err := t.objects.Secret(ctx, sa.Namespace, ref.Name)
 		if err != nil {
