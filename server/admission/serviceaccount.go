@@ -50,7 +50,8 @@ type ServiceAccountGetter func(ctx context.Context, namespace, name string) (*co
 // account does not exist, and, unless automountServiceAccountToken is false
 // (on the pod, else on the account), adds the projected kube-api-access
 // volume (a bound token, the cluster CA, the namespace) mounted read-only
-// at TokenMountPath in every container that has nothing mounted there.
+// at TokenMountPath in every container that has nothing mounted there. A
+// pod without imagePullSecrets gets its account's.
 type ServiceAccount struct {
 	accounts ServiceAccountLister
 	live     ServiceAccountGetter
@@ -94,6 +95,10 @@ func (s *ServiceAccount) admit(ctx context.Context, pod *corev1.Pod, served sche
 	}
 	if automount(sa, pod) {
 		mountToken(pod)
+	}
+	// A pod without pull secrets of its own uses its account's.
+	if len(pod.Spec.ImagePullSecrets) == 0 && len(sa.ImagePullSecrets) > 0 {
+		pod.Spec.ImagePullSecrets = append([]corev1.LocalObjectReference(nil), sa.ImagePullSecrets...)
 	}
 	return nil
 }

@@ -187,3 +187,25 @@ func TestServiceAccountAdmissionLiveFallback(t *testing.T) {
 		t.Errorf("live lookups = %q", asked)
 	}
 }
+
+func TestServiceAccountImagePullSecrets(t *testing.T) {
+	sa := account("default", nil)
+	sa.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "registry"}}
+	accounts := fakeAccounts{"ns/default": sa}
+
+	p := pod("web")
+	if err := admitPod(t, NewServiceAccount(accounts, nil), p); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Spec.ImagePullSecrets) != 1 || p.Spec.ImagePullSecrets[0].Name != "registry" {
+		t.Errorf("imagePullSecrets = %+v, want the account's", p.Spec.ImagePullSecrets)
+	}
+	p = pod("own")
+	p.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "mine"}}
+	if err := admitPod(t, NewServiceAccount(accounts, nil), p); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Spec.ImagePullSecrets) != 1 || p.Spec.ImagePullSecrets[0].Name != "mine" {
+		t.Errorf("imagePullSecrets = %+v, want the pod's own", p.Spec.ImagePullSecrets)
+	}
+}
