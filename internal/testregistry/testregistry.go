@@ -57,6 +57,10 @@ const (
 type Options struct {
 	Auth               Auth
 	Username, Password string
+	// RefreshToken, when set, is also accepted by the token endpoint as
+	// an OAuth2 refresh token (POST grant_type=refresh_token), the
+	// "identitytoken" of docker config files.
+	RefreshToken string
 	// TLS serves HTTPS with a self-signed certificate (see CertPEM).
 	TLS bool
 }
@@ -419,13 +423,26 @@ func (r *Registry) serveToken(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
 	r.tokenReqs++
 	r.mu.Unlock()
-	if r.opts.Username != "" {
+	params := req.URL.Query()
+	if req.Method == http.MethodPost {
+		if err := req.ParseForm(); err != nil {
+			writeError(w, http.StatusBadRequest, "DENIED", err.Error())
+			return
+		}
+		params = req.PostForm
+		if r.opts.RefreshToken == "" || params.Get("grant_type") != "refresh_token" || params.Get("refresh_token") != r.opts.RefreshToken {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write(mustJSON(map[string]string{"error": "invalid_grant", "details": "bad refresh token"}))
+			return
+		}
+	} else if r.opts.Username != "" {
 		if u, p, ok := req.BasicAuth(); !ok || u != r.opts.Username || p != r.opts.Password {
 			writeError(w, http.StatusUnauthorized, "UNAUTHORIZED", "authentication required")
 			return
 		}
 	}
-	if req.URL.Query().Get("service") != "testregistry" {
+	if params.Get("service") != "testregistry" {
 		writeError(w, http.StatusBadRequest, "DENIED", "unknown service")
 		return
 	}
@@ -433,9 +450,13 @@ func (r *Registry) serveToken(w http.ResponseWriter, req *http.Request) {
 	_, _ = rand.Read(b)
 	tok := hex.EncodeToString(b)
 	r.mu.Lock()
-	r.tokens[tok] = req.URL.Query().Get("scope")
+	r.tokens[tok] = params.Get("scope")
 	r.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
+	if req.Method == http.MethodPost {
+		_, _ = w.Write(mustJSON(map[string]any{"access_token": tok, "expires_in": 300}))
+		return
+	}
 	_, _ = w.Write(mustJSON(map[string]any{"token": tok, "expires_in": 300}))
 }
 

@@ -69,6 +69,8 @@ func TestPull(t *testing.T) {
 	basic.PushImage("test/busybox", "1", hostPlatform)
 	bearer := testregistry.New(t, testregistry.Options{Auth: testregistry.AuthBearer, Username: "bob", Password: "hunter2"})
 	bearer.PushImage("test/busybox", "1", hostPlatform)
+	oauth := testregistry.New(t, testregistry.Options{Auth: testregistry.AuthBearer, Username: "nobody", Password: "-", RefreshToken: "refresh-me"})
+	oauth.PushImage("test/busybox", "1", hostPlatform)
 	bearerAnon := testregistry.New(t, testregistry.Options{Auth: testregistry.AuthBearer})
 	bearerAnon.PushImage("library/busybox", "1", hostPlatform)
 	tlsReg := testregistry.New(t, testregistry.Options{TLS: true})
@@ -106,6 +108,11 @@ func TestPull(t *testing.T) {
 			err:     "unauthorized"},
 		{name: "bearer with credentials", ref: bearer.Host + "/test/busybox:1",
 			secrets: []v1.Secret{dockerConfigSecret("creds", map[string]dockerConfigEntry{"http://" + bearer.Host: {Username: "bob", Password: "hunter2"}})}},
+		{name: "bearer with an identity token", ref: oauth.Host + "/test/busybox:1",
+			secrets: []v1.Secret{dockerConfigSecret("creds", map[string]dockerConfigEntry{oauth.Host: {Username: "00000000-0000-0000-0000-000000000000", IdentityToken: "refresh-me"}})}},
+		{name: "bearer with a stale identity token", ref: oauth.Host + "/test/busybox:1",
+			secrets: []v1.Secret{dockerConfigSecret("creds", map[string]dockerConfigEntry{oauth.Host: {IdentityToken: "old"}})},
+			err:     "unauthorized: invalid_grant: bad refresh token"},
 		{name: "bearer token refused", ref: bearer.Host + "/test/busybox:1", err: "unauthorized: authentication required"},
 		{name: "anonymous bearer token", ref: bearerAnon.Host + "/library/busybox:1"},
 		{name: "TLS with an unknown CA", ref: tlsReg.Host + "/test/busybox:1", err: "certificate"},
