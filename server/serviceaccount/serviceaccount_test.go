@@ -19,6 +19,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/orch-dev/orch/server/apiserver"
 )
 
 // fakeObjects is an in-memory Objects.
@@ -420,5 +422,41 @@ func TestNodeClaims(t *testing.T) {
 	// The pod-bound token lives as long as the pod does.
 	if _, ok, err := f.authn.AuthenticateToken(context.Background(), podToken); !ok || err != nil {
 		t.Errorf("pod token after its node went: ok=%v err=%v", ok, err)
+	}
+}
+
+func TestNodeRestriction(t *testing.T) {
+	f := newFixture(t)
+	f.objects.pods["ns1/web"].Spec.NodeName = "box"
+	node := apiserver.WithUser(context.Background(), apiserver.UserInfo{Name: "system:node:box", Groups: []string{"system:nodes", "system:authenticated"}})
+	other := apiserver.WithUser(context.Background(), apiserver.UserInfo{Name: "system:node:other", Groups: []string{"system:nodes", "system:authenticated"}})
+	podRef := func(uid types.UID) *authenticationv1.BoundObjectReference {
+		return &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: "web", UID: uid}
+	}
+	tests := []struct {
+		name    string
+		ctx     context.Context
+		ref     *authenticationv1.BoundObjectReference
+		message string // "" = allowed
+	}{
+		{"node, its pod", node, podRef("pod-uid"), ""},
+		{"node, unbound", node, nil, `serviceaccounts "default" is forbidden: node requested token not bound to a pod`},
+		{"node, secret", node, &authenticationv1.BoundObjectReference{Kind: "Secret", APIVersion: "v1", Name: "s"}, "node requested token not bound to a pod"},
+		{"node, no uid", node, podRef(""), "node requested token with a pod binding without a uid"},
+		{"node, old uid", node, podRef("old"), "the UID in the bound object reference (old) does not match"},
+		{"another node's pod", other, podRef("pod-uid"), "node requested token bound to a pod scheduled on a different node"},
+		{"a user, unbound", context.Background(), nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := f.requests.Create(tt.ctx, "ns1", "default", &authenticationv1.TokenRequest{
+				Spec: authenticationv1.TokenRequestSpec{BoundObjectRef: tt.ref}})
+			switch {
+			case tt.message == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case tt.message != "" && (err == nil || !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), tt.message)):
+				t.Errorf("err = %v, want Forbidden with %q", err, tt.message)
+			}
+		})
 	}
 }

@@ -2,8 +2,10 @@ package serviceaccount
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -13,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/orch-dev/orch/server/apiserver"
 )
 
 // Lifetimes of requested tokens, as Kubernetes has them.
@@ -83,6 +87,9 @@ func (t *TokenRequests) Create(ctx context.Context, namespace, name string, req 
 	}
 	if errs := ValidateTokenRequest(out); len(errs) > 0 {
 		return nil, apierrors.NewInvalid(gk, name, errs)
+	}
+	if err := t.nodeRestriction(ctx, namespace, name, out.Spec.BoundObjectRef); err != nil {
+		return nil, err
 	}
 	sa, err := t.objects.ServiceAccount(ctx, namespace, name)
 	if err != nil {
@@ -196,6 +203,47 @@ func (t *TokenRequests) bind(ctx context.Context, sa *corev1.ServiceAccount, ref
 	}
 	return obj, nil
 }
+
+// nodeRestriction applies Kubernetes' NodeRestriction rule to tokens a
+// node asks for: only for a pod scheduled on that node, named with its uid,
+// so that a node cannot mint free-standing credentials of the accounts its
+// pods use.
+func (t *TokenRequests) nodeRestriction(ctx context.Context, namespace, name string, ref *authenticationv1.BoundObjectReference) error {
+	u, ok := apiserver.UserFrom(ctx)
+	if !ok || !slices.Contains(u.Groups, nodesGroup) || !strings.HasPrefix(u.Name, nodeUserPrefix) {
+		return nil
+	}
+	node := strings.TrimPrefix(u.Name, nodeUserPrefix)
+	forbidden := func(err error) error {
+		return apierrors.NewForbidden(schema.GroupResource{Resource: "serviceaccounts"}, name, err)
+	}
+	if ref == nil || ref.APIVersion != "v1" || ref.Kind != "Pod" || ref.Name == "" {
+		return forbidden(errors.New("node requested token not bound to a pod"))
+	}
+	if ref.UID == "" {
+		return forbidden(errors.New("node requested token with a pod binding without a uid"))
+	}
+	pod, err := t.objects.Pod(ctx, namespace, ref.Name)
+	if apierrors.IsNotFound(err) {
+		return err
+	}
+	if err != nil {
+		return forbidden(err)
+	}
+	if pod.UID != ref.UID {
+		return forbidden(fmt.Errorf("the UID in the bound object reference (%s) does not match the UID in record. The object might have been deleted and then recreated", ref.UID))
+	}
+	if pod.Spec.NodeName != node {
+		return forbidden(errors.New("node requested token bound to a pod scheduled on a different node"))
+	}
+	return nil
+}
+
+// The identity of nodes (their client certificates).
+const (
+	nodesGroup     = "system:nodes"
+	nodeUserPrefix = "system:node:"
+)
 
 // LegacyToken signs the never-expiring token the token controller puts in
 // a kubernetes.io/service-account-token secret of sa.
