@@ -123,6 +123,12 @@ spec:
 		t.Errorf("top pods with a selector matching nothing:\n%s", out)
 	}
 
+	// kubectl get shows them as metrics-server's tables.
+	c.eventuallyMatch(10*time.Second, []string{`NAME\s+CPU\s+MEMORY\s+WINDOW`, `hollow-0\s+\d+n\s+\d+\S*\s+1\.?\d*s`},
+		"get", "nodes.metrics.k8s.io")
+	c.eventuallyMatch(10*time.Second, []string{`NAMESPACE\s+NAME\s+CPU\s+MEMORY\s+WINDOW`, `default\s+busy-\S+\s+2[45]\d+n\s+100Mi\s+`},
+		"get", "podmetrics", "-A", "-l", "app=busy")
+
 	// Every kubectl the dispatcher may pick reads the same API.
 	for _, v := range []string{"1.31", "1.32", "1.33"} {
 		out, err := c.tryKubectlVersion(v, "top", "pods", "-A", "--containers")

@@ -15,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/yaml"
+
+	"github.com/orch-dev/orch/server/registry"
 )
 
 // ComputedResource is a read-only resource whose objects are computed on
@@ -36,6 +38,11 @@ type ComputedResource struct {
 	// List returns a list object (with an Items slice) of the objects in
 	// namespace, "" meaning all; the API server applies the selectors.
 	List func(ctx context.Context, namespace string) (runtime.Object, error)
+
+	// Columns and Row give `kubectl get` its table, as registry.Resource's
+	// do; nil means Name and Age.
+	Columns []metav1.TableColumnDefinition
+	Row     func(obj runtime.Object) []interface{}
 }
 
 // computedVerbs are the verbs of a ComputedResource, as metrics-server's.
@@ -79,7 +86,7 @@ func (s *Server) serveComputed(w http.ResponseWriter, r *http.Request, c *Comput
 			s.writeError(w, r, err)
 			return
 		}
-		s.writeComputed(w, r, obj)
+		s.writeComputed(w, r, c, obj)
 	case "list":
 		q := r.URL.Query()
 		ls, err := labels.Parse(q.Get("labelSelector"))
@@ -107,7 +114,7 @@ func (s *Server) serveComputed(w http.ResponseWriter, r *http.Request, c *Comput
 			s.writeError(w, r, apierrors.NewInternalError(err))
 			return
 		}
-		s.writeComputed(w, r, list)
+		s.writeComputed(w, r, c, list)
 	default:
 		s.writeError(w, r, apierrors.NewMethodNotSupported(gr, ri.Verb))
 	}
@@ -136,17 +143,40 @@ func filterList(list runtime.Object, ls labels.Selector, fs fields.Selector) err
 	return meta.SetList(list, kept)
 }
 
-// writeComputed answers with obj in JSON, or YAML when asked first: the
-// computed kinds are not in the scheme, so they have no protobuf form, and
-// clients asking for protobuf read the JSON by its Content-Type, as they do
-// from aggregated API servers without protobuf.
-func (s *Server) writeComputed(w http.ResponseWriter, r *http.Request, obj runtime.Object) {
+// writeComputed answers with obj in JSON, as a Table when asked, or YAML
+// when asked first: the computed kinds are not in the scheme, so they have
+// no protobuf form, and clients asking for protobuf read the JSON by its
+// Content-Type, as they do from aggregated API servers without protobuf.
+func (s *Server) writeComputed(w http.ResponseWriter, r *http.Request, c *ComputedResource, obj runtime.Object) {
+	mt, _ := negotiate(r)
+	if mt.As == "Table" {
+		objs := []runtime.Object{obj}
+		if meta.IsListType(obj) {
+			var err error
+			if objs, err = meta.ExtractList(obj); err != nil {
+				s.writeError(w, r, apierrors.NewInternalError(err))
+				return
+			}
+		}
+		table, err := s.toTable(r, &registry.Resource{Columns: c.Columns, Row: c.Row}, objs)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		data, err := json.Marshal(table)
+		if err != nil {
+			s.writeError(w, r, apierrors.NewInternalError(err))
+			return
+		}
+		writeRaw(w, http.StatusOK, mt.contentType(), data)
+		return
+	}
 	data, err := json.Marshal(obj)
 	if err != nil {
 		s.writeError(w, r, apierrors.NewInternalError(fmt.Errorf("encode %T: %w", obj, err)))
 		return
 	}
-	if mt, err := negotiate(r); err == nil && mt.Type == mediaYAML && mt.As == "" {
+	if mt.Type == mediaYAML && mt.As == "" {
 		if y, err := yaml.JSONToYAML(data); err == nil {
 			writeRaw(w, http.StatusOK, mediaYAML, y)
 			return

@@ -111,6 +111,13 @@ func TestComputedResource(t *testing.T) {
 		}
 	}
 
+	// kubectl get asks for a table: Name and Age without columns.
+	var table metav1.Table
+	decode(t, get(t, base+"/widgets?labelSelector=app%3Dweb", "Accept", "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"), &table)
+	if len(table.Rows) != 2 || len(table.ColumnDefinitions) != 2 || table.Rows[0].Cells[0] != "w1" {
+		t.Errorf("table = %+v", table)
+	}
+
 	// Discovery, classic and aggregated.
 	var rl metav1.APIResourceList
 	decode(t, get(t, base), &rl)

@@ -209,10 +209,39 @@ func nodeReady(n *corev1.Node) bool {
 func (p *Provider) Resources() []apiserver.ComputedResource {
 	return []apiserver.ComputedResource{
 		{GroupVersion: GroupVersion, Name: "nodes", Kind: "NodeMetrics",
-			Get: p.getNode, List: p.listNodes},
+			Get: p.getNode, List: p.listNodes, Columns: usageColumns,
+			Row: func(obj runtime.Object) []interface{} {
+				m := obj.(*NodeMetrics)
+				return usageRow(m.Name, m.Usage, m.Window)
+			}},
 		{GroupVersion: GroupVersion, Name: "pods", Kind: "PodMetrics", Namespaced: true,
-			Get: p.getPod, List: p.listPods},
+			Get: p.getPod, List: p.listPods, Columns: usageColumns,
+			Row: func(obj runtime.Object) []interface{} {
+				m := obj.(*PodMetrics)
+				sum := corev1.ResourceList{}
+				for _, c := range m.Containers {
+					for name, q := range c.Usage {
+						total := sum[name]
+						total.Add(q)
+						sum[name] = total
+					}
+				}
+				return usageRow(m.Name, sum, m.Window)
+			}},
 	}
+}
+
+// usageColumns are metrics-server's table columns.
+var usageColumns = []metav1.TableColumnDefinition{
+	{Name: "Name", Type: "string", Format: "name", Description: "Name of the resource"},
+	{Name: "CPU", Type: "string", Format: "quantity", Description: "CPU usage"},
+	{Name: "Memory", Type: "string", Format: "quantity", Description: "Memory usage"},
+	{Name: "Window", Type: "string", Format: "duration", Description: "Window over which the usage was measured"},
+}
+
+func usageRow(name string, usage corev1.ResourceList, window metav1.Duration) []interface{} {
+	cpu, mem := usage[corev1.ResourceCPU], usage[corev1.ResourceMemory]
+	return []interface{}{name, cpu.String(), mem.String(), window.Duration.String()}
 }
 
 func (p *Provider) nodeMetrics(n *corev1.Node) (*NodeMetrics, bool) {
