@@ -420,8 +420,12 @@ func TestTunnelAfterJoin(t *testing.T) {
 	if cfg.HTTPClient != link.tunnel.Client() {
 		t.Fatal("the agent's HTTP client is not the tunnel's")
 	}
-	link.nodeAPI = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "node api %s", r.URL.Path)
+	// A node that is still starting, then runs with a stand-in node API.
+	link.node = &Agent{ready: make(chan struct{})}
+	link.nodeAPIOnce.Do(func() {
+		link.nodeAPI = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "node api %s", r.URL.Path)
+		})
 	})
 	done := make(chan error, 1)
 	go func() { done <- link.tunnel.Run(ctx) }()
@@ -444,6 +448,16 @@ func TestTunnelAfterJoin(t *testing.T) {
 	}
 	// Server to agent.
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://n1/containerLogs/default/p/c", nil)
+	resp, err = s.tun.RoundTripper("n1").RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "node n1 is starting") {
+		t.Errorf("session before the node runs: %s %q", resp.Status, body)
+	}
+	close(link.node.ready)
 	resp, err = s.tun.RoundTripper("n1").RoundTrip(req)
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -21,10 +22,12 @@ type serverLink struct {
 	log    *slog.Logger
 	creds  *nodeCredentials
 	tunnel *tunnel.Agent
-	// nodeAPI serves the server's sessions; set by run before the
-	// tunnel starts.
-	nodeAPI http.Handler
-	now     func() time.Time
+	// node is set by run before the tunnel starts; its node API, built
+	// once its runtime is open, serves the server's sessions.
+	node        *Agent
+	nodeAPIOnce sync.Once
+	nodeAPI     http.Handler
+	now         func() time.Time
 }
 
 // nodeUserPrefix starts the user name of a node's certificate.
@@ -59,14 +62,23 @@ func dialServer(ctx context.Context, cfg *Config) (*serverLink, error) {
 	return l, nil
 }
 
+// serveSession serves a session the server opened (logs, exec, ...) with
+// the node API, once the node runs.
 func (l *serverLink) serveSession(w http.ResponseWriter, r *http.Request) {
+	select {
+	case <-l.node.ready:
+	default:
+		writeTextError(w, http.StatusServiceUnavailable, "node "+l.cfg.NodeName+" is starting")
+		return
+	}
+	l.nodeAPIOnce.Do(func() { l.nodeAPI = l.node.nodeAPIHandler() })
 	l.nodeAPI.ServeHTTP(w, r)
 }
 
 // run keeps the tunnel up and the certificate fresh while a runs as the
 // node; it returns when ctx ends or a fails.
 func (l *serverLink) run(ctx context.Context, a *Agent) error {
-	l.nodeAPI = a.nodeAPIHandler()
+	l.node = a
 	g, gctx := errgroup.WithContext(ctx)
 	nodeCtx, stopNode := context.WithCancel(gctx)
 	g.Go(func() error { return l.tunnel.Run(gctx) })
