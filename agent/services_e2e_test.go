@@ -45,33 +45,20 @@ func hostNetworkState(t *testing.T) string {
 	return b.String()
 }
 
-// startNetServer runs `orch server` with its node and auto (host-gw/vxlan) networking
-// inside nsPath and returns a clientset that reaches it there.
-func startNetServer(t *testing.T, bin string, ns *netnstest.NS) kubernetes.Interface {
+// startOrch runs orch with args in ns's network namespace (cgroups and
+// mounts are the host's, as for a real node), logging to dir/logName,
+// and stops it when the test ends. The returned channel closes when it
+// exits.
+func startOrch(t *testing.T, bin string, ns *netnstest.NS, dir, logName string, args ...string) <-chan struct{} {
 	t.Helper()
-	data := filepath.Join(netE2EDir, "data")
-	importDir := filepath.Join(data, "agent", "images", "import")
-	if err := os.MkdirAll(importDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	writeBusyboxImage(t, filepath.Join(importDir, "busybox.tar"))
-	conf := filepath.Join(netE2EDir, "config.yaml")
-	if err := os.WriteFile(conf, []byte("flannel-backend: auto\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	kubeconfig := filepath.Join(netE2EDir, "kubeconfig.yaml")
-	// Only the network namespace is the node's own: cgroups and mounts
-	// are the host's, as for a real node.
-	cmd := ns.NetCommand(context.Background(), bin, "server", "--config", conf, "--data-dir", data,
-		"--bind-address", "127.0.0.1", "--https-listen-port", "6443",
-		"--write-kubeconfig", kubeconfig, "--node-name", netE2ENode)
-	logf, err := os.Create(filepath.Join(netE2EDir, "server.log"))
+	cmd := ns.NetCommand(context.Background(), bin, args...)
+	logf, err := os.Create(filepath.Join(dir, logName))
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start orch server in its netns: %v", err)
+		t.Fatalf("start orch %s in netns %s: %v", args[0], ns.Name, err)
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
@@ -86,19 +73,41 @@ func startNetServer(t *testing.T, bin string, ns *netnstest.NS) kubernetes.Inter
 		logf.Close()
 		if t.Failed() {
 			b, _ := os.ReadFile(logf.Name())
-			t.Logf("server log:\n%s", lastLines(b, 80))
+			t.Logf("%s:\n%s", logName, lastLines(b, 80))
 		}
 	})
-	waitFor(t, 60*time.Second, "server kubeconfig", func() (bool, error) {
+	return exited
+}
+
+// waitFile waits for path to appear while the process behind exited runs.
+func waitFile(t *testing.T, path string, exited <-chan struct{}) {
+	t.Helper()
+	waitFor(t, 60*time.Second, path, func() (bool, error) {
 		select {
 		case <-exited:
-			b, _ := os.ReadFile(logf.Name())
-			return false, fmt.Errorf("server exited:\n%s", lastLines(b, 40))
+			return false, fmt.Errorf("orch exited before writing %s", path)
 		default:
 		}
-		_, err := os.Stat(kubeconfig)
+		_, err := os.Stat(path)
 		return err == nil, nil
 	})
+}
+
+// importBusybox puts the test image where a node with data dir dataDir
+// imports it at start.
+func importBusybox(t *testing.T, dataDir string) {
+	t.Helper()
+	importDir := filepath.Join(dataDir, "agent", "images", "import")
+	if err := os.MkdirAll(importDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeBusyboxImage(t, filepath.Join(importDir, "busybox.tar"))
+}
+
+// clientIn returns a clientset from kubeconfig whose connections are
+// made inside ns.
+func clientIn(t *testing.T, kubeconfig string, ns *netnstest.NS) kubernetes.Interface {
+	t.Helper()
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		t.Fatal(err)
@@ -109,12 +118,30 @@ func startNetServer(t *testing.T, bin string, ns *netnstest.NS) kubernetes.Inter
 	return kubernetes.NewForConfigOrDie(cfg)
 }
 
+// startNetServer runs `orch server` with its node and auto (host-gw or
+// vxlan) networking in ns and returns a clientset that reaches it there.
+func startNetServer(t *testing.T, bin string, ns *netnstest.NS, dir, nodeName, bindIP string) kubernetes.Interface {
+	t.Helper()
+	data := filepath.Join(dir, "server")
+	importBusybox(t, data)
+	conf := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(conf, []byte("flannel-backend: auto\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := filepath.Join(dir, "kubeconfig.yaml")
+	exited := startOrch(t, bin, ns, dir, "server.log", "server", "--config", conf, "--data-dir", data,
+		"--bind-address", bindIP, "--https-listen-port", "6443",
+		"--write-kubeconfig", kubeconfig, "--node-name", nodeName)
+	waitFile(t, kubeconfig, exited)
+	return clientIn(t, kubeconfig, ns)
+}
+
 // runToCompletion runs a one-shot busybox pod and returns its output; the
 // pod must succeed.
-func runToCompletion(t *testing.T, cs kubernetes.Interface, name string, script string) string {
+func runToCompletion(t *testing.T, cs kubernetes.Interface, node, name string, script string) string {
 	t.Helper()
 	pod := newPod(name, v1.Container{Name: "main", Command: []string{"sh", "-c", script}})
-	pod.Spec.NodeName = netE2ENode
+	pod.Spec.NodeName = node
 	pod.Spec.RestartPolicy = v1.RestartPolicyNever
 	createPod(t, cs, pod)
 	p := waitPod(t, cs, name, 90*time.Second, "finished", func(p *v1.Pod) bool {
@@ -154,12 +181,98 @@ func TestPodNetworkE2E(t *testing.T) {
 
 	ns := netnstest.New(t, "orchnet-node")
 	netnstest.NewSwitch(t, "orchnet-sw").Attach(t, ns, "uplink", netip.MustParsePrefix(netE2ENodeIP))
-	cs := startNetServer(t, bin, ns)
+	cs := startNetServer(t, bin, ns, netE2EDir, netE2ENode, "127.0.0.1")
 	ctx := context.Background()
 
+	podCIDR := nodePodCIDR(t, cs, netE2ENode)
+	deletePodsAtEnd(t, cs)
+	webIP := startWeb(t, cs, netE2ENode, podCIDR)
+	out := runToCompletion(t, cs, netE2ENode, "by-ip", "ip -4 -o addr show eth0 && ping -c 1 -W 5 "+webIP.String()+" && "+httpGet(webIP.String()))
+	if !strings.Contains(out, "hello-from-web") || !strings.Contains(out, "1 packets received") {
+		t.Errorf("by-ip output:\n%s", out)
+	}
+	if !strings.Contains(out, "inet "+podCIDR.Addr().Next().Next().Next().String()+"/24") {
+		t.Errorf("client address not the third of %s:\n%s", podCIDR, out)
+	}
+
+	// And through the Service by its DNS name (node-local DNS, then the
+	// proxy's DNAT to the pod).
+	out = runToCompletion(t, cs, netE2ENode, "by-name", "cat /etc/resolv.conf && nslookup web.default.svc.cluster.local && "+httpGet("web.default.svc.cluster.local")+" && "+httpGet("web"))
+	websvc, err := cs.CoreV1().Services("default").Get(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(out, "hello-from-web") != 2 || !strings.Contains(out, "nameserver 10.43.0.10") ||
+		!strings.Contains(out, "Address: "+websvc.Spec.ClusterIP) {
+		t.Errorf("by-name output:\n%s", out)
+	}
+}
+
+// deletePodsAtEnd deletes the test's pods before the nodes stop (a
+// stopped agent leaves its pods running) and waits until they are gone.
+func deletePodsAtEnd(t *testing.T, cs kubernetes.Interface) {
+	ctx := context.Background()
+	t.Cleanup(func() {
+		_ = cs.CoreV1().Pods("default").DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}, metav1.ListOptions{})
+		deadline := time.Now().Add(60 * time.Second)
+		for time.Now().Before(deadline) {
+			l, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{})
+			if err == nil && len(l.Items) == 0 {
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		t.Error("pods not gone within 60s")
+	})
+}
+
+// startWeb runs a busybox httpd pod "web" on node behind a ClusterIP
+// Service "web" and returns the pod's address, checked to be in podCIDR.
+func startWeb(t *testing.T, cs kubernetes.Interface, node string, podCIDR netip.Prefix) netip.Addr {
+	t.Helper()
+	ctx := context.Background()
+	web := newPod("web", v1.Container{
+		Name:    "httpd",
+		Command: []string{"sh", "-c", "mkdir -p /www && echo hello-from-web > /www/index.html && exec httpd -f -p 80 -h /www"},
+		ReadinessProbe: &v1.Probe{
+			ProbeHandler:  v1.ProbeHandler{HTTPGet: &v1.HTTPGetAction{Path: "/", Port: intstr.FromInt32(80)}},
+			PeriodSeconds: 1,
+		},
+	})
+	web.Labels = map[string]string{"app": "web"}
+	web.Spec.NodeName = node
+	createPod(t, cs, web)
+	svc := &v1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"},
+		Spec: v1.ServiceSpec{
+			Selector: map[string]string{"app": "web"},
+			Ports:    []v1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(80)}},
+		},
+	}
+	if _, err := cs.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	p := waitPod(t, cs, "web", 90*time.Second, "ready", podReady)
+	ip, err := netip.ParseAddr(p.Status.PodIP)
+	if err != nil || !podCIDR.Contains(ip) {
+		t.Fatalf("web pod IP %q is not in its node's podCIDR %s", p.Status.PodIP, podCIDR)
+	}
+	return ip
+}
+
+// httpGet is a shell command fetching / from host:80. busybox-static's
+// wget crashes in static glibc's NSS here; nc with a hand-written request
+// does the same over TCP.
+func httpGet(host string) string {
+	return "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 " + host + " 80"
+}
+
+// nodePodCIDR waits for node to be Ready with a podCIDR and returns it.
+func nodePodCIDR(t *testing.T, cs kubernetes.Interface, node string) netip.Prefix {
+	t.Helper()
 	var podCIDR netip.Prefix
-	waitFor(t, 60*time.Second, "node Ready with a podCIDR", func() (bool, error) {
-		n, err := cs.CoreV1().Nodes().Get(ctx, netE2ENode, metav1.GetOptions{})
+	waitFor(t, 90*time.Second, "node "+node+" Ready with a podCIDR", func() (bool, error) {
+		n, err := cs.CoreV1().Nodes().Get(context.Background(), node, metav1.GetOptions{})
 		if err != nil || n.Spec.PodCIDR == "" {
 			return false, nil
 		}
@@ -174,70 +287,73 @@ func TestPodNetworkE2E(t *testing.T) {
 		}
 		return false, nil
 	})
-	// Pods go before the server: a stopped agent leaves its pods running.
-	t.Cleanup(func() {
-		_ = cs.CoreV1().Pods("default").DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}, metav1.ListOptions{})
-		deadline := time.Now().Add(60 * time.Second)
-		for time.Now().Before(deadline) {
-			l, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{})
-			if err == nil && len(l.Items) == 0 {
-				return
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-		t.Error("pods not gone within 60s")
-	})
+	return podCIDR
+}
 
-	web := newPod("web", v1.Container{
-		Name:    "httpd",
-		Command: []string{"sh", "-c", "mkdir -p /www && echo hello-from-web > /www/index.html && exec httpd -f -p 80 -h /www"},
-		ReadinessProbe: &v1.Probe{
-			ProbeHandler:  v1.ProbeHandler{HTTPGet: &v1.HTTPGetAction{Path: "/", Port: intstr.FromInt32(80)}},
-			PeriodSeconds: 1,
-		},
-	})
-	web.Labels = map[string]string{"app": "web"}
-	web.Spec.NodeName = netE2ENode
-	createPod(t, cs, web)
-	svc := &v1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"},
-		Spec: v1.ServiceSpec{
-			Selector: map[string]string{"app": "web"},
-			Ports:    []v1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(80)}},
-		},
+// The two-node network e2e: the server with its node and a joined agent,
+// each in its own namespace on one switch.
+const (
+	net2E2EDir        = "/tmp/orch-net2-e2e"
+	net2E2EServer     = "orchnet2-s"
+	net2E2EAgent      = "orchnet2-a"
+	net2E2ECgroupRoot = "/orch-net2-e2e"
+)
+
+// TestPodNetworkTwoNodesE2E: a pod on the server's node reaches a pod on
+// a joined agent's node by its address (routes between the nodes, no
+// NAT in between) and through a Service by DNS name.
+func TestPodNetworkTwoNodesE2E(t *testing.T) {
+	bin := os.Getenv("ORCH_BIN")
+	if bin == "" {
+		t.Skip("ORCH_BIN is not set (make test sets it)")
 	}
-	if _, err := cs.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+	netnstest.Skip(t, "nft", "nsenter")
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		t.Skip("needs /bin/busybox (apt-get install -y busybox-static)")
+	}
+	before := hostNetworkState(t)
+	t.Cleanup(func() {
+		if after := hostNetworkState(t); after != before {
+			t.Errorf("the host namespace's routes or nft tables changed:\nbefore:\n%s\nafter:\n%s", before, after)
+		}
+	})
+	cleanup := func() { cleanupTestNode(t, net2E2EDir, net2E2ECgroupRoot) }
+	cleanup()
+	t.Cleanup(cleanup)
+	if err := os.MkdirAll(net2E2EDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	p := waitPod(t, cs, "web", 90*time.Second, "ready", podReady)
-	webIP, err := netip.ParseAddr(p.Status.PodIP)
-	if err != nil || !podCIDR.Contains(webIP) {
-		t.Fatalf("web pod IP %q is not in the node's podCIDR %s", p.Status.PodIP, podCIDR)
-	}
 
-	// Another pod reaches it by IP, and knows its own address.
-	// busybox-static's wget crashes in static glibc's NSS here; nc with a
-	// hand-written request does the same over TCP.
-	get := func(host string) string {
-		return "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 " + host + " 80"
-	}
-	out := runToCompletion(t, cs, "by-ip", "ip -4 -o addr show eth0 && ping -c 1 -W 5 "+webIP.String()+" && "+get(webIP.String()))
-	if !strings.Contains(out, "hello-from-web") || !strings.Contains(out, "1 packets received") {
-		t.Errorf("by-ip output:\n%s", out)
-	}
-	if !strings.Contains(out, "inet "+podCIDR.Addr().Next().Next().Next().String()+"/24") {
-		t.Errorf("client address not the third of %s:\n%s", podCIDR, out)
-	}
+	sw := netnstest.NewSwitch(t, "orchnet2-sw")
+	srvNS, agentNS := netnstest.New(t, net2E2EServer), netnstest.New(t, net2E2EAgent)
+	sw.Attach(t, srvNS, "eth0", netip.MustParsePrefix("198.18.20.1/24"))
+	sw.Attach(t, agentNS, "eth0", netip.MustParsePrefix("198.18.20.2/24"))
 
-	// And through the Service by its DNS name (node-local DNS, then the
-	// proxy's DNAT to the pod).
-	out = runToCompletion(t, cs, "by-name", "cat /etc/resolv.conf && nslookup web.default.svc.cluster.local && "+get("web.default.svc.cluster.local")+" && "+get("web"))
-	websvc, err := cs.CoreV1().Services("default").Get(ctx, "web", metav1.GetOptions{})
+	cs := startNetServer(t, bin, srvNS, net2E2EDir, net2E2EServer, "198.18.20.1")
+	token, err := os.ReadFile(filepath.Join(net2E2EDir, "server", "server", "token"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Count(out, "hello-from-web") != 2 || !strings.Contains(out, "nameserver 10.43.0.10") ||
-		!strings.Contains(out, "Address: "+websvc.Spec.ClusterIP) {
-		t.Errorf("by-name output:\n%s", out)
+	agentData := filepath.Join(net2E2EDir, "agent")
+	importBusybox(t, agentData)
+	startOrch(t, bin, agentNS, net2E2EDir, "agent.log", "agent", "--config", filepath.Join(net2E2EDir, "config.yaml"),
+		"--join", "https://198.18.20.1:6443", "--token", strings.TrimSpace(string(token)),
+		"--node-name", net2E2EAgent, "--data-dir", agentData, "--cgroup-root", net2E2ECgroupRoot)
+
+	serverCIDR := nodePodCIDR(t, cs, net2E2EServer)
+	agentCIDR := nodePodCIDR(t, cs, net2E2EAgent)
+	if serverCIDR.Overlaps(agentCIDR) {
+		t.Fatalf("nodes got overlapping podCIDRs %s and %s", serverCIDR, agentCIDR)
+	}
+	deletePodsAtEnd(t, cs)
+	webIP := startWeb(t, cs, net2E2EAgent, agentCIDR)
+
+	out := runToCompletion(t, cs, net2E2EServer, "cross-ip", "ping -c 1 -W 5 "+webIP.String()+" && "+httpGet(webIP.String()))
+	if !strings.Contains(out, "hello-from-web") || !strings.Contains(out, "1 packets received") {
+		t.Errorf("cross-node by IP:\n%s", out)
+	}
+	out = runToCompletion(t, cs, net2E2EServer, "cross-name", httpGet("web.default.svc.cluster.local"))
+	if !strings.Contains(out, "hello-from-web") {
+		t.Errorf("cross-node by service name:\n%s", out)
 	}
 }
