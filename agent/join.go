@@ -212,7 +212,6 @@ func joinCluster(ctx context.Context, cfg Config, tok jointoken.Token, dir strin
 	}
 	client := &http.Client{Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
-		Proxy:           nil,
 	}}
 	defer client.CloseIdleConnections()
 	certPEM, keyPEM, err := requestNodeCertificate(ctx, client, cfg.ServerURL, cfg.NodeName, password, tok.Secret)
@@ -291,7 +290,6 @@ func fetchCA(ctx context.Context, serverURL string, tok jointoken.Token) ([]byte
 	client := &http.Client{Transport: &http.Transport{
 		// The pin in the token replaces certificate verification here.
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}, //nolint:gosec
-		Proxy:           nil,
 	}}
 	defer client.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(ctx, joinRequestTimeout)

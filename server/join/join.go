@@ -327,7 +327,7 @@ func NodeName(authenticate func(r *http.Request) (apiserver.UserInfo, bool)) fun
 	return func(r *http.Request) (string, error) {
 		user, ok := authenticate(r)
 		if !ok {
-			return "", errors.New("Unauthorized: the tunnel needs a node's client certificate")
+			return "", errors.New("the tunnel needs a node's client certificate")
 		}
 		node, ok := nodeOf(user)
 		if !ok {

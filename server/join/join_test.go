@@ -332,7 +332,7 @@ func TestNodeNameForTunnel(t *testing.T) {
 		{"system:node:n1", "system:masters", "", "is not a node"},
 		{"system:node:", "system:nodes", "", "is not a node"},
 		{"node-bootstrap", "system:bootstrappers", "", "is not a node"},
-		{"", "", "", "Unauthorized"},
+		{"", "", "", "needs a node's client certificate"},
 	} {
 		r := httptest.NewRequest(http.MethodPost, "/tunnel/v1/control", nil)
 		if tc.user != "" {
