@@ -118,14 +118,14 @@ func clientIn(t *testing.T, kubeconfig string, ns *netnstest.NS) kubernetes.Inte
 	return kubernetes.NewForConfigOrDie(cfg)
 }
 
-// startNetServer runs `orch server` with its node and auto (host-gw or
-// vxlan) networking in ns and returns a clientset that reaches it there.
-func startNetServer(t *testing.T, bin string, ns *netnstest.NS, dir, nodeName, bindIP string) kubernetes.Interface {
+// startNetServer runs `orch server` with its node and the pod network
+// backend in ns (its config file, dir/config.yaml, suits an agent too) and returns a clientset that reaches it there.
+func startNetServer(t *testing.T, bin string, ns *netnstest.NS, dir, nodeName, bindIP, backend string) kubernetes.Interface {
 	t.Helper()
 	data := filepath.Join(dir, "server")
 	importBusybox(t, data)
 	conf := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(conf, []byte("flannel-backend: auto\n"), 0o600); err != nil {
+	if err := os.WriteFile(conf, []byte("flannel-backend: "+backend+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	kubeconfig := filepath.Join(dir, "kubeconfig.yaml")
@@ -181,7 +181,7 @@ func TestPodNetworkE2E(t *testing.T) {
 
 	ns := netnstest.New(t, "orchnet-node")
 	netnstest.NewSwitch(t, "orchnet-sw").Attach(t, ns, "uplink", netip.MustParsePrefix(netE2ENodeIP))
-	cs := startNetServer(t, bin, ns, netE2EDir, netE2ENode, "127.0.0.1")
+	cs := startNetServer(t, bin, ns, netE2EDir, netE2ENode, "127.0.0.1", "auto")
 	ctx := context.Background()
 
 	podCIDR := nodePodCIDR(t, cs, netE2ENode)
@@ -300,8 +300,9 @@ const (
 )
 
 // TestPodNetworkTwoNodesE2E: a pod on the server's node reaches a pod on
-// a joined agent's node by its address (routes between the nodes, no
-// NAT in between) and through a Service by DNS name.
+// a joined agent's node by its address and through a Service by DNS
+// name, with each backend (host-gw routes, or VXLAN although the nodes
+// share a segment).
 func TestPodNetworkTwoNodesE2E(t *testing.T) {
 	bin := os.Getenv("ORCH_BIN")
 	if bin == "" {
@@ -311,6 +312,12 @@ func TestPodNetworkTwoNodesE2E(t *testing.T) {
 	if _, err := os.Stat("/bin/busybox"); err != nil {
 		t.Skip("needs /bin/busybox (apt-get install -y busybox-static)")
 	}
+	for _, backend := range []string{"host-gw", "vxlan"} {
+		t.Run(backend, func(t *testing.T) { testTwoNodes(t, bin, backend) })
+	}
+}
+
+func testTwoNodes(t *testing.T, bin, backend string) {
 	before := hostNetworkState(t)
 	t.Cleanup(func() {
 		if after := hostNetworkState(t); after != before {
@@ -329,7 +336,7 @@ func TestPodNetworkTwoNodesE2E(t *testing.T) {
 	sw.Attach(t, srvNS, "eth0", netip.MustParsePrefix("198.18.20.1/24"))
 	sw.Attach(t, agentNS, "eth0", netip.MustParsePrefix("198.18.20.2/24"))
 
-	cs := startNetServer(t, bin, srvNS, net2E2EDir, net2E2EServer, "198.18.20.1")
+	cs := startNetServer(t, bin, srvNS, net2E2EDir, net2E2EServer, "198.18.20.1", backend)
 	token, err := os.ReadFile(filepath.Join(net2E2EDir, "server", "server", "token"))
 	if err != nil {
 		t.Fatal(err)
@@ -347,6 +354,11 @@ func TestPodNetworkTwoNodesE2E(t *testing.T) {
 	}
 	deletePodsAtEnd(t, cs)
 	webIP := startWeb(t, cs, net2E2EAgent, agentCIDR)
+	wantDev := map[string]string{"host-gw": "dev eth0", "vxlan": "dev orch.1"}[backend]
+	waitFor(t, 30*time.Second, "route to the agent's pods "+wantDev, func() (bool, error) {
+		out, err := srvNS.Run("ip", "route", "show", agentCIDR.String())
+		return err == nil && strings.Contains(out, wantDev), nil
+	})
 
 	out := runToCompletion(t, cs, net2E2EServer, "cross-ip", "ping -c 1 -W 5 "+webIP.String()+" && "+httpGet(webIP.String()))
 	if !strings.Contains(out, "hello-from-web") || !strings.Contains(out, "1 packets received") {
