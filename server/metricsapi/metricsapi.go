@@ -65,6 +65,10 @@ type Provider struct {
 	nodes     informer.Lister[*corev1.Node]
 	pods      informer.Lister[*corev1.Pod]
 	store     *storage
+	// failing are the nodes whose last scrape failed: a failure is logged
+	// as a warning once, not every round.
+	failingMu sync.Mutex
+	failing   map[string]bool
 	opts      Options
 	log       *slog.Logger
 	now       func() time.Time
@@ -101,6 +105,7 @@ func New(factory *informer.Factory, transport NodeTransport, opts Options) *Prov
 		nodes:     informer.NewLister[*corev1.Node](nodeInf),
 		pods:      informer.NewLister[*corev1.Pod](podInf),
 		store:     newStorage(),
+		failing:   map[string]bool{},
 		opts:      opts,
 		log:       opts.Logger,
 		now:       time.Now,
@@ -134,6 +139,13 @@ func (p *Provider) scrapeAll(ctx context.Context) {
 		}
 	}
 	p.store.forgetNodesExcept(ready)
+	p.failingMu.Lock()
+	for name := range p.failing {
+		if !ready[name] {
+			delete(p.failing, name)
+		}
+	}
+	p.failingMu.Unlock()
 	slots := make(chan struct{}, p.opts.Concurrency)
 	var wg sync.WaitGroup
 	for name := range ready {
@@ -149,15 +161,38 @@ func (p *Provider) scrapeAll(ctx context.Context) {
 			snap, err := p.scrape(ctx, name)
 			if err != nil {
 				if ctx.Err() == nil {
-					p.log.Warn("cannot scrape node resource metrics", "node", name, "err", err)
+					p.scrapeFailed(name, err)
 				}
 				p.store.forgetNode(name)
 				return
 			}
+			p.scrapeSucceeded(name)
 			p.store.update(name, snap)
 		}()
 	}
 	wg.Wait()
+}
+
+func (p *Provider) scrapeFailed(node string, err error) {
+	p.failingMu.Lock()
+	first := !p.failing[node]
+	p.failing[node] = true
+	p.failingMu.Unlock()
+	level := slog.LevelDebug
+	if first {
+		level = slog.LevelWarn
+	}
+	p.log.Log(context.Background(), level, "cannot scrape node resource metrics", "node", node, "err", err)
+}
+
+func (p *Provider) scrapeSucceeded(node string) {
+	p.failingMu.Lock()
+	was := p.failing[node]
+	delete(p.failing, node)
+	p.failingMu.Unlock()
+	if was {
+		p.log.Info("scraping node resource metrics again", "node", node)
+	}
 }
 
 // scrape reads one node's /metrics/resource.
