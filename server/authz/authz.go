@@ -85,12 +85,14 @@ func New(f *informer.Factory) *Cluster {
 		roleBindings:        informer.NewLister[*rbacv1.RoleBinding](f.For(rbacv1.SchemeGroupVersion.WithResource("rolebindings"))),
 	}
 	pods := f.For(corev1.SchemeGroupVersion.WithResource("pods"))
-	c := &Cluster{RBAC: NewRBAC(policy), Node: NewNode(informer.NewLister[*corev1.Pod](pods))}
+	claims := f.For(corev1.SchemeGroupVersion.WithResource("persistentvolumeclaims"))
+	c := &Cluster{RBAC: NewRBAC(policy),
+		Node: NewNode(informer.NewLister[*corev1.Pod](pods), informer.NewLister[*corev1.PersistentVolumeClaim](claims))}
 	c.union = Union(Masters{}, c.Node, c.RBAC)
 	for _, r := range []string{"clusterroles", "clusterrolebindings", "roles", "rolebindings"} {
 		c.informers = append(c.informers, f.For(rbacv1.SchemeGroupVersion.WithResource(r)))
 	}
-	c.informers = append(c.informers, pods)
+	c.informers = append(c.informers, pods, claims)
 	return c
 }
 

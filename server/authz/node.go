@@ -20,20 +20,31 @@ type PodLister interface {
 	List(namespace string, sel labels.Selector) []*corev1.Pod
 }
 
+// ClaimLister reads PersistentVolumeClaims from a cache;
+// informer.Lister[*corev1.PersistentVolumeClaim] is one.
+type ClaimLister interface {
+	Get(namespace, name string) (*corev1.PersistentVolumeClaim, bool)
+}
+
 // Node authorizes what nodes (user system:node:NAME in group
 // system:nodes) may do, as Kubernetes' node authorizer plus the checks of
 // its NodeRestriction admission plugin that need no request body: a node
 // reads and writes its own Node and Lease, the pods bound to it and their
 // status, reads the secrets, config maps, claims and service accounts
-// those pods reference, asks for their service account tokens, and writes
+// those pods reference (and the volumes bound to those claims), asks for
+// their service account tokens, and writes
 // events. Read access to cluster-wide, non-secret objects the agent's
 // network proxy needs (services, endpoints, nodes) is granted by the
 // bootstrap RBAC policy instead. Requests from other users, and node
 // requests it does not allow, get no opinion, with a reason.
-type Node struct{ pods PodLister }
+type Node struct {
+	pods   PodLister
+	claims ClaimLister
+}
 
-// NewNode returns the node authorizer reading bound pods from pods.
-func NewNode(pods PodLister) *Node { return &Node{pods: pods} }
+// NewNode returns the node authorizer reading bound pods from pods and
+// their claims from claims.
+func NewNode(pods PodLister, claims ClaimLister) *Node { return &Node{pods: pods, claims: claims} }
 
 // NodeName returns the node a user is, if it is one.
 func NodeName(u apiserver.UserInfo) (string, bool) {
@@ -65,6 +76,8 @@ func (n *Node) Authorize(_ context.Context, a apiserver.Attributes) (apiserver.D
 		return n.authorizePod(node, a)
 	case "/secrets", "/configmaps", "/persistentvolumeclaims":
 		return n.authorizeReferenced(node, a)
+	case "/persistentvolumes":
+		return n.authorizeVolume(node, a)
 	case "/serviceaccounts":
 		return n.authorizeServiceAccount(node, a)
 	case "/events", "events.k8s.io/events":
@@ -166,6 +179,35 @@ func (n *Node) authorizeReferenced(node string, a apiserver.Attributes) (apiserv
 	kind := map[string]refKind{"secrets": refSecret, "configmaps": refConfigMap, "persistentvolumeclaims": refClaim}[a.Resource]
 	if n.referenced(node, a.Namespace, kind, a.Name) {
 		return allow()
+	}
+	return noRelationship(node)
+}
+
+// authorizeVolume: a node gets the persistent volumes bound to the claims
+// of its pods.
+func (n *Node) authorizeVolume(node string, a apiserver.Attributes) (apiserver.Decision, string, error) {
+	if a.Verb != "get" || a.Subresource != "" {
+		return noOpinion("can only get individual resources of this type")
+	}
+	if a.Name == "" {
+		return noOpinion("No Object name found")
+	}
+	for _, pod := range n.pods.List("", nil) {
+		if pod.Spec.NodeName != node {
+			continue
+		}
+		found := false
+		visitPodReferences(pod, func(k refKind, ref string) bool {
+			if k == refClaim {
+				if claim, ok := n.claims.Get(pod.Namespace, ref); ok && claim.Spec.VolumeName == a.Name {
+					found = true
+				}
+			}
+			return !found
+		})
+		if found {
+			return allow()
+		}
 	}
 	return noRelationship(node)
 }

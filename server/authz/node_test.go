@@ -34,6 +34,18 @@ func (f fakePods) List(ns string, _ labels.Selector) []*corev1.Pod {
 	return out
 }
 
+// fakeClaims is a ClaimLister over fixed claims.
+type fakeClaims []*corev1.PersistentVolumeClaim
+
+func (f fakeClaims) Get(ns, name string) (*corev1.PersistentVolumeClaim, bool) {
+	for _, c := range f {
+		if c.Namespace == ns && c.Name == name {
+			return c, true
+		}
+	}
+	return nil, false
+}
+
 func boundPod(name, node string, spec corev1.PodSpec) *corev1.Pod {
 	spec.NodeName = node
 	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name}, Spec: spec}
@@ -108,6 +120,11 @@ func TestNodeAuthorizer(t *testing.T) {
 		{"init container config map", as(n1, resourceAttrs("get", "", "configmaps", "", "default", "init-env")), true, ""},
 		{"claim", as(n1, resourceAttrs("get", "", "persistentvolumeclaims", "", "default", "web-data")), true, ""},
 		{"ephemeral volume claim", as(n1, resourceAttrs("get", "", "persistentvolumeclaims", "", "default", "web-scratch")), true, ""},
+		{"volume of a claim", as(n1, resourceAttrs("get", "", "persistentvolumes", "", "", "pv-web")), true, ""},
+		{"volume of an unused claim", as(n1, resourceAttrs("get", "", "persistentvolumes", "", "", "pv-unused")), false,
+			"no relationship found between node 'n1' and this object"},
+		{"list volumes", as(n1, resourceAttrs("list", "", "persistentvolumes", "", "", "")), false,
+			"can only get individual resources of this type"},
 		{"token of a pod's service account", as(n1, resourceAttrs("create", "", "serviceaccounts", "token", "default", "web-sa")), true, ""},
 		{"token of another account", as(n1, resourceAttrs("create", "", "serviceaccounts", "token", "default", "other-sa")), false,
 			"no relationship found between node 'n1' and this object"},
@@ -119,7 +136,11 @@ func TestNodeAuthorizer(t *testing.T) {
 		{"unnamed node", as(apiserver.UserInfo{Name: "system:node:", Groups: []string{"system:nodes"}}, resourceAttrs("get", "", "nodes", "", "", "n1")), false,
 			`unknown node for user "system:node:"`},
 	}
-	az := NewNode(pods)
+	claims := fakeClaims{
+		{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web-data"}, Spec: corev1.PersistentVolumeClaimSpec{VolumeName: "pv-web"}},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "unused"}, Spec: corev1.PersistentVolumeClaimSpec{VolumeName: "pv-unused"}},
+	}
+	az := NewNode(pods, claims)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d, reason, err := az.Authorize(context.Background(), tt.a)

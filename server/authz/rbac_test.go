@@ -167,7 +167,7 @@ func TestRBACRulesFor(t *testing.T) {
 func TestUnion(t *testing.T) {
 	masters := apiserver.UserInfo{Name: "admin", Groups: []string{"system:masters"}}
 	nobody := apiserver.UserInfo{Name: "nobody", Groups: []string{"system:authenticated"}}
-	authorize := Union(Masters{}, NewNode(fakePods{}), NewRBAC(testPolicy()))
+	authorize := Union(Masters{}, NewNode(fakePods{}, fakeClaims{}), NewRBAC(testPolicy()))
 	a := resourceAttrs("delete", "", "nodes", "", "", "n1")
 	a.User = masters
 	if d, _, _ := authorize(context.Background(), a); d != apiserver.DecisionAllow {
