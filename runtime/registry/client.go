@@ -11,6 +11,8 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/orch-dev/orch/runtime/image"
 )
@@ -125,12 +127,9 @@ func (s *session) get(ctx context.Context, path, accept string) (*http.Response,
 		if s.authz != "" {
 			req.Header.Set("Authorization", s.authz)
 		}
-		resp, err := s.hc.Do(req)
+		resp, err := s.send(ctx, req)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			return nil, &transportError{err: err}
+			return nil, err
 		}
 		if resp.StatusCode != http.StatusUnauthorized || attempt > 0 {
 			return resp, nil
@@ -148,6 +147,70 @@ func (s *session) get(ctx context.Context, path, accept string) (*http.Response,
 		resp.Body.Close()
 		s.authz = authz
 	}
+}
+
+// send sends req and gives up when the registry sends nothing for the
+// progress timeout, before the answer or within its body: a stalled
+// download must not hold a pod's image pull for ever, and a slow but
+// moving one must not be cut off by an overall deadline.
+func (s *session) send(ctx context.Context, req *http.Request) (*http.Response, error) {
+	rctx, cancel := context.WithCancel(ctx)
+	g := &stallGuard{timeout: s.p.progressTimeout, cancel: cancel}
+	g.timer = time.AfterFunc(g.timeout, g.fire)
+	resp, err := s.hc.Do(req.WithContext(rctx))
+	if err != nil {
+		g.stop()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, &transportError{err: g.explain(err)}
+	}
+	g.body = resp.Body
+	resp.Body = g
+	return resp, nil
+}
+
+// stallGuard is a response body that cancels its request when no byte
+// arrives for timeout.
+type stallGuard struct {
+	timeout time.Duration
+	timer   *time.Timer
+	cancel  context.CancelFunc
+	stalled atomic.Bool
+	body    io.ReadCloser
+}
+
+func (g *stallGuard) fire() {
+	g.stalled.Store(true)
+	g.cancel()
+}
+
+func (g *stallGuard) stop() {
+	g.timer.Stop()
+	g.cancel()
+}
+
+func (g *stallGuard) explain(err error) error {
+	if g.stalled.Load() {
+		return fmt.Errorf("the registry sent nothing for %s: %w", g.timeout, err)
+	}
+	return err
+}
+
+func (g *stallGuard) Read(p []byte) (int, error) {
+	n, err := g.body.Read(p)
+	if n > 0 {
+		g.timer.Reset(g.timeout)
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		err = g.explain(err)
+	}
+	return n, err
+}
+
+func (g *stallGuard) Close() error {
+	g.stop()
+	return g.body.Close()
 }
 
 // answer returns the Authorization header for a registry's challenges,

@@ -47,7 +47,10 @@ type Options struct {
 	Platform image.Platform
 	// UserAgent is sent with every request; default "orch".
 	UserAgent string
-	Logger    *slog.Logger
+	// ProgressTimeout ends a request when the registry sends nothing for
+	// this long (the kubelet's image pull progress deadline); default 1m.
+	ProgressTimeout time.Duration
+	Logger          *slog.Logger
 }
 
 // Puller pulls images into an image store. It is safe for concurrent use:
@@ -57,8 +60,10 @@ type Puller struct {
 	cfg       *Config
 	platform  platformMatcher
 	userAgent string
-	log       *slog.Logger
-	tokens    *tokenCache
+	// progressTimeout ends requests that stall, see Options.
+	progressTimeout time.Duration
+	log             *slog.Logger
+	tokens          *tokenCache
 
 	mu      sync.Mutex
 	clients map[string]*http.Client // by endpoint host
@@ -78,18 +83,22 @@ func New(opts Options) (*Puller, error) {
 	if opts.UserAgent == "" {
 		opts.UserAgent = "orch"
 	}
+	if opts.ProgressTimeout <= 0 {
+		opts.ProgressTimeout = time.Minute
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
 	p := &Puller{
-		cfg:       opts.Config,
-		platform:  newPlatformMatcher(opts.Platform),
-		userAgent: opts.UserAgent,
-		log:       opts.Logger,
-		tokens:    newTokenCache(),
-		clients:   map[string]*http.Client{},
-		plain:     map[string]bool{},
-		flights:   map[flightKey]*flight{},
+		cfg:             opts.Config,
+		platform:        newPlatformMatcher(opts.Platform),
+		userAgent:       opts.UserAgent,
+		progressTimeout: opts.ProgressTimeout,
+		log:             opts.Logger,
+		tokens:          newTokenCache(),
+		clients:         map[string]*http.Client{},
+		plain:           map[string]bool{},
+		flights:         map[flightKey]*flight{},
 	}
 	for host, hc := range opts.Config.Configs {
 		c, err := newHTTPClient(hc.TLS)

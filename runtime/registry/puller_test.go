@@ -410,6 +410,21 @@ func TestPullSharedCancellation(t *testing.T) {
 	}
 }
 
+func TestPullStalledRegistry(t *testing.T) {
+	reg := testregistry.New(t, testregistry.Options{})
+	reg.PushImage("test/busybox", "1", hostPlatform)
+	release := reg.Hold() // blobs never come
+	defer release()
+	p, err := New(Options{Platform: image.Platform{OS: "linux", Architecture: goruntime.GOARCH}, ProgressTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.Pull(context.Background(), newStore(t), reg.Host+"/test/busybox:1", nil)
+	if err == nil || !strings.Contains(err.Error(), "the registry sent nothing for 200ms") {
+		t.Fatalf("pull from a stalled registry = %v", err)
+	}
+}
+
 func TestPullCancelled(t *testing.T) {
 	reg := testregistry.New(t, testregistry.Options{})
 	reg.PushImage("test/busybox", "1", hostPlatform)
