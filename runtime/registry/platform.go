@@ -104,6 +104,9 @@ func newPlatformMatcher(p image.Platform) platformMatcher {
 			m.variants = append(m.variants, "v"+strconv.Itoa(n))
 		}
 		m.variants = append(m.variants, "")
+	case "amd64":
+		// v1 is the baseline every amd64 CPU runs; images rarely say it.
+		m.variants = []string{"", "v1"}
 	default:
 		m.variants = []string{p.Variant}
 		if p.Variant != "" {

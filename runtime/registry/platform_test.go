@@ -45,6 +45,7 @@ func TestPickManifest(t *testing.T) {
 		err   string
 	}{
 		{node: image.Platform{OS: "linux", Architecture: "amd64"}, index: index, want: "amd64"},
+		{node: image.Platform{OS: "linux", Architecture: "amd64"}, index: []image.Descriptor{d("v3", "linux", "amd64", "v3"), d("v1", "linux", "amd64", "v1")}, want: "v1"},
 		{node: image.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}, index: index, want: "arm64"},
 		{node: image.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}, index: []image.Descriptor{d("a", "linux", "arm64", "")}, want: "a"},
 		{node: image.Platform{OS: "linux", Architecture: "arm", Variant: "v7"}, index: index, want: "armv7"},
