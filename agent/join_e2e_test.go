@@ -177,6 +177,29 @@ spec:
 	})
 	waitJoinE2ELogs(t, srv, "remote-logger")
 
+	// Cut the link until the server has noticed (no packet passes either
+	// way, as when an edge box loses its uplink), then restore it: the
+	// tunnel comes back by itself and the pod never restarted.
+	serverLog := filepath.Join(joinE2EDir, "server.log")
+	disconnects := countInFile(serverLog, `msg="tunnel: node disconnected"`)
+	connects := countInFile(serverLog, `msg="tunnel: node connected"`)
+	agentNS.Nft(t, `table inet orch_join_cut {
+	chain input { type filter hook input priority -10; policy accept; iifname "eth0" drop; }
+	chain output { type filter hook output priority -10; policy accept; oifname "eth0" drop; }
+}`)
+	waitFor(t, 90*time.Second, "the server noticing the cut link", func() (bool, error) {
+		return countInFile(serverLog, `msg="tunnel: node disconnected"`) > disconnects, nil
+	})
+	agentNS.MustRun(t, "nft", "delete", "table", "inet", "orch_join_cut")
+	waitFor(t, 90*time.Second, "the tunnel back after the cut", func() (bool, error) {
+		return countInFile(serverLog, `msg="tunnel: node connected"`) > connects, nil
+	})
+	waitJoinE2ENodeReady(t, srv)
+	waitJoinE2ELogs(t, srv, "remote-logger")
+	if out, err := srv.kubectl("get", "pod", "remote-logger", "-o", "jsonpath={.status.containerStatuses[0].restartCount}"); err != nil || strings.TrimSpace(out) != "0" {
+		t.Errorf("restart count after the cut: %v %q, want 0", err, out)
+	}
+
 	if out, err := srv.kubectl("delete", "pod", "remote-logger", "--wait=true", "--timeout=60s"); err != nil {
 		t.Errorf("kubectl delete pod: %v\n%s", err, out)
 	}
@@ -349,4 +372,10 @@ func checkJoinE2EPortForward(ctx context.Context, t *testing.T, s *joinE2EServer
 	stop()
 	<-exited
 	t.Errorf("no page through kubectl port-forward to the remote pod: %v\nkubectl: %s", last, out.String())
+}
+
+// countInFile counts the lines of path that contain s.
+func countInFile(path, s string) int {
+	b, _ := os.ReadFile(path)
+	return bytes.Count(b, []byte(s))
 }
