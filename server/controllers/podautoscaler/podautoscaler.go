@@ -36,6 +36,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -237,22 +238,39 @@ func derefReplicas(p *int32) int32 {
 }
 
 // scaleTo sets the target's spec.replicas, as a write to its scale
-// subresource does.
+// subresource does. A conflict with another writer (the target's own
+// controller updating its status) is retried on a fresh copy: only the
+// replica count is ours to set.
 func (c *Controller) scaleTo(ctx context.Context, t *target, replicas int32) error {
-	obj := t.obj.DeepCopyObject()
-	switch o := obj.(type) {
-	case *appsv1.Deployment:
-		o.Spec.Replicas = &replicas
-	case *appsv1.ReplicaSet:
-		o.Spec.Replicas = &replicas
-	case *appsv1.StatefulSet:
-		o.Spec.Replicas = &replicas
-	case *corev1.ReplicationController:
-		o.Spec.Replicas = &replicas
+	obj := t.obj
+	for attempt := 0; ; attempt++ {
+		obj = obj.DeepCopyObject()
+		switch o := obj.(type) {
+		case *appsv1.Deployment:
+			o.Spec.Replicas = &replicas
+		case *appsv1.ReplicaSet:
+			o.Spec.Replicas = &replicas
+		case *appsv1.StatefulSet:
+			o.Spec.Replicas = &replicas
+		case *corev1.ReplicationController:
+			o.Spec.Replicas = &replicas
+		}
+		_, err := c.api.Update(ctx, t.gvr, obj, "", c.opts.FieldManager)
+		if !apierrors.IsConflict(err) || attempt == maxConflictRetries {
+			return err
+		}
+		m, merr := meta.Accessor(obj)
+		if merr != nil {
+			return err
+		}
+		if obj, err = c.api.Get(ctx, t.gvr, m.GetNamespace(), m.GetName()); err != nil {
+			return err
+		}
 	}
-	_, err := c.api.Update(ctx, t.gvr, obj, "", c.opts.FieldManager)
-	return err
 }
+
+// maxConflictRetries bounds the retries of a conflicting scale write.
+const maxConflictRetries = 3
 
 // reconcileAutoscaler is one sync of one autoscaler (upstream's
 // reconcileAutoscaler).

@@ -2,21 +2,25 @@ package podautoscaler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/utils/ptr"
 
 	"github.com/orch-dev/orch/server/controllers/fakeapi"
@@ -167,10 +171,23 @@ func TestControllerScalesAndReports(t *testing.T) {
 		return "none"
 	}
 
+	// The first scale write conflicts with another writer: retried.
+	var conflicts atomic.Int32
+	conflicts.Store(1)
+	api.SetFail(func(verb string, gvr schema.GroupVersionResource, _, name string) error {
+		if verb == "update" && gvr == deployments && conflicts.Add(-1) >= 0 {
+			return apierrors.NewConflict(gvr.GroupResource(), name, errors.New("the object has been modified"))
+		}
+		return nil
+	})
+
 	// 400m of 200m: 200% against 50%, eight pods wanted, five allowed.
 	hpa := sync("web")
 	if got := replicas(); got != 5 {
 		t.Fatalf("replicas = %d, want 5; events %q", got, rec.take())
+	}
+	if conflicts.Load() >= 0 {
+		t.Error("the conflicting scale write was not retried")
 	}
 	wantEvent := "Normal SuccessfulRescale New size: 5; reason: cpu resource utilization (percentage of request) above target"
 	if events := rec.take(); !slices.Contains(events, wantEvent) {
