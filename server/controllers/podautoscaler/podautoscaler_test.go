@@ -241,3 +241,97 @@ func TestControllerScalesAndReports(t *testing.T) {
 		t.Errorf("orphan events = %q", events)
 	}
 }
+
+func TestControllerScalesEveryKind(t *testing.T) {
+	selector := &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}
+	objMeta := metav1.ObjectMeta{Name: "web", Namespace: "default"}
+	withScale := func(r *registry.Resource) *registry.Resource {
+		r.Subresources = []string{"status", "scale"}
+		return r
+	}
+	for _, tc := range []struct {
+		kind       string
+		res        *registry.Resource
+		obj        runtime.Object
+		replicasOf func(runtime.Object) int32
+	}{
+		{
+			kind:       "ReplicaSet",
+			obj:        &appsv1.ReplicaSet{ObjectMeta: objMeta, Spec: appsv1.ReplicaSetSpec{Replicas: ptr.To[int32](2), Selector: selector}},
+			replicasOf: func(o runtime.Object) int32 { return *o.(*appsv1.ReplicaSet).Spec.Replicas },
+		},
+		{
+			kind: "StatefulSet",
+			res: withScale(&registry.Resource{GroupVersion: appsv1.SchemeGroupVersion, Name: "statefulsets", Kind: "StatefulSet", Namespaced: true,
+				New: func() runtime.Object { return &appsv1.StatefulSet{} }, NewList: func() runtime.Object { return &appsv1.StatefulSetList{} }}),
+			obj:        &appsv1.StatefulSet{ObjectMeta: objMeta, Spec: appsv1.StatefulSetSpec{Replicas: ptr.To[int32](2), Selector: selector}},
+			replicasOf: func(o runtime.Object) int32 { return *o.(*appsv1.StatefulSet).Spec.Replicas },
+		},
+		{
+			kind: "ReplicationController",
+			res: withScale(&registry.Resource{GroupVersion: corev1.SchemeGroupVersion, Name: "replicationcontrollers", Kind: "ReplicationController", Namespaced: true,
+				New: func() runtime.Object { return &corev1.ReplicationController{} }, NewList: func() runtime.Object { return &corev1.ReplicationControllerList{} }}),
+			obj:        &corev1.ReplicationController{ObjectMeta: objMeta, Spec: corev1.ReplicationControllerSpec{Replicas: ptr.To[int32](2), Selector: map[string]string{"app": "web"}}},
+			replicasOf: func(o runtime.Object) int32 { return *o.(*corev1.ReplicationController).Spec.Replicas },
+		},
+	} {
+		t.Run(tc.kind, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			table := resources()
+			for _, r := range table {
+				if r.Name == "replicasets" {
+					r.Subresources = append(r.Subresources, "scale")
+				}
+			}
+			if tc.res != nil {
+				tc.res.PrepareForUpdate = func(obj, old runtime.Object) {}
+				tc.res.PrepareForStatusUpdate = func(obj, old runtime.Object) {}
+				table = append(table, tc.res)
+			}
+			api := fakeapi.New(table...)
+			var gvr schema.GroupVersionResource
+			for _, r := range table {
+				if r.Kind == tc.kind {
+					gvr = r.GroupVersionResource()
+				}
+			}
+			api.MustCreate(gvr, tc.obj)
+			for i := range 2 {
+				api.MustCreate(podsGVR, testPod(i, "200m"))
+			}
+			api.MustCreate(hpaGVR, &autoscalingv2.HorizontalPodAutoscaler{
+				ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"},
+				Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
+					ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: gvr.GroupVersion().String(), Kind: tc.kind, Name: "web"},
+					MaxReplicas:    3,
+					Metrics: []autoscalingv2.MetricSpec{{Type: autoscalingv2.ResourceMetricSourceType, Resource: &autoscalingv2.ResourceMetricSource{
+						Name: corev1.ResourceCPU, Target: autoscalingv2.MetricTarget{Type: autoscalingv2.AverageValueMetricType, AverageValue: ptr.To(resource.MustParse("100m"))}}}},
+				},
+			})
+			log := slog.New(slog.NewTextHandler(io.Discard, nil))
+			factory := informer.NewFactory(api, log)
+			rec := &fakeRecorder{}
+			c := New(api, factory, rec, &fakeMetrics{usage: map[string]string{"p-0": "150m", "p-1": "150m"}}, Options{Logger: log})
+			c.now = func() time.Time { return testNow }
+			go func() { _ = factory.Run(ctx) }()
+			if !informer.WaitForSync(ctx, c.hpaInf, c.podInf) {
+				t.Fatal("informers did not sync")
+			}
+			if _, ok := queue.RequeueDelay(c.reconcile(ctx, "default/web")); !ok {
+				t.Fatal("no requeue")
+			}
+			// 150m against an average of 100m: ceil(1.5 × 2) = 3.
+			obj, err := api.Get(ctx, gvr, "default", "web")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := tc.replicasOf(obj); got != 3 {
+				t.Fatalf("replicas = %d, want 3; events %q", got, rec.take())
+			}
+			if events := rec.take(); !slices.Contains(events, "Normal SuccessfulRescale New size: 3; reason: cpu resource above target") {
+				t.Errorf("events = %q", events)
+			}
+		})
+	}
+}
