@@ -41,7 +41,9 @@ func (a *Authenticator) ReviewToken(ctx context.Context, obj runtime.Object) (ru
 		err  error
 		done bool
 	)
-	if r, isReviewer := a.tokens.(audienceReviewer); isReviewer && len(in.Spec.Audiences) > 0 {
+	// Without audiences in the spec, the API server's are checked and
+	// reported, as Kubernetes does.
+	if r, isReviewer := a.tokens.(audienceReviewer); isReviewer {
 		u, auds, err = r.Review(ctx, in.Spec.Token, in.Spec.Audiences)
 		done = !errors.Is(err, serviceaccount.ErrNotServiceAccountToken)
 	}
