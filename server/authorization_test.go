@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -142,6 +145,31 @@ func TestAuthorizationWithKubectl(t *testing.T) {
 	if out, err := c.try("auth", "can-i", "create", "rolebindings", "-n", "team", "--as", "alice"); err == nil || strings.TrimSpace(out) != "no" {
 		t.Errorf("alice (edit) can-i create rolebindings: %v %q", err, out)
 	}
+	// SubjectAccessReview and LocalSubjectAccessReview (protobuf, through
+	// client-go) ask about anyone.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sar, err := c.cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+		User: "system:serviceaccount:team:robot", Groups: []string{"system:serviceaccounts", "system:authenticated"},
+		ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: "team", Verb: "list", Resource: "pods"}}}, metav1.CreateOptions{})
+	if err != nil || !sar.Status.Allowed || !strings.Contains(sar.Status.Reason, `RoleBinding "team/robot-reads-pods" of Role "pod-reader"`) {
+		t.Errorf("subject access review: %+v, %v", sar, err)
+	}
+	lsar, err := c.cs.AuthorizationV1().LocalSubjectAccessReviews("team").Create(ctx, &authorizationv1.LocalSubjectAccessReview{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "team"}, Spec: authorizationv1.SubjectAccessReviewSpec{User: "alice",
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: "team", Verb: "get", Resource: "secrets", Name: "x"}}}, metav1.CreateOptions{})
+	if err != nil || !lsar.Status.Allowed || !strings.Contains(lsar.Status.Reason, `RoleBinding "team/alice-edits" of ClusterRole "edit" to User "alice"`) {
+		t.Errorf("local subject access review of alice (edit): %+v, %v", lsar, err)
+	}
+	_, err = c.cs.AuthorizationV1().LocalSubjectAccessReviews("team").Create(ctx, &authorizationv1.LocalSubjectAccessReview{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "team"}, Spec: authorizationv1.SubjectAccessReviewSpec{User: "alice",
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: "default", Verb: "get", Resource: "secrets"}}}, metav1.CreateOptions{})
+	if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "spec.resourceAttributes.namespace: Invalid value: \"default\": must match metadata.namespace") {
+		t.Errorf("local review of another namespace: %v", err)
+	}
+	c.denied(`subjectaccessreviews.authorization.k8s.io is forbidden: User "system:serviceaccount:team:robot" cannot create resource "subjectaccessreviews"`,
+		"--kubeconfig", robot, "create", "-f", writeManifest(t, `{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","spec":{"user":"x","nonResourceAttributes":{"verb":"get","path":"/"}}}`))
+
 	// A namespace admin grants what it holds, and nothing more.
 	c.kubectl("create", "rolebinding", "bob-admin", "-n", "team", "--clusterrole=admin", "--user=bob")
 	c.eventually(30*time.Second, []string{"rolebinding"}, "create", "rolebinding", "carol-edits", "-n", "team", "--clusterrole=edit", "--user=carol", "--as", "bob")
