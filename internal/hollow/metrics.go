@@ -48,9 +48,11 @@ func (u *podUsage) cpuAt(t time.Time) float64 {
 	return u.cpuSeconds + float64(u.cpuMilli)/1000*t.Sub(u.since).Seconds()
 }
 
-// nodeUsage is a node's own simulated cumulative CPU time.
+// nodeUsage is what a node's cumulative CPU time holds beyond its current
+// pods': the CPU time of pods that are gone, and its base usage since it
+// started.
 type nodeUsage struct {
-	cpuSeconds float64 // of pods gone, and the base, up to since
+	cpuSeconds float64 // of pods that are gone
 	since      time.Time
 }
 
