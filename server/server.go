@@ -247,9 +247,6 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, st store.Store, ca
 		case join.Handles(r.URL.Path):
 			joiner.ServeHTTP(w, r)
 			return
-		case strings.HasPrefix(r.URL.Path, tunnel.PathPrefix):
-			tun.ServeHTTP(w, r)
-			return
 		case r.URL.Path != "/metrics":
 			apiHandler.ServeHTTP(w, r)
 			return
@@ -257,7 +254,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, st store.Store, ca
 		metricsHandler.ServeHTTP(w, r)
 	})
 	hs := &http.Server{
-		Handler: metrics.InstrumentHandler(reg, handler),
+		Handler: tunnelOr(tun, metrics.InstrumentHandler(reg, handler)),
 		TLSConfig: &tls.Config{
 			Certificates: []tls.Certificate{serving},
 			// Clients without a certificate still get through TLS: they
@@ -366,6 +363,19 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, st store.Store, ca
 		return nil
 	})
 	return g.Wait()
+}
+
+// tunnelOr serves the agents' tunnels with tun and everything else with
+// next. Tunnel streams last as long as a connection or a session, so they
+// stay out of the request metrics.
+func tunnelOr(tun *tunnel.Server, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, tunnel.PathPrefix) {
+			tun.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // http2Config is the tunnel's HTTP/2 settings (per-stream flow control,
