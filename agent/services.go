@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -26,6 +27,8 @@ import (
 	"github.com/orch-dev/orch/netproxy/podnet"
 	"github.com/orch-dev/orch/netproxy/proxy"
 )
+
+var _ PodNetwork = (*podnet.Network)(nil)
 
 // Resources the node's networking follows.
 var (
@@ -344,9 +347,7 @@ func (s *serviceState) removeSlice(v *discoveryv1.EndpointSlice) {
 // routeState keeps the routes to other nodes' pod subnets current.
 type routeState struct {
 	net *podnet.Network
-	log interface {
-		Warn(msg string, args ...any)
-	}
+	log *slog.Logger
 
 	mu      sync.Mutex
 	nodes   map[string]*v1.Node
