@@ -331,29 +331,15 @@ func spdySession(w http.ResponseWriter, r *http.Request, opts Options) (*session
 	}}
 	timeout := time.NewTimer(StreamCreationTimeout)
 	defer timeout.Stop()
-	for got := 0; got < want; got++ {
+	for received := 0; received < want; {
 		select {
 		case st := <-streams:
 			accepted = append(accepted, st)
-			switch st.Headers().Get(corev1.StreamType) {
-			case corev1.StreamTypeError:
-				if protocol == rcconst.StreamProtocolV4Name || protocol == rcconst.StreamProtocolV5Name {
-					s.writeStatus = jsonStatusWriter(st)
-				} else {
-					s.writeStatus = textStatusWriter(st)
-				}
-			case corev1.StreamTypeStdin:
-				s.stdin = st
-			case corev1.StreamTypeStdout:
-				s.stdout = st
-			case corev1.StreamTypeStderr:
-				s.stderr = st
-			case corev1.StreamTypeResize:
-				s.resize = st
-			default:
-				st.Reset()
-				got-- // not one of ours; keep waiting
+			if !s.take(st, protocol) {
+				_ = st.Reset() // not one of ours: keep waiting for those
+				continue
 			}
+			received++
 		case <-timeout.C:
 			s.close()
 			return nil, false
@@ -367,6 +353,30 @@ func spdySession(w http.ResponseWriter, r *http.Request, opts Options) (*session
 		return nil, false
 	}
 	return s, true
+}
+
+// take files a client stream by its streamType header; false if the type
+// is unknown.
+func (s *session) take(st *spdystream.Stream, protocol string) bool {
+	switch st.Headers().Get(corev1.StreamType) {
+	case corev1.StreamTypeError:
+		if protocol == rcconst.StreamProtocolV4Name || protocol == rcconst.StreamProtocolV5Name {
+			s.writeStatus = jsonStatusWriter(st)
+		} else {
+			s.writeStatus = textStatusWriter(st)
+		}
+	case corev1.StreamTypeStdin:
+		s.stdin = st
+	case corev1.StreamTypeStdout:
+		s.stdout = st
+	case corev1.StreamTypeStderr:
+		s.stderr = st
+	case corev1.StreamTypeResize:
+		s.resize = st
+	default:
+		return false
+	}
+	return true
 }
 
 // jsonStatusWriter writes the Status as JSON (protocol v4 and later).
