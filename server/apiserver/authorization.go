@@ -72,15 +72,18 @@ type Attributes struct {
 // appended to the Forbidden message). An error counts as a denial.
 type Authorizer func(ctx context.Context, a Attributes) (decision Decision, reason string, err error)
 
-// Well-known names the authorization step relies on.
+// Well-known names the authorization step relies on (server/auth and
+// server/serviceaccount define them too, but import this package).
 const (
-	authenticatedGroup    = "system:authenticated"
-	serviceAccountPrefix  = "system:serviceaccount:"
-	serviceAccountsGroup  = "system:serviceaccounts"
-	impersonateUserHeader = "Impersonate-User"
-	impersonateGroupHdr   = "Impersonate-Group"
-	impersonateUIDHeader  = "Impersonate-Uid"
-	impersonateExtraPfx   = "Impersonate-Extra-"
+	authenticatedGroup   = "system:authenticated"
+	serviceAccountPrefix = "system:serviceaccount:"
+	serviceAccountsGroup = "system:serviceaccounts"
+
+	// Impersonation headers, as kubectl --as, --as-group and --as-uid send.
+	headerImpersonateUser        = "Impersonate-User"
+	headerImpersonateGroup       = "Impersonate-Group"
+	headerImpersonateUID         = "Impersonate-Uid"
+	headerImpersonateExtraPrefix = "Impersonate-Extra-"
 )
 
 // authenticate identifies the caller of r (401 when unknown), resolves
@@ -189,15 +192,15 @@ func requestAttributes(r *http.Request, u UserInfo) Attributes {
 // impersonate returns the user r acts as: u itself, or the user named by
 // the Impersonate-* headers once u may impersonate it and each group.
 func (s *Server) impersonate(r *http.Request, u UserInfo) (UserInfo, error) {
-	name := r.Header.Get(impersonateUserHeader)
-	groups := r.Header.Values(impersonateGroupHdr)
+	name := r.Header.Get(headerImpersonateUser)
+	groups := r.Header.Values(headerImpersonateGroup)
 	hasExtra := false
 	for h := range r.Header {
-		if strings.HasPrefix(h, impersonateExtraPfx) {
+		if strings.HasPrefix(h, headerImpersonateExtraPrefix) {
 			hasExtra = true
 		}
 	}
-	uid := r.Header.Get(impersonateUIDHeader)
+	uid := r.Header.Get(headerImpersonateUID)
 	if name == "" {
 		if len(groups) > 0 || hasExtra || uid != "" {
 			return u, apierrors.NewBadRequest("requested impersonation of groups, extra or uid without impersonating a user")
@@ -208,24 +211,20 @@ func (s *Server) impersonate(r *http.Request, u UserInfo) (UserInfo, error) {
 		// orch users carry no extra or uid to impersonate.
 		return u, apierrors.NewBadRequest("impersonation of extra user fields and uids is not supported")
 	}
-	checks := make([]Attributes, 0, 1+len(groups))
-	target := Attributes{User: u, Verb: "impersonate", ResourceRequest: true, Resource: "users", Name: name}
+	checks := []Attributes{{User: u, Verb: "impersonate", ResourceRequest: true, Resource: "users", Name: name}}
 	if rest, ok := strings.CutPrefix(name, serviceAccountPrefix); ok {
 		ns, sa, found := strings.Cut(rest, ":")
 		if !found || ns == "" || sa == "" || strings.Contains(sa, ":") {
 			return u, apierrors.NewBadRequest(fmt.Sprintf("invalid service account username %q", name))
 		}
-		target.Resource, target.Namespace, target.Name = "serviceaccounts", ns, sa
-		if len(groups) == 0 {
-			groups = []string{serviceAccountsGroup, serviceAccountsGroup + ":" + ns}
-			checks = append(checks, target)
-		}
+		checks[0].Resource, checks[0].Namespace, checks[0].Name = "serviceaccounts", ns, sa
 	}
-	if len(checks) == 0 {
-		checks = append(checks, target)
-		for _, g := range groups {
-			checks = append(checks, Attributes{User: u, Verb: "impersonate", ResourceRequest: true, Resource: "groups", Name: g})
-		}
+	for _, g := range groups {
+		checks = append(checks, Attributes{User: u, Verb: "impersonate", ResourceRequest: true, Resource: "groups", Name: g})
+	}
+	if checks[0].Resource == "serviceaccounts" && len(groups) == 0 {
+		// A service account comes with its groups, as its token would.
+		groups = []string{serviceAccountsGroup, serviceAccountsGroup + ":" + checks[0].Namespace}
 	}
 	for _, a := range checks {
 		if err := s.authorize(r.Context(), a); err != nil {
