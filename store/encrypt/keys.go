@@ -1,6 +1,7 @@
 package encrypt
 
 import (
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
@@ -259,7 +260,7 @@ var ErrUnknownKey = errors.New("encrypted with a key that is not in the key file
 
 // decrypt opens a value sealed by any key; plain text passes through.
 func (kr *Keyring) decrypt(key string, value []byte) ([]byte, error) {
-	if !strings.HasPrefix(string(value[:min(len(value), len(encryptedMarker))]), encryptedMarker) {
+	if !bytes.HasPrefix(value, []byte(encryptedMarker)) {
 		return value, nil
 	}
 	for _, k := range kr.keys {
@@ -278,9 +279,11 @@ func (kr *Keyring) decrypt(key string, value []byte) ([]byte, error) {
 		}
 		return plain, nil
 	}
-	end := min(len(value), 64)
-	if i := strings.LastIndexByte(string(value[:end]), ':'); i > 0 {
-		end = i
+	// Name the provider and key ("k8s:enc:aesgcm:v1:key3"), never the
+	// ciphertext after them.
+	fields := bytes.SplitN(value, []byte(":"), 6)
+	if len(fields) > 5 {
+		fields = fields[:5]
 	}
-	return nil, fmt.Errorf("decrypt %s (%s): %w", key, value[:end], ErrUnknownKey)
+	return nil, fmt.Errorf("decrypt %s (%q): %w", key, bytes.Join(fields, []byte(":")), ErrUnknownKey)
 }
