@@ -182,7 +182,7 @@ func Parse(r io.Reader, now time.Time) (Snapshot, error) {
 			return Snapshot{}, fmt.Errorf("line %d: %w", line, err)
 		}
 		set := func(u *Usage, memory bool) error {
-			if smp.value < 0 || math.IsNaN(smp.value) || math.IsInf(smp.value, 0) {
+			if smp.value < 0 || math.IsNaN(smp.value) || math.IsInf(smp.value, 0) || (memory && smp.value >= math.MaxUint64) {
 				return fmt.Errorf("line %d: %s: invalid value %v", line, smp.name, smp.value)
 			}
 			u.Time = smp.time

@@ -71,6 +71,7 @@ func TestParseBadInput(t *testing.T) {
 		"bad value":         "node_cpu_usage_seconds_total abc\n",
 		"negative":          "node_memory_working_set_bytes -1\n",
 		"NaN":               "node_cpu_usage_seconds_total NaN\n",
+		"memory overflow":   "node_memory_working_set_bytes 1e30\n",
 		"bad timestamp":     "node_cpu_usage_seconds_total 1 yesterday\n",
 		"unterminated":      `pod_cpu_usage_seconds_total{namespace="a,pod="b} 1` + "\n",
 		"missing pod label": `pod_cpu_usage_seconds_total{namespace="a"} 1` + "\n",
@@ -82,4 +83,31 @@ func TestParseBadInput(t *testing.T) {
 			t.Errorf("%s: Parse accepted %.60q", name, text)
 		}
 	}
+}
+
+// FuzzParse: whatever a node answers, Parse returns an error or a
+// snapshot that Write encodes and Parse reads back the same.
+func FuzzParse(f *testing.F) {
+	f.Add("node_cpu_usage_seconds_total 1 1700000000000\n")
+	f.Add(`container_memory_working_set_bytes{container="a",namespace="b",pod="c"} 1e3` + "\n")
+	f.Add(`pod_cpu_usage_seconds_total{namespace="a\"b",pod="c\\d"} 2 3` + "\n# HELP x\n")
+	f.Add("scrape_error 1\n{}\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		now := time.UnixMilli(1_700_000_000_000)
+		s, err := Parse(strings.NewReader(text), now)
+		if err != nil {
+			return
+		}
+		var buf bytes.Buffer
+		if err := Write(&buf, s); err != nil {
+			t.Fatal(err)
+		}
+		again, err := Parse(&buf, now)
+		if err != nil {
+			t.Fatalf("Parse of Write's output: %v\n%s", err, buf.String())
+		}
+		if len(again.Pods) != len(s.Pods) || len(again.Containers) != len(s.Containers) || (again.Node == nil) != (s.Node == nil) {
+			t.Fatalf("round trip changed the snapshot:\n%+v\n%+v", s, again)
+		}
+	})
 }
