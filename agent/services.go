@@ -102,11 +102,19 @@ func (a *Agent) startNetworking(ctx context.Context, g *errgroup.Group) error {
 	if nodeIP.IsValid() {
 		nodeIPs = append(nodeIPs, nodeIP)
 	}
+	// NodePorts answer on 127.0.0.1 too, as kube-proxy's do; the kernel
+	// routes DNATed loopback packets out only with route_localnet.
+	localhostNodePorts := true
+	if err := os.WriteFile("/proc/sys/net/ipv4/conf/all/route_localnet", []byte("1"), 0o644); err != nil {
+		a.log.Warn("NodePorts will not answer on 127.0.0.1", "err", err)
+		localhostNodePorts = false
+	}
 	syncer := proxy.NewSyncer(proxy.Config{
-		NodeName:     a.nodeName,
-		NodeIPs:      nodeIPs,
-		ClusterCIDRs: []netip.Prefix{nc.ClusterCIDR},
-		ServiceCIDRs: []netip.Prefix{nc.ServiceCIDR},
+		NodeName:           a.nodeName,
+		LocalhostNodePorts: localhostNodePorts,
+		NodeIPs:            nodeIPs,
+		ClusterCIDRs:       []netip.Prefix{nc.ClusterCIDR},
+		ServiceCIDRs:       []netip.Prefix{nc.ServiceCIDR},
 	}, &proxy.NFTables{}, proxy.SyncerOptions{})
 	results := syncer.Results()
 	state := &serviceState{

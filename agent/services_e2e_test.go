@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -198,6 +199,28 @@ func TestPodNetworkE2E(t *testing.T) {
 	// And through the Service by its DNS name (node-local DNS, then the
 	// proxy's DNAT to the pod).
 	out = runToCompletion(t, cs, netE2ENode, "by-name", "cat /etc/resolv.conf && nslookup web.default.svc.cluster.local && "+httpGet("web.default.svc.cluster.local")+" && "+httpGet("web"))
+	// A NodePort answers on the node's address and on its 127.0.0.1.
+	np := &v1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "web-np", Namespace: "default"},
+		Spec: v1.ServiceSpec{
+			Type:     v1.ServiceTypeNodePort,
+			Selector: map[string]string{"app": "web"},
+			Ports:    []v1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(80)}},
+		},
+	}
+	np, err := cs.CoreV1().Services("default").Create(ctx, np, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeIP := netip.MustParsePrefix(netE2ENodeIP).Addr()
+	for _, addr := range []netip.Addr{nodeIP, netip.MustParseAddr("127.0.0.1")} {
+		target := netip.AddrPortFrom(addr, uint16(np.Spec.Ports[0].NodePort)).String()
+		waitFor(t, 30*time.Second, "NodePort "+target, func() (bool, error) {
+			body, err := httpGetIn(ctx, ns, target)
+			return err == nil && strings.Contains(body, "hello-from-web"), nil
+		})
+	}
+
 	websvc, err := cs.CoreV1().Services("default").Get(ctx, "web", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -265,6 +288,23 @@ func startWeb(t *testing.T, cs kubernetes.Interface, node string, podCIDR netip.
 // does the same over TCP.
 func httpGet(host string) string {
 	return "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 " + host + " 80"
+}
+
+// httpGetIn fetches / from addr, connecting from inside ns.
+func httpGetIn(ctx context.Context, ns *netnstest.NS, addr string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	c, err := dialInNetNS(ctx, ns.Path(), "tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, "GET / HTTP/1.0\r\n\r\n"); err != nil {
+		return "", err
+	}
+	b, err := io.ReadAll(c)
+	return string(b), err
 }
 
 // nodePodCIDR waits for node to be Ready with a podCIDR and returns it.
