@@ -83,13 +83,7 @@ func (s *serviceAccounts) attach(api *apiserver.Server, table *registry.Table, a
 	s.api.local = local
 	plugin := admission.NewServiceAccount(
 		informer.NewLister[*corev1.ServiceAccount](factory.For(serviceAccountsGVR)),
-		func(ctx context.Context, ns, name string) (*corev1.ServiceAccount, error) {
-			obj, err := local.Get(ctx, serviceAccountsGVR, ns, name)
-			if err != nil {
-				return nil, err
-			}
-			return obj.(*corev1.ServiceAccount), nil
-		})
+		serviceaccount.ObjectsFrom(local).ServiceAccount)
 	for _, res := range table.Resources() {
 		switch res.GroupVersionResource() {
 		case serviceAccountsGVR:
