@@ -90,3 +90,17 @@ func openStoreNoWait(path string) (store.Store, error) {
 	}
 	return st, nil
 }
+
+// EncryptionStatus reads the key file of dataDir: whether new Secrets are
+// encrypted, and the key names, the active one first. A missing file means
+// encryption was never turned on.
+func EncryptionStatus(dataDir string) (enabled bool, keys []string, err error) {
+	kr, err := encrypt.LoadKeyring(EncryptionConfigPath(dataDir), false)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil, nil
+	}
+	if err != nil {
+		return false, nil, err
+	}
+	return !kr.Plaintext(), kr.KeyNames(), nil
+}

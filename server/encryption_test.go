@@ -27,10 +27,19 @@ func TestEncryptSecretsOnAndOff(t *testing.T) {
 	if err != nil || off != store.Store(db) {
 		t.Fatalf("without the flag and a key file the store is not wrapped: %T, %v", off, err)
 	}
+	status := func(wantEnabled bool, wantKeys string) {
+		t.Helper()
+		enabled, keys, err := EncryptionStatus(dir)
+		if err != nil || enabled != wantEnabled || strings.Join(keys, ",") != wantKeys {
+			t.Errorf("status = %v %v %v, want %v [%s]", enabled, keys, err, wantEnabled, wantKeys)
+		}
+	}
+	status(false, "")
 	on, err := encryptSecrets(true, dir, db)
 	if err != nil {
 		t.Fatal(err)
 	}
+	status(true, "key1")
 	if _, err := on.Create(ctx, secretsPrefix+"ns/a", []byte("value-a"), store.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -38,6 +47,7 @@ func TestEncryptSecretsOnAndOff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	status(false, "key1")
 	if kv, err := off.Get(ctx, secretsPrefix+"ns/a"); err != nil || string(kv.Value) != "value-a" {
 		t.Errorf("encrypted secret with encryption off: %q %v", kv.Value, err)
 	}
