@@ -13,6 +13,7 @@ package hollow
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"strconv"
 	"sync"
@@ -210,10 +211,54 @@ func (c *Cluster) renewLease(ctx context.Context, node string) error {
 	return err
 }
 
+// podSyncers is how many pods the simulated kubelets bring up at once.
+// Real kubelets work in parallel, one per node; a single loop would make
+// the simulation, not the control plane, the bottleneck of a benchmark.
+const podSyncers = 16
+
+// podEvent is a pod to sync, or one that is gone.
+type podEvent struct {
+	pod     *corev1.Pod
+	deleted bool
+}
+
 // runPods watches pods on any node and plays kubelet for those on ours.
+// Events of one pod go to one syncer (chosen by UID), so they are handled
+// in order; different pods progress in parallel.
 func (c *Cluster) runPods(ctx context.Context) {
+	queues := make([]chan podEvent, podSyncers)
+	var wg sync.WaitGroup
+	for i := range queues {
+		queues[i] = make(chan podEvent, 64)
+		wg.Add(1)
+		go func(q <-chan podEvent) {
+			defer wg.Done()
+			for ev := range q {
+				if ev.deleted {
+					c.forgetUsage(ev.pod.UID, time.Now())
+				} else {
+					c.syncPod(ctx, ev.pod)
+				}
+			}
+		}(queues[i])
+	}
+	defer func() {
+		for _, q := range queues {
+			close(q)
+		}
+		wg.Wait()
+	}()
+	dispatch := func(ev podEvent) {
+		h := fnv.New32a()
+		_, _ = h.Write([]byte(ev.pod.UID))
+		select {
+		case queues[h.Sum32()%podSyncers] <- ev:
+		case <-ctx.Done():
+		}
+	}
+	onNode := fields.OneTermNotEqualSelector("spec.nodeName", "").String()
 	for ctx.Err() == nil {
-		list, err := c.cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: fields.OneTermNotEqualSelector("spec.nodeName", "").String()})
+		list, err := c.cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: onNode})
 		if err != nil {
 			sleep(ctx, time.Second)
 			continue
@@ -221,11 +266,10 @@ func (c *Cluster) runPods(ctx context.Context) {
 		live := map[types.UID]bool{}
 		for i := range list.Items {
 			live[list.Items[i].UID] = true
-			c.syncPod(ctx, &list.Items[i])
+			dispatch(podEvent{pod: &list.Items[i]})
 		}
 		c.forgetUsageExcept(live, time.Now())
-		w, err := c.cs.CoreV1().Pods("").Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion,
-			FieldSelector: fields.OneTermNotEqualSelector("spec.nodeName", "").String()})
+		w, err := c.cs.CoreV1().Pods("").Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion, FieldSelector: onNode})
 		if err != nil {
 			sleep(ctx, time.Second)
 			continue
@@ -234,13 +278,8 @@ func (c *Cluster) runPods(ctx context.Context) {
 			if ev.Type == watch.Error {
 				break
 			}
-			pod, ok := ev.Object.(*corev1.Pod)
-			switch {
-			case !ok:
-			case ev.Type == watch.Deleted:
-				c.forgetUsage(pod.UID, time.Now())
-			default:
-				c.syncPod(ctx, pod)
+			if pod, ok := ev.Object.(*corev1.Pod); ok {
+				dispatch(podEvent{pod: pod, deleted: ev.Type == watch.Deleted})
 			}
 		}
 		w.Stop()
