@@ -201,6 +201,8 @@ func TestPullMultiPlatform(t *testing.T) {
 		{node: image.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}, want: "linux/arm64/v8"},
 		{node: image.Platform{OS: "linux", Architecture: "arm", Variant: "v7"}, want: "linux/arm/v7"},
 		{node: image.Platform{OS: "linux", Architecture: "arm", Variant: "v6"}, err: "no matching manifest for linux/arm/v6 in the manifest list entries (has linux/amd64, linux/arm64/v8, linux/arm/v7)"},
+		// This machine (or qemu-user running the arm64 test binary).
+		{node: NodePlatform(), want: platformName(NodePlatform())},
 	}
 	for _, tt := range tests {
 		t.Run(platformName(tt.node), func(t *testing.T) {
