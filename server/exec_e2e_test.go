@@ -120,6 +120,19 @@ func TestKubectlStreamingE2E(t *testing.T) {
 			t.Errorf("exec into a missing container = %v, %q", err, out)
 		}
 	})
+	t.Run("exec into a waiting container", func(t *testing.T) {
+		// A crash-looping pod is Running, so kubectl asks; the node has no
+		// running container and answers as the kubelet does.
+		k.must(nil, "run", "crash", "--image=busybox:exec", "--image-pull-policy=Never", "--", "sh", "-c", "exit 1")
+		k.eventually("crash to back off", func() bool {
+			out, _ := k.run(nil, "get", "pod", "crash", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.reason}")
+			return out == "CrashLoopBackOff"
+		})
+		out, err := k.run(nil, "exec", "crash", "--", "true")
+		if want := `error: unable to upgrade connection: container not found ("crash")`; err == nil || !strings.Contains(out, want) {
+			t.Errorf("exec = %v, %q; want %q", err, out, want)
+		}
+	})
 	t.Run("cp", func(t *testing.T) {
 		src := filepath.Join(logsE2EDir, "cp-in.txt")
 		want := strings.Repeat("copied through kubectl cp\n", 1000)
