@@ -157,6 +157,9 @@ func (p *Puller) client(host string) *http.Client {
 	if c, ok := p.clients[host]; ok {
 		return c
 	}
+	if c, ok := p.clients[defaultDomain]; ok && host == defaultEndpoint {
+		return c // configs name Docker Hub docker.io, as images do
+	}
 	if c, ok := p.clients["*"]; ok {
 		return c
 	}
