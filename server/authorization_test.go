@@ -86,6 +86,25 @@ func TestAuthorizationWithKubectl(t *testing.T) {
 	// aggregated roles filled.
 	c.kubectl("get", "clusterrole", "cluster-admin", "view", "system:discovery", "system:basic-user", "system:public-info-viewer")
 	c.eventually(30*time.Second, []string{"deployments"}, "get", "clusterrole", "admin", "-o", "jsonpath={.rules[*].resources}")
+	// The aggregation controller pulls a labelled role into view, and
+	// through it into edit and admin; it takes it out again on delete.
+	c.apply(`apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: widget-viewer
+  labels: {rbac.authorization.k8s.io/aggregate-to-view: "true"}
+rules:
+- {apiGroups: [example.com], resources: [widgets], verbs: [get, list, watch]}
+`)
+	for _, role := range []string{"view", "edit", "admin"} {
+		c.eventually(30*time.Second, []string{"widgets"}, "get", "clusterrole", role, "-o", "jsonpath={.rules[*].resources}")
+	}
+	c.kubectl("delete", "clusterrole", "widget-viewer")
+	for deadline := time.Now().Add(30 * time.Second); strings.Contains(c.kubectl("get", "clusterrole", "admin", "-o", "jsonpath={.rules[*].resources}"), "widgets"); time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("admin still has the rules of a deleted aggregated role")
+		}
+	}
 
 	// A service account with a Role reads pods in its namespace and
 	// nothing else.
