@@ -145,16 +145,8 @@ func ServeRemoteCommand(w http.ResponseWriter, r *http.Request, opts Options, ru
 
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	streams := Streams{TTY: opts.TTY}
-	if s.stdin != nil {
-		streams.Stdin = s.stdin
-	}
-	if s.stdout != nil {
-		streams.Stdout = s.stdout
-	}
-	if s.stderr != nil {
-		streams.Stderr = s.stderr
-	}
+	// Unrequested streams are nil interfaces and stay nil here.
+	streams := Streams{Stdin: s.stdin, Stdout: s.stdout, Stderr: s.stderr, TTY: opts.TTY}
 	var resizes sync.WaitGroup
 	if opts.TTY && s.resize != nil {
 		ch := make(chan container.TerminalSize)
