@@ -160,6 +160,17 @@ func ForbiddenMessage(a Attributes) string {
 // requestAttributes describes r for authorization.
 func requestAttributes(r *http.Request, u UserInfo) Attributes {
 	ri, ok := parseRequestInfo(r)
+	if !ok {
+		// A resource path with more segments than a resource request has
+		// (pods/NAME/proxy/PATH) is still a request on that subresource,
+		// as upstream parses it, never a non-resource path that
+		// system:discovery's "/api/*" would grant.
+		if p, deeper := resourcePathPrefix(r.URL.Path); deeper {
+			short := r.Clone(r.Context())
+			short.URL.Path = p
+			ri, ok = parseRequestInfo(short)
+		}
+	}
 	if !ok || ri.Resource == "" {
 		return Attributes{User: u, Verb: strings.ToLower(r.Method), Path: r.URL.Path}
 	}
@@ -187,6 +198,32 @@ func requestAttributes(r *http.Request, u UserInfo) Attributes {
 		}
 	}
 	return a
+}
+
+// resourcePathPrefix cuts a path under /api/V or /apis/G/V after its
+// subresource segment; deeper reports whether there was more.
+func resourcePathPrefix(path string) (prefix string, deeper bool) {
+	parts := splitPath(path)
+	base := 0
+	switch {
+	case len(parts) > 2 && parts[0] == "api":
+		base = 2
+	case len(parts) > 3 && parts[0] == "apis":
+		base = 3
+	default:
+		return path, false
+	}
+	if parts[base] == "watch" {
+		base++
+	}
+	if len(parts) > base+2 && parts[base] == "namespaces" && !namespaceSubresources[parts[base+2]] {
+		base += 2
+	}
+	keep := base + 3 // resource, name, subresource
+	if len(parts) <= keep {
+		return path, false
+	}
+	return "/" + strings.Join(parts[:keep], "/"), true
 }
 
 // impersonate returns the user r acts as: u itself, or the user named by

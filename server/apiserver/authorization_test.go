@@ -134,7 +134,14 @@ func TestRequestAttributes(t *testing.T) {
 		{"POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
 			apiserver.Attributes{Verb: "create", ResourceRequest: true, APIGroup: "authorization.k8s.io", APIVersion: "v1", Resource: "selfsubjectaccessreviews"},
 			`selfsubjectaccessreviews.authorization.k8s.io is forbidden: User "bob" cannot create resource "selfsubjectaccessreviews" in API group "authorization.k8s.io" at the cluster scope`},
+		{"GET", "/api/v1/namespaces/ns/pods/p/proxy/some/path",
+			apiserver.Attributes{Verb: "get", ResourceRequest: true, APIVersion: "v1", Namespace: "ns", Resource: "pods", Subresource: "proxy", Name: "p"},
+			`pods "p" is forbidden: User "bob" cannot get resource "pods/proxy" in API group "" in the namespace "ns"`},
+		{"POST", "/api/v1/nodes/n1/proxy/metrics/x",
+			apiserver.Attributes{Verb: "create", ResourceRequest: true, APIVersion: "v1", Resource: "nodes", Subresource: "proxy", Name: "n1"},
+			`nodes "n1" is forbidden: User "bob" cannot create resource "nodes/proxy" in API group "" at the cluster scope`},
 		{"GET", "/apis", apiserver.Attributes{Verb: "get", Path: "/apis"}, `forbidden: User "bob" cannot get path "/apis"`},
+		{"GET", "/apis/apps/v1", apiserver.Attributes{Verb: "get", Path: "/apis/apps/v1"}, `forbidden: User "bob" cannot get path "/apis/apps/v1"`},
 		{"POST", "/api/v1", apiserver.Attributes{Verb: "post", Path: "/api/v1"}, `forbidden: User "bob" cannot post path "/api/v1"`},
 	}
 	for _, tt := range tests {
