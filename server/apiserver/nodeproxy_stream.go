@@ -99,9 +99,9 @@ func nodeStreamLocation(pod *corev1.Pod, subresource string, q url.Values) (stri
 	return "/" + subresource + "/" + url.PathEscape(pod.Namespace) + "/" + url.PathEscape(pod.Name) + "/" + url.PathEscape(container), out, nil
 }
 
-// hopHeaders are not passed to the node: the client's credentials are for
+// clientCredentialHeaders are not passed to the node: the client's credentials are for
 // the API server, the node trusts the transport.
-var hopHeaders = []string{"Authorization", "Proxy-Authorization", "Cookie"}
+var clientCredentialHeaders = []string{"Authorization", "Proxy-Authorization", "Cookie"}
 
 // proxyUpgrade sends r's upgrade to the node at u. A node that switches
 // protocols is spliced to the client until either side ends; any other
@@ -115,7 +115,7 @@ func proxyUpgrade(w http.ResponseWriter, r *http.Request, rt http.RoundTripper, 
 		return err
 	}
 	out.Header = r.Header.Clone()
-	for _, h := range hopHeaders {
+	for _, h := range clientCredentialHeaders {
 		out.Header.Del(h)
 	}
 	resp, err := rt.RoundTrip(out)
