@@ -182,6 +182,10 @@ func TestPodNetworkE2E(t *testing.T) {
 
 	ns := netnstest.New(t, "orchnet-node")
 	netnstest.NewSwitch(t, "orchnet-sw").Attach(t, ns, "uplink", netip.MustParsePrefix(netE2ENodeIP))
+	// What a default route does on a real node: packets to service
+	// addresses get past routing to the proxy's filter chains (here they
+	// go no further than the test's switch).
+	ns.MustRun(t, "ip", "route", "add", "10.43.0.0/16", "dev", "uplink")
 	cs := startNetServer(t, bin, ns, netE2EDir, netE2ENode, "127.0.0.1", "auto")
 	ctx := context.Background()
 
@@ -199,19 +203,17 @@ func TestPodNetworkE2E(t *testing.T) {
 	// And through the Service by its DNS name (node-local DNS, then the
 	// proxy's DNAT to the pod).
 	out = runToCompletion(t, cs, netE2ENode, "by-name", "cat /etc/resolv.conf && nslookup web.default.svc.cluster.local && "+httpGet("web.default.svc.cluster.local")+" && "+httpGet("web"))
-	// A NodePort answers on the node's address and on its 127.0.0.1.
-	np := &v1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "web-np", Namespace: "default"},
-		Spec: v1.ServiceSpec{
-			Type:     v1.ServiceTypeNodePort,
-			Selector: map[string]string{"app": "web"},
-			Ports:    []v1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(80)}},
-		},
-	}
-	np, err := cs.CoreV1().Services("default").Create(ctx, np, metav1.CreateOptions{})
+	websvc, err := cs.CoreV1().Services("default").Get(ctx, "web", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	if strings.Count(out, "hello-from-web") != 2 || !strings.Contains(out, "nameserver 10.43.0.10") ||
+		!strings.Contains(out, "Address: "+websvc.Spec.ClusterIP) {
+		t.Errorf("by-name output:\n%s", out)
+	}
+
+	// A NodePort answers on the node's address and on its 127.0.0.1.
+	np := createHTTPService(t, cs, "web-np", "web", v1.ServiceTypeNodePort)
 	nodeIP := netip.MustParsePrefix(netE2ENodeIP).Addr()
 	for _, addr := range []netip.Addr{nodeIP, netip.MustParseAddr("127.0.0.1")} {
 		target := netip.AddrPortFrom(addr, uint16(np.Spec.Ports[0].NodePort)).String()
@@ -221,13 +223,26 @@ func TestPodNetworkE2E(t *testing.T) {
 		})
 	}
 
-	websvc, err := cs.CoreV1().Services("default").Get(ctx, "web", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
+	// A Service without endpoints refuses at once instead of timing out.
+	createHTTPService(t, cs, "empty", "nothing", v1.ServiceTypeClusterIP)
+	out = runToCompletion(t, cs, netE2ENode, "refused", "if "+httpGet("empty")+"; then exit 1; fi")
+	if !strings.Contains(out, "Connection refused") {
+		t.Errorf("connecting to a Service without endpoints:\n%s", out)
 	}
-	if strings.Count(out, "hello-from-web") != 2 || !strings.Contains(out, "nameserver 10.43.0.10") ||
-		!strings.Contains(out, "Address: "+websvc.Spec.ClusterIP) {
-		t.Errorf("by-name output:\n%s", out)
+
+	// Hairpin: a pod reaches itself through its own Service.
+	hairpin := newPod("hairpin", v1.Container{Name: "main", Command: []string{"sh", "-c",
+		"mkdir -p /www && echo hello-from-hairpin > /www/index.html && httpd -p 80 -h /www && " +
+			"for i in $(seq 60); do " + httpGet("hairpin") + " | grep -q hello-from-hairpin && exit 0; sleep 1; done; exit 1"}})
+	hairpin.Labels = map[string]string{"app": "hairpin"}
+	hairpin.Spec.NodeName = netE2ENode
+	hairpin.Spec.RestartPolicy = v1.RestartPolicyNever
+	createHTTPService(t, cs, "hairpin", "hairpin", v1.ServiceTypeClusterIP)
+	createPod(t, cs, hairpin)
+	if p := waitPod(t, cs, "hairpin", 90*time.Second, "finished", func(p *v1.Pod) bool {
+		return p.Status.Phase == v1.PodSucceeded || p.Status.Phase == v1.PodFailed
+	}); p.Status.Phase != v1.PodSucceeded {
+		t.Errorf("the hairpin pod could not reach itself through its Service")
 	}
 }
 
@@ -253,7 +268,6 @@ func deletePodsAtEnd(t *testing.T, cs kubernetes.Interface) {
 // Service "web" and returns the pod's address, checked to be in podCIDR.
 func startWeb(t *testing.T, cs kubernetes.Interface, node string, podCIDR netip.Prefix) netip.Addr {
 	t.Helper()
-	ctx := context.Background()
 	web := newPod("web", v1.Container{
 		Name:    "httpd",
 		Command: []string{"sh", "-c", "mkdir -p /www && echo hello-from-web > /www/index.html && exec httpd -f -p 80 -h /www"},
@@ -265,22 +279,32 @@ func startWeb(t *testing.T, cs kubernetes.Interface, node string, podCIDR netip.
 	web.Labels = map[string]string{"app": "web"}
 	web.Spec.NodeName = node
 	createPod(t, cs, web)
-	svc := &v1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"},
-		Spec: v1.ServiceSpec{
-			Selector: map[string]string{"app": "web"},
-			Ports:    []v1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(80)}},
-		},
-	}
-	if _, err := cs.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	createHTTPService(t, cs, "web", "web", v1.ServiceTypeClusterIP)
 	p := waitPod(t, cs, "web", 90*time.Second, "ready", podReady)
 	ip, err := netip.ParseAddr(p.Status.PodIP)
 	if err != nil || !podCIDR.Contains(ip) {
 		t.Fatalf("web pod IP %q is not in its node's podCIDR %s", p.Status.PodIP, podCIDR)
 	}
 	return ip
+}
+
+// createHTTPService creates Service name of type typ, port 80 to port 80
+// of the pods labelled app=app.
+func createHTTPService(t *testing.T, cs kubernetes.Interface, name, app string, typ v1.ServiceType) *v1.Service {
+	t.Helper()
+	svc := &v1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
+		Spec: v1.ServiceSpec{
+			Type:     typ,
+			Selector: map[string]string{"app": app},
+			Ports:    []v1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(80)}},
+		},
+	}
+	out, err := cs.CoreV1().Services("default").Create(context.Background(), svc, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create service %s: %v", name, err)
+	}
+	return out
 }
 
 // httpGet is a shell command fetching / from host:80. busybox-static's
