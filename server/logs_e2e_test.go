@@ -162,7 +162,10 @@ func startLogsServer(t *testing.T, bin, data string) string {
 	kubeconfig := filepath.Join(logsE2EDir, "kubeconfig.yaml")
 	cmd := exec.Command(bin, "server", "--config", conf, "--data-dir", data,
 		"--bind-address", "127.0.0.1", "--https-listen-port", strconv.Itoa(freePort(t)),
-		"--write-kubeconfig", kubeconfig, "--node-name", "logs-e2e")
+		"--write-kubeconfig", kubeconfig, "--node-name", "logs-e2e",
+		// The server runs in the test machine's own network namespace:
+		// its node must not add a bridge, routes or nftables there.
+		"--flannel-backend", "none")
 	logf, err := os.Create(filepath.Join(logsE2EDir, "server.log"))
 	if err != nil {
 		t.Fatal(err)

@@ -53,7 +53,7 @@ func defaultServer() server.Config {
 		NodeGracePeriod:   40 * time.Second,
 		SnapshotInterval:  12 * time.Hour,
 		SnapshotRetention: 5,
-		FlannelBackend:    "none",
+		FlannelBackend:    "auto",
 	}
 }
 
@@ -418,7 +418,8 @@ func TestWriteKubeconfigRelative(t *testing.T) {
 }
 
 func TestAgent(t *testing.T) {
-	base := agent.Config{ServerURL: "https://10.0.0.1:6443", Token: "K10abc::server:def", NodeName: "test-host", DataDir: "/var/lib/orch", CgroupRoot: "/orch"}
+	base := agent.Config{ServerURL: "https://10.0.0.1:6443", Token: "K10abc::server:def", NodeName: "test-host", DataDir: "/var/lib/orch", CgroupRoot: "/orch",
+		Network: &agent.NetworkConfig{ClusterCIDR: netip.MustParsePrefix("10.42.0.0/16"), ServiceCIDR: netip.MustParsePrefix("10.43.0.0/16"), Backend: "auto"}}
 	tests := []struct {
 		name    string
 		in      input
