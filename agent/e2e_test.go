@@ -541,7 +541,10 @@ func cleanupE2E(t *testing.T) { cleanupTestNode(t, e2eDir, e2eCgroupRoot) }
 // cleanupTestNode kills the processes in the cgroups under cgroupRoot and
 // removes dir with everything mounted under it.
 func cleanupTestNode(t *testing.T, dir, cgroupRoot string) {
-	for _, root := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/freezer", "/sys/fs/cgroup/devices", "/sys/fs/cgroup/cpuset", "/sys/fs/cgroup/blkio"} {
+	// Every hierarchy: v2 at the root, or v1 ones (cpu and cpuacct are
+	// separate mounts on some hosts, joined as cpu,cpuacct on others).
+	hierarchies, _ := filepath.Glob("/sys/fs/cgroup/*")
+	for _, root := range append([]string{"/sys/fs/cgroup"}, hierarchies...) {
 		cg := filepath.Join(root, cgroupRoot)
 		if _, err := os.Stat(cg); err != nil {
 			continue

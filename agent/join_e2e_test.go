@@ -177,18 +177,20 @@ spec:
 	})
 	waitJoinE2ELogs(t, srv, "remote-logger")
 
-	// Cut the link until the server has noticed (no packet passes either
+	// Cut the link until both ends have noticed (no packet passes either
 	// way, as when an edge box loses its uplink), then restore it: the
 	// tunnel comes back by itself and the pod never restarted.
-	serverLog := filepath.Join(joinE2EDir, "server.log")
+	serverLog, agentLog := filepath.Join(joinE2EDir, "server.log"), filepath.Join(joinE2EDir, "agent-2.log")
 	disconnects := countInFile(serverLog, `msg="tunnel: node disconnected"`)
 	connects := countInFile(serverLog, `msg="tunnel: node connected"`)
+	losses := countInFile(agentLog, `msg="tunnel: connection to server lost"`)
 	agentNS.Nft(t, `table inet orch_join_cut {
 	chain input { type filter hook input priority -10; policy accept; iifname "eth0" drop; }
 	chain output { type filter hook output priority -10; policy accept; oifname "eth0" drop; }
 }`)
-	waitFor(t, 90*time.Second, "the server noticing the cut link", func() (bool, error) {
-		return countInFile(serverLog, `msg="tunnel: node disconnected"`) > disconnects, nil
+	waitFor(t, 90*time.Second, "both ends noticing the cut link", func() (bool, error) {
+		return countInFile(serverLog, `msg="tunnel: node disconnected"`) > disconnects &&
+			countInFile(agentLog, `msg="tunnel: connection to server lost"`) > losses, nil
 	})
 	agentNS.MustRun(t, "nft", "delete", "table", "inet", "orch_join_cut")
 	waitFor(t, 90*time.Second, "the tunnel back after the cut", func() (bool, error) {
