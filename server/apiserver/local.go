@@ -187,9 +187,19 @@ func (l *Local) Delete(ctx context.Context, gvr schema.GroupVersionResource, ns,
 	return deleted, err
 }
 
-// Resources lists the served resources (for the garbage collector and the
-// namespace controller, which act on every kind).
-func (l *Local) Resources() []*registry.Resource { return l.s.table.Resources() }
+// Resources lists the resources whose objects are stored (for the garbage
+// collector, the namespace and quota controllers, which act on every kind);
+// create-only reviews are left out: there is nothing of theirs to list.
+func (l *Local) Resources() []*registry.Resource {
+	all := l.s.table.Resources()
+	stored := make([]*registry.Resource, 0, len(all))
+	for _, res := range all {
+		if res.Ephemeral == nil {
+			stored = append(stored, res)
+		}
+	}
+	return stored
+}
 
 // fakeRequest carries query parameters to the shared list code.
 func fakeRequest(q url.Values) *http.Request {

@@ -13,7 +13,7 @@ import (
 // is not here: it is the serviceaccounts/token subresource.
 func authenticationResources() []*Resource {
 	gv := authenticationv1.SchemeGroupVersion
-	return []*Resource{
+	resources := []*Resource{
 		{
 			GroupVersion: gv,
 			Name:         "tokenreviews",
@@ -31,4 +31,8 @@ func authenticationResources() []*Resource {
 			NewList:      func() runtime.Object { return &metav1.Status{} },
 		},
 	}
+	for _, r := range resources {
+		r.Ephemeral = unansweredReview
+	}
+	return resources
 }

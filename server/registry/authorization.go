@@ -75,10 +75,11 @@ func authorizationResources() []*Resource {
 	return resources
 }
 
-// unansweredReview answers reviews until the server attaches its
-// authorizer, so that a review is never stored, whatever the server.
+// unansweredReview answers access and token reviews until the server
+// attaches what answers them (its authorizer, its authenticators), so that
+// a review is never stored, whatever the server.
 func unansweredReview(context.Context, runtime.Object) (runtime.Object, error) {
-	return nil, apierrors.NewServiceUnavailable("access reviews are not served: no authorizer is configured")
+	return nil, apierrors.NewServiceUnavailable("reviews are not served: nothing is configured to answer them")
 }
 
 func validateSubjectAccessReviewSpec(spec authorizationv1.SubjectAccessReviewSpec) field.ErrorList {
