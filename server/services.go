@@ -64,8 +64,9 @@ func dnsServiceIP(serviceCIDR netip.Prefix) (netip.Addr, error) {
 }
 
 // dnsServiceCreator is the part of the in-process API ensureDNSService
-// writes through.
+// reads and writes through.
 type dnsServiceCreator interface {
+	Get(ctx context.Context, gvr schema.GroupVersionResource, ns, name string) (runtime.Object, error)
 	Create(ctx context.Context, gvr schema.GroupVersionResource, obj runtime.Object, fieldManager string) (runtime.Object, error)
 }
 
@@ -79,6 +80,14 @@ func ensureDNSService(ctx context.Context, api dnsServiceCreator, serviceCIDR ne
 	ip, err := dnsServiceIP(serviceCIDR)
 	if err != nil {
 		return err
+	}
+	// Look first: a create of the existing Service would be refused for its
+	// address (allocated, to itself) before its name.
+	services := corev1.SchemeGroupVersion.WithResource("services")
+	if _, err := api.Get(ctx, services, metav1.NamespaceSystem, "kube-dns"); err == nil {
+		return nil
+	} else if !apierrors.IsNotFound(err) {
+		return fmt.Errorf("server: read the kube-dns Service: %w", err)
 	}
 	labels := map[string]string{"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS", "kubernetes.io/cluster-service": "true"}
 	svc := &corev1.Service{
@@ -95,7 +104,7 @@ func ensureDNSService(ctx context.Context, api dnsServiceCreator, serviceCIDR ne
 			SessionAffinity: corev1.ServiceAffinityNone,
 		},
 	}
-	_, err = api.Create(ctx, corev1.SchemeGroupVersion.WithResource("services"), svc, "orch")
+	_, err = api.Create(ctx, services, svc, "orch")
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("server: create the kube-dns Service (%s): %w", ip, err)
 	}

@@ -34,8 +34,16 @@ func TestDNSServiceIP(t *testing.T) {
 }
 
 type serviceCreator struct {
-	created []*corev1.Service
-	err     error
+	created  []*corev1.Service
+	err      error
+	existing bool
+}
+
+func (c *serviceCreator) Get(_ context.Context, gvr schema.GroupVersionResource, ns, name string) (runtime.Object, error) {
+	if c.existing {
+		return &corev1.Service{}, nil
+	}
+	return nil, apierrors.NewNotFound(gvr.GroupResource(), name)
 }
 
 func (c *serviceCreator) Create(_ context.Context, _ schema.GroupVersionResource, obj runtime.Object, _ string) (runtime.Object, error) {
@@ -69,9 +77,15 @@ func TestEnsureDNSService(t *testing.T) {
 		t.Errorf("missing ports %v", want)
 	}
 
-	exists := &serviceCreator{err: apierrors.NewAlreadyExists(schema.GroupResource{Resource: "services"}, "kube-dns")}
+	// At a restart the Service exists and its address is allocated (to
+	// it): a create would be refused, so none is tried.
+	exists := &serviceCreator{existing: true, err: apierrors.NewInvalid(schema.GroupKind{Kind: "Service"}, "kube-dns", nil)}
 	if err := ensureDNSService(context.Background(), exists, netip.MustParsePrefix("10.43.0.0/16")); err != nil {
 		t.Errorf("existing kube-dns: %v", err)
+	}
+	race := &serviceCreator{err: apierrors.NewAlreadyExists(schema.GroupResource{Resource: "services"}, "kube-dns")}
+	if err := ensureDNSService(context.Background(), race, netip.MustParsePrefix("10.43.0.0/16")); err != nil {
+		t.Errorf("kube-dns created meanwhile: %v", err)
 	}
 	taken := &serviceCreator{err: apierrors.NewInvalid(schema.GroupKind{Kind: "Service"}, "kube-dns", nil)}
 	if err := ensureDNSService(context.Background(), taken, netip.MustParsePrefix("10.43.0.0/16")); err == nil {
