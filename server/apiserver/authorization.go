@@ -112,7 +112,30 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*http.Req
 		s.writeError(w, r, err)
 		return r, false
 	}
+	if streamingUpgrade(a) {
+		// WebSocket clients open exec, attach and port-forward with a GET;
+		// since 1.31 Kubernetes also asks for create, the verb of the
+		// POST that SPDY clients send (AuthorizePodWebsocketUpgradeCreatePermission).
+		a.Verb = "create"
+		if err := s.authorize(r.Context(), a); err != nil {
+			s.writeError(w, r, err)
+			return r, false
+		}
+	}
 	return r, true
+}
+
+// streamingUpgrade reports a GET of a pod's exec, attach or portforward
+// subresource.
+func streamingUpgrade(a Attributes) bool {
+	if !a.ResourceRequest || a.Verb != "get" || a.APIGroup != "" || a.Resource != "pods" {
+		return false
+	}
+	switch a.Subresource {
+	case "exec", "attach", "portforward":
+		return true
+	}
+	return false
 }
 
 // authorize asks Config.Authorize about a and returns the Forbidden error

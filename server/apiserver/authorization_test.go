@@ -35,6 +35,8 @@ func (r *recordingAuthorizer) authorize(_ context.Context, a apiserver.Attribute
 		return apiserver.DecisionAllow, "", nil
 	case a.User.Name == "denied-explicitly":
 		return apiserver.DecisionDeny, "a reason", nil
+	case a.User.Name == "exec-reader" && a.Verb == "get" && a.Resource == "pods":
+		return apiserver.DecisionAllow, "", nil
 	}
 	return apiserver.DecisionNoOpinion, "", nil
 }
@@ -259,5 +261,27 @@ func TestEphemeralResourcesAreCreateOnly(t *testing.T) {
 		if kvs, _ := ts.store.List(context.Background(), "/registry/authorization.k8s.io/", store.ListOptions{}); kvs != nil && len(kvs.KVs) > 0 {
 			t.Errorf("reviews were stored (%d keys in all)", n)
 		}
+	}
+}
+
+// A WebSocket exec is a GET, but since Kubernetes 1.31 it also needs
+// create on pods/exec, the verb of the SPDY POST.
+func TestStreamingGetNeedsCreate(t *testing.T) {
+	ts, az := startAuthorizedServer(t)
+	for _, sub := range []string{"exec?command=sh", "attach", "portforward?ports=80"} {
+		az.reset()
+		code, st := doAs(t, ts, http.MethodGet, "/api/v1/namespaces/default/pods/web/"+sub, "exec-reader", nil)
+		resource := "pods/" + strings.SplitN(sub, "?", 2)[0]
+		if code != http.StatusForbidden || !strings.Contains(st.Message, `User "exec-reader" cannot create resource "`+resource+`"`) {
+			t.Errorf("GET %s: %d %q, want 403 for create", sub, code, st.Message)
+		}
+		if a := az.last(); a.Verb != "create" || a.Subresource != strings.TrimPrefix(resource, "pods/") {
+			t.Errorf("GET %s: last check %+v, want create", sub, a)
+		}
+	}
+	// A plain get of the pod needs only get.
+	az.reset()
+	if code, st := doAs(t, ts, http.MethodGet, "/api/v1/namespaces/default/pods/web", "exec-reader", nil); code == http.StatusForbidden {
+		t.Errorf("GET pod: forbidden: %s", st.Message)
 	}
 }
