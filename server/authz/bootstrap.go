@@ -143,6 +143,13 @@ func BootstrapClusterRoles() []rbacv1.ClusterRole {
 				rule(writeVerbs, groups("networking.k8s.io"), "ingresses", "networkpolicies"),
 			},
 		},
+		// metrics-server's role: `kubectl top` for whoever may view, edit
+		// or administer (orch serves metrics.k8s.io itself).
+		{
+			ObjectMeta: metav1.ObjectMeta{Name: "system:aggregated-metrics-reader", Labels: map[string]string{
+				aggregateToView: "true", aggregateToEdit: "true", aggregateToAdmin: "true"}},
+			Rules: []rbacv1.PolicyRule{rule(readVerbs, groups("metrics.k8s.io"), "pods", "nodes")},
+		},
 		{
 			ObjectMeta: metav1.ObjectMeta{Name: "system:aggregate-to-view", Labels: map[string]string{aggregateToView: "true"}},
 			Rules: []rbacv1.PolicyRule{
