@@ -319,15 +319,23 @@ func TestSchedulingLoopSelectsNodeForWaitingClaim(t *testing.T) {
 
 // BenchmarkSchedule1000PodsOn1000Nodes measures end-to-end throughput:
 // pods created in the fake API, watched, scheduled, bound and confirmed.
-func BenchmarkSchedule1000PodsOn1000Nodes(b *testing.B) {
+// BenchmarkSchedule1000Pods schedules batches of 1,000 pods onto 100 and
+// onto 1,000 nodes (the two sizes).
+func BenchmarkSchedule1000Pods(b *testing.B) {
+	for _, nodes := range []int{100, 1000} {
+		b.Run(fmt.Sprintf("nodes=%d", nodes), func(b *testing.B) { benchmarkSchedule(b, nodes) })
+	}
+}
+
+func benchmarkSchedule(b *testing.B, nodes int) {
 	h := newHarness(b, nil)
-	for i := range 1000 {
+	for i := range nodes {
 		h.create(b, fakeapi.Nodes, makeNode(fmt.Sprintf("node-%04d", i), "32", "64Gi", withLabels(labelZone, fmt.Sprintf("zone-%d", i%3))))
 	}
 	eventually(b, "nodes cached", func() bool {
 		h.sched.cache.mu.Lock()
 		defer h.sched.cache.mu.Unlock()
-		return len(h.sched.cache.nodeListLocked()) == 1000
+		return len(h.sched.cache.nodeListLocked()) == nodes
 	})
 	b.ReportAllocs()
 	b.ResetTimer()
