@@ -4,13 +4,10 @@ import (
 	"bytes"
 	"encoding/base64"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/orch-dev/orch/internal/testimage"
 )
 
 // TestNodeAuthorizationE2E runs the real orch server (ORCH_BIN) with its
@@ -20,27 +17,9 @@ import (
 // reports its status; and that the secret is not in the database file as
 // plain text. It shares the logs e2e test's server harness and directory.
 func TestNodeAuthorizationE2E(t *testing.T) {
-	bin := os.Getenv("ORCH_BIN")
-	switch {
-	case bin == "":
-		t.Skip("ORCH_BIN is not set (make test sets it)")
-	case os.Geteuid() != 0:
-		t.Skip("needs root: real containers")
-	}
-	if _, err := exec.LookPath("kubectl"); err != nil {
-		t.Skip("kubectl is not installed")
-	}
-	if _, err := os.Stat(testimage.BusyboxPath); err != nil {
-		t.Skip("busybox-static is not installed")
-	}
-	removeLogsE2EDir(t)
+	bin := requireNodeE2E(t, "kubectl")
 	data := filepath.Join(logsE2EDir, "data")
-	if err := os.MkdirAll(filepath.Join(data, "agent", "images", "import"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := testimage.WriteBusybox(filepath.Join(data, "agent", "images", "import", "busybox.tar"), "busybox:authz"); err != nil {
-		t.Fatal(err)
-	}
+	importBusybox(t, data, "busybox:authz")
 	t.Setenv("ORCH_SECRETS_ENCRYPTION", "true")
 	c := &cluster{t: t, kubeconfig: startLogsServer(t, bin, data), cacheDir: filepath.Join(logsE2EDir, "cache")}
 	t.Cleanup(func() {

@@ -15,8 +15,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/orch-dev/orch/internal/testimage"
 )
 
 // TestKubectlStreamingE2E runs the real orch server (ORCH_BIN) with its
@@ -26,29 +24,9 @@ import (
 // SPDY), and attach -i. It shares the
 // logs e2e test's server harness and directory.
 func TestKubectlStreamingE2E(t *testing.T) {
-	bin := os.Getenv("ORCH_BIN")
-	switch {
-	case bin == "":
-		t.Skip("ORCH_BIN is not set (make test sets it)")
-	case os.Geteuid() != 0:
-		t.Skip("needs root: real containers")
-	}
-	for _, tool := range []string{"kubectl", "script"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed", tool)
-		}
-	}
-	if _, err := os.Stat(testimage.BusyboxPath); err != nil {
-		t.Skip("busybox-static is not installed")
-	}
-	removeLogsE2EDir(t)
+	bin := requireNodeE2E(t, "kubectl", "script")
 	data := filepath.Join(logsE2EDir, "data")
-	if err := os.MkdirAll(filepath.Join(data, "agent", "images", "import"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := testimage.WriteBusybox(filepath.Join(data, "agent", "images", "import", "busybox.tar"), "busybox:exec"); err != nil {
-		t.Fatal(err)
-	}
+	importBusybox(t, data, "busybox:exec")
 	k := &kubectlRunner{t: t, kubeconfig: startLogsServer(t, bin, data), cacheDir: filepath.Join(logsE2EDir, "cache")}
 	t.Cleanup(func() {
 		if out, err := k.run(nil, "delete", "pods", "--all", "--grace-period=1", "--wait=true", "--timeout=60s"); err != nil {

@@ -22,27 +22,9 @@ const logsE2EDir = "/tmp/orch-logs-e2e"
 // and real containers, and reads their logs with the real kubectl: the
 // whole path from the API server through kubelet.sock to the CRI files.
 func TestKubectlLogsE2E(t *testing.T) {
-	bin := os.Getenv("ORCH_BIN")
-	if bin == "" {
-		t.Skip("ORCH_BIN is not set (make test sets it)")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: real containers")
-	}
-	if _, err := exec.LookPath("kubectl"); err != nil {
-		t.Skip("kubectl is not installed")
-	}
-	if _, err := os.Stat(testimage.BusyboxPath); err != nil {
-		t.Skip("busybox-static is not installed")
-	}
-	removeLogsE2EDir(t) // left by a killed earlier run
+	bin := requireNodeE2E(t, "kubectl")
 	data := filepath.Join(logsE2EDir, "data")
-	if err := os.MkdirAll(filepath.Join(data, "agent", "images", "import"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := testimage.WriteBusybox(filepath.Join(data, "agent", "images", "import", "busybox.tar"), "busybox:logs"); err != nil {
-		t.Fatal(err)
-	}
+	importBusybox(t, data, "busybox:logs")
 	kubeconfig := startLogsServer(t, bin, data)
 	kubectl := func(args ...string) (string, error) {
 		cmd := exec.Command("kubectl", append([]string{"--kubeconfig", kubeconfig, "--cache-dir", filepath.Join(logsE2EDir, "cache")}, args...)...)
@@ -148,6 +130,44 @@ func TestKubectlLogsE2E(t *testing.T) {
 	}
 	if len(seen) < 5 {
 		t.Errorf("followed only %v", seen)
+	}
+}
+
+// requireNodeE2E skips a test that needs the real orch server (ORCH_BIN)
+// running real containers, unless root, busybox-static and tools are
+// there; it clears what a killed earlier run left in logsE2EDir, which
+// these tests share (they run one at a time), and returns the binary.
+func requireNodeE2E(t *testing.T, tools ...string) string {
+	t.Helper()
+	bin := os.Getenv("ORCH_BIN")
+	switch {
+	case bin == "":
+		t.Skip("ORCH_BIN is not set (make test sets it)")
+	case os.Geteuid() != 0:
+		t.Skip("needs root: real containers")
+	}
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed", tool)
+		}
+	}
+	if _, err := os.Stat(testimage.BusyboxPath); err != nil {
+		t.Skip("busybox-static is not installed")
+	}
+	removeLogsE2EDir(t)
+	return bin
+}
+
+// importBusybox drops a busybox image named name where the node in data
+// imports images from at start.
+func importBusybox(t *testing.T, data, name string) {
+	t.Helper()
+	dir := filepath.Join(data, "agent", "images", "import")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := testimage.WriteBusybox(filepath.Join(dir, "busybox.tar"), name); err != nil {
+		t.Fatal(err)
 	}
 }
 

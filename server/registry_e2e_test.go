@@ -3,13 +3,11 @@ package server
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
 	"strings"
 	"testing"
 
-	"github.com/orch-dev/orch/internal/testimage"
 	"github.com/orch-dev/orch/internal/testregistry"
 )
 
@@ -21,20 +19,7 @@ import (
 // 127.0.0.2:5000, so that a fallback to it would stay on this machine.
 // It shares the logs e2e test's server harness and directory.
 func TestRegistryMirrorE2E(t *testing.T) {
-	bin := os.Getenv("ORCH_BIN")
-	switch {
-	case bin == "":
-		t.Skip("ORCH_BIN is not set (make test sets it)")
-	case os.Geteuid() != 0:
-		t.Skip("needs root: real containers")
-	}
-	if _, err := exec.LookPath("kubectl"); err != nil {
-		t.Skip("kubectl is not installed")
-	}
-	if _, err := os.Stat(testimage.BusyboxPath); err != nil {
-		t.Skip("busybox-static is not installed")
-	}
-	removeLogsE2EDir(t)
+	bin := requireNodeE2E(t, "kubectl")
 	data := filepath.Join(logsE2EDir, "data")
 	if err := os.MkdirAll(data, 0o700); err != nil {
 		t.Fatal(err)

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/orch-dev/orch/internal/testimage"
 )
 
 // TestKubectlTopE2E runs the real orch server (ORCH_BIN) with its own node
@@ -18,27 +16,9 @@ import (
 // with `kubectl top`: the whole path from the container's cgroup through
 // the agent's /metrics/resource and the server's scrape to metrics.k8s.io.
 func TestKubectlTopE2E(t *testing.T) {
-	bin := os.Getenv("ORCH_BIN")
-	if bin == "" {
-		t.Skip("ORCH_BIN is not set (make test sets it)")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: real containers")
-	}
-	if _, err := exec.LookPath("kubectl"); err != nil {
-		t.Skip("kubectl is not installed")
-	}
-	if _, err := os.Stat(testimage.BusyboxPath); err != nil {
-		t.Skip("busybox-static is not installed")
-	}
-	removeLogsE2EDir(t) // left by a killed earlier run
+	bin := requireNodeE2E(t, "kubectl")
 	data := filepath.Join(logsE2EDir, "data")
-	if err := os.MkdirAll(filepath.Join(data, "agent", "images", "import"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := testimage.WriteBusybox(filepath.Join(data, "agent", "images", "import", "busybox.tar"), "busybox:logs"); err != nil {
-		t.Fatal(err)
-	}
+	importBusybox(t, data, "busybox:logs")
 	kubeconfig := startLogsServer(t, bin, data)
 	kubectl := func(args ...string) (string, error) {
 		cmd := exec.Command("kubectl", append([]string{"--kubeconfig", kubeconfig, "--cache-dir", filepath.Join(logsE2EDir, "cache")}, args...)...)

@@ -232,8 +232,12 @@ func webSocketSession(w http.ResponseWriter, r *http.Request, opts Options) (*se
 		return nil, false
 	}
 	// An empty frame on the first output channel tells the client the
-	// session is up, as the kubelet does.
+	// session is up, as the kubelet does for the older protocols. v5
+	// clients (client-go's WebSocket executor, kubectl 1.29+) do not wait
+	// for it, and it can beat their stream set-up, which kubectl then
+	// reports as "Unknown stream id 1, discarding message".
 	switch {
+	case protocol == wsV5Binary:
 	case opts.Stdout:
 		_, _ = chans[rcconst.StreamStdOut].Write(nil)
 	case opts.Stderr:
