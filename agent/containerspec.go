@@ -73,6 +73,7 @@ func (a *Agent) containerConfig(ctx context.Context, pod *v1.Pod, c *v1.Containe
 	cfg.HostnamePath = filepath.Join(podDir, "hostname")
 	if sc := c.SecurityContext; sc != nil {
 		cfg.ReadOnlyRootfs = sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem
+		cfg.Privileged = sc.Privileged != nil && *sc.Privileged
 		if sc.Capabilities != nil {
 			for _, cp := range sc.Capabilities.Add {
 				cfg.CapAdd = append(cfg.CapAdd, string(cp))

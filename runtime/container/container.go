@@ -49,7 +49,10 @@ type ContainerConfig struct {
 	Mounts                                  []Mount
 	ReadOnlyRootfs                          bool
 	CapAdd, CapDrop                         []string
-	Resources                               Resources
+	// Privileged gives every capability and device, a writable /sys and
+	// an unmasked /proc (securityContext.privileged).
+	Privileged bool
+	Resources  Resources
 
 	// LogPath is the CRI log file for stdout and stderr; required. Its
 	// directory must exist.

@@ -243,6 +243,39 @@ func TestPod(t *testing.T) {
 		}
 	})
 
+	t.Run("privileged", func(t *testing.T) {
+		probe := `grep CapEff /proc/self/status; [ -e /dev/kmsg ] && echo kmsg`
+		run := func(name string, privileged bool) string {
+			t.Helper()
+			st, err := r.StartContainer(ctx, ContainerConfig{SandboxID: sb.ID, Name: name, Lower: []string{lower},
+				Args: []string{"sh", "-c", probe}, LogPath: filepath.Join(logDir, name+".log"), Privileged: privileged})
+			if err != nil {
+				t.Fatalf("start %s: %v", name, err)
+			}
+			if st = wait(st.ID); st.ExitCode != 0 && st.ExitCode != 1 {
+				t.Fatalf("%s: %+v %v", name, st, readLog(t, st.LogPath))
+			}
+			return readLog(t, st.LogPath)[logs.Stdout]
+		}
+		status, err := os.ReadFile("/proc/self/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var hostCaps string
+		for _, l := range strings.Split(string(status), "\n") {
+			if strings.HasPrefix(l, "CapEff:") {
+				hostCaps = l
+			}
+		}
+		priv, plain := run("privileged", true), run("unprivileged", false)
+		if want := hostCaps + "\nkmsg\n"; priv != want {
+			t.Errorf("privileged container sees %q, want %q (all capabilities, host devices)", priv, want)
+		}
+		if strings.Contains(plain, hostCaps) || strings.Contains(plain, "kmsg") {
+			t.Errorf("unprivileged container sees %q", plain)
+		}
+	})
+
 	t.Run("exit code and logs", func(t *testing.T) {
 		st := start("fail", Resources{}, "sh", "-c", `echo "out $GREETING"; echo err >&2; hostname; exit 3`)
 		st = wait(st.ID)

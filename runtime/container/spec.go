@@ -135,5 +135,10 @@ func libcontainerConfig(s *sandboxState, cfg *ContainerConfig, rootfs, cgroupPat
 		RootPropagation: unix.MS_PRIVATE | unix.MS_REC,
 		Labels:          []string{"orch-sandbox=" + s.ID},
 	}
+	if cfg.Privileged {
+		if err := makePrivileged(c); err != nil {
+			return nil, err
+		}
+	}
 	return c, nil
 }
