@@ -326,8 +326,11 @@ func TestFactorySharesInformers(t *testing.T) {
 	if !informer.WaitForSync(ctx, pods, podMeta, cms) {
 		t.Fatal("not synced")
 	}
-	if n := api.Watchers(); n != 3 {
-		t.Fatalf("%d watches open, want 3 (one per informer)", n)
+	// An informer is synced once listed; its watch opens right after.
+	for deadline := time.Now().Add(10 * time.Second); api.Watchers() != 3; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d watches open, want 3 (one per informer)", api.Watchers())
+		}
 	}
 	obj, ok := podMeta.Get("ns/p")
 	if !ok {
