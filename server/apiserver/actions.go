@@ -22,23 +22,11 @@ func (s *Server) serveAction(w http.ResponseWriter, r *http.Request, res *regist
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
 	defer cancel()
-	opts, err := s.parseWriteOptions(r, ri.Subresource)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	body, err := s.readBody(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
 	obj := action.New()
-	warnings, err := s.codecs.decodeBody(r, body, action.GroupVersionKind, obj, opts.validation)
-	if err != nil {
-		s.writeError(w, r, err)
+	_, ok := s.decodeCreate(w, r, ri.Subresource, action.GroupVersionKind, obj)
+	if !ok {
 		return
 	}
-	addWarnings(w, warnings)
 	out, err := action.Create(ctx, ri.Namespace, ri.Name, obj)
 	if err != nil {
 		s.writeError(w, r, err)

@@ -22,23 +22,11 @@ func (s *Server) serveEphemeral(w http.ResponseWriter, r *http.Request, res *reg
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
 	defer cancel()
-	opts, err := s.parseWriteOptions(r, "")
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	body, err := s.readBody(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
 	obj := res.New()
-	warnings, err := s.codecs.decodeBody(r, body, res.GroupVersionKind(), obj, opts.validation)
-	if err != nil {
-		s.writeError(w, r, err)
+	_, ok := s.decodeCreate(w, r, "", res.GroupVersionKind(), obj)
+	if !ok {
 		return
 	}
-	addWarnings(w, warnings)
 	if m, err := meta.Accessor(obj); err == nil && res.Namespaced {
 		switch {
 		case m.GetNamespace() == "":

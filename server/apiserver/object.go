@@ -136,26 +136,37 @@ func (s *Server) writeResourceObject(w http.ResponseWriter, r *http.Request, res
 	}
 }
 
-func (s *Server) create(w http.ResponseWriter, r *http.Request, res *registry.Resource, ns string) {
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
-	defer cancel()
-	opts, err := s.parseWriteOptions(r, "")
+// decodeCreate reads the options and the body of a POST into obj, whose
+// kind is gvk, and passes on the decoder's warnings; on failure it has
+// answered the client and ok is false.
+func (s *Server) decodeCreate(w http.ResponseWriter, r *http.Request, subresource string, gvk schema.GroupVersionKind, obj runtime.Object) (opts writeOptions, ok bool) {
+	opts, err := s.parseWriteOptions(r, subresource)
 	if err != nil {
 		s.writeError(w, r, err)
-		return
+		return opts, false
 	}
 	body, err := s.readBody(r)
 	if err != nil {
 		s.writeError(w, r, err)
-		return
+		return opts, false
 	}
-	obj := res.New()
-	warnings, err := s.codecs.decodeBody(r, body, res.GroupVersionKind(), obj, opts.validation)
+	warnings, err := s.codecs.decodeBody(r, body, gvk, obj, opts.validation)
 	if err != nil {
 		s.writeError(w, r, err)
-		return
+		return opts, false
 	}
 	addWarnings(w, warnings)
+	return opts, true
+}
+
+func (s *Server) create(w http.ResponseWriter, r *http.Request, res *registry.Resource, ns string) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+	defer cancel()
+	obj := res.New()
+	opts, ok := s.decodeCreate(w, r, "", res.GroupVersionKind(), obj)
+	if !ok {
+		return
+	}
 	out, kv, err := s.createObjectStored(ctx, res, ns, obj, opts)
 	if err != nil {
 		s.writeError(w, r, err)
