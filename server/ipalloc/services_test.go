@@ -351,7 +351,9 @@ func TestCreateRollback(t *testing.T) {
 		name:  "third node port taken",
 		taken: []int{30009},
 		svc: service("web", withType(corev1.ServiceTypeNodePort), withClusterIP("10.43.5.5"), withPorts(
-			port("a", corev1.ProtocolTCP, 80, 0), port("b", corev1.ProtocolTCP, 81, 30001),
+			// The requested port comes first: an automatic one allocated
+			// before it could take the same number.
+			port("a", corev1.ProtocolTCP, 80, 30001), port("b", corev1.ProtocolTCP, 81, 0),
 			port("c", corev1.ProtocolTCP, 82, 30009))),
 		wantErr: "spec.ports[2].nodePort: provided port is already allocated",
 	}, {
