@@ -26,7 +26,6 @@ func openAPIResources(t *registry.Table) []openapi.Resource {
 			Namespaced:   res.Namespaced,
 			Object:       reflect.TypeOf(res.New()).Elem(),
 			List:         reflect.TypeOf(res.NewList()).Elem(),
-			CreateOnly:   res.Ephemeral != nil,
 		}
 		if res.HasSubresource("status") {
 			r.Subresources = append(r.Subresources, openapi.Subresource{Name: "status", Type: r.Object, GVK: res.GroupVersionKind()})

@@ -28,9 +28,6 @@ type Resource struct {
 	// Subresources with a body: status (the object's own type) and scale
 	// (autoscaling/v1 Scale). Others are not described.
 	Subresources []Subresource
-	// CreateOnly resources (access and token reviews) are never stored:
-	// their collection answers POST and nothing else exists.
-	CreateOnly bool
 }
 
 // Subresource is a subresource that reads and writes an object.

@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
-	authorizationv1 "k8s.io/api/authorization/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -280,32 +279,5 @@ func TestGroupVersionPath(t *testing.T) {
 	}
 	if p := GroupVersionPath(schema.GroupVersion{Group: "networking.k8s.io", Version: "v1"}); p != "apis/networking.k8s.io/v1" {
 		t.Error(p)
-	}
-}
-
-// A create-only kind (an access review) has its collection's POST and no
-// other path, as in kube-apiserver's document.
-func TestCreateOnlyResourcePaths(t *testing.T) {
-	gv := schema.GroupVersion{Group: "authorization.k8s.io", Version: "v1"}
-	data, err := NewBuilder([]Resource{{GroupVersion: gv, Name: "selfsubjectaccessreviews", Kind: "SelfSubjectAccessReview",
-		Object: reflect.TypeOf(authorizationv1.SelfSubjectAccessReview{}), List: reflect.TypeOf(metav1.Status{}), CreateOnly: true}}).V2()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc spec.Swagger
-	if err := json.Unmarshal(data, &doc); err != nil {
-		t.Fatal(err)
-	}
-	var paths []string
-	for p := range doc.Paths.Paths {
-		paths = append(paths, p)
-	}
-	const collection = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
-	if len(paths) != 1 || paths[0] != collection {
-		t.Fatalf("paths = %v, want only %s", paths, collection)
-	}
-	item := doc.Paths.Paths[collection]
-	if item.Post == nil || item.Get != nil || item.Delete != nil {
-		t.Errorf("%s: post %v, get %v, delete %v; want only post", collection, item.Post != nil, item.Get != nil, item.Delete != nil)
 	}
 }

@@ -70,19 +70,14 @@ func addPaths(paths map[string]interface{}, g *generator, r Resource) {
 	deleteOptions := reflect.TypeOf(metav1.DeleteOptions{})
 	patch := reflect.TypeOf(metav1.Patch{})
 	writeParams := []queryParam{paramDryRun, paramFieldManager, paramFieldValidation}
-	create := opSpec{action: "post", verb: "create", desc: "create a " + r.Kind, params: writeParams,
-		body: r.Object, response: r.Object, code: "201", gvk: gvk}
 
-	if r.CreateOnly {
-		paths[collection] = g.path(r, false, idName, []opSpec{create})
-		return
-	}
 	if r.List != nil {
 		paths[collection] = g.path(r, false, idName, []opSpec{
 			{action: "list", verb: "list", desc: "list or watch objects of kind " + r.Kind,
 				params:   []queryParam{paramLabelSelector, paramFieldSelector, paramLimit, paramContinue, paramRV, paramWatch},
 				response: r.List, code: "200", gvk: gvk},
-			create,
+			{action: "post", verb: "create", desc: "create a " + r.Kind, params: writeParams,
+				body: r.Object, response: r.Object, code: "201", gvk: gvk},
 			{action: "deletecollection", verb: "deletecollection", desc: "delete collection of " + r.Kind,
 				params: []queryParam{paramDryRun, paramGrace, paramPropagation, paramLabelSelector, paramFieldSelector},
 				body:   deleteOptions, response: status, code: "200", gvk: gvk},
