@@ -127,10 +127,11 @@ func (v *validatingAPI) Update(ctx context.Context, gvr schema.GroupVersionResou
 }
 
 type harness struct {
-	t   *testing.T
-	ctx context.Context
-	api *fakeapi.API
-	rec *fakeRecorder
+	t    *testing.T
+	ctx  context.Context
+	api  *fakeapi.API
+	rec  *fakeRecorder
+	ctrl *Controller
 }
 
 // start runs the controller on a fake API holding objs until the test ends.
@@ -151,6 +152,7 @@ func start(t *testing.T, opts Options, objs ...runtime.Object) *harness {
 	factory := informer.NewFactory(api, quiet)
 	opts.Logger = quiet
 	c := New(checked, factory, h.rec, opts)
+	h.ctrl = c
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = factory.Run(ctx) })
 	wg.Go(func() { _ = c.Run(ctx) })
@@ -255,6 +257,20 @@ func (h *harness) claimPhase(name string, phase corev1.PersistentVolumeClaimPhas
 	return func() bool {
 		pvc, ok := h.claim(name)
 		return ok && pvc.Status.Phase == phase
+	}
+}
+
+// cachedAvailable reports whether the controller's own cache shows n
+// Available volumes: it binds from that cache, which may lag the API.
+func (h *harness) cachedAvailable(n int) func() bool {
+	return func() bool {
+		available := 0
+		for _, pv := range h.ctrl.volumeLister.List("", nil) {
+			if pv.Status.Phase == corev1.VolumeAvailable {
+				available++
+			}
+		}
+		return available == n
 	}
 }
 

@@ -88,6 +88,7 @@ func TestImmediateBindsSmallestFit(t *testing.T) {
 	for _, name := range []string{"pv-1g", "pv-10g", "pv-3g", "pv-2g-rwx", "pv-2g-other"} {
 		h.eventually(name+" available", h.volumePhase(name, corev1.VolumeAvailable))
 	}
+	h.eventually("volumes available in the controller's cache", h.cachedAvailable(5))
 	h.create(claim("a", "manual", "1500Mi"))
 	h.eventually("a bound", h.claimPhase("a", corev1.ClaimBound))
 	pvc, _ := h.claim("a")
