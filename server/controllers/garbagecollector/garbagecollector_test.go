@@ -113,6 +113,19 @@ func gone(api *fakeapi.API, gvr schema.GroupVersionResource, name string) func()
 	return func() bool { return !api.Exists(gvr, "ns", name) }
 }
 
+// inGraph reports whether the collector has observed every object.
+func inGraph(c *Controller, objs ...runtime.Object) func() bool {
+	return func() bool {
+		for _, obj := range objs {
+			m, err := meta.Accessor(obj)
+			if err != nil || c.graph.get(m.GetUID()) == nil {
+				return false
+			}
+		}
+		return true
+	}
+}
+
 func get(t *testing.T, api *fakeapi.API, gvr schema.GroupVersionResource, name string) metav1.Object {
 	t.Helper()
 	obj, err := api.Get(context.Background(), gvr, "ns", name)
@@ -186,12 +199,15 @@ func TestDanglingReferenceRemovedWhileAnotherOwnerRemains(t *testing.T) {
 
 func TestForegroundDeletionWaitsForBlockingDependents(t *testing.T) {
 	api := fakeapi.New()
-	start(t, api)
+	c := start(t, api)
 	deploy := api.MustCreate(fakeapi.Deployments, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web"}})
 	rs := api.MustCreate(fakeapi.ReplicaSets, replicaSet("web-1", ownerRef(deploy, true)))
 	// A pod on a node stays Terminating until its node's agent deletes it.
-	api.MustCreate(fakeapi.Pods, pod("web-1-a", "node1", ownerRef(rs, true)))
-	api.MustCreate(fakeapi.Pods, pod("web-1-b", "", ownerRef(rs, true)))
+	a := api.MustCreate(fakeapi.Pods, pod("web-1-a", "node1", ownerRef(rs, true)))
+	b := api.MustCreate(fakeapi.Pods, pod("web-1-b", "", ownerRef(rs, true)))
+	// The collector knows dependents only once its informers have shown
+	// them; an owner deleted before that has none, as in Kubernetes.
+	eventually(t, "objects in the collector's graph", inGraph(c, deploy, rs, a, b))
 
 	deleteWith(t, api, fakeapi.Deployments, "web", metav1.DeletePropagationForeground)
 
