@@ -20,7 +20,13 @@ func TestParse(t *testing.T) {
 		{name: "full upper-case hash", in: "K10" + strings.ToUpper(hash) + "::node:abc", want: Token{CAHash: hash, User: "node", Secret: "abc"}},
 		{name: "trailing newline", in: "K10" + hash + "::server:abc\n", want: Token{CAHash: hash, User: "server", Secret: "abc"}},
 		{name: "secret with colon", in: "K10" + hash + "::server:a:b", want: Token{CAHash: hash, User: "server", Secret: "a:b"}},
-		{name: "bare", in: "abcdef.0123456789abcdef", want: Token{User: "server", Secret: "abcdef.0123456789abcdef"}},
+		{name: "bare", in: "s3cret", want: Token{User: "server", Secret: "s3cret"}},
+		{name: "bare bootstrap", in: "abcdef.0123456789abcdef", want: Token{Secret: "abcdef.0123456789abcdef"}},
+		{name: "bare bootstrap-like with capitals", in: "ABCDEF.0123456789abcdef", want: Token{User: "server", Secret: "ABCDEF.0123456789abcdef"}},
+		{name: "full bootstrap", in: "K10" + hash + "::abcdef.0123456789abcdef", want: Token{CAHash: hash, Secret: "abcdef.0123456789abcdef"}},
+		{name: "full bootstrap with newline", in: "K10" + hash + "::a1b2c3.0123456789abcdef\n", want: Token{CAHash: hash, Secret: "a1b2c3.0123456789abcdef"}},
+		{name: "server user with bootstrap-shaped secret", in: "K10" + hash + "::server:abcdef.0123456789abcdef",
+			want: Token{CAHash: hash, User: "server", Secret: "abcdef.0123456789abcdef"}},
 		{name: "bare with colon", in: "user:pass", want: Token{User: "server", Secret: "user:pass"}},
 
 		{name: "empty", in: "", wantErr: "empty"},
@@ -31,7 +37,12 @@ func TestParse(t *testing.T) {
 		{name: "long hash", in: "K10" + hash + "00::server:abc", wantErr: "CA hash has 66"},
 		{name: "non-hex hash", in: "K10" + strings.Repeat("z", 64) + "::server:abc", wantErr: "not hexadecimal"},
 		{name: "empty hash", in: "K10::server:abc", wantErr: "CA hash has 0"},
-		{name: "no user separator", in: "K10" + hash + "::serverabc", wantErr: "no \"<user>:<secret>\""},
+		{name: "no user separator", in: "K10" + hash + "::serverabc", wantErr: "neither \"<user>:<secret>\" nor a bootstrap token"},
+		{name: "bootstrap id too short", in: "K10" + hash + "::abcde.0123456789abcdef", wantErr: "nor a bootstrap token"},
+		{name: "bootstrap secret too long", in: "K10" + hash + "::abcdef.0123456789abcdef0", wantErr: "nor a bootstrap token"},
+		{name: "bootstrap upper case", in: "K10" + hash + "::ABCDEF.0123456789ABCDEF", wantErr: "nor a bootstrap token"},
+		{name: "bootstrap two dots", in: "K10" + hash + "::abcdef.0123456789abcde.", wantErr: "nor a bootstrap token"},
+		{name: "bootstrap empty", in: "K10" + hash + "::", wantErr: "nor a bootstrap token"},
 		{name: "empty user", in: "K10" + hash + "::" + ":abc", wantErr: "user before the secret is empty"},
 		{name: "empty secret", in: "K10" + hash + "::server:", wantErr: "secret is empty"},
 		{name: "user with slash", in: "K10" + hash + "::a/b:abc", wantErr: "user may contain"},
@@ -112,6 +123,51 @@ func TestNewAndVerify(t *testing.T) {
 	}
 }
 
+func TestBootstrap(t *testing.T) {
+	ca := []byte("ca")
+	seen := map[string]bool{}
+	for range 50 {
+		tok, err := NewBootstrap(ca)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, ok := tok.BootstrapID()
+		if !ok || !ValidBootstrapID(id) || !strings.HasPrefix(tok.Secret, id+".") {
+			t.Fatalf("NewBootstrap = %#v, id %q %v", tok, id, ok)
+		}
+		if seen[tok.Secret] {
+			t.Fatalf("NewBootstrap repeated %q", tok.Secret)
+		}
+		seen[tok.Secret] = true
+		parsed, err := Parse(tok.String())
+		if err != nil || parsed != tok {
+			t.Fatalf("Parse(%q) = %#v, %v", tok.String(), parsed, err)
+		}
+		if !strings.HasPrefix(tok.String(), "K10"+CAHash(ca)+"::"+id+".") {
+			t.Errorf("String() = %q", tok.String())
+		}
+	}
+	if _, ok := New(ca, "abcdef.0123456789abcdef").BootstrapID(); ok {
+		t.Error("the server's token has a bootstrap id")
+	}
+	for _, tt := range []struct {
+		in         string
+		id, secret string
+	}{
+		{in: "abcdef.0123456789abcdef", id: "abcdef", secret: "0123456789abcdef"},
+		{in: "abcdef.0123456789abcde"},
+		{in: "abcdef0123456789abcdef"},
+		{in: "abcdé.0123456789abcdef"},
+		{in: ".0123456789abcdef"},
+		{in: ""},
+	} {
+		id, secret, ok := ParseBootstrap(tt.in)
+		if id != tt.id || secret != tt.secret || ok != (tt.id != "") {
+			t.Errorf("ParseBootstrap(%q) = %q, %q, %v", tt.in, id, secret, ok)
+		}
+	}
+}
+
 func TestLogValueRedacts(t *testing.T) {
 	var b strings.Builder
 	slog.New(slog.NewTextHandler(&b, nil)).Info("x", "token", Token{CAHash: hash, User: "server", Secret: "topsecret"})
@@ -121,7 +177,7 @@ func TestLogValueRedacts(t *testing.T) {
 }
 
 func FuzzParse(f *testing.F) {
-	for _, s := range []string{"", "K10", "K10" + hash + "::server:abc", "abc", "K10::", "K10" + hash + "::a:b:c"} {
+	for _, s := range []string{"", "K10", "K10" + hash + "::server:abc", "abc", "K10::", "K10" + hash + "::a:b:c", "K10" + hash + "::abcdef.0123456789abcdef"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
