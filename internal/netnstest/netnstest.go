@@ -5,7 +5,7 @@
 //
 // Nothing it creates lives in the host's namespace, and the namespaces get
 // no default route, so traffic of the nodes under test cannot leave the
-// machine. Every namespace is deleted in t.Cleanup, and leftovers of a
+// machine. Every namespace is deleted in t.Cleanup (TB.Cleanup), and leftovers of a
 // killed earlier run with the same names are removed first. It needs root
 // and iproute2; nftables rules need nft, NetCommand nsenter (util-linux).
 //
@@ -33,6 +33,16 @@ var testRange = netip.MustParsePrefix("198.18.0.0/15")
 // the prefixes this package adds).
 const maxNameLen = 12
 
+// TB is the part of testing.TB the helpers here use: *testing.T and
+// *testing.B satisfy it, and a benchmark program (which has neither)
+// supplies its own. Fatal and Fatalf must not return.
+type TB interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+}
+
 // Skip skips t unless it runs as root with ip(8) available, the minimum
 // for namespaces; tools lists further commands the test needs (e.g. "nft").
 func Skip(t testing.TB, tools ...string) {
@@ -54,7 +64,7 @@ type NS struct {
 
 // New creates the network namespace name with its loopback up, replacing
 // a leftover of the same name, and deletes it when the test ends.
-func New(t testing.TB, name string) *NS {
+func New(t TB, name string) *NS {
 	t.Helper()
 	if err := checkName(name); err != nil {
 		t.Fatal(err)
@@ -103,7 +113,7 @@ func (ns *NS) Run(name string, args ...string) (string, error) {
 }
 
 // MustRun is Run that fails the test on error.
-func (ns *NS) MustRun(t testing.TB, name string, args ...string) string {
+func (ns *NS) MustRun(t TB, name string, args ...string) string {
 	t.Helper()
 	out, err := ns.Run(name, args...)
 	if err != nil {
@@ -114,7 +124,7 @@ func (ns *NS) MustRun(t testing.TB, name string, args ...string) string {
 
 // Nft loads an nftables ruleset (nft -f syntax) into ns. The rules die with
 // the namespace.
-func (ns *NS) Nft(t testing.TB, ruleset string) {
+func (ns *NS) Nft(t TB, ruleset string) {
 	t.Helper()
 	cmd := ns.Command(context.Background(), "nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(ruleset)
@@ -129,7 +139,7 @@ const greeting = "netnstest"
 // Listen serves TCP on port inside ns until the test ends: each connection
 // gets a greeting and is closed. It is the far end for Dial, to prove that
 // a path is open or that a rule closes it. Needs busybox.
-func (ns *NS) Listen(t testing.TB, port int) {
+func (ns *NS) Listen(t TB, port int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := ns.Command(ctx, "busybox", "nc", "-ll", "-p", strconv.Itoa(port), "-e", "/bin/busybox", "echo", greeting)
@@ -165,7 +175,7 @@ type Switch struct {
 }
 
 // NewSwitch creates a switch in a namespace of its own named name.
-func NewSwitch(t testing.TB, name string) *Switch {
+func NewSwitch(t TB, name string) *Switch {
 	t.Helper()
 	ns := New(t, name)
 	sw := &Switch{NS: ns, bridge: "br0"}
@@ -177,7 +187,7 @@ func NewSwitch(t testing.TB, name string) *Switch {
 // Attach connects ns to the switch with a veth pair whose end in ns is
 // named ifname (e.g. "eth0") and has address addr (e.g. 198.18.0.1/24),
 // and brings both ends up. addr must lie in 198.18.0.0/15.
-func (sw *Switch) Attach(t testing.TB, ns *NS, ifname string, addr netip.Prefix) {
+func (sw *Switch) Attach(t TB, ns *NS, ifname string, addr netip.Prefix) {
 	t.Helper()
 	if err := checkAddr(addr); err != nil {
 		t.Fatal(err)
