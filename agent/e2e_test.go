@@ -1,12 +1,9 @@
 package agent
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -15,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,7 +24,6 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/orch-dev/orch/internal/testimage"
 	"github.com/orch-dev/orch/runtime/container"
 )
 
@@ -50,21 +45,8 @@ const (
 // agent disabled and this package's agent in-process against it, with
 // real containers.
 func TestAgentE2E(t *testing.T) {
-	bin := os.Getenv("ORCH_BIN")
-	if bin == "" {
-		t.Skip("ORCH_BIN is not set (make test sets it)")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: real namespaces, cgroups and overlayfs")
-	}
-	if _, err := os.Stat("/bin/busybox"); err != nil {
-		t.Skip("needs /bin/busybox (apt-get install -y busybox-static)")
-	}
-	cleanupE2E(t)
-	t.Cleanup(func() { cleanupE2E(t) })
-	if err := os.MkdirAll(e2eDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	bin := e2eBinary(t)
+	freshAgentE2EDir(t)
 
 	restCfg := startServer(t, bin)
 	cs := kubernetes.NewForConfigOrDie(restCfg)
@@ -74,11 +56,7 @@ func TestAgentE2E(t *testing.T) {
 	}
 
 	dataDir := filepath.Join(e2eDir, "node")
-	importDir := filepath.Join(dataDir, "agent", "images", "import")
-	if err := os.MkdirAll(importDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	writeBusyboxImage(t, filepath.Join(importDir, "busybox.tar"))
+	importBusybox(t, dataDir)
 
 	cfg := Config{
 		ServerURL:  restCfg.Host,
@@ -420,22 +398,6 @@ func waitPod(t *testing.T, cs kubernetes.Interface, name string, timeout time.Du
 	return nil
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, ok func() (bool, error)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		done, err := ok()
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		if done {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %v waiting for %s", timeout, what)
-}
-
 func hasEvent(ctx context.Context, t *testing.T, cs kubernetes.Interface, pod, reason string) bool {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
@@ -467,49 +429,15 @@ func startServer(t *testing.T, bin string) *rest.Config {
 		t.Fatal(err)
 	}
 	kubeconfig := filepath.Join(e2eDir, "kubeconfig.yaml")
-	cmd := exec.Command(bin, "server",
+	srv := startE2EProcess(t, exec.Command(bin, "server",
 		"--config", confFile,
 		"--data-dir", filepath.Join(e2eDir, "server"),
 		"--bind-address", "127.0.0.1",
 		"--https-listen-port", strconv.Itoa(port),
 		"--write-kubeconfig", kubeconfig,
 		"--node-name", e2eNode,
-	)
-	logf, err := os.Create(filepath.Join(e2eDir, "server.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		logf.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("server log:\n%s", lastLines(b, 60))
-		}
-	})
-	waitFor(t, 60*time.Second, "server kubeconfig", func() (bool, error) {
-		select {
-		case <-exited:
-			b, _ := os.ReadFile(logf.Name())
-			return false, fmt.Errorf("server exited:\n%s", b)
-		default:
-		}
-		_, err := os.Stat(kubeconfig)
-		return err == nil, nil
-	})
+	), filepath.Join(e2eDir, "server.log"))
+	srv.waitFile(t, kubeconfig)
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		t.Fatal(err)
@@ -517,90 +445,9 @@ func startServer(t *testing.T, bin string) *rest.Config {
 	return cfg
 }
 
-func lastLines(b []byte, n int) string {
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// writeBusyboxImage writes a docker-save tar of a one-layer image made of
-// the host's static busybox and its applet symlinks.
-func writeBusyboxImage(t *testing.T, path string) {
-	t.Helper()
-	if err := testimage.WriteBusybox(path, e2eImage); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// cleanupE2E kills whatever this test (or a killed earlier run) left:
-// processes in the test cgroups, mounts under the test dir, the dir.
-func cleanupE2E(t *testing.T) { cleanupTestNode(t, e2eDir, e2eCgroupRoot) }
-
-// cleanupTestNode kills the processes in the cgroups under cgroupRoot and
-// removes dir with everything mounted under it.
-func cleanupTestNode(t *testing.T, dir, cgroupRoot string) {
-	// Every hierarchy: v2 at the root, or v1 ones (cpu and cpuacct are
-	// separate mounts on some hosts, joined as cpu,cpuacct on others).
-	hierarchies, _ := filepath.Glob("/sys/fs/cgroup/*")
-	for _, root := range append([]string{"/sys/fs/cgroup"}, hierarchies...) {
-		cg := filepath.Join(root, cgroupRoot)
-		if _, err := os.Stat(cg); err != nil {
-			continue
-		}
-		for range 50 {
-			if killCgroupProcs(cg) == 0 {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		removeCgroupDirs(cg)
-	}
-	mounts, _ := mountsUnder(dir)
-	for i := len(mounts) - 1; i >= 0; i-- {
-		_ = syscall.Unmount(mounts[i], syscall.MNT_DETACH)
-	}
-	if err := os.RemoveAll(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
-		t.Logf("remove %s: %v", dir, err)
-	}
-}
-
-func killCgroupProcs(dir string) int {
-	n := 0
-	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
-			return nil
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			return nil
-		}
-		defer f.Close()
-		s := bufio.NewScanner(f)
-		for s.Scan() {
-			if pid, err := strconv.Atoi(s.Text()); err == nil {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-				n++
-			}
-		}
-		return nil
-	})
-	return n
-}
-
-func removeCgroupDirs(dir string) {
-	var dirs []string
-	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			dirs = append(dirs, p)
-		}
-		return nil
-	})
-	for i := len(dirs) - 1; i >= 0; i-- {
-		_ = os.Remove(dirs[i])
-	}
-}
+// freshAgentE2EDir gives TestAgentE2E and the tests sharing its
+// directory and cgroups a clean start.
+func freshAgentE2EDir(t *testing.T) { freshE2EDir(t, e2eDir, e2eCgroupRoot) }
 
 // testWriter sends log output to t.Log.
 type testWriter struct{ t *testing.T }
@@ -618,7 +465,7 @@ func logKubectl(t *testing.T, args ...string) {
 	if _, err := exec.LookPath("kubectl"); err != nil {
 		return
 	}
-	args = append([]string{"--kubeconfig", filepath.Join(e2eDir, "kubeconfig.yaml"), "--cache-dir", filepath.Join(e2eDir, "kubectl-cache")}, args...)
-	out, err := exec.Command("kubectl", args...).CombinedOutput()
-	t.Logf("kubectl %s (err %v):\n%s", strings.Join(args[4:], " "), err, out)
+	k := &kubectlRunner{kubeconfig: filepath.Join(e2eDir, "kubeconfig.yaml"), cacheDir: filepath.Join(e2eDir, "kubectl-cache")}
+	out, err := k.run(args...)
+	t.Logf("kubectl %s (err %v):\n%s", strings.Join(args, " "), err, out)
 }

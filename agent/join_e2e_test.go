@@ -40,12 +40,7 @@ func TestJoinE2E(t *testing.T) {
 		t.Skip("ORCH_BIN is not set (make test sets it)")
 	}
 	netnstest.Skip(t, "nft", "nsenter", "busybox", "kubectl")
-	cleanup := func() { cleanupTestNode(t, joinE2EDir, joinE2ECgroupRoot) }
-	cleanup()
-	t.Cleanup(cleanup)
-	if err := os.MkdirAll(joinE2EDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	freshE2EDir(t, joinE2EDir, joinE2ECgroupRoot)
 	// No /etc/orch/config.yaml of this machine may leak in.
 	conf := filepath.Join(joinE2EDir, "config.yaml")
 	if err := os.WriteFile(conf, []byte("debug: false\n"), 0o600); err != nil {
@@ -118,11 +113,7 @@ func TestJoinE2E(t *testing.T) {
 	}
 
 	// A good join; the node's pod logs through the server.
-	importDir := filepath.Join(agentDir, "agent", "images", "import")
-	if err := os.MkdirAll(importDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	writeBusyboxImage(t, filepath.Join(importDir, "busybox.tar"))
+	importBusybox(t, agentDir)
 	agent := startJoinE2EAgent(ctx, t, bin, agentNS, agentArgs(agentDir, token.String()), "agent-1.log")
 	waitJoinE2ENodeReady(t, srv)
 	for _, f := range []string{caFile, certFile, keyFile, passwordFile} {
@@ -221,7 +212,7 @@ func startJoinE2EServer(ctx context.Context, t *testing.T, bin string, ns *netns
 		"--data-dir", filepath.Join(joinE2EDir, "server"),
 		"--bind-address", joinE2EServerIP.Addr().String(), "--https-listen-port", joinE2EPort,
 		"--write-kubeconfig", s.kubeconfig, "--node-name", "oj-server")
-	exited := startLogged(t, cmd, "server.log")
+	exited := startE2EProcess(t, cmd, filepath.Join(joinE2EDir, "server.log")).exited
 	waitFor(t, 60*time.Second, "server kubeconfig", func() (bool, error) {
 		select {
 		case <-exited:
@@ -256,7 +247,7 @@ type joinE2EAgent struct {
 func startJoinE2EAgent(ctx context.Context, t *testing.T, bin string, ns *netnstest.NS, args []string, logName string) *joinE2EAgent {
 	t.Helper()
 	cmd := ns.NetCommand(ctx, bin, args...)
-	return &joinE2EAgent{cmd: cmd, exited: startLogged(t, cmd, logName)}
+	return &joinE2EAgent{cmd: cmd, exited: startE2EProcess(t, cmd, filepath.Join(joinE2EDir, logName)).exited}
 }
 
 // stop ends the agent as an init system would; its pods keep running.
@@ -270,39 +261,6 @@ func (a *joinE2EAgent) stop(t *testing.T) {
 		_ = a.cmd.Process.Kill()
 		<-a.exited
 	}
-}
-
-// startLogged starts cmd with its output in joinE2EDir/logName and stops
-// it when the test ends, showing the log's end if the test failed.
-func startLogged(t *testing.T, cmd *exec.Cmd, logName string) <-chan struct{} {
-	t.Helper()
-	logf, err := os.Create(filepath.Join(joinE2EDir, logName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// nsenter execs the program, so the signal reaches it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		logf.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("%s:\n%s", logName, lastLines(b, 60))
-		}
-	})
-	return exited
 }
 
 // runAgentOnce runs an agent that is expected to exit (a failing join)

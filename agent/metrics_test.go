@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -97,21 +96,8 @@ func TestNodeAPIMetrics(t *testing.T) {
 // running and started once; after an agent restart the adopted pod is
 // still running but is not counted as a new start.
 func TestNodeMetricsE2E(t *testing.T) {
-	bin := os.Getenv("ORCH_BIN")
-	if bin == "" {
-		t.Skip("ORCH_BIN is not set (make test sets it)")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: real namespaces, cgroups and overlayfs")
-	}
-	if _, err := os.Stat("/bin/busybox"); err != nil {
-		t.Skip("needs /bin/busybox (apt-get install -y busybox-static)")
-	}
-	cleanupE2E(t)
-	t.Cleanup(func() { cleanupE2E(t) })
-	if err := os.MkdirAll(e2eDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	bin := e2eBinary(t)
+	freshAgentE2EDir(t)
 	restCfg := startServer(t, bin)
 	cs := kubernetes.NewForConfigOrDie(restCfg)
 	httpClient, err := rest.HTTPClientFor(restCfg)
@@ -119,11 +105,7 @@ func TestNodeMetricsE2E(t *testing.T) {
 		t.Fatal(err)
 	}
 	dataDir := filepath.Join(e2eDir, "node")
-	importDir := filepath.Join(dataDir, "agent", "images", "import")
-	if err := os.MkdirAll(importDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	writeBusyboxImage(t, filepath.Join(importDir, "busybox.tar"))
+	importBusybox(t, dataDir)
 	agent := startAgent(t, Config{ServerURL: restCfg.Host, NodeName: e2eNode, DataDir: dataDir, HTTPClient: httpClient,
 		NodeIP: "127.0.0.1", CgroupRoot: e2eCgroupRoot, Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"os"
 	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
@@ -30,20 +29,8 @@ var _ ImagePuller = (*registry.Puller)(nil)
 // does: a plain image, a multi-platform index, a private registry with a
 // bearer token and an imagePullSecret, and an image that does not exist.
 func TestImagePullE2E(t *testing.T) {
-	bin := os.Getenv("ORCH_BIN")
-	switch _, bbErr := os.Stat("/bin/busybox"); {
-	case bin == "":
-		t.Skip("ORCH_BIN is not set (make test sets it)")
-	case os.Geteuid() != 0:
-		t.Skip("needs root: real namespaces, cgroups and overlayfs")
-	case bbErr != nil:
-		t.Skip("needs /bin/busybox (apt-get install -y busybox-static)")
-	}
-	cleanupE2E(t)
-	t.Cleanup(func() { cleanupE2E(t) })
-	if err := os.MkdirAll(e2eDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	bin := e2eBinary(t)
+	freshAgentE2EDir(t)
 
 	host := testregistry.Platform{OS: "linux", Architecture: goruntime.GOARCH}
 	public := testregistry.New(t, testregistry.Options{})

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -10,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -48,61 +46,10 @@ func hostNetworkState(t *testing.T) string {
 
 // startOrch runs orch with args in ns's network namespace (cgroups and
 // mounts are the host's, as for a real node), logging to dir/logName,
-// and stops it when the test ends. The returned channel closes when it
-// exits.
-func startOrch(t *testing.T, bin string, ns *netnstest.NS, dir, logName string, args ...string) <-chan struct{} {
+// and stops it when the test ends.
+func startOrch(t *testing.T, bin string, ns *netnstest.NS, dir, logName string, args ...string) *e2eProcess {
 	t.Helper()
-	cmd := ns.NetCommand(context.Background(), bin, args...)
-	logf, err := os.Create(filepath.Join(dir, logName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start orch %s in netns %s: %v", args[0], ns.Name, err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		logf.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("%s:\n%s", logName, lastLines(b, 80))
-		}
-	})
-	return exited
-}
-
-// waitFile waits for path to appear while the process behind exited runs.
-func waitFile(t *testing.T, path string, exited <-chan struct{}) {
-	t.Helper()
-	waitFor(t, 60*time.Second, path, func() (bool, error) {
-		select {
-		case <-exited:
-			return false, fmt.Errorf("orch exited before writing %s", path)
-		default:
-		}
-		_, err := os.Stat(path)
-		return err == nil, nil
-	})
-}
-
-// importBusybox puts the test image where a node with data dir dataDir
-// imports it at start.
-func importBusybox(t *testing.T, dataDir string) {
-	t.Helper()
-	importDir := filepath.Join(dataDir, "agent", "images", "import")
-	if err := os.MkdirAll(importDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	writeBusyboxImage(t, filepath.Join(importDir, "busybox.tar"))
+	return startE2EProcess(t, ns.NetCommand(context.Background(), bin, args...), filepath.Join(dir, logName))
 }
 
 // clientIn returns a clientset from kubeconfig whose connections are
@@ -130,10 +77,10 @@ func startNetServer(t *testing.T, bin string, ns *netnstest.NS, dir, nodeName, b
 		t.Fatal(err)
 	}
 	kubeconfig := filepath.Join(dir, "kubeconfig.yaml")
-	exited := startOrch(t, bin, ns, dir, "server.log", "server", "--config", conf, "--data-dir", data,
+	srv := startOrch(t, bin, ns, dir, "server.log", "server", "--config", conf, "--data-dir", data,
 		"--bind-address", bindIP, "--https-listen-port", "6443",
 		"--write-kubeconfig", kubeconfig, "--node-name", nodeName)
-	waitFile(t, kubeconfig, exited)
+	srv.waitFile(t, kubeconfig)
 	return clientIn(t, kubeconfig, ns)
 }
 
@@ -161,14 +108,8 @@ func runToCompletion(t *testing.T, cs kubernetes.Interface, node, name string, s
 // the node-local DNS server and the nftables service proxy.
 func TestPodNetworkE2E(t *testing.T) {
 	skipIntermittentDNSInCI(t)
-	bin := os.Getenv("ORCH_BIN")
-	if bin == "" {
-		t.Skip("ORCH_BIN is not set (make test sets it)")
-	}
+	bin := e2eBinary(t)
 	netnstest.Skip(t, "nft", "nsenter")
-	if _, err := os.Stat("/bin/busybox"); err != nil {
-		t.Skip("needs /bin/busybox (apt-get install -y busybox-static)")
-	}
 	before := hostNetworkState(t)
 	t.Cleanup(func() {
 		if after := hostNetworkState(t); after != before {
@@ -396,14 +337,8 @@ const (
 // share a segment).
 func TestPodNetworkTwoNodesE2E(t *testing.T) {
 	skipIntermittentDNSInCI(t)
-	bin := os.Getenv("ORCH_BIN")
-	if bin == "" {
-		t.Skip("ORCH_BIN is not set (make test sets it)")
-	}
+	bin := e2eBinary(t)
 	netnstest.Skip(t, "nft", "nsenter")
-	if _, err := os.Stat("/bin/busybox"); err != nil {
-		t.Skip("needs /bin/busybox (apt-get install -y busybox-static)")
-	}
 	for _, backend := range []string{"host-gw", "vxlan"} {
 		t.Run(backend, func(t *testing.T) { testTwoNodes(t, bin, backend) })
 	}
@@ -416,12 +351,7 @@ func testTwoNodes(t *testing.T, bin, backend string) {
 			t.Errorf("the host namespace's routes or nft tables changed:\nbefore:\n%s\nafter:\n%s", before, after)
 		}
 	})
-	cleanup := func() { cleanupTestNode(t, net2E2EDir, net2E2ECgroupRoot) }
-	cleanup()
-	t.Cleanup(cleanup)
-	if err := os.MkdirAll(net2E2EDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	freshE2EDir(t, net2E2EDir, net2E2ECgroupRoot)
 
 	sw := netnstest.NewSwitch(t, "orchnet2-sw")
 	srvNS, agentNS := netnstest.New(t, net2E2EServer), netnstest.New(t, net2E2EAgent)
