@@ -79,6 +79,9 @@ type Config struct {
 	RuntimeExe string
 	// CgroupRoot is the cgroup pods are placed under; default /orch.
 	CgroupRoot string
+	// KillPodsOnStop stops and removes every pod when Run's context ends
+	// (--kill-pods-on-stop, see shutdown.go); by default pods keep running.
+	KillPodsOnStop bool
 }
 
 // Timings of the node's heartbeats.
