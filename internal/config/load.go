@@ -49,6 +49,7 @@ func Server(src Sources) (server.Config, error) {
 	}
 	c.networks(cfg.ClusterCIDR, cfg.ServiceCIDR)
 	c.logging()
+	c.boolean(keyKillPodsOnStop) // checked with the rest; read by KillPodsOnStop
 	if err := c.err(); err != nil {
 		return server.Config{}, err
 	}
@@ -70,6 +71,7 @@ func Agent(src Sources) (agent.Config, error) {
 		DataDir:   c.absDir(keyDataDir),
 		Debug:     c.boolean(keyDebug),
 	}
+	cfg.KillPodsOnStop = c.boolean(keyKillPodsOnStop)
 	cfg.CgroupRoot = c.absDir(keyCgroupRoot)
 	if backend := c.oneOf(keyFlannelBackend, "none", "host-gw", "vxlan", "auto"); backend != "none" {
 		cfg.Network = &agent.NetworkConfig{ClusterCIDR: c.prefix(keyClusterCIDR), ServiceCIDR: c.prefix(keyServiceCIDR), Backend: backend}
@@ -107,6 +109,19 @@ func PrivateRegistry(command string, src Sources) (string, error) {
 	c := &checker{vals: vals}
 	path := c.file(keyPrivateRegistry)
 	return path, c.err()
+}
+
+// KillPodsOnStop resolves --kill-pods-on-stop of command (ServerCommand or
+// AgentCommand); the server's built-in node reads it here because it is a
+// setting of the node, not of server.Config.
+func KillPodsOnStop(command string, src Sources) (bool, error) {
+	vals, err := resolve(command, src)
+	if err != nil {
+		return false, err
+	}
+	c := &checker{vals: vals}
+	kill := c.boolean(keyKillPodsOnStop)
+	return kill, c.err()
 }
 
 // logging parses the --log settings. Server and Agent check them too, so

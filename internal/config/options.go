@@ -51,6 +51,7 @@ const (
 	keyPrivateRegistry = "private-registry"
 	keySecretsEncrypt  = "secrets-encryption"
 	keyCgroupRoot      = "cgroup-root"
+	keyKillPodsOnStop  = "kill-pods-on-stop"
 )
 
 // Option is one setting of a command: a flag, an environment variable and a
@@ -101,6 +102,7 @@ func ServerOptions() []Option {
 		{Name: keyFlannelBackend, Default: "auto", Usage: "pod network of the node: host-gw (routes between nodes on one L2 network), vxlan, auto (host-gw where possible, else vxlan) or none (pods get loopback only)"},
 		{Name: keyPrivateRegistry, Default: "/etc/orch/registries.yaml", Usage: "registry mirrors, credentials and TLS settings, in k3s' registries.yaml format (a missing file is fine)"},
 		{Name: keyDisable, List: true, Usage: "do not apply this built-in manifest (its file name without .yaml, e.g. local-storage); repeatable"},
+		killPodsOnStopOption(),
 		{Name: keyDebug, Bool: true, Default: "false", Usage: "log at debug level"},
 	}
 	return append(opts, logOptions()...)
@@ -119,6 +121,7 @@ func AgentOptions() []Option {
 		{Name: keyFlannelBackend, Default: "auto", Usage: "pod network of the node: host-gw, vxlan, auto (host-gw where possible, else vxlan) or none (pods get loopback only)"},
 		{Name: keyClusterCIDR, Default: "10.42.0.0/16", Usage: "the server's --cluster-cidr (pod network), with --flannel-backend"},
 		{Name: keyServiceCIDR, Default: "10.43.0.0/16", Usage: "the server's --service-cidr (cluster IPs), with --flannel-backend"},
+		killPodsOnStopOption(),
 		{Name: keyDebug, Bool: true, Default: "false", Usage: "log at debug level"},
 	}
 	return append(opts, logOptions()...)
@@ -131,6 +134,13 @@ func logOptions() []Option {
 		{Name: keyLogMaxSize, Default: "10", Usage: "rotate the --log file when it reaches this many MiB"},
 		{Name: keyLogMaxBackups, Default: "3", Usage: "how many rotated --log files to keep (FILE.1 is the newest)"},
 	}
+}
+
+// killPodsOnStopOption is the node's stop behaviour, shared by the agent and
+// the server's built-in node. Off by default, as in k3s: an upgrade or
+// restart of orch must not take the workloads down.
+func killPodsOnStopOption() Option {
+	return Option{Name: keyKillPodsOnStop, Bool: true, Default: "false", Usage: "on SIGTERM stop every pod of this node (each within its grace period, at most 30s) and remove their containers, cgroups, mounts and network state; by default pods keep running"}
 }
 
 func configOption() Option {
