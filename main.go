@@ -191,6 +191,10 @@ func runServer(c *cli.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	killPods, err := config.KillPodsOnStop(config.ServerCommand, src)
+	if err != nil {
+		return configError(err)
+	}
 	// The server is also a node: its agent half runs beside it and talks
 	// to it over TLS on this machine, with a node certificate.
 	local := make(chan server.LocalNode, 1)
@@ -211,7 +215,7 @@ func runServer(c *cli.Context, stderr io.Writer) error {
 		acfg := agent.Config{
 			ServerURL: node.ServerURL, NodeName: cfg.NodeName, DataDir: cfg.DataDir, Debug: cfg.Debug,
 			Logger: cfg.Logger.With("component", "agent"), HTTPClient: hc, ServerNode: true,
-			ImagePuller: puller,
+			ImagePuller: puller, KillPodsOnStop: killPods,
 		}
 		if cfg.FlannelBackend != "none" {
 			acfg.Network = &agent.NetworkConfig{ClusterCIDR: cfg.ClusterCIDR, ServiceCIDR: cfg.ServiceCIDR, Backend: cfg.FlannelBackend}
