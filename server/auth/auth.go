@@ -8,6 +8,10 @@
 //   - the server's join-token secret as a bearer token, which makes the
 //     caller "node-bootstrap" in group system:bootstrappers: an agent that
 //     may only ask for its node certificate;
+//   - bootstrap tokens "<id>.<secret>" (`orch token create`), backed by
+//     Secrets kube-system/bootstrap-token-<id> (BootstrapTokens): user
+//     system:bootstrap:<id>, group system:bootstrappers and the token's
+//     extra groups;
 //   - the admin token (system:admin, group system:masters);
 //   - service account tokens (JWTs signed by the cluster's service account
 //     key), checked by a TokenAuthenticator (server/serviceaccount).
@@ -25,6 +29,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/orch-dev/orch/internal/jointoken"
 	"github.com/orch-dev/orch/server/apiserver"
 )
 
@@ -56,6 +61,9 @@ type Options struct {
 	// AdminToken authenticates as system:admin (group system:masters),
 	// for clients that cannot present a certificate; empty disables it.
 	AdminToken string
+	// BootstrapTokens checks bearer tokens of the bootstrap form
+	// "<id>.<secret>" (BootstrapTokens). Nil disables them.
+	BootstrapTokens TokenAuthenticator
 	// Tokens checks the bearer tokens that are none of the above (service
 	// account JWTs). Nil disables them.
 	Tokens TokenAuthenticator
@@ -69,10 +77,11 @@ type TokenAuthenticator interface {
 
 // Authenticator identifies requests. It is safe for concurrent use.
 type Authenticator struct {
-	roots     *x509.CertPool
-	bootstrap []byte
-	admin     []byte
-	tokens    TokenAuthenticator
+	roots           *x509.CertPool
+	bootstrap       []byte
+	admin           []byte
+	tokens          TokenAuthenticator
+	bootstrapTokens TokenAuthenticator
 	// handshakeRoots: see Options.HandshakeVerifiesClientCAs.
 	handshakeRoots bool
 }
@@ -80,7 +89,7 @@ type Authenticator struct {
 // New returns an Authenticator for opts.
 func New(opts Options) *Authenticator {
 	return &Authenticator{roots: opts.ClientCAs, bootstrap: []byte(opts.BootstrapSecret), admin: []byte(opts.AdminToken),
-		tokens: opts.Tokens, handshakeRoots: opts.HandshakeVerifiesClientCAs && opts.ClientCAs != nil}
+		tokens: opts.Tokens, bootstrapTokens: opts.BootstrapTokens, handshakeRoots: opts.HandshakeVerifiesClientCAs && opts.ClientCAs != nil}
 }
 
 // WithTokens returns a copy of a that also accepts the bearer tokens t
@@ -92,12 +101,29 @@ func (a *Authenticator) WithTokens(t TokenAuthenticator) *Authenticator {
 	return &c
 }
 
+// WithBootstrapTokens returns a copy of a that also accepts the bootstrap
+// tokens t knows (their Secrets are read through the API server, which is
+// built after the Authenticator).
+func (a *Authenticator) WithBootstrapTokens(t TokenAuthenticator) *Authenticator {
+	c := *a
+	c.bootstrapTokens = t
+	return &c
+}
+
 // Authenticate returns the caller of r, or ok=false when r carries no
 // credential this server accepts. A client certificate takes precedence
 // over a bearer token, as in Kubernetes.
 func (a *Authenticator) Authenticate(r *http.Request) (apiserver.UserInfo, bool) {
+	u, ok, _ := a.AuthenticateRequest(r)
+	return u, ok
+}
+
+// AuthenticateRequest is Authenticate that also says why a bearer token
+// that looked like one of ours was refused (an *ExpiredTokenError, ...),
+// for endpoints that tell their callers more than "Unauthorized".
+func (a *Authenticator) AuthenticateRequest(r *http.Request) (apiserver.UserInfo, bool, error) {
 	if u, ok := a.fromCertificate(r); ok {
-		return u, true
+		return u, true, nil
 	}
 	return a.fromBearer(r)
 }
@@ -137,18 +163,18 @@ func (a *Authenticator) fromCertificate(r *http.Request) (apiserver.UserInfo, bo
 	return user(leaf.Subject.CommonName, leaf.Subject.Organization...), true
 }
 
-func (a *Authenticator) fromBearer(r *http.Request) (apiserver.UserInfo, bool) {
+func (a *Authenticator) fromBearer(r *http.Request) (apiserver.UserInfo, bool, error) {
 	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return apiserver.UserInfo{}, false
+		return apiserver.UserInfo{}, false, nil
 	}
-	u, ok, _ := a.AuthenticateToken(r.Context(), strings.TrimSpace(token))
-	return u, ok
+	return a.AuthenticateToken(r.Context(), strings.TrimSpace(token))
 }
 
 // AuthenticateToken identifies the holder of a bearer token: the admin
-// token, the join secret, then the TokenAuthenticator. The error says why
-// a token that looked like one of ours was refused (for TokenReview).
+// token, the join secret, a bootstrap token, then the TokenAuthenticator.
+// The error says why a token that looked like one of ours was refused
+// (for TokenReview).
 func (a *Authenticator) AuthenticateToken(ctx context.Context, token string) (apiserver.UserInfo, bool, error) {
 	t := []byte(token)
 	switch {
@@ -158,10 +184,16 @@ func (a *Authenticator) AuthenticateToken(ctx context.Context, token string) (ap
 		return user(AdminUser, MastersGroup), true, nil
 	case len(a.bootstrap) > 0 && subtle.ConstantTimeCompare(t, a.bootstrap) == 1:
 		return user(BootstrapUser, BootstrapGroup), true, nil
-	case a.tokens == nil:
+	}
+	tokens := a.tokens
+	if _, _, ok := jointoken.ParseBootstrap(token); ok {
+		// The bootstrap form is never a JWT: no need to ask tokens.
+		tokens = a.bootstrapTokens
+	}
+	if tokens == nil {
 		return apiserver.UserInfo{}, false, nil
 	}
-	u, ok, err := a.tokens.AuthenticateToken(ctx, token)
+	u, ok, err := tokens.AuthenticateToken(ctx, token)
 	if !ok || err != nil {
 		return apiserver.UserInfo{}, false, err
 	}
