@@ -6,8 +6,9 @@
 //     it; the agent trusts it only if its hash is the one its token pins.
 //   - POST /v1-orch/node-certificate: a client certificate for the node
 //     (CN system:node:<name>, O system:nodes), to a caller holding the
-//     join secret (user node-bootstrap) or the node's current certificate
-//     (renewal before expiry).
+//     join secret (user node-bootstrap), a bootstrap token (`orch token
+//     create`; group system:bootstrappers) or the node's current
+//     certificate (renewal before expiry).
 //
 // Node names are unique: the first join under a name stores a hash of the
 // node's password (a random secret the agent keeps) in the Secret
@@ -85,8 +86,10 @@ type Objects interface {
 type Options struct {
 	CA      Authority
 	Objects Objects
-	// Authenticate identifies the caller (server/auth).
-	Authenticate func(r *http.Request) (apiserver.UserInfo, bool)
+	// Authenticate identifies the caller (server/auth's
+	// AuthenticateRequest). Its error, when a credential was refused,
+	// is shown to the caller: "join token abcdef expired at ...".
+	Authenticate func(r *http.Request) (apiserver.UserInfo, bool, error)
 	// Validity of issued certificates; default one year. Agents renew
 	// theirs when less than a third of it is left.
 	Validity time.Duration
@@ -154,9 +157,14 @@ func (h *Handler) serveNodeCertificate(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, apierrors.NewMethodNotSupported(schema.GroupResource{Resource: "node-certificate"}, strings.ToLower(r.Method)))
 		return
 	}
-	user, ok := h.opts.Authenticate(r)
+	user, ok, err := h.opts.Authenticate(r)
 	if !ok {
-		writeStatus(w, apierrors.NewUnauthorized("Unauthorized: a node certificate needs the join token's secret or the node's current certificate"))
+		msg := "Unauthorized: a node certificate needs the join token's secret or the node's current certificate"
+		if err != nil {
+			msg = "Unauthorized: " + err.Error()
+		}
+		h.log.Info("node join refused", "node", r.Header.Get(jointoken.NodeNameHeader), "remote", r.RemoteAddr, "reason", msg)
+		writeStatus(w, apierrors.NewUnauthorized(msg))
 		return
 	}
 	name := r.Header.Get(jointoken.NodeNameHeader)

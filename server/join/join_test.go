@@ -9,9 +9,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -22,6 +24,7 @@ import (
 	"github.com/orch-dev/orch/internal/jointoken"
 	"github.com/orch-dev/orch/server/apiserver"
 	"github.com/orch-dev/orch/server/auth"
+	"github.com/orch-dev/orch/server/auth/bootstraptoken"
 	"github.com/orch-dev/orch/server/pki"
 )
 
@@ -88,10 +91,25 @@ func newTestServer(t *testing.T) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	authn := auth.New(auth.Options{ClientCAs: ca.CAPool(), HandshakeVerifiesClientCAs: true,
-		BootstrapSecret: testSecret, AdminToken: testAdminToken})
 	objects := newFakeObjects()
-	h, err := New(Options{CA: ca, Objects: objects, Authenticate: authn.Authenticate, ReservedNodeNames: []string{serverNode}})
+	authn := auth.New(auth.Options{ClientCAs: ca.CAPool(), HandshakeVerifiesClientCAs: true,
+		BootstrapSecret: testSecret, AdminToken: testAdminToken}).
+		WithBootstrapTokens(auth.NewBootstrapTokens(objects, nil, slog.New(slog.DiscardHandler)))
+	for _, info := range []bootstraptoken.Info{
+		{ID: "abcdef", Secret: "0123456789abcdef", Usages: []string{bootstraptoken.UsageAuthentication},
+			Expiration: time.Now().Add(time.Hour), ExtraGroups: []string{bootstraptoken.DefaultExtraGroup}},
+		{ID: "old001", Secret: "0123456789abcdef", Usages: []string{bootstraptoken.UsageAuthentication},
+			Expiration: time.Date(2025, 11, 23, 15, 0, 0, 0, time.UTC)},
+	} {
+		secret, err := bootstraptoken.NewSecret(info)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := objects.Create(context.Background(), secretsGVR, secret, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, err := New(Options{CA: ca, Objects: objects, Authenticate: authn.AuthenticateRequest, ReservedNodeNames: []string{serverNode}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,6 +269,12 @@ func TestNodeCertificate(t *testing.T) {
 		{"another machine with the same name", certRequest{bearer: testSecret, node: "n1", password: "pw-other"}, 403,
 			`nodes "n1" is forbidden: node password rejected: a node named "n1" already joined from another machine`},
 		{"wrong secret", certRequest{bearer: "not-the-secret", node: "n2", password: "pw-2"}, 401, "Unauthorized"},
+		{"bootstrap token", certRequest{bearer: "abcdef.0123456789abcdef", node: "b1", password: "pw-b1"}, 200, ""},
+		{"expired bootstrap token", certRequest{bearer: "old001.0123456789abcdef", node: "n2", password: "pw-2"}, 401,
+			"Unauthorized: join token old001 expired at 2025-11-23T15:00:00Z"},
+		{"expired bootstrap token, wrong secret: expiry not told", certRequest{bearer: "old001.0123456789abcdee", node: "n2", password: "pw-2"}, 401,
+			"needs the join token's secret"},
+		{"unknown bootstrap token", certRequest{bearer: "nobody.0123456789abcdef", node: "n2", password: "pw-2"}, 401, "Unauthorized"},
 		{"no credentials", certRequest{node: "n2", password: "pw-2"}, 401, "Unauthorized"},
 		{"renewal with the node's certificate", certRequest{cert: &n1Cert, node: "n1", password: "pw-1"}, 200, ""},
 		{"renewal with the wrong password", certRequest{cert: &n1Cert, node: "n1", password: "pw-other"}, 403, "node password rejected"},
