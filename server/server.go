@@ -167,7 +167,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, st store.Store, ca
 	if err != nil {
 		return fmt.Errorf("server: service account tokens: %w", err)
 	}
-	authn = authn.WithTokens(serviceAccounts.authn)
+	authn = authn.WithTokens(serviceAccounts.authn).
+		WithBootstrapTokens(auth.NewBootstrapTokens(serviceAccounts.api, nil, log))
 	// Agents on other machines connect through the tunnel, authenticated
 	// by their node certificates.
 	tun, err := tunnel.NewServer(tunnel.ServerOptions{NodeName: join.NodeName(authn.Authenticate), Logger: log.With("component", "tunnel")})
@@ -229,7 +230,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, st store.Store, ca
 	if !cfg.DisableAgent {
 		reserved = []string{cfg.NodeName}
 	}
-	joiner, err := join.New(join.Options{CA: ca, Objects: api.Local(), Authenticate: authn.Authenticate,
+	joiner, err := join.New(join.Options{CA: ca, Objects: api.Local(), Authenticate: authn.AuthenticateRequest,
 		ReservedNodeNames: reserved, Logger: log.With("component", "join")})
 	if err != nil {
 		return fmt.Errorf("server: %w", err)
