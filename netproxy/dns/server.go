@@ -60,8 +60,12 @@ type Server struct {
 	services map[string]*v1.Service
 	slices   map[string]*discoveryv1.EndpointSlice
 	pods     map[string]*v1.Pod
-	dirty    atomic.Bool
-	view     atomic.Pointer[view]
+	// gen counts changes to the objects (written under mu). A view built
+	// from generation g answers for every change up to g; a query that
+	// sees a newer gen waits for a rebuild instead of answering from the
+	// older view.
+	gen  atomic.Uint64
+	view atomic.Pointer[view]
 }
 
 var _ mdns.Handler = (*Server)(nil)
@@ -88,13 +92,15 @@ func New(cfg Config) *Server {
 		slices:   map[string]*discoveryv1.EndpointSlice{},
 		pods:     map[string]*v1.Pod{},
 	}
-	s.dirty.Store(true)
+	// Never nil: the first queries (a resolver sends A and AAAA at once)
+	// must not race the first build.
+	s.view.Store(buildView(s.domain, cfg.TTL, 0, snapshot{}))
 	return s
 }
 
 func nsName(ns, name string) string { return ns + "/" + name }
 
-func (s *Server) changed() { s.dirty.Store(true) }
+func (s *Server) changed() { s.gen.Add(1) }
 
 // UpdateService records an added or changed Service; the object must not
 // be modified afterwards. The other Update/Delete methods work alike.
@@ -164,20 +170,24 @@ func (s *Server) Replace(services []*v1.Service, slices []*discoveryv1.EndpointS
 	s.changed()
 }
 
-// current returns the view, rebuilding it first if objects changed. The
-// rebuild is lazy so a burst of updates costs one rebuild.
+// current returns a view that includes every change made before the
+// call, rebuilding it first if objects changed. The rebuild is lazy so a
+// burst of updates costs one rebuild; queries racing with a rebuild wait
+// for it rather than answer from the older view.
 func (s *Server) current() *view {
-	if !s.dirty.Load() {
-		return s.view.Load()
+	if v := s.view.Load(); v.gen == s.gen.Load() {
+		return v
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.dirty.Load() {
-		// Clear first: an update racing with the build marks it again.
-		s.dirty.Store(false)
-		s.view.Store(buildView(s.domain, s.cfg.TTL, snapshot{services: s.services, slices: s.slices, pods: s.pods}))
+	// Updates hold mu too, so gen and the maps agree here.
+	gen := s.gen.Load()
+	if v := s.view.Load(); v.gen == gen {
+		return v // another query rebuilt it meanwhile
 	}
-	return s.view.Load()
+	v := buildView(s.domain, s.cfg.TTL, gen, snapshot{services: s.services, slices: s.slices, pods: s.pods})
+	s.view.Store(v)
+	return v
 }
 
 // Serve answers on the given UDP and TCP listeners (either may be nil)

@@ -3,8 +3,10 @@ package dns
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -205,6 +207,69 @@ func TestUpdatesChangeAnswers(t *testing.T) {
 	if got := rrStrings(query(t, addr, "10-42-3-3.db.shop.svc.cluster.local.", mdns.TypeA).Answer); !slices.Equal(got, []string{"10.42.3.3"}) {
 		t.Fatalf("dashed endpoint name: %v", got)
 	}
+}
+
+// TestConcurrentQueriesSeeEarlierChanges pins the node-local DNS hang
+// of the pod network e2e: a resolver sends A and AAAA at once, so the
+// first queries after a change race each other into the lazy rebuild.
+// One of them used to answer from the view as it was before the change,
+// and on a fresh server from no view at all (a nil dereference that took
+// the whole agent down). Every query must see every change made before
+// it was asked.
+func TestConcurrentQueriesSeeEarlierChanges(t *testing.T) {
+	const queriers = 8
+	for round := range 50 {
+		srv := New(Config{})
+		name := "svc" + strconv.Itoa(round) + ".default.svc.cluster.local."
+		srv.Replace([]*v1.Service{service("default", "svc"+strconv.Itoa(round), "10.43.0.20")}, nil, nil)
+		start := make(chan struct{})
+		errs := make(chan error, queriers)
+		for range queriers {
+			go func() {
+				<-start
+				r := srv.answer(new(mdns.Msg).SetQuestion(name, mdns.TypeA), "udp")
+				if len(r.Answer) != 1 {
+					errs <- fmt.Errorf("round %d: %s answered %s with %d records", round, name, mdns.RcodeToString[r.Rcode], len(r.Answer))
+					return
+				}
+				errs <- nil
+			}()
+		}
+		close(start)
+		for range queriers {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	// Changes racing with queries: a name added before a query is asked
+	// is in its answer.
+	srv := New(Config{})
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			srv.answer(new(mdns.Msg).SetQuestion("noise.default.svc.cluster.local.", mdns.TypeA), "udp")
+			if i%64 == 0 {
+				runtime.Gosched()
+			}
+		}
+	}()
+	for i := range 200 {
+		n := "s" + strconv.Itoa(i)
+		srv.UpdateService(service("default", n, "10.43.1."+strconv.Itoa(i%250+1)))
+		if r := srv.answer(new(mdns.Msg).SetQuestion(n+".default.svc.cluster.local.", mdns.TypeA), "udp"); len(r.Answer) != 1 {
+			t.Fatalf("%s asked after it was added: %s with %d records", n, mdns.RcodeToString[r.Rcode], len(r.Answer))
+		}
+	}
+	close(stop)
+	<-stopped
 }
 
 // fakeUpstream answers every A query with 192.0.2.1 on loopback.

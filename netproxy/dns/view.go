@@ -14,6 +14,7 @@ import (
 // objects after they change. Queries only read it, without locks.
 type view struct {
 	domain string // "cluster.local." (fully qualified, lower case)
+	gen    uint64 // the Server's change count it was built from
 	names  map[string]*records
 	// exists holds every name that has records plus all their parents
 	// below the domain, so that "ns.svc.cluster.local" answers NODATA
@@ -80,9 +81,10 @@ type snapshot struct {
 	pods     map[string]*v1.Pod
 }
 
-// buildView indexes the objects. ttl is the TTL of positive answers.
-func buildView(domain string, ttl uint32, s snapshot) *view {
-	v := &view{domain: domain, names: map[string]*records{}, exists: map[string]bool{}, ptr: map[string]string{}}
+// buildView indexes the objects of generation gen. ttl is the TTL of
+// positive answers.
+func buildView(domain string, ttl uint32, gen uint64, s snapshot) *view {
+	v := &view{domain: domain, gen: gen, names: map[string]*records{}, exists: map[string]bool{}, ptr: map[string]string{}}
 	slicesBySvc := map[string][]*discoveryv1.EndpointSlice{}
 	for _, sl := range s.slices {
 		if n := sl.Labels[discoveryv1.LabelServiceName]; n != "" {
