@@ -161,7 +161,7 @@ func (h *Handler) serveNodeCertificate(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		msg := "Unauthorized: a node certificate needs the join token's secret or the node's current certificate"
 		if err != nil {
-			msg = "Unauthorized: " + err.Error()
+			msg = err.Error()
 		}
 		h.log.Info("node join refused", "node", r.Header.Get(jointoken.NodeNameHeader), "remote", r.RemoteAddr, "reason", msg)
 		writeStatus(w, apierrors.NewUnauthorized(msg))
