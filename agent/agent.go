@@ -16,6 +16,7 @@
 //
 // Stopping the agent (cancelling Run's context) leaves every pod running;
 // the next Run adopts them from the runtime's state without restarting any.
+// With Config.KillPodsOnStop it stops and removes them first (shutdown.go).
 package agent
 
 import (
@@ -261,7 +262,9 @@ func (a *Agent) run(ctx context.Context) error {
 	}
 	a.rt = rt
 
-	g, gctx := errgroup.WithContext(ctx)
+	stop := a.newNodeStop(ctx) // with KillPodsOnStop the loops outlive ctx until the pods are gone
+	defer stop.end()
+	g, gctx := errgroup.WithContext(stop.run)
 	a.events = newEventRecorder(a.api, a.nodeName, a.log)
 	g.Go(func() error { a.events.run(gctx); return nil })
 	g.Go(func() error { a.serveNodeAPI(gctx); return nil }) // container logs, see logs_server.go
@@ -280,7 +283,10 @@ func (a *Agent) run(ctx context.Context) error {
 	a.workers = newPodWorkers(a)
 	g.Go(func() error { a.renewLease(gctx, node); return nil })
 	g.Go(func() error { a.syncNodeStatus(gctx); return nil })
-	g.Go(func() error { a.watchPods(gctx); return nil })
+	podsCtx, stopWorkers := context.WithCancel(gctx)
+	defer stopWorkers()
+	g.Go(func() error { a.watchPods(podsCtx); return nil })
+	g.Go(func() error { stop.killPods(a, gctx, stopWorkers); return nil })
 	g.Go(func() error { a.collectImages(gctx); return nil }) // image GC, see images.go
 	close(a.ready)
 	err = g.Wait()
