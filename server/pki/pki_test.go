@@ -336,3 +336,70 @@ func TestWriteKubeconfig(t *testing.T) {
 		t.Error("content differs from Kubeconfig")
 	}
 }
+
+func TestReadKubeconfig(t *testing.T) {
+	a := mustLoad(t, t.TempDir(), Options{})
+	dir := t.TempDir()
+	written := filepath.Join(dir, "orch.yaml")
+	if err := a.WriteKubeconfig(written, "https://127.0.0.1:6443", 0); err != nil {
+		t.Fatal(err)
+	}
+	c, err := ReadKubeconfig(written)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Server != "https://127.0.0.1:6443" || !bytes.Equal(c.CAPEM, a.CACertPEM()) || len(c.TLS.Certificates) != 1 ||
+		c.TLS.Certificates[0].Leaf.Subject.CommonName != AdminUser {
+		t.Errorf("ReadKubeconfig = %+v", c)
+	}
+
+	// Files named relative to the kubeconfig, as kubectl reads them.
+	withFiles := filepath.Join(dir, "files.yaml")
+	if err := os.WriteFile(withFiles, []byte(`apiVersion: v1
+kind: Config
+current-context: edge
+contexts:
+- name: other
+  context: {cluster: nowhere, user: nobody}
+- name: edge
+  context: {cluster: c, user: u}
+clusters:
+- name: c
+  cluster: {server: "https://198.18.0.1:6443", certificate-authority: `+a.path(CACertFile)+`}
+users:
+- name: u
+  user: {client-certificate: admin.crt, client-key: admin.key}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{AdminCertFile, AdminKeyFile} {
+		if err := os.WriteFile(filepath.Join(dir, f), readFile(t, a.path(f)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c, err := ReadKubeconfig(withFiles); err != nil || c.Server != "https://198.18.0.1:6443" || !bytes.Equal(c.CAPEM, a.CACertPEM()) {
+		t.Errorf("ReadKubeconfig with files = %+v, %v", c, err)
+	}
+
+	for name, tt := range map[string]struct{ content, wantErr string }{
+		"not yaml":           {"{", "kubeconfig"},
+		"no current context": {"apiVersion: v1\nkind: Config\n", "no current-context"},
+		"unknown context":    {"current-context: x\n", `current-context "x" is not among`},
+		"undefined user":     {"current-context: x\ncontexts: [{name: x, context: {cluster: c, user: u}}]\nclusters: [{name: c, cluster: {server: s}}]\n", "which it does not define"},
+		"no server":          {"current-context: x\ncontexts: [{name: x, context: {cluster: c, user: u}}]\nclusters: [{name: c, cluster: {}}]\nusers: [{name: u, user: {}}]\n", "has no server"},
+		"no CA":              {"current-context: x\ncontexts: [{name: x, context: {cluster: c, user: u}}]\nclusters: [{name: c, cluster: {server: s}}]\nusers: [{name: u, user: {}}]\n", "certificate authority: missing"},
+		"token user":         {"current-context: x\ncontexts: [{name: x, context: {cluster: c, user: u}}]\nclusters: [{name: c, cluster: {server: s, certificate-authority-data: eA==}}]\nusers: [{name: u, user: {token: abc}}]\n", "client certificate: missing"},
+		"bad base64":         {"current-context: x\ncontexts: [{name: x, context: {cluster: c, user: u}}]\nclusters: [{name: c, cluster: {server: s, certificate-authority-data: '!!'}}]\nusers: [{name: u, user: {}}]\n", "not base64"},
+	} {
+		path := filepath.Join(dir, "bad.yaml")
+		if err := os.WriteFile(path, []byte(tt.content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ReadKubeconfig(path); err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+			t.Errorf("%s: ReadKubeconfig error %v, want %q", name, err, tt.wantErr)
+		}
+	}
+	if _, err := ReadKubeconfig(filepath.Join(dir, "missing.yaml")); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("missing file: %v", err)
+	}
+}
