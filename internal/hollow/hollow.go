@@ -13,10 +13,10 @@ package hollow
 import (
 	"context"
 	"fmt"
-	"hash/fnv"
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -29,6 +29,8 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
+
+	"github.com/orch-dev/orch/server/controllers/queue"
 )
 
 // BehaviourAnnotation on a pod tells the hollow kubelet how the pod behaves:
@@ -61,6 +63,9 @@ type Cluster struct {
 	usage   map[types.UID]*podUsage
 	wg      sync.WaitGroup
 	cancel  context.CancelFunc
+
+	// Pod watch counters (WatchStats).
+	lists, expired, rewatches atomic.Int64
 }
 
 type nodeState struct {
@@ -222,68 +227,167 @@ type podEvent struct {
 	deleted bool
 }
 
-// runPods watches pods on any node and plays kubelet for those on ours.
-// Events of one pod go to one syncer (chosen by UID), so they are handled
-// in order; different pods progress in parallel.
+// podWork holds the latest event of each pod waiting for a syncer, keyed
+// by UID. The watch only records events here and queues the UID: like
+// client-go's reflector feeding a work queue, reading the watch never waits
+// for the syncers, so the server never has to cut this watcher off for
+// falling behind, and a relist's thousands of pods do not delay the watch
+// that follows it until the list's revision has left the server's history.
+// A pod that changes again before a syncer takes it is synced once, in its
+// latest state; the queue never hands one UID to two syncers at once.
+type podWork struct {
+	q *queue.Queue
+
+	mu     sync.Mutex
+	latest map[types.UID]podEvent
+}
+
+func newPodWork() *podWork {
+	return &podWork{q: queue.New(nil), latest: map[types.UID]podEvent{}}
+}
+
+// add records ev as its pod's latest state and queues the pod; it never
+// blocks.
+func (w *podWork) add(ev podEvent) {
+	w.mu.Lock()
+	w.latest[ev.pod.UID] = ev
+	w.mu.Unlock()
+	w.q.Add(string(ev.pod.UID))
+}
+
+// take returns (and forgets) the latest event of uid.
+func (w *podWork) take(uid types.UID) (podEvent, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ev, ok := w.latest[uid]
+	delete(w.latest, uid)
+	return ev, ok
+}
+
+// WatchStats counts how the simulated kubelets' pod watch went: a
+// benchmark that stalls shows here whether the watch kept being expired.
+type WatchStats struct {
+	// Lists is how many times the pods were listed (the first list and
+	// every relist).
+	Lists int64
+	// Expired counts watches the server refused or ended with 410 (the
+	// revision left its history, or the watcher was cut off): each one
+	// costs a relist.
+	Expired int64
+	// Rewatches counts watches that ended cleanly and were resumed from
+	// the last revision seen, without a list.
+	Rewatches int64
+}
+
+// WatchStats reports the pod watch's counters so far.
+func (c *Cluster) WatchStats() WatchStats {
+	return WatchStats{Lists: c.lists.Load(), Expired: c.expired.Load(), Rewatches: c.rewatches.Load()}
+}
+
+// runPods watches pods on any node and plays kubelet for those on ours. It
+// works like client-go's reflector: list, then watch from the list's
+// revision at once (the syncers work through the list meanwhile); resume a
+// watch that ends from the last revision seen; relist only when the server
+// says that revision is gone (410).
 func (c *Cluster) runPods(ctx context.Context) {
-	queues := make([]chan podEvent, podSyncers)
+	work := newPodWork()
 	var wg sync.WaitGroup
-	for i := range queues {
-		queues[i] = make(chan podEvent, 64)
-		wg.Add(1)
-		go func(q <-chan podEvent) {
-			defer wg.Done()
-			for ev := range q {
+	wg.Go(func() {
+		queue.RunWorkers(ctx, work.q, podSyncers, nil, func(ctx context.Context, key string) error {
+			if ev, ok := work.take(types.UID(key)); ok {
 				if ev.deleted {
 					c.forgetUsage(ev.pod.UID, time.Now())
 				} else {
 					c.syncPod(ctx, ev.pod)
 				}
 			}
-		}(queues[i])
-	}
-	defer func() {
-		for _, q := range queues {
-			close(q)
-		}
-		wg.Wait()
-	}()
-	dispatch := func(ev podEvent) {
-		h := fnv.New32a()
-		_, _ = h.Write([]byte(ev.pod.UID))
-		select {
-		case queues[h.Sum32()%podSyncers] <- ev:
-		case <-ctx.Done():
-		}
-	}
+			return nil
+		})
+	})
+	defer wg.Wait()
+
 	onNode := fields.OneTermNotEqualSelector("spec.nodeName", "").String()
+	rv := "" // "" means list first
 	for ctx.Err() == nil {
-		list, err := c.cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: onNode})
-		if err != nil {
+		if rv == "" {
+			c.lists.Add(1)
+			list, err := c.cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: onNode})
+			if err != nil {
+				sleep(ctx, time.Second)
+				continue
+			}
+			live := map[types.UID]bool{}
+			for i := range list.Items {
+				live[list.Items[i].UID] = true
+				work.add(podEvent{pod: &list.Items[i]})
+			}
+			c.forgetUsageExcept(live, time.Now())
+			rv = list.ResourceVersion
+		}
+		w, err := c.cs.CoreV1().Pods("").Watch(ctx, metav1.ListOptions{ResourceVersion: rv, FieldSelector: onNode,
+			AllowWatchBookmarks: true})
+		switch {
+		case isExpired(err):
+			c.expired.Add(1)
+			rv = ""
+			continue
+		case err != nil:
 			sleep(ctx, time.Second)
 			continue
 		}
-		live := map[types.UID]bool{}
-		for i := range list.Items {
-			live[list.Items[i].UID] = true
-			dispatch(podEvent{pod: &list.Items[i]})
-		}
-		c.forgetUsageExcept(live, time.Now())
-		w, err := c.cs.CoreV1().Pods("").Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion, FieldSelector: onNode})
-		if err != nil {
-			sleep(ctx, time.Second)
-			continue
-		}
-		for ev := range w.ResultChan() {
-			if ev.Type == watch.Error {
-				break
-			}
-			if pod, ok := ev.Object.(*corev1.Pod); ok {
-				dispatch(podEvent{pod: pod, deleted: ev.Type == watch.Deleted})
-			}
-		}
+		var werr error
+		rv, werr = c.consumeWatch(ctx, w, work, rv)
 		w.Stop()
+		switch {
+		case ctx.Err() != nil:
+		case isExpired(werr):
+			c.expired.Add(1)
+			rv = ""
+		case werr != nil:
+			// Resume from rv, but not in a busy loop.
+			c.rewatches.Add(1)
+			sleep(ctx, time.Second)
+		default:
+			c.rewatches.Add(1)
+		}
 	}
+}
+
+// consumeWatch hands w's events to work until the watch or ctx ends. It
+// returns the last revision seen, and the error the watch ended with (nil
+// when it just closed).
+func (c *Cluster) consumeWatch(ctx context.Context, w watch.Interface, work *podWork, rv string) (string, error) {
+	for {
+		var ev watch.Event
+		var ok bool
+		select {
+		case <-ctx.Done():
+			return rv, ctx.Err()
+		case ev, ok = <-w.ResultChan():
+		}
+		if !ok {
+			return rv, nil
+		}
+		if ev.Type == watch.Error {
+			return rv, apierrors.FromObject(ev.Object)
+		}
+		pod, isPod := ev.Object.(*corev1.Pod)
+		if !isPod {
+			continue
+		}
+		if pod.ResourceVersion != "" {
+			rv = pod.ResourceVersion
+		}
+		if ev.Type != watch.Bookmark {
+			work.add(podEvent{pod: pod, deleted: ev.Type == watch.Deleted})
+		}
+	}
+}
+
+// isExpired reports whether err means the requested revision is no longer
+// in the server's history (410 Gone / Expired): the watcher must relist.
+func isExpired(err error) bool {
+	return err != nil && (apierrors.IsResourceExpired(err) || apierrors.IsGone(err))
 }
 
 func (c *Cluster) syncPod(ctx context.Context, pod *corev1.Pod) {
