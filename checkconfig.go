@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -17,22 +16,17 @@ import (
 // variable and config file, so the check looks where the server will
 // write.
 func checkConfigCommand() *cli.Command {
-	var opts []config.Option
-	for _, o := range config.ServerOptions() {
-		if o.Name == "data-dir" || o.Name == "config" {
-			opts = append(opts, o)
-		}
-	}
+	settings := serverSettingsNamed("data-dir")
 	return &cli.Command{
 		Name:      "check-config",
 		Usage:     "check that this machine's kernel and system can run orch; exits non-zero when something required is missing",
-		Flags:     flagsFor(opts),
+		Flags:     settings.flags(),
 		ArgsUsage: " ",
 		Action: func(c *cli.Context) error {
-			if c.NArg() > 0 {
-				return fmt.Errorf("check-config takes no arguments, got %q", c.Args().Slice())
+			if err := noArgs(c); err != nil {
+				return err
 			}
-			dataDir, err := checkDataDir(sources(c, opts))
+			dataDir, err := checkDataDir(settings.sources(c))
 			if err != nil {
 				return err
 			}

@@ -6,33 +6,27 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/orch-dev/orch/internal/config"
 	"github.com/orch-dev/orch/server"
 )
 
 // secretsEncryptCommand manages the keys of secrets encryption at rest
 // (`orch server --secrets-encryption`), like k3s' secrets-encrypt.
 func secretsEncryptCommand() *cli.Command {
-	var opts []config.Option
-	for _, o := range config.ServerOptions() {
-		if o.Name == "data-dir" || o.Name == "config" {
-			opts = append(opts, o)
-		}
-	}
+	settings := serverSettingsNamed("data-dir")
 	return &cli.Command{
 		Name:  "secrets-encrypt",
 		Usage: "manage the keys that encrypt Secrets at rest",
 		Subcommands: []*cli.Command{{
 			Name:  "status",
 			Usage: "say whether Secrets are encrypted and with which keys",
-			Flags: flagsFor(opts),
+			Flags: settings.flags(),
 			Action: func(c *cli.Context) error {
-				if c.NArg() > 0 {
-					return fmt.Errorf("secrets-encrypt status takes no arguments, got %q", c.Args().Slice())
+				if err := noArgs(c); err != nil {
+					return err
 				}
-				cfg, err := config.Server(sources(c, opts))
+				cfg, err := settings.load(c)
 				if err != nil {
-					return configError(err)
+					return err
 				}
 				enabled, keys, err := server.EncryptionStatus(cfg.DataDir)
 				if err != nil {
@@ -49,14 +43,14 @@ func secretsEncryptCommand() *cli.Command {
 			Name: "rotate-keys",
 			Usage: "add a new encryption key and re-encrypt every Secret with it (run while the server is stopped; " +
 				"old keys stay in the key file so older snapshots remain readable)",
-			Flags: flagsFor(opts),
+			Flags: settings.flags(),
 			Action: func(c *cli.Context) error {
-				if c.NArg() > 0 {
-					return fmt.Errorf("secrets-encrypt rotate-keys takes no arguments, got %q", c.Args().Slice())
+				if err := noArgs(c); err != nil {
+					return err
 				}
-				cfg, err := config.Server(sources(c, opts))
+				cfg, err := settings.load(c)
 				if err != nil {
-					return configError(err)
+					return err
 				}
 				key, n, err := server.RotateEncryptionKeys(c.Context, cfg.DataDir)
 				if err != nil {

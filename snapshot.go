@@ -6,7 +6,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/orch-dev/orch/internal/config"
 	"github.com/orch-dev/orch/server/snapshot"
 )
 
@@ -14,24 +13,10 @@ import (
 // The data directory comes from the same flag, environment variable and
 // config file as `orch server`, so the verbs find the server's store.
 func snapshotCommand() *cli.Command {
-	var opts []config.Option
-	for _, o := range config.ServerOptions() {
-		if o.Name == "data-dir" || o.Name == "config" {
-			opts = append(opts, o)
-		}
-	}
+	settings := serverSettingsNamed("data-dir")
 	dataDir := func(c *cli.Context) (string, error) {
-		cfg, err := config.Server(sources(c, opts))
-		if err != nil {
-			return "", configError(err)
-		}
-		return cfg.DataDir, nil
-	}
-	noArgs := func(c *cli.Context) error {
-		if c.NArg() > 0 {
-			return fmt.Errorf("snapshot %s takes no arguments, got %q", c.Command.Name, c.Args().Slice())
-		}
-		return nil
+		cfg, err := settings.load(c)
+		return cfg.DataDir, err
 	}
 	return &cli.Command{
 		Name:  "snapshot",
@@ -40,7 +25,7 @@ func snapshotCommand() *cli.Command {
 			{
 				Name:  "save",
 				Usage: "snapshot the store of a stopped server (a running server takes scheduled snapshots)",
-				Flags: append(flagsFor(opts), &cli.StringFlag{Name: "name", Value: snapshot.DefaultName, Usage: "name of the snapshot"}),
+				Flags: append(settings.flags(), &cli.StringFlag{Name: "name", Value: snapshot.DefaultName, Usage: "name of the snapshot"}),
 				Action: func(c *cli.Context) error {
 					if err := noArgs(c); err != nil {
 						return err
@@ -60,7 +45,7 @@ func snapshotCommand() *cli.Command {
 			{
 				Name:  "ls",
 				Usage: "list snapshots with their size, time and checksum state",
-				Flags: flagsFor(opts),
+				Flags: settings.flags(),
 				Action: func(c *cli.Context) error {
 					if err := noArgs(c); err != nil {
 						return err
@@ -80,7 +65,7 @@ func snapshotCommand() *cli.Command {
 				Name:      "restore",
 				Usage:     "replace the store of a stopped server with a checked snapshot (the old store is kept)",
 				ArgsUsage: "FILE",
-				Flags:     flagsFor(opts),
+				Flags:     settings.flags(),
 				Action: func(c *cli.Context) error {
 					if c.NArg() != 1 {
 						return fmt.Errorf("snapshot restore needs exactly one snapshot file, got %d arguments", c.NArg())
