@@ -1,0 +1,282 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/orch-dev/orch/internal/netnstest"
+)
+
+// The benchmark's network: one switch, the server's and the agent's
+// namespaces, addresses from the benchmarking range only.
+const (
+	switchNS   = "cb-switch"
+	serverNS   = "cb-server"
+	agentNS    = "cb-agent"
+	serverNode = "cb-server"
+	agentNode  = "cb-agent"
+	apiPort    = 6443
+
+	// agentCgroupRoot holds the joined agent's pods. The server's node has
+	// no such flag and uses orch's default (/orch); its pods are found by
+	// their UIDs in its data dir instead (cleanupLeftovers).
+	agentCgroupRoot = "/orch-clusterbench"
+	serverCgroupDef = "/orch"
+)
+
+var (
+	serverAddr = netip.MustParsePrefix("198.18.30.1/24")
+	agentAddr  = netip.MustParsePrefix("198.18.30.2/24")
+)
+
+// fatalError is what env's Fatal raises; run turns it back into an error.
+type fatalError struct{ err error }
+
+// env is a netnstest.TB for a program: Fatal ends the current run call
+// with an error and Cleanup collects functions that close runs last
+// first, as testing.T does.
+type env struct{ cleanups []func() }
+
+var _ netnstest.TB = (*env)(nil)
+
+func (e *env) Helper()                           {}
+func (e *env) Fatal(args ...any)                 { panic(fatalError{errors.New(fmt.Sprint(args...))}) }
+func (e *env) Fatalf(format string, args ...any) { panic(fatalError{fmt.Errorf(format, args...)}) }
+func (e *env) Cleanup(f func())                  { e.cleanups = append(e.cleanups, f) }
+
+// run calls fn and returns its error, or the one a Fatal inside it raised.
+func (e *env) run(fn func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			f, ok := r.(fatalError)
+			if !ok {
+				panic(r)
+			}
+			err = f.err
+		}
+	}()
+	return fn()
+}
+
+// close runs the cleanups, the last registered first.
+func (e *env) close() {
+	for i := len(e.cleanups) - 1; i >= 0; i-- {
+		e.cleanups[i]()
+	}
+	e.cleanups = nil
+}
+
+// runParent builds the network, runs the driver in the server's
+// namespace and removes everything afterwards.
+func runParent(o options) error {
+	if os.Geteuid() != 0 {
+		return errors.New("needs root: network namespaces, cgroups and mounts")
+	}
+	for _, tool := range []string{"ip", "nft", "nsenter", "kubectl", "busybox"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("needs %s (apt-get install -y iproute2 nftables util-linux busybox-static; kubectl)", tool)
+		}
+	}
+	var err error
+	for _, p := range []*string{&o.orch, &o.orchArm64, &o.dir} {
+		if *p, err = filepath.Abs(*p); err != nil {
+			return err
+		}
+	}
+	if o.out != "" {
+		if o.out, err = filepath.Abs(o.out); err != nil {
+			return err
+		}
+	}
+	if _, err := os.Stat(o.orch); err != nil {
+		return fmt.Errorf("orch binary: %w (make build, or set ORCH_BIN)", err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+
+	cleanupLeftovers(o.dir)
+	e := &env{}
+	defer e.close()
+	defer cleanupLeftovers(o.dir) // before the namespaces go (runs first)
+	return e.run(func() error {
+		sw := netnstest.NewSwitch(e, switchNS)
+		srv, agent := netnstest.New(e, serverNS), netnstest.New(e, agentNS)
+		sw.Attach(e, srv, "eth0", serverAddr)
+		sw.Attach(e, agent, "eth0", agentAddr)
+		if err := os.MkdirAll(o.dir, 0o700); err != nil {
+			return err
+		}
+
+		// The driver stops the cluster on SIGINT/SIGTERM; this process
+		// stays to clean up after it.
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+		defer signal.Stop(sigs)
+		cmd := srv.NetCommand(context.Background(), self, o.driverArgs()...)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("start the driver: %w", err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		for {
+			select {
+			case err := <-done:
+				if err != nil {
+					for _, name := range []string{"server.log", "agent.log"} {
+						b, _ := os.ReadFile(filepath.Join(o.dir, name))
+						fmt.Fprintf(os.Stderr, "--- end of %s:\n%s\n", name, tail(b, 40))
+					}
+					return fmt.Errorf("driver: %w", err)
+				}
+				return nil
+			case s := <-sigs:
+				_ = cmd.Process.Signal(s)
+			}
+		}
+	})
+}
+
+// cleanupLeftovers kills every process this benchmark (or a killed
+// earlier run) started, removes their cgroups, unmounts what is mounted
+// under dir and removes dir. It leaves alone the pods of other users of
+// the default cgroup root: only the UIDs found in the server node's data
+// dir are touched there.
+func cleanupLeftovers(dir string) {
+	for range 50 {
+		if killMatching(func(pid int) bool { return strings.Contains(cmdline(pid), dir) }) == 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var cgroups []string
+	hierarchies, _ := filepath.Glob("/sys/fs/cgroup/*")
+	hierarchies = append([]string{"/sys/fs/cgroup"}, hierarchies...)
+	uids, _ := os.ReadDir(filepath.Join(dir, "server", "agent", "pods"))
+	for _, h := range hierarchies {
+		cgroups = append(cgroups, filepath.Join(h, agentCgroupRoot))
+		for _, uid := range uids {
+			for _, pattern := range []string{"*", "."} { // with and without a QoS level
+				found, _ := filepath.Glob(filepath.Join(h, serverCgroupDef, "pods", pattern, uid.Name()))
+				cgroups = append(cgroups, found...)
+			}
+		}
+	}
+	for _, cg := range cgroups {
+		if _, err := os.Stat(cg); err != nil {
+			continue
+		}
+		for range 50 {
+			if killCgroup(cg) == 0 {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		removeTree(cg)
+	}
+	mounts := mountsUnder(dir)
+	for i := len(mounts) - 1; i >= 0; i-- {
+		_ = syscall.Unmount(mounts[i], syscall.MNT_DETACH)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		fmt.Fprintf(os.Stderr, "clusterbench: remove %s: %v\n", dir, err)
+	}
+}
+
+// killMatching sends SIGKILL to every process match accepts and returns
+// how many it signalled.
+func killMatching(match func(pid int) bool) int {
+	n := 0
+	for _, pid := range pids() {
+		// Never this program or the one that ran it (go run).
+		if pid != os.Getpid() && pid != os.Getppid() && match(pid) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			n++
+		}
+	}
+	return n
+}
+
+// killCgroup kills the processes in cg and below it.
+func killCgroup(cg string) int {
+	n := 0
+	_ = filepath.WalkDir(cg, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
+			return nil
+		}
+		data, _ := os.ReadFile(p)
+		for _, f := range strings.Fields(string(data)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+				n++
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+// removeTree removes a cgroup directory tree, children first (cgroup
+// directories are removed with rmdir, never their files).
+func removeTree(root string) {
+	var dirs []string
+	_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			dirs = append(dirs, p)
+		}
+		return nil
+	})
+	for i := len(dirs) - 1; i >= 0; i-- {
+		_ = os.Remove(dirs[i])
+	}
+}
+
+// mountsUnder lists the mount points below dir, in mount order.
+func mountsUnder(dir string) []string {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) > 4 && strings.HasPrefix(fields[4], dir+"/") {
+			out = append(out, fields[4])
+		}
+	}
+	return out
+}
+
+// pids lists the processes of the machine.
+func pids() []int {
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		if pid, err := strconv.Atoi(e.Name()); err == nil {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// cmdline is a process' arguments joined by spaces ("" once it is gone).
+func cmdline(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
+}

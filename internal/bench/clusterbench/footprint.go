@@ -1,0 +1,311 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/orch-dev/orch/internal/bench/measure"
+)
+
+// procKind sorts the processes of a node.
+type procKind int
+
+const (
+	kindMain  procKind = iota // orch server or orch agent itself
+	kindShim                  // orch container-shim, one per container
+	kindPause                 // orch pause, one per pod
+	kindApp                   // the workload (busybox sleep)
+)
+
+// usage is one process' snapshot.
+type usage struct {
+	measure.Proc
+	pss int64
+}
+
+// group sums the processes of one kind on one node.
+type group struct {
+	count    int
+	rss, pss int64
+	cpu      float64 // % of one core over the window
+	written  int64   // write_bytes over the window
+}
+
+// snapshot is what one moment of a window records.
+type snapshot struct {
+	at      time.Time
+	procs   map[string]map[procKind]map[int]usage // node -> kind -> pid
+	dirUse  map[string]int64                      // node -> bytes allocated in its data dir
+	tunnel  [2]int64                              // bytes to, from the server's port 6443 on the agent's eth0
+	eth0    [2]int64                              // tx, rx bytes of the agent's eth0
+	loadavg string
+}
+
+// window is the difference of two snapshots.
+type window struct {
+	length  time.Duration
+	groups  map[string]map[procKind]group
+	dirGrow map[string]int64
+	tunnel  int64 // both directions
+	eth0    int64
+	load    [2]string
+	end     snapshot
+}
+
+// nodeOf classifies a process by the cgroup it lives in, or (for the
+// shims, which live beside their agent) by its data dir in the command
+// line. ok is false for processes of neither node.
+func (c *cluster) nodeOf(pid int, serverUIDs map[string]bool) (node string, kind procKind, ok bool) {
+	switch pid {
+	case c.server.pid():
+		return serverNode, kindMain, true
+	case c.agent.pid():
+		return agentNode, kindMain, true
+	}
+	args := strings.Fields(cmdline(pid))
+	if len(args) >= 3 && args[1] == "container-shim" {
+		switch {
+		case strings.HasPrefix(args[2], c.serverData()+"/"):
+			return serverNode, kindShim, true
+		case strings.HasPrefix(args[2], c.agentData()+"/"):
+			return agentNode, kindShim, true
+		}
+		return "", 0, false
+	}
+	cg := podCgroup(pid)
+	switch {
+	case strings.HasPrefix(cg, agentCgroupRoot+"/pods/"):
+		node = agentNode
+	case strings.HasPrefix(cg, serverCgroupDef+"/pods/"):
+		// CgroupRoot/pods/[<qos>/]<pod-uid>/<container>: the default root
+		// may hold other clusters' pods too.
+		ours := false
+		for _, part := range strings.Split(strings.TrimPrefix(cg, serverCgroupDef+"/pods/"), "/") {
+			ours = ours || serverUIDs[part]
+		}
+		if !ours {
+			return "", 0, false
+		}
+		node = serverNode
+	default:
+		return "", 0, false
+	}
+	if len(args) >= 2 && args[1] == "pause" {
+		return node, kindPause, true
+	}
+	return node, kindApp, true
+}
+
+// podCgroup is the memory-controller cgroup of pid (cgroup v1), or its
+// unified one (v2).
+func podCgroup(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return ""
+	}
+	var unified string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 {
+			continue
+		}
+		if f[1] == "" {
+			unified = f[2]
+		}
+		for _, ctl := range strings.Split(f[1], ",") {
+			if ctl == "memory" {
+				return f[2]
+			}
+		}
+	}
+	return unified
+}
+
+// pss reads the proportional set size from /proc/PID/smaps_rollup: the
+// fair share of pages shared with other processes (the orch binary is
+// mapped by the server, the agent and every shim and pause process).
+func pss(pid int) int64 {
+	return smapsRollup(pid)["Pss"]
+}
+
+// smapsRollup returns the fields of /proc/PID/smaps_rollup in bytes.
+func smapsRollup(pid int) map[string]int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	out := map[string]int64{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		fields := strings.Fields(v)
+		if !ok || len(fields) != 2 || fields[1] != "kB" {
+			continue
+		}
+		if kb, err := strconv.ParseInt(fields[0], 10, 64); err == nil {
+			out[k] = kb << 10
+		}
+	}
+	return out
+}
+
+// take records a snapshot of both nodes.
+func (c *cluster) take() (snapshot, error) {
+	s := snapshot{at: time.Now(), procs: map[string]map[procKind]map[int]usage{}, dirUse: map[string]int64{}}
+	s.loadavg = loadavg()
+	serverUIDs := map[string]bool{}
+	entries, _ := os.ReadDir(filepath.Join(c.serverData(), "agent", "pods"))
+	for _, e := range entries {
+		serverUIDs[e.Name()] = true
+	}
+	for _, pid := range pids() {
+		node, kind, ok := c.nodeOf(pid, serverUIDs)
+		if !ok {
+			continue
+		}
+		p, err := measure.ReadProc(pid)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		if s.procs[node] == nil {
+			s.procs[node] = map[procKind]map[int]usage{}
+		}
+		if s.procs[node][kind] == nil {
+			s.procs[node][kind] = map[int]usage{}
+		}
+		s.procs[node][kind][pid] = usage{Proc: p, pss: pss(pid)}
+	}
+	for node, dir := range map[string]string{serverNode: c.serverData(), agentNode: c.agentData()} {
+		s.dirUse[node] = allocated(dir)
+	}
+	var err error
+	if s.tunnel, err = c.tunnelCounters(); err != nil {
+		return s, err
+	}
+	for i, f := range []string{"tx_bytes", "rx_bytes"} {
+		out, err := c.agentNS.Run("cat", "/sys/class/net/eth0/statistics/"+f)
+		if err != nil {
+			return s, err
+		}
+		s.eth0[i], _ = strconv.ParseInt(strings.TrimSpace(out), 10, 64)
+	}
+	return s, nil
+}
+
+// measureWindow takes a snapshot, waits d and takes another.
+func (c *cluster) measureWindow(d time.Duration) (window, error) {
+	a, err := c.take()
+	if err != nil {
+		return window{}, err
+	}
+	time.Sleep(d)
+	if err := errAlive(c); err != nil {
+		return window{}, err
+	}
+	b, err := c.take()
+	if err != nil {
+		return window{}, err
+	}
+	w := window{length: b.at.Sub(a.at), groups: map[string]map[procKind]group{}, dirGrow: map[string]int64{}, end: b,
+		load: [2]string{a.loadavg, b.loadavg}}
+	for node, kinds := range b.procs {
+		w.groups[node] = map[procKind]group{}
+		for kind, procs := range kinds {
+			var g group
+			for pid, pb := range procs {
+				g.count++
+				g.rss += pb.RSSBytes
+				g.pss += pb.pss
+				// CPU and writes only of processes that lived through the window.
+				if pa, ok := a.procs[node][kind][pid]; ok {
+					g.cpu += measure.CPUPercent(pa.Proc, pb.Proc)
+					g.written += pb.WriteBytes - pa.WriteBytes
+				}
+			}
+			w.groups[node][kind] = g
+		}
+		w.dirGrow[node] = b.dirUse[node] - a.dirUse[node]
+	}
+	w.tunnel = b.tunnel[0] + b.tunnel[1] - a.tunnel[0] - a.tunnel[1]
+	w.eth0 = b.eth0[0] + b.eth0[1] - a.eth0[0] - a.eth0[1]
+	return w, nil
+}
+
+func errAlive(c *cluster) error {
+	if err := c.server.alive(); err != nil {
+		return err
+	}
+	return c.agent.alive()
+}
+
+// allocated sums the blocks allocated to the files under dir, not
+// descending into other file systems (the containers' overlay mounts).
+func allocated(dir string) int64 {
+	var root syscall.Stat_t
+	if err := syscall.Stat(dir, &root); err != nil {
+		return 0
+	}
+	var total int64
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		var st syscall.Stat_t
+		if syscall.Lstat(p, &st) != nil {
+			return nil
+		}
+		if st.Dev != root.Dev {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		total += st.Blocks * 512
+		return nil
+	})
+	return total
+}
+
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// tunnelTable counts the agent's traffic to and from the server's API
+// port on its eth0: the tunnel is the only connection to that port.
+const tunnelTable = `table inet cb_tunnel {
+	chain out { type filter hook output priority -20; policy accept; oifname "eth0" tcp dport 6443 counter; }
+	chain in { type filter hook input priority -20; policy accept; iifname "eth0" tcp sport 6443 counter; }
+}`
+
+var counterRE = regexp.MustCompile(`counter packets \d+ bytes (\d+)`)
+
+// tunnelCounters reads the out and in byte counters of tunnelTable.
+func (c *cluster) tunnelCounters() ([2]int64, error) {
+	out, err := c.agentNS.Run("nft", "list", "table", "inet", "cb_tunnel")
+	if err != nil {
+		return [2]int64{}, err
+	}
+	m := counterRE.FindAllStringSubmatch(out, -1)
+	if len(m) != 2 {
+		return [2]int64{}, fmt.Errorf("nft counters of cb_tunnel: want 2, got:\n%s", out)
+	}
+	var v [2]int64
+	for i := range v {
+		v[i], _ = strconv.ParseInt(m[i][1], 10, 64)
+	}
+	return v, nil
+}
