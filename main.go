@@ -2,6 +2,7 @@
 //
 //	orch server                          control plane (and a node, unless --disable-agent)
 //	orch agent --join URL --token T      make this machine a node of that server
+//	orch token create|list|delete        extra join tokens that expire
 //	orch version                         what this binary is
 //
 // Every flag can also be set by an ORCH_* environment variable or in
@@ -103,6 +104,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 				},
 			},
 			imagesCommand(),
+			tokenCommand(),
 			snapshotCommand(),
 			secretsEncryptCommand(),
 			checkConfigCommand(),
@@ -191,7 +193,7 @@ func runServer(c *cli.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	killPods, err := config.KillPodsOnStop(config.ServerCommand, src)
+	nodeCfg, err := config.ServerLocalNode(src)
 	if err != nil {
 		return configError(err)
 	}
@@ -215,7 +217,7 @@ func runServer(c *cli.Context, stderr io.Writer) error {
 		acfg := agent.Config{
 			ServerURL: node.ServerURL, NodeName: cfg.NodeName, DataDir: cfg.DataDir, Debug: cfg.Debug,
 			Logger: cfg.Logger.With("component", "agent"), HTTPClient: hc, ServerNode: true,
-			ImagePuller: puller, KillPodsOnStop: killPods,
+			ImagePuller: puller, CgroupRoot: nodeCfg.CgroupRoot, KillPodsOnStop: nodeCfg.KillPodsOnStop,
 		}
 		if cfg.FlannelBackend != "none" {
 			acfg.Network = &agent.NetworkConfig{ClusterCIDR: cfg.ClusterCIDR, ServiceCIDR: cfg.ServiceCIDR, Backend: cfg.FlannelBackend}

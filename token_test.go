@@ -1,0 +1,278 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/orch-dev/orch/internal/jointoken"
+	"github.com/orch-dev/orch/server/auth/bootstraptoken"
+	"github.com/orch-dev/orch/server/pki"
+)
+
+// Bad input is refused before the server is asked.
+func TestTokenCommandBadInput(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing.yaml")
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"token", "create", "--ttl", "forever"}, `--ttl "forever" is not a duration`},
+		{[]string{"token", "create", "--ttl", "-1h"}, "--ttl -1h is negative"},
+		{[]string{"token", "create", "--ttl", "10ms"}, "shorter than a second"},
+		{[]string{"token", "create", "--groups", "system:masters"}, `--groups: group "system:masters" must match`},
+		{[]string{"token", "create", "--description", "two\nlines"}, "--description must be one line"},
+		{[]string{"token", "create", "--description", strings.Repeat("d", 1025)}, "--description is longer than 1024"},
+		{[]string{"token", "create", "extra"}, `token create takes no arguments, got ["extra"]`},
+		{[]string{"token", "list", "x"}, `token list takes no arguments, got ["x"]`},
+		{[]string{"token", "delete"}, "token delete needs the id of at least one token"},
+		{[]string{"token", "delete", "ABCDEF"}, `"ABCDEF" is not a token id: want 6 characters of a-z, 0-9`},
+		{[]string{"token", "delete", "abcdef", "abc"}, `"abc" is not a token id`},
+		{[]string{"token", "delete", "K10" + strings.Repeat("a", 64) + "::server:secret"}, "is not a token id"},
+		{[]string{"token", "create", "--kubeconfig", missing}, "read kubeconfig: open " + missing},
+		{[]string{"token", "list", "--kubeconfig", missing}, "give the server's admin kubeconfig with --kubeconfig"},
+		{[]string{"token", "delete", "--kubeconfig", missing, "abcdef"}, "read kubeconfig"},
+	} {
+		_, _, err := runApp(t, tt.args...)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("orch %s: error %v, want one containing %q", strings.Join(tt.args, " "), err, tt.want)
+		}
+	}
+}
+
+func TestTokenID(t *testing.T) {
+	for in, want := range map[string]string{
+		"abcdef":                  "abcdef",
+		"abcdef.0123456789abcdef": "abcdef",
+		"K10" + strings.Repeat("a", 64) + "::a1b2c3.0123456789abcdef": "a1b2c3",
+	} {
+		if got, err := tokenID(in); err != nil || got != want {
+			t.Errorf("tokenID(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
+
+func TestPrintTokens(t *testing.T) {
+	now := time.Date(2026, 11, 23, 14, 0, 0, 0, time.UTC)
+	var b strings.Builder
+	err := printTokens(&b, []bootstraptoken.Info{
+		{ID: "abcdef", Secret: "0123456789abcdef", Expiration: now.Add(23*time.Hour + 30*time.Minute), Description: "for the shed",
+			Usages: []string{"authentication", "signing"}, ExtraGroups: []string{bootstraptoken.DefaultExtraGroup}},
+		{ID: "never1", Secret: "0123456789abcdef"},
+		{ID: "old001", Secret: "0123456789abcdef", Expiration: now.Add(-time.Hour), Usages: []string{"authentication"}},
+	}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `TOKEN ID   TTL         EXPIRES                USAGES                   DESCRIPTION    EXTRA GROUPS
+abcdef     23h         2026-11-24T13:30:00Z   authentication,signing   for the shed   system:bootstrappers:orch:default-node-token
+never1     <forever>   <never>                <none>                   <none>         <none>
+old001     <invalid>   2026-11-23T13:00:00Z   authentication           <none>         <none>
+`
+	if b.String() != want {
+		t.Errorf("table:\n%s\nwant:\n%s", b.String(), want)
+	}
+	if strings.Contains(b.String(), "0123456789abcdef") {
+		t.Error("the table shows secrets")
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a server's concurrent log writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startTokenServer runs `orch server --disable-agent` in this process on
+// 127.0.0.1 and returns its admin kubeconfig and data directory once it
+// is ready.
+func startTokenServer(t *testing.T) (kubeconfig, dataDir string) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "ORCH_") {
+			t.Setenv(k, "")
+		}
+	}
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig, dataDir = filepath.Join(dir, "kubeconfig"), filepath.Join(dir, "data")
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- newApp(io.Discard, logs).RunContext(ctx, []string{"orch", "server", "--config", empty, "--disable-agent",
+			"--data-dir", dataDir, "--bind-address", "127.0.0.1", "--https-listen-port", fmt.Sprint(freePort(t)),
+			"--write-kubeconfig", kubeconfig, "--node-name", "token-test", "--flannel-backend", "none", "--snapshot-interval", "0"})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("server: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("server logs:\n%s", logs.String())
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		// The kubeconfig is written once the server is ready.
+		if _, err := os.Stat(kubeconfig); err == nil {
+			return kubeconfig, dataDir
+		}
+		select {
+		case err := <-done:
+			done <- err
+			t.Fatalf("server exited before it was ready: %v\n%s", err, logs.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no kubeconfig after 60s\n%s", logs.String())
+		}
+	}
+}
+
+// bearerStatus sends a request with a bearer token as a joining agent
+// would (it trusts the cluster CA, presents no certificate) and returns
+// the answer's code and Status message.
+func bearerStatus(t *testing.T, kubeconfig, method, path, token string) (int, string) {
+	t.Helper()
+	kc, err := pki.ReadKubeconfig(kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: kc.TLS.RootCAs, MinVersion: tls.VersionTLS12}}}
+	defer client.CloseIdleConnections()
+	req, err := http.NewRequest(method, kc.Server+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var st metav1.Status
+	_ = json.Unmarshal(body, &st)
+	return resp.StatusCode, st.Message
+}
+
+// TestTokenCommands drives create, list and delete against a real server
+// and checks that the server authenticates what they made.
+func TestTokenCommands(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a server")
+	}
+	kubeconfig, dataDir := startTokenServer(t)
+	caPEM, err := os.ReadFile(filepath.Join(dataDir, "server", "tls", pki.CACertFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	create := func(args ...string) jointoken.Token {
+		t.Helper()
+		out, _, err := runApp(t, append([]string{"token", "create", "--kubeconfig", kubeconfig}, args...)...)
+		if err != nil {
+			t.Fatalf("token create %v: %v", args, err)
+		}
+		tok, err := jointoken.Parse(out)
+		if err != nil {
+			t.Fatalf("token create printed %q: %v", out, err)
+		}
+		if err := tok.VerifyCA(caPEM); err != nil || !tok.Pinned() {
+			t.Errorf("token create printed a token that does not pin the server's CA: %v", err)
+		}
+		if _, ok := tok.BootstrapID(); !ok || !strings.HasPrefix(out, "K10") {
+			t.Fatalf("token create printed %q, want K10<hash>::<id>.<secret>", out)
+		}
+		return tok
+	}
+	shed := create("--ttl", "1h", "--description", "for the shed")
+	forever := create("--ttl", "0", "--groups", "system:bootstrappers:edge", "--groups", "system:bootstrappers:lab")
+	shedID, _ := shed.BootstrapID()
+	foreverID, _ := forever.BootstrapID()
+
+	out, _, err := runApp(t, "token", "list", "--kubeconfig", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"TOKEN ID", shedID, foreverID, "for the shed", "<forever>", "<never>", "authentication,signing",
+		bootstraptoken.DefaultExtraGroup, "system:bootstrappers:edge,system:bootstrappers:lab"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("token list lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, strings.TrimPrefix(shed.Secret, shedID+".")) {
+		t.Errorf("token list shows a secret:\n%s", out)
+	}
+
+	// The API server knows the token: a bootstrapper may not list
+	// namespaces (403), but it is somebody (not 401).
+	if code, msg := bearerStatus(t, kubeconfig, http.MethodGet, "/api/v1/namespaces", shed.Secret); code != http.StatusForbidden ||
+		!strings.Contains(msg, `"system:bootstrap:`+shedID+`"`) {
+		t.Errorf("GET namespaces with a bootstrap token: %d %q, want 403 naming system:bootstrap:%s", code, msg, shedID)
+	}
+
+	// A token past its expiry is refused, and its holder is told why.
+	short := create("--ttl", "1s")
+	shortID, _ := short.BootstrapID()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, msg := bearerStatus(t, kubeconfig, http.MethodPost, jointoken.NodeCertificatePath, short.Secret)
+		if code == http.StatusUnauthorized && strings.Contains(msg, "join token "+shortID+" expired at ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("join with a 1s token 30s later: %d %q, want 401 saying it expired", code, msg)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	out, _, err = runApp(t, "token", "delete", "--kubeconfig", kubeconfig, shedID, forever.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("bootstrap token %q deleted\nbootstrap token %q deleted\n", shedID, foreverID); out != want {
+		t.Errorf("token delete printed %q, want %q", out, want)
+	}
+	if code, _ := bearerStatus(t, kubeconfig, http.MethodGet, "/api/v1/namespaces", shed.Secret); code != http.StatusUnauthorized {
+		t.Errorf("deleted token: %d, want 401", code)
+	}
+	if _, _, err := runApp(t, "token", "delete", "--kubeconfig", kubeconfig, shedID); err == nil ||
+		!strings.Contains(err.Error(), fmt.Sprintf("bootstrap token %q not found", shedID)) {
+		t.Errorf("deleting a deleted token: %v", err)
+	}
+	out, _, err = runApp(t, "token", "list", "--kubeconfig", kubeconfig)
+	if err != nil || strings.Contains(out, shedID) || strings.Contains(out, foreverID) || !strings.Contains(out, shortID) {
+		t.Errorf("token list after delete (%v):\n%s", err, out)
+	}
+}
