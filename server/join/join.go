@@ -194,6 +194,20 @@ func (h *Handler) serveNodeCertificate(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(append(certPEM, keyPEM...))
 }
 
+// PasswordSecretName is the name of the Secret (in kube-system) that
+// holds node's password hash.
+func PasswordSecretName(node string) string { return node + passwordSecretSuffix }
+
+// PasswordSecretNode returns the node whose password s holds; ok is false
+// when s is no node password Secret.
+func PasswordSecretNode(s *corev1.Secret) (node string, ok bool) {
+	if s.Namespace != passwordNamespace || s.Type != passwordSecretType {
+		return "", false
+	}
+	node, ok = strings.CutSuffix(s.Name, passwordSecretSuffix)
+	return node, ok && node != ""
+}
+
 // validateRequest checks the node name as Kubernetes checks Node names,
 // plus the room its password Secret's name needs.
 func validateRequest(name, password string) error {
@@ -249,7 +263,7 @@ func nodeOf(user apiserver.UserInfo) (string, bool) {
 // checkPassword accepts the password of a new node name (and records its
 // hash) or the recorded password of a known one.
 func (h *Handler) checkPassword(ctx context.Context, name, password string) error {
-	secretName := name + passwordSecretSuffix
+	secretName := PasswordSecretName(name)
 	for attempt := 0; attempt < 2; attempt++ {
 		obj, err := h.opts.Objects.Get(ctx, secretsGVR, passwordNamespace, secretName)
 		switch {
