@@ -25,7 +25,7 @@ type results struct {
 	podsUp     time.Duration
 	spread     map[string]int
 	tunnel     tunnelResults
-	heap       map[string]string // where the memory goes, from the server's /metrics
+	heap       string // the Go runtime's memory, from the server's /metrics
 	rollup     map[string]map[string]int64
 	binaries   [][3]string
 }
@@ -184,38 +184,34 @@ func (c *cluster) podOnEach(ctx context.Context) (onAgent, onServer string, err 
 	return onAgent, onServer, nil
 }
 
-// goMemory reads the Go runtime's view of the server's and the agent's
-// memory from their /metrics (the agent's through the server's node
-// proxy); a missing one is left out.
-func (c *cluster) goMemory(ctx context.Context) map[string]string {
-	out := map[string]string{}
-	for name, path := range map[string]string{
-		"server": "/metrics",
-		"agent":  "/api/v1/nodes/" + agentNode + "/proxy/metrics",
-	} {
-		b, err := c.cs.CoreV1().RESTClient().Get().AbsPath(path).DoRaw(ctx)
-		if err != nil {
-			out[name] = fmt.Sprintf("(%s: %v)", path, err)
+// goMemory reads the Go runtime's view of the server's memory from its
+// /metrics. The agent's /metrics is served only inside the tunnel (the
+// server has no nodes/proxy), so it is not read.
+func (c *cluster) goMemory(ctx context.Context) string {
+	b, err := c.cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return fmt.Sprintf("(/metrics: %v)", err)
+	}
+	var parts []string
+	for _, line := range strings.Split(string(b), "\n") {
+		name, value, ok := strings.Cut(line, " ")
+		var f float64
+		if !ok || strings.HasPrefix(name, "#") {
 			continue
 		}
-		var parts []string
-		for _, line := range strings.Split(string(b), "\n") {
-			for _, m := range []string{"go_memstats_heap_alloc_bytes", "go_memstats_sys_bytes", "go_goroutines"} {
-				if v, ok := strings.CutPrefix(line, m+" "); ok {
-					var f float64
-					if _, err := fmt.Sscan(v, &f); err == nil {
-						if m == "go_goroutines" {
-							parts = append(parts, fmt.Sprintf("%.0f goroutines", f))
-						} else {
-							parts = append(parts, fmt.Sprintf("%s %.1f MiB", strings.TrimPrefix(m, "go_memstats_"), f/(1<<20)))
-						}
-					}
-				}
-			}
+		if _, err := fmt.Sscan(value, &f); err != nil {
+			continue
 		}
-		out[name] = strings.Join(parts, ", ")
+		switch name {
+		case "go_goroutines":
+			parts = append(parts, fmt.Sprintf("%.0f goroutines", f))
+		case "go_memstats_heap_alloc_bytes":
+			parts = append(parts, "heap objects "+mib(int64(f)))
+		case "go_memstats_sys_bytes":
+			parts = append(parts, "runtime total "+mib(int64(f)))
+		}
 	}
-	return out
+	return strings.Join(parts, ", ")
 }
 
 // binarySizes lists each binary's size and its gzip -9 size (k3s

@@ -28,15 +28,15 @@ const (
 // usage is one process' snapshot.
 type usage struct {
 	measure.Proc
-	pss int64
+	pss, anon int64
 }
 
 // group sums the processes of one kind on one node.
 type group struct {
-	count    int
-	rss, pss int64
-	cpu      float64 // % of one core over the window
-	written  int64   // write_bytes over the window
+	count          int
+	rss, pss, anon int64
+	cpu            float64 // % of one core over the window
+	written        int64   // write_bytes over the window
 }
 
 // snapshot is what one moment of a window records.
@@ -129,14 +129,10 @@ func podCgroup(pid int) string {
 	return unified
 }
 
-// pss reads the proportional set size from /proc/PID/smaps_rollup: the
-// fair share of pages shared with other processes (the orch binary is
-// mapped by the server, the agent and every shim and pause process).
-func pss(pid int) int64 {
-	return smapsRollup(pid)["Pss"]
-}
-
-// smapsRollup returns the fields of /proc/PID/smaps_rollup in bytes.
+// smapsRollup returns the fields of /proc/PID/smaps_rollup in bytes. Pss
+// is the fair share of pages shared with other processes: the orch
+// binary is mapped by the server, the agent and every shim and pause
+// process, and counts in full in each one's RSS.
 func smapsRollup(pid int) map[string]int64 {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
 	if err != nil {
@@ -182,7 +178,8 @@ func (c *cluster) take() (snapshot, error) {
 		if s.procs[node][kind] == nil {
 			s.procs[node][kind] = map[int]usage{}
 		}
-		s.procs[node][kind][pid] = usage{Proc: p, pss: pss(pid)}
+		m := smapsRollup(pid)
+		s.procs[node][kind][pid] = usage{Proc: p, pss: m["Pss"], anon: m["Anonymous"]}
 	}
 	for node, dir := range map[string]string{serverNode: c.serverData(), agentNode: c.agentData()} {
 		s.dirUse[node] = allocated(dir)
@@ -225,6 +222,7 @@ func (c *cluster) measureWindow(d time.Duration) (window, error) {
 				g.count++
 				g.rss += pb.RSSBytes
 				g.pss += pb.pss
+				g.anon += pb.anon
 				// CPU and writes only of processes that lived through the window.
 				if pa, ok := a.procs[node][kind][pid]; ok {
 					g.cpu += measure.CPUPercent(pa.Proc, pb.Proc)

@@ -106,14 +106,17 @@ func runProbeAPI(o options) error {
 	var res apiLatencies
 	const warmup = 20
 	for i := range warmup + o.requests {
-		// Alternate, so that machine noise hits both alike.
-		t, err := get(agent.Client())
-		if err != nil {
-			return fmt.Errorf("through the tunnel: %w", err)
-		}
-		d, err := get(direct)
-		if err != nil {
-			return fmt.Errorf("direct: %w", err)
+		// Alternate, and swap which goes first, so that machine noise and
+		// any wake-up cost hit both alike.
+		var t, d time.Duration
+		for j := range 2 {
+			if (i+j)%2 == 0 {
+				if t, err = get(agent.Client()); err != nil {
+					return fmt.Errorf("through the tunnel: %w", err)
+				}
+			} else if d, err = get(direct); err != nil {
+				return fmt.Errorf("direct: %w", err)
+			}
 		}
 		if i >= warmup {
 			res.Tunnel, res.Direct = append(res.Tunnel, t), append(res.Direct, d)

@@ -69,8 +69,9 @@ func (r *results) markdown(o options) string {
 		kind procKind
 		name string
 	}{{kindShim, "container shims (`orch container-shim`, one per container)"}, {kindPause, "pause processes (`orch pause`, one per pod)"}, {kindApp, "the workload (`busybox sleep`)"}} {
-		row(k.name+": count, RSS sum (PSS sum) per node", helpers(r.idle, k.kind), helpers(r.pods, k.kind), "", "")
+		row(k.name+": count, RSS / PSS / anonymous sums per node", helpers(r.idle, k.kind), helpers(r.pods, k.kind), "", "")
 	}
+	row("PSS of the whole cluster (server, agent, shims, pause; shared binary pages counted once)", mib(clusterPSS(r.idle)), mib(clusterPSS(r.pods)), "", "")
 	cpu := func(w window, node string) float64 { return w.groups[node][kindMain].cpu }
 	allCPU := func(w window) float64 {
 		var s float64
@@ -115,10 +116,14 @@ func (r *results) markdown(o options) string {
 	}
 
 	fmt.Fprintf(&b, "\nWhere the memory is, idle with no pods (/proc/PID/smaps_rollup; Go runtime from /metrics):\n\n")
-	fmt.Fprintf(&b, "| process | RSS | PSS | anonymous | file-backed (binary text and data, shared) | Go runtime |\n|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "| process | RSS | PSS | anonymous | file-backed (the binary, shared) | of which mapped as 2 MiB pages (FilePmdMapped) | Go runtime |\n|---|---|---|---|---|---|---|\n")
 	for _, name := range []string{"server", "agent"} {
 		m := r.rollup[name]
-		row(name, mib(m["Rss"]), mib(m["Pss"]), mib(m["Anonymous"]), mib(m["Rss"]-m["Anonymous"]), r.heap[name])
+		heap := "not reachable (served only inside the tunnel)"
+		if name == "server" {
+			heap = r.heap + " (server and its node together)"
+		}
+		row(name, mib(m["Rss"]), mib(m["Pss"]), mib(m["Anonymous"]), mib(m["Rss"]-m["Anonymous"]), mib(m["FilePmdMapped"]), heap)
 	}
 
 	t := r.tunnel
@@ -171,9 +176,20 @@ func helpers(w window, kind procKind) string {
 	var parts []string
 	for _, node := range []string{serverNode, agentNode} {
 		g := w.groups[node][kind]
-		parts = append(parts, fmt.Sprintf("%s: %d, %s (%s)", node, g.count, mib(g.rss), mib(g.pss)))
+		parts = append(parts, fmt.Sprintf("%s: %d, %s / %s / %s", node, g.count, mib(g.rss), mib(g.pss), mib(g.anon)))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// clusterPSS sums the proportional set sizes of all orch processes.
+func clusterPSS(w window) int64 {
+	var sum int64
+	for _, node := range []string{serverNode, agentNode} {
+		for _, kind := range []procKind{kindMain, kindShim, kindPause} {
+			sum += w.groups[node][kind].pss
+		}
+	}
+	return sum
 }
 
 func spreadText(m map[string]int) string {

@@ -274,11 +274,13 @@ func median(v []float64) float64 {
 	return s[len(s)/2]
 }
 
-// orchVersion is the first line of `orch version`: which build was measured.
+// orchVersion is the version and commit lines of `orch version`: which
+// build was measured.
 func orchVersion(orch string) string {
 	out, err := exec.Command(orch, "version").Output()
 	if err != nil {
 		return "unknown"
 	}
-	return strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	return strings.Join(lines[:min(2, len(lines))], ", ")
 }
