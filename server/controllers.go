@@ -23,11 +23,13 @@ import (
 	"github.com/orch-dev/orch/server/controllers/nodeipam"
 	"github.com/orch-dev/orch/server/controllers/nodelifecycle"
 	"github.com/orch-dev/orch/server/controllers/nodelifecycle/tainteviction"
+	"github.com/orch-dev/orch/server/controllers/nodepassword"
 	"github.com/orch-dev/orch/server/controllers/podautoscaler"
 	"github.com/orch-dev/orch/server/controllers/replicaset"
 	"github.com/orch-dev/orch/server/controllers/resourcequota"
 	"github.com/orch-dev/orch/server/controllers/serviceaccount"
 	"github.com/orch-dev/orch/server/controllers/statefulset"
+	"github.com/orch-dev/orch/server/controllers/tokencleaner"
 	"github.com/orch-dev/orch/server/controllers/volume"
 	"github.com/orch-dev/orch/server/events"
 	"github.com/orch-dev/orch/server/metricsapi"
@@ -96,6 +98,8 @@ func runControllers(ctx context.Context, cfg Config, api *apiserver.Server, fact
 	if err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
+	tokenCleaner := tokencleaner.New(local, factory, tokencleaner.Options{Logger: log.With("component", tokencleaner.ComponentName)})
+	nodePasswords := nodepassword.New(local, factory, nodepassword.Options{Logger: log.With("component", nodepassword.ComponentName)})
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return nodeIPAM.Run(gctx) })
@@ -121,6 +125,8 @@ func runControllers(ctx context.Context, cfg Config, api *apiserver.Server, fact
 	g.Go(func() error { return endpointsCtl.Run(gctx) })
 	g.Go(func() error { return slicesCtl.Run(gctx) })
 	g.Go(func() error { return serviceAccounts.Run(gctx) })
+	g.Go(func() error { return tokenCleaner.Run(gctx) })
+	g.Go(func() error { return nodePasswords.Run(gctx) })
 	// The factory starts last so that every informer the loops asked for
 	// is registered; informers asked for later start on their own.
 	g.Go(func() error { return factory.Run(gctx) })
