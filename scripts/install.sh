@@ -21,7 +21,8 @@
 #                            BASE/latest/download/... without a version
 #   INSTALL_ORCH_SKIP_DOWNLOAD=true   use the binary already in the bin dir
 #                            (air-gapped installs)
-#   INSTALL_ORCH_BIN_DIR     where orch and the uninstaller go (/usr/local/bin)
+#   INSTALL_ORCH_BIN_DIR     where orch, orch-killall.sh and the uninstaller go
+#                            (/usr/local/bin)
 #   INSTALL_ORCH_EXEC        command and/or extra flags for the service
 #   INSTALL_ORCH_INIT        systemd, openrc or none (default: detected)
 #   INSTALL_ORCH_SKIP_ENABLE=true     do not enable the service at boot
@@ -487,10 +488,10 @@ write_uninstall() {
 	{
 		cat <<EOF
 #!/bin/sh
-# Removes orch ($SERVICE) from this machine: stops the service, kills its
-# pods, removes the unit, the binary, network interfaces, the nftables
-# table and the mounts under $DATA_DIR. With --purge it also deletes
-# $DATA_DIR (the cluster's data!) and $CONFIG_DIR.
+# Removes orch ($SERVICE) from this machine: stops the service, runs
+# orch-killall.sh (pods, mounts under $DATA_DIR, network interfaces,
+# nftables tables), removes the unit and the binary. With --purge it also
+# deletes $DATA_DIR (the cluster's data!) and $CONFIG_DIR.
 # Written by the orch installer.
 set -eu
 ROOT='$ROOT'
@@ -543,71 +544,29 @@ openrc)
 	;;
 esac
 
-# kill_cgroup kills every process in a cgroup tree and removes it (cgroup
-# v2 and v1 named hierarchies alike: each directory lists its processes).
-kill_cgroup() {
-	[ -d "$1" ] || return 0
-	for _ in 1 2 3 4 5; do
-		pids=$(find "$1" -name cgroup.procs -exec cat {} + 2>/dev/null || true)
-		[ -n "$pids" ] || break
-		# shellcheck disable=SC2086
-		quiet kill -9 $pids
-		alive=false
-		for p in $pids; do
-			[ ! -d "/proc/$p" ] || alive=true
-		done
-		[ "$alive" = true ] || break
-		sleep 1
-	done
-	find "$1" -depth -type d -exec rmdir {} + 2>/dev/null || true
-}
-
-# Pods run under the /orch cgroup; the service's KillMode=process leaves
-# them (and their shims in the service's cgroup) running on stop.
-for cg in "$ROOT/sys/fs/cgroup" "$ROOT"/sys/fs/cgroup/*; do
-	kill_cgroup "$cg/orch"
-	kill_cgroup "$cg/system.slice/$SERVICE.service"
-done
-
-# Unmount everything under the data dir, deepest first (overlay roots,
-# volumes, network namespaces).
-if [ -r /proc/self/mounts ]; then
-	awk -v d="$ROOT$DATA_DIR" '$2 == d || index($2, d "/") == 1 { print $2 }' /proc/self/mounts |
-		sort -r | while read -r m; do
-		m=$(printf '%b' "$m") # /proc/self/mounts escapes spaces as \040
-		quiet umount -l "$m"
-	done
-fi
-
-echo "[INFO]  removing network interfaces and nftables rules"
-if [ "$HOST" = true ] && command -v ip >/dev/null 2>&1; then
-	quiet ip link delete orch0
-	for l in $(ip -o link show type vxlan 2>/dev/null | awk -F': ' '{ sub(/@.*/, "", $2); print $2 }'); do
-		case $l in
-		orch* | flannel*) quiet ip link delete "$l" ;;
-		esac
-	done
-fi
-if [ "$HOST" = true ] && command -v nft >/dev/null 2>&1; then
-	quiet nft delete table ip orch
-	quiet nft delete table ip6 orch
+# Pods, mounts, network interfaces and nftables tables: orch-killall.sh,
+# unless the other orch service is still installed here (killall would stop
+# it too). Under INSTALL_ORCH_ROOT it stays inside that root.
+OTHER=orch-agent-uninstall.sh
+[ "$SELF" = orch-uninstall.sh ] || OTHER=orch-uninstall.sh
+SHARED=false
+[ ! -e "$ROOT$BIN_DIR/$OTHER" ] || SHARED=true
+if [ "$SHARED" = true ]; then
+	echo "[WARN]  $OTHER is still installed: not running orch-killall.sh, which would stop it too" >&2
+elif [ -f "$ROOT$BIN_DIR/orch-killall.sh" ]; then
+	INSTALL_ORCH_ROOT=$ROOT sh "$ROOT$BIN_DIR/orch-killall.sh"
 fi
 
 echo "[INFO]  removing files"
 [ -z "$UNIT_FILE" ] || rm -f "$ROOT$UNIT_FILE"
 rm -f "$ROOT$ENV_FILE"
-# A server and an agent on one machine share the binary and the data dir:
-# the second uninstall removes them.
-OTHER=orch-agent-uninstall.sh
-[ "$SELF" = orch-uninstall.sh ] || OTHER=orch-uninstall.sh
-SHARED=false
-[ ! -e "$ROOT$BIN_DIR/$OTHER" ] || SHARED=true
-[ "$SHARED" = true ] || rm -f "$ROOT$BIN_DIR/orch"
+# A server and an agent on one machine share the binary, orch-killall.sh
+# and the data dir: the second uninstall removes them.
+[ "$SHARED" = true ] || rm -f "$ROOT$BIN_DIR/orch" "$ROOT$BIN_DIR/orch-killall.sh"
 if [ "$INIT" = systemd ]; then
 	quiet systemctl daemon-reload
 	quiet systemctl reset-failed "$SERVICE"
 fi
-rm -rf "$ROOT/run/orch"
 if [ "$PURGE" = true ]; then
 	if [ "$SHARED" = true ]; then
 		echo "[WARN]  $OTHER is still installed: keeping $DATA_DIR and $CONFIG_DIR" >&2
@@ -621,6 +580,169 @@ echo "[INFO]  orch ($SERVICE) is uninstalled"
 EOF
 	} | write_file "$ROOT$BIN_DIR/$UNINSTALL" 0755
 	info "wrote $BIN_DIR/$UNINSTALL"
+}
+
+# write_killall installs orch-killall.sh: a verbatim copy of
+# scripts/orch-killall.sh (a test keeps the two identical), which stops orch
+# and all its pods, mounts, interfaces and nftables tables, as k3s-killall.sh.
+write_killall() {
+	write_file "$ROOT$BIN_DIR/orch-killall.sh" 0755 <<'ORCH_KILLALL_EOF'
+#!/bin/sh
+# orch-killall.sh stops orch and everything it started on this machine, as
+# k3s-killall.sh does for k3s: the orch services, every pod's processes
+# (under orch's cgroup root and in the services' cgroups, where the shims
+# outlive a stopped service), the mounts under orch's data directories and
+# /run/orch, the orch0 bridge with the pods' veths, the VXLAN device and
+# the nftables tables of the pod network and the service proxy. Data,
+# settings and the installed files stay: start the service again and the
+# node comes back, re-creating its pods. orch-uninstall.sh runs it first.
+#
+# The data directories and cgroup roots are those named in ORCH_DATA_DIR
+# and ORCH_CGROUP_ROOT in the environment, else the services' (the same
+# variables in their env files, as the installer wrote them), else the
+# defaults /var/lib/orch and /orch.
+#
+# INSTALL_ORCH_ROOT, as for the installer, is a staging or test root: every
+# path is taken under it, and the service manager, network interfaces and
+# nftables of this machine, which are not that root's, are left alone.
+#
+# install.sh carries a copy of this file (write_killall); a test keeps the
+# two identical.
+set -eu
+
+SELF=orch-killall.sh
+ROOT=${INSTALL_ORCH_ROOT:-}
+ROOT=${ROOT%/}
+SERVICES='orch orch-agent'
+ENV_FILES='/etc/systemd/system/orch.service.env /etc/systemd/system/orch-agent.service.env /etc/orch/orch.env /etc/orch/orch-agent.env'
+
+for a in "$@"; do
+	case $a in
+	-h | --help)
+		echo "usage: $SELF   (stops orch and all its pods, mounts, interfaces and nftables tables; keeps data and files)"
+		exit 0
+		;;
+	*)
+		echo "$SELF: unknown argument $a" >&2
+		exit 2
+		;;
+	esac
+done
+if [ -z "$ROOT" ] && [ "$(id -u)" -ne 0 ]; then
+	echo "$SELF: run as root" >&2
+	exit 1
+fi
+
+quiet() { "$@" >/dev/null 2>&1 || true; }
+
+# settings KEY DEFAULT prints the values of KEY in the environment or the
+# services' env files (KEY='VALUE' lines), one a line, else DEFAULT. The
+# files are read, not sourced: nothing in them runs.
+settings() {
+	eval "v=\${$1:-}"
+	if [ -n "$v" ]; then
+		printf '%s\n' "$v"
+		return
+	fi
+	found=
+	for f in $ENV_FILES; do
+		f=$ROOT$f
+		[ -r "$f" ] || continue
+		v=$(sed -n "s/^$1='\(.*\)'\$/\1/p" "$f" | tail -n 1)
+		[ -z "$v" ] || found="$found$v
+"
+	done
+	if [ -n "$found" ]; then
+		printf '%s' "$found" | sort -u
+	else
+		printf '%s\n' "$2"
+	fi
+}
+
+DATA_DIRS=$(settings ORCH_DATA_DIR /var/lib/orch)
+CGROUP_ROOTS=$(settings ORCH_CGROUP_ROOT /orch)
+
+HOST=true
+[ -z "$ROOT" ] || HOST=false
+
+echo "[INFO]  stopping the orch services"
+[ "$HOST" = true ] || SERVICES=
+for s in $SERVICES; do
+	if [ -d /run/systemd/system ] && [ -f "/etc/systemd/system/$s.service" ] && command -v systemctl >/dev/null 2>&1; then
+		quiet systemctl stop "$s"
+	elif [ -x "/etc/init.d/$s" ] && command -v rc-service >/dev/null 2>&1; then
+		quiet rc-service "$s" stop
+	fi
+done
+
+# kill_cgroup kills every process in a cgroup tree and removes its
+# directories (cgroup v2, and each v1 hierarchy alike: every directory
+# lists its processes in cgroup.procs).
+kill_cgroup() {
+	[ -d "$1" ] || return 0
+	for _ in 1 2 3 4 5 6 7 8 9 10; do
+		pids=$(find "$1" -name cgroup.procs -exec cat {} + 2>/dev/null || true)
+		[ -n "$pids" ] || break
+		# shellcheck disable=SC2086
+		quiet kill -9 $pids
+		sleep 1
+	done
+	find "$1" -depth -type d -exec rmdir {} + 2>/dev/null || true
+}
+
+echo "[INFO]  killing the pods' processes"
+for cg in "$ROOT/sys/fs/cgroup" "$ROOT"/sys/fs/cgroup/*; do
+	[ -d "$cg" ] || continue
+	for r in $CGROUP_ROOTS; do
+		kill_cgroup "$cg$r"
+	done
+	for s in orch orch-agent; do
+		kill_cgroup "$cg/system.slice/$s.service"
+	done
+done
+
+# Unmount everything under the data dirs and /run/orch, deepest first:
+# container root file systems, volumes. /proc/self/mounts escapes spaces
+# and other blanks as octal (\040).
+echo "[INFO]  unmounting"
+for d in $DATA_DIRS /run/orch; do
+	d=$ROOT${d%/}
+	awk -v d="$d" '$2 == d || index($2, d "/") == 1 { print $2 }' /proc/self/mounts |
+		sort -r | while read -r m; do
+		quiet umount -l "$(printf '%b' "$m")"
+	done
+done
+rm -rf "$ROOT/run/orch"
+
+if [ "$HOST" = false ]; then
+	echo "[INFO]  INSTALL_ORCH_ROOT is set: network interfaces and nftables tables are left alone"
+	exit 0
+fi
+echo "[INFO]  removing network interfaces and nftables tables"
+if command -v ip >/dev/null 2>&1; then
+	# The pods' veths are gone with their network namespaces; any left
+	# hang on the bridge.
+	for l in $(ip -o link show master orch0 2>/dev/null | awk -F': ' '{ sub(/@.*/, "", $2); print $2 }'); do
+		quiet ip link delete "$l"
+	done
+	quiet ip link delete orch0
+	for l in $(ip -o link show type vxlan 2>/dev/null | awk -F': ' '{ sub(/@.*/, "", $2); print $2 }'); do
+		case $l in
+		orch.* | flannel.*) quiet ip link delete "$l" ;;
+		esac
+	done
+fi
+if command -v nft >/dev/null 2>&1; then
+	# The service proxy's table (netproxy/proxy) and the pod network's
+	# masquerade table (netproxy/podnet).
+	for t in 'ip orch' 'ip orch-podnet' 'ip6 orch'; do
+		# shellcheck disable=SC2086
+		quiet nft delete table $t
+	done
+fi
+echo "[INFO]  orch is stopped; its data and files are kept"
+ORCH_KILLALL_EOF
+	info "wrote $BIN_DIR/orch-killall.sh"
 }
 
 # --- service ---------------------------------------------------------------
@@ -701,6 +823,7 @@ main() {
 	systemd) write_systemd_unit ;;
 	openrc) write_openrc_script ;;
 	esac
+	write_killall
 	write_uninstall
 	start_service
 	if [ "$CMD" = server ]; then

@@ -23,8 +23,9 @@ import (
 // once by TestMain.
 var orchBinary []byte
 
-// installScript is the absolute path of scripts/install.sh.
-var installScript string
+// installScript and killallScript are the absolute paths of
+// scripts/install.sh and scripts/orch-killall.sh.
+var installScript, killallScript string
 
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
@@ -37,6 +38,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	installScript = abs
+	killallScript = filepath.Join(filepath.Dir(abs), "orch-killall.sh")
 	bin := os.Getenv("ORCH_BIN")
 	if bin == "" {
 		dir, err := os.MkdirTemp("", "orch-installtest-")
@@ -303,6 +305,7 @@ func TestServerSystemd(t *testing.T) {
 		"/etc/systemd/system/orch.service",
 		"/etc/systemd/system/orch.service.env",
 		"/usr/local/bin/orch",
+		"/usr/local/bin/orch-killall.sh",
 		"/usr/local/bin/orch-uninstall.sh",
 	)
 	e.wantMode("/usr/local/bin/orch", 0o755)
@@ -357,6 +360,7 @@ func TestExecFlagsAndServerToken(t *testing.T) {
 	wantNotContains(t, "env file", envFile, "UNRELATED", "ORCH_JOIN")
 	e.wantMode("/opt/orch/bin/orch", 0o755)
 	e.wantMode("/opt/orch/bin/orch-uninstall.sh", 0o755)
+	e.wantMode("/opt/orch/bin/orch-killall.sh", 0o755)
 }
 
 func TestAgent(t *testing.T) {
@@ -384,6 +388,7 @@ func TestAgent(t *testing.T) {
 				"/etc/systemd/system/orch-agent.service",
 				"/etc/systemd/system/orch-agent.service.env",
 				"/usr/local/bin/orch",
+				"/usr/local/bin/orch-killall.sh",
 				"/usr/local/bin/orch-agent-uninstall.sh",
 			)
 			e.wantMode("/etc/systemd/system/orch-agent.service.env", 0o600)
@@ -540,6 +545,7 @@ func TestUpgradeInPlace(t *testing.T) {
 		"/etc/systemd/system/orch.service",
 		"/etc/systemd/system/orch.service.env",
 		"/usr/local/bin/orch",
+		"/usr/local/bin/orch-killall.sh",
 		"/usr/local/bin/orch-uninstall.sh",
 	)
 }
@@ -614,6 +620,7 @@ func TestSkipDownload(t *testing.T) {
 		"/etc/systemd/system/orch.service",
 		"/etc/systemd/system/orch.service.env",
 		"/usr/local/bin/orch",
+		"/usr/local/bin/orch-killall.sh",
 		"/usr/local/bin/orch-uninstall.sh",
 	)
 }
@@ -630,6 +637,7 @@ func TestOpenRC(t *testing.T) {
 		"/etc/init.d/orch-agent",
 		"/etc/orch/orch-agent.env",
 		"/usr/local/bin/orch",
+		"/usr/local/bin/orch-killall.sh",
 		"/usr/local/bin/orch-agent-uninstall.sh",
 	)
 	e.wantMode("/etc/init.d/orch-agent", 0o755)
@@ -761,6 +769,7 @@ func TestServerAndAgentShareBinary(t *testing.T) {
 		"/etc/systemd/system/orch.service",
 		"/etc/systemd/system/orch.service.env",
 		"/usr/local/bin/orch",
+		"/usr/local/bin/orch-killall.sh",
 		"/usr/local/bin/orch-uninstall.sh",
 	)
 	e.uninstall("orch-uninstall.sh")
@@ -783,6 +792,8 @@ func TestShellcheck(t *testing.T) {
 	e.install(map[string]string{"INSTALL_ORCH_INIT": "openrc", "INSTALL_ORCH_BIN_DIR": "/openrc/bin"})
 	for _, script := range []string{
 		installScript,
+		killallScript,
+		e.path("/usr/local/bin/orch-killall.sh"),
 		e.path("/usr/local/bin/orch-uninstall.sh"),
 		e.path("/usr/local/bin/orch-agent-uninstall.sh"),
 		e.path("/openrc/bin/orch-uninstall.sh"),
@@ -863,7 +874,7 @@ func TestHostInstall(t *testing.T) {
 	e, ns := newNamespaceEnv(t)
 	e.rel.publish("v1.0.0", arch, orchBinary, "")
 	ns.run(map[string]string{"INSTALL_ORCH_VERSION": "v1.0.0", "ORCH_TOKEN": "tok"}, installScript)
-	for _, p := range []string{"/usr/local/bin/orch", "/usr/local/bin/orch-uninstall.sh", "/etc/systemd/system/orch.service", "/etc/systemd/system/orch.service.env"} {
+	for _, p := range []string{"/usr/local/bin/orch", "/usr/local/bin/orch-killall.sh", "/usr/local/bin/orch-uninstall.sh", "/etc/systemd/system/orch.service", "/etc/systemd/system/orch.service.env"} {
 		if _, err := os.Stat(ns.upper(p)); err != nil {
 			t.Errorf("not installed: %v", err)
 		}
@@ -883,7 +894,7 @@ func TestHostInstall(t *testing.T) {
 		"systemctl daemon-reload\n",
 	)
 	wantNotContains(t, "uninstall calls", got, "other.1")
-	for _, p := range []string{"/usr/local/bin/orch", "/usr/local/bin/orch-uninstall.sh", "/etc/systemd/system/orch.service", "/etc/systemd/system/orch.service.env"} {
+	for _, p := range []string{"/usr/local/bin/orch", "/usr/local/bin/orch-killall.sh", "/usr/local/bin/orch-uninstall.sh", "/etc/systemd/system/orch.service", "/etc/systemd/system/orch.service.env"} {
 		if _, err := os.Lstat(ns.upper(p)); !os.IsNotExist(err) {
 			t.Errorf("%s left behind (%v)", p, err)
 		}
@@ -1096,6 +1107,7 @@ func TestReRunKeepsSettings(t *testing.T) {
 		"/etc/systemd/system/orch-agent.service",
 		envPath,
 		"/usr/local/bin/orch",
+		"/usr/local/bin/orch-killall.sh",
 		"/usr/local/bin/orch-agent-uninstall.sh",
 	)
 
@@ -1160,8 +1172,28 @@ func TestPiped(t *testing.T) {
 		t.Fatal(err)
 	}
 	// No init system: the env file goes to /etc/orch, no unit.
-	e.wantFiles("/etc/orch/orch-agent.env", "/usr/local/bin/orch", "/usr/local/bin/orch-agent-uninstall.sh")
+	e.wantFiles("/etc/orch/orch-agent.env", "/usr/local/bin/orch", "/usr/local/bin/orch-killall.sh", "/usr/local/bin/orch-agent-uninstall.sh")
 	e.wantMode("/etc/orch/orch-agent.env", 0o600)
 	e.uninstall("orch-agent-uninstall.sh")
 	e.wantFiles()
+}
+
+// TestKillallInstalled checks that the installer installs
+// scripts/orch-killall.sh byte for byte: install.sh, piped into sh, carries
+// its own copy, which must not drift from the file reviewed and tested
+// here.
+func TestKillallInstalled(t *testing.T) {
+	t.Parallel()
+	arch := goarch(t)
+	e := newEnv(t)
+	e.rel.publish("latest", arch, orchBinary, "")
+	e.install(nil)
+	want, err := os.ReadFile(killallScript)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.read("/usr/local/bin/orch-killall.sh"); got != string(want) {
+		t.Errorf("the installed orch-killall.sh differs from scripts/orch-killall.sh: copy the file into write_killall in install.sh")
+	}
+	e.wantMode("/usr/local/bin/orch-killall.sh", 0o755)
 }
