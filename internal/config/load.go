@@ -49,7 +49,9 @@ func Server(src Sources) (server.Config, error) {
 	}
 	c.networks(cfg.ClusterCIDR, cfg.ServiceCIDR)
 	c.logging()
-	c.boolean(keyKillPodsOnStop) // checked with the rest; read by KillPodsOnStop
+	// Checked with the rest; read by ServerLocalNode.
+	c.absDir(keyCgroupRoot)
+	c.boolean(keyKillPodsOnStop)
 	if err := c.err(); err != nil {
 		return server.Config{}, err
 	}
@@ -111,17 +113,23 @@ func PrivateRegistry(command string, src Sources) (string, error) {
 	return path, c.err()
 }
 
-// KillPodsOnStop resolves --kill-pods-on-stop of command (ServerCommand or
-// AgentCommand); the server's built-in node reads it here because it is a
-// setting of the node, not of server.Config.
-func KillPodsOnStop(command string, src Sources) (bool, error) {
-	vals, err := resolve(command, src)
+// LocalNode is what the server's built-in node takes from the settings of
+// `orch server` beyond server.Config: settings of the node, not of the
+// control plane.
+type LocalNode struct {
+	CgroupRoot     string // --cgroup-root
+	KillPodsOnStop bool   // --kill-pods-on-stop
+}
+
+// ServerLocalNode resolves the node settings of `orch server`.
+func ServerLocalNode(src Sources) (LocalNode, error) {
+	vals, err := resolve(ServerCommand, src)
 	if err != nil {
-		return false, err
+		return LocalNode{}, err
 	}
 	c := &checker{vals: vals}
-	kill := c.boolean(keyKillPodsOnStop)
-	return kill, c.err()
+	n := LocalNode{CgroupRoot: c.absDir(keyCgroupRoot), KillPodsOnStop: c.boolean(keyKillPodsOnStop)}
+	return n, c.err()
 }
 
 // logging parses the --log settings. Server and Agent check them too, so

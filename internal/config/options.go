@@ -102,6 +102,7 @@ func ServerOptions() []Option {
 		{Name: keyFlannelBackend, Default: "auto", Usage: "pod network of the node: host-gw (routes between nodes on one L2 network), vxlan, auto (host-gw where possible, else vxlan) or none (pods get loopback only)"},
 		{Name: keyPrivateRegistry, Default: "/etc/orch/registries.yaml", Usage: "registry mirrors, credentials and TLS settings, in k3s' registries.yaml format (a missing file is fine)"},
 		{Name: keyDisable, List: true, Usage: "do not apply this built-in manifest (its file name without .yaml, e.g. local-storage); repeatable"},
+		cgroupRootOption(),
 		killPodsOnStopOption(),
 		{Name: keyDebug, Bool: true, Default: "false", Usage: "log at debug level"},
 	}
@@ -116,7 +117,7 @@ func AgentOptions() []Option {
 		{Name: keyToken, Secret: true, Usage: "join token printed by the server (needed only until this machine has joined)"},
 		{Name: keyNodeName, Usage: "name of this node (default: the host name, lower case)"},
 		{Name: keyDataDir, Default: "/var/lib/orch", Usage: "directory for node state, images and pods (absolute path)"},
-		{Name: keyCgroupRoot, Default: "/orch", Usage: "cgroup that pods are placed under (absolute path in the cgroup hierarchy)"},
+		cgroupRootOption(),
 		{Name: keyPrivateRegistry, Default: "/etc/orch/registries.yaml", Usage: "registry mirrors, credentials and TLS settings, in k3s' registries.yaml format (a missing file is fine)"},
 		{Name: keyFlannelBackend, Default: "auto", Usage: "pod network of the node: host-gw, vxlan, auto (host-gw where possible, else vxlan) or none (pods get loopback only)"},
 		{Name: keyClusterCIDR, Default: "10.42.0.0/16", Usage: "the server's --cluster-cidr (pod network), with --flannel-backend"},
@@ -134,6 +135,10 @@ func logOptions() []Option {
 		{Name: keyLogMaxSize, Default: "10", Usage: "rotate the --log file when it reaches this many MiB"},
 		{Name: keyLogMaxBackups, Default: "3", Usage: "how many rotated --log files to keep (FILE.1 is the newest)"},
 	}
+}
+
+func cgroupRootOption() Option {
+	return Option{Name: keyCgroupRoot, Default: "/orch", Usage: "cgroup that pods are placed under (absolute path in the cgroup hierarchy)"}
 }
 
 // killPodsOnStopOption is the node's stop behaviour, shared by the agent and
