@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +15,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/orch-dev/orch/internal/netnstest"
 	"github.com/orch-dev/orch/internal/testimage"
@@ -66,6 +71,9 @@ type e2eProcess struct {
 	log string
 	// exited is closed once the process has exited.
 	exited chan struct{}
+	// ended says the test stopped or killed the process itself; a
+	// restarted process continues its log, so the log is shown once.
+	ended bool
 }
 
 // startE2EProcess starts cmd with its output appended to logPath (a
@@ -90,7 +98,7 @@ func startE2EProcess(t *testing.T, cmd *exec.Cmd, logPath string) *e2eProcess {
 	t.Cleanup(func() {
 		p.signal(syscall.SIGTERM, 15*time.Second)
 		logf.Close()
-		if t.Failed() {
+		if t.Failed() && !p.ended {
 			b, _ := os.ReadFile(logPath)
 			t.Logf("%s:\n%s", filepath.Base(logPath), lastLines(b, 80))
 		}
@@ -116,13 +124,17 @@ func (p *e2eProcess) signal(sig syscall.Signal, grace time.Duration) bool {
 // pods keep running.
 func (p *e2eProcess) stop(t *testing.T) {
 	t.Helper()
+	p.ended = true
 	if !p.signal(syscall.SIGTERM, 30*time.Second) {
 		t.Errorf("%s did not stop within 30s of SIGTERM", p.cmd.Args[0])
 	}
 }
 
 // kill ends the process with SIGKILL, as a crash or power loss would.
-func (p *e2eProcess) kill() { p.signal(syscall.SIGKILL, time.Minute) }
+func (p *e2eProcess) kill() {
+	p.ended = true
+	p.signal(syscall.SIGKILL, time.Minute)
+}
 
 // waitFile waits for the process to write path (e.g. the server's
 // kubeconfig) and fails the test with its log if it exits first.
@@ -138,6 +150,59 @@ func (p *e2eProcess) waitFile(t *testing.T, path string) {
 		_, err := os.Stat(path)
 		return err == nil, nil
 	})
+}
+
+// startLocalServer runs `orch server --disable-agent` on a free
+// 127.0.0.1 port with its files in dir and returns a client config from
+// its admin kubeconfig.
+func startLocalServer(t *testing.T, bin, dir string) *rest.Config {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	// None of this machine's /etc/orch may leak in.
+	conf := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(conf, []byte("disable-agent: true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := filepath.Join(dir, "kubeconfig.yaml")
+	srv := startE2EProcess(t, exec.Command(bin, "server", "--config", conf,
+		"--data-dir", filepath.Join(dir, "server"),
+		"--bind-address", "127.0.0.1", "--https-listen-port", strconv.Itoa(port),
+		"--write-kubeconfig", kubeconfig, "--node-name", e2eNode,
+	), filepath.Join(dir, "server.log"))
+	srv.waitFile(t, kubeconfig)
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// localNodeConfig is the configuration of an in-process agent for node
+// e2eNode of the server behind restCfg, with its data in dir/node (the
+// test image ready to import) and its pods under cgroupRoot, logging to
+// the test's log. Tests set further fields before startAgent.
+func localNodeConfig(t *testing.T, restCfg *rest.Config, dir, cgroupRoot string) Config {
+	t.Helper()
+	httpClient, err := rest.HTTPClientFor(restCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dataDir := filepath.Join(dir, "node")
+	importBusybox(t, dataDir)
+	return Config{
+		ServerURL:  restCfg.Host,
+		NodeName:   e2eNode,
+		DataDir:    dataDir,
+		HTTPClient: httpClient,
+		NodeIP:     "127.0.0.1",
+		CgroupRoot: cgroupRoot,
+		Logger:     slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
+	}
 }
 
 // kubectlRunner runs the real kubectl with a kubeconfig and a discovery

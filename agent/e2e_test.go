@@ -5,12 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/orch-dev/orch/runtime/container"
 )
@@ -50,23 +46,7 @@ func TestAgentE2E(t *testing.T) {
 
 	restCfg := startServer(t, bin)
 	cs := kubernetes.NewForConfigOrDie(restCfg)
-	httpClient, err := rest.HTTPClientFor(restCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	dataDir := filepath.Join(e2eDir, "node")
-	importBusybox(t, dataDir)
-
-	cfg := Config{
-		ServerURL:  restCfg.Host,
-		NodeName:   e2eNode,
-		DataDir:    dataDir,
-		HTTPClient: httpClient,
-		NodeIP:     "127.0.0.1",
-		CgroupRoot: e2eCgroupRoot,
-		Logger:     slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
-	}
+	cfg := localNodeConfig(t, restCfg, e2eDir, e2eCgroupRoot)
 	agent := startAgent(t, cfg)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -415,35 +395,9 @@ func hasEvent(ctx context.Context, t *testing.T, cs kubernetes.Interface, pod, r
 }
 
 // startServer runs `orch server --disable-agent` on a free 127.0.0.1 port
-// and returns a client config from its admin kubeconfig.
-func startServer(t *testing.T, bin string) *rest.Config {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	confFile := filepath.Join(e2eDir, "config.yaml")
-	if err := os.WriteFile(confFile, []byte("disable-agent: true\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	kubeconfig := filepath.Join(e2eDir, "kubeconfig.yaml")
-	srv := startE2EProcess(t, exec.Command(bin, "server",
-		"--config", confFile,
-		"--data-dir", filepath.Join(e2eDir, "server"),
-		"--bind-address", "127.0.0.1",
-		"--https-listen-port", strconv.Itoa(port),
-		"--write-kubeconfig", kubeconfig,
-		"--node-name", e2eNode,
-	), filepath.Join(e2eDir, "server.log"))
-	srv.waitFile(t, kubeconfig)
-	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
-}
+// with its files in e2eDir and returns a client config from its admin
+// kubeconfig.
+func startServer(t *testing.T, bin string) *rest.Config { return startLocalServer(t, bin, e2eDir) }
 
 // freshAgentE2EDir gives TestAgentE2E and the tests sharing its
 // directory and cgroups a clean start.

@@ -13,7 +13,6 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
 	"github.com/orch-dev/orch/internal/nodeapi"
 	"github.com/orch-dev/orch/runtime/container"
@@ -100,14 +99,9 @@ func TestNodeMetricsE2E(t *testing.T) {
 	freshAgentE2EDir(t)
 	restCfg := startServer(t, bin)
 	cs := kubernetes.NewForConfigOrDie(restCfg)
-	httpClient, err := rest.HTTPClientFor(restCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dataDir := filepath.Join(e2eDir, "node")
-	importBusybox(t, dataDir)
-	agent := startAgent(t, Config{ServerURL: restCfg.Host, NodeName: e2eNode, DataDir: dataDir, HTTPClient: httpClient,
-		NodeIP: "127.0.0.1", CgroupRoot: e2eCgroupRoot, Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
+	cfg := localNodeConfig(t, restCfg, e2eDir, e2eCgroupRoot)
+	dataDir := cfg.DataDir
+	agent := startAgent(t, cfg)
 
 	createPod(t, cs, newPod("sleeper", v1.Container{Name: "sleep", Command: []string{"sleep", "3600"}}))
 	waitPod(t, cs, "sleeper", 60*time.Second, "Running", func(p *v1.Pod) bool { return p.Status.Phase == v1.PodRunning })

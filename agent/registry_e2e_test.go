@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
@@ -15,7 +14,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
 	"github.com/orch-dev/orch/internal/testregistry"
 	"github.com/orch-dev/orch/runtime/registry"
@@ -43,24 +41,13 @@ func TestImagePullE2E(t *testing.T) {
 
 	restCfg := startServer(t, bin)
 	cs := kubernetes.NewForConfigOrDie(restCfg)
-	httpClient, err := rest.HTTPClientFor(restCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	puller, err := registry.New(registry.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	agent := startAgent(t, Config{
-		ServerURL:   restCfg.Host,
-		NodeName:    e2eNode,
-		DataDir:     filepath.Join(e2eDir, "node"),
-		HTTPClient:  httpClient,
-		NodeIP:      "127.0.0.1",
-		CgroupRoot:  e2eCgroupRoot,
-		ImagePuller: puller,
-		Logger:      slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
-	})
+	cfg := localNodeConfig(t, restCfg, e2eDir, e2eCgroupRoot)
+	cfg.ImagePuller = puller
+	agent := startAgent(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
