@@ -60,9 +60,7 @@ type window struct {
 	end     snapshot
 }
 
-// nodeOf classifies a process by the cgroup it lives in, or (for the
-// shims, which live beside their agent) by its data dir in the command
-// line. ok is false for processes of neither node.
+// nodeOf classifies a process of either node (ok is false for any other).
 func (c *cluster) nodeOf(pid int, serverUIDs map[string]bool) (node string, kind procKind, ok bool) {
 	switch pid {
 	case c.server.pid():
@@ -70,32 +68,36 @@ func (c *cluster) nodeOf(pid int, serverUIDs map[string]bool) (node string, kind
 	case c.agent.pid():
 		return agentNode, kindMain, true
 	}
-	args := strings.Fields(cmdline(pid))
+	cg, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	return classify(c.serverData(), c.agentData(), strings.Fields(cmdline(pid)), podCgroup(string(cg)), serverUIDs)
+}
+
+// classify sorts a helper or pod process by its arguments and cgroup.
+// Shims live beside their agent, outside the pods' cgroups: their
+// container dir (under the node's data dir) says whose they are. Pause
+// and app processes are in CgroupRoot/pods/[<qos>/]<pod-uid>/<id>; the
+// server's node uses the default root, which other clusters on this
+// machine may share, so only the UIDs of its own pods count.
+func classify(serverData, agentData string, args []string, cgroup string, serverUIDs map[string]bool) (node string, kind procKind, ok bool) {
 	if len(args) >= 3 && args[1] == "container-shim" {
 		switch {
-		case strings.HasPrefix(args[2], c.serverData()+"/"):
+		case strings.HasPrefix(args[2], serverData+"/"):
 			return serverNode, kindShim, true
-		case strings.HasPrefix(args[2], c.agentData()+"/"):
+		case strings.HasPrefix(args[2], agentData+"/"):
 			return agentNode, kindShim, true
 		}
 		return "", 0, false
 	}
-	cg := podCgroup(pid)
-	switch {
-	case strings.HasPrefix(cg, agentCgroupRoot+"/pods/"):
+	if rest, found := strings.CutPrefix(cgroup, agentCgroupRoot+"/pods/"); found && rest != "" {
 		node = agentNode
-	case strings.HasPrefix(cg, serverCgroupDef+"/pods/"):
-		// CgroupRoot/pods/[<qos>/]<pod-uid>/<container>: the default root
-		// may hold other clusters' pods too.
-		ours := false
-		for _, part := range strings.Split(strings.TrimPrefix(cg, serverCgroupDef+"/pods/"), "/") {
-			ours = ours || serverUIDs[part]
+	} else if rest, found := strings.CutPrefix(cgroup, serverCgroupDef+"/pods/"); found {
+		for _, part := range strings.Split(rest, "/") {
+			if serverUIDs[part] {
+				node = serverNode
+			}
 		}
-		if !ours {
-			return "", 0, false
-		}
-		node = serverNode
-	default:
+	}
+	if node == "" {
 		return "", 0, false
 	}
 	if len(args) >= 2 && args[1] == "pause" {
@@ -104,15 +106,11 @@ func (c *cluster) nodeOf(pid int, serverUIDs map[string]bool) (node string, kind
 	return node, kindApp, true
 }
 
-// podCgroup is the memory-controller cgroup of pid (cgroup v1), or its
-// unified one (v2).
-func podCgroup(pid int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
-	if err != nil {
-		return ""
-	}
+// podCgroup picks from the contents of /proc/PID/cgroup the memory
+// controller's cgroup (v1), or else the unified one (v2).
+func podCgroup(procCgroup string) string {
 	var unified string
-	for _, line := range strings.Split(string(b), "\n") {
+	for _, line := range strings.Split(procCgroup, "\n") {
 		f := strings.SplitN(line, ":", 3)
 		if len(f) != 3 {
 			continue
@@ -297,9 +295,15 @@ func (c *cluster) tunnelCounters() ([2]int64, error) {
 	if err != nil {
 		return [2]int64{}, err
 	}
-	m := counterRE.FindAllStringSubmatch(out, -1)
+	return parseCounters(out)
+}
+
+// parseCounters reads the byte counts of the two counters in an nft
+// listing of tunnelTable.
+func parseCounters(listing string) ([2]int64, error) {
+	m := counterRE.FindAllStringSubmatch(listing, -1)
 	if len(m) != 2 {
-		return [2]int64{}, fmt.Errorf("nft counters of cb_tunnel: want 2, got:\n%s", out)
+		return [2]int64{}, fmt.Errorf("nft counters of cb_tunnel: want 2, got:\n%s", listing)
 	}
 	var v [2]int64
 	for i := range v {
