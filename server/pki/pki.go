@@ -25,8 +25,10 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -163,16 +165,59 @@ func (a *Authority) SignClient(cn string, groups []string, validity time.Duratio
 	if validity <= 0 {
 		validity = ClientValidity
 	}
-	tmpl := &x509.Certificate{
-		Subject:     pkix.Name{CommonName: cn, Organization: slices.Clone(groups)},
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	certPEM, keyPEM, err = a.issue(tmpl, validity)
+	certPEM, keyPEM, err = a.issue(clientTemplate(cn, groups), validity)
 	if err != nil {
 		return nil, nil, fmt.Errorf("pki: sign client certificate for %q: %w", cn, err)
 	}
 	return certPEM, keyPEM, nil
+}
+
+// SignPublicKey issues a client certificate, like SignClient, for a key
+// the client made itself and keeps: only its public half is given. The
+// key must be ECDSA P-256 or P-384, RSA of at least 2048 bits, or Ed25519.
+// The caller checks that the client holds the private key (a CSR's
+// signature) and may have cn.
+func (a *Authority) SignPublicKey(pub crypto.PublicKey, cn string, groups []string, validity time.Duration) (certPEM []byte, err error) {
+	if cn == "" {
+		return nil, errors.New("pki: client certificate needs a common name")
+	}
+	if err := CheckPublicKey(pub); err != nil {
+		return nil, fmt.Errorf("pki: sign client certificate for %q: %w", cn, err)
+	}
+	if validity <= 0 {
+		validity = ClientValidity
+	}
+	certPEM, err = a.sign(clientTemplate(cn, groups), pub, validity)
+	if err != nil {
+		return nil, fmt.Errorf("pki: sign client certificate for %q: %w", cn, err)
+	}
+	return certPEM, nil
+}
+
+// CheckPublicKey accepts the key types and sizes SignPublicKey signs.
+func CheckPublicKey(pub crypto.PublicKey) error {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		if k.Curve != elliptic.P256() && k.Curve != elliptic.P384() {
+			return fmt.Errorf("ECDSA key on curve %s: want P-256 or P-384", k.Curve.Params().Name)
+		}
+	case *rsa.PublicKey:
+		if k.N.BitLen() < 2048 {
+			return fmt.Errorf("RSA key of %d bits: want at least 2048", k.N.BitLen())
+		}
+	case ed25519.PublicKey:
+	default:
+		return fmt.Errorf("key of type %T: want ECDSA, RSA or Ed25519", pub)
+	}
+	return nil
+}
+
+func clientTemplate(cn string, groups []string) *x509.Certificate {
+	return &x509.Certificate{
+		Subject:     pkix.Name{CommonName: cn, Organization: slices.Clone(groups)},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
 }
 
 func (a *Authority) loadOrCreateCA() error {
@@ -369,9 +414,22 @@ func (a *Authority) issue(tmpl *x509.Certificate, validity time.Duration) (certP
 	if err != nil {
 		return nil, nil, fmt.Errorf("generate key: %w", err)
 	}
-	serial, err := newSerial()
+	certPEM, err = a.sign(tmpl, key.Public(), validity)
 	if err != nil {
 		return nil, nil, err
+	}
+	keyPEM, err = encodeKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return certPEM, keyPEM, nil
+}
+
+// sign signs tmpl (filling serial and validity) for pub.
+func (a *Authority) sign(tmpl *x509.Certificate, pub crypto.PublicKey, validity time.Duration) ([]byte, error) {
+	serial, err := newSerial()
+	if err != nil {
+		return nil, err
 	}
 	now := a.now()
 	tmpl.SerialNumber = serial
@@ -380,15 +438,11 @@ func (a *Authority) issue(tmpl *x509.Certificate, validity time.Duration) (certP
 	if tmpl.NotAfter.After(a.caCert.NotAfter) {
 		tmpl.NotAfter = a.caCert.NotAfter
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.caCert, key.Public(), a.caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.caCert, pub, a.caKey)
 	if err != nil {
-		return nil, nil, fmt.Errorf("sign: %w", err)
+		return nil, fmt.Errorf("sign: %w", err)
 	}
-	keyPEM, err = encodeKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM, nil
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
 }
 
 func (a *Authority) writePair(certPath, keyPath string, certPEM, keyPEM []byte) error {

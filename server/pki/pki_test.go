@@ -2,9 +2,15 @@ package pki
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/pem"
 	"net"
 	"os"
 	"path/filepath"
@@ -401,5 +407,52 @@ users:
 	}
 	if _, err := ReadKubeconfig(filepath.Join(dir, "missing.yaml")); err == nil || !strings.Contains(err.Error(), "no such file") {
 		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestSignPublicKey(t *testing.T) {
+	a := mustLoad(t, t.TempDir(), Options{})
+	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	certPEM, err := a.SignPublicKey(p256.Public(), "system:node:box", []string{"system:nodes"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(p256)
+	pair, err := tls.X509KeyPair(certPEM, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
+	if err != nil {
+		t.Fatalf("the certificate is not for the given key: %v", err)
+	}
+	c := pair.Leaf
+	if c.Subject.CommonName != "system:node:box" || !slices.Equal(c.Subject.Organization, []string{"system:nodes"}) {
+		t.Errorf("subject = %v", c.Subject)
+	}
+	if _, err := c.Verify(x509.VerifyOptions{Roots: a.CAPool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Errorf("verify: %v", err)
+	}
+	if d := c.NotAfter.Sub(c.NotBefore); d > time.Hour+clockSkew+time.Minute {
+		t.Errorf("validity = %v, want about 1h", d)
+	}
+
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	p224, _ := ecdsa.GenerateKey(elliptic.P224(), rand.Reader)
+	rsa1024, _ := rsa.GenerateKey(rand.Reader, 1024)
+	edPub, _, _ := ed25519.GenerateKey(rand.Reader)
+	for _, tt := range []struct {
+		name    string
+		pub     any
+		cn      string
+		wantErr string
+	}{
+		{"P-384", p384.Public(), "u", ""},
+		{"Ed25519", edPub, "u", ""},
+		{"P-224", p224.Public(), "u", "want P-256 or P-384"},
+		{"RSA 1024", rsa1024.Public(), "u", "RSA key of 1024 bits"},
+		{"not a key", "key", "u", "key of type string"},
+		{"no CN", p256.Public(), "", "needs a common name"},
+	} {
+		_, err := a.SignPublicKey(tt.pub, tt.cn, nil, 0)
+		if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+			t.Errorf("%s: SignPublicKey error %v, want %q", tt.name, err, tt.wantErr)
+		}
 	}
 }
