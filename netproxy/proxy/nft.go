@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -14,10 +16,27 @@ import (
 
 // NFTables writes rulesets into the kernel over netlink, in the network
 // namespace given by NetNSFd (the caller's namespace when it is 0).
+//
+// It remembers the last ruleset it wrote and afterwards sends only the
+// difference (see rulesetDiff), still as one transaction. It writes the
+// whole table instead when it has no record of the kernel's copy: at the
+// first Apply, after a failed write, after Exists found the table gone,
+// when a diff cannot express the change, and every FullRewriteInterval,
+// which also repairs hand edits that leave the table in place.
 type NFTables struct {
 	// NetNSFd, if non-zero, is an open fd of the target network namespace.
 	NetNSFd int
+	// FullRewriteInterval is the longest time between two whole-table
+	// writes; one hour (kube-proxy's sync period) when zero.
+	FullRewriteInterval time.Duration
+
+	mu         sync.Mutex
+	written    *Ruleset // the kernel's copy as last written; nil if unknown
+	fullSince  time.Time
+	fullWrites int // for tests
 }
+
+const defaultFullRewriteInterval = time.Hour
 
 var _ RuleWriter = (*NFTables)(nil)
 
@@ -104,6 +123,8 @@ func (w *NFTables) Exists(table string) (bool, error) {
 		return true, nil
 	}
 	if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOENT) {
+		// The next Apply has nothing to diff against.
+		w.forget(table)
 		return false, nil
 	}
 	return false, fmt.Errorf("look up nftables table ip %s: %w", table, err)
@@ -122,15 +143,55 @@ func (w *NFTables) Delete(table string) error {
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("delete nftables table ip %s: %w", table, err)
 	}
+	w.forget(table)
 	return nil
 }
 
-// Apply replaces the table with rs in one netlink transaction: packets see
-// either the old table or the new one, never a half-written one.
-// Elements of dynamic sets (session affinity) that survive in the new
-// ruleset are carried over with their remaining timeout, so a rewrite
-// does not move clients to other endpoints.
+func (w *NFTables) forget(table string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.written != nil && w.written.Table == table {
+		w.written = nil
+	}
+}
+
+// Apply makes the table equal to rs in one netlink transaction: packets
+// see either the old table or the new one, never a half-written one. It
+// sends only what changed since the last Apply when it can (see
+// NFTables); a failed partial write is retried at once as a whole-table
+// write.
 func (w *NFTables) Apply(rs *Ruleset) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	interval := w.FullRewriteInterval
+	if interval <= 0 {
+		interval = defaultFullRewriteInterval
+	}
+	if w.written != nil && time.Since(w.fullSince) < interval {
+		if d, ok := diffRulesets(w.written, rs); ok {
+			err := w.applyDiff(rs, d)
+			if err == nil {
+				w.written = rs
+				return nil
+			}
+			// The kernel's copy is not what we thought (edited by hand,
+			// or the write was refused): start from scratch.
+		}
+	}
+	w.written = nil
+	if err := w.applyFull(rs); err != nil {
+		return err
+	}
+	w.written, w.fullSince = rs, time.Now()
+	w.fullWrites++
+	return nil
+}
+
+// applyFull replaces the whole table. Elements of dynamic sets (session
+// affinity) that survive in the new ruleset are carried over with their
+// remaining timeout, so a rewrite does not move clients to other
+// endpoints.
+func (w *NFTables) applyFull(rs *Ruleset) error {
 	c, err := w.conn()
 	if err != nil {
 		return err
@@ -164,21 +225,84 @@ func (w *NFTables) Apply(rs *Ruleset) error {
 		b.sets[s.Name] = ns
 	}
 	for _, ch := range rs.Chains {
-		nc := &nftables.Chain{Name: ch.Name, Table: t}
-		for i, r := range ch.Rules {
-			var exprs []expr.Any
-			for _, st := range r {
-				e, err := st.exprs(b)
-				if err != nil {
-					return fmt.Errorf("chain %s rule %d (%s): %w", ch.Name, i, r, err)
-				}
-				exprs = append(exprs, e...)
-			}
-			c.AddRule(&nftables.Rule{Table: t, Chain: nc, Exprs: exprs})
+		if err := b.addRules(ch); err != nil {
+			return err
 		}
 	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("write nftables table ip %s: %w", rs.Table, err)
+	}
+	return nil
+}
+
+// applyDiff turns the kernel's copy of w.written into rs with the changes
+// in d, in one transaction. The order keeps every reference valid while
+// the kernel checks the batch: new chains exist before set elements and
+// rules jump to them; old chains and sets go only after the elements and
+// rules that used them.
+func (w *NFTables) applyDiff(rs *Ruleset, d *rulesetDiff) error {
+	if d.empty() {
+		return nil
+	}
+	c, err := w.conn()
+	if err != nil {
+		return err
+	}
+	t := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: rs.Table}
+	b := &exprBuilder{conn: c, table: t, sets: make(map[string]*nftables.Set, len(rs.Sets))}
+	for _, ch := range d.newChains {
+		c.AddChain(&nftables.Chain{Name: ch.Name, Table: t})
+	}
+	newSets := make(map[string]bool, len(d.newSets))
+	for _, s := range d.newSets {
+		ns, err := b.addSet(s, nil)
+		if err != nil {
+			return fmt.Errorf("nftables set %s: %w", s.Name, err)
+		}
+		b.sets[s.Name] = ns
+		newSets[s.Name] = true
+	}
+	for _, s := range rs.Sets {
+		if newSets[s.Name] {
+			continue
+		}
+		ns := b.setRef(s)
+		b.sets[s.Name] = ns
+		if del := d.delElements[s.Name]; len(del) > 0 {
+			if err := b.setElements(ns, s, del, c.SetDeleteElements); err != nil {
+				return err
+			}
+		}
+		if add := d.addElements[s.Name]; len(add) > 0 {
+			if err := b.setElements(ns, s, add, c.SetAddElements); err != nil {
+				return err
+			}
+		}
+	}
+	for _, ch := range d.changedChains {
+		c.FlushChain(&nftables.Chain{Name: ch.Name, Table: t})
+		if err := b.addRules(ch); err != nil {
+			return err
+		}
+	}
+	for _, ch := range d.newChains {
+		if err := b.addRules(ch); err != nil {
+			return err
+		}
+	}
+	// Flush every old chain before deleting any: they may jump to each
+	// other.
+	for _, name := range d.oldChains {
+		c.FlushChain(&nftables.Chain{Name: name, Table: t})
+	}
+	for _, name := range d.oldChains {
+		c.DelChain(&nftables.Chain{Name: name, Table: t})
+	}
+	for _, name := range d.oldSets {
+		c.DelSet(&nftables.Set{Name: name, Table: t})
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("update nftables table ip %s: %w", rs.Table, err)
 	}
 	return nil
 }
@@ -280,7 +404,8 @@ func keyBytes(t KeyType, k Key) []byte {
 	}
 }
 
-func (b *exprBuilder) addSet(s *Set, carried []nftables.SetElement) (*nftables.Set, error) {
+// setRef describes s as the kernel has it, to refer to by name.
+func (b *exprBuilder) setRef(s *Set) *nftables.Set {
 	ns := &nftables.Set{Table: b.table, Name: s.Name, KeyType: keyType(s.Key)}
 	if s.Verdicts {
 		ns.IsMap = true
@@ -291,8 +416,13 @@ func (b *exprBuilder) addSet(s *Set, carried []nftables.SetElement) (*nftables.S
 		ns.Dynamic = true
 		ns.Timeout = s.Timeout
 	}
-	elems := make([]nftables.SetElement, 0, len(s.Elements)+len(carried))
-	for _, e := range s.Elements {
+	return ns
+}
+
+// netlinkElements encodes elements of s.
+func netlinkElements(s *Set, elements []Element) ([]nftables.SetElement, error) {
+	elems := make([]nftables.SetElement, 0, len(elements))
+	for _, e := range elements {
 		if s.Key != KeyProtoPort && !e.Key.Addr.Is4() {
 			return nil, fmt.Errorf("element %s: only IPv4 is supported", e.Key.format(s.Key))
 		}
@@ -301,6 +431,33 @@ func (b *exprBuilder) addSet(s *Set, carried []nftables.SetElement) (*nftables.S
 			el.VerdictData = e.Verdict.expr()
 		}
 		elems = append(elems, el)
+	}
+	return elems, nil
+}
+
+// setElements adds or deletes (op) elements of the existing set ns, in
+// messages of bounded size.
+func (b *exprBuilder) setElements(ns *nftables.Set, s *Set, elements []Element, op func(*nftables.Set, []nftables.SetElement) error) error {
+	elems, err := netlinkElements(s, elements)
+	if err != nil {
+		return fmt.Errorf("nftables set %s: %w", s.Name, err)
+	}
+	for _, c := range chunkElements(elems) {
+		if len(c) == 0 {
+			continue
+		}
+		if err := op(ns, c); err != nil {
+			return fmt.Errorf("nftables set %s: %w", s.Name, err)
+		}
+	}
+	return nil
+}
+
+func (b *exprBuilder) addSet(s *Set, carried []nftables.SetElement) (*nftables.Set, error) {
+	ns := b.setRef(s)
+	elems, err := netlinkElements(s, s.Elements)
+	if err != nil {
+		return nil, err
 	}
 	elems = append(elems, carried...)
 	chunks := chunkElements(elems)
@@ -313,6 +470,23 @@ func (b *exprBuilder) addSet(s *Set, carried []nftables.SetElement) (*nftables.S
 		}
 	}
 	return ns, nil
+}
+
+// addRules appends ch's rules to the (empty or flushed) kernel chain.
+func (b *exprBuilder) addRules(ch *Chain) error {
+	nc := &nftables.Chain{Name: ch.Name, Table: b.table}
+	for i, r := range ch.Rules {
+		var exprs []expr.Any
+		for _, st := range r {
+			e, err := st.exprs(b)
+			if err != nil {
+				return fmt.Errorf("chain %s rule %d (%s): %w", ch.Name, i, r, err)
+			}
+			exprs = append(exprs, e...)
+		}
+		b.conn.AddRule(&nftables.Rule{Table: b.table, Chain: nc, Exprs: exprs})
+	}
+	return nil
 }
 
 func (b *exprBuilder) anonymousVmap(targets []string) (*nftables.Set, error) {
