@@ -9,11 +9,12 @@ package jointoken
 //     SHA-256 against the token's pin before it sends anything secret.
 //  2. POST NodeCertificatePath over TLS verified with that CA, with the
 //     token's secret as a bearer token (first join) or the node's current
-//     client certificate (renewal), and the NodeNameHeader and
-//     NodePasswordHeader headers. The answer is the node's client
-//     certificate (CN system:node:<name>, O system:nodes) followed by its
-//     private key, both PEM (NodeCertificateContentType); errors are
-//     Kubernetes Status objects.
+//     client certificate (renewal), the NodeNameHeader and
+//     NodePasswordHeader headers, and as body a PKCS #10 certificate
+//     request (DER, CertificateRequestContentType) for a key the agent
+//     made and keeps, with subject CN system:node:<name>, O system:nodes.
+//     The answer is the node's client certificate for that key, PEM
+//     (NodeCertificateContentType); errors are Kubernetes Status objects.
 const (
 	CACertsPath         = "/cacerts"
 	NodeCertificatePath = "/v1-orch/node-certificate"
@@ -26,7 +27,14 @@ const (
 	// the same name.
 	NodePasswordHeader = "Orch-Node-Password"
 
+	// CertificateRequestContentType is the type of the request body of
+	// NodeCertificatePath: one DER-encoded PKCS #10 request (RFC 5967).
+	CertificateRequestContentType = "application/pkcs10"
+	// MaxCertificateRequestBytes bounds that body; a request for a P-256
+	// key is about 250 bytes.
+	MaxCertificateRequestBytes = 16 << 10
+
 	// NodeCertificateContentType is the type of the answer to
-	// NodeCertificatePath: PEM blocks, certificate first, then the key.
+	// NodeCertificatePath: the certificate, PEM.
 	NodeCertificateContentType = "application/x-pem-file"
 )

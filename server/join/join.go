@@ -5,7 +5,9 @@
 //   - GET /cacerts: the cluster CA certificate, to anyone, as k3s serves
 //     it; the agent trusts it only if its hash is the one its token pins.
 //   - POST /v1-orch/node-certificate: a client certificate for the node
-//     (CN system:node:<name>, O system:nodes), to a caller holding the
+//     (CN system:node:<name>, O system:nodes) and the key of the PKCS #10
+//     request in the body, which the agent made and keeps (the server
+//     never sees a node's private key), to a caller holding the
 //     join secret (user node-bootstrap), a bootstrap token (`orch token
 //     create`; group system:bootstrappers) or the node's current
 //     certificate (renewal before expiry).
@@ -22,14 +24,18 @@ package join
 
 import (
 	"context"
+	"crypto"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"slices"
 	"strings"
@@ -44,6 +50,7 @@ import (
 
 	"github.com/orch-dev/orch/internal/jointoken"
 	"github.com/orch-dev/orch/server/apiserver"
+	"github.com/orch-dev/orch/server/pki"
 )
 
 // Identities of nodes, as Kubernetes names them.
@@ -72,7 +79,7 @@ var secretsGVR = corev1.SchemeGroupVersion.WithResource("secrets")
 // Authority issues client certificates (server/pki.Authority).
 type Authority interface {
 	CACertPEM() []byte
-	SignClient(cn string, groups []string, validity time.Duration) (certPEM, keyPEM []byte, err error)
+	SignPublicKey(pub crypto.PublicKey, cn string, groups []string, validity time.Duration) (certPEM []byte, err error)
 }
 
 // Objects reads and creates API objects in process (apiserver.Local). Its
@@ -177,12 +184,19 @@ func (h *Handler) serveNodeCertificate(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, err)
 		return
 	}
+	// The request is checked before the password, so that a bad one
+	// records nothing.
+	csr, err := readCertificateRequest(r, name)
+	if err != nil {
+		writeStatus(w, err)
+		return
+	}
 	if err := h.checkPassword(r.Context(), name, password); err != nil {
 		h.log.Warn("node join refused", "node", name, "user", user.Name, "remote", r.RemoteAddr, "err", err)
 		writeStatus(w, err)
 		return
 	}
-	certPEM, keyPEM, err := h.opts.CA.SignClient(NodeUserPrefix+name, []string{NodesGroup}, h.opts.Validity)
+	certPEM, err := h.opts.CA.SignPublicKey(csr.PublicKey, NodeUserPrefix+name, []string{NodesGroup}, h.opts.Validity)
 	if err != nil {
 		writeStatus(w, apierrors.NewInternalError(fmt.Errorf("issue the certificate of node %s: %w", name, err)))
 		return
@@ -191,7 +205,44 @@ func (h *Handler) serveNodeCertificate(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", jointoken.NodeCertificateContentType)
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(append(certPEM, keyPEM...))
+	_, _ = w.Write(certPEM)
+}
+
+// readCertificateRequest reads the body's PKCS #10 request and checks it
+// as Kubernetes' CSR approver checks a kubelet's client request: signed by
+// its key, subject CN system:node:<name> and O system:nodes exactly, no
+// alternative names. The certificate is made from the key alone.
+func readCertificateRequest(r *http.Request, name string) (*x509.CertificateRequest, error) {
+	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != jointoken.CertificateRequestContentType {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("the body must be a certificate request (Content-Type %s); "+
+			"agents older than the server ask without one: upgrade the agent", jointoken.CertificateRequestContentType))
+	}
+	der, err := io.ReadAll(io.LimitReader(r.Body, jointoken.MaxCertificateRequestBytes+1))
+	if err != nil {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("read the certificate request: %v", err))
+	}
+	if len(der) > jointoken.MaxCertificateRequestBytes {
+		return nil, apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("the certificate request is larger than %d bytes", jointoken.MaxCertificateRequestBytes))
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("the body is not a PKCS #10 certificate request: %v", err))
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("the certificate request's signature does not verify: %v", err))
+	}
+	if err := pki.CheckPublicKey(csr.PublicKey); err != nil {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("the certificate request's key: %v", err))
+	}
+	if len(csr.DNSNames)+len(csr.IPAddresses)+len(csr.EmailAddresses)+len(csr.URIs) > 0 {
+		return nil, apierrors.NewBadRequest("a node's client certificate request must not ask for subject alternative names")
+	}
+	want := NodeUserPrefix + name
+	if csr.Subject.CommonName != want || !slices.Equal(csr.Subject.Organization, []string{NodesGroup}) {
+		return nil, apierrors.NewForbidden(corev1.Resource("nodes"), name, fmt.Errorf(
+			"the certificate request is for CN %q O %q, want CN %q O [%q]", csr.Subject.CommonName, csr.Subject.Organization, want, NodesGroup))
+	}
+	return csr, nil
 }
 
 // PasswordSecretName is the name of the Secret (in kube-system) that

@@ -1,9 +1,14 @@
 package join
 
 import (
+	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"io"
@@ -140,17 +145,48 @@ type certRequest struct {
 	node     string
 	password string
 	method   string
+	// csr is the body; nil means a good request for node with a new key.
+	csr         []byte
+	contentType string // default application/pkcs10
 }
 
-func (s *testServer) request(t *testing.T, req certRequest) (int, []byte) {
+// newCSR makes a key and a certificate request for subject.
+func newCSR(t *testing.T, subject pkix.Name) (*ecdsa.PrivateKey, []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: subject}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, der
+}
+
+func nodeSubject(node string) pkix.Name {
+	return pkix.Name{CommonName: "system:node:" + node, Organization: []string{"system:nodes"}}
+}
+
+// request asks for a node certificate; key is the private key of the
+// request it made (nil when req.csr was given).
+func (s *testServer) request(t *testing.T, req certRequest) (code int, body []byte, key *ecdsa.PrivateKey) {
 	t.Helper()
 	method := req.method
 	if method == "" {
 		method = http.MethodPost
 	}
-	r, err := http.NewRequest(method, s.url+jointoken.NodeCertificatePath, nil)
+	csr := req.csr
+	if csr == nil {
+		key, csr = newCSR(t, nodeSubject(req.node))
+	}
+	r, err := http.NewRequest(method, s.url+jointoken.NodeCertificatePath, bytes.NewReader(csr))
 	if err != nil {
 		t.Fatal(err)
+	}
+	r.Header.Set("Content-Type", jointoken.CertificateRequestContentType)
+	if req.contentType != "" {
+		r.Header.Set("Content-Type", req.contentType)
 	}
 	if req.bearer != "" {
 		r.Header.Set("Authorization", "Bearer "+req.bearer)
@@ -166,19 +202,27 @@ func (s *testServer) request(t *testing.T, req certRequest) (int, []byte) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	body, err = io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return resp.StatusCode, body
+	return resp.StatusCode, body, key
 }
 
-// issued parses an answer: certificate and key, checked against the CA.
-func (s *testServer) issued(t *testing.T, body []byte, node string) tls.Certificate {
+// issued parses an answer: the certificate alone, for key, checked
+// against the CA.
+func (s *testServer) issued(t *testing.T, body []byte, node string, key *ecdsa.PrivateKey) tls.Certificate {
 	t.Helper()
-	pair, err := tls.X509KeyPair(body, body)
+	if bytes.Contains(body, []byte("PRIVATE KEY")) {
+		t.Fatalf("the answer holds a private key:\n%s", body)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		t.Fatalf("answer is not a certificate and its key: %v\n%s", err, body)
+		t.Fatal(err)
+	}
+	pair, err := tls.X509KeyPair(body, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
+	if err != nil {
+		t.Fatalf("answer is not a certificate for the request's key: %v\n%s", err, body)
 	}
 	leaf, err := x509.ParseCertificate(pair.Certificate[0])
 	if err != nil {
@@ -240,11 +284,11 @@ func TestNodeCertificate(t *testing.T) {
 	s := newTestServer(t)
 
 	// First join of n1 records its password.
-	code, body := s.request(t, certRequest{bearer: testSecret, node: "n1", password: "pw-1"})
+	code, body, key := s.request(t, certRequest{bearer: testSecret, node: "n1", password: "pw-1"})
 	if code != http.StatusOK {
 		t.Fatalf("join n1: %d %s", code, body)
 	}
-	n1Cert := s.issued(t, body, "n1")
+	n1Cert := s.issued(t, body, "n1", key)
 	stored := s.objects.secret("n1.node-password.orch")
 	if stored == nil {
 		t.Fatal("no password Secret kube-system/n1.node-password.orch after the join")
@@ -290,14 +334,31 @@ func TestNodeCertificate(t *testing.T) {
 		{"no password", certRequest{bearer: testSecret, node: "n4"}, 400, "Orch-Node-Password header"},
 		{"too long password", certRequest{bearer: testSecret, node: "n4", password: strings.Repeat("p", 257)}, 400, "longer than 256"},
 		{"GET", certRequest{bearer: testSecret, node: "n4", password: "pw", method: http.MethodGet}, 405, ""},
+		{"no certificate request", certRequest{bearer: testSecret, node: "n4", password: "pw", csr: []byte{}}, 400,
+			"not a PKCS #10 certificate request"},
+		{"not PKCS #10", certRequest{bearer: testSecret, node: "n4", password: "pw", csr: []byte("hello")}, 400,
+			"not a PKCS #10 certificate request"},
+		{"PEM instead of DER", certRequest{bearer: testSecret, node: "n4", password: "pw",
+			csr: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrFor("n4")})}, 400, "not a PKCS #10"},
+		{"old agent without a request", certRequest{bearer: testSecret, node: "n4", password: "pw", contentType: "text/plain"}, 400,
+			"upgrade the agent"},
+		{"oversized request", certRequest{bearer: testSecret, node: "n4", password: "pw", csr: make([]byte, 1<<20)}, 413, "larger than"},
+		{"request for another node", certRequest{bearer: testSecret, node: "n4", password: "pw", csr: csrFor("n1")}, 403,
+			`the certificate request is for CN "system:node:n1"`},
+		{"request for the admin", certRequest{bearer: testSecret, node: "n4", password: "pw", csr: csrWith(pkix.Name{CommonName: "system:node:n4",
+			Organization: []string{"system:nodes", "system:masters"}})}, 403, `want CN "system:node:n4" O ["system:nodes"]`},
+		{"request with a SAN", certRequest{bearer: testSecret, node: "n4", password: "pw", csr: csrWithSAN("n4")}, 400,
+			"must not ask for subject alternative names"},
+		{"request with a broken signature", certRequest{bearer: testSecret, node: "n4", password: "pw", csr: brokenCSR("n4")}, 400,
+			"signature does not verify"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			code, body := s.request(t, tc.req)
+			code, body, key := s.request(t, tc.req)
 			if code != tc.code {
 				t.Fatalf("status %d, want %d: %s", code, tc.code, body)
 			}
 			if code == http.StatusOK {
-				s.issued(t, body, tc.req.node)
+				s.issued(t, body, tc.req.node, key)
 				return
 			}
 			st := status(t, body)
@@ -306,11 +367,34 @@ func TestNodeCertificate(t *testing.T) {
 			}
 		})
 	}
+	// n4's refusals are all about its request: none stored a password.
 	for _, name := range []string{"n2", "n3", "n4", serverNode} {
 		if s.objects.secret(name+".node-password.orch") != nil {
 			t.Errorf("a refused join stored a password for %s", name)
 		}
 	}
+}
+
+func csrWith(subject pkix.Name) []byte {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: subject}, key)
+	return der
+}
+
+func csrFor(node string) []byte { return csrWith(nodeSubject(node)) }
+
+func csrWithSAN(node string) []byte {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: nodeSubject(node), DNSNames: []string{"kubernetes"}}, key)
+	return der
+}
+
+// brokenCSR is a request whose signature was made over other content.
+func brokenCSR(node string) []byte {
+	der := csrFor(node)
+	// The last byte belongs to the signature.
+	der[len(der)-1] ^= 0xff
+	return der
 }
 
 // TestConcurrentJoinsSameName: of two machines racing for one name,
@@ -322,7 +406,7 @@ func TestConcurrentJoinsSameName(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range machines {
 		wg.Go(func() {
-			codes[i], _ = s.request(t, certRequest{bearer: testSecret, node: "contested", password: "pw-" + string(rune('a'+i))})
+			codes[i], _, _ = s.request(t, certRequest{bearer: testSecret, node: "contested", password: "pw-" + string(rune('a'+i))})
 		})
 	}
 	wg.Wait()
