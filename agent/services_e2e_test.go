@@ -107,7 +107,6 @@ func runToCompletion(t *testing.T, cs kubernetes.Interface, node, name string, s
 // reach each other by IP, and reach a Service by its DNS name through
 // the node-local DNS server and the nftables service proxy.
 func TestPodNetworkE2E(t *testing.T) {
-	skipIntermittentDNSInCI(t)
 	bin := e2eBinary(t)
 	netnstest.Skip(t, "nft", "nsenter")
 	before := hostNetworkState(t)
@@ -260,24 +259,10 @@ func httpGet(host string) string {
 	return "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 " + host + " 80"
 }
 
-// skipIntermittentDNSInCI skips the pod network e2e tests in CI (CI=true)
-// while a known intermittent failure is open: in about one full run in
-// five a pod's lookups through node-local DNS go unanswered and the pod
-// never finishes (networking issue). They run in every developer's
-// `make test`; set ORCH_NET_E2E=1 to run them in CI too.
-func skipIntermittentDNSInCI(t *testing.T) {
-	t.Helper()
-	if os.Getenv("CI") == "true" && os.Getenv("ORCH_NET_E2E") != "1" {
-		t.Skip("intermittent node-local DNS hang under investigation (see the networking issue); ORCH_NET_E2E=1 runs it")
-	}
-}
-
 // httpGetByName is httpGet of a Service by DNS name with three attempts
-// of 20 s each. Now and then (about one run in five, under load) a pod's
-// first lookup through node-local DNS went unanswered and nc hung in the
-// resolver; that is still to be understood (noted on the networking
-// issue), and the test checks the name resolves and answers, not the
-// first packet.
+// of 20 s each: the node programs a new Service moments after it is
+// created, and the test checks that the name resolves and answers, not
+// the first packet.
 func httpGetByName(host string) string {
 	return `(for i in 1 2 3; do timeout 20 sh -c "` + httpGet(host) + `" && exit 0; done; exit 1)`
 }
@@ -336,7 +321,6 @@ const (
 // name, with each backend (host-gw routes, or VXLAN although the nodes
 // share a segment).
 func TestPodNetworkTwoNodesE2E(t *testing.T) {
-	skipIntermittentDNSInCI(t)
 	bin := e2eBinary(t)
 	netnstest.Skip(t, "nft", "nsenter")
 	for _, backend := range []string{"host-gw", "vxlan"} {
