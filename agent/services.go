@@ -117,13 +117,7 @@ func (a *Agent) startNetworking(ctx context.Context, g *errgroup.Group) error {
 		ServiceCIDRs:       []netip.Prefix{nc.ServiceCIDR},
 	}, &proxy.NFTables{}, proxy.SyncerOptions{})
 	results := syncer.Results()
-	state := &serviceState{
-		services: map[types.NamespacedName]*v1.Service{},
-		slices:   map[types.NamespacedName]*discoveryv1.EndpointSlice{},
-		localDNS: nodeLocalDNSSlice(a.nodeName, pn.Gateway()),
-		proxy:    syncer,
-		dns:      dnsServer,
-	}
+	state := newServiceState(nodeLocalDNSSlice(a.nodeName, pn.Gateway()), syncer, dnsServer)
 	routes := &routeState{net: pn, nodes: map[string]*v1.Node{}, log: a.log}
 
 	a.log.Info("node networking started", "podCIDR", podCIDR, "clusterDNS", dnsIP, "dnsListen", dnsAddr)
@@ -136,11 +130,11 @@ func (a *Agent) startNetworking(ctx context.Context, g *errgroup.Group) error {
 	g.Go(func() error { _ = syncer.Run(ctx); return nil })
 	g.Go(func() error { a.logSyncResults(ctx, results); return nil })
 	g.Go(func() error {
-		mirror(ctx, a, servicesResource, sink[v1.Service]{replace: state.replaceServices, update: state.updateService, remove: state.removeService})
+		mirror(ctx, a, servicesResource, state.serviceSink())
 		return nil
 	})
 	g.Go(func() error {
-		mirror(ctx, a, endpointSlicesResource, sink[discoveryv1.EndpointSlice]{replace: state.replaceSlices, update: state.updateSlice, remove: state.removeSlice})
+		mirror(ctx, a, endpointSlicesResource, state.sliceSink())
 		return nil
 	})
 	g.Go(func() error {
@@ -258,15 +252,17 @@ func nodeLocalDNSSlice(nodeName string, addr netip.Addr) *discoveryv1.EndpointSl
 // kinds have been listed, so a restarting agent never writes rules from
 // Services without their endpoints (which would refuse connections).
 type serviceState struct {
-	mu             sync.Mutex
-	services       map[types.NamespacedName]*v1.Service
-	slices         map[types.NamespacedName]*discoveryv1.EndpointSlice
-	listedServices bool
-	listedSlices   bool
-	localDNS       *discoveryv1.EndpointSlice
+	mu       sync.Mutex
+	services keyedObjects[v1.Service, *v1.Service]
+	slices   keyedObjects[discoveryv1.EndpointSlice, *discoveryv1.EndpointSlice]
+	localDNS *discoveryv1.EndpointSlice
 
 	proxy proxyRules
 	dns   dnsRecords
+}
+
+func newServiceState(localDNS *discoveryv1.EndpointSlice, proxy proxyRules, dns dnsRecords) *serviceState {
+	return &serviceState{localDNS: localDNS, proxy: proxy, dns: dns}
 }
 
 // proxyRules is what serviceState needs of the service proxy
@@ -287,69 +283,69 @@ func nameOf(m metav1.Object) types.NamespacedName {
 // pushLocked gives the proxy and DNS the current picture; both only mark
 // themselves dirty and rebuild in their own time.
 func (s *serviceState) pushLocked() {
-	if !s.listedServices || !s.listedSlices {
+	if !s.services.listed || !s.slices.listed {
 		return
 	}
-	svcs := make([]*v1.Service, 0, len(s.services))
-	for _, v := range s.services {
-		svcs = append(svcs, v)
-	}
-	sls := make([]*discoveryv1.EndpointSlice, 0, len(s.slices)+1)
-	for _, v := range s.slices {
-		sls = append(sls, v)
-	}
+	svcs := s.services.values()
+	sls := s.slices.values()
 	s.dns.Replace(svcs, sls, nil)
 	s.proxy.Replace(svcs, append(sls, s.localDNS))
 }
 
-func (s *serviceState) replaceServices(items []*v1.Service) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	clear(s.services)
-	for _, v := range items {
-		s.services[nameOf(v)] = v
+// serviceSink and sliceSink feed the state from mirror.
+func (s *serviceState) serviceSink() sink[v1.Service] { return sinkInto(s, &s.services) }
+
+func (s *serviceState) sliceSink() sink[discoveryv1.EndpointSlice] { return sinkInto(s, &s.slices) }
+
+// sinkInto returns a sink that keeps objs current under s.mu and hands
+// the new picture on after every change.
+func sinkInto[T any, PT objectPtr[T]](s *serviceState, objs *keyedObjects[T, PT]) sink[T] {
+	locked := func(change func()) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		change()
+		s.pushLocked()
 	}
-	s.listedServices = true
-	s.pushLocked()
-}
-
-func (s *serviceState) updateService(v *v1.Service) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.services[nameOf(v)] = v
-	s.pushLocked()
-}
-
-func (s *serviceState) removeService(v *v1.Service) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.services, nameOf(v))
-	s.pushLocked()
-}
-
-func (s *serviceState) replaceSlices(items []*discoveryv1.EndpointSlice) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	clear(s.slices)
-	for _, v := range items {
-		s.slices[nameOf(v)] = v
+	return sink[T]{
+		replace: func(items []*T) { locked(func() { objs.replace(items) }) },
+		update:  func(o *T) { locked(func() { objs.update(o) }) },
+		remove:  func(o *T) { locked(func() { objs.remove(o) }) },
 	}
-	s.listedSlices = true
-	s.pushLocked()
 }
 
-func (s *serviceState) updateSlice(v *discoveryv1.EndpointSlice) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.slices[nameOf(v)] = v
-	s.pushLocked()
+// keyedObjects holds the latest object of each namespace/name of one
+// kind, and whether a list has filled it yet. The zero value is empty
+// and not listed; the caller serialises access.
+type keyedObjects[T any, PT objectPtr[T]] struct {
+	byName map[types.NamespacedName]*T
+	listed bool
 }
 
-func (s *serviceState) removeSlice(v *discoveryv1.EndpointSlice) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.slices, nameOf(v))
-	s.pushLocked()
+func (k *keyedObjects[T, PT]) replace(items []*T) {
+	k.byName = make(map[types.NamespacedName]*T, len(items))
+	for _, o := range items {
+		k.byName[nameOf(PT(o))] = o
+	}
+	k.listed = true
+}
+
+func (k *keyedObjects[T, PT]) update(o *T) {
+	if k.byName == nil {
+		k.byName = map[types.NamespacedName]*T{}
+	}
+	k.byName[nameOf(PT(o))] = o
+}
+
+func (k *keyedObjects[T, PT]) remove(o *T) { delete(k.byName, nameOf(PT(o))) }
+
+// values returns the objects in no particular order, with room for one
+// more.
+func (k *keyedObjects[T, PT]) values() []*T {
+	out := make([]*T, 0, len(k.byName)+1)
+	for _, o := range k.byName {
+		out = append(out, o)
+	}
+	return out
 }
 
 // routeState keeps the routes to other nodes' pod subnets current.

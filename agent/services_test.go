@@ -10,7 +10,6 @@ import (
 	v1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 )
 
 func TestHostUpstreams(t *testing.T) {
@@ -69,21 +68,16 @@ func (d fakeDNS) Replace(services []*v1.Service, _ []*discoveryv1.EndpointSlice,
 // rules from Services alone, which would refuse every connection.
 func TestServiceStateWaitsForBothLists(t *testing.T) {
 	f := &fakeSinks{}
-	s := &serviceState{
-		services: map[types.NamespacedName]*v1.Service{},
-		slices:   map[types.NamespacedName]*discoveryv1.EndpointSlice{},
-		localDNS: nodeLocalDNSSlice("n1", netip.MustParseAddr("10.42.0.1")),
-		proxy:    f,
-		dns:      fakeDNS{f},
-	}
+	s := newServiceState(nodeLocalDNSSlice("n1", netip.MustParseAddr("10.42.0.1")), f, fakeDNS{f})
+	services, endpointSlices := s.serviceSink(), s.sliceSink()
 	svc := &v1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web"}}
-	s.replaceServices([]*v1.Service{svc})
-	s.updateService(svc)
+	services.replace([]*v1.Service{svc})
+	services.update(svc)
 	if len(f.proxyCalls) != 0 || len(f.dnsCalls) != 0 {
 		t.Fatal("state handed on before the EndpointSlices were listed")
 	}
 	web := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web-abc"}}
-	s.replaceSlices([]*discoveryv1.EndpointSlice{web})
+	endpointSlices.replace([]*discoveryv1.EndpointSlice{web})
 	if len(f.proxyCalls) != 1 || len(f.dnsCalls) != 1 {
 		t.Fatalf("after both lists: %d proxy, %d dns updates; want 1 each", len(f.proxyCalls), len(f.dnsCalls))
 	}
@@ -91,9 +85,40 @@ func TestServiceStateWaitsForBothLists(t *testing.T) {
 	if got := f.proxyCalls[0]; len(got) != 2 || !slices.Contains(got, s.localDNS) {
 		t.Errorf("proxy slices = %v", got)
 	}
-	s.removeSlice(web)
-	s.removeService(svc)
+	endpointSlices.remove(web)
+	services.remove(svc)
 	if last := f.proxyCalls[len(f.proxyCalls)-1]; len(last) != 1 || len(f.dnsCalls[len(f.dnsCalls)-1]) != 0 {
 		t.Errorf("after deletes: proxy slices %v, dns services %v", last, f.dnsCalls[len(f.dnsCalls)-1])
+	}
+}
+
+func TestKeyedObjects(t *testing.T) {
+	svc := func(ns, name, rv string) *v1.Service {
+		return &v1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, ResourceVersion: rv}}
+	}
+	names := func(k *keyedObjects[v1.Service, *v1.Service]) []string {
+		var out []string
+		for _, o := range k.values() {
+			out = append(out, o.Namespace+"/"+o.Name+"@"+o.ResourceVersion)
+		}
+		slices.Sort(out)
+		return out
+	}
+	var k keyedObjects[v1.Service, *v1.Service]
+	k.update(svc("a", "web", "1")) // a watch event before any list
+	if k.listed {
+		t.Fatal("listed before replace")
+	}
+	k.replace([]*v1.Service{svc("a", "web", "2"), svc("b", "web", "3")})
+	k.update(svc("a", "web", "4"))
+	k.update(svc("a", "db", "5"))
+	k.remove(svc("b", "web", "6"))
+	if got, want := names(&k), []string{"a/db@5", "a/web@4"}; !k.listed || !slices.Equal(got, want) {
+		t.Fatalf("got %v (listed %v), want %v", got, k.listed, want)
+	}
+	// A relist drops what is gone.
+	k.replace([]*v1.Service{svc("c", "api", "7")})
+	if got, want := names(&k), []string{"c/api@7"}; !slices.Equal(got, want) {
+		t.Fatalf("after relist: got %v, want %v", got, want)
 	}
 }
