@@ -5,25 +5,29 @@ package agent
 //
 // First start: fetch the server's CA without verifying it, accept it only if
 // its hash is the one the token pins, then ask for the node's client
-// certificate over TLS verified with that CA, with the token's secret and
-// the node password (created here, kept so that the server can tell this
-// machine from another one using the same node name). Files are written
-// only once everything succeeded, each atomically:
+// certificate over TLS verified with that CA, with the token's secret, the
+// node password (created here, kept so that the server can tell this
+// machine from another one using the same node name) and a certificate
+// request for a key made here: the private key never leaves this machine.
+// Files are written only once everything succeeded, each atomically:
 //
 //	DataDir/agent/ca.crt          the cluster CA the token pinned
 //	DataDir/agent/client.crt      CN system:node:<name>, O system:nodes
 //	DataDir/agent/client.key
 //	DataDir/agent/node-password
 //
-// Later starts use those files; the certificate is renewed over the tunnel
-// when less than a third of its lifetime is left.
+// Later starts use those files; the certificate is renewed over the tunnel,
+// for a new key, when less than a third of its lifetime is left.
 
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -214,7 +218,11 @@ func joinCluster(ctx context.Context, cfg Config, tok jointoken.Token, dir strin
 		TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
 	}}
 	defer client.CloseIdleConnections()
-	certPEM, keyPEM, err := requestNodeCertificate(ctx, client, cfg.ServerURL, cfg.NodeName, password, tok.Secret)
+	keyPEM, csr, err := newNodeKey(cfg.NodeName)
+	if err != nil {
+		return nil, fmt.Errorf("orch agent: %w", err)
+	}
+	certPEM, err := requestNodeCertificate(ctx, client, cfg.ServerURL, cfg.NodeName, password, tok.Secret, csr)
 	if err != nil {
 		return nil, fmt.Errorf("orch agent: join %s: %w", cfg.ServerURL, err)
 	}
@@ -320,16 +328,37 @@ func fetchCA(ctx context.Context, serverURL string, tok jointoken.Token) ([]byte
 	return body, nil
 }
 
-// requestNodeCertificate asks for the node's client certificate with the
-// join secret (bearer, first join) or with the certificate client presents
-// (renewal, bearer empty). It returns the certificate and key PEM.
-func requestNodeCertificate(ctx context.Context, client *http.Client, serverURL, node, password, bearer string) (certPEM, keyPEM []byte, err error) {
+// newNodeKey makes the node's private key (ECDSA P-256, PKCS #8 PEM) and
+// a certificate request for it as node's client (DER).
+func newNodeKey(node string) (keyPEM, csr []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generate the node key: %w", err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode the node key: %w", err)
+	}
+	csr, err = x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: nodeUserPrefix + node, Organization: []string{nodesGroup}},
+	}, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("make the node's certificate request: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), csr, nil
+}
+
+// requestNodeCertificate sends csr for the node's client certificate with
+// the join secret (bearer, first join) or with the certificate client
+// presents (renewal, bearer empty). It returns the certificate PEM.
+func requestNodeCertificate(ctx context.Context, client *http.Client, serverURL, node, password, bearer string, csr []byte) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, joinRequestTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(serverURL, "/")+jointoken.NodeCertificatePath, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(serverURL, "/")+jointoken.NodeCertificatePath, bytes.NewReader(csr))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
+	req.Header.Set("Content-Type", jointoken.CertificateRequestContentType)
 	req.Header.Set(jointoken.NodeNameHeader, node)
 	req.Header.Set(jointoken.NodePasswordHeader, password)
 	if bearer != "" {
@@ -337,41 +366,41 @@ func requestNodeCertificate(ctx context.Context, client *http.Client, serverURL,
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, nil, fmt.Errorf("ask for the node certificate: %w", err)
+		return nil, fmt.Errorf("ask for the node certificate: %w", err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxJoinAnswerBytes))
 	if err != nil {
-		return nil, nil, fmt.Errorf("ask for the node certificate: %w", err)
+		return nil, fmt.Errorf("ask for the node certificate: %w", err)
 	}
 	switch resp.StatusCode {
 	case http.StatusOK:
 	case http.StatusUnauthorized:
 		if bearer != "" {
-			return nil, nil, fmt.Errorf("the server refused the token's secret (%s): check --token", answerError(resp, body))
+			return nil, fmt.Errorf("the server refused the token (%s): check --token", answerError(resp, body))
 		}
-		return nil, nil, fmt.Errorf("the server refused the node certificate (%s)", answerError(resp, body))
+		return nil, fmt.Errorf("the server refused the node certificate (%s)", answerError(resp, body))
 	default:
-		return nil, nil, fmt.Errorf("ask for the node certificate: %s", answerError(resp, body))
+		return nil, fmt.Errorf("ask for the node certificate: %s", answerError(resp, body))
 	}
-	// The answer holds the certificate, then the key.
-	var blocks [2][]byte
-	rest := body
-	for {
+	var certPEM []byte
+	for rest := body; ; {
 		var b *pem.Block
 		if b, rest = pem.Decode(rest); b == nil {
 			break
 		}
-		i := 0
-		if strings.HasSuffix(b.Type, "PRIVATE KEY") {
-			i = 1
+		switch {
+		case b.Type == "CERTIFICATE":
+			certPEM = append(certPEM, pem.EncodeToMemory(b)...)
+		case strings.HasSuffix(b.Type, "PRIVATE KEY"):
+			return nil, errors.New("ask for the node certificate: the server answered with a key of its own; " +
+				"it is older than this agent, which makes its own: upgrade the server first")
 		}
-		blocks[i] = append(blocks[i], pem.EncodeToMemory(b)...)
 	}
-	if len(blocks[0]) == 0 || len(blocks[1]) == 0 {
-		return nil, nil, errors.New("ask for the node certificate: the answer lacks the certificate or its key")
+	if len(certPEM) == 0 {
+		return nil, errors.New("ask for the node certificate: the answer holds no certificate")
 	}
-	return blocks[0], blocks[1], nil
+	return certPEM, nil
 }
 
 // answerError describes a refusal: the Status message when the server sent

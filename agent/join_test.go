@@ -71,6 +71,16 @@ func (ca *testCA) issue(t testing.TB, tmpl *x509.Certificate) (certPEM, keyPEM [
 	if err != nil {
 		t.Fatal(err)
 	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca.sign(t, tmpl, key.Public()), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+}
+
+// sign returns a certificate PEM for pub signed by the CA.
+func (ca *testCA) sign(t testing.TB, tmpl *x509.Certificate, pub crypto.PublicKey) []byte {
+	t.Helper()
 	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
 	tmpl.SerialNumber = serial
 	if tmpl.NotBefore.IsZero() {
@@ -79,38 +89,40 @@ func (ca *testCA) issue(t testing.TB, tmpl *x509.Certificate) (certPEM, keyPEM [
 	if tmpl.NotAfter.IsZero() {
 		tmpl.NotAfter = time.Now().Add(time.Hour)
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, key.Public(), ca.key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, pub, ca.key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
-func (ca *testCA) nodeCert(t testing.TB, node string, notBefore, notAfter time.Time) (certPEM, keyPEM []byte) {
-	return ca.issue(t, &x509.Certificate{
+func nodeCertTemplate(node string, notBefore, notAfter time.Time) *x509.Certificate {
+	return &x509.Certificate{
 		Subject:     pkix.Name{CommonName: "system:node:" + node, Organization: []string{"system:nodes"}},
 		NotBefore:   notBefore,
 		NotAfter:    notAfter,
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	})
+	}
+}
+
+func (ca *testCA) nodeCert(t testing.TB, node string, notBefore, notAfter time.Time) (certPEM, keyPEM []byte) {
+	return ca.issue(t, nodeCertTemplate(node, notBefore, notAfter))
 }
 
 // fakeJoinServer speaks the server's side of the join protocol (the real
 // one is server/join, which the agent must not import) and carries a
 // tunnel server, on 127.0.0.1 over HTTP/2.
 type fakeJoinServer struct {
-	t         testing.TB
-	ca        *testCA
-	secret    string
-	ts        *httptest.Server
-	tun       *tunnel.Server
-	requests  atomic.Int32 // node certificate requests
-	validity  time.Duration
+	t        testing.TB
+	ca       *testCA
+	secret   string
+	ts       *httptest.Server
+	tun      *tunnel.Server
+	requests atomic.Int32 // node certificate requests
+	validity time.Duration
+	// keys are the public keys of the requests the server signed.
+	keys      []crypto.PublicKey
 	mu        sync.Mutex
 	passwords map[string]string
 	apiUsers  chan string // CN of each /api/ caller
@@ -192,8 +204,20 @@ func (s *fakeJoinServer) serveNodeCertificate(w http.ResponseWriter, r *http.Req
 	switch {
 	case certErr == nil && byCert == name:
 	case r.Header.Get("Authorization") == "Bearer "+s.secret:
+	case r.Header.Get("Authorization") == "Bearer "+expiredBootstrapToken:
+		writeTestStatus(w, http.StatusUnauthorized, metav1.StatusReasonUnauthorized, "join token abcdef expired at 2025-11-23T15:00:00Z")
+		return
 	default:
 		writeTestStatus(w, http.StatusUnauthorized, metav1.StatusReasonUnauthorized, "Unauthorized")
+		return
+	}
+	// As server/join: the request's signature and subject, before the
+	// password is recorded.
+	body, _ := io.ReadAll(r.Body)
+	csr, err := x509.ParseCertificateRequest(body)
+	if err != nil || csr.CheckSignature() != nil || r.Header.Get("Content-Type") != jointoken.CertificateRequestContentType ||
+		csr.Subject.CommonName != "system:node:"+name || len(csr.Subject.Organization) != 1 || csr.Subject.Organization[0] != "system:nodes" {
+		writeTestStatus(w, http.StatusBadRequest, metav1.StatusReasonBadRequest, fmt.Sprintf("bad certificate request: %v", err))
 		return
 	}
 	s.mu.Lock()
@@ -201,16 +225,20 @@ func (s *fakeJoinServer) serveNodeCertificate(w http.ResponseWriter, r *http.Req
 	if !ok {
 		s.passwords[name] = password
 	}
+	s.keys = append(s.keys, csr.PublicKey)
 	s.mu.Unlock()
 	if ok && known != password {
 		writeTestStatus(w, http.StatusForbidden, metav1.StatusReasonForbidden,
 			fmt.Sprintf(`nodes %q is forbidden: node password rejected: a node named %q already joined from another machine`, name, name))
 		return
 	}
-	certPEM, keyPEM := s.ca.nodeCert(s.t, name, time.Now().Add(-time.Minute), time.Now().Add(s.validity))
+	certPEM := s.ca.sign(s.t, nodeCertTemplate(name, time.Now().Add(-time.Minute), time.Now().Add(s.validity)), csr.PublicKey)
 	w.Header().Set("Content-Type", jointoken.NodeCertificateContentType)
-	w.Write(append(certPEM, keyPEM...))
+	w.Write(certPEM)
 }
+
+// expiredBootstrapToken is a bootstrap token the fake server says expired.
+const expiredBootstrapToken = "abcdef.0123456789abcdef"
 
 func testJoinConfig(t testing.TB, serverURL, token, node string) Config {
 	return Config{ServerURL: serverURL, Token: token, NodeName: node, DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)}
@@ -247,7 +275,9 @@ func TestJoin(t *testing.T) {
 			fmt.Sprintf("server CA hash mismatch: token pins sha256:%s, server presented sha256:%s",
 				jointoken.CAHash(other.pem), jointoken.CAHash(s.ca.pem))},
 		{"wrong secret", jointoken.New(s.ca.pem, "not-the-secret").String(), "n4",
-			"the server refused the token's secret (401 Unauthorized: Unauthorized): check --token"},
+			"the server refused the token (401 Unauthorized: Unauthorized): check --token"},
+		{"expired bootstrap token", jointoken.Token{CAHash: jointoken.CAHash(s.ca.pem), Secret: expiredBootstrapToken}.String(), "n6",
+			"the server refused the token (401 Unauthorized: join token abcdef expired at 2025-11-23T15:00:00Z): check --token"},
 		{"node name taken by another machine", s.token(), "taken",
 			`403 Forbidden: nodes "taken" is forbidden: node password rejected: a node named "taken" already joined from another machine`},
 		{"malformed token", "K10abc::server:x", "n5", "--token: jointoken: CA hash has 3 characters"},
@@ -288,6 +318,16 @@ func TestJoin(t *testing.T) {
 			}
 			if files := credentialFiles(t, cfg.DataDir); len(files) != 4 {
 				t.Errorf("files after the join: %v, want exactly the 4 credential files", files)
+			}
+			// The key is the agent's: the server signed its public half.
+			s.mu.Lock()
+			signed := s.keys[len(s.keys)-1]
+			s.mu.Unlock()
+			if !creds.current().Leaf.PublicKey.(*ecdsa.PublicKey).Equal(signed) {
+				t.Error("the stored certificate is not for the key the agent sent")
+			}
+			if !creds.current().PrivateKey.(*ecdsa.PrivateKey).PublicKey.Equal(signed) {
+				t.Error("the stored key is not the one the agent made")
 			}
 		})
 	}
@@ -387,6 +427,31 @@ func TestCorruptCredentials(t *testing.T) {
 	}
 }
 
+// A server from before agents made their own keys answers with a key: the
+// agent says to upgrade the server and stores nothing.
+func TestJoinOldServer(t *testing.T) {
+	ca := newTestCA(t)
+	old := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == jointoken.CACertsPath {
+			w.Write(ca.pem)
+			return
+		}
+		certPEM, keyPEM := ca.nodeCert(t, "n1", time.Now().Add(-time.Minute), time.Now().Add(time.Hour))
+		w.Write(append(certPEM, keyPEM...))
+	}))
+	t.Cleanup(old.Close)
+	// Asked directly, with httptest's client, which trusts its server.
+	client := old.Client()
+	_, csr, err := newNodeKey("n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = requestNodeCertificate(context.Background(), client, old.URL, "n1", "pw", "secret", csr)
+	if err == nil || !strings.Contains(err.Error(), "upgrade the server first") {
+		t.Errorf("answer with a key: err = %v", err)
+	}
+}
+
 func TestRenewAt(t *testing.T) {
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
@@ -476,6 +541,9 @@ func TestTunnelAfterJoin(t *testing.T) {
 	after := link.creds.current().Leaf
 	if after.Equal(before) || s.requests.Load() != requests+1 {
 		t.Error("renewal did not replace the certificate")
+	}
+	if after.PublicKey.(*ecdsa.PublicKey).Equal(before.PublicKey) {
+		t.Error("renewal kept the old key; each certificate gets a new one")
 	}
 	stored, err := loadCredentials(filepath.Join(cfg.DataDir, "agent"))
 	if err != nil {

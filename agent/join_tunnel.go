@@ -30,8 +30,12 @@ type serverLink struct {
 	now         func() time.Time
 }
 
-// nodeUserPrefix starts the user name of a node's certificate.
-const nodeUserPrefix = "system:node:"
+// nodeUserPrefix starts the user name of a node's certificate, whose
+// organization is nodesGroup.
+const (
+	nodeUserPrefix = "system:node:"
+	nodesGroup     = "system:nodes"
+)
 
 // Renewal retry bounds when the server cannot be asked.
 const (
@@ -138,7 +142,12 @@ func (l *serverLink) renewOnce(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	certPEM, keyPEM, err := requestNodeCertificate(ctx, l.tunnel.Client(), l.cfg.ServerURL, l.cfg.NodeName, l.creds.password, "")
+	// A new key for every certificate, as the kubelet rotates them.
+	keyPEM, csr, err := newNodeKey(l.cfg.NodeName)
+	if err != nil {
+		return err
+	}
+	certPEM, err := requestNodeCertificate(ctx, l.tunnel.Client(), l.cfg.ServerURL, l.cfg.NodeName, l.creds.password, "", csr)
 	if err != nil {
 		return err
 	}
