@@ -377,13 +377,13 @@ func TestCompactorKeepsWindow(t *testing.T) {
 		rev     int64
 		wantRev int64 // compact revision after the tick
 	}{
-		{minute: 1, rev: 100, wantRev: 0},     // nothing 5 minutes old yet
-		{minute: 2, rev: 200, wantRev: 0},     //
-		{minute: 6, rev: 300, wantRev: 100},   // minute 1 is the window start
-		{minute: 7, rev: 300, wantRev: 200},   // idle: still trims by time
-		{minute: 8, rev: 5000, wantRev: 4000}, // burst: at most keepRevs kept
-		{minute: 9, rev: 5000, wantRev: 4000}, // window start (300) is older than what is compacted
-		{minute: 20, rev: 5000, wantRev: 5000},
+		{minute: 1, rev: 100, wantRev: 0},      // nothing 5 minutes old yet
+		{minute: 2, rev: 200, wantRev: 0},      //
+		{minute: 6, rev: 300, wantRev: 0},      // 5 minutes old, but within the last keepRevs
+		{minute: 7, rev: 3000, wantRev: 200},   // minute 2 is the window start
+		{minute: 8, rev: 5000, wantRev: 200},   // burst: the whole 5 minutes are kept
+		{minute: 12, rev: 5000, wantRev: 3000}, // window start (minute 7)
+		{minute: 20, rev: 5000, wantRev: 4000}, // idle: the last keepRevs are kept
 	}
 	for _, s := range steps {
 		st.rev = s.rev
