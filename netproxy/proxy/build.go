@@ -10,6 +10,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // DefaultTable is the name of the nftables table orch owns.
@@ -86,9 +87,47 @@ func (c Config) table() string {
 // is a pure function: the same input gives the same output, in a stable
 // order, so a diff of two outputs shows exactly what changed.
 func Build(cfg Config, services []*v1.Service, endpointSlices []*discoveryv1.EndpointSlice) *Ruleset {
+	return NewBuilder(cfg).Build(services, endpointSlices)
+}
+
+// Builder is Build with a memory: it reuses the rules of every Service
+// whose object and EndpointSlices are the very same (pointer-equal)
+// objects as in its previous Build, so an endpoint change costs the
+// rules of one Service rather than of all. Callers must therefore never
+// modify an object they have passed in; a changed object is a new one,
+// as informers and the agent's watches deliver them. Reused chains are
+// shared between the rulesets, which is also what lets the nftables
+// writer skip comparing them. A Builder is not safe for concurrent use.
+type Builder struct {
+	cfg   Config
+	cache map[types.NamespacedName]*serviceRules
+}
+
+// serviceRules is the part of a ruleset that one Service contributes,
+// with the objects it was built from.
+type serviceRules struct {
+	svc    *v1.Service
+	slices []*discoveryv1.EndpointSlice
+
+	clusterIPs    []netip.Addr
+	serviceIPs    []Element
+	nodePorts     []Element
+	noEPServices  []Element
+	noEPNodePorts []Element
+	chains        []*Chain
+	sets          []*Set
+}
+
+// NewBuilder returns a Builder for cfg.
+func NewBuilder(cfg Config) *Builder {
+	return &Builder{cfg: cfg, cache: map[types.NamespacedName]*serviceRules{}}
+}
+
+// Build is like the package's Build, reusing unchanged Services' rules.
+func (bb *Builder) Build(services []*v1.Service, endpointSlices []*discoveryv1.EndpointSlice) *Ruleset {
 	b := &builder{
-		cfg:    cfg,
-		rs:     &Ruleset{Table: cfg.table()},
+		cfg:    bb.cfg,
+		rs:     &Ruleset{Table: bb.cfg.table()},
 		slices: indexSlices(endpointSlices),
 	}
 	b.fixed()
@@ -96,9 +135,19 @@ func Build(cfg Config, services []*v1.Service, endpointSlices []*discoveryv1.End
 	slices.SortFunc(svcs, func(a, c *v1.Service) int {
 		return cmp.Or(cmp.Compare(a.Namespace, c.Namespace), cmp.Compare(a.Name, c.Name))
 	})
+	cache := make(map[types.NamespacedName]*serviceRules, len(svcs))
 	for _, svc := range svcs {
-		b.service(svc)
+		k := types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}
+		sls := b.slices[k.Namespace+"/"+k.Name]
+		r := bb.cache[k]
+		if r == nil || r.svc != svc || !slices.Equal(r.slices, sls) {
+			r = b.service(svc)
+			r.svc, r.slices = svc, sls
+		}
+		cache[k] = r
+		b.add(r)
 	}
+	bb.cache = cache
 	b.finish()
 	return b.rs
 }
@@ -106,7 +155,7 @@ func Build(cfg Config, services []*v1.Service, endpointSlices []*discoveryv1.End
 type builder struct {
 	cfg    Config
 	rs     *Ruleset
-	slices map[string][]*discoveryv1.EndpointSlice // by namespace/service
+	slices map[string][]*discoveryv1.EndpointSlice // by namespace/service, sorted by name
 
 	clusterIPs     map[netip.Addr]bool
 	serviceIPs     []Element
@@ -114,7 +163,20 @@ type builder struct {
 	noEPServices   []Element
 	noEPNodePorts  []Element
 	serviceChains  []*Chain
-	endpointChains map[string]bool
+	endpointChains map[string]bool // of the Service being built
+}
+
+// add merges one Service's rules into the ruleset.
+func (b *builder) add(r *serviceRules) {
+	for _, a := range r.clusterIPs {
+		b.clusterIPs[a] = true
+	}
+	b.serviceIPs = append(b.serviceIPs, r.serviceIPs...)
+	b.nodePorts = append(b.nodePorts, r.nodePorts...)
+	b.noEPServices = append(b.noEPServices, r.noEPServices...)
+	b.noEPNodePorts = append(b.noEPNodePorts, r.noEPNodePorts...)
+	b.serviceChains = append(b.serviceChains, r.chains...)
+	b.rs.Sets = append(b.rs.Sets, r.sets...)
 }
 
 func indexSlices(all []*discoveryv1.EndpointSlice) map[string][]*discoveryv1.EndpointSlice {
@@ -126,6 +188,11 @@ func indexSlices(all []*discoveryv1.EndpointSlice) map[string][]*discoveryv1.End
 		}
 		k := s.Namespace + "/" + name
 		idx[k] = append(idx[k], s)
+	}
+	// A stable order, whatever the caller's: Builder compares these
+	// lists with its previous ones.
+	for _, sls := range idx {
+		slices.SortFunc(sls, func(a, c *discoveryv1.EndpointSlice) int { return cmp.Compare(a.Name, c.Name) })
 	}
 	return idx
 }
@@ -139,7 +206,6 @@ func hostPrefix(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, a.BitLen
 // fixed adds the chains every node has, whatever its services.
 func (b *builder) fixed() {
 	b.clusterIPs = make(map[netip.Addr]bool)
-	b.endpointChains = make(map[string]bool)
 	base := func(name string, t ChainType, p HookPoint, prio int32, rules ...Rule) *Chain {
 		return &Chain{Name: name, Hook: &Hook{Type: t, Point: p, Priority: prio}, Rules: rules}
 	}
@@ -308,11 +374,13 @@ func hasClusterIP(svc *v1.Service) bool {
 	return svc.Spec.ClusterIP != "" && svc.Spec.ClusterIP != v1.ClusterIPNone
 }
 
-// service adds the rules of one Service. Headless and ExternalName
+// service returns the rules of one Service. Headless and ExternalName
 // Services get none: DNS answers for them.
-func (b *builder) service(svc *v1.Service) {
+func (b *builder) service(svc *v1.Service) *serviceRules {
+	r := &serviceRules{}
+	b.endpointChains = map[string]bool{}
 	if svc.Spec.Type == v1.ServiceTypeExternalName || !hasClusterIP(svc) {
-		return
+		return r
 	}
 	var clusterIPs []netip.Addr
 	for _, s := range append([]string{svc.Spec.ClusterIP}, svc.Spec.ClusterIPs...) {
@@ -321,7 +389,7 @@ func (b *builder) service(svc *v1.Service) {
 		}
 	}
 	if len(clusterIPs) == 0 {
-		return // IPv6-only: not handled by this IPv4 table.
+		return r // IPv6-only: not handled by this IPv4 table.
 	}
 	var externalIPs []netip.Addr
 	for _, s := range svc.Spec.ExternalIPs {
@@ -336,15 +404,14 @@ func (b *builder) service(svc *v1.Service) {
 			}
 		}
 	}
-	for _, a := range clusterIPs {
-		b.clusterIPs[a] = true
-	}
+	r.clusterIPs = clusterIPs
 	for _, port := range svc.Spec.Ports {
-		b.servicePort(svc, port, clusterIPs, externalIPs)
+		b.servicePort(r, svc, port, clusterIPs, externalIPs)
 	}
+	return r
 }
 
-func (b *builder) servicePort(svc *v1.Service, port v1.ServicePort, clusterIPs, externalIPs []netip.Addr) {
+func (b *builder) servicePort(r *serviceRules, svc *v1.Service, port v1.ServicePort, clusterIPs, externalIPs []netip.Addr) {
 	proto, ok := protocolOf(port.Protocol)
 	if !ok || port.Port < 1 || port.Port > 65535 {
 		return
@@ -368,13 +435,13 @@ func (b *builder) servicePort(svc *v1.Service, port v1.ServicePort, clusterIPs, 
 		// client time out.
 		rej := gotoV(chainReject)
 		for _, a := range clusterIPs {
-			b.noEPServices = append(b.noEPServices, Element{Key: addrKey(a), Verdict: rej})
+			r.noEPServices = append(r.noEPServices, Element{Key: addrKey(a), Verdict: rej})
 		}
 		for _, a := range externalIPs {
-			b.noEPServices = append(b.noEPServices, Element{Key: addrKey(a), Verdict: rej})
+			r.noEPServices = append(r.noEPServices, Element{Key: addrKey(a), Verdict: rej})
 		}
 		if nodePort != 0 {
-			b.noEPNodePorts = append(b.noEPNodePorts, Element{Key: Key{Proto: proto, Port: nodePort}, Verdict: rej})
+			r.noEPNodePorts = append(r.noEPNodePorts, Element{Key: Key{Proto: proto, Port: nodePort}, Verdict: rej})
 		}
 		return
 	}
@@ -403,14 +470,14 @@ func (b *builder) servicePort(svc *v1.Service, port v1.ServicePort, clusterIPs, 
 		switch {
 		case !internalLocal:
 			needCluster = true
-			b.serviceIPs = append(b.serviceIPs, Element{Key: addrKey(a), Verdict: gotoV(clusterChain)})
+			r.serviceIPs = append(r.serviceIPs, Element{Key: addrKey(a), Verdict: gotoV(clusterChain)})
 		case len(local) > 0:
 			needLocal = true
-			b.serviceIPs = append(b.serviceIPs, Element{Key: addrKey(a), Verdict: gotoV(localChain)})
+			r.serviceIPs = append(r.serviceIPs, Element{Key: addrKey(a), Verdict: gotoV(localChain)})
 		default:
 			// Endpoints exist, just not here: drop, as kube-proxy does,
 			// since another node would answer.
-			b.noEPServices = append(b.noEPServices, Element{Key: addrKey(a), Verdict: Verdict{Kind: VerdictDrop}})
+			r.noEPServices = append(r.noEPServices, Element{Key: addrKey(a), Verdict: Verdict{Kind: VerdictDrop}})
 		}
 	}
 
@@ -443,26 +510,26 @@ func (b *builder) servicePort(svc *v1.Service, port v1.ServicePort, clusterIPs, 
 			ext.Rules = append(ext.Rules, Rule{jump(chainMarkForMasq)}, Rule{goTo(clusterChain)})
 			needCluster = true
 		}
-		b.serviceChains = append(b.serviceChains, ext)
+		r.chains = append(r.chains, ext)
 		for _, a := range externalIPs {
-			b.serviceIPs = append(b.serviceIPs, Element{Key: addrKey(a), Verdict: gotoV(extChain)})
+			r.serviceIPs = append(r.serviceIPs, Element{Key: addrKey(a), Verdict: gotoV(extChain)})
 		}
 		if nodePort != 0 {
-			b.nodePorts = append(b.nodePorts, Element{Key: Key{Proto: proto, Port: nodePort}, Verdict: gotoV(extChain)})
+			r.nodePorts = append(r.nodePorts, Element{Key: Key{Proto: proto, Port: nodePort}, Verdict: gotoV(extChain)})
 		}
 	}
 
 	if needCluster {
-		b.balanceChain(clusterChain, id, all, proto, affinity)
+		b.balanceChain(r, clusterChain, id, all, proto, affinity)
 	}
 	if needLocal {
-		b.balanceChain(localChain, id, local, proto, affinity)
+		b.balanceChain(r, localChain, id, local, proto, affinity)
 	}
 }
 
 // balanceChain adds a chain that spreads connections over eps (non-empty)
 // and the endpoint chains it jumps to.
-func (b *builder) balanceChain(name, id string, eps []endpoint, proto Protocol, affinity time.Duration) {
+func (b *builder) balanceChain(r *serviceRules, name, id string, eps []endpoint, proto Protocol, affinity time.Duration) {
 	c := &Chain{Name: name}
 	// Off-cluster clients (the node itself, other hosts) are masqueraded
 	// so replies return through this node's conntrack entry.
@@ -477,7 +544,7 @@ func (b *builder) balanceChain(name, id string, eps []endpoint, proto Protocol, 
 	}
 	targets := make([]string, len(eps))
 	for i, e := range eps {
-		targets[i] = b.endpointChain(id, e, proto, affinity)
+		targets[i] = b.endpointChain(r, id, e, proto, affinity)
 	}
 	if affinity > 0 {
 		for _, t := range targets {
@@ -485,13 +552,14 @@ func (b *builder) balanceChain(name, id string, eps []endpoint, proto Protocol, 
 		}
 	}
 	c.Rules = append(c.Rules, Rule{NumgenVmap{Targets: targets}})
-	b.serviceChains = append(b.serviceChains, c)
+	r.chains = append(r.chains, c)
 }
 
 func affinitySet(endpointChain string) string { return "aff-" + endpointChain[len("ep-"):] }
 
-func (b *builder) endpointChain(id string, e endpoint, proto Protocol, affinity time.Duration) string {
+func (b *builder) endpointChain(r *serviceRules, id string, e endpoint, proto Protocol, affinity time.Duration) string {
 	name := "ep-" + id + "/" + e.addr.String()
+	// The cluster and local chains of a port share endpoint chains.
 	if b.endpointChains[name] {
 		return name
 	}
@@ -503,10 +571,10 @@ func (b *builder) endpointChain(id string, e endpoint, proto Protocol, affinity 
 	}}
 	if affinity > 0 {
 		set := affinitySet(name)
-		b.rs.Sets = append(b.rs.Sets, &Set{Name: set, Key: KeyAddr, Timeout: affinity})
+		r.sets = append(r.sets, &Set{Name: set, Key: KeyAddr, Timeout: affinity})
 		c.Rules = append(c.Rules, Rule{UpdateSourceSet{Set: set}})
 	}
 	c.Rules = append(c.Rules, Rule{MatchProto{proto}, DNAT{To: e.addr}})
-	b.serviceChains = append(b.serviceChains, c)
+	r.chains = append(r.chains, c)
 	return name
 }

@@ -361,3 +361,57 @@ func BenchmarkBuild(b *testing.B) {
 		Build(cfg, svcs, sls)
 	}
 }
+
+// TestBuilderReusesUnchangedServices: a Builder gives what Build gives,
+// and shares the chains of Services whose objects did not change.
+func TestBuilderReusesUnchangedServices(t *testing.T) {
+	cfg := unitConfig()
+	svcs, sls := generate(20, 3)
+	b := NewBuilder(cfg)
+	first := b.Build(svcs, sls)
+
+	changed := slices.Clone(sls)
+	changed[4] = slice("svc-4", "svc-4-abc", "http", 8080, ep("10.42.9.9", "node-a", true))
+	renamed := svcs[7].DeepCopy()
+	renamed.Spec.Ports[0].Name = "web"
+	moreSvcs := append(slices.Clone(svcs), svc("extra", "10.43.9.9", udpPort("dns", 53)))
+	moreSvcs[7] = renamed
+	// The caller's order must not matter.
+	slices.Reverse(moreSvcs)
+	slices.Reverse(changed)
+	second := b.Build(moreSvcs, changed)
+	if got, want := second.String(), Build(cfg, moreSvcs, changed).String(); got != want {
+		t.Fatalf("Builder and Build differ:\n%s\n---\n%s", got, want)
+	}
+
+	firstChains := map[string]*Chain{}
+	for _, c := range first.Chains {
+		firstChains[c.Name] = c
+	}
+	for _, c := range second.Chains {
+		prev := firstChains[c.Name]
+		if prev == nil || c.Hook != nil || strings.HasSuffix(c.Name, "check") || !strings.Contains(c.Name, "/") {
+			continue // new, or a fixed chain (always rebuilt)
+		}
+		rebuilt := strings.Contains(c.Name, "/svc-4/") || strings.Contains(c.Name, "/svc-7/")
+		if shared := prev == c; shared == rebuilt {
+			t.Errorf("chain %s: shared with the previous ruleset = %v, want %v", c.Name, shared, !rebuilt)
+		}
+	}
+}
+
+// BenchmarkBuildEndpointChange is BenchmarkBuild when one endpoint of one
+// Service changed since the previous build.
+func BenchmarkBuildEndpointChange(b *testing.B) {
+	svcs, sls := generate(1000, 10)
+	moved := slices.Clone(sls)
+	moved[500] = sls[500].DeepCopy()
+	moved[500].Endpoints[0].Addresses = []string{"10.42.200.200"}
+	states := [][]*discoveryv1.EndpointSlice{moved, sls}
+	bld := NewBuilder(unitConfig())
+	bld.Build(svcs, sls)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		bld.Build(svcs, states[i%2])
+	}
+}

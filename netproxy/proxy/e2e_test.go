@@ -415,13 +415,14 @@ func BenchmarkApply(b *testing.B) {
 
 // BenchmarkEndpointChange measures what the target is about: one
 // endpoint of one of 1,000 services (10,000 endpoints) changes, and the
-// rules are rebuilt and written. The batching delay is not included.
+// rules are rebuilt (as the Syncer does, reusing unchanged Services'
+// rules) and written. The batching delay is not included.
 func BenchmarkEndpointChange(b *testing.B) {
 	ns := benchNetns(b)
 	svcs, sls := generate(1000, 10)
-	cfg := unitConfig()
+	bld := NewBuilder(unitConfig())
 	w := &NFTables{NetNSFd: int(ns)}
-	if err := w.Apply(Build(cfg, svcs, sls)); err != nil {
+	if err := w.Apply(bld.Build(svcs, sls)); err != nil {
 		b.Fatal(err)
 	}
 	// Alternate one endpoint of svc-500 between two addresses.
@@ -431,7 +432,7 @@ func BenchmarkEndpointChange(b *testing.B) {
 	states := [][]*discoveryv1.EndpointSlice{moved, sls}
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		if err := w.Apply(Build(cfg, svcs, states[i%2])); err != nil {
+		if err := w.Apply(bld.Build(svcs, states[i%2])); err != nil {
 			b.Fatal(err)
 		}
 	}

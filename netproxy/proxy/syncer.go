@@ -48,9 +48,10 @@ type SyncResult struct {
 // the Run loop rebuilds and rewrites the whole table, at most once per
 // MinSyncInterval.
 type Syncer struct {
-	cfg    Config
-	writer RuleWriter
-	opts   SyncerOptions
+	cfg     Config
+	writer  RuleWriter
+	opts    SyncerOptions
+	builder *Builder // used by Run only
 
 	mu          sync.Mutex
 	services    map[types.NamespacedName]*v1.Service
@@ -82,6 +83,7 @@ func NewSyncer(cfg Config, w RuleWriter, opts SyncerOptions) *Syncer {
 		cfg:      cfg,
 		writer:   w,
 		opts:     opts,
+		builder:  NewBuilder(cfg),
 		services: map[types.NamespacedName]*v1.Service{},
 		slices:   map[types.NamespacedName]*discoveryv1.EndpointSlice{},
 		kick:     make(chan struct{}, 1),
@@ -115,6 +117,8 @@ func (s *Syncer) markDirty() {
 }
 
 // Replace sets the complete state, e.g. after the agent's initial list.
+// The objects must not be modified afterwards: unchanged objects are
+// recognised by identity and their rules reused.
 func (s *Syncer) Replace(services []*v1.Service, slices []*discoveryv1.EndpointSlice) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -250,7 +254,7 @@ func (s *Syncer) syncOnce() (SyncResult, bool) {
 		return SyncResult{}, false
 	}
 	start := s.opts.Now()
-	rs := Build(s.cfg, svcs, sls)
+	rs := s.builder.Build(svcs, sls)
 	err := s.writer.Apply(rs)
 	if err != nil {
 		err = fmt.Errorf("sync service rules: %w", err)
