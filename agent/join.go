@@ -22,12 +22,9 @@ package agent
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -218,7 +215,7 @@ func joinCluster(ctx context.Context, cfg Config, tok jointoken.Token, dir strin
 		TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
 	}}
 	defer client.CloseIdleConnections()
-	keyPEM, csr, err := newNodeKey(cfg.NodeName)
+	keyPEM, csr, err := jointoken.NewNodeKey(cfg.NodeName)
 	if err != nil {
 		return nil, fmt.Errorf("orch agent: %w", err)
 	}
@@ -326,26 +323,6 @@ func fetchCA(ctx context.Context, serverURL string, tok jointoken.Token) ([]byte
 			"(wrong server, wrong token, or someone in between)", tok.CAHash, got)
 	}
 	return body, nil
-}
-
-// newNodeKey makes the node's private key (ECDSA P-256, PKCS #8 PEM) and
-// a certificate request for it as node's client (DER).
-func newNodeKey(node string) (keyPEM, csr []byte, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, fmt.Errorf("generate the node key: %w", err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("encode the node key: %w", err)
-	}
-	csr, err = x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
-		Subject: pkix.Name{CommonName: nodeUserPrefix + node, Organization: []string{nodesGroup}},
-	}, key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("make the node's certificate request: %w", err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), csr, nil
 }
 
 // requestNodeCertificate sends csr for the node's client certificate with

@@ -442,7 +442,7 @@ func TestJoinOldServer(t *testing.T) {
 	t.Cleanup(old.Close)
 	// Asked directly, with httptest's client, which trusts its server.
 	client := old.Client()
-	_, csr, err := newNodeKey("n1")
+	_, csr, err := jointoken.NewNodeKey("n1")
 	if err != nil {
 		t.Fatal(err)
 	}

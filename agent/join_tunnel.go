@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/orch-dev/orch/internal/jointoken"
 	"github.com/orch-dev/orch/internal/tunnel"
 )
 
@@ -29,13 +30,6 @@ type serverLink struct {
 	nodeAPI     http.Handler
 	now         func() time.Time
 }
-
-// nodeUserPrefix starts the user name of a node's certificate, whose
-// organization is nodesGroup.
-const (
-	nodeUserPrefix = "system:node:"
-	nodesGroup     = "system:nodes"
-)
 
 // Renewal retry bounds when the server cannot be asked.
 const (
@@ -143,7 +137,7 @@ func (l *serverLink) renewOnce(ctx context.Context) error {
 		return ctx.Err()
 	}
 	// A new key for every certificate, as the kubelet rotates them.
-	keyPEM, csr, err := newNodeKey(l.cfg.NodeName)
+	keyPEM, csr, err := jointoken.NewNodeKey(l.cfg.NodeName)
 	if err != nil {
 		return err
 	}
@@ -158,7 +152,7 @@ func (l *serverLink) renewOnce(ctx context.Context) error {
 	if _, err := pair.Leaf.Verify(x509.VerifyOptions{Roots: l.creds.roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		return fmt.Errorf("the renewed certificate: %w", err)
 	}
-	if got, want := pair.Leaf.Subject.CommonName, nodeUserPrefix+l.cfg.NodeName; got != want {
+	if got, want := pair.Leaf.Subject.CommonName, jointoken.NodeUserPrefix+l.cfg.NodeName; got != want {
 		return fmt.Errorf("the renewed certificate is for %q, not %q", got, want)
 	}
 	l.creds.mu.Lock()

@@ -1,6 +1,9 @@
 package jointoken
 
 import (
+	"crypto/ecdsa"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -190,4 +193,32 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("round trip of %q: %v, %v", s, again, fmt.Sprint(err))
 		}
 	})
+}
+
+func TestNewNodeKey(t *testing.T) {
+	keyPEM, der, err := NewNodeKey("n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		t.Errorf("signature: %v", err)
+	}
+	if csr.Subject.CommonName != "system:node:n1" || len(csr.Subject.Organization) != 1 || csr.Subject.Organization[0] != "system:nodes" {
+		t.Errorf("subject = %v", csr.Subject)
+	}
+	block, _ := pem.Decode(keyPEM)
+	if block == nil || block.Type != "PRIVATE KEY" {
+		t.Fatalf("key PEM = %q", keyPEM)
+	}
+	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !key.(*ecdsa.PrivateKey).PublicKey.Equal(csr.PublicKey) {
+		t.Error("the request is not for the key")
+	}
 }

@@ -1,5 +1,15 @@
 package jointoken
 
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+)
+
 // The join protocol between `orch agent --join` and the server. Both ends
 // import these names; the server's handlers live in server/join, the
 // agent's client in agent/join.go.
@@ -38,3 +48,30 @@ const (
 	// NodeCertificatePath: the certificate, PEM.
 	NodeCertificateContentType = "application/x-pem-file"
 )
+
+// A node's identity in its certificate, as Kubernetes names nodes.
+const (
+	NodeUserPrefix = "system:node:"
+	NodesGroup     = "system:nodes"
+)
+
+// NewNodeKey makes a node's private key (ECDSA P-256, PKCS #8 PEM), which
+// stays with the node, and the certificate request for it to send to
+// NodeCertificatePath (DER, subject CN system:node:<node>, O system:nodes).
+func NewNodeKey(node string) (keyPEM, csr []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generate the node key: %w", err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode the node key: %w", err)
+	}
+	csr, err = x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: NodeUserPrefix + node, Organization: []string{NodesGroup}},
+	}, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("make the node's certificate request: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), csr, nil
+}

@@ -55,8 +55,8 @@ import (
 
 // Identities of nodes, as Kubernetes names them.
 const (
-	NodeUserPrefix = "system:node:"
-	NodesGroup     = "system:nodes"
+	NodeUserPrefix = jointoken.NodeUserPrefix
+	NodesGroup     = jointoken.NodesGroup
 	// bootstrapGroup is the group of a caller holding the join secret
 	// (server/auth.BootstrapGroup).
 	bootstrapGroup = "system:bootstrappers"
