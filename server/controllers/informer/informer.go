@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -188,17 +189,27 @@ func WaitForSync(ctx context.Context, informers ...*Informer) bool {
 }
 
 // Run lists and watches until ctx ends, relisting whenever the watch ends.
-// Failed attempts are retried with exponential back-off. It returns nil when
-// ctx ends.
+// Failed attempts are retried with exponential back-off, except that a
+// watch refused because its revision has left the server's history (410,
+// as after a long list under a write burst) is followed by one immediate
+// relist, as client-go's reflector does; should that watch expire too,
+// the back-off applies, so a history too short for the list never turns
+// into a relist loop. It returns nil when ctx ends.
 func (i *Informer) Run(ctx context.Context) error {
 	delay := i.opts.MinRetry
+	expiredBefore := false
 	for {
 		started := time.Now()
 		err := i.listAndWatch(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
+		expired := isExpired(err)
 		switch {
+		case expired && !expiredBefore:
+			i.log.Info("watch history expired; relisting", "err", err)
+			expiredBefore = true
+			continue
 		case err != nil:
 			i.log.Warn("list/watch failed; retrying", "err", err, "retryIn", delay)
 		case time.Since(started) < time.Second:
@@ -206,8 +217,10 @@ func (i *Informer) Run(ctx context.Context) error {
 			// a busy relist loop.
 		default:
 			delay = i.opts.MinRetry
+			expiredBefore = false
 			continue
 		}
+		expiredBefore = expired
 		select {
 		case <-ctx.Done():
 			return nil
@@ -217,22 +230,33 @@ func (i *Informer) Run(ctx context.Context) error {
 	}
 }
 
+// isExpired reports whether err is the API's 410: the revision asked for
+// is no longer in the watch history.
+func isExpired(err error) bool {
+	return err != nil && (apierrors.IsResourceExpired(err) || apierrors.IsGone(err))
+}
+
 func (i *Informer) listAndWatch(ctx context.Context) error {
 	objs, rev, err := i.lw.List(ctx, i.gvr, i.opts.Namespace, metav1.ListOptions{})
 	if err != nil {
 		return fmt.Errorf("list %s: %w", i.gvr, err)
 	}
+	// Watch before applying the list: with tens of thousands of objects
+	// the handlers take a while, and the list's revision must not leave
+	// the history meanwhile. The events wait in the watch.
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	events, werr := i.lw.Watch(wctx, i.gvr, i.opts.Namespace, rev)
+	// The list is applied even when the watch failed: it is the truth at
+	// rev, and the informer syncs.
 	if err := i.replace(objs); err != nil {
 		return err
 	}
 	i.syncOnce.Do(func() { close(i.synced) })
-
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	events, err := i.lw.Watch(wctx, i.gvr, i.opts.Namespace, rev)
-	if err != nil {
-		return fmt.Errorf("watch %s from revision %d: %w", i.gvr, rev, err)
+	if werr != nil {
+		return fmt.Errorf("watch %s from revision %d: %w", i.gvr, rev, werr)
 	}
+
 	for ev := range events {
 		switch ev.Type {
 		case watch.Added, watch.Modified:
@@ -244,18 +268,19 @@ func (i *Informer) listAndWatch(ctx context.Context) error {
 				i.log.Error("skip watch event", "type", ev.Type, "err", err)
 			}
 		case watch.Error:
-			return fmt.Errorf("watch %s: %v", i.gvr, errorFromEvent(ev))
+			return fmt.Errorf("watch %s: %w", i.gvr, errorFromEvent(ev))
 		}
 	}
 	// The watch ended (cut off or closed): the caller relists.
 	return nil
 }
 
-func errorFromEvent(ev watch.Event) string {
+// errorFromEvent is the API error an Error event carries.
+func errorFromEvent(ev watch.Event) error {
 	if st, ok := ev.Object.(*metav1.Status); ok {
-		return st.Message
+		return &apierrors.StatusError{ErrStatus: *st}
 	}
-	return fmt.Sprintf("%v", ev.Object)
+	return fmt.Errorf("%v", ev.Object)
 }
 
 func (i *Informer) transform(obj runtime.Object) runtime.Object {

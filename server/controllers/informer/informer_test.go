@@ -13,6 +13,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -370,5 +371,62 @@ func TestKeys(t *testing.T) {
 	}
 	if _, err := informer.KeyOf(&corev1.Pod{}); err == nil {
 		t.Error("KeyOf of a nameless object succeeded")
+	}
+}
+
+// TestInformerRelistsOnceOnExpiredWatch: a watch refused with 410 (its
+// list's revision already left the history) is followed by one relist at
+// once, not after the back-off; a second 410 in a row waits for the
+// back-off, so a history too short for the list cannot become a relist
+// loop.
+func TestInformerRelistsOnceOnExpiredWatch(t *testing.T) {
+	tests := []struct {
+		name      string
+		expiries  int32 // watches refused with 410 before one is served
+		wantLists int32
+		wantWatch bool
+	}{
+		{name: "one 410: relist at once and watch", expiries: 1, wantLists: 2, wantWatch: true},
+		{name: "410 again: back off", expiries: 1000, wantLists: 2, wantWatch: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			api := fakeapi.New()
+			api.MustCreate(fakeapi.ConfigMaps, configMap("ns", "one", nil))
+			var lists, watches atomic.Int32
+			api.SetFail(func(verb string, _ schema.GroupVersionResource, _, _ string) error {
+				switch verb {
+				case "list":
+					lists.Add(1)
+				case "watch":
+					if watches.Add(1) <= tt.expiries {
+						return apierrors.NewResourceExpired("The resourceVersion for the provided list is too old.")
+					}
+				}
+				return nil
+			})
+			// A back-off of an hour: only the immediate relist can happen
+			// within the test.
+			inf := informer.New(api, fakeapi.ConfigMaps, informer.Options{Logger: quiet, MinRetry: time.Hour, MaxRetry: time.Hour})
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { defer close(done); _ = inf.Run(ctx) }()
+			defer func() { cancel(); <-done }()
+
+			eventually(t, "the second watch", func() bool { return watches.Load() >= 2 })
+			if tt.wantWatch {
+				eventually(t, "a watch served", func() bool { return api.Watchers() == 1 })
+				api.MustCreate(fakeapi.ConfigMaps, configMap("ns", "two", nil))
+				eventually(t, "the watched object cached", func() bool { _, ok := inf.GetByName("ns", "two"); return ok })
+			} else {
+				time.Sleep(100 * time.Millisecond) // room for a wrong third list
+			}
+			if got := lists.Load(); got != tt.wantLists {
+				t.Errorf("%d lists, want %d", got, tt.wantLists)
+			}
+			if _, ok := inf.GetByName("ns", "one"); !ok {
+				t.Error("listed object not cached")
+			}
+		})
 	}
 }
