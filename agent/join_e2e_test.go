@@ -51,8 +51,9 @@ var joinE2EServerIP = netip.MustParsePrefix("198.18.10.1/24")
 // port-forward, cp) ride the connection each agent opens. Then: joins
 // that must fail, an agent restarted without its token, one agent's
 // link cut for a minute, the server killed with SIGKILL and restarted,
-// what a node's certificate and a service account may read, and the
-// database file with secrets encryption on.
+// what a node's certificate and a service account may read, the
+// database file with secrets encryption on, and a join with an expired
+// token.
 func TestJoinE2E(t *testing.T) {
 	bin := e2eBinary(t, "kubectl", "script")
 	netnstest.Skip(t, "nft", "nsenter")
@@ -133,6 +134,7 @@ func TestJoinE2E(t *testing.T) {
 	})
 
 	c.checkServerCrash()
+	c.checkExpiredToken(first.ns)
 }
 
 // joinE2ECluster is TestJoinE2E's server and agents.
@@ -268,6 +270,8 @@ func (c *joinE2ECluster) failJoin(name string, ns *netnstest.NS, args []string, 
 	out, err := ns.NetCommand(ctx, c.bin, args...).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), want) {
 		t.Errorf("%s: err %v, output:\n%s\nwant it to contain %q", name, err, out, want)
+	} else {
+		t.Logf("%s: %v: %s", name, err, lastLines(out, 1))
 	}
 	dataDir := args[slices.Index(args, "--data-dir")+1]
 	if _, err := os.Stat(filepath.Join(dataDir, "agent", certFile)); err == nil {
@@ -736,6 +740,37 @@ func (c *joinE2ECluster) checkServerCrash() {
 		}
 	}
 	t.Logf("%d objects before the server's SIGKILL, %d after", len(objects), len(after))
+}
+
+// checkExpiredToken makes a join token with `orch token create --ttl 1s`
+// and, once it has expired, joins a new node with it from ns: refused,
+// saying the token expired, and nothing stored.
+func (c *joinE2ECluster) checkExpiredToken(ns *netnstest.NS) {
+	t := c.t
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := c.srvNS.NetCommand(ctx, c.bin, "token", "create", "--ttl", "1s", "--description", "join e2e: expires at once",
+		"--kubeconfig", c.kubectl.kubeconfig).Output()
+	if err != nil {
+		t.Fatalf("orch token create: %v\n%s", err, out)
+	}
+	created := time.Now()
+	tok, err := jointoken.Parse(strings.TrimSpace(string(out)))
+	if err != nil {
+		t.Fatalf("orch token create printed %q: %v", out, err)
+	}
+	if _, ok := tok.BootstrapID(); !ok || tok.CAHash != c.token.CAHash {
+		t.Errorf("orch token create printed %q: want K10<the server's CA hash>::<id>.<secret>", out)
+	}
+	// The expiration has a precision of a second: wait until it is
+	// past whichever way the server rounded it.
+	time.Sleep(time.Until(created.Add(2 * time.Second)))
+	late := &joinE2EAgent{name: "remote-late", cgroup: joinE2ECgroupRoot + "/remote-late"}
+	c.failJoin("expired token", ns, c.agentArgs(late, filepath.Join(joinE2EDir, "remote-late"), tok.String()), "expired")
+	if out, err := c.kubectl.run("get", "node", late.name); err == nil {
+		t.Errorf("a node joined with an expired token:\n%s", out)
+	}
 }
 
 // objects returns the uid of every stored object of every listable kind
