@@ -78,7 +78,9 @@ var builtinPriorityClasses = map[string]int32{
 // a priority (Priority admission), and the v1 status mirrors podIP/podIPs
 // and hostIP/hostIPs.
 func defaultPodOnly(pod *corev1.Pod) {
-	if pod.Spec.ServiceAccountName == "" {
+	// Mirror pods of static pods run no service account: ServiceAccount
+	// admission skips them and NodeRestriction refuses one.
+	if _, mirror := pod.Annotations["kubernetes.io/config.mirror"]; pod.Spec.ServiceAccountName == "" && !mirror {
 		pod.Spec.ServiceAccountName = "default"
 		pod.Spec.DeprecatedServiceAccount = "default"
 	}
