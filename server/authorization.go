@@ -33,7 +33,7 @@ func (a *authorizer) start(factory *informer.Factory, table *registry.Table) err
 	if err := a.cluster.AttachEscalationChecks(table); err != nil {
 		return fmt.Errorf("server: authorization: %w", err)
 	}
-	if err := authz.AttachNodeRestriction(table); err != nil {
+	if err := a.cluster.AttachNodeRestriction(table); err != nil {
 		return fmt.Errorf("server: authorization: %w", err)
 	}
 	return nil

@@ -268,6 +268,29 @@ spec:
 		"--kubeconfig", nodeA, "create", "-f", writeManifest(t, "apiVersion: v1\nkind: Node\nmetadata: {name: node-b}\n"))
 	c.kubectl("--kubeconfig", nodeA, "create", "-f", writeManifest(t, "apiVersion: v1\nkind: Node\nmetadata: {name: node-a}\n"))
 	c.kubectl("--kubeconfig", nodeA, "label", "node", "node-a", "zone=z1")
+	// A node creates mirror pods of its static pods, owned by itself, and
+	// no other pod (NodeRestriction).
+	uid := c.kubectl("--kubeconfig", nodeA, "get", "node", "node-a", "-o", "jsonpath={.metadata.uid}")
+	mirror := func(node, extra string) string {
+		return writeManifest(t, `apiVersion: v1
+kind: Pod
+metadata:
+  name: static-`+node+`
+  annotations: {kubernetes.io/config.mirror: "0123abcd"}
+  ownerReferences: [{apiVersion: v1, kind: Node, name: node-a, uid: "`+uid+`", controller: true}]
+spec:
+  nodeName: `+node+`
+  containers: [{name: c, image: busybox}]
+`+extra)
+	}
+	c.kubectl("--kubeconfig", nodeA, "create", "-f", mirror("node-a", ""))
+	c.kubectl("--kubeconfig", nodeA, "delete", "pod", "static-node-a", "--force", "--grace-period=0")
+	c.denied(`pods "static-node-b" is forbidden: node "node-a" can only create pods with spec.nodeName set to itself`,
+		"--kubeconfig", nodeA, "create", "-f", mirror("node-b", ""))
+	c.denied(`pods "static-node-a" is forbidden: node "node-a" can not create pods that reference secrets`,
+		"--kubeconfig", nodeA, "create", "-f", mirror("node-a", "  volumes: [{name: s, secret: {secretName: secret-a}}]\n"))
+	c.denied(`pods "plain" is forbidden: pod does not have "kubernetes.io/config.mirror" annotation, node "node-a" can only create mirror pods`,
+		"--kubeconfig", nodeA, "run", "plain", "--image=busybox", "--overrides", `{"spec":{"nodeName":"node-a"}}`)
 	// What the agent's network proxy reads.
 	c.kubectl("--kubeconfig", nodeA, "get", "services", "-A")
 }

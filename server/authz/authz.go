@@ -74,6 +74,7 @@ type Cluster struct {
 	Node      *Node
 	union     apiserver.Authorizer
 	informers []*informer.Informer
+	nodes     NodeGetter // for NodeRestriction's mirror pod owner check
 }
 
 // New builds the authorizer over the informers of f (which must be run).
@@ -92,7 +93,9 @@ func New(f *informer.Factory) *Cluster {
 	for _, r := range []string{"clusterroles", "clusterrolebindings", "roles", "rolebindings"} {
 		c.informers = append(c.informers, f.For(rbacv1.SchemeGroupVersion.WithResource(r)))
 	}
-	c.informers = append(c.informers, pods, claims)
+	nodes := f.For(corev1.SchemeGroupVersion.WithResource("nodes"))
+	c.nodes = informer.NewLister[*corev1.Node](nodes)
+	c.informers = append(c.informers, pods, claims, nodes)
 	return c
 }
 

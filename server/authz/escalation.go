@@ -52,14 +52,25 @@ func (c *Cluster) AttachEscalationChecks(table *registry.Table) error {
 // guardWrites makes check run before the create and update hooks of res
 // for requests with a user (not for in-process callers).
 func guardWrites(res *registry.Resource, check func(ctx context.Context, u apiserver.UserInfo, obj runtime.Object) error) {
-	guard := func(ctx context.Context, obj runtime.Object) error {
-		u, ok := apiserver.UserFrom(ctx)
-		if !ok {
-			return nil
+	guardCreates(res, check)
+	guard := userGuard(check)
+	nextUpdate := res.BeginUpdate
+	res.BeginUpdate = func(ctx context.Context, obj, old runtime.Object) (registry.FinishFunc, error) {
+		if err := guard(ctx, obj); err != nil {
+			return nil, err
 		}
-		return check(ctx, u, obj)
+		if nextUpdate == nil {
+			return nil, nil
+		}
+		return nextUpdate(ctx, obj, old)
 	}
-	nextCreate, nextUpdate := res.BeginCreate, res.BeginUpdate
+}
+
+// guardCreates makes check run before the create hook of res for
+// requests with a user.
+func guardCreates(res *registry.Resource, check func(ctx context.Context, u apiserver.UserInfo, obj runtime.Object) error) {
+	guard := userGuard(check)
+	nextCreate := res.BeginCreate
 	res.BeginCreate = func(ctx context.Context, obj runtime.Object) (registry.FinishFunc, error) {
 		if err := guard(ctx, obj); err != nil {
 			return nil, err
@@ -69,14 +80,16 @@ func guardWrites(res *registry.Resource, check func(ctx context.Context, u apise
 		}
 		return nextCreate(ctx, obj)
 	}
-	res.BeginUpdate = func(ctx context.Context, obj, old runtime.Object) (registry.FinishFunc, error) {
-		if err := guard(ctx, obj); err != nil {
-			return nil, err
+}
+
+// userGuard runs check for requests with a user only.
+func userGuard(check func(ctx context.Context, u apiserver.UserInfo, obj runtime.Object) error) func(context.Context, runtime.Object) error {
+	return func(ctx context.Context, obj runtime.Object) error {
+		u, ok := apiserver.UserFrom(ctx)
+		if !ok {
+			return nil
 		}
-		if nextUpdate == nil {
-			return nil, nil
-		}
-		return nextUpdate(ctx, obj, old)
+		return check(ctx, u, obj)
 	}
 }
 

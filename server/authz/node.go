@@ -134,7 +134,8 @@ func (n *Node) authorizeLease(node string, a apiserver.Attributes) (apiserver.De
 
 // authorizePod: list and watch only with the spec.nodeName=NODE field
 // selector (how agents watch their pods); get, delete and status writes
-// only of pods bound to the node.
+// only of pods bound to the node; create (of mirror pods only, see
+// admitMirrorPod).
 func (n *Node) authorizePod(node string, a apiserver.Attributes) (apiserver.Decision, string, error) {
 	if (a.Verb == "list" || a.Verb == "watch") && a.Subresource == "" {
 		for _, req := range a.FieldSelector {
@@ -147,6 +148,10 @@ func (n *Node) authorizePod(node string, a apiserver.Attributes) (apiserver.Deci
 		}
 	}
 	switch {
+	case a.Verb == "create" && a.Subresource == "":
+		// Mirror pods of the node's static pods; the pod is in the body,
+		// so NodeRestriction (AttachNodeRestriction) checks it.
+		return allow()
 	case a.Subresource == "" && slices.Contains([]string{"get", "list", "watch", "delete"}, a.Verb):
 	case a.Subresource == "status" && slices.Contains([]string{"get", "update", "patch"}, a.Verb):
 	default:

@@ -108,6 +108,7 @@ func TestNodeAuthorizer(t *testing.T) {
 		{"get other node's pod", as(n1, resourceAttrs("get", "", "pods", "", "default", "other")), false,
 			"no relationship found between node 'n1' and this object"},
 		{"exec into a pod", as(n1, resourceAttrs("create", "", "pods", "exec", "default", "web")), false, ""},
+		{"create a (mirror) pod", as(n1, resourceAttrs("create", "", "pods", "", "default", "")), true, ""},
 		{"secret volume", as(n1, resourceAttrs("get", "", "secrets", "", "default", "web-tls")), true, ""},
 		{"env secret", as(n1, resourceAttrs("get", "", "secrets", "", "default", "db-password")), true, ""},
 		{"pull secret", as(n1, resourceAttrs("get", "", "secrets", "", "default", "pull")), true, ""},
@@ -155,6 +156,79 @@ func TestNodeAuthorizer(t *testing.T) {
 			}
 			if tt.wantReason != "" && reason != tt.wantReason {
 				t.Errorf("reason = %q, want %q", reason, tt.wantReason)
+			}
+		})
+	}
+}
+
+// fakeNodes is a NodeGetter over fixed nodes.
+type fakeNodes []*corev1.Node
+
+func (f fakeNodes) Get(_, name string) (*corev1.Node, bool) {
+	for _, n := range f {
+		if n.Name == name {
+			return n, true
+		}
+	}
+	return nil, false
+}
+
+func TestAdmitMirrorPod(t *testing.T) {
+	nodes := fakeNodes{{ObjectMeta: metav1.ObjectMeta{Name: "n1", UID: "n1-uid"}}}
+	yes, no := true, false
+	mirror := func(edit func(p *corev1.Pod)) *corev1.Pod {
+		p := boundPod("web-n1", "n1", corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}})
+		p.Annotations = map[string]string{mirrorPodAnnotation: "0123abcd"}
+		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: "n1", UID: "n1-uid", Controller: &yes}}
+		if edit != nil {
+			edit(p)
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		name string
+		pod  *corev1.Pod
+		want string
+	}{
+		{"mirror pod", mirror(nil), ""},
+		{"mirror pod without owner", mirror(func(p *corev1.Pod) { p.OwnerReferences = nil }), ""},
+		{"not a mirror", mirror(func(p *corev1.Pod) { p.Annotations = nil }),
+			`pod does not have "kubernetes.io/config.mirror" annotation, node "n1" can only create mirror pods`},
+		{"bound elsewhere", mirror(func(p *corev1.Pod) { p.Spec.NodeName = "n2" }),
+			`node "n1" can only create pods with spec.nodeName set to itself`},
+		{"unbound", mirror(func(p *corev1.Pod) { p.Spec.NodeName = "" }),
+			`node "n1" can only create pods with spec.nodeName set to itself`},
+		{"two owners", mirror(func(p *corev1.Pod) { p.OwnerReferences = append(p.OwnerReferences, p.OwnerReferences[0]) }),
+			`node "n1" can only create pods with a single owner reference set to itself`},
+		{"owned by another node", mirror(func(p *corev1.Pod) { p.OwnerReferences[0].Name = "n2" }),
+			`node "n1" can only create pods with an owner reference set to itself`},
+		{"owned by a replica set", mirror(func(p *corev1.Pod) { p.OwnerReferences[0].Kind, p.OwnerReferences[0].APIVersion = "ReplicaSet", "apps/v1" }),
+			`node "n1" can only create pods with an owner reference set to itself`},
+		{"not controller", mirror(func(p *corev1.Pod) { p.OwnerReferences[0].Controller = &no }),
+			`node "n1" can only create pods with a controller owner reference set to itself`},
+		{"blocks deletion", mirror(func(p *corev1.Pod) { p.OwnerReferences[0].BlockOwnerDeletion = &yes }),
+			`node "n1" must not set blockOwnerDeletion on an owner reference`},
+		{"stale node uid", mirror(func(p *corev1.Pod) { p.OwnerReferences[0].UID = "old-uid" }),
+			`node n1 UID mismatch: expected old-uid got n1-uid`},
+		{"service account", mirror(func(p *corev1.Pod) { p.Spec.ServiceAccountName = "default" }),
+			`node "n1" can not create pods that reference a service account`},
+		{"secret volume", mirror(func(p *corev1.Pod) {
+			p.Spec.Volumes = []corev1.Volume{{Name: "s", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "tls"}}}}
+		}), `node "n1" can not create pods that reference secrets`},
+		{"configmap env", mirror(func(p *corev1.Pod) {
+			p.Spec.Containers[0].EnvFrom = []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "cfg"}}}}
+		}), `node "n1" can not create pods that reference configmaps`},
+		{"claim", mirror(func(p *corev1.Pod) {
+			p.Spec.Volumes = []corev1.Volume{{Name: "d", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data"}}}}
+		}), `node "n1" can not create pods that reference persistentvolumeclaims`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := admitMirrorPod("n1", tc.pod, nodes)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case tc.want != "" && (err == nil || err.Error() != tc.want):
+				t.Errorf("error = %v, want %q", err, tc.want)
 			}
 		})
 	}
