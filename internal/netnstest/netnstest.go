@@ -133,6 +133,46 @@ func (ns *NS) Nft(t TB, ruleset string) {
 	}
 }
 
+// RefuseInbound makes ns refuse every connection opened to it through
+// ifname (TCP with a reset, anything else dropped), as a node behind NAT
+// or a firewall: its own connections out, and their replies, still pass.
+func (ns *NS) RefuseInbound(t TB, ifname string) {
+	t.Helper()
+	ns.Nft(t, fmt.Sprintf(`table inet netnstest_refuse_%[1]s {
+	chain input {
+		type filter hook input priority 0; policy accept;
+		iifname %[2]q ct state new meta l4proto tcp reject with tcp reset
+		iifname %[2]q ct state new drop
+	}
+}`, nftName(ifname), ifname))
+}
+
+// CutLink drops every packet in and out of ns through ifname, as when a
+// box loses its uplink (no reset, no ICMP: connections just go silent),
+// until the returned function restores the link.
+func (ns *NS) CutLink(t TB, ifname string) (restore func(TB)) {
+	t.Helper()
+	table := "netnstest_cut_" + nftName(ifname)
+	ns.Nft(t, fmt.Sprintf(`table inet %[1]s {
+	chain input { type filter hook input priority -10; policy accept; iifname %[2]q drop; }
+	chain output { type filter hook output priority -10; policy accept; oifname %[2]q drop; }
+}`, table, ifname))
+	return func(t TB) {
+		t.Helper()
+		ns.MustRun(t, "nft", "delete", "table", "inet", table)
+	}
+}
+
+// nftName makes an interface name usable in an nftables table name.
+func nftName(ifname string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' {
+			return r
+		}
+		return '_'
+	}, ifname)
+}
+
 // greeting is what Listen's server says to every connection.
 const greeting = "netnstest"
 

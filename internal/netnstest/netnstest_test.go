@@ -103,3 +103,53 @@ func TestSwitch(t *testing.T) {
 		t.Errorf("a test address leaked into the host namespace:\n%s", out)
 	}
 }
+
+// TestRefuseInboundAndCutLink: a namespace that refuses inbound
+// connections can still open its own; a cut link passes nothing either
+// way until it is restored.
+func TestRefuseInboundAndCutLink(t *testing.T) {
+	Skip(t, "nft", "busybox")
+	sw := NewSwitch(t, "nnt-sw2")
+	srv, edge := New(t, "nnt-srv"), New(t, "nnt-edge")
+	sw.Attach(t, srv, "eth0", netip.MustParsePrefix("198.18.8.1/24"))
+	sw.Attach(t, edge, "eth0", netip.MustParsePrefix("198.18.8.2/24"))
+	srv.Listen(t, 7000)
+	edge.Listen(t, 7000)
+	toSrv, toEdge := netip.MustParseAddrPort("198.18.8.1:7000"), netip.MustParseAddrPort("198.18.8.2:7000")
+	// The listeners may not be up yet: a refused dial is retried.
+	for _, d := range []struct {
+		from *NS
+		to   netip.AddrPort
+	}{{edge, toSrv}, {srv, toEdge}} {
+		var err error
+		for range 50 {
+			if err = d.from.Dial(d.to, 10); err == nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatalf("%s cannot connect to %s: %v", d.from.Name, d.to, err)
+		}
+	}
+
+	edge.RefuseInbound(t, "eth0")
+	if err := srv.Dial(toEdge, 10); err == nil {
+		t.Error("connected to a namespace that refuses inbound connections")
+	}
+	if err := edge.Dial(toSrv, 10); err != nil {
+		t.Errorf("a namespace that refuses inbound connections cannot open its own: %v", err)
+	}
+
+	restore := edge.CutLink(t, "eth0")
+	if out, err := edge.Run("busybox", "ping", "-c", "1", "-W", "2", "198.18.8.1"); err == nil {
+		t.Errorf("ping over a cut link answered:\n%s", out)
+	}
+	if err := edge.Dial(toSrv, 2); err == nil {
+		t.Error("connected over a cut link")
+	}
+	restore(t)
+	if err := edge.Dial(toSrv, 10); err != nil {
+		t.Errorf("no connection after the link was restored: %v", err)
+	}
+}
