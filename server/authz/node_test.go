@@ -202,7 +202,9 @@ func TestAdmitMirrorPod(t *testing.T) {
 			`node "n1" can only create pods with a single owner reference set to itself`},
 		{"owned by another node", mirror(func(p *corev1.Pod) { p.OwnerReferences[0].Name = "n2" }),
 			`node "n1" can only create pods with an owner reference set to itself`},
-		{"owned by a replica set", mirror(func(p *corev1.Pod) { p.OwnerReferences[0].Kind, p.OwnerReferences[0].APIVersion = "ReplicaSet", "apps/v1" }),
+		{"owned by a replica set", mirror(func(p *corev1.Pod) {
+			p.OwnerReferences[0].Kind, p.OwnerReferences[0].APIVersion = "ReplicaSet", "apps/v1"
+		}),
 			`node "n1" can only create pods with an owner reference set to itself`},
 		{"not controller", mirror(func(p *corev1.Pod) { p.OwnerReferences[0].Controller = &no }),
 			`node "n1" can only create pods with a controller owner reference set to itself`},
