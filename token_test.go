@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,8 +17,11 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/orch-dev/orch/agent/apiclient"
 	"github.com/orch-dev/orch/internal/jointoken"
 	"github.com/orch-dev/orch/server/auth/bootstraptoken"
 	"github.com/orch-dev/orch/server/pki"
@@ -158,6 +163,50 @@ func startTokenServer(t *testing.T) (kubeconfig, dataDir string) {
 	}
 }
 
+// join asks the server for node's certificate as `orch agent --join`
+// does: with a bearer token, a password and a request for a key of its own.
+func join(t *testing.T, kubeconfig, token, node, password string) (code int, msg string, cert *x509.Certificate) {
+	t.Helper()
+	kc, err := pki.ReadKubeconfig(kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, csr, err := jointoken.NewNodeKey(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: kc.TLS.RootCAs, MinVersion: tls.VersionTLS12}}}
+	defer client.CloseIdleConnections()
+	req, err := http.NewRequest(http.MethodPost, kc.Server+jointoken.NodeCertificatePath, bytes.NewReader(csr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", jointoken.CertificateRequestContentType)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set(jointoken.NodeNameHeader, node)
+	req.Header.Set(jointoken.NodePasswordHeader, password)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == http.StatusOK {
+		block, _ := pem.Decode(body)
+		if block == nil {
+			t.Fatalf("join answer is no PEM: %q", body)
+		}
+		if cert, err = x509.ParseCertificate(block.Bytes); err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, "", cert
+	}
+	var st metav1.Status
+	_ = json.Unmarshal(body, &st)
+	return resp.StatusCode, st.Message, nil
+}
+
 // bearerStatus sends a request with a bearer token as a joining agent
 // would (it trusts the cluster CA, presents no certificate) and returns
 // the answer's code and Status message.
@@ -242,12 +291,18 @@ func TestTokenCommands(t *testing.T) {
 		t.Errorf("GET namespaces with a bootstrap token: %d %q, want 403 naming system:bootstrap:%s", code, msg, shedID)
 	}
 
+	// A machine joins with the token and gets a certificate for its key.
+	if code, msg, cert := join(t, kubeconfig, shed.Secret, "shed-1", "pw-1"); code != http.StatusOK ||
+		cert.Subject.CommonName != "system:node:shed-1" {
+		t.Fatalf("join with a bootstrap token: %d %q", code, msg)
+	}
+
 	// A token past its expiry is refused, and its holder is told why.
 	short := create("--ttl", "1s")
 	shortID, _ := short.BootstrapID()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		code, msg := bearerStatus(t, kubeconfig, http.MethodPost, jointoken.NodeCertificatePath, short.Secret)
+		code, msg, _ := join(t, kubeconfig, short.Secret, "late-1", "pw-late")
 		if code == http.StatusUnauthorized && strings.Contains(msg, "join token "+shortID+" expired at ") {
 			break
 		}
@@ -274,5 +329,58 @@ func TestTokenCommands(t *testing.T) {
 	out, _, err = runApp(t, "token", "list", "--kubeconfig", kubeconfig)
 	if err != nil || strings.Contains(out, shedID) || strings.Contains(out, foreverID) || !strings.Contains(out, shortID) {
 		t.Errorf("token list after delete (%v):\n%s", err, out)
+	}
+}
+
+// TestNodePasswordFreedByNodeDeletion: a joined name is refused to another
+// machine until its Node is deleted, which deletes its password Secret.
+func TestNodePasswordFreedByNodeDeletion(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a server")
+	}
+	kubeconfig, dataDir := startTokenServer(t)
+	tokenFile, err := os.ReadFile(filepath.Join(dataDir, "server", "token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := jointoken.Parse(string(tokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, msg, _ := join(t, kubeconfig, tok.Secret, "edge-1", "first-machine"); code != http.StatusOK {
+		t.Fatalf("first join: %d %q", code, msg)
+	}
+	if code, msg, _ := join(t, kubeconfig, tok.Secret, "edge-1", "second-machine"); code != http.StatusForbidden ||
+		!strings.Contains(msg, "node password rejected") {
+		t.Fatalf("second machine under the same name: %d %q, want 403", code, msg)
+	}
+
+	// The node registers, then an admin deletes it.
+	tc, err := newTokenClient(kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	node := &corev1.Node{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Node"}, ObjectMeta: metav1.ObjectMeta{Name: "edge-1"}}
+	if err := tc.api.Create(ctx, apiclient.Nodes, "", node, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := tc.api.Delete(ctx, apiclient.Nodes, "", "edge-1", nil); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var s corev1.Secret
+		err := tc.api.Get(ctx, apiclient.Secrets, "kube-system", "edge-1.node-password.orch", &s)
+		if apierrors.IsNotFound(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the password Secret of the deleted node is still there 30s later (%v)", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code, msg, _ := join(t, kubeconfig, tok.Secret, "edge-1", "second-machine"); code != http.StatusOK {
+		t.Fatalf("second machine after the Node was deleted: %d %q", code, msg)
 	}
 }
