@@ -115,7 +115,7 @@ func (a *Agent) startNetworking(ctx context.Context, g *errgroup.Group) error {
 		NodeIPs:            nodeIPs,
 		ClusterCIDRs:       []netip.Prefix{nc.ClusterCIDR},
 		ServiceCIDRs:       []netip.Prefix{nc.ServiceCIDR},
-	}, &proxy.NFTables{}, proxy.SyncerOptions{})
+	}, &proxy.NFTables{}, proxy.SyncerOptions{Conntrack: &proxy.Conntrack{}})
 	results := syncer.Results()
 	state := newServiceState(nodeLocalDNSSlice(a.nodeName, pn.Gateway()), syncer, dnsServer)
 	routes := &routeState{net: pn, nodes: map[string]*v1.Node{}, log: a.log}
@@ -198,7 +198,10 @@ func (a *Agent) logSyncResults(ctx context.Context, results <-chan proxy.SyncRes
 				a.log.Error("cannot write service rules", "err", r.Err)
 				continue
 			}
-			a.log.Debug("service rules written", "services", r.Services, "chains", r.Chains, "took", r.Duration)
+			if r.CleanupErr != nil {
+				a.log.Warn("cannot delete stale UDP conntrack entries", "err", r.CleanupErr)
+			}
+			a.log.Debug("service rules written", "services", r.Services, "chains", r.Chains, "took", r.Duration, "staleFlowsDeleted", r.StaleFlows)
 		}
 	}
 }

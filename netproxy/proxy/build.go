@@ -116,6 +116,7 @@ type serviceRules struct {
 	noEPNodePorts []Element
 	chains        []*Chain
 	sets          []*Set
+	udp           map[Key][]netip.Addr // see Ruleset.udpFrontends
 }
 
 // NewBuilder returns a Builder for cfg.
@@ -177,6 +178,12 @@ func (b *builder) add(r *serviceRules) {
 	b.noEPNodePorts = append(b.noEPNodePorts, r.noEPNodePorts...)
 	b.serviceChains = append(b.serviceChains, r.chains...)
 	b.rs.Sets = append(b.rs.Sets, r.sets...)
+	for k, eps := range r.udp {
+		if b.rs.udpFrontends == nil {
+			b.rs.udpFrontends = map[Key][]netip.Addr{}
+		}
+		b.rs.udpFrontends[k] = eps
+	}
 }
 
 func indexSlices(all []*discoveryv1.EndpointSlice) map[string][]*discoveryv1.EndpointSlice {
@@ -430,6 +437,10 @@ func (b *builder) servicePort(r *serviceRules, svc *v1.Service, port v1.ServiceP
 	gotoV := func(chain string) Verdict { return Verdict{Kind: VerdictGoto, Chain: chain} }
 
 	all := b.endpointsFor(svc, port)
+	internalLocal := svc.Spec.InternalTrafficPolicy != nil && *svc.Spec.InternalTrafficPolicy == v1.ServiceInternalTrafficPolicyLocal
+	if proto == ProtoUDP {
+		b.recordUDP(r, all, internalLocal, clusterIPs, externalIPs, addrKey, nodePort)
+	}
 	if len(all) == 0 {
 		// No endpoints anywhere: refuse at once rather than let the
 		// client time out.
@@ -465,7 +476,6 @@ func (b *builder) servicePort(r *serviceRules, svc *v1.Service, port v1.ServiceP
 	needCluster, needLocal := false, false
 
 	// Cluster IPs.
-	internalLocal := svc.Spec.InternalTrafficPolicy != nil && *svc.Spec.InternalTrafficPolicy == v1.ServiceInternalTrafficPolicyLocal
 	for _, a := range clusterIPs {
 		switch {
 		case !internalLocal:
@@ -524,6 +534,34 @@ func (b *builder) servicePort(r *serviceRules, svc *v1.Service, port v1.ServiceP
 	}
 	if needLocal {
 		b.balanceChain(r, localChain, id, local, proto, affinity)
+	}
+}
+
+// recordUDP notes where a UDP service port's frontends send traffic, so
+// that the Syncer can delete the conntrack entries a change makes stale.
+func (b *builder) recordUDP(r *serviceRules, eps []endpoint, internalLocal bool, clusterIPs, externalIPs []netip.Addr, addrKey func(netip.Addr) Key, nodePort uint16) {
+	var all, local []netip.Addr
+	for _, e := range eps {
+		all = append(all, e.addr.Addr())
+		if e.local {
+			local = append(local, e.addr.Addr())
+		}
+	}
+	if r.udp == nil {
+		r.udp = map[Key][]netip.Addr{}
+	}
+	for _, a := range clusterIPs {
+		if internalLocal {
+			r.udp[addrKey(a)] = local
+		} else {
+			r.udp[addrKey(a)] = all
+		}
+	}
+	for _, a := range externalIPs {
+		r.udp[addrKey(a)] = all
+	}
+	if nodePort != 0 {
+		r.udp[Key{Proto: ProtoUDP, Port: nodePort}] = all
 	}
 }
 

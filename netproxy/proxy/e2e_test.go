@@ -566,3 +566,78 @@ func TestE2EPartialWritesMatchFullWrites(t *testing.T) {
 		}
 	}
 }
+
+// TestE2EStaleUDPConntrackEntries: a UDP client whose first packet to a
+// service address went out before the service had rules keeps its
+// un-NATed conntrack entry for as long as it keeps sending, and so never
+// reaches the endpoints; deleting the stale entries after the write
+// fixes that (the node-local DNS case: a resolver retries on one socket).
+func TestE2EStaleUDPConntrackEntries(t *testing.T) {
+	tn := setupNet(t)
+	cfg := e2eConfig()
+	// Packets to addresses without rules pass instead of being dropped,
+	// as they do on a node that has not yet programmed a new Service.
+	cfg.ServiceCIDRs = nil
+	w := &NFTables{NetNSFd: int(tn.node)}
+	empty := Build(cfg, nil, nil)
+	if err := w.Apply(empty); err != nil { // conntrack is active from here on
+		t.Fatal(err)
+	}
+
+	var srv net.PacketConn
+	if err := inNetns(tn.pod, func() (err error) {
+		srv, err = net.ListenPacket("udp4", netip.AddrPortFrom(tn.podIP, 5353).String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			n, from, err := srv.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			srv.WriteTo(append([]byte("re: "), buf[:n]...), from)
+		}
+	}()
+	var client net.Conn
+	if err := inNetns(tn.pod, func() (err error) {
+		client, err = net.Dial("udp4", "198.19.0.53:53")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	ask := func(q string, wait time.Duration) (string, error) {
+		if _, err := client.Write([]byte(q)); err != nil {
+			return "", err
+		}
+		client.SetReadDeadline(time.Now().Add(wait))
+		buf := make([]byte, 64)
+		n, err := client.Read(buf)
+		return string(buf[:n]), err
+	}
+
+	if got, err := ask("before", 300*time.Millisecond); err == nil {
+		t.Fatalf("answered %q before the service existed", got)
+	}
+	dns := svc("dns", "198.19.0.53", udpPort("dns", 53))
+	rs := Build(cfg, []*v1.Service{dns}, []*discoveryv1.EndpointSlice{
+		sliceProto("dns", "dns-a", "dns", v1.ProtocolUDP, 5353, ep(tn.podIP.String(), "node-a", true))})
+	if err := w.Apply(rs); err != nil {
+		t.Fatal(err)
+	}
+	// The kernel's behaviour this is about: the old entry still wins.
+	if got, err := ask("stale", 300*time.Millisecond); err == nil {
+		t.Fatalf("answered %q through a stale conntrack entry; the test's premise no longer holds", got)
+	}
+	n, err := (&Conntrack{NetNSFd: int(tn.node)}).DeleteFlows(staleUDPFlows(empty, rs))
+	if err != nil || n < 1 {
+		t.Fatalf("deleted %d entries, %v; want the stale one", n, err)
+	}
+	if got, err := ask("after", 2*time.Second); err != nil || got != "re: after" {
+		t.Fatalf("after the cleanup: %q, %v", got, err)
+	}
+}

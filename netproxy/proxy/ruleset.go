@@ -18,6 +18,12 @@ type Ruleset struct {
 	Table  string
 	Sets   []*Set
 	Chains []*Chain
+
+	// udpFrontends maps every UDP service frontend (address . udp .
+	// port, or udp . node port) to the endpoint addresses its traffic
+	// goes to (none: refused or dropped). Not part of the table: the
+	// Syncer compares it across writes to find stale conntrack entries.
+	udpFrontends map[Key][]netip.Addr
 }
 
 // Chain is a base chain (Hook set) or a regular chain.

@@ -32,6 +32,9 @@ type SyncerOptions struct {
 	RetryInterval time.Duration
 	// Now is the clock; time.Now by default.
 	Now func() time.Time
+	// Conntrack, if set, deletes the UDP conntrack entries each write
+	// makes stale (see StaleUDPFlows).
+	Conntrack FlowCleaner
 }
 
 // SyncResult describes one write, for logging and metrics.
@@ -40,6 +43,10 @@ type SyncResult struct {
 	Chains   int
 	Duration time.Duration
 	Err      error
+	// StaleFlows is the number of conntrack entries deleted after the
+	// write; CleanupErr is why that failed (the rules are written).
+	StaleFlows int
+	CleanupErr error
 }
 
 // Syncer keeps the kernel's table equal to Build of the latest Services
@@ -52,6 +59,7 @@ type Syncer struct {
 	writer  RuleWriter
 	opts    SyncerOptions
 	builder *Builder // used by Run only
+	written *Ruleset // used by Run only: the last ruleset written
 
 	mu          sync.Mutex
 	services    map[types.NamespacedName]*v1.Service
@@ -255,11 +263,21 @@ func (s *Syncer) syncOnce() (SyncResult, bool) {
 	}
 	start := s.opts.Now()
 	rs := s.builder.Build(svcs, sls)
-	err := s.writer.Apply(rs)
-	if err != nil {
-		err = fmt.Errorf("sync service rules: %w", err)
+	res := SyncResult{Services: len(svcs), Chains: len(rs.Chains)}
+	if err := s.writer.Apply(rs); err != nil {
+		// The kernel's table is unknown now: the next cleanup treats
+		// every UDP frontend as new.
+		s.written = nil
+		res.Err = fmt.Errorf("sync service rules: %w", err)
+		res.Duration = s.opts.Now().Sub(start)
+		return res, true
 	}
-	return SyncResult{Services: len(svcs), Chains: len(rs.Chains), Duration: s.opts.Now().Sub(start), Err: err}, true
+	res.Duration = s.opts.Now().Sub(start)
+	if s.opts.Conntrack != nil {
+		res.StaleFlows, res.CleanupErr = s.opts.Conntrack.DeleteFlows(staleUDPFlows(s.written, rs))
+	}
+	s.written = rs
+	return res, true
 }
 
 func (s *Syncer) report(r SyncResult) {
