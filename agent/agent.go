@@ -11,6 +11,7 @@
 //	containers/            the container runtime's state (runtime/container)
 //	images/                the image store; images/import/*.tar are imported at start
 //	pods/<uid>/            per-pod files: etc-hosts, resolv.conf, hostname, volumes/
+//	pod-manifests/*.yaml   static pods, run without the API (staticpods.go)
 //	logs/<ns>_<name>_<uid>/<container>/<restart>.log   CRI container logs
 //	kubelet.sock           the node API (container logs) for the server beside it
 //
@@ -112,6 +113,7 @@ type Agent struct {
 	crashBackOff *backOff
 	pullBackOff  *backOff
 	workers      *podWorkers
+	static       *staticPods // pods from pod-manifests/, see staticpods.go
 	// nodeChanged asks for an early node status update.
 	nodeChanged chan struct{}
 	now         func() time.Time
@@ -269,22 +271,32 @@ func (a *Agent) run(ctx context.Context) error {
 	g.Go(func() error { a.events.run(gctx); return nil })
 	g.Go(func() error { a.serveNodeAPI(gctx); return nil }) // container logs, see logs_server.go
 
+	// Static pods run before the node is registered: the API server may be
+	// one of them, or unreachable (staticpods.go).
+	a.workers = newPodWorkers(a)
+	podsCtx, stopWorkers := context.WithCancel(gctx)
+	defer stopWorkers()
+	a.static = newStaticPods(a, a.workers)
+	a.static.syncFiles(podsCtx)
+	g.Go(func() error { a.static.run(podsCtx); return nil })
+
 	node, err := a.registerNode(gctx)
 	if err != nil {
 		_ = g.Wait()
+		a.workers.wait()
 		return err
 	}
 	a.log.Info("node registered", "ip", a.hostIP)
+	a.static.setNode(node.UID)
 	if err := a.startNetworking(gctx, g); err != nil {
 		g.Go(func() error { return err }) // stops the others
 		_ = g.Wait()
+		a.workers.wait()
 		return err
 	}
-	a.workers = newPodWorkers(a)
+	a.static.networkReady(podsCtx)
 	g.Go(func() error { a.renewLease(gctx, node); return nil })
 	g.Go(func() error { a.syncNodeStatus(gctx); return nil })
-	podsCtx, stopWorkers := context.WithCancel(gctx)
-	defer stopWorkers()
 	g.Go(func() error { a.watchPods(podsCtx); return nil })
 	g.Go(func() error { stop.killPods(a, gctx, stopWorkers); return nil })
 	g.Go(func() error { a.collectImages(gctx); return nil }) // image GC, see images.go

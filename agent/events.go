@@ -38,6 +38,23 @@ func newEventRecorder(api *apiclient.Client, host string, log *slog.Logger) *eve
 // podEvent records an event about a pod; fieldPath names the container
 // ("spec.containers{web}") or is empty.
 func (r *eventRecorder) podEvent(pod *v1.Pod, fieldPath, eventType, reason, format string, args ...any) {
+	r.record(pod.Namespace, v1.ObjectReference{
+		Kind: "Pod", APIVersion: "v1", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID,
+		ResourceVersion: pod.ResourceVersion, FieldPath: fieldPath,
+	}, eventType, reason, format, args...)
+}
+
+// nodeEvent records an event about the node, in the default namespace
+// and with the node's name as its UID, as the kubelet's node reference.
+func (r *eventRecorder) nodeEvent(eventType, reason, format string, args ...any) {
+	if r == nil {
+		return
+	}
+	r.record(metav1.NamespaceDefault, v1.ObjectReference{Kind: "Node", Name: r.host, UID: types.UID(r.host)},
+		eventType, reason, format, args...)
+}
+
+func (r *eventRecorder) record(namespace string, ref v1.ObjectReference, eventType, reason, format string, args ...any) {
 	if r == nil {
 		return
 	}
@@ -45,13 +62,10 @@ func (r *eventRecorder) podEvent(pod *v1.Pod, fieldPath, eventType, reason, form
 	ev := &v1.Event{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Event"},
 		ObjectMeta: metav1.ObjectMeta{
-			Name:      fmt.Sprintf("%s.%x", pod.Name, time.Now().UnixNano()),
-			Namespace: pod.Namespace,
+			Name:      fmt.Sprintf("%s.%x", ref.Name, time.Now().UnixNano()),
+			Namespace: namespace,
 		},
-		InvolvedObject: v1.ObjectReference{
-			Kind: "Pod", APIVersion: "v1", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID,
-			ResourceVersion: pod.ResourceVersion, FieldPath: fieldPath,
-		},
+		InvolvedObject:      ref,
 		Reason:              reason,
 		Message:             fmt.Sprintf(format, args...),
 		Type:                eventType,
@@ -65,7 +79,7 @@ func (r *eventRecorder) podEvent(pod *v1.Pod, fieldPath, eventType, reason, form
 	select {
 	case r.q <- ev:
 	default:
-		r.log.Debug("event queue full; dropping event", "reason", reason, "pod", pod.Namespace+"/"+pod.Name)
+		r.log.Debug("event queue full; dropping event", "reason", reason, "object", ref.Kind+" "+ref.Namespace+"/"+ref.Name)
 	}
 }
 

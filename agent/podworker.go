@@ -49,19 +49,22 @@ type podWorker struct {
 	// firstSeen starts the pod start latency (kubelet_pod_start_duration_seconds).
 	firstSeen time.Time
 
-	mu   sync.Mutex
-	pod  *v1.Pod // latest desired state
-	gone bool    // the pod is no longer in the API
+	mu     sync.Mutex
+	pod    *v1.Pod // latest desired state
+	gone   bool    // the pod is no longer in the API
+	resend bool    // write the status even if unchanged (resendStatus)
 
 	lastPod    *v1.Pod
 	netSandbox string // sandbox whose network is set up
 	podIP      string
 	filesFor   string // sandbox the pod's files were written for
 	lastSent   *v1.PodStatus
-	waiting    map[string]*v1.ContainerStateWaiting
-	waiters    map[string]bool // container IDs being waited on
-	probes     map[string]*containerProbes
-	timer      *time.Timer
+	// statusDirty forces the next status write (a new mirror pod).
+	statusDirty bool
+	waiting     map[string]*v1.ContainerStateWaiting
+	waiters     map[string]bool // container IDs being waited on
+	probes      map[string]*containerProbes
+	timer       *time.Timer
 }
 
 func newPodWorker(a *Agent, uid types.UID) *podWorker {
@@ -107,6 +110,9 @@ func (w *podWorker) run(ctx context.Context) {
 		}
 		w.mu.Lock()
 		pod, gone := w.pod, w.gone
+		if w.resend {
+			w.resend, w.statusDirty = false, true
+		}
 		w.mu.Unlock()
 		if pod != nil {
 			w.lastPod = pod
@@ -540,6 +546,12 @@ func (w *podWorker) terminate(ctx context.Context, pod *v1.Pod) bool {
 	}
 	w.postStatus(ctx, pod, w.netSandbox != "", true)
 	w.cleanupPod(ctx, pod)
+	if isStaticPod(pod) {
+		// Its file is gone or changed: there is no API object to delete,
+		// only its mirror.
+		w.a.static.terminated(ctx, pod)
+		return true
+	}
 	err := w.a.api.Delete(ctx, apiclient.Pods, pod.Namespace, pod.Name, &metav1.DeleteOptions{
 		GracePeriodSeconds: new(int64),
 		Preconditions:      &metav1.Preconditions{UID: &pod.UID},
@@ -600,7 +612,7 @@ func (w *podWorker) killPod(ctx context.Context, pod *v1.Pod, grace time.Duratio
 // logs, and forgets its back-off state.
 func (w *podWorker) cleanupPod(ctx context.Context, pod *v1.Pod) {
 	for _, s := range w.podSandboxes() {
-		if pod != nil {
+		if pod != nil && !pod.Spec.HostNetwork {
 			if err := w.a.net.Teardown(ctx, pod, s.NetNS); err != nil {
 				w.log().Warn("cannot tear down pod network", "err", err)
 			}
@@ -686,7 +698,12 @@ func (w *podWorker) postStatus(ctx context.Context, pod *v1.Pod, sandboxReady, t
 			st.Phase = v1.PodSucceeded
 		}
 	}
-	if w.lastSent != nil && apiequality.Semantic.DeepEqual(*w.lastSent, st) {
+	if !w.statusDirty && w.lastSent != nil && apiequality.Semantic.DeepEqual(*w.lastSent, st) {
+		return st
+	}
+	if isStaticPod(pod) && !w.a.static.mirrorOf(pod) {
+		// The kubelet's status manager too skips static pods without a
+		// mirror; creating the mirror asks for a resend.
 		return st
 	}
 	body, err := json.Marshal(map[string]any{"status": st})
@@ -705,7 +722,7 @@ func (w *podWorker) postStatus(ctx context.Context, pod *v1.Pod, sandboxReady, t
 	if prev := lastPhase(pod, w.lastSent); st.Phase == v1.PodRunning && (prev == v1.PodPending || prev == "") {
 		w.a.metrics.ObservePodStart(w.a.now().Sub(w.firstSeen))
 	}
-	w.lastSent = &st
+	w.lastSent, w.statusDirty = &st, false
 	return st
 }
 

@@ -50,6 +50,21 @@ func (p *podWorkers) removed(ctx context.Context, uid types.UID) {
 	w.wake()
 }
 
+// resendStatus makes the worker of uid write its pod's status again even
+// if unchanged: a static pod's new mirror starts with none.
+func (p *podWorkers) resendStatus(uid types.UID) {
+	p.mu.Lock()
+	w := p.workers[uid]
+	p.mu.Unlock()
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	w.resend = true
+	w.mu.Unlock()
+	w.wake()
+}
+
 func (p *podWorkers) worker(ctx context.Context, uid types.UID) *podWorker {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -100,14 +115,21 @@ func (a *Agent) watchPods(ctx context.Context) {
 			continue
 		}
 		seen := map[types.UID]bool{}
+		var mirrors []*v1.Pod
 		for i := range list.Items {
 			pod := &list.Items[i]
+			if isMirrorPod(pod) {
+				mirrors = append(mirrors, pod)
+				continue
+			}
 			seen[pod.UID] = true
 			a.workers.update(ctx, pod)
 		}
-		// Pods deleted while we were not watching.
+		a.static.replaceMirrors(mirrors)
+		// Pods deleted while we were not watching; static pods are not
+		// the API's to delete.
 		for uid := range a.workers.known() {
-			if !seen[uid] {
+			if !seen[uid] && !a.static.isStatic(uid) {
 				a.workers.removed(ctx, uid)
 			}
 		}
@@ -115,7 +137,7 @@ func (a *Agent) watchPods(ctx context.Context) {
 			first = false
 			for _, s := range a.rt.ListSandboxes() {
 				uid := types.UID(s.PodUID)
-				if !seen[uid] {
+				if !seen[uid] && !a.static.isStatic(uid) {
 					a.workers.removed(ctx, uid)
 				}
 			}
@@ -156,6 +178,11 @@ func (a *Agent) streamPods(ctx context.Context, opts apiclient.ListOptions, rv s
 			}
 			if pod.ResourceVersion != "" {
 				rv = pod.ResourceVersion
+			}
+			if isMirrorPod(&pod) {
+				// Mirrors show static pods; the files say what runs.
+				a.static.observeMirror(&pod, ev.Type == "DELETED")
+				continue
 			}
 			switch ev.Type {
 			case "ADDED", "MODIFIED":
