@@ -12,6 +12,7 @@ packages=(
 	nftables iproute2                           # service proxy, pod network (e2e)
 	etcd-server etcd-client                     # benchmark peer
 	shellcheck                                  # lint the installer scripts
+	curl                                        # the installer one-liner (install e2e test)
 )
 
 if ! command -v go >/dev/null 2>&1; then

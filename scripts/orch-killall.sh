@@ -10,8 +10,9 @@
 #
 # The data directories and cgroup roots are those named in ORCH_DATA_DIR
 # and ORCH_CGROUP_ROOT in the environment, else the services' (the same
-# variables in their env files, as the installer wrote them), else the
-# defaults /var/lib/orch and /orch.
+# variables in their env files, as the installer wrote them, or the keys
+# data-dir and cgroup-root of orch's config file, ORCH_CONFIG or
+# /etc/orch/config.yaml), else the defaults /var/lib/orch and /orch.
 #
 # INSTALL_ORCH_ROOT, as for the installer, is a staging or test root: every
 # path is taken under it, and the service manager, network interfaces and
@@ -46,9 +47,11 @@ fi
 
 quiet() { "$@" >/dev/null 2>&1 || true; }
 
-# settings KEY DEFAULT prints the values of KEY in the environment or the
-# services' env files (KEY='VALUE' lines), one a line, else DEFAULT. The
-# files are read, not sourced: nothing in them runs.
+# settings KEY CONFIG_KEY DEFAULT prints the values of KEY in the
+# environment, or in the services' env files (KEY='VALUE' lines) and of
+# CONFIG_KEY in the config file (CONFIG_KEY: VALUE, optionally quoted), one
+# a line, else DEFAULT. The files are read, not sourced: nothing in them
+# runs.
 settings() {
 	eval "v=\${$1:-}"
 	if [ -n "$v" ]; then
@@ -63,15 +66,21 @@ settings() {
 		[ -z "$v" ] || found="$found$v
 "
 	done
+	f=$ROOT${ORCH_CONFIG:-/etc/orch/config.yaml}
+	if [ -r "$f" ]; then
+		v=$(sed -n "s/^$2:[[:space:]]*[\"']\{0,1\}\([^\"'#]*[^\"'#[:space:]]\).*/\1/p" "$f" | tail -n 1)
+		[ -z "$v" ] || found="$found$v
+"
+	fi
 	if [ -n "$found" ]; then
 		printf '%s' "$found" | sort -u
 	else
-		printf '%s\n' "$2"
+		printf '%s\n' "$3"
 	fi
 }
 
-DATA_DIRS=$(settings ORCH_DATA_DIR /var/lib/orch)
-CGROUP_ROOTS=$(settings ORCH_CGROUP_ROOT /orch)
+DATA_DIRS=$(settings ORCH_DATA_DIR data-dir /var/lib/orch)
+CGROUP_ROOTS=$(settings ORCH_CGROUP_ROOT cgroup-root /orch)
 
 HOST=true
 [ -z "$ROOT" ] || HOST=false
@@ -104,7 +113,7 @@ kill_cgroup() {
 echo "[INFO]  killing the pods' processes"
 for cg in "$ROOT/sys/fs/cgroup" "$ROOT"/sys/fs/cgroup/*; do
 	[ -d "$cg" ] || continue
-	for r in $CGROUP_ROOTS; do
+	printf '%s\n' "$CGROUP_ROOTS" | while IFS= read -r r; do
 		kill_cgroup "$cg$r"
 	done
 	for s in orch orch-agent; do
@@ -116,9 +125,11 @@ done
 # container root file systems, volumes. /proc/self/mounts escapes spaces
 # and other blanks as octal (\040).
 echo "[INFO]  unmounting"
-for d in $DATA_DIRS /run/orch; do
+printf '%s\n' "$DATA_DIRS" /run/orch | while IFS= read -r d; do
 	d=$ROOT${d%/}
-	awk -v d="$d" '$2 == d || index($2, d "/") == 1 { print $2 }' /proc/self/mounts |
+	# /proc/self/mounts writes a blank in a path as \040; ENVIRON, unlike
+	# awk -v, takes the value without escapes.
+	D=$(printf '%s' "$d" | sed 's/ /\\040/g') awk 'BEGIN { d = ENVIRON["D"] } $2 == d || index($2, d "/") == 1 { print $2 }' /proc/self/mounts |
 		sort -r | while read -r m; do
 		quiet umount -l "$(printf '%b' "$m")"
 	done
