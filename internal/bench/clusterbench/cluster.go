@@ -218,6 +218,7 @@ func (c *cluster) stop() {
 	if c.cs != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 		defer cancel()
+		c.recordServerPods(ctx)
 		grace := int64(0)
 		_ = c.cs.AppsV1().Deployments("default").Delete(ctx, "sleep", metav1.DeleteOptions{})
 		_ = c.cs.CoreV1().Pods("default").DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: &grace}, metav1.ListOptions{})
@@ -230,6 +231,24 @@ func (c *cluster) stop() {
 		if p != nil {
 			p.stop()
 		}
+	}
+}
+
+// recordServerPods adds the UIDs of the server node's pods to
+// serverPodsFile, so that their cgroups (under the default root, shared
+// with other clusters on this machine) can be found and removed.
+func (c *cluster) recordServerPods(ctx context.Context) {
+	pods, err := c.cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + serverNode})
+	if err != nil {
+		return
+	}
+	f, err := os.OpenFile(filepath.Join(c.o.dir, serverPodsFile), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	for _, p := range pods.Items {
+		fmt.Fprintln(f, p.UID)
 	}
 }
 

@@ -83,6 +83,7 @@ func measureAll(ctx context.Context, e *env, c *cluster, res *results) error {
 		return err
 	}
 	res.podsUp = time.Since(t0)
+	c.recordServerPods(ctx)
 	if res.spread, err = c.spread(ctx); err != nil {
 		return err
 	}

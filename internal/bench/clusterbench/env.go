@@ -33,6 +33,9 @@ const (
 	// their UIDs in its data dir instead (cleanupLeftovers).
 	agentCgroupRoot = "/orch-clusterbench"
 	serverCgroupDef = "/orch"
+	// serverPodsFile (in the data dir) lists the UIDs of the server
+	// node's pods, for cleanupLeftovers.
+	serverPodsFile = "server-pod-uids"
 )
 
 var (
@@ -166,12 +169,23 @@ func cleanupLeftovers(dir string) {
 	var cgroups []string
 	hierarchies, _ := filepath.Glob("/sys/fs/cgroup/*")
 	hierarchies = append([]string{"/sys/fs/cgroup"}, hierarchies...)
-	uids, _ := os.ReadDir(filepath.Join(dir, "server", "agent", "pods"))
+	// The server node's pods: those it still keeps state for, and those
+	// the driver recorded (the node removes a deleted pod's state but, as
+	// of this writing, leaves its cgroups behind).
+	uids := map[string]bool{}
+	entries, _ := os.ReadDir(filepath.Join(dir, "server", "agent", "pods"))
+	for _, e := range entries {
+		uids[e.Name()] = true
+	}
+	recorded, _ := os.ReadFile(filepath.Join(dir, serverPodsFile))
+	for _, uid := range strings.Fields(string(recorded)) {
+		uids[uid] = true
+	}
 	for _, h := range hierarchies {
 		cgroups = append(cgroups, filepath.Join(h, agentCgroupRoot))
-		for _, uid := range uids {
+		for uid := range uids {
 			for _, pattern := range []string{"*", "."} { // with and without a QoS level
-				found, _ := filepath.Glob(filepath.Join(h, serverCgroupDef, "pods", pattern, uid.Name()))
+				found, _ := filepath.Glob(filepath.Join(h, serverCgroupDef, "pods", pattern, uid))
 				cgroups = append(cgroups, found...)
 			}
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -41,7 +42,14 @@ func (r *results) markdown(o options) string {
 	fmt.Fprintf(&b, "### Whole cluster: server + joined agent (issues 8, 9)\n\n")
 	fmt.Fprintf(&b, "Machine: %s. Date: %s. Tree at %s; binary: %s.\n",
 		measure.Machine(), time.Now().UTC().Format("2006-01-02 15:04 MST"), commit, orchVersion(o.orch))
-	fmt.Fprintf(&b, "Command: `go run ./internal/bench/clusterbench -window %s` (part of `make bench`). ", o.window)
+	var defaults []string
+	for _, name := range []string{"window", "pods", "execs", "requests", "download-mib"} {
+		if f := flag.Lookup(name); f != nil {
+			defaults = append(defaults, "-"+name+" "+f.DefValue)
+		}
+	}
+	fmt.Fprintf(&b, "Command: `go run ./internal/bench/clusterbench -window %s -pods %d -execs %d -requests %d -download-mib %d` (`make bench` runs it without flags: %s). ",
+		o.window, o.pods, o.execs, o.requests, o.download, strings.Join(defaults, " "))
 	fmt.Fprintf(&b, "`orch server` (with its built-in node %s) in one network namespace, `orch agent --join` (node %s) in another, "+
 		"on a bridge with 198.18.30.0/24 addresses; %d busybox pods as Deployment `sleep`, spread %s; they were all available %s after the create. ",
 		serverNode, agentNode, o.pods, spreadText(r.spread), r.podsUp.Round(time.Millisecond))
