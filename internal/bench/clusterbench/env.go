@@ -170,8 +170,8 @@ func cleanupLeftovers(dir string) {
 	hierarchies, _ := filepath.Glob("/sys/fs/cgroup/*")
 	hierarchies = append([]string{"/sys/fs/cgroup"}, hierarchies...)
 	// The server node's pods: those it still keeps state for, and those
-	// the driver recorded (the node removes a deleted pod's state but, as
-	// of this writing, leaves its cgroups behind).
+	// the driver recorded (a run killed after the node forgot a pod, or
+	// while it was deleting one, may leave the pod's cgroups behind).
 	uids := map[string]bool{}
 	entries, _ := os.ReadDir(filepath.Join(dir, "server", "agent", "pods"))
 	for _, e := range entries {
