@@ -197,13 +197,7 @@ func newJoinE2ECluster(t *testing.T, bin string) *joinE2ECluster {
 			localPort: 18080 + i,
 		}
 		sw.Attach(t, a.ns, "eth0", a.ip)
-		a.ns.Nft(t, `table inet orch_join_e2e {
-	chain input {
-		type filter hook input priority 0; policy accept;
-		iifname "eth0" ct state new meta l4proto tcp reject with tcp reset
-		iifname "eth0" ct state new drop
-	}
-}`)
+		a.ns.RefuseInbound(t, "eth0")
 		a.ns.Listen(t, 10250)
 		waitFor(t, 30*time.Second, "listener in "+name+"'s namespace", func() (bool, error) {
 			return a.ns.Dial(netip.MustParseAddrPort("127.0.0.1:10250"), 5) == nil, nil
@@ -281,9 +275,19 @@ func (c *joinE2ECluster) failJoin(name string, ns *netnstest.NS, args []string, 
 
 func (c *joinE2ECluster) waitNodeReady(a *joinE2EAgent) {
 	c.t.Helper()
-	waitFor(c.t, 90*time.Second, "node "+a.name+" Ready", func() (bool, error) {
+	c.waitNodeCondition(a, "True", 90*time.Second)
+}
+
+// waitNodeCondition waits until a's node has condition Ready with status.
+func (c *joinE2ECluster) waitNodeCondition(a *joinE2EAgent, status string, timeout time.Duration) {
+	c.t.Helper()
+	waitFor(c.t, timeout, "node "+a.name+" Ready="+status, func() (bool, error) {
 		out, err := c.kubectl.run("get", "node", a.name, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
-		return err == nil && strings.TrimSpace(out) == "True", nil
+		if err == nil && strings.TrimSpace(out) == status {
+			return true, nil
+		}
+		time.Sleep(500 * time.Millisecond) // kubectl costs a CPU: poll gently
+		return false, nil
 	})
 }
 
@@ -517,9 +521,10 @@ func (c *joinE2ECluster) bootID(a *joinE2EAgent) string {
 }
 
 // cutLink drops every packet of a's link both ways (as when an edge box
-// loses its uplink) for joinE2ECut, running during while it is cut. Its
-// pod's processes live on throughout; after the link is back the tunnel
-// returns by itself, the node is Ready and the container never restarted.
+// loses its uplink) for joinE2ECut (longer if the server takes longer to
+// mark the node Unknown), running during while it is cut. Its pod's
+// processes live on throughout; after the link is back the tunnel returns
+// by itself, the node is Ready again and the container never restarted.
 func (c *joinE2ECluster) cutLink(a *joinE2EAgent, during func()) {
 	t := c.t
 	t.Helper()
@@ -532,16 +537,16 @@ func (c *joinE2ECluster) cutLink(a *joinE2EAgent, during func()) {
 	disconnects := countInFile(c.serverLog, `msg="tunnel: node disconnected"`)
 	connects := countInFile(c.serverLog, `msg="tunnel: node connected"`)
 	losses := countInFile(a.log, `msg="tunnel: connection to server lost"`)
-	a.ns.Nft(t, `table inet orch_join_cut {
-	chain input { type filter hook input priority -10; policy accept; iifname "eth0" drop; }
-	chain output { type filter hook output priority -10; policy accept; oifname "eth0" drop; }
-}`)
+	restore := a.ns.CutLink(t, "eth0")
 	restored := time.Now().Add(joinE2ECut)
 	during()
 	waitFor(t, 90*time.Second, "both ends noticing the cut link", func() (bool, error) {
 		return countInFile(c.serverLog, `msg="tunnel: node disconnected"`) > disconnects &&
 			countInFile(a.log, `msg="tunnel: connection to server lost"`) > losses, nil
 	})
+	// The server stops hearing from the node: past the node monitor's
+	// grace period (40 s) its Ready condition turns Unknown.
+	c.waitNodeCondition(a, "Unknown", 2*joinE2ECut)
 	time.Sleep(time.Until(restored))
 	alive := cgroupPIDs(cgroups[0])
 	for _, pid := range pids {
@@ -549,7 +554,7 @@ func (c *joinE2ECluster) cutLink(a *joinE2EAgent, during func()) {
 			t.Errorf("process %d of %s's pods is gone after the link was cut for %v", pid, a.name, joinE2ECut)
 		}
 	}
-	a.ns.MustRun(t, "nft", "delete", "table", "inet", "orch_join_cut")
+	restore(t)
 	waitFor(t, 90*time.Second, "the tunnel back after the cut", func() (bool, error) {
 		return countInFile(c.serverLog, `msg="tunnel: node connected"`) > connects, nil
 	})
