@@ -10,6 +10,7 @@ packages=(
 	qemu-user-static                            # run the arm64 binary in tests
 	busybox-static                              # test container images
 	nftables iproute2                           # service proxy, pod network (e2e)
+	util-linux bsdutils                         # nsenter, script (netns e2e, kubectl exec -it)
 	etcd-server etcd-client                     # benchmark peer
 	shellcheck                                  # lint the installer scripts
 	curl                                        # the installer one-liner (install e2e test)
