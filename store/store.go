@@ -77,6 +77,22 @@ type ListOptions struct {
 	// under the prefix. It lets a caller that filters keys resume a listing
 	// after the last key it returned (with Revision pinned).
 	Start string
+	// SkipCount leaves ListResult.RemainingCount at 0 when Limit cuts a
+	// page, sparing a walk over the rest of the prefix: a caller that reads
+	// every page anyway does not need the count.
+	SkipCount bool
+	// Buffer, when set, lends List memory for the page's KeyValues and
+	// values, reused page after page: a caller that reads a large
+	// collection in pages then allocates almost nothing. Passing a buffer
+	// again ends the use of the page read with it before.
+	Buffer *ListBuffer
+}
+
+// ListBuffer is memory lent to List (see ListOptions.Buffer). The zero
+// value is ready to use; List grows it to what a page needs.
+type ListBuffer struct {
+	KVs    []KeyValue
+	Values []byte
 }
 
 // ListResult is one page.
@@ -86,7 +102,8 @@ type ListResult struct {
 	Revision int64
 	// Continue is non-empty when more keys remain.
 	Continue string
-	// RemainingCount is the number of keys after this page, when known.
+	// RemainingCount is the number of keys after this page, when known
+	// (not with ListOptions.SkipCount).
 	RemainingCount int64
 }
 

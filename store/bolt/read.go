@@ -177,52 +177,77 @@ func (d *DB) List(ctx context.Context, prefix string, opts store.ListOptions) (*
 	res := &store.ListResult{Revision: s.rev}
 	it := newMergeIter(s, prefix, start)
 	var values valueArena
+	if b := opts.Buffer; b != nil {
+		res.KVs = b.KVs[:0]
+		values.block = b.Values[:0]
+		defer func() {
+			// Keep the page's KeyValues, and enough value memory for the
+			// next page to fit in one block.
+			b.KVs = res.KVs[:0]
+			if values.used > cap(b.Values) {
+				b.Values = make([]byte, 0, values.used)
+			}
+		}()
+	}
 	for {
-		key, e, raw, err := it.nextKey()
+		key, e, raw, err := it.next()
 		if err != nil {
 			return nil, err
 		}
-		if key == "" {
+		if key == nil {
 			break
 		}
 		if opts.Limit > 0 && int64(len(res.KVs)) == opts.Limit {
-			res.Continue = encodeContinue(continueToken{Rev: s.rev, Prefix: prefix, Next: key})
-			res.RemainingCount = 1
-			for {
-				k, _, _, err := it.nextKey()
-				if err != nil {
-					return nil, err
-				}
-				if k == "" {
-					break
-				}
-				res.RemainingCount++
+			res.Continue = encodeContinue(continueToken{Rev: s.rev, Prefix: prefix, Next: string(key)})
+			if opts.SkipCount {
+				break
 			}
+			n, err := it.count()
+			if err != nil {
+				return nil, err
+			}
+			res.RemainingCount = 1 + n
 			break
 		}
+		if res.KVs == nil {
+			res.KVs = make([]store.KeyValue, 0, listCapacity(opts.Limit))
+		}
 		if e != nil {
-			res.KVs = append(res.KVs, e.kv(key))
+			res.KVs = append(res.KVs, e.kv(string(key)))
 			continue
 		}
 		if len(raw) < 16 {
 			return nil, fmt.Errorf("store: damaged record of %d bytes", len(raw))
 		}
-		res.KVs = append(res.KVs, store.KeyValue{Key: key, Value: values.copy(raw[16:]),
+		res.KVs = append(res.KVs, store.KeyValue{Key: string(key), Value: values.copy(raw[16:]),
 			CreateRevision: int64(binary.BigEndian.Uint64(raw)), ModRevision: int64(binary.BigEndian.Uint64(raw[8:]))})
 	}
 	return res, nil
+}
+
+// listCapacity is the first capacity of a page's KVs: the limit when there
+// is one, else enough for a typical large list to grow only a few times.
+func listCapacity(limit int64) int {
+	if limit > 0 && limit <= 4096 {
+		return int(limit)
+	}
+	return 256
 }
 
 // valueArena copies the values of one List out of the memory map into a
 // few large blocks instead of one allocation per value: a list is used
 // and dropped as a whole, and a LIST of 10k objects otherwise makes 20k
 // small allocations (an entry and a value each).
-type valueArena struct{ block []byte }
+type valueArena struct {
+	block []byte
+	used  int // bytes of all values copied
+}
 
 const arenaBlock = 64 << 10
 
 func (a *valueArena) copy(v []byte) []byte {
-	if len(v) > arenaBlock/4 {
+	a.used += len(v)
+	if len(v) > arenaBlock/4 && cap(a.block)-len(a.block) < len(v) {
 		return bytes.Clone(v)
 	}
 	if cap(a.block)-len(a.block) < len(v) {
@@ -242,18 +267,7 @@ func (d *DB) Count(ctx context.Context, prefix string) (int64, error) {
 		return 0, err
 	}
 	defer s.close()
-	it := newMergeIter(s, prefix, prefix)
-	var n int64
-	for {
-		k, _, _, err := it.nextKey()
-		if err != nil {
-			return 0, err
-		}
-		if k == "" {
-			return n, nil
-		}
-		n++
-	}
+	return newMergeIter(s, prefix, prefix).count()
 }
 
 // mergeIter walks the union of the file's keys, the overlay's keys and the
@@ -294,45 +308,61 @@ func (it *mergeIter) checkFile() {
 	}
 }
 
-// nextKey advances to the next key present in the snapshot. It returns
-// the entry when the value comes from memory, else the raw file record
-// (valid only during the transaction), so that counting copies no values.
-func (it *mergeIter) nextKey() (string, *entry, []byte, error) {
+// next advances to the next key present in the snapshot. It returns the
+// entry when the value comes from memory, else the raw file record. The
+// key and the record are valid only during the transaction: keys are
+// handed out as bytes so that walking past keys (counting, skipping)
+// allocates nothing.
+func (it *mergeIter) next() ([]byte, *entry, []byte, error) {
 	for {
-		var key string
-		var raw []byte
+		var key, raw []byte
 		switch {
 		case it.fk == nil && it.xi == len(it.extra):
-			return "", nil, nil, nil
+			return nil, nil, nil, nil
 		case it.fk == nil:
-			key = it.extra[it.xi]
+			key = []byte(it.extra[it.xi])
 			it.xi++
 		case it.xi == len(it.extra) || string(it.fk) < it.extra[it.xi]:
-			key, raw = string(it.fk), it.fv
+			key, raw = it.fk, it.fv
 			it.fk, it.fv = it.cur.Next()
 			it.checkFile()
 		default:
-			key = it.extra[it.xi]
+			key = []byte(it.extra[it.xi])
 			it.xi++
-			if string(it.fk) == key {
+			if string(it.fk) == string(key) {
 				it.fk, it.fv = it.cur.Next()
 				it.checkFile()
 			}
 		}
 		if it.s.rewind != nil {
-			if e, ok := it.s.rewind[key]; ok {
+			if e, ok := it.s.rewind[string(key)]; ok {
 				if e == nil {
 					continue // absent at the snapshot's revision
 				}
 				return key, e, nil, nil
 			}
 		}
-		if e, ok := it.s.overlay[key]; ok {
+		if e, ok := it.s.overlay[string(key)]; ok {
 			return key, e, nil, nil
 		}
 		if raw == nil {
 			continue
 		}
 		return key, nil, raw, nil
+	}
+}
+
+// count is the number of keys left in the iteration.
+func (it *mergeIter) count() (int64, error) {
+	var n int64
+	for {
+		k, _, _, err := it.next()
+		if err != nil {
+			return 0, err
+		}
+		if k == nil {
+			return n, nil
+		}
+		n++
 	}
 }
