@@ -96,6 +96,11 @@ func TestAgentE2E(t *testing.T) {
 		t.Errorf("exec wget in web: code %d, err %v, output %q, stderr %q", code, err, out.String(), errOut.String())
 	}
 
+	// A static pod from DATA/agent/pod-manifests, shown by its mirror pod;
+	// deleting the mirror does not stop it (staticpods_e2e_test.go).
+	static := startStaticPod(ctx, t, cs, agent, cfg.DataDir)
+	static.deleteMirror(ctx)
+
 	// A crashing container goes into CrashLoopBackOff.
 	createPod(t, cs, newPod("crash", v1.Container{Name: "crash", Command: []string{"sh", "-c", "echo boom; exit 3"}}))
 	crash := waitPod(t, cs, "crash", 60*time.Second, "CrashLoopBackOff", func(p *v1.Pod) bool {
@@ -239,6 +244,9 @@ func TestAgentE2E(t *testing.T) {
 	if st, err := agent.current().rt.Container(id); err != nil || st.State != container.StateRunning {
 		t.Errorf("web container after agent restart: %+v, %v", st, err)
 	}
+	static.afterRestart()
+	// Removing its manifest stops the static pod and deletes its mirror.
+	static.remove(ctx)
 
 	// Graceful deletion: SIGTERM reaches the container, which exits on it
 	// well within the grace period, and the pod object goes away.
