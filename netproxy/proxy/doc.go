@@ -4,8 +4,12 @@
 //
 // Build is a pure function from objects to a Ruleset (an intermediate
 // representation that renders both as nft text and as netlink
-// expressions). Syncer batches changes and rewrites the whole table in one
-// netlink transaction, and rewrites it again if someone deletes it.
+// expressions); a Builder does the same but reuses the rules of Services
+// whose objects did not change. Syncer batches changes and writes them in
+// one netlink transaction: the whole table at first, then only the chains
+// and set elements that changed (NFTables), and the whole table again if
+// someone deletes it. After each write it deletes the UDP conntrack
+// entries the change made stale (Conntrack).
 //
 // The layout follows kube-proxy's nftables mode, so people who know that
 // read orch's rules at sight:
