@@ -61,6 +61,7 @@ type Cluster struct {
 	nodes   map[string]*nodeState
 	stopped map[string]bool // nodes whose heartbeats are stopped
 	usage   map[types.UID]*podUsage
+	leases  map[string]*coordinationv1.Lease // last written, by node
 	wg      sync.WaitGroup
 	cancel  context.CancelFunc
 
@@ -93,7 +94,8 @@ func Start(ctx context.Context, cs kubernetes.Interface, opts Options) (*Cluster
 		opts.LeaseDuration = 40 * time.Second
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	c := &Cluster{cs: cs, opts: opts, nodes: map[string]*nodeState{}, stopped: map[string]bool{}, cancel: cancel}
+	c := &Cluster{cs: cs, opts: opts, nodes: map[string]*nodeState{}, stopped: map[string]bool{},
+		leases: map[string]*coordinationv1.Lease{}, cancel: cancel}
 	for i := 0; i < opts.Nodes; i++ {
 		if err := c.AddNode(ctx, i); err != nil {
 			cancel()
@@ -173,6 +175,12 @@ func (c *Cluster) StopHeartbeats(i int) {
 	c.mu.Unlock()
 }
 
+// leaseRenewers is how many leases are renewed at once. Real kubelets
+// renew their own lease each, in parallel; one loop renewing a thousand
+// leases in turn took longer than the lease duration on a loaded machine,
+// and healthy simulated nodes went NotReady.
+const leaseRenewers = 16
+
 func (c *Cluster) heartbeat(ctx context.Context) {
 	t := time.NewTicker(c.opts.LeaseDuration / 4)
 	defer t.Stop()
@@ -190,30 +198,67 @@ func (c *Cluster) heartbeat(ctx context.Context) {
 			}
 		}
 		c.mu.Unlock()
-		for _, name := range names {
-			_ = c.renewLease(ctx, name)
+		next := make(chan string)
+		var wg sync.WaitGroup
+		for range min(leaseRenewers, len(names)) {
+			wg.Go(func() {
+				for name := range next {
+					_ = c.renewLease(ctx, name)
+				}
+			})
 		}
+		for _, name := range names {
+			next <- name
+		}
+		close(next)
+		wg.Wait()
 	}
 }
 
+// renewLease renews node's lease as the kubelet's lease controller does:
+// an update of the lease it last wrote, a fresh read only when that fails
+// (first renewal, conflict).
 func (c *Cluster) renewLease(ctx context.Context, node string) error {
 	leases := c.cs.CoordinationV1().Leases(corev1.NamespaceNodeLease)
 	now := metav1.NewMicroTime(time.Now())
+	c.mu.Lock()
+	l := c.leases[node]
+	c.mu.Unlock()
+	if l != nil {
+		l = l.DeepCopy()
+		l.Spec.RenewTime = &now
+		if out, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err == nil {
+			c.rememberLease(out)
+			return nil
+		}
+	}
 	l, err := leases.Get(ctx, node, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		_, err = leases.Create(ctx, &coordinationv1.Lease{
+		l, err = leases.Create(ctx, &coordinationv1.Lease{
 			ObjectMeta: metav1.ObjectMeta{Name: node, Namespace: corev1.NamespaceNodeLease},
 			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(node),
 				LeaseDurationSeconds: ptr.To(int32(c.opts.LeaseDuration / time.Second)), RenewTime: &now},
 		}, metav1.CreateOptions{})
+		if err == nil {
+			c.rememberLease(l)
+		}
 		return err
 	}
 	if err != nil {
 		return err
 	}
 	l.Spec.RenewTime = &now
-	_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
+	l, err = leases.Update(ctx, l, metav1.UpdateOptions{})
+	if err == nil {
+		c.rememberLease(l)
+	}
 	return err
+}
+
+func (c *Cluster) rememberLease(l *coordinationv1.Lease) {
+	c.mu.Lock()
+	c.leases[l.Name] = l
+	c.mu.Unlock()
 }
 
 // podSyncers is how many pods the simulated kubelets bring up at once.

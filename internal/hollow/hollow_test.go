@@ -234,3 +234,49 @@ func TestPodWatchResumesAndRelists(t *testing.T) {
 		})
 	}
 }
+
+// Leases are renewed like the kubelet's lease controller does: an update
+// of the lease last written, without reading it first; a silent node's
+// lease is left alone.
+func TestLeasesRenewedWithoutReads(t *testing.T) {
+	cs := fake.NewClientset()
+	var gets, updates sync.Map // node → *atomic.Int64
+	count := func(m *sync.Map, name string) int64 {
+		v, _ := m.LoadOrStore(name, &atomic.Int64{})
+		return v.(*atomic.Int64).Load()
+	}
+	inc := func(m *sync.Map, name string) {
+		v, _ := m.LoadOrStore(name, &atomic.Int64{})
+		v.(*atomic.Int64).Add(1)
+	}
+	cs.PrependReactor("get", "leases", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		inc(&gets, a.(k8stesting.GetAction).GetName())
+		return false, nil, nil
+	})
+	cs.PrependReactor("update", "leases", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		inc(&updates, a.(k8stesting.UpdateAction).GetObject().(metav1.Object).GetName())
+		return false, nil, nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c, err := Start(ctx, cs, Options{Nodes: 3, LeaseDuration: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	c.StopHeartbeats(2)
+	silentUpdates := count(&updates, "hollow-2")
+
+	eventually(t, "three renewals of the live nodes' leases", func() bool {
+		return count(&updates, "hollow-0") >= 3 && count(&updates, "hollow-1") >= 3
+	})
+	for _, n := range []string{"hollow-0", "hollow-1"} {
+		if g := count(&gets, n); g != 1 {
+			t.Errorf("lease %s read %d times, want once (before it was created)", n, g)
+		}
+	}
+	if got := count(&updates, "hollow-2"); got > silentUpdates+1 {
+		// One renewal may have been under way when its heartbeats stopped.
+		t.Errorf("silent node's lease renewed %d times after it stopped", got-silentUpdates)
+	}
+}
