@@ -14,7 +14,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -47,6 +49,8 @@ type Config struct {
 	// NegativeTTL is the SOA minimum of NXDOMAIN/NODATA answers: how
 	// long resolvers cache that a cluster name does not exist.
 	NegativeTTL uint32
+	// Logger receives errors the server survives; nil discards them.
+	Logger *slog.Logger
 }
 
 // Server answers DNS queries. It implements mdns.Handler; Serve runs it
@@ -83,6 +87,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.NegativeTTL == 0 {
 		cfg.NegativeTTL = DefaultNegativeTTL
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
 		cfg:      cfg,
@@ -221,8 +228,16 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) 
 	return ctx.Err()
 }
 
-// ServeDNS answers one query.
+// ServeDNS answers one query. A panic while answering becomes SERVFAIL
+// and a log line, as in CoreDNS: the server runs inside the node agent,
+// and one bad query must not take the node's pods' supervisor down.
 func (s *Server) ServeDNS(w mdns.ResponseWriter, r *mdns.Msg) {
+	defer func() {
+		if rec := recover(); rec != nil {
+			s.cfg.Logger.Error("panic answering a DNS query", "question", r.Question, "panic", rec, "stack", string(debug.Stack()))
+			_ = w.WriteMsg(new(mdns.Msg).SetRcode(r, mdns.RcodeServerFailure))
+		}
+	}()
 	network := w.RemoteAddr().Network()
 	resp := s.answer(r, network)
 	if network == "udp" {

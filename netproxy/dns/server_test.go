@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"runtime"
@@ -270,6 +271,30 @@ func TestConcurrentQueriesSeeEarlierChanges(t *testing.T) {
 	}
 	close(stop)
 	<-stopped
+}
+
+// panickyWriter fails inside ServeDNS (no remote address) and records
+// what is written.
+type panickyWriter struct {
+	mdns.ResponseWriter
+	written []*mdns.Msg
+}
+
+func (w *panickyWriter) RemoteAddr() net.Addr       { return nil }
+func (w *panickyWriter) WriteMsg(m *mdns.Msg) error { w.written = append(w.written, m); return nil }
+
+func TestPanicAnswersServerFailure(t *testing.T) {
+	var logs strings.Builder
+	srv := New(Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	w := &panickyWriter{}
+	q := new(mdns.Msg).SetQuestion("web.default.svc.cluster.local.", mdns.TypeA)
+	srv.ServeDNS(w, q) // must not panic
+	if len(w.written) != 1 || w.written[0].Rcode != mdns.RcodeServerFailure || w.written[0].Id != q.Id {
+		t.Fatalf("answers %v, want one SERVFAIL to the query", w.written)
+	}
+	if !strings.Contains(logs.String(), "panic answering a DNS query") {
+		t.Errorf("panic not logged: %s", logs.String())
+	}
 }
 
 // fakeUpstream answers every A query with 192.0.2.1 on loopback.
