@@ -647,6 +647,17 @@ func (c *joinE2ECluster) checkServiceAccountRBAC() {
 			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
+	// A pod in team that no node takes (nothing matches its selector):
+	// an object to list, not a workload.
+	if out, err := c.kubectl.runIn(`apiVersion: v1
+kind: Pod
+metadata: {name: unscheduled, namespace: team}
+spec:
+  nodeSelector: {orch-e2e: nowhere}
+  containers: [{name: c, image: `+e2eImage+`}]
+`, "apply", "-f", "-"); err != nil {
+		t.Fatalf("kubectl apply: %v\n%s", err, out)
+	}
 	token, err := c.kubectl.run("create", "token", "reader", "-n", "team")
 	if err != nil {
 		t.Fatalf("kubectl create token: %v\n%s", err, token)
@@ -669,7 +680,7 @@ current-context: reader
 		t.Fatal(err)
 	}
 	reader := &kubectlRunner{ns: c.srvNS, kubeconfig: kubeconfig, cacheDir: filepath.Join(joinE2EDir, "reader-cache")}
-	if out, err := reader.run("get", "pods", "-n", "team"); err != nil || !strings.Contains(out, "No resources found in team namespace") {
+	if out, err := reader.run("get", "pods", "-n", "team", "-o", "name"); err != nil || strings.TrimSpace(out) != "pod/unscheduled" {
 		t.Errorf("the service account listing pods in its namespace: %v\n%s", err, out)
 	}
 	for _, tc := range []struct{ resource, ns string }{{"secrets", "team"}, {"pods", "default"}, {"configmaps", "team"}} {
