@@ -231,7 +231,7 @@ func (tc *tokenClient) create(ctx context.Context, req tokenCreateRequest, now t
 		info := bootstraptoken.Info{ID: id, Secret: secret, Description: req.description, ExtraGroups: req.groups,
 			Usages: []string{bootstraptoken.UsageAuthentication, bootstraptoken.UsageSigning}}
 		if req.ttl > 0 {
-			info.Expiration = now.Add(req.ttl)
+			info.Expiration = tokenExpiration(now, req.ttl)
 		}
 		s, err := bootstraptoken.NewSecret(info)
 		if err != nil {
@@ -246,6 +246,16 @@ func (tc *tokenClient) create(ctx context.Context, req tokenCreateRequest, now t
 		}
 		return jointoken.Token{}, tc.explain(err)
 	}
+}
+
+// tokenExpiration is now+ttl rounded up to the second, the precision of
+// the RFC 3339 expiration: a token is valid for at least its ttl.
+func tokenExpiration(now time.Time, ttl time.Duration) time.Time {
+	exp := now.Add(ttl)
+	if t := exp.Truncate(time.Second); !t.Equal(exp) {
+		return t.Add(time.Second)
+	}
+	return exp
 }
 
 // list returns the bootstrap tokens on the server, by id.

@@ -69,6 +69,17 @@ func TestTokenID(t *testing.T) {
 	}
 }
 
+func TestTokenExpiration(t *testing.T) {
+	now := time.Date(2026, 11, 23, 14, 42, 43, 900_000_000, time.UTC)
+	if got, want := tokenExpiration(now, time.Second), time.Date(2026, 11, 23, 14, 42, 45, 0, time.UTC); !got.Equal(want) {
+		t.Errorf("1s after %s: %s, want %s (never less than the ttl)", now, got, want)
+	}
+	whole := now.Truncate(time.Second)
+	if got := tokenExpiration(whole, time.Hour); !got.Equal(whole.Add(time.Hour)) {
+		t.Errorf("1h after %s: %s", whole, got)
+	}
+}
+
 func TestPrintTokens(t *testing.T) {
 	now := time.Date(2026, 11, 23, 14, 0, 0, 0, time.UTC)
 	var b strings.Builder
