@@ -1,5 +1,5 @@
-// Package auth identifies the caller of an API request. It knows two kinds
-// of credentials:
+// Package auth identifies the caller of an API request. It knows these
+// credentials:
 //
 //   - TLS client certificates signed by the cluster CA: the CommonName is
 //     the user, the Organizations are its groups (the Kubernetes
