@@ -356,6 +356,11 @@ func podsByNode(pods []*corev1.Pod) map[string][]*corev1.Pod {
 }
 
 func (c *Controller) updatePod(ctx context.Context, pod *corev1.Pod) (*corev1.Pod, error) {
+	// pod comes from the slimmed shared cache: write it with its full spec.
+	pod, err := informer.WithLiveSpec(ctx, c.api, pod)
+	if err != nil {
+		return nil, err
+	}
 	obj, err := c.api.Update(ctx, podsGVR, pod, "", c.opts.FieldManager)
 	if err != nil {
 		return nil, err

@@ -39,9 +39,15 @@ func NewFactory(lw ListWatcher, log *slog.Logger) *Factory {
 	return &Factory{lw: lw, log: log, informers: map[factoryKey]*Informer{}}
 }
 
-// For returns the shared informer of gvr, caching typed objects.
+// For returns the shared informer of gvr, caching typed objects. Pods are
+// cached through SlimPod: write one back with a full update only after
+// WithLiveSpec.
 func (f *Factory) For(gvr schema.GroupVersionResource) *Informer {
-	return f.get(factoryKey{gvr: gvr}, nil)
+	var transform func(runtime.Object) runtime.Object
+	if gvr == podsGVR {
+		transform = SlimPod
+	}
+	return f.get(factoryKey{gvr: gvr}, transform)
 }
 
 // Metadata returns the shared metadata-only informer of gvr: its objects

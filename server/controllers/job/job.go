@@ -356,7 +356,16 @@ func (c *Controller) removeFinalizer(ctx context.Context, pod *corev1.Pod) error
 				updated.Finalizers = append(updated.Finalizers, f)
 			}
 		}
-		_, err := c.api.Update(ctx, podsGVR, updated, "", c.opts.FieldManager)
+		var err error
+		if attempt == 0 {
+			// The first try writes the slimmed cached pod: with its full spec.
+			if updated, err = informer.WithLiveSpec(ctx, c.api, updated); apierrors.IsNotFound(err) {
+				return nil
+			} else if err != nil {
+				return fmt.Errorf("get pod %s/%s: %w", pod.Namespace, pod.Name, err)
+			}
+		}
+		_, err = c.api.Update(ctx, podsGVR, updated, "", c.opts.FieldManager)
 		if err == nil || apierrors.IsNotFound(err) {
 			return nil
 		}

@@ -299,6 +299,11 @@ func (c *Controller) event(rs *appsv1.ReplicaSet, eventType, reason, format stri
 
 // updatePod writes pod (adoption and release).
 func (c *Controller) updatePod(ctx context.Context, pod *corev1.Pod) (*corev1.Pod, error) {
+	// pod comes from the slimmed shared cache: write it with its full spec.
+	pod, err := informer.WithLiveSpec(ctx, c.api, pod)
+	if err != nil {
+		return nil, err
+	}
 	obj, err := c.api.Update(ctx, podsGVR, pod, "", c.opts.FieldManager)
 	if err != nil {
 		return nil, err

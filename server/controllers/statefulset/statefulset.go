@@ -321,6 +321,11 @@ func (c *Controller) truncateHistory(ctx context.Context, set *appsv1.StatefulSe
 }
 
 func (c *Controller) updatePod(ctx context.Context, pod *corev1.Pod) (*corev1.Pod, error) {
+	// pod comes from the slimmed shared cache: write it with its full spec.
+	pod, err := informer.WithLiveSpec(ctx, c.api, pod)
+	if err != nil {
+		return nil, err
+	}
 	obj, err := c.api.Update(ctx, podsGVR, pod, "", c.opts.FieldManager)
 	if err != nil {
 		return nil, err
