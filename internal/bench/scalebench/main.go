@@ -34,8 +34,9 @@ func main() {
 	pods := flag.Int("pods", 30000, "pods for the scale run (Deployments of -replicas each)")
 	idle := flag.Duration("idle", 60*time.Second, "idle measurement period at scale")
 	out := flag.String("out", "", "write the Markdown section here too")
+	limit := flag.Duration("limit", 40*time.Minute, "wall-clock cap of the whole run; a run cut short still reports what it reached")
 	flag.Parse()
-	report, err := run(*orch, *firstNodes, *replicas, *nodes, *pods, *idle)
+	report, err := run(*orch, *firstNodes, *replicas, *nodes, *pods, *idle, *limit)
 	if err != nil {
 		log.Fatalf("scalebench: %v", err)
 	}
@@ -47,7 +48,7 @@ func main() {
 	}
 }
 
-func run(orch string, firstNodes, replicas, nodes, pods int, idle time.Duration) (string, error) {
+func run(orch string, firstNodes, replicas, nodes, pods int, idle, limit time.Duration) (string, error) {
 	dir, err := os.MkdirTemp("", "scalebench-")
 	if err != nil {
 		return "", err
@@ -70,6 +71,7 @@ func run(orch string, firstNodes, replicas, nodes, pods int, idle time.Duration)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	startAll := time.Now()
 	hc, err := hollow.Start(ctx, cs, hollow.Options{Nodes: firstNodes, CPU: "32", Memory: "128Gi", Pods: 110})
 	if err != nil {
 		return "", err
@@ -102,9 +104,11 @@ func run(orch string, firstNodes, replicas, nodes, pods int, idle time.Duration)
 		}
 	}
 	var stuck error
+	capped, stopCap := context.WithDeadline(ctx, startAll.Add(limit))
 	for d := 0; d < deployments && stuck == nil; d++ {
-		stuck = waitAvailable(ctx, cs, fmt.Sprintf("scale-%d", d), replicas)
+		stuck = waitAvailable(capped, cs, fmt.Sprintf("scale-%d", d), replicas)
 	}
+	stopCap()
 	took = time.Since(start)
 	if stuck != nil {
 		// Measure the server at the scale reached all the same.
@@ -122,6 +126,9 @@ func run(orch string, firstNodes, replicas, nodes, pods int, idle time.Duration)
 	add(fmt.Sprintf("server CPU over %s at that scale (leases of %d nodes renewed every 10 s)", idle, nodes),
 		fmt.Sprintf("%.1f %% of a core", measure.CPUPercent(a, b)))
 	add(fmt.Sprintf("server disk writes over %s", idle), fmt.Sprintf("%d bytes", b.WriteBytes-a.WriteBytes))
+	ws := hc.WatchStats()
+	add("simulated kubelets' pod watch over the run",
+		fmt.Sprintf("%d lists, %d expired (410), %d resumed", ws.Lists, ws.Expired, ws.Rewatches))
 
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "## Control plane at scale: simulated nodes (issue 5)\n\nMachine: %s. Date: %s.\nCommand: `go run ./internal/bench/scalebench` (`make bench`). The simulated\nkubelets run in the benchmark process and share its 2 cores with the server.\n\n",
@@ -178,12 +185,13 @@ func waitAvailable(ctx context.Context, cs kubernetes.Interface, name string, re
 		if err == nil && d.Status.AvailableReplicas == int32(replicas) {
 			return nil
 		}
-		if time.Now().After(deadline) {
+		if time.Now().After(deadline) || ctx.Err() != nil {
 			got := int32(0)
 			if d != nil {
 				got = d.Status.AvailableReplicas
 			}
-			return fmt.Errorf("deployment %s: %d of %d available after 10 minutes", name, got, replicas)
+			return fmt.Errorf("deployment %s: %d of %d available after %s", name, got, replicas,
+				time.Since(deadline.Add(-10*time.Minute)).Round(time.Second))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
