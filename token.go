@@ -64,7 +64,7 @@ func tokenCommand() *cli.Command {
 					"`orch agent --token`; it expires after --ttl",
 				Flags: append(flags,
 					&cli.StringFlag{Name: "ttl", Value: "24h", Usage: "how long the token is valid, e.g. 1h30m; 0 means it never expires"},
-					&cli.StringFlag{Name: "description", Usage: "a note on what the token is for, shown by `orch token list`"},
+					&cli.StringFlag{Name: "description", Usage: "a note on what the token is for, shown by orch token list"},
 					&cli.StringSliceFlag{Name: "groups", Value: cli.NewStringSlice(bootstraptoken.DefaultExtraGroup),
 						Usage: "extra groups the token authenticates as; each must start with system:bootstrappers:"},
 				),
