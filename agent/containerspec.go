@@ -52,6 +52,7 @@ func (a *Agent) containerConfig(ctx context.Context, pod *v1.Pod, c *v1.Containe
 		Labels: map[string]string{
 			labelPodUID: string(pod.UID), labelPodName: pod.Name, labelPodNamespace: pod.Namespace,
 			labelContainerName: c.Name, labelRestartCount: strconv.Itoa(restarts), labelImageID: img.ID,
+			labelImageRef: img.ImageRef(c.Image),
 		},
 		Lower:          lower,
 		Args:           args,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -80,5 +81,22 @@ func TestEnsureImagePullStates(t *testing.T) {
 	img, werr := a.ensureImage(context.Background(), pod, c, "spec.containers{c}")
 	if werr != nil || img.ID == "" || puller.pulls != 3 {
 		t.Fatalf("pull after the back-off: %+v, %v, %d pulls", img, werr, puller.pulls)
+	}
+}
+
+func TestNodeImageNames(t *testing.T) {
+	for _, tc := range []struct {
+		img  image.Image
+		want []string
+	}{
+		{image.Image{ID: "sha256:1", Names: []string{"docker.io/library/busybox:1.36"}, RepoDigests: []string{"docker.io/library/busybox@sha256:a"}},
+			[]string{"docker.io/library/busybox@sha256:a", "docker.io/library/busybox:1.36"}},
+		{image.Image{ID: "sha256:1"}, []string{"sha256:1"}},
+		{image.Image{ID: "sha256:1", Names: []string{"a:1", "a:2", "a:3", "a:4"}, RepoDigests: []string{"a@sha256:1", "b@sha256:1"}},
+			[]string{"a@sha256:1", "b@sha256:1", "a:1", "a:2", "a:3"}},
+	} {
+		if got := nodeImageNames(tc.img); !slices.Equal(got, tc.want) {
+			t.Errorf("nodeImageNames(%+v) = %v, want %v", tc.img, got, tc.want)
+		}
 	}
 }

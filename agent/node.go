@@ -22,6 +22,7 @@ import (
 
 	"github.com/orch-dev/orch/agent/apiclient"
 	"github.com/orch-dev/orch/internal/version"
+	"github.com/orch-dev/orch/runtime/image"
 )
 
 const (
@@ -150,11 +151,23 @@ func (a *Agent) nodeImages() []v1.ContainerImage {
 	}
 	var out []v1.ContainerImage
 	for _, img := range imgs {
-		names := append([]string{}, img.Names...)
-		names = append(names, img.ID)
-		out = append(out, v1.ContainerImage{Names: names, SizeBytes: img.Size})
+		out = append(out, v1.ContainerImage{Names: nodeImageNames(img), SizeBytes: img.Size})
 	}
 	return out
+}
+
+// maxNamesPerImage is the kubelet's MaxNamesPerImageInNodeStatus.
+const maxNamesPerImage = 5
+
+// nodeImageNames are an image's names in the node status as the kubelet
+// lists them: repo digests, then tags, at most five; the ID when it has
+// neither.
+func nodeImageNames(img image.Image) []string {
+	names := append(append([]string{}, img.RepoDigests...), img.Names...)
+	if len(names) == 0 {
+		names = []string{img.ID}
+	}
+	return names[:min(len(names), maxNamesPerImage)]
 }
 
 // patchNodeStatus writes the node's current status (a merge patch of the

@@ -34,6 +34,9 @@ const (
 	labelRestartCount  = "io.kubernetes.container.restartCount"
 	labelImageID       = "orch.image.id"
 	labelImageName     = "orch.image.name"
+	// labelImageRef is the status' imageID: repo@sha256:digest, or the
+	// image ID when the image has no repo digest (image.ImageRef).
+	labelImageRef = "orch.image.ref"
 )
 
 // minKillGrace is the least time a container gets between SIGTERM and
@@ -272,7 +275,9 @@ func (w *podWorker) views(pod *v1.Pod) map[string]*containerView {
 		if len(list) > 0 {
 			cur := list[0]
 			v.current = &cur
-			v.imageID = cur.Labels[labelImageID]
+			// Containers started before image refs were recorded show
+			// the image ID.
+			v.imageID = firstNonEmpty(cur.Labels[labelImageRef], cur.Labels[labelImageID])
 			if n := cur.Labels[labelImageName]; n != "" {
 				v.image = n
 			}

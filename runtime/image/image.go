@@ -66,12 +66,16 @@ type Config struct {
 
 // Image is a stored image.
 type Image struct {
-	ID       string   `json:"id"`    // config digest, sha256:...
-	Names    []string `json:"names"` // normalized references, e.g. docker.io/library/busybox:latest
-	Layers   []string `json:"layers"`
-	Config   Config   `json:"config"`
-	Platform Platform `json:"platform"`
-	Size     int64    `json:"size"` // unpacked bytes of its layers (as read from the tars)
+	ID    string   `json:"id"`    // config digest, sha256:...
+	Names []string `json:"names"` // normalized references, e.g. docker.io/library/busybox:latest
+	// RepoDigests are repo@sha256:... references by the digest of the
+	// manifest (or index) each name pointed at when it was pulled or
+	// imported, newest first, as containerd's CRI reports them.
+	RepoDigests []string `json:"repoDigests,omitempty"`
+	Layers      []string `json:"layers"`
+	Config      Config   `json:"config"`
+	Platform    Platform `json:"platform"`
+	Size        int64    `json:"size"` // unpacked bytes of its layers (as read from the tars)
 }
 
 // Store is an image store on local disk, safe for concurrent use.
@@ -253,10 +257,15 @@ func (s *Store) writeRecord(img Image) error {
 	}
 	for _, other := range imgs {
 		if other.ID == img.ID {
-			// Keep names the image already had.
+			// Keep names and digests the image already had.
 			for _, n := range other.Names {
 				if !contains(img.Names, n) {
 					img.Names = append(img.Names, n)
+				}
+			}
+			for _, d := range other.RepoDigests {
+				if !contains(img.RepoDigests, d) {
+					img.RepoDigests = append(img.RepoDigests, d)
 				}
 			}
 			continue
@@ -343,4 +352,49 @@ func Normalize(ref string) (string, error) {
 // layers) by digest ("sha256:..."); a registry client implements it.
 type BlobSource interface {
 	Open(ctx context.Context, digest string) (io.ReadCloser, error)
+}
+
+// repository returns the repository of a normalized reference:
+// "docker.io/library/busybox:1.36" → "docker.io/library/busybox".
+func repository(ref string) string {
+	if name, _, ok := strings.Cut(ref, "@"); ok {
+		return name
+	}
+	if i := strings.LastIndexByte(ref, ':'); i > strings.LastIndexByte(ref, '/') {
+		return ref[:i]
+	}
+	return ref
+}
+
+// repoDigests returns the repo@digest reference of each name (once per
+// repository) for the manifest or index digest the names point at.
+func repoDigests(names []string, digest string) []string {
+	if digest == "" {
+		return nil
+	}
+	var out []string
+	for _, n := range names {
+		if d := repository(n) + "@" + digest; !contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// ImageRef is what the kubelet reports as a container's imageID for an
+// image run as ref: the image's repo digest in ref's repository, else its
+// first repo digest, else its ID (sha256:...), as containerd's CRI does.
+func (img Image) ImageRef(ref string) string {
+	if n, err := Normalize(ref); err == nil {
+		repo := repository(n)
+		for _, d := range img.RepoDigests {
+			if repository(d) == repo {
+				return d
+			}
+		}
+	}
+	if len(img.RepoDigests) > 0 {
+		return img.RepoDigests[0]
+	}
+	return img.ID
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"testing"
 
@@ -251,6 +252,10 @@ func TestImportOCILayoutMultiArch(t *testing.T) {
 			}
 			if len(imgs) != 1 || imgs[0].Platform.Architecture != arch || imgs[0].Names[0] != "localhost:5000/multi:1" {
 				t.Fatalf("imported %+v", imgs)
+			}
+			// The repo digest is the index's, which index.json points at.
+			if want := []string{"localhost:5000/multi@" + indexDigest}; !slices.Equal(imgs[0].RepoDigests, want) {
+				t.Errorf("repo digests %v, want %v", imgs[0].RepoDigests, want)
 			}
 			lowers, err := s.LowerDirs("localhost:5000/multi:1")
 			if err != nil {

@@ -2,7 +2,11 @@ package image
 
 import (
 	"archive/tar"
+	"bufio"
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -142,6 +146,7 @@ func (s *Store) importDockerSave(ctx context.Context, t *tarIndex) ([]Image, err
 	if err := t.readJSON("manifest.json", &entries); err != nil {
 		return nil, err
 	}
+	indexed := t.ociManifestsByName()
 	var out []Image
 	for _, e := range entries {
 		if err := ctx.Err(); err != nil {
@@ -164,11 +169,21 @@ func (s *Store) importDockerSave(ctx context.Context, t *tarIndex) ([]Image, err
 		if err != nil {
 			return nil, err
 		}
+		var digests []string
+		for _, n := range names {
+			d := indexed[n]
+			if d == "" {
+				if d, err = t.dockerSaveManifestDigest(cb, e.Layers); err != nil {
+					return nil, fmt.Errorf("image %v: %w", e.RepoTags, err)
+				}
+			}
+			digests = append(digests, repoDigests([]string{n}, d)...)
+		}
 		layers := make([]func() (io.ReadCloser, error), len(e.Layers))
 		for i, l := range e.Layers {
 			layers[i] = func() (io.ReadCloser, error) { return t.open(l) }
 		}
-		img, err := s.store(names, "", cb, layers)
+		img, err := s.store(names, digests, "", cb, layers)
 		if err != nil {
 			return nil, fmt.Errorf("image %v: %w", e.RepoTags, err)
 		}
@@ -206,11 +221,94 @@ func (s *Store) importOCILayout(ctx context.Context, t *tarIndex) ([]Image, erro
 			}
 			names = []string{n}
 		}
-		img, err := s.ingest(ctx, names, t, d, 0)
+		img, err := s.ingest(ctx, names, repoDigests(names, d.Digest), t, d, 0)
 		if err != nil {
 			return nil, fmt.Errorf("image %s: %w", d.Digest, err)
 		}
 		out = append(out, img)
 	}
 	return out, nil
+}
+
+// ociManifestsByName maps image names to manifest digests from the
+// index.json of a tar that is also an OCI layout (docker ≥ 25 writes
+// both): containerd imports such a tar by its index, so those digests are
+// the images' repo digests.
+func (t *tarIndex) ociManifestsByName() map[string]string {
+	out := map[string]string{}
+	if _, ok := t.files["oci-layout"]; !ok {
+		return out
+	}
+	var idx manifest
+	if err := t.readJSON("index.json", &idx); err != nil {
+		return out
+	}
+	for _, d := range idx.Manifests {
+		if n, err := Normalize(d.Annotations[annotationContainerdName]); err == nil {
+			out[n] = d.Digest
+		}
+	}
+	return out
+}
+
+// Media types of the manifest containerd writes for a docker-save image.
+const (
+	mediaTypeDockerConfig       = "application/vnd.docker.container.image.v1+json"
+	mediaTypeDockerLayer        = "application/vnd.docker.image.rootfs.diff.tar"
+	mediaTypeDockerLayerGzip    = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+	dockerManifestSchemaVersion = 2
+)
+
+// dockerSaveManifestDigest is the digest of the Docker manifest
+// containerd writes when it imports a docker-save image, which has none
+// of its own (archive.ImportIndex): schema 2, the config and each layer
+// blob as stored in the tar, layers typed by their compression. k3s and
+// containerd report it as the image's repo digest, so orch does too.
+func (t *tarIndex) dockerSaveManifestDigest(configBlob []byte, layerFiles []string) (string, error) {
+	m := struct {
+		SchemaVersion int          `json:"schemaVersion"`
+		MediaType     string       `json:"mediaType"`
+		Config        Descriptor   `json:"config"`
+		Layers        []Descriptor `json:"layers"`
+	}{
+		SchemaVersion: dockerManifestSchemaVersion,
+		MediaType:     MediaTypeDockerManifest,
+		Config:        Descriptor{MediaType: mediaTypeDockerConfig, Digest: digestOf(configBlob), Size: int64(len(configBlob))},
+		Layers:        []Descriptor{},
+	}
+	for _, f := range layerFiles {
+		d, err := t.layerDescriptor(f)
+		if err != nil {
+			return "", err
+		}
+		m.Layers = append(m.Layers, d)
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return "", err
+	}
+	return digestOf(b), nil
+}
+
+// layerDescriptor hashes one layer blob of the tar and types it as
+// containerd does: gzip or zstd magic means compressed (both typed gzip
+// by containerd's importer), anything else is a plain tar.
+func (t *tarIndex) layerDescriptor(name string) (Descriptor, error) {
+	rc, err := t.open(name)
+	if err != nil {
+		return Descriptor{}, err
+	}
+	defer rc.Close()
+	h := sha256.New()
+	br := bufio.NewReader(rc)
+	head, _ := br.Peek(4)
+	n, err := io.Copy(h, br)
+	if err != nil {
+		return Descriptor{}, fmt.Errorf("read layer %s: %w", name, err)
+	}
+	mt := mediaTypeDockerLayer
+	if bytes.HasPrefix(head, []byte{0x1f, 0x8b, 0x08}) || bytes.HasPrefix(head, []byte{0x28, 0xb5, 0x2f, 0xfd}) {
+		mt = mediaTypeDockerLayerGzip
+	}
+	return Descriptor{MediaType: mt, Digest: "sha256:" + hex.EncodeToString(h.Sum(nil)), Size: n}, nil
 }

@@ -59,8 +59,10 @@ type imageConfigFile struct {
 
 // Ingest stores the image desc points at (a manifest, or an index from
 // which the store's platform is picked), reading blobs from src, and names
-// it ref (may be empty). It is the entry point for registry pulls.
-func (s *Store) Ingest(ctx context.Context, ref string, src BlobSource, desc Descriptor) (Image, error) {
+// it ref (may be empty). resolved is the digest ref resolved to, the
+// index's when the caller picked desc from one (empty: desc's); it makes
+// the image's repo digest. It is the entry point for registry pulls.
+func (s *Store) Ingest(ctx context.Context, ref, resolved string, src BlobSource, desc Descriptor) (Image, error) {
 	var names []string
 	if ref != "" {
 		n, err := Normalize(ref)
@@ -69,7 +71,10 @@ func (s *Store) Ingest(ctx context.Context, ref string, src BlobSource, desc Des
 		}
 		names = []string{n}
 	}
-	img, err := s.ingest(ctx, names, src, desc, 0)
+	if resolved == "" {
+		resolved = desc.Digest
+	}
+	img, err := s.ingest(ctx, names, repoDigests(names, resolved), src, desc, 0)
 	if err != nil {
 		if ref != "" {
 			return Image{}, fmt.Errorf("%s: %w", ref, err)
@@ -79,7 +84,9 @@ func (s *Store) Ingest(ctx context.Context, ref string, src BlobSource, desc Des
 	return img, nil
 }
 
-func (s *Store) ingest(ctx context.Context, names []string, src BlobSource, desc Descriptor, depth int) (Image, error) {
+// ingest stores the image desc points at; digests are the repo digests
+// of names, by the digest of the top-level manifest or index.
+func (s *Store) ingest(ctx context.Context, names, digests []string, src BlobSource, desc Descriptor, depth int) (Image, error) {
 	if depth > 2 {
 		return Image{}, errors.New("nested indexes too deep")
 	}
@@ -100,7 +107,7 @@ func (s *Store) ingest(ctx context.Context, names []string, src BlobSource, desc
 		if err != nil {
 			return Image{}, err
 		}
-		return s.ingest(ctx, names, src, d, depth+1)
+		return s.ingest(ctx, names, digests, src, d, depth+1)
 	}
 	cb, err := readBlob(ctx, src, m.Config.Digest, maxManifestSize)
 	if err != nil {
@@ -119,7 +126,7 @@ func (s *Store) ingest(ctx context.Context, names []string, src BlobSource, desc
 			return verifying(rc, l.Digest)
 		}
 	}
-	return s.store(names, m.Config.Digest, cb, layers)
+	return s.store(names, digests, m.Config.Digest, cb, layers)
 }
 
 // pick chooses the manifest for the store's platform from an index.
@@ -162,7 +169,7 @@ func matchPlatform(want, have Platform) bool {
 // store unpacks missing layers and writes the image record. configDigest
 // is the image ID; layers open each layer blob (compressed or not) in
 // manifest order.
-func (s *Store) store(names []string, configDigest string, configBlob []byte, layers []func() (io.ReadCloser, error)) (Image, error) {
+func (s *Store) store(names, digests []string, configDigest string, configBlob []byte, layers []func() (io.ReadCloser, error)) (Image, error) {
 	if d := digestOf(configBlob); configDigest != "" && d != configDigest {
 		return Image{}, fmt.Errorf("image config digest is %s, expected %s", d, configDigest)
 	}
@@ -174,11 +181,12 @@ func (s *Store) store(names []string, configDigest string, configBlob []byte, la
 		return Image{}, fmt.Errorf("image config lists %d layers, manifest %d", len(cfg.RootFS.DiffIDs), len(layers))
 	}
 	img := Image{
-		ID:       digestOf(configBlob),
-		Names:    names,
-		Layers:   cfg.RootFS.DiffIDs,
-		Config:   cfg.Config,
-		Platform: Platform{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant},
+		ID:          digestOf(configBlob),
+		Names:       names,
+		RepoDigests: digests,
+		Layers:      cfg.RootFS.DiffIDs,
+		Config:      cfg.Config,
+		Platform:    Platform{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant},
 	}
 	for i, diffID := range cfg.RootFS.DiffIDs {
 		if !strings.HasPrefix(diffID, "sha256:") || len(hexOf(diffID)) != 64 {

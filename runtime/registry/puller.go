@@ -323,6 +323,7 @@ func (p *Puller) pullWith(ctx context.Context, dst *image.Store, ref string, r R
 		return image.Image{}, fmt.Errorf("pull %s: %w", ref, err)
 	}
 	src := &blobSource{s: s, cached: map[string][]byte{desc.Digest: body}, manifests: map[string]bool{}}
+	resolved := desc.Digest // the repo digest, the index's for multi-platform images
 	switch desc.MediaType {
 	case image.MediaTypeOCIIndex, image.MediaTypeDockerList:
 		var idx struct {
@@ -341,7 +342,7 @@ func (p *Puller) pullWith(ctx context.Context, dst *image.Store, ref string, r R
 	default:
 		return image.Image{}, fmt.Errorf("pull %s: unsupported manifest media type %q", ref, desc.MediaType)
 	}
-	img, err := dst.Ingest(ctx, ref, src, desc)
+	img, err := dst.Ingest(ctx, ref, resolved, src, desc)
 	if err != nil {
 		// Ingest's errors already start with the reference.
 		return image.Image{}, fmt.Errorf("pull %w", err)

@@ -187,7 +187,7 @@ func TestPullBearerTokenCachedPerScope(t *testing.T) {
 
 func TestPullMultiPlatform(t *testing.T) {
 	reg := testregistry.New(t, testregistry.Options{})
-	reg.PushIndex("test/multi", "1",
+	idx := reg.PushIndex("test/multi", "1",
 		testregistry.Platform{OS: "linux", Architecture: "amd64"},
 		testregistry.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"},
 		testregistry.Platform{OS: "linux", Architecture: "arm", Variant: "v7"},
@@ -225,6 +225,10 @@ func TestPullMultiPlatform(t *testing.T) {
 			if got := platformOf(t, s, ref); got != tt.want || platformName(img.Platform) != tt.want {
 				t.Errorf("pulled %s (config says %s), want %s", got, platformName(img.Platform), tt.want)
 			}
+			// The repo digest is the index's, as containerd reports it.
+			if want := reg.Host + "/test/multi@" + idx.Digest; len(img.RepoDigests) != 1 || img.RepoDigests[0] != want || img.ImageRef(ref) != want {
+				t.Errorf("repo digests %v, want [%s]", img.RepoDigests, want)
+			}
 		})
 	}
 }
@@ -234,11 +238,15 @@ func TestPullByDigest(t *testing.T) {
 	idx := reg.PushIndex("test/multi", "", hostPlatform)
 	s := newStore(t)
 	ref := reg.Host + "/test/multi@" + idx.Digest
-	if _, err := newPuller(t, nil).Pull(context.Background(), s, ref, nil); err != nil {
+	img, err := newPuller(t, nil).Pull(context.Background(), s, ref, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Get(ref); err != nil {
 		t.Fatal(err)
+	}
+	if len(img.RepoDigests) != 1 || img.RepoDigests[0] != ref {
+		t.Errorf("repo digests of an image pulled by digest = %v, want [%s]", img.RepoDigests, ref)
 	}
 	wrong := reg.Host + "/test/multi@sha256:" + strings.Repeat("0", 64)
 	if _, err := newPuller(t, nil).Pull(context.Background(), s, wrong, nil); err == nil || !strings.Contains(err.Error(), "manifest unknown") {
