@@ -82,7 +82,9 @@ func TestInstallTwoNodesE2E(t *testing.T) {
 	// The server: the one-liner, then the service as its unit says.
 	srvRoot := c.root("server", clusterE2EServer, serverCgroupRoot,
 		"write-kubeconfig: "+filepath.Join(clusterE2EDir, "server", "etc/orch/orch.yaml")+"\n")
-	out := c.oneLiner(srvRoot, nil)
+	// The server's node stops its pods when the service stops: the flag
+	// goes into the unit through INSTALL_ORCH_EXEC, as README says.
+	out := c.oneLiner(srvRoot, nil, "--kill-pods-on-stop")
 	wantContains(t, "server install", out, "wrote /etc/systemd/system/orch.service", "wrote /usr/local/bin/orch-killall.sh")
 	srvUnit := parseUnit(t, srvRoot, "/etc/systemd/system/orch.service")
 	srv := c.start(srvNS, srvRoot, srvUnit, "server.log")
@@ -93,15 +95,8 @@ func TestInstallTwoNodesE2E(t *testing.T) {
 	// The agent, with the join token the README points to.
 	token := strings.TrimSpace(readFile(t, filepath.Join(srvRoot, "var/lib/orch/server/token")))
 	agentRoot := c.root("agent", clusterE2EAgent, agentCgroupRoot, "")
-	importDir := filepath.Join(agentRoot, "var/lib/orch/agent/images/import")
-	if err := os.MkdirAll(importDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := testimage.WriteBusybox(filepath.Join(importDir, "busybox.tar"), clusterE2EImage); err != nil {
-		t.Fatal(err)
-	}
 	serverURL := "https://" + clusterE2EServerIP.Addr().String() + ":6443"
-	out = c.oneLiner(agentRoot, []string{"ORCH_URL='" + serverURL + "'", "ORCH_TOKEN='" + token + "'"})
+	out = c.oneLiner(agentRoot, []string{"ORCH_URL='" + serverURL + "'", "ORCH_TOKEN='" + token + "'"}, "")
 	wantContains(t, "agent install", out, "wrote /etc/systemd/system/orch-agent.service", "this machine joins "+serverURL)
 	agentUnit := parseUnit(t, agentRoot, "/etc/systemd/system/orch-agent.service")
 	if agentUnit.env["ORCH_JOIN"] != serverURL || agentUnit.env["ORCH_TOKEN"] != token {
@@ -110,15 +105,11 @@ func TestInstallTwoNodesE2E(t *testing.T) {
 	agent := c.start(agentNS, agentRoot, agentUnit, "agent.log")
 	kubectl.waitNodesReady(t, clusterE2EServer, clusterE2EAgent)
 
-	// A pod on the agent, for the stop and killall checks below.
-	if out, err := kubectl.runIn(sleeperPod, "apply", "-f", "-"); err != nil {
+	// A pod on each node, for the stop and killall checks below.
+	if out, err := kubectl.runIn(sleeperPod("sleeper", clusterE2EAgent)+"---\n"+sleeperPod("server-sleeper", clusterE2EServer), "apply", "-f", "-"); err != nil {
 		t.Fatalf("kubectl apply: %v\n%s", err, out)
 	}
-	waitUntil(t, 120*time.Second, "pod sleeper Running", func() bool {
-		c.checkRunning()
-		out, err := kubectl.run("get", "pod", "sleeper", "-o", "jsonpath={.status.phase}")
-		return err == nil && out == "Running"
-	})
+	kubectl.waitRunning(t, "sleeper", "server-sleeper")
 
 	// Snapshot, change, restore: the change is gone, the nodes are back.
 	srv.stop()
@@ -142,9 +133,7 @@ func TestInstallTwoNodesE2E(t *testing.T) {
 	if out, err := kubectl.run("get", "configmap", "after-snapshot"); err == nil || !strings.Contains(out, `"after-snapshot" not found`) {
 		t.Errorf("after the restore, kubectl get configmap after-snapshot: %v\n%s", err, out)
 	}
-	if out, err := kubectl.run("get", "pod", "sleeper", "-o", "jsonpath={.status.phase}"); err != nil || out != "Running" {
-		t.Errorf("pod sleeper after the restore: %v %q, want Running", err, out)
-	}
+	kubectl.waitRunning(t, "sleeper", "server-sleeper")
 
 	// Stopping the agent leaves its pod running (no --kill-pods-on-stop);
 	// orch-killall.sh then takes everything down.
@@ -153,24 +142,41 @@ func TestInstallTwoNodesE2E(t *testing.T) {
 		t.Error("stopping the agent stopped its pods; without --kill-pods-on-stop they keep running")
 	}
 	c.uninstall(agentNS, agentRoot, agentCgroupRoot, "orch-agent-uninstall.sh")
+
+	// --kill-pods-on-stop: stopping the server stopped its node's pod and
+	// removed its processes, veth, address and mounts.
 	srv.stop()
+	if pids := cgroupProcs(serverCgroupRoot); len(pids) != 0 {
+		t.Errorf("processes %v left under %s after the server stopped with --kill-pods-on-stop", pids, serverCgroupRoot)
+	}
+	if out := srvNS.MustRun(t, "ip", "-o", "link", "show", "master", "orch0"); strings.TrimSpace(out) != "" {
+		t.Errorf("veths left on orch0 after the server stopped with --kill-pods-on-stop:\n%s", out)
+	}
+	if addrs, _ := filepath.Glob(filepath.Join(srvRoot, "var/lib/orch/agent/podnet/ipam/*/10.*")); len(addrs) != 0 {
+		t.Errorf("pod addresses still allocated after the server stopped with --kill-pods-on-stop: %v", addrs)
+	}
+	if m := mountsUnder(t, srvRoot); len(m) != 0 {
+		t.Errorf("mounts left after the server stopped with --kill-pods-on-stop: %v", m)
+	}
 	c.uninstall(srvNS, srvRoot, serverCgroupRoot, "orch-uninstall.sh")
 }
 
-// sleeperPod runs on the agent's node.
-const sleeperPod = `apiVersion: v1
+// sleeperPod is a pod named name that sleeps on node.
+func sleeperPod(name, node string) string {
+	return `apiVersion: v1
 kind: Pod
 metadata:
-  name: sleeper
+  name: ` + name + `
   namespace: default
 spec:
-  nodeName: ` + clusterE2EAgent + `
+  nodeName: ` + node + `
   terminationGracePeriodSeconds: 1
   containers:
   - name: c
     image: ` + clusterE2EImage + `
     command: ["sleep", "3600"]
 `
+}
 
 // cluster is the test's release site and directories.
 type cluster struct {
@@ -204,8 +210,8 @@ func newCluster(t *testing.T, arch string) *cluster {
 }
 
 // root makes the temporary root of one machine with its
-// /etc/orch/config.yaml: every path the service uses lies inside the
-// root, pods go under cgroupRoot.
+// /etc/orch/config.yaml (every path the service uses lies inside the
+// root, pods go under cgroupRoot) and the test image to import.
 func (c *cluster) root(name, nodeName, cgroupRoot, extra string) string {
 	c.t.Helper()
 	root := filepath.Join(clusterE2EDir, name)
@@ -219,11 +225,20 @@ func (c *cluster) root(name, nodeName, cgroupRoot, extra string) string {
 	if err := os.WriteFile(filepath.Join(root, "etc/orch/config.yaml"), []byte(conf), 0o600); err != nil {
 		c.t.Fatal(err)
 	}
+	// The pods' image, where README says an air-gapped node imports from.
+	importDir := filepath.Join(root, "var/lib/orch/agent/images/import")
+	if err := os.MkdirAll(importDir, 0o700); err != nil {
+		c.t.Fatal(err)
+	}
+	if err := testimage.WriteBusybox(filepath.Join(importDir, "busybox.tar"), clusterE2EImage); err != nil {
+		c.t.Fatal(err)
+	}
 	return root
 }
 
-// oneLiner runs README's `curl -sfL URL/install.sh | VARS sh -` for root.
-func (c *cluster) oneLiner(root string, vars []string) string {
+// oneLiner runs README's `curl -sfL URL/install.sh | VARS sh -` for root,
+// with INSTALL_ORCH_EXEC naming root's config file and extraFlags.
+func (c *cluster) oneLiner(root string, vars []string, extraFlags string) string {
 	c.t.Helper()
 	cmd := exec.Command("sh", "-c", `curl -sfL "$SITE/install.sh" | `+strings.Join(vars, " ")+` sh -`)
 	cmd.Env = []string{
@@ -234,7 +249,7 @@ func (c *cluster) oneLiner(root string, vars []string) string {
 		"INSTALL_ORCH_BASE_URL=" + c.site,
 		// The fake init: the test reads the systemd unit and runs it.
 		"INSTALL_ORCH_INIT=systemd",
-		"INSTALL_ORCH_EXEC=--config " + filepath.Join(root, "etc/orch/config.yaml"),
+		"INSTALL_ORCH_EXEC=--config " + filepath.Join(root, "etc/orch/config.yaml") + " " + extraFlags,
 	}
 	return c.run(cmd)
 }
@@ -495,6 +510,18 @@ func (k *kubectlRunner) waitNodesReady(t *testing.T, names ...string) {
 		return true
 	})
 	t.Logf("kubectl get nodes:\n%s", last)
+}
+
+// waitRunning waits for `kubectl get pod` to show each pod Running.
+func (k *kubectlRunner) waitRunning(t *testing.T, pods ...string) {
+	t.Helper()
+	for _, p := range pods {
+		waitUntil(t, 120*time.Second, "pod "+p+" Running", func() bool {
+			k.c.checkRunning()
+			out, err := k.run("get", "pod", p, "-o", "jsonpath={.status.phase}")
+			return err == nil && out == "Running"
+		})
+	}
 }
 
 // waitUntil polls ok until it is true, failing the test after timeout.
