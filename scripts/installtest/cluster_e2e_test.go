@@ -46,8 +46,10 @@ var (
 // exactly as its installed systemd unit says, the server in one network
 // namespace and the agent in another; `kubectl get nodes` shows both
 // Ready; `orch snapshot save`, a change, `orch snapshot restore` undo the
-// change; orch-killall.sh and the uninstallers leave no process, mount,
-// interface, nftables table or file behind.
+// change; the server, installed with --kill-pods-on-stop, takes its pod
+// down when it stops, the agent (default) does not; orch-killall.sh and
+// the uninstallers leave no process, mount, interface, nftables table or
+// file behind.
 //
 // The paths the services use must lie in the temporary roots: the test
 // writes each root's /etc/orch/config.yaml first (data-dir,
