@@ -20,10 +20,10 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/orch-dev/orch/agent/apiclient"
 	"github.com/orch-dev/orch/netproxy/dns"
+	"github.com/orch-dev/orch/netproxy/keyed"
 	"github.com/orch-dev/orch/netproxy/podnet"
 	"github.com/orch-dev/orch/netproxy/proxy"
 )
@@ -257,8 +257,8 @@ func nodeLocalDNSSlice(nodeName string, addr netip.Addr) *discoveryv1.EndpointSl
 // Services without their endpoints (which would refuse connections).
 type serviceState struct {
 	mu       sync.Mutex
-	services keyedObjects[v1.Service, *v1.Service]
-	slices   keyedObjects[discoveryv1.EndpointSlice, *discoveryv1.EndpointSlice]
+	services keyed.Map[*v1.Service]
+	slices   keyed.Map[*discoveryv1.EndpointSlice]
 	localDNS *discoveryv1.EndpointSlice
 
 	proxy proxyRules
@@ -280,18 +280,14 @@ type dnsRecords interface {
 	Replace(services []*v1.Service, slices []*discoveryv1.EndpointSlice, pods []*v1.Pod)
 }
 
-func nameOf(m metav1.Object) types.NamespacedName {
-	return types.NamespacedName{Namespace: m.GetNamespace(), Name: m.GetName()}
-}
-
 // pushLocked gives the proxy and DNS the current picture; both only mark
 // themselves dirty and rebuild in their own time.
 func (s *serviceState) pushLocked() {
-	if !s.services.listed || !s.slices.listed {
+	if !s.services.Listed() || !s.slices.Listed() {
 		return
 	}
-	svcs := s.services.values()
-	sls := s.slices.values()
+	svcs := s.services.Values(0)
+	sls := s.slices.Values(1) // room for localDNS
 	s.dns.Replace(svcs, sls, nil)
 	s.proxy.Replace(svcs, append(sls, s.localDNS))
 }
@@ -303,7 +299,7 @@ func (s *serviceState) sliceSink() sink[discoveryv1.EndpointSlice] { return sink
 
 // sinkInto returns a sink that keeps objs current under s.mu and hands
 // the new picture on after every change.
-func sinkInto[T any, PT objectPtr[T]](s *serviceState, objs *keyedObjects[T, PT]) sink[T] {
+func sinkInto[T any, PT objectPtr[T]](s *serviceState, objs *keyed.Map[PT]) sink[T] {
 	locked := func(change func()) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -311,45 +307,16 @@ func sinkInto[T any, PT objectPtr[T]](s *serviceState, objs *keyedObjects[T, PT]
 		s.pushLocked()
 	}
 	return sink[T]{
-		replace: func(items []*T) { locked(func() { objs.replace(items) }) },
-		update:  func(o *T) { locked(func() { objs.update(o) }) },
-		remove:  func(o *T) { locked(func() { objs.remove(o) }) },
+		replace: func(items []*T) {
+			objects := make([]PT, len(items))
+			for i, o := range items {
+				objects[i] = o
+			}
+			locked(func() { objs.Replace(objects) })
+		},
+		update: func(o *T) { locked(func() { objs.Update(o) }) },
+		remove: func(o *T) { locked(func() { objs.Delete(PT(o).GetNamespace(), PT(o).GetName()) }) },
 	}
-}
-
-// keyedObjects holds the latest object of each namespace/name of one
-// kind, and whether a list has filled it yet. The zero value is empty
-// and not listed; the caller serialises access.
-type keyedObjects[T any, PT objectPtr[T]] struct {
-	byName map[types.NamespacedName]*T
-	listed bool
-}
-
-func (k *keyedObjects[T, PT]) replace(items []*T) {
-	k.byName = make(map[types.NamespacedName]*T, len(items))
-	for _, o := range items {
-		k.byName[nameOf(PT(o))] = o
-	}
-	k.listed = true
-}
-
-func (k *keyedObjects[T, PT]) update(o *T) {
-	if k.byName == nil {
-		k.byName = map[types.NamespacedName]*T{}
-	}
-	k.byName[nameOf(PT(o))] = o
-}
-
-func (k *keyedObjects[T, PT]) remove(o *T) { delete(k.byName, nameOf(PT(o))) }
-
-// values returns the objects in no particular order, with room for one
-// more.
-func (k *keyedObjects[T, PT]) values() []*T {
-	out := make([]*T, 0, len(k.byName)+1)
-	for _, o := range k.byName {
-		out = append(out, o)
-	}
-	return out
 }
 
 // routeState keeps the routes to other nodes' pod subnets current.

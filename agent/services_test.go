@@ -91,34 +91,3 @@ func TestServiceStateWaitsForBothLists(t *testing.T) {
 		t.Errorf("after deletes: proxy slices %v, dns services %v", last, f.dnsCalls[len(f.dnsCalls)-1])
 	}
 }
-
-func TestKeyedObjects(t *testing.T) {
-	svc := func(ns, name, rv string) *v1.Service {
-		return &v1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, ResourceVersion: rv}}
-	}
-	names := func(k *keyedObjects[v1.Service, *v1.Service]) []string {
-		var out []string
-		for _, o := range k.values() {
-			out = append(out, o.Namespace+"/"+o.Name+"@"+o.ResourceVersion)
-		}
-		slices.Sort(out)
-		return out
-	}
-	var k keyedObjects[v1.Service, *v1.Service]
-	k.update(svc("a", "web", "1")) // a watch event before any list
-	if k.listed {
-		t.Fatal("listed before replace")
-	}
-	k.replace([]*v1.Service{svc("a", "web", "2"), svc("b", "web", "3")})
-	k.update(svc("a", "web", "4"))
-	k.update(svc("a", "db", "5"))
-	k.remove(svc("b", "web", "6"))
-	if got, want := names(&k), []string{"a/db@5", "a/web@4"}; !k.listed || !slices.Equal(got, want) {
-		t.Fatalf("got %v (listed %v), want %v", got, k.listed, want)
-	}
-	// A relist drops what is gone.
-	k.replace([]*v1.Service{svc("c", "api", "7")})
-	if got, want := names(&k), []string{"c/api@7"}; !slices.Equal(got, want) {
-		t.Fatalf("after relist: got %v, want %v", got, want)
-	}
-}

@@ -8,7 +8,8 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/orch-dev/orch/netproxy/keyed"
 )
 
 // RuleWriter puts a ruleset into effect. NFTables is the real one; tests
@@ -61,11 +62,10 @@ type Syncer struct {
 	builder *Builder // used by Run only
 	written *Ruleset // used by Run only: the last ruleset written
 
-	mu          sync.Mutex
-	services    map[types.NamespacedName]*v1.Service
-	slices      map[types.NamespacedName]*discoveryv1.EndpointSlice
-	initialized bool // Replace was called: the state is a full picture
-	dirty       bool
+	mu       sync.Mutex
+	services keyed.Map[*v1.Service] // Listed once Replace gave a full picture
+	slices   keyed.Map[*discoveryv1.EndpointSlice]
+	dirty    bool
 
 	kick    chan struct{}
 	results chan SyncResult
@@ -88,13 +88,11 @@ func NewSyncer(cfg Config, w RuleWriter, opts SyncerOptions) *Syncer {
 		opts.Now = time.Now
 	}
 	return &Syncer{
-		cfg:      cfg,
-		writer:   w,
-		opts:     opts,
-		builder:  NewBuilder(cfg),
-		services: map[types.NamespacedName]*v1.Service{},
-		slices:   map[types.NamespacedName]*discoveryv1.EndpointSlice{},
-		kick:     make(chan struct{}, 1),
+		cfg:     cfg,
+		writer:  w,
+		opts:    opts,
+		builder: NewBuilder(cfg),
+		kick:    make(chan struct{}, 1),
 	}
 }
 
@@ -107,13 +105,6 @@ func (s *Syncer) Results() <-chan SyncResult {
 		s.results = make(chan SyncResult, 16)
 	}
 	return s.results
-}
-
-func key(m interface {
-	GetNamespace() string
-	GetName() string
-}) types.NamespacedName {
-	return types.NamespacedName{Namespace: m.GetNamespace(), Name: m.GetName()}
 }
 
 func (s *Syncer) markDirty() {
@@ -130,15 +121,8 @@ func (s *Syncer) markDirty() {
 func (s *Syncer) Replace(services []*v1.Service, slices []*discoveryv1.EndpointSlice) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.services = make(map[types.NamespacedName]*v1.Service, len(services))
-	for _, svc := range services {
-		s.services[key(svc)] = svc
-	}
-	s.slices = make(map[types.NamespacedName]*discoveryv1.EndpointSlice, len(slices))
-	for _, sl := range slices {
-		s.slices[key(sl)] = sl
-	}
-	s.initialized = true
+	s.services.Replace(services)
+	s.slices.Replace(slices)
 	s.markDirty()
 }
 
@@ -147,7 +131,7 @@ func (s *Syncer) Replace(services []*v1.Service, slices []*discoveryv1.EndpointS
 func (s *Syncer) UpdateService(svc *v1.Service) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.services[key(svc)] = svc
+	s.services.Update(svc)
 	s.markDirty()
 }
 
@@ -155,7 +139,7 @@ func (s *Syncer) UpdateService(svc *v1.Service) {
 func (s *Syncer) DeleteService(namespace, name string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.services, types.NamespacedName{Namespace: namespace, Name: name})
+	s.services.Delete(namespace, name)
 	s.markDirty()
 }
 
@@ -164,7 +148,7 @@ func (s *Syncer) DeleteService(namespace, name string) {
 func (s *Syncer) UpdateEndpointSlice(sl *discoveryv1.EndpointSlice) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.slices[key(sl)] = sl
+	s.slices.Update(sl)
 	s.markDirty()
 }
 
@@ -172,7 +156,7 @@ func (s *Syncer) UpdateEndpointSlice(sl *discoveryv1.EndpointSlice) {
 func (s *Syncer) DeleteEndpointSlice(namespace, name string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.slices, types.NamespacedName{Namespace: namespace, Name: name})
+	s.slices.Delete(namespace, name)
 	s.markDirty()
 }
 
@@ -181,19 +165,11 @@ func (s *Syncer) DeleteEndpointSlice(namespace, name string) {
 func (s *Syncer) snapshot() (svcs []*v1.Service, sls []*discoveryv1.EndpointSlice, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.initialized || !s.dirty {
+	if !s.services.Listed() || !s.dirty {
 		return nil, nil, false
 	}
 	s.dirty = false
-	svcs = make([]*v1.Service, 0, len(s.services))
-	for _, v := range s.services {
-		svcs = append(svcs, v)
-	}
-	sls = make([]*discoveryv1.EndpointSlice, 0, len(s.slices))
-	for _, v := range s.slices {
-		sls = append(sls, v)
-	}
-	return svcs, sls, true
+	return s.services.Values(0), s.slices.Values(0), true
 }
 
 // Run writes the rules until ctx is cancelled. It returns ctx.Err(); write
@@ -242,7 +218,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 // checkTable marks the state dirty if the table vanished.
 func (s *Syncer) checkTable() {
 	s.mu.Lock()
-	init := s.initialized
+	init := s.services.Listed()
 	s.mu.Unlock()
 	if !init {
 		return
