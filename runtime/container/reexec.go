@@ -9,8 +9,6 @@ import (
 	// nsenter's C constructor joins namespaces before the Go runtime starts
 	// in `orch init`; in every other invocation it returns at once.
 	_ "github.com/opencontainers/runc/libcontainer/nsenter"
-
-	"github.com/orch-dev/orch/runtime/pause"
 )
 
 // Arguments with which the runtime re-executes the orch binary.
@@ -20,9 +18,10 @@ const (
 )
 
 // Reexec runs orch's helper processes and must be the first thing main
-// does. When os.Args[1] is "init" (libcontainer's container init),
-// "pause" (a pod's pause process) or "container-shim" (the per-container
-// supervisor), it runs that role and exits; otherwise it returns at once.
+// does. When os.Args[1] is "init" (libcontainer's container init) or
+// "container-shim" (the per-container supervisor), it runs that role and
+// exits; otherwise it returns at once. (A pod's pause process, "pause",
+// never gets here: runtime/pause runs it in C before the Go runtime.)
 func Reexec() {
 	if len(os.Args) < 2 {
 		return
@@ -30,8 +29,6 @@ func Reexec() {
 	switch os.Args[1] {
 	case initArg:
 		libcontainer.Init() // never returns
-	case pause.Arg:
-		pause.Main(os.Args[2:])
 	case shimArg:
 		shimMain(os.Args[2:])
 	}
