@@ -25,6 +25,8 @@ import (
 	mdns "github.com/miekg/dns"
 	v1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/orch-dev/orch/netproxy/keyed"
 )
 
 // Defaults, as CoreDNS' kubernetes plugin uses them.
@@ -61,9 +63,9 @@ type Server struct {
 	client *mdns.Client
 
 	mu       sync.Mutex
-	services map[string]*v1.Service
-	slices   map[string]*discoveryv1.EndpointSlice
-	pods     map[string]*v1.Pod
+	services keyed.Map[*v1.Service]
+	slices   keyed.Map[*discoveryv1.EndpointSlice]
+	pods     keyed.Map[*v1.Pod]
 	// gen counts changes to the objects (written under mu). A view built
 	// from generation g answers for every change up to g; a query that
 	// sees a newer gen waits for a rebuild instead of answering from the
@@ -92,20 +94,15 @@ func New(cfg Config) *Server {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		cfg:      cfg,
-		domain:   mdns.Fqdn(strings.ToLower(cfg.Domain)),
-		client:   &mdns.Client{Timeout: cfg.ForwardTimeout},
-		services: map[string]*v1.Service{},
-		slices:   map[string]*discoveryv1.EndpointSlice{},
-		pods:     map[string]*v1.Pod{},
+		cfg:    cfg,
+		domain: mdns.Fqdn(strings.ToLower(cfg.Domain)),
+		client: &mdns.Client{Timeout: cfg.ForwardTimeout},
 	}
 	// Never nil: the first queries (a resolver sends A and AAAA at once)
 	// must not race the first build.
 	s.view.Store(buildView(s.domain, cfg.TTL, 0, snapshot{}))
 	return s
 }
-
-func nsName(ns, name string) string { return ns + "/" + name }
 
 func (s *Server) changed() { s.gen.Add(1) }
 
@@ -114,7 +111,7 @@ func (s *Server) changed() { s.gen.Add(1) }
 func (s *Server) UpdateService(svc *v1.Service) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.services[nsName(svc.Namespace, svc.Name)] = svc
+	s.services.Update(svc)
 	s.changed()
 }
 
@@ -122,7 +119,7 @@ func (s *Server) UpdateService(svc *v1.Service) {
 func (s *Server) DeleteService(namespace, name string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.services, nsName(namespace, name))
+	s.services.Delete(namespace, name)
 	s.changed()
 }
 
@@ -130,7 +127,7 @@ func (s *Server) DeleteService(namespace, name string) {
 func (s *Server) UpdateEndpointSlice(sl *discoveryv1.EndpointSlice) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.slices[nsName(sl.Namespace, sl.Name)] = sl
+	s.slices.Update(sl)
 	s.changed()
 }
 
@@ -138,7 +135,7 @@ func (s *Server) UpdateEndpointSlice(sl *discoveryv1.EndpointSlice) {
 func (s *Server) DeleteEndpointSlice(namespace, name string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.slices, nsName(namespace, name))
+	s.slices.Delete(namespace, name)
 	s.changed()
 }
 
@@ -146,7 +143,7 @@ func (s *Server) DeleteEndpointSlice(namespace, name string) {
 func (s *Server) UpdatePod(pod *v1.Pod) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.pods[nsName(pod.Namespace, pod.Name)] = pod
+	s.pods.Update(pod)
 	s.changed()
 }
 
@@ -154,7 +151,7 @@ func (s *Server) UpdatePod(pod *v1.Pod) {
 func (s *Server) DeletePod(namespace, name string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.pods, nsName(namespace, name))
+	s.pods.Delete(namespace, name)
 	s.changed()
 }
 
@@ -162,18 +159,9 @@ func (s *Server) DeletePod(namespace, name string) {
 func (s *Server) Replace(services []*v1.Service, slices []*discoveryv1.EndpointSlice, pods []*v1.Pod) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.services = make(map[string]*v1.Service, len(services))
-	for _, o := range services {
-		s.services[nsName(o.Namespace, o.Name)] = o
-	}
-	s.slices = make(map[string]*discoveryv1.EndpointSlice, len(slices))
-	for _, o := range slices {
-		s.slices[nsName(o.Namespace, o.Name)] = o
-	}
-	s.pods = make(map[string]*v1.Pod, len(pods))
-	for _, o := range pods {
-		s.pods[nsName(o.Namespace, o.Name)] = o
-	}
+	s.services.Replace(services)
+	s.slices.Replace(slices)
+	s.pods.Replace(pods)
 	s.changed()
 }
 
@@ -192,7 +180,7 @@ func (s *Server) current() *view {
 	if v := s.view.Load(); v.gen == gen {
 		return v // another query rebuilt it meanwhile
 	}
-	v := buildView(s.domain, s.cfg.TTL, gen, snapshot{services: s.services, slices: s.slices, pods: s.pods})
+	v := buildView(s.domain, s.cfg.TTL, gen, snapshot{services: &s.services, slices: &s.slices, pods: &s.pods})
 	s.view.Store(v)
 	return v
 }

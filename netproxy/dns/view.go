@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"cmp"
 	"net/netip"
 	"slices"
 	"strings"
@@ -8,6 +9,8 @@ import (
 	mdns "github.com/miekg/dns"
 	v1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/orch-dev/orch/netproxy/keyed"
 )
 
 // view is an immutable index of every cluster name, rebuilt from the
@@ -76,9 +79,21 @@ func protoLabel(p v1.Protocol) string {
 }
 
 type snapshot struct {
-	services map[string]*v1.Service
-	slices   map[string]*discoveryv1.EndpointSlice
-	pods     map[string]*v1.Pod
+	services *keyed.Map[*v1.Service]
+	slices   *keyed.Map[*discoveryv1.EndpointSlice]
+	pods     *keyed.Map[*v1.Pod]
+}
+
+// sorted returns m's objects by namespace and name.
+func sorted[T keyed.Object](m *keyed.Map[T]) []T {
+	if m == nil {
+		return nil
+	}
+	out := m.Values(0)
+	slices.SortFunc(out, func(a, b T) int {
+		return cmp.Or(cmp.Compare(a.GetNamespace(), b.GetNamespace()), cmp.Compare(a.GetName(), b.GetName()))
+	})
+	return out
 }
 
 // buildView indexes the objects of generation gen. ttl is the TTL of
@@ -86,21 +101,16 @@ type snapshot struct {
 func buildView(domain string, ttl uint32, gen uint64, s snapshot) *view {
 	v := &view{domain: domain, gen: gen, names: map[string]*records{}, exists: map[string]bool{}, ptr: map[string]string{}}
 	slicesBySvc := map[string][]*discoveryv1.EndpointSlice{}
-	for _, sl := range s.slices {
+	for _, sl := range sorted(s.slices) {
 		if n := sl.Labels[discoveryv1.LabelServiceName]; n != "" {
 			k := sl.Namespace + "/" + n
 			slicesBySvc[k] = append(slicesBySvc[k], sl)
 		}
 	}
 	// Sort for stable answers and a stable "first name wins" for PTR.
-	keys := make([]string, 0, len(s.services))
-	for k := range s.services {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
 	headless := map[string]bool{}
-	for _, k := range keys {
-		svc := s.services[k]
+	for _, svc := range sorted(s.services) {
+		k := svc.Namespace + "/" + svc.Name
 		name := strings.ToLower(svc.Name + "." + svc.Namespace + ".svc." + domain)
 		switch {
 		case svc.Spec.Type == v1.ServiceTypeExternalName:
@@ -131,13 +141,7 @@ func buildView(domain string, ttl uint32, gen uint64, s snapshot) *view {
 			}
 		}
 	}
-	pkeys := make([]string, 0, len(s.pods))
-	for k := range s.pods {
-		pkeys = append(pkeys, k)
-	}
-	slices.Sort(pkeys)
-	for _, k := range pkeys {
-		pod := s.pods[k]
+	for _, pod := range sorted(s.pods) {
 		for _, ip := range podIPs(pod) {
 			// StatefulSet-style name: hostname.subdomain.ns.svc when a
 			// headless Service named like the subdomain exists.
