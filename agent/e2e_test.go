@@ -86,6 +86,11 @@ func TestAgentE2E(t *testing.T) {
 	if !strings.HasPrefix(webStatus.ContainerID, "orch://") || webStatus.ImageID == "" || webStatus.Started == nil || !*webStatus.Started {
 		t.Errorf("web container status = %+v", webStatus)
 	}
+	// As containerd reports an imported image: its tag, and the digest of
+	// the manifest it writes for a docker-save tar.
+	if webStatus.Image != "docker.io/library/busybox:e2e" || !strings.HasPrefix(webStatus.ImageID, "docker.io/library/busybox@sha256:") || len(webStatus.ImageID) != len("docker.io/library/busybox@sha256:")+64 {
+		t.Errorf("web container image %q, imageID %q; want docker.io/library/busybox:e2e and docker.io/library/busybox@sha256:<digest>", webStatus.Image, webStatus.ImageID)
+	}
 
 	// Exec in the running container through the runtime.
 	id := strings.TrimPrefix(webStatus.ContainerID, "orch://")
