@@ -108,51 +108,29 @@ func (s *Server) changed() { s.gen.Add(1) }
 
 // UpdateService records an added or changed Service; the object must not
 // be modified afterwards. The other Update/Delete methods work alike.
-func (s *Server) UpdateService(svc *v1.Service) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.services.Update(svc)
-	s.changed()
-}
+func (s *Server) UpdateService(svc *v1.Service) { s.change(func() { s.services.Update(svc) }) }
 
 // DeleteService forgets a Service.
 func (s *Server) DeleteService(namespace, name string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.services.Delete(namespace, name)
-	s.changed()
+	s.change(func() { s.services.Delete(namespace, name) })
 }
 
 // UpdateEndpointSlice records an added or changed EndpointSlice.
 func (s *Server) UpdateEndpointSlice(sl *discoveryv1.EndpointSlice) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.slices.Update(sl)
-	s.changed()
+	s.change(func() { s.slices.Update(sl) })
 }
 
 // DeleteEndpointSlice forgets an EndpointSlice.
 func (s *Server) DeleteEndpointSlice(namespace, name string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.slices.Delete(namespace, name)
-	s.changed()
+	s.change(func() { s.slices.Delete(namespace, name) })
 }
 
 // UpdatePod records an added or changed Pod (for pod and StatefulSet names).
-func (s *Server) UpdatePod(pod *v1.Pod) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.pods.Update(pod)
-	s.changed()
-}
+func (s *Server) UpdatePod(pod *v1.Pod) { s.change(func() { s.pods.Update(pod) }) }
 
 // DeletePod forgets a Pod.
 func (s *Server) DeletePod(namespace, name string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.pods.Delete(namespace, name)
-	s.changed()
+	s.change(func() { s.pods.Delete(namespace, name) })
 }
 
 // Replace sets the complete state at once.
@@ -340,4 +318,12 @@ func (s *Server) forward(r *mdns.Msg, network string) *mdns.Msg {
 	}
 	m := new(mdns.Msg)
 	return m.SetRcode(r, mdns.RcodeServerFailure)
+}
+
+// change makes one change to the objects under the lock and records it.
+func (s *Server) change(f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f()
+	s.changed()
 }

@@ -128,36 +128,22 @@ func (s *Syncer) Replace(services []*v1.Service, slices []*discoveryv1.EndpointS
 
 // UpdateService records an added or changed Service. The object must not
 // be modified afterwards.
-func (s *Syncer) UpdateService(svc *v1.Service) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.services.Update(svc)
-	s.markDirty()
-}
+func (s *Syncer) UpdateService(svc *v1.Service) { s.change(func() { s.services.Update(svc) }) }
 
 // DeleteService forgets a Service.
 func (s *Syncer) DeleteService(namespace, name string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.services.Delete(namespace, name)
-	s.markDirty()
+	s.change(func() { s.services.Delete(namespace, name) })
 }
 
 // UpdateEndpointSlice records an added or changed EndpointSlice. The
 // object must not be modified afterwards.
 func (s *Syncer) UpdateEndpointSlice(sl *discoveryv1.EndpointSlice) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.slices.Update(sl)
-	s.markDirty()
+	s.change(func() { s.slices.Update(sl) })
 }
 
 // DeleteEndpointSlice forgets an EndpointSlice.
 func (s *Syncer) DeleteEndpointSlice(namespace, name string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.slices.Delete(namespace, name)
-	s.markDirty()
+	s.change(func() { s.slices.Delete(namespace, name) })
 }
 
 // snapshot returns the state to build from and clears the dirty flag, or
@@ -267,4 +253,12 @@ func (s *Syncer) report(r SyncResult) {
 	case ch <- r:
 	default:
 	}
+}
+
+// change makes one change to the objects under the lock and records it.
+func (s *Syncer) change(f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f()
+	s.markDirty()
 }
