@@ -22,6 +22,15 @@ import (
 // Verbs of a main resource: the generic handler serves all of them.
 var resourceVerbs = metav1.Verbs{"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}
 
+// verbsOf is what discovery (both forms) says a resource supports: stored
+// kinds all verbs, create-only ones (reviews, TokenRequest-like) create.
+func verbsOf(res *registry.Resource) metav1.Verbs {
+	if res.Ephemeral != nil {
+		return metav1.Verbs{"create"}
+	}
+	return resourceVerbs
+}
+
 // subresourceInfo is what discovery says about a subresource.
 type subresourceInfo struct {
 	gvk   schema.GroupVersionKind // zero: the parent's kind
@@ -103,13 +112,9 @@ func (d *discovery) build() {
 	}
 	for _, res := range d.table.Resources() {
 		list := listFor(res.GroupVersion)
-		verbs := resourceVerbs
-		if res.Ephemeral != nil {
-			verbs = metav1.Verbs{"create"}
-		}
 		list.APIResources = append(list.APIResources, metav1.APIResource{
 			Name: res.Name, SingularName: res.SingularName, Namespaced: res.Namespaced,
-			Kind: res.Kind, Verbs: verbs, ShortNames: res.ShortNames, Categories: res.Categories,
+			Kind: res.Kind, Verbs: verbsOf(res), ShortNames: res.ShortNames, Categories: res.Categories,
 		})
 		for _, sub := range res.Subresources {
 			info := subresourceOf(res, sub)
@@ -169,7 +174,7 @@ func (d *discovery) versionDiscovery(gv schema.GroupVersion) apidiscoveryv2.APIV
 		kind := metav1.GroupVersionKind{Group: gv.Group, Version: gv.Version, Kind: res.Kind}
 		rd := apidiscoveryv2.APIResourceDiscovery{
 			Resource: res.Name, ResponseKind: &kind, Scope: scope, SingularResource: res.SingularName,
-			Verbs: resourceVerbs, ShortNames: res.ShortNames, Categories: res.Categories,
+			Verbs: verbsOf(res), ShortNames: res.ShortNames, Categories: res.Categories,
 		}
 		for _, sub := range res.Subresources {
 			info := subresourceOf(res, sub)

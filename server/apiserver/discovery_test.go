@@ -184,6 +184,36 @@ func TestDiscoveryAggregated(t *testing.T) {
 		t.Error("/api and /apis share an ETag")
 	}
 
+	// Both forms name the same verbs: a create-only kind (a review) listed
+	// with list or get would make `kubectl api-resources --verbs=list`
+	// and `kubectl get` try it.
+	sawCreateOnly := false
+	for _, g := range named.Items {
+		for _, v := range g.Versions {
+			var classic metav1.APIResourceList
+			decode(t, get(t, ts.URL+"/apis/"+g.Name+"/"+v.Version), &classic)
+			for _, res := range v.Resources {
+				c := findResource(classic.APIResources, res.Resource)
+				if c == nil {
+					t.Errorf("%s/%s %s: in aggregated discovery only", g.Name, v.Version, res.Resource)
+					continue
+				}
+				if a, b := strings.Join(res.Verbs, ","), strings.Join(c.Verbs, ","); a != b {
+					t.Errorf("%s/%s %s: aggregated verbs %s, classic %s", g.Name, v.Version, res.Resource, a, b)
+				}
+				if res.Resource == "selfsubjectaccessreviews" {
+					sawCreateOnly = true
+					if strings.Join(res.Verbs, ",") != "create" {
+						t.Errorf("selfsubjectaccessreviews verbs %v, want [create]", res.Verbs)
+					}
+				}
+			}
+		}
+	}
+	if !sawCreateOnly {
+		t.Error("no selfsubjectaccessreviews in aggregated discovery")
+	}
+
 	// v2beta1 alone is answered as v2beta1.
 	r = get(t, ts.URL+"/api", "Accept", "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList")
 	if ct := r.hdr.Get("Content-Type"); ct != "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList" {
