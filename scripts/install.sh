@@ -467,7 +467,10 @@ error_log="/var/log/$SERVICE.log"
 pidfile="/var/run/$SERVICE.pid"
 respawn_delay=5
 respawn_max=0
-# supervise-daemon signals only orch: pods survive a restart.
+# supervise-daemon signals only orch: pods survive a restart. With
+# --kill-pods-on-stop orch needs up to a minute after SIGTERM to stop its
+# pods: wait 90 s, as systemd's default TimeoutStopSec, before SIGKILL.
+retry="TERM/90/KILL/5"
 
 depend() {
 	need net
