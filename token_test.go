@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -105,24 +104,6 @@ old001     <invalid>   2026-11-23T13:00:00Z   authentication           <none>   
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a server's concurrent log writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startTokenServer runs `orch server --disable-agent` in this process on
 // 127.0.0.1 and returns its admin kubeconfig and data directory once it
 // is ready.
@@ -140,7 +121,15 @@ func startTokenServer(t *testing.T) (kubeconfig, dataDir string) {
 	}
 	kubeconfig, dataDir = filepath.Join(dir, "kubeconfig"), filepath.Join(dir, "data")
 	ctx, cancel := context.WithCancel(context.Background())
-	logs := &syncBuffer{}
+	// An *os.File takes the server's concurrent log writes.
+	logs, err := os.Create(filepath.Join(dir, "server.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logText := func() string {
+		b, _ := os.ReadFile(logs.Name())
+		return string(b)
+	}
 	done := make(chan error, 1)
 	go func() {
 		done <- newApp(io.Discard, logs).RunContext(ctx, []string{"orch", "server", "--config", empty, "--disable-agent",
@@ -152,8 +141,9 @@ func startTokenServer(t *testing.T) (kubeconfig, dataDir string) {
 		if err := <-done; err != nil {
 			t.Errorf("server: %v", err)
 		}
+		logs.Close()
 		if t.Failed() {
-			t.Logf("server logs:\n%s", logs.String())
+			t.Logf("server logs:\n%s", logText())
 		}
 	})
 	deadline := time.Now().Add(60 * time.Second)
@@ -165,85 +155,85 @@ func startTokenServer(t *testing.T) (kubeconfig, dataDir string) {
 		select {
 		case err := <-done:
 			done <- err
-			t.Fatalf("server exited before it was ready: %v\n%s", err, logs.String())
+			t.Fatalf("server exited before it was ready: %v\n%s", err, logText())
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no kubeconfig after 60s\n%s", logs.String())
+			t.Fatalf("no kubeconfig after 60s\n%s", logText())
 		}
 	}
+}
+
+// agentRequest sends a request as a joining agent does: trusting the
+// cluster CA, with no certificate, with a bearer token; it returns the
+// answer's code and body.
+func agentRequest(t *testing.T, kubeconfig, method, path, token string, body []byte, header map[string]string) (int, []byte) {
+	t.Helper()
+	kc, err := pki.ReadKubeconfig(kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: kc.TLS.RootCAs, MinVersion: tls.VersionTLS12}}}
+	defer client.CloseIdleConnections()
+	req, err := http.NewRequest(method, kc.Server+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, answer
+}
+
+func statusMessage(body []byte) string {
+	var st metav1.Status
+	_ = json.Unmarshal(body, &st)
+	return st.Message
 }
 
 // join asks the server for node's certificate as `orch agent --join`
 // does: with a bearer token, a password and a request for a key of its own.
 func join(t *testing.T, kubeconfig, token, node, password string) (code int, msg string, cert *x509.Certificate) {
 	t.Helper()
-	kc, err := pki.ReadKubeconfig(kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
 	_, csr, err := jointoken.NewNodeKey(node)
 	if err != nil {
 		t.Fatal(err)
 	}
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: kc.TLS.RootCAs, MinVersion: tls.VersionTLS12}}}
-	defer client.CloseIdleConnections()
-	req, err := http.NewRequest(http.MethodPost, kc.Server+jointoken.NodeCertificatePath, bytes.NewReader(csr))
-	if err != nil {
+	code, body := agentRequest(t, kubeconfig, http.MethodPost, jointoken.NodeCertificatePath, token, csr, map[string]string{
+		"Content-Type":               jointoken.CertificateRequestContentType,
+		jointoken.NodeNameHeader:     node,
+		jointoken.NodePasswordHeader: password,
+	})
+	if code != http.StatusOK {
+		return code, statusMessage(body), nil
+	}
+	block, _ := pem.Decode(body)
+	if block == nil {
+		t.Fatalf("join answer is no PEM: %q", body)
+	}
+	if cert, err = x509.ParseCertificate(block.Bytes); err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Content-Type", jointoken.CertificateRequestContentType)
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set(jointoken.NodeNameHeader, node)
-	req.Header.Set(jointoken.NodePasswordHeader, password)
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode == http.StatusOK {
-		block, _ := pem.Decode(body)
-		if block == nil {
-			t.Fatalf("join answer is no PEM: %q", body)
-		}
-		if cert, err = x509.ParseCertificate(block.Bytes); err != nil {
-			t.Fatal(err)
-		}
-		return resp.StatusCode, "", cert
-	}
-	var st metav1.Status
-	_ = json.Unmarshal(body, &st)
-	return resp.StatusCode, st.Message, nil
+	return code, "", cert
 }
 
-// bearerStatus sends a request with a bearer token as a joining agent
-// would (it trusts the cluster CA, presents no certificate) and returns
+// bearerStatus sends a bodiless request with a bearer token and returns
 // the answer's code and Status message.
 func bearerStatus(t *testing.T, kubeconfig, method, path, token string) (int, string) {
 	t.Helper()
-	kc, err := pki.ReadKubeconfig(kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: kc.TLS.RootCAs, MinVersion: tls.VersionTLS12}}}
-	defer client.CloseIdleConnections()
-	req, err := http.NewRequest(method, kc.Server+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	var st metav1.Status
-	_ = json.Unmarshal(body, &st)
-	return resp.StatusCode, st.Message
+	code, body := agentRequest(t, kubeconfig, method, path, token, nil, nil)
+	return code, statusMessage(body)
 }
 
 // TestTokenCommands drives create, list and delete against a real server
