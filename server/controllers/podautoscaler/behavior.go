@@ -182,7 +182,7 @@ func stabilize(h *history, now time.Time, up, down autoscalingv2.HPAScalingRules
 func limitRate(h *history, now time.Time, up, down autoscalingv2.HPAScalingRules, minReplicas, maxReplicas, current, desired int32) (int32, string, string) {
 	switch {
 	case desired > current:
-		limit := max(scaleUpLimit(now, current, h.scaleUp, h.scaleDown, up), current)
+		limit := max(scaleLimit(now, current, h.scaleUp, h.scaleDown, up, true), current)
 		allowed, reason, message := maxReplicas, "TooManyReplicas", "the desired replica count is more than the maximum replica count"
 		if allowed > limit {
 			allowed, reason, message = limit, "ScaleUpLimit", "the desired replica count is increasing faster than the maximum scale rate"
@@ -191,7 +191,7 @@ func limitRate(h *history, now time.Time, up, down autoscalingv2.HPAScalingRules
 			return allowed, reason, message
 		}
 	case desired < current:
-		limit := min(scaleDownLimit(now, current, h.scaleUp, h.scaleDown, down), current)
+		limit := min(scaleLimit(now, current, h.scaleUp, h.scaleDown, down, false), current)
 		allowed, reason, message := minReplicas, "TooFewReplicas", "the desired replica count is less than the minimum replica count"
 		if allowed < limit {
 			allowed, reason, message = limit, "ScaleDownLimit", "the desired replica count is decreasing faster than the maximum scale rate"
@@ -215,57 +215,37 @@ func changeInPeriod(now time.Time, periodSeconds int32, events []scaleEvent) int
 	return sum
 }
 
-// scaleUpLimit is the most replicas the scale-up policies allow now: each
-// policy allows its value (pods or percent) on top of what the target had
-// at the start of its period; selectPolicy picks the largest (Max) or the
-// smallest (Min) allowance.
-func scaleUpLimit(now time.Time, current int32, upEvents, downEvents []scaleEvent, rules autoscalingv2.HPAScalingRules) int32 {
+// scaleLimit is the bound the scale-up (up) or scale-down policies put on
+// the replica count now: the most replicas allowed when scaling up, the
+// fewest when scaling down. Each policy allows its value (pods or percent)
+// beyond what the target had at the start of its period; selectPolicy
+// picks the largest change (Max) or the smallest (Min). As upstream, a
+// percentage is rounded up when scaling up and truncated when scaling down.
+func scaleLimit(now time.Time, current int32, upEvents, downEvents []scaleEvent, rules autoscalingv2.HPAScalingRules, up bool) int32 {
 	if *rules.SelectPolicy == autoscalingv2.DisabledPolicySelect {
 		return current
 	}
-	minChange := *rules.SelectPolicy == autoscalingv2.MinChangePolicySelect
-	result := int32(math.MinInt32)
-	if minChange {
-		result = math.MaxInt32
-	}
-	for _, p := range rules.Policies {
-		start := current - changeInPeriod(now, p.PeriodSeconds, upEvents) + changeInPeriod(now, p.PeriodSeconds, downEvents)
-		var proposed int32
-		switch p.Type {
-		case autoscalingv2.PodsScalingPolicy:
-			proposed = start + p.Value
-		case autoscalingv2.PercentScalingPolicy:
-			proposed = int32(math.Ceil(float64(start) * (1 + float64(p.Value)/100)))
-		}
-		if minChange {
-			result = min(result, proposed)
-		} else {
-			result = max(result, proposed)
-		}
-	}
-	return result
-}
-
-// scaleDownLimit is the fewest replicas the scale-down policies allow now.
-func scaleDownLimit(now time.Time, current int32, upEvents, downEvents []scaleEvent, rules autoscalingv2.HPAScalingRules) int32 {
-	if *rules.SelectPolicy == autoscalingv2.DisabledPolicySelect {
-		return current
-	}
-	minChange := *rules.SelectPolicy == autoscalingv2.MinChangePolicySelect
+	// The largest change is the highest count up and the lowest down; Min
+	// reverses that.
+	highest := up != (*rules.SelectPolicy == autoscalingv2.MinChangePolicySelect)
 	result := int32(math.MaxInt32)
-	if minChange {
+	if highest {
 		result = math.MinInt32
 	}
 	for _, p := range rules.Policies {
 		start := current - changeInPeriod(now, p.PeriodSeconds, upEvents) + changeInPeriod(now, p.PeriodSeconds, downEvents)
 		var proposed int32
-		switch p.Type {
-		case autoscalingv2.PodsScalingPolicy:
+		switch {
+		case p.Type == autoscalingv2.PodsScalingPolicy && up:
+			proposed = start + p.Value
+		case p.Type == autoscalingv2.PodsScalingPolicy:
 			proposed = start - p.Value
-		case autoscalingv2.PercentScalingPolicy:
+		case p.Type == autoscalingv2.PercentScalingPolicy && up:
+			proposed = int32(math.Ceil(float64(start) * (1 + float64(p.Value)/100)))
+		case p.Type == autoscalingv2.PercentScalingPolicy:
 			proposed = int32(float64(start) * (1 - float64(p.Value)/100))
 		}
-		if minChange {
+		if highest {
 			result = max(result, proposed)
 		} else {
 			result = min(result, proposed)
