@@ -258,13 +258,21 @@ func tokenExpiration(now time.Time, ttl time.Duration) time.Time {
 	return exp
 }
 
+// listedToken is a token as `token list` shows it.
+type listedToken struct {
+	bootstraptoken.Info
+	// badExpiration is set when the Secret's expiration cannot be read:
+	// the server treats the token as expired.
+	badExpiration bool
+}
+
 // list returns the bootstrap tokens on the server, by id.
-func (tc *tokenClient) list(ctx context.Context) ([]bootstraptoken.Info, error) {
+func (tc *tokenClient) list(ctx context.Context) ([]listedToken, error) {
 	var secrets corev1.SecretList
 	if err := tc.api.List(ctx, apiclient.Secrets, bootstraptoken.Namespace, apiclient.ListOptions{}, &secrets); err != nil {
 		return nil, tc.explain(err)
 	}
-	var out []bootstraptoken.Info
+	var out []listedToken
 	for i := range secrets.Items {
 		info, err := bootstraptoken.FromSecret(&secrets.Items[i])
 		switch {
@@ -273,7 +281,7 @@ func (tc *tokenClient) list(ctx context.Context) ([]bootstraptoken.Info, error) 
 		case err != nil && info.ID == "":
 			continue // a damaged Secret: not a token anyone can use
 		}
-		out = append(out, info)
+		out = append(out, listedToken{Info: info, badExpiration: err != nil})
 	}
 	return out, nil
 }
@@ -291,12 +299,15 @@ func (tc *tokenClient) delete(ctx context.Context, id string) error {
 
 // printTokens writes the table of `kubeadm token list`, with token ids in
 // place of whole tokens: the secrets stay on the server.
-func printTokens(w io.Writer, tokens []bootstraptoken.Info, now time.Time) error {
+func printTokens(w io.Writer, tokens []listedToken, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
 	fmt.Fprintln(tw, "TOKEN ID\tTTL\tEXPIRES\tUSAGES\tDESCRIPTION\tEXTRA GROUPS")
 	for _, t := range tokens {
 		ttl, expires := "<forever>", "<never>"
-		if !t.Expiration.IsZero() {
+		switch {
+		case t.badExpiration:
+			ttl, expires = "<invalid>", "<invalid>"
+		case !t.Expiration.IsZero():
 			ttl = duration.ShortHumanDuration(t.Expiration.Sub(now))
 			expires = t.Expiration.UTC().Format(time.RFC3339)
 		}

@@ -82,11 +82,12 @@ func TestTokenExpiration(t *testing.T) {
 func TestPrintTokens(t *testing.T) {
 	now := time.Date(2026, 11, 23, 14, 0, 0, 0, time.UTC)
 	var b strings.Builder
-	err := printTokens(&b, []bootstraptoken.Info{
-		{ID: "abcdef", Secret: "0123456789abcdef", Expiration: now.Add(23*time.Hour + 30*time.Minute), Description: "for the shed",
-			Usages: []string{"authentication", "signing"}, ExtraGroups: []string{bootstraptoken.DefaultExtraGroup}},
-		{ID: "never1", Secret: "0123456789abcdef"},
-		{ID: "old001", Secret: "0123456789abcdef", Expiration: now.Add(-time.Hour), Usages: []string{"authentication"}},
+	err := printTokens(&b, []listedToken{
+		{Info: bootstraptoken.Info{ID: "abcdef", Secret: "0123456789abcdef", Expiration: now.Add(23*time.Hour + 30*time.Minute),
+			Description: "for the shed", Usages: []string{"authentication", "signing"}, ExtraGroups: []string{bootstraptoken.DefaultExtraGroup}}},
+		{Info: bootstraptoken.Info{ID: "never1", Secret: "0123456789abcdef"}},
+		{Info: bootstraptoken.Info{ID: "old001", Secret: "0123456789abcdef", Expiration: now.Add(-time.Hour), Usages: []string{"authentication"}}},
+		{Info: bootstraptoken.Info{ID: "badexp", Secret: "0123456789abcdef"}, badExpiration: true},
 	}, now)
 	if err != nil {
 		t.Fatal(err)
@@ -95,6 +96,7 @@ func TestPrintTokens(t *testing.T) {
 abcdef     23h         2026-11-24T13:30:00Z   authentication,signing   for the shed   system:bootstrappers:orch:default-node-token
 never1     <forever>   <never>                <none>                   <none>         <none>
 old001     <invalid>   2026-11-23T13:00:00Z   authentication           <none>         <none>
+badexp     <invalid>   <invalid>              <none>                   <none>         <none>
 `
 	if b.String() != want {
 		t.Errorf("table:\n%s\nwant:\n%s", b.String(), want)
