@@ -86,7 +86,8 @@ func (b *BootstrapTokens) AuthenticateToken(ctx context.Context, token string) (
 		return apiserver.UserInfo{}, false, fmt.Errorf("bootstrap token %s: stored object is a %T", id, obj)
 	}
 	refuse := func(why string) (apiserver.UserInfo, bool, error) {
-		b.log.Info("bootstrap token refused", "secret", bootstraptoken.Namespace+"/"+name, "reason", why)
+		// Debug, as upstream logs at V(3): anyone can send tokens.
+		b.log.Debug("bootstrap token refused", "secret", bootstraptoken.Namespace+"/"+name, "reason", why)
 		return apiserver.UserInfo{}, false, nil
 	}
 	if s.DeletionTimestamp != nil {
@@ -101,7 +102,7 @@ func (b *BootstrapTokens) AuthenticateToken(ctx context.Context, token string) (
 		return refuse(err.Error())
 	case err != nil:
 		// An unreadable expiration counts as expired, as upstream.
-		b.log.Info("bootstrap token treated as expired", "err", err)
+		b.log.Debug("bootstrap token treated as expired", "err", err)
 		expired = true
 	}
 	if subtle.ConstantTimeCompare([]byte(info.Secret), []byte(secret)) != 1 {
