@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -62,7 +63,7 @@ func tokenCommand() *cli.Command {
 				Name: "create",
 				Usage: "create a join token and print it (K10<CA hash>::<id>.<secret>) for " +
 					"`orch agent --token`; it expires after --ttl",
-				Flags: append(flags,
+				Flags: append(slices.Clip(flags),
 					&cli.StringFlag{Name: "ttl", Value: "24h", Usage: "how long the token is valid, e.g. 1h30m; 0 means it never expires"},
 					&cli.StringFlag{Name: "description", Usage: "a note on what the token is for, shown by orch token list"},
 					&cli.StringSliceFlag{Name: "groups", Value: cli.NewStringSlice(bootstraptoken.DefaultExtraGroup),
