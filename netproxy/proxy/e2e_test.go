@@ -564,13 +564,17 @@ func TestE2EPartialWritesMatchFullWrites(t *testing.T) {
 			return s, e
 		}},
 	}
+	// The partial writer gets its rulesets from a Builder, as in the
+	// Syncer (unchanged Services' chains are shared between rulesets);
+	// the steps replace objects, never modify them.
+	bld := NewBuilder(cfg)
 	curSvcs, curSls := clone()
 	for i, st := range steps {
 		if st.name == "everything back" {
 			curSvcs, curSls = clone()
 		}
 		curSvcs, curSls = st.change(curSvcs, curSls)
-		rs := Build(cfg, curSvcs, curSls)
+		rs := bld.Build(curSvcs, curSls)
 		if err := partial.Apply(rs); err != nil {
 			t.Fatalf("step %d (%s): %v", i, st.name, err)
 		}
@@ -578,7 +582,7 @@ func TestE2EPartialWritesMatchFullWrites(t *testing.T) {
 			t.Fatalf("step %d (%s): %d whole-table writes so far, want only the first", i, st.name, partial.fullWrites)
 		}
 		full := &NFTables{NetNSFd: int(newNetns(t))}
-		if err := full.Apply(rs); err != nil {
+		if err := full.Apply(Build(cfg, curSvcs, curSls)); err != nil {
 			t.Fatalf("step %d (%s): whole-table write: %v", i, st.name, err)
 		}
 		if got, want := listTable(t, partial, cfg.Table), listTable(t, full, cfg.Table); got != want {
