@@ -265,7 +265,12 @@ func (s *Server) deleteCollection(w http.ResponseWriter, r *http.Request, res *r
 	q.Del("limit")
 	q.Del("continue")
 	r.URL.RawQuery = q.Encode()
-	lr, err := s.listObjects(ctx, r, res, ns, sel)
+	lq, err := s.parseListQuery(r, res, ns)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	lr, err := s.listObjects(ctx, res, lq, sel)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -77,14 +77,13 @@ func selectableFields(res *registry.Resource, obj runtime.Object) fields.Set {
 	return set
 }
 
-// partialMeta is the part of a stored object a selector without object
-// fields needs; decoding only it is several times cheaper than the object.
+// partialMeta is the part of a stored object's metadata a selector without
+// object fields needs; decoding only it is many times cheaper than the
+// object.
 type partialMeta struct {
-	Metadata struct {
-		Name      string            `json:"name"`
-		Namespace string            `json:"namespace"`
-		Labels    map[string]string `json:"labels"`
-	} `json:"metadata"`
+	Name      string            `json:"name"`
+	Namespace string            `json:"namespace"`
+	Labels    map[string]string `json:"labels"`
 }
 
 // matches reports whether a stored object is selected; obj is the decoded
@@ -102,15 +101,23 @@ func (s *Server) matches(res *registry.Resource, sel selection, kv *store.KeyVal
 		return sel.labels.Matches(labels.Set(m.GetLabels())) && sel.fields.Matches(selectableFields(res, obj)), obj, nil
 	}
 	var pm partialMeta
-	if err := json.Unmarshal(kv.Value, &pm); err != nil {
+	var err error
+	if raw, ok := storedMetadata(kv.Value); ok {
+		err = json.Unmarshal(raw, &pm)
+	} else {
+		err = json.Unmarshal(kv.Value, &struct {
+			Metadata *partialMeta `json:"metadata"`
+		}{&pm})
+	}
+	if err != nil {
 		return false, nil, fmt.Errorf("decode stored object %s: %w", kv.Key, err)
 	}
-	if !sel.labels.Matches(labels.Set(pm.Metadata.Labels)) {
+	if !sel.labels.Matches(labels.Set(pm.Labels)) {
 		return false, nil, nil
 	}
-	fs := fields.Set{"metadata.name": pm.Metadata.Name}
+	fs := fields.Set{"metadata.name": pm.Name}
 	if res.Namespaced {
-		fs["metadata.namespace"] = pm.Metadata.Namespace
+		fs["metadata.namespace"] = pm.Namespace
 	}
 	return sel.fields.Matches(fs), nil, nil
 }
@@ -151,46 +158,66 @@ type listResult struct {
 	remaining *int64
 }
 
-// listObjects reads a page of res in namespace ns honouring limit, continue,
-// resourceVersion and selectors.
-func (s *Server) listObjects(ctx context.Context, r *http.Request, res *registry.Resource, ns string, sel selection) (*listResult, error) {
+// listQuery is what the query of a LIST asks of the store.
+type listQuery struct {
+	prefix string
+	opts   store.ListOptions
+	// limit is the page size the client asked for (0: everything).
+	limit int64
+}
+
+// parseListQuery reads limit, continue, resourceVersion and
+// resourceVersionMatch for a LIST of res in namespace ns.
+func (s *Server) parseListQuery(r *http.Request, res *registry.Resource, ns string) (listQuery, error) {
 	q := r.URL.Query()
-	prefix := listPrefix(res, ns)
-	var limit int64
+	lq := listQuery{prefix: listPrefix(res, ns)}
 	if l := q.Get("limit"); l != "" {
 		n, err := strconv.ParseInt(l, 10, 64)
 		if err != nil || n < 0 {
-			return nil, apierrors.NewBadRequest(fmt.Sprintf("invalid limit %q", l))
+			return lq, apierrors.NewBadRequest(fmt.Sprintf("invalid limit %q", l))
 		}
-		limit = n
+		lq.limit = n
 	}
-	opts := store.ListOptions{}
 	if c := q.Get("continue"); c != "" {
-		ct, err := decodeContinue(c, prefix)
+		ct, err := decodeContinue(c, lq.prefix)
 		if err != nil {
-			return nil, err
+			return lq, err
 		}
 		if q.Get("resourceVersion") != "" && q.Get("resourceVersion") != "0" {
-			return nil, apierrors.NewBadRequest("specifying resource version is not allowed when using continue")
+			return lq, apierrors.NewBadRequest("specifying resource version is not allowed when using continue")
 		}
-		opts.Revision, opts.Start = ct.Revision, ct.Start
+		lq.opts.Revision, lq.opts.Start = ct.Revision, ct.Start
 	} else if rv := q.Get("resourceVersion"); rv != "" && rv != "0" {
 		n, err := strconv.ParseInt(rv, 10, 64)
 		if err != nil || n < 0 {
-			return nil, apierrors.NewBadRequest(fmt.Sprintf("invalid resource version %q", rv))
+			return lq, apierrors.NewBadRequest(fmt.Sprintf("invalid resource version %q", rv))
 		}
 		switch q.Get("resourceVersionMatch") {
 		case "Exact":
-			opts.Revision = n
+			lq.opts.Revision = n
 		case "", "NotOlderThan":
 			if n > s.store.Revision() {
-				return nil, apierrors.NewTimeoutError(fmt.Sprintf("Too large resource version: %d, current: %d", n, s.store.Revision()), 1)
+				return lq, apierrors.NewTimeoutError(fmt.Sprintf("Too large resource version: %d, current: %d", n, s.store.Revision()), 1)
 			}
 		default:
-			return nil, apierrors.NewBadRequest(fmt.Sprintf("invalid resourceVersionMatch %q", q.Get("resourceVersionMatch")))
+			return lq, apierrors.NewBadRequest(fmt.Sprintf("invalid resourceVersionMatch %q", q.Get("resourceVersionMatch")))
 		}
 	}
+	return lq, nil
+}
 
+// listStoreError maps a store error of a LIST to its Status.
+func listStoreError(err error, opts store.ListOptions, res *registry.Resource) error {
+	if opts.Start != "" && errorsIsCompacted(err) {
+		return apierrors.NewResourceExpired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.")
+	}
+	return storeError(err, res.GroupVersionResource().GroupResource(), "")
+}
+
+// listObjects reads a page of res honouring limit, continue,
+// resourceVersion and selectors.
+func (s *Server) listObjects(ctx context.Context, res *registry.Resource, lq listQuery, sel selection) (*listResult, error) {
+	prefix, opts, limit := lq.prefix, lq.opts, lq.limit
 	out := &listResult{}
 	pageSize := limit
 	if !sel.empty() && limit > 0 && pageSize < 256 {
@@ -203,10 +230,7 @@ func (s *Server) listObjects(ctx context.Context, r *http.Request, res *registry
 		}
 		page, err := s.store.List(ctx, prefix, opts)
 		if err != nil {
-			if opts.Start != "" && errorsIsCompacted(err) {
-				return nil, apierrors.NewResourceExpired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.")
-			}
-			return nil, storeError(err, res.GroupVersionResource().GroupResource(), "")
+			return nil, listStoreError(err, opts, res)
 		}
 		out.revision = page.Revision
 		opts.Revision = page.Revision
@@ -251,7 +275,16 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, res *registry.Reso
 		s.writeError(w, r, err)
 		return
 	}
-	lr, err := s.listObjects(ctx, r, res, ns, sel)
+	lq, err := s.parseListQuery(r, res, ns)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if mt.Type == mediaJSON && mt.As == "" && lq.limit == 0 {
+		s.streamRawList(ctx, w, r, res, lq, sel)
+		return
+	}
+	lr, err := s.listObjects(ctx, res, lq, sel)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -304,27 +337,93 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, res *registry.Reso
 	}
 }
 
-// writeRawList writes a JSON list by splicing stored objects, without
-// decoding them: the common path of LIST. It streams through a small buffer
-// instead of assembling the whole list (a 10k-object list is ~15 MB), which
-// keeps both the time and the peak memory of a large LIST down.
-func (s *Server) writeRawList(w http.ResponseWriter, res *registry.Resource, lm metav1.ListMeta, lr *listResult) {
+// rawList writes a JSON list by splicing stored objects, without decoding
+// them: the common path of LIST. It streams through a small buffer instead
+// of assembling the whole list (a 10k-object list is ~15 MB), which keeps
+// both the time and the peak memory of a large LIST down.
+type rawList struct {
+	s     *Server
+	res   *registry.Resource
+	bw    *bufio.Writer
+	comma bool
+}
+
+func (s *Server) startRawList(w http.ResponseWriter, res *registry.Resource, lm metav1.ListMeta) *rawList {
 	lmJSON, _ := json.Marshal(lm)
 	w.Header().Set("Content-Type", mediaJSON)
 	w.Header().Set("Cache-Control", "no-cache, private")
 	w.WriteHeader(http.StatusOK)
-	bw := bufio.NewWriterSize(w, 32<<10)
-	fmt.Fprintf(bw, `{"kind":%q,"apiVersion":%q,"metadata":%s,"items":[`, res.Kind+"List", res.GroupVersion.String(), lmJSON)
-	first := true
-	for _, kv := range lr.kvs {
-		if err := s.writeServedJSON(bw, res, kv, !first); err != nil {
-			s.log.Error("encode stored object", "key", kv.Key, "err", err)
-			continue
-		}
-		first = false
+	l := &rawList{s: s, res: res, bw: bufio.NewWriterSize(w, 32<<10)}
+	fmt.Fprintf(l.bw, `{"kind":%q,"apiVersion":%q,"metadata":%s,"items":[`, res.Kind+"List", res.GroupVersion.String(), lmJSON)
+	return l
+}
+
+func (l *rawList) add(kv *store.KeyValue) {
+	if err := l.s.writeServedJSON(l.bw, l.res, kv, l.comma); err != nil {
+		l.s.log.Error("encode stored object", "key", kv.Key, "err", err)
+		return
 	}
-	bw.WriteString("]}\n")
-	_ = bw.Flush()
+	l.comma = true
+}
+
+func (l *rawList) end() {
+	l.bw.WriteString("]}\n")
+	_ = l.bw.Flush()
+}
+
+func (s *Server) writeRawList(w http.ResponseWriter, res *registry.Resource, lm metav1.ListMeta, lr *listResult) {
+	l := s.startRawList(w, res, lm)
+	for _, kv := range lr.kvs {
+		l.add(kv)
+	}
+	l.end()
+}
+
+// listChunk is how many keys a streamed LIST reads from the store at a
+// time: enough to amortise a store snapshot, few enough that a LIST holds
+// well under a megabyte of objects however large the collection.
+const listChunk = 500
+
+// streamRawList answers a LIST without limit in JSON (every informer's
+// and most clients' LIST) like writeRawList, but reads the store one chunk
+// at a time, each pinned to the revision of the first, and writes each
+// chunk before reading the next: neither the memory nor the time to the
+// first byte grows with a copy of the whole collection. A later chunk can
+// only fail when the store's history no longer reaches back to the list's
+// revision (a LIST outlasting thousands of writes, e.g. to a stalled
+// client); the response, already begun, is then cut off, as upstream's
+// streamed lists are, and the client lists again.
+func (s *Server) streamRawList(ctx context.Context, w http.ResponseWriter, r *http.Request, res *registry.Resource, lq listQuery, sel selection) {
+	opts := lq.opts
+	opts.Limit, opts.SkipCount, opts.Buffer = listChunk, true, &store.ListBuffer{}
+	page, err := s.store.List(ctx, lq.prefix, opts)
+	if err != nil {
+		s.writeError(w, r, listStoreError(err, opts, res))
+		return
+	}
+	l := s.startRawList(w, res, metav1.ListMeta{ResourceVersion: strconv.FormatInt(page.Revision, 10)})
+	for {
+		for i := range page.KVs {
+			kv := &page.KVs[i]
+			ok, _, err := s.matches(res, sel, kv)
+			if err != nil {
+				s.log.Error("list: cut off", "prefix", lq.prefix, "err", err)
+				panic(http.ErrAbortHandler)
+			}
+			if ok {
+				l.add(kv)
+			}
+		}
+		if page.Continue == "" {
+			break
+		}
+		opts.Revision, opts.Start = page.Revision, page.KVs[len(page.KVs)-1].Key+"\x00"
+		if page, err = s.store.List(ctx, lq.prefix, opts); err != nil {
+			s.log.Warn("list: cut off", "prefix", lq.prefix, "revision", opts.Revision, "err", err)
+			panic(http.ErrAbortHandler)
+		}
+	}
+	l.end()
 }
 
 // writeServedJSON writes what servedJSON returns to w, preceded by a comma

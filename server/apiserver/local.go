@@ -62,7 +62,7 @@ func (l *Local) List(ctx context.Context, gvr schema.GroupVersionResource, ns st
 	if err != nil {
 		return nil, 0, err
 	}
-	lr, err := l.s.listObjects(ctx, r, res, ns, sel)
+	lr, err := l.s.listObjects(ctx, res, listQuery{prefix: listPrefix(res, ns)}, sel)
 	if err != nil {
 		return nil, 0, err
 	}
