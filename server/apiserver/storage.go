@@ -133,3 +133,37 @@ func injectResourceVersion(raw []byte, rev int64) ([]byte, bool) {
 	}
 	return append(out, raw[i:]...), true
 }
+
+// storedMetadata returns the top-level metadata object of a stored value
+// (see injectResourceVersion for why the first `"metadata":{` is it), so
+// that selectors can decode a few hundred bytes instead of the object.
+func storedMetadata(raw []byte) ([]byte, bool) {
+	i := bytes.Index(raw, metadataOpen)
+	if i < 0 {
+		return nil, false
+	}
+	start := i + len(metadataOpen) - 1
+	depth, inString := 0, false
+	for j := start; j < len(raw); j++ {
+		c := raw[j]
+		switch {
+		case inString:
+			switch c {
+			case '\\':
+				j++ // the escaped byte cannot end the string
+			case '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			depth++
+		case c == '}' || c == ']':
+			depth--
+			if depth == 0 {
+				return raw[start : j+1], true
+			}
+		}
+	}
+	return nil, false
+}
