@@ -1,13 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -128,16 +128,22 @@ func runProbeAPI(o options) error {
 }
 
 // joinAs asks the server for a node certificate for node with the join
-// token's secret, as a joining agent does (the key comes from the server).
+// token's secret, as a joining agent does: the key is made here and only
+// its certificate request is sent.
 func joinAs(server, node, secret string, roots *x509.CertPool) (tls.Certificate, error) {
 	var pw [16]byte
 	if _, err := rand.Read(pw[:]); err != nil {
 		return tls.Certificate{}, err
 	}
-	req, err := http.NewRequest(http.MethodPost, server+jointoken.NodeCertificatePath, nil)
+	keyPEM, csr, err := jointoken.NewNodeKey(node)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
+	req, err := http.NewRequest(http.MethodPost, server+jointoken.NodeCertificatePath, bytes.NewReader(csr))
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	req.Header.Set("Content-Type", jointoken.CertificateRequestContentType)
 	req.Header.Set(jointoken.NodeNameHeader, node)
 	req.Header.Set(jointoken.NodePasswordHeader, hex.EncodeToString(pw[:]))
 	req.Header.Set("Authorization", "Bearer "+secret)
@@ -155,17 +161,5 @@ func joinAs(server, node, secret string, roots *x509.CertPool) (tls.Certificate,
 	if resp.StatusCode != http.StatusOK {
 		return tls.Certificate{}, fmt.Errorf("%s: %s", resp.Status, body)
 	}
-	var certPEM, keyPEM []byte
-	for rest := body; ; {
-		var b *pem.Block
-		if b, rest = pem.Decode(rest); b == nil {
-			break
-		}
-		if strings.HasSuffix(b.Type, "PRIVATE KEY") {
-			keyPEM = append(keyPEM, pem.EncodeToMemory(b)...)
-		} else {
-			certPEM = append(certPEM, pem.EncodeToMemory(b)...)
-		}
-	}
-	return tls.X509KeyPair(certPEM, keyPEM)
+	return tls.X509KeyPair(body, keyPEM)
 }
