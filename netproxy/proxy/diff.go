@@ -1,6 +1,9 @@
 package proxy
 
-import "slices"
+import (
+	"reflect"
+	"slices"
+)
 
 // rulesetDiff is what turns the ruleset the kernel holds into a new one,
 // the way kube-proxy's nftables mode does a partial sync: only chains
@@ -133,15 +136,16 @@ func elementChanges(old, cur []Element) (del, add []Element) {
 
 func ruleEqual(a, b Rule) bool { return slices.EqualFunc(a, b, stmtEqual) }
 
-// stmtEqual compares statements by value. Every statement type is a
-// comparable struct except NumgenVmap, whose targets are a slice.
+// stmtEqual compares statements by value. Those that hold slices
+// (NumgenVmap) are not comparable with ==; they compare by their nft
+// text, which names every field.
 func stmtEqual(a, b Stmt) bool {
-	if na, ok := a.(NumgenVmap); ok {
-		nb, ok := b.(NumgenVmap)
-		return ok && slices.Equal(na.Targets, nb.Targets)
-	}
-	if _, ok := b.(NumgenVmap); ok {
+	ta := reflect.TypeOf(a)
+	if ta != reflect.TypeOf(b) {
 		return false
 	}
-	return a == b
+	if ta.Comparable() {
+		return a == b
+	}
+	return a.String() == b.String()
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"net/netip"
 	"slices"
 	"testing"
 
@@ -150,5 +151,25 @@ func TestElementChangesOfChangedVerdict(t *testing.T) {
 	del, add := elementChanges(old, cur)
 	if !slices.Equal(del, old) || !slices.Equal(add, cur) {
 		t.Fatalf("got del %v add %v; a changed verdict is a delete and an add", del, add)
+	}
+}
+
+func TestStmtEqual(t *testing.T) {
+	tests := []struct {
+		name string
+		a, b Stmt
+		want bool
+	}{
+		{"same comparable", DNAT{To: netip.MustParseAddrPort("10.42.0.5:80")}, DNAT{To: netip.MustParseAddrPort("10.42.0.5:80")}, true},
+		{"other value", DNAT{To: netip.MustParseAddrPort("10.42.0.5:80")}, DNAT{To: netip.MustParseAddrPort("10.42.0.6:80")}, false},
+		{"other type", MatchCtNew{}, MatchMarkUnset{}, false},
+		{"same slice-holding", NumgenVmap{Targets: []string{"a", "b"}}, NumgenVmap{Targets: []string{"a", "b"}}, true},
+		{"other targets", NumgenVmap{Targets: []string{"a", "b"}}, NumgenVmap{Targets: []string{"a", "c"}}, false},
+		{"slice-holding vs comparable", NumgenVmap{Targets: []string{"a"}}, MatchCtNew{}, false},
+	}
+	for _, tt := range tests {
+		if got := stmtEqual(tt.a, tt.b); got != tt.want {
+			t.Errorf("%s: stmtEqual(%s, %s) = %v, want %v", tt.name, tt.a, tt.b, got, tt.want)
+		}
 	}
 }
