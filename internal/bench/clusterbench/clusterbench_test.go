@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestClassify(t *testing.T) {
@@ -114,5 +115,36 @@ func TestEnv(t *testing.T) {
 	}
 	if err := (&env{}).run(func() error { return errors.New("plain") }); err == nil || err.Error() != "plain" {
 		t.Errorf("run passes fn's error on: got %v", err)
+	}
+}
+
+// TestLockRun: a second run waits until the first releases the lock.
+func TestLockRun(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "run.lock")
+	unlock, err := lockRun(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan func(), 1)
+	go func() {
+		second, err := lockRun(path)
+		if err != nil {
+			t.Error(err)
+			second = func() {}
+		}
+		got <- second
+	}()
+	select {
+	case second := <-got:
+		second()
+		t.Fatal("a second run took the lock while the first held it")
+	case <-time.After(200 * time.Millisecond):
+	}
+	unlock()
+	select {
+	case second := <-got:
+		second()
+	case <-time.After(30 * time.Second):
+		t.Fatal("the second run did not get the lock after the first released it")
 	}
 }

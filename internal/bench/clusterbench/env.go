@@ -110,6 +110,11 @@ func runParent(o options) error {
 		return err
 	}
 
+	unlock, err := lockRun(o.dir + ".lock")
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	cleanupLeftovers(o.dir)
 	e := &env{}
 	defer e.close()
@@ -152,6 +157,24 @@ func runParent(o options) error {
 			}
 		}
 	})
+}
+
+// lockRun takes an exclusive lock on path, waiting for another run to
+// finish first: two runs share the namespace names and the data dir, and
+// each one's start-up cleanup would kill the other's cluster.
+func lockRun(path string) (unlock func(), err error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		fmt.Fprintf(os.Stderr, "clusterbench: another run holds %s; waiting for it to finish\n", path)
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+	}
+	return func() { f.Close() }, nil
 }
 
 // cleanupLeftovers kills every process this benchmark (or a killed
