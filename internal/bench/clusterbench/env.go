@@ -145,9 +145,14 @@ func runParent(o options) error {
 			select {
 			case err := <-done:
 				if err != nil {
+					// The data dir goes; the logs of a failed run stay.
+					kept := o.dir + "-failed"
+					_ = os.RemoveAll(kept)
+					_ = os.MkdirAll(kept, 0o700)
 					for _, name := range []string{"server.log", "agent.log"} {
 						b, _ := os.ReadFile(filepath.Join(o.dir, name))
-						fmt.Fprintf(os.Stderr, "--- end of %s:\n%s\n", name, tail(b, 40))
+						_ = os.WriteFile(filepath.Join(kept, name), b, 0o600)
+						fmt.Fprintf(os.Stderr, "--- end of %s (whole log in %s):\n%s\n", name, kept, tail(b, 40))
 					}
 					return fmt.Errorf("driver: %w", err)
 				}
