@@ -199,6 +199,16 @@ func BootstrapClusterRoles() []rbacv1.ClusterRole {
 				rule([]string{"list", "watch"}, groups("discovery.k8s.io"), "endpointslices"),
 			}, eventsRule...),
 		},
+		// What an agent's NetworkPolicy enforcement reads, as k3s grants
+		// its agents for kube-router: policies select pods of every node
+		// by their labels and their namespaces' labels.
+		{
+			ObjectMeta: metav1.ObjectMeta{Name: "orch:network-policy"},
+			Rules: []rbacv1.PolicyRule{
+				rule([]string{"list", "watch"}, core, "pods", "namespaces"),
+				rule([]string{"list", "watch"}, groups("networking.k8s.io"), "networkpolicies"),
+			},
+		},
 		{
 			ObjectMeta: metav1.ObjectMeta{Name: "system:node-bootstrapper"},
 			Rules: []rbacv1.PolicyRule{
@@ -231,6 +241,7 @@ func BootstrapClusterRoleBindings() []rbacv1.ClusterRoleBinding {
 		// orch agents run the service proxy and DNS in-process, under their
 		// node identity.
 		binding("orch:node-proxier", "system:node-proxier", group(join.NodesGroup)),
+		binding("orch:network-policy", "orch:network-policy", group(join.NodesGroup)),
 		// Holders of the join secret ask for their node certificate.
 		binding("orch:node-bootstrapper", "system:node-bootstrapper", group(auth.BootstrapGroup)),
 	}
