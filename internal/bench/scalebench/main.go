@@ -119,10 +119,12 @@ func run(orch string, firstNodes, replicas, nodes, pods int, idle, limit time.Du
 	}
 
 	time.Sleep(10 * time.Second) // let the last status writes settle
+	// A run cut short is measured at the scale it reached, and says so.
+	reached := availablePods(ctx, cs)
 	a, _ := measure.ReadProc(srv.Pid())
 	time.Sleep(idle)
 	b, _ := measure.ReadProc(srv.Pid())
-	add(fmt.Sprintf("server RSS, %d nodes + %d pods", nodes, pods), measure.MiB(b.RSSBytes))
+	add(fmt.Sprintf("server RSS, %d nodes + %d pods available", nodes, reached), measure.MiB(b.RSSBytes))
 	add(fmt.Sprintf("server CPU over %s at that scale (leases of %d nodes renewed every 10 s)", idle, nodes),
 		fmt.Sprintf("%.1f %% of a core", measure.CPUPercent(a, b)))
 	add(fmt.Sprintf("server disk writes over %s", idle), fmt.Sprintf("%d bytes", b.WriteBytes-a.WriteBytes))
@@ -195,4 +197,18 @@ func waitAvailable(ctx context.Context, cs kubernetes.Interface, name string, re
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// availablePods sums the available replicas of the benchmark's
+// Deployments (0 when they cannot be listed).
+func availablePods(ctx context.Context, cs kubernetes.Interface) int {
+	list, err := cs.AppsV1().Deployments("default").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, d := range list.Items {
+		n += int(d.Status.AvailableReplicas)
+	}
+	return n
 }
