@@ -3,6 +3,11 @@
 // works with (nodes, leases, pods, events, configmaps, secrets). It exists
 // so that the orch binary does not link client-go.
 //
+// The node's heartbeats (its Lease every 10 s, its Node status) go as
+// protobuf (application/vnd.kubernetes.protobuf), as client-go sends
+// built-in kinds: a Lease is about a third of its JSON size, and these
+// calls are most of an idle node's traffic. Lists and watches stay JSON.
+//
 // The client takes its *http.Client from the caller: today a TLS client
 // with a node or admin certificate, later the agent's tunnel transport.
 // Errors from the server are returned as *apierrors.StatusError, so
@@ -33,17 +38,21 @@ import (
 type Resource struct {
 	Group, Version, Name string
 	Namespaced           bool
+	// ProtobufKind is the kind's name for resources whose single objects
+	// (Get, Create, Update and the answers of Patch) travel as protobuf;
+	// empty means JSON. The objects must be k8s.io/api types.
+	ProtobufKind string
 }
 
 // The resources the agent uses.
 var (
-	Nodes           = Resource{Version: "v1", Name: "nodes"}
+	Nodes           = Resource{Version: "v1", Name: "nodes", ProtobufKind: "Node"}
 	Pods            = Resource{Version: "v1", Name: "pods", Namespaced: true}
 	Events          = Resource{Version: "v1", Name: "events", Namespaced: true}
 	ConfigMaps      = Resource{Version: "v1", Name: "configmaps", Namespaced: true}
 	Secrets         = Resource{Version: "v1", Name: "secrets", Namespaced: true}
 	ServiceAccounts = Resource{Version: "v1", Name: "serviceaccounts", Namespaced: true}
-	Leases          = Resource{Group: "coordination.k8s.io", Version: "v1", Name: "leases", Namespaced: true}
+	Leases          = Resource{Group: "coordination.k8s.io", Version: "v1", Name: "leases", Namespaced: true, ProtobufKind: "Lease"}
 )
 
 // maxErrorBody bounds how much of an error answer is read.
@@ -127,67 +136,84 @@ func (c *Client) urlFor(res Resource, ns, name, sub string, q url.Values) string
 
 // Get reads one object into out.
 func (c *Client) Get(ctx context.Context, res Resource, ns, name string, out any) error {
-	return c.do(ctx, http.MethodGet, c.urlFor(res, ns, name, "", nil), "", nil, out)
+	return c.do(ctx, http.MethodGet, c.urlFor(res, ns, name, "", nil), res, requestBody{}, out)
 }
 
 // List reads a collection (all namespaces when ns is empty) into out, a
 // *v1.PodList or the like.
 func (c *Client) List(ctx context.Context, res Resource, ns string, opts ListOptions, out any) error {
-	return c.do(ctx, http.MethodGet, c.urlFor(res, ns, "", "", opts.query(false)), "", nil, out)
+	return c.do(ctx, http.MethodGet, c.urlFor(res, ns, "", "", opts.query(false)), Resource{}, requestBody{}, out)
 }
 
 // Create creates obj and decodes the stored object into out (may be nil).
 func (c *Client) Create(ctx context.Context, res Resource, ns string, obj, out any) error {
-	return c.send(ctx, http.MethodPost, c.urlFor(res, ns, "", "", nil), obj, out)
+	return c.send(ctx, http.MethodPost, c.urlFor(res, ns, "", "", nil), res, obj, out)
 }
 
 // CreateSubresource posts obj to a subresource such as
 // serviceaccounts/NAME/token.
 func (c *Client) CreateSubresource(ctx context.Context, res Resource, ns, name, sub string, obj, out any) error {
-	return c.send(ctx, http.MethodPost, c.urlFor(res, ns, name, sub, nil), obj, out)
+	// The subresource's kind is not the resource's.
+	return c.send(ctx, http.MethodPost, c.urlFor(res, ns, name, sub, nil), Resource{}, obj, out)
 }
 
 // Update replaces an object (sub empty) or a subresource such as
 // "status"; obj carries the resourceVersion it was read at.
 func (c *Client) Update(ctx context.Context, res Resource, ns, name, sub string, obj, out any) error {
-	return c.send(ctx, http.MethodPut, c.urlFor(res, ns, name, sub, nil), obj, out)
+	return c.send(ctx, http.MethodPut, c.urlFor(res, ns, name, sub, nil), res, obj, out)
 }
 
 // Patch patches an object or a subresource with data of type pt.
 func (c *Client) Patch(ctx context.Context, res Resource, ns, name, sub string, pt types.PatchType, data []byte, out any) error {
-	return c.do(ctx, http.MethodPatch, c.urlFor(res, ns, name, sub, nil), string(pt), bytes.NewReader(data), out)
+	return c.do(ctx, http.MethodPatch, c.urlFor(res, ns, name, sub, nil), res, requestBody{string(pt), data}, out)
 }
 
 // Delete deletes an object; opts may be nil.
 func (c *Client) Delete(ctx context.Context, res Resource, ns, name string, opts *metav1.DeleteOptions) error {
-	var body io.Reader
-	ct := ""
+	var body requestBody
 	if opts != nil {
 		b, err := json.Marshal(opts)
 		if err != nil {
 			return err
 		}
-		body, ct = bytes.NewReader(b), "application/json"
+		body = requestBody{"application/json", b}
 	}
-	return c.do(ctx, http.MethodDelete, c.urlFor(res, ns, name, "", nil), ct, body, nil)
+	return c.do(ctx, http.MethodDelete, c.urlFor(res, ns, name, "", nil), Resource{}, body, nil)
 }
 
-func (c *Client) send(ctx context.Context, method, u string, obj, out any) error {
+// requestBody is an encoded request body; a zero one sends none.
+type requestBody struct {
+	contentType string
+	data        []byte
+}
+
+func (c *Client) send(ctx context.Context, method, u string, res Resource, obj, out any) error {
+	if m, ok := obj.(protoObject); ok && res.ProtobufKind != "" {
+		b, err := encodeProtobuf(res, m)
+		if err != nil {
+			return fmt.Errorf("%s %s: encode: %w", method, u, err)
+		}
+		return c.do(ctx, method, u, res, requestBody{mediaProtobuf, b}, out)
+	}
 	b, err := json.Marshal(obj)
 	if err != nil {
 		return fmt.Errorf("%s %s: encode: %w", method, u, err)
 	}
-	return c.do(ctx, method, u, "application/json", bytes.NewReader(b), out)
+	return c.do(ctx, method, u, res, requestBody{"application/json", b}, out)
 }
 
-func (c *Client) newRequest(ctx context.Context, method, u, contentType string, body io.Reader) (*http.Request, error) {
-	req, err := http.NewRequestWithContext(ctx, method, u, body)
+func (c *Client) newRequest(ctx context.Context, method, u, accept string, body requestBody) (*http.Request, error) {
+	var r io.Reader
+	if body.data != nil {
+		r = bytes.NewReader(body.data)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, r)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Accept", "application/json")
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
+	req.Header.Set("Accept", accept)
+	if body.contentType != "" {
+		req.Header.Set("Content-Type", body.contentType)
 	}
 	if c.userAgent != "" {
 		req.Header.Set("User-Agent", c.userAgent)
@@ -195,8 +221,15 @@ func (c *Client) newRequest(ctx context.Context, method, u, contentType string, 
 	return req, nil
 }
 
-func (c *Client) do(ctx context.Context, method, u, contentType string, body io.Reader, out any) error {
-	req, err := c.newRequest(ctx, method, u, contentType, body)
+// do sends one request and decodes its answer into out (nil: discarded).
+// The answer is asked as protobuf for res's objects (JSON still decoded
+// if that is what comes back).
+func (c *Client) do(ctx context.Context, method, u string, res Resource, body requestBody, out any) error {
+	accept := "application/json"
+	if _, ok := out.(protoObject); (ok || out == nil) && res.ProtobufKind != "" {
+		accept = mediaProtobuf + ", application/json"
+	}
+	req, err := c.newRequest(ctx, method, u, accept, body)
 	if err != nil {
 		return err
 	}
@@ -212,6 +245,16 @@ func (c *Client) do(ctx context.Context, method, u, contentType string, body io.
 		_, _ = io.Copy(io.Discard, resp.Body)
 		return nil
 	}
+	if m, ok := out.(protoObject); ok && isProtobuf(resp.Header.Get("Content-Type")) {
+		b, err := io.ReadAll(resp.Body)
+		if err == nil {
+			err = decodeProtobuf(b, m)
+		}
+		if err != nil {
+			return fmt.Errorf("%s %s: decode answer: %w", method, req.URL.Path, err)
+		}
+		return nil
+	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
 		return fmt.Errorf("%s %s: decode answer: %w", method, req.URL.Path, err)
 	}
@@ -223,7 +266,11 @@ func (c *Client) do(ctx context.Context, method, u, contentType string, body io.
 func decodeError(resp *http.Response) error {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	var st metav1.Status
-	if json.Unmarshal(b, &st) == nil && st.Kind == "Status" {
+	decoded := json.Unmarshal(b, &st) == nil
+	if isProtobuf(resp.Header.Get("Content-Type")) {
+		decoded = decodeProtobuf(b, &st) == nil
+	}
+	if decoded && st.Kind == "Status" {
 		if st.Code == 0 {
 			st.Code = int32(resp.StatusCode)
 		}
@@ -252,7 +299,7 @@ type Watcher struct {
 // Watch starts a watch from opts.ResourceVersion.
 func (c *Client) Watch(ctx context.Context, res Resource, ns string, opts ListOptions) (*Watcher, error) {
 	u := c.urlFor(res, ns, "", "", opts.query(true))
-	req, err := c.newRequest(ctx, http.MethodGet, u, "", nil)
+	req, err := c.newRequest(ctx, http.MethodGet, u, "application/json", requestBody{})
 	if err != nil {
 		return nil, err
 	}
