@@ -90,7 +90,6 @@ type Config struct {
 const (
 	leaseDuration      = 40 * time.Second
 	leaseRenewInterval = 10 * time.Second
-	nodeStatusInterval = time.Minute
 	// podResync re-syncs every pod worker even without events.
 	podResync      = 10 * time.Second
 	kubeletVersion = version.Kubernetes
@@ -114,8 +113,10 @@ type Agent struct {
 	pullBackOff  *backOff
 	workers      *podWorkers
 	static       *staticPods // pods from pod-manifests/, see staticpods.go
-	// nodeChanged asks for an early node status update.
+	// nodeChanged asks for an early node status update; leaseNow for an
+	// early lease renewal (node.go).
 	nodeChanged chan struct{}
+	leaseNow    chan struct{}
 	now         func() time.Time
 	// ready closes once the node is registered and pods are being run.
 	ready chan struct{}
@@ -201,6 +202,7 @@ func newAgent(cfg Config) (*Agent, error) {
 		crashBackOff: newBackOff(10*time.Second, 5*time.Minute),
 		pullBackOff:  newBackOff(10*time.Second, 5*time.Minute),
 		nodeChanged:  make(chan struct{}, 1),
+		leaseNow:     make(chan struct{}, 1),
 		now:          time.Now,
 		ready:        make(chan struct{}),
 	}
@@ -296,7 +298,7 @@ func (a *Agent) run(ctx context.Context) error {
 	}
 	a.static.networkReady(podsCtx)
 	g.Go(func() error { a.renewLease(gctx, node); return nil })
-	g.Go(func() error { a.syncNodeStatus(gctx); return nil })
+	g.Go(func() error { a.syncNodeStatus(gctx, node); return nil })
 	g.Go(func() error { a.watchPods(podsCtx); return nil })
 	g.Go(func() error { stop.killPods(a, gctx, stopWorkers); return nil })
 	g.Go(func() error { a.collectImages(gctx); return nil }) // image GC, see images.go

@@ -81,6 +81,7 @@ func (l *serverLink) run(ctx context.Context, a *Agent) error {
 	nodeCtx, stopNode := context.WithCancel(gctx)
 	g.Go(func() error { return l.tunnel.Run(gctx) })
 	g.Go(func() error { l.renewCertificate(gctx); return nil })
+	g.Go(func() error { l.reportReconnects(gctx, a); return nil })
 	g.Go(func() error {
 		err := a.run(nodeCtx)
 		if err == nil {
@@ -95,6 +96,29 @@ func (l *serverLink) run(ctx context.Context, a *Agent) error {
 		return nil
 	}
 	return err
+}
+
+// reportReconnects tells a each time the tunnel comes back after it was
+// lost (not at the first connect: registration posts the status then).
+func (l *serverLink) reportReconnects(ctx context.Context, a *Agent) {
+	select {
+	case <-l.tunnel.Connected():
+	case <-ctx.Done():
+		return
+	}
+	for {
+		select {
+		case <-l.tunnel.Disconnected():
+		case <-ctx.Done():
+			return
+		}
+		select {
+		case <-l.tunnel.Connected():
+		case <-ctx.Done():
+			return
+		}
+		a.serverReconnected()
+	}
 }
 
 // renewAt is when a certificate is renewed: when a third of its lifetime

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	v1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -102,17 +103,23 @@ func (a *Agent) desiredNode() *v1.Node {
 	return n
 }
 
-// nodeStatus is the node's status now; old (may be nil) keeps condition
-// transition times.
-func (a *Agent) nodeStatus(old *v1.NodeStatus) v1.NodeStatus {
-	capacity := hostCapacity(a.dir)
-	now := metav1.NewTime(a.now())
-	conds := []v1.NodeCondition{
+// nodeConditions are the conditions the agent owns, as it reports them
+// (without times): a running agent is a healthy node.
+func nodeConditions() []v1.NodeCondition {
+	return []v1.NodeCondition{
 		{Type: v1.NodeMemoryPressure, Status: v1.ConditionFalse, Reason: "KubeletHasSufficientMemory", Message: "kubelet has sufficient memory available"},
 		{Type: v1.NodeDiskPressure, Status: v1.ConditionFalse, Reason: "KubeletHasNoDiskPressure", Message: "kubelet has no disk pressure"},
 		{Type: v1.NodePIDPressure, Status: v1.ConditionFalse, Reason: "KubeletHasSufficientPID", Message: "kubelet has sufficient PID available"},
 		{Type: v1.NodeReady, Status: v1.ConditionTrue, Reason: "KubeletReady", Message: "kubelet is posting ready status"},
 	}
+}
+
+// nodeStatus is the node's status now; old (may be nil) keeps condition
+// transition times.
+func (a *Agent) nodeStatus(old *v1.NodeStatus) v1.NodeStatus {
+	capacity := hostCapacity(a.dir)
+	now := metav1.NewTime(a.now())
+	conds := nodeConditions()
 	for i := range conds {
 		conds[i].LastHeartbeatTime = now
 		conds[i].LastTransitionTime = now
@@ -170,95 +177,231 @@ func nodeImageNames(img image.Image) []string {
 	return names[:min(len(names), maxNamesPerImage)]
 }
 
-// patchNodeStatus writes the node's current status (a merge patch of the
-// whole status, as the only writer of it besides taints' controllers,
-// which write spec).
+// patchNodeStatus writes the node's current status, keeping the
+// transition times of node's conditions, and returns the node as stored.
 func (a *Agent) patchNodeStatus(ctx context.Context, node *v1.Node) (*v1.Node, error) {
-	st := a.nodeStatus(&node.Status)
-	body, err := json.Marshal(map[string]any{"status": st})
-	if err != nil {
-		return nil, err
-	}
 	var got v1.Node
-	if err := a.api.Patch(ctx, apiclient.Nodes, "", a.nodeName, "status", types.MergePatchType, body, &got); err != nil {
-		return nil, fmt.Errorf("update node status: %w", err)
+	if err := a.patchStatus(ctx, a.nodeStatus(&node.Status), &got); err != nil {
+		return nil, err
 	}
 	return &got, nil
 }
 
-// syncNodeStatus posts the node status every minute, or sooner when asked.
-func (a *Agent) syncNodeStatus(ctx context.Context) {
-	t := time.NewTicker(nodeStatusInterval)
+// patchStatus writes st as a merge patch of the whole status (the agent
+// is the only writer of it besides taints' controllers, which write
+// spec), decoding the stored node into out (nil: discarded).
+func (a *Agent) patchStatus(ctx context.Context, st v1.NodeStatus, out *v1.Node) error {
+	body, err := json.Marshal(map[string]any{"status": st})
+	if err != nil {
+		return err
+	}
+	var dst any // a typed nil *v1.Node would be decoded into
+	if out != nil {
+		dst = out
+	}
+	if err := a.api.Patch(ctx, apiclient.Nodes, "", a.nodeName, "status", types.MergePatchType, body, dst); err != nil {
+		return fmt.Errorf("update node status: %w", err)
+	}
+	return nil
+}
+
+// Node status and lease timings, the kubelet's defaults: the status is
+// computed every nodeStatusUpdateFrequency and posted when it changed, or
+// every nodeStatusReportFrequency when it did not; liveness in between is
+// the lease's job (renewed every leaseRenewInterval, agent.go).
+const (
+	nodeStatusUpdateFrequency = 10 * time.Second
+	nodeStatusReportFrequency = 5 * time.Minute
+)
+
+// syncNodeStatus keeps the node's status on the server current, starting
+// from registered (the status registration posted). It posts when the
+// status changed, every nodeStatusReportFrequency, and at once when asked
+// (requestNodeStatus: new images, a reconnect after which the server may
+// have marked the node Unknown, a view of the Node that is not ours).
+// It does not read the Node first as the kubelet does: the patch carries
+// the whole status, and the server's view reaches us through observeNode.
+func (a *Agent) syncNodeStatus(ctx context.Context, registered *v1.Node) {
+	posted := registered.Status
+	lastReport := a.now()
+	t := time.NewTicker(nodeStatusUpdateFrequency)
 	defer t.Stop()
+	pending := false // the last post failed: post at the next tick
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		case <-a.nodeChanged:
+			pending = true
 		}
-		var node v1.Node
-		if err := a.api.Get(ctx, apiclient.Nodes, "", a.nodeName, &node); err != nil {
-			if apierrors.IsNotFound(err) {
-				// Deleted under us: register again, as the kubelet does.
-				if _, err := a.tryRegisterNode(ctx); err != nil && ctx.Err() == nil {
-					a.log.Warn("cannot re-register node", "err", err)
-				}
-				continue
-			}
-			if ctx.Err() == nil {
-				a.log.Warn("cannot read node", "err", err)
-			}
+		st := a.nodeStatus(&posted)
+		if !pending && !nodeStatusChanged(&posted, &st) && a.now().Sub(lastReport) < nodeStatusReportFrequency {
 			continue
 		}
-		if _, err := a.patchNodeStatus(ctx, &node); err != nil && ctx.Err() == nil {
-			a.log.Warn("cannot post node status", "err", err)
+		if err := a.postNodeStatus(ctx, st); err != nil {
+			if ctx.Err() == nil {
+				a.log.Warn("cannot post node status", "err", err)
+			}
+			pending = true
+			continue
+		}
+		posted, lastReport, pending = st, a.now(), false
+	}
+}
+
+// postNodeStatus writes st, registering the node again if it was deleted
+// under us, as the kubelet does.
+func (a *Agent) postNodeStatus(ctx context.Context, st v1.NodeStatus) error {
+	err := a.patchStatus(ctx, st, nil)
+	if !apierrors.IsNotFound(err) {
+		return err
+	}
+	_, err = a.tryRegisterNode(ctx)
+	return err
+}
+
+// nodeStatusChanged reports whether st differs from old other than in
+// the conditions' heartbeat times (the kubelet's nodeStatusHasChanged).
+func nodeStatusChanged(old, st *v1.NodeStatus) bool {
+	strip := func(s *v1.NodeStatus) *v1.NodeStatus {
+		c := s.DeepCopy()
+		for i := range c.Conditions {
+			c.Conditions[i].LastHeartbeatTime = metav1.Time{}
+		}
+		return c
+	}
+	return !apiequality.Semantic.DeepEqual(strip(old), strip(st))
+}
+
+// observeNode looks at the agent's own Node as the server has it (from a
+// watch or a list) and asks for a status post when a condition the agent
+// owns is not what the agent reports: the node lifecycle controller set
+// it Unknown while the node was cut off, and only a post ends that.
+func (a *Agent) observeNode(n *v1.Node) {
+	if n.Name != a.nodeName {
+		return
+	}
+	for _, want := range nodeConditions() {
+		got := conditionOf(n.Status.Conditions, want.Type)
+		if got == nil || got.Status != want.Status || got.Reason != want.Reason {
+			a.requestNodeStatus()
+			return
 		}
 	}
 }
 
-// renewLease keeps the node's Lease in kube-node-lease fresh every 10 s.
+func conditionOf(conds []v1.NodeCondition, t v1.NodeConditionType) *v1.NodeCondition {
+	for i := range conds {
+		if conds[i].Type == t {
+			return &conds[i]
+		}
+	}
+	return nil
+}
+
+// serverReconnected is called when the agent's link to the server came
+// back: while it was down the lease lapsed and the server may have set
+// the node's conditions to Unknown, so post the status now rather than at
+// the next change or report, and renew the lease.
+func (a *Agent) serverReconnected() {
+	a.requestNodeStatus()
+	select {
+	case a.leaseNow <- struct{}{}:
+	default:
+	}
+}
+
+// renewLease keeps the node's Lease in kube-node-lease fresh every
+// leaseRenewInterval, or sooner after a reconnect.
 func (a *Agent) renewLease(ctx context.Context, node *v1.Node) {
 	t := time.NewTicker(leaseRenewInterval)
 	defer t.Stop()
+	var latest *coordinationv1.Lease
 	for {
-		if err := a.renewLeaseOnce(ctx, node); err != nil && ctx.Err() == nil {
+		var err error
+		if latest, err = a.renewLeaseOnce(ctx, node, latest); err != nil && ctx.Err() == nil {
 			a.log.Warn("cannot renew node lease", "err", err)
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-a.leaseNow:
 		}
 	}
 }
 
-func (a *Agent) renewLeaseOnce(ctx context.Context, node *v1.Node) error {
-	now := metav1.NewMicroTime(a.now())
-	var lease coordinationv1.Lease
-	err := a.api.Get(ctx, apiclient.Leases, leaseNamespace, a.nodeName, &lease)
-	if apierrors.IsNotFound(err) {
-		dur := int32(leaseDuration / time.Second)
-		holder := a.nodeName
-		lease = coordinationv1.Lease{
-			TypeMeta: metav1.TypeMeta{APIVersion: "coordination.k8s.io/v1", Kind: "Lease"},
-			ObjectMeta: metav1.ObjectMeta{
-				Name: a.nodeName, Namespace: leaseNamespace,
-				OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: node.Name, UID: node.UID}},
-			},
-			Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &dur, RenewTime: &now},
+// renewLeaseOnce renews the lease with one PUT of latest, the lease as
+// the server last returned it, as the kubelet's lease controller does. It
+// reads the lease (creating it if missing) only when there is no latest
+// or the PUT found it changed or gone. It returns the new latest, nil
+// when the server must be asked again next time.
+func (a *Agent) renewLeaseOnce(ctx context.Context, node *v1.Node, latest *coordinationv1.Lease) (*coordinationv1.Lease, error) {
+	if latest != nil {
+		got, err := a.updateLease(ctx, latest)
+		switch {
+		case err == nil:
+			return got, nil
+		case !apierrors.IsConflict(err) && !apierrors.IsNotFound(err):
+			// Likely the link: the cached lease is still the best base.
+			return latest, err
 		}
-		return a.api.Create(ctx, apiclient.Leases, leaseNamespace, &lease, nil)
 	}
+	base, created, err := a.ensureLease(ctx, node)
+	if err != nil || created {
+		return base, err
+	}
+	got, err := a.updateLease(ctx, base)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	return got, nil
+}
+
+// ensureLease reads the node's lease, creating a fresh one if there is
+// none (created reports that: it needs no renewal).
+func (a *Agent) ensureLease(ctx context.Context, node *v1.Node) (lease *coordinationv1.Lease, created bool, err error) {
+	lease = &coordinationv1.Lease{}
+	err = a.api.Get(ctx, apiclient.Leases, leaseNamespace, a.nodeName, lease)
+	if err == nil {
+		return lease, false, nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return nil, false, fmt.Errorf("read node lease: %w", err)
+	}
+	now := metav1.NewMicroTime(a.now())
+	dur := int32(leaseDuration / time.Second)
+	holder := a.nodeName
+	want := &coordinationv1.Lease{
+		TypeMeta: metav1.TypeMeta{APIVersion: "coordination.k8s.io/v1", Kind: "Lease"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name: a.nodeName, Namespace: leaseNamespace,
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: node.Name, UID: node.UID}},
+		},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &dur, RenewTime: &now},
+	}
+	lease = &coordinationv1.Lease{}
+	if err := a.api.Create(ctx, apiclient.Leases, leaseNamespace, want, lease); err != nil {
+		return nil, false, fmt.Errorf("create node lease: %w", err)
+	}
+	return lease, true, nil
+}
+
+// updateLease PUTs base renewed now, held by this node.
+func (a *Agent) updateLease(ctx context.Context, base *coordinationv1.Lease) (*coordinationv1.Lease, error) {
+	lease := base.DeepCopy()
+	now := metav1.NewMicroTime(a.now())
 	lease.Spec.RenewTime = &now
 	if lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != a.nodeName {
 		holder := a.nodeName
 		lease.Spec.HolderIdentity = &holder
 	}
-	return a.api.Update(ctx, apiclient.Leases, leaseNamespace, a.nodeName, "", &lease, nil)
+	got := &coordinationv1.Lease{}
+	if err := a.api.Update(ctx, apiclient.Leases, leaseNamespace, a.nodeName, "", lease, got); err != nil {
+		return nil, fmt.Errorf("renew node lease: %w", err)
+	}
+	return got, nil
 }
 
 // hostCapacity measures the machine.

@@ -139,7 +139,18 @@ func (a *Agent) startNetworking(ctx context.Context, g *errgroup.Group) error {
 		return nil
 	})
 	g.Go(func() error {
-		mirror(ctx, a, apiclient.Nodes, sink[v1.Node]{replace: routes.replace, update: routes.update, remove: routes.remove})
+		// The agent's own Node passes by too: observeNode (node.go) posts
+		// the status when the server's view of it is not the agent's.
+		mirror(ctx, a, apiclient.Nodes, sink[v1.Node]{
+			replace: func(ns []*v1.Node) {
+				routes.replace(ns)
+				for _, n := range ns {
+					a.observeNode(n)
+				}
+			},
+			update: func(n *v1.Node) { routes.update(n); a.observeNode(n) },
+			remove: routes.remove,
+		})
 		pn.Close()
 		return nil
 	})
