@@ -45,6 +45,29 @@ func (s serverSettings) load(c *cli.Context) (server.Config, error) {
 	return cfg, nil
 }
 
+// kubeconfigFlag is --kubeconfig of the verbs that talk to the running
+// server as its admin.
+func kubeconfigFlag() cli.Flag {
+	return &cli.StringFlag{
+		Name:  "kubeconfig",
+		Usage: "admin kubeconfig of the server to talk to (default: the server's write-kubeconfig, /etc/orch/orch.yaml)",
+	}
+}
+
+// adminKubeconfig is --kubeconfig or, without it, the admin kubeconfig the
+// server writes (its write-kubeconfig setting, from the config file or
+// ORCH_WRITE_KUBECONFIG).
+func (s serverSettings) adminKubeconfig(c *cli.Context) (string, error) {
+	if path := c.String("kubeconfig"); path != "" {
+		return path, nil
+	}
+	cfg, err := s.load(c)
+	if err != nil {
+		return "", err
+	}
+	return cfg.WriteKubeconfig, nil
+}
+
 // noArgs refuses arguments to a verb that takes none.
 func noArgs(c *cli.Context) error {
 	if c.NArg() > 0 {

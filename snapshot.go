@@ -1,11 +1,20 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/orch-dev/orch/server/pki"
 	"github.com/orch-dev/orch/server/snapshot"
 )
 
@@ -24,8 +33,9 @@ func snapshotCommand() *cli.Command {
 		Subcommands: []*cli.Command{
 			{
 				Name:  "save",
-				Usage: "snapshot the store of a stopped server (a running server takes scheduled snapshots)",
-				Flags: append(settings.flags(), &cli.StringFlag{Name: "name", Value: snapshot.DefaultName, Usage: "name of the snapshot"}),
+				Usage: "snapshot the store: a running server's through its API (as its admin), a stopped server's from its file",
+				Flags: append(settings.flags(), kubeconfigFlag(),
+					&cli.StringFlag{Name: "name", Value: snapshot.DefaultName, Usage: "name of the snapshot"}),
 				Action: func(c *cli.Context) error {
 					if err := noArgs(c); err != nil {
 						return err
@@ -35,6 +45,18 @@ func snapshotCommand() *cli.Command {
 						return err
 					}
 					info, err := snapshot.Save(dir, c.String("name"), time.Now())
+					if errors.Is(err, snapshot.ErrServerRunning) {
+						kubeconfig, kerr := settings.adminKubeconfig(c)
+						if kerr != nil {
+							return kerr
+						}
+						saved, serr := saveOnline(c.Context, kubeconfig, c.String("name"))
+						if serr != nil {
+							return fmt.Errorf("%w; asking it for a snapshot: %w", err, serr)
+						}
+						_, err = fmt.Fprintf(c.App.Writer, "saved %s (%d bytes) by the running server\n", saved.Path, saved.Size)
+						return err
+					}
 					if err != nil {
 						return err
 					}
@@ -83,4 +105,43 @@ func snapshotCommand() *cli.Command {
 			},
 		},
 	}
+}
+
+// saveOnline asks the running server, as the admin of kubeconfig, for a
+// snapshot of its live store and returns where it was saved (on the
+// server's machine: this is the same machine, since the CLI found the
+// server's store locked).
+func saveOnline(ctx context.Context, kubeconfig, name string) (snapshot.Saved, error) {
+	kc, err := pki.ReadKubeconfig(kubeconfig)
+	if err != nil {
+		return snapshot.Saved{}, fmt.Errorf("%w (give the server's admin kubeconfig with --kubeconfig)", err)
+	}
+	u := strings.TrimSuffix(kc.Server, "/") + snapshot.APIPath + "?name=" + url.QueryEscape(name)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
+	if err != nil {
+		return snapshot.Saved{}, err
+	}
+	// A big store takes a while to copy; the server answers when done.
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: kc.TLS}, Timeout: 30 * time.Minute}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return snapshot.Saved{}, fmt.Errorf("is the server at %s running? %w", kc.Server, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return snapshot.Saved{}, fmt.Errorf("read the server's answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusCreated {
+		var st metav1.Status
+		if json.Unmarshal(body, &st) == nil && st.Message != "" {
+			return snapshot.Saved{}, fmt.Errorf("the server refused (%s): %s", resp.Status, st.Message)
+		}
+		return snapshot.Saved{}, fmt.Errorf("the server answered %s", resp.Status)
+	}
+	var saved snapshot.Saved
+	if err := json.Unmarshal(body, &saved); err != nil {
+		return snapshot.Saved{}, fmt.Errorf("the server's answer %q: %w", body, err)
+	}
+	return saved, nil
 }

@@ -40,18 +40,11 @@ func tokenCommand() *cli.Command {
 	// config file or ORCH_WRITE_KUBECONFIG, but the flag to give here is
 	// --kubeconfig.
 	settings := serverSettingsNamed()
-	flags := append(settings.flags(), &cli.StringFlag{
-		Name:  "kubeconfig",
-		Usage: "admin kubeconfig of the server to talk to (default: the server's write-kubeconfig, /etc/orch/orch.yaml)",
-	})
+	flags := append(settings.flags(), kubeconfigFlag())
 	connect := func(c *cli.Context) (*tokenClient, error) {
-		path := c.String("kubeconfig")
-		if path == "" {
-			cfg, err := settings.load(c)
-			if err != nil {
-				return nil, err
-			}
-			path = cfg.WriteKubeconfig
+		path, err := settings.adminKubeconfig(c)
+		if err != nil {
+			return nil, err
 		}
 		return newTokenClient(path)
 	}

@@ -254,10 +254,18 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, st store.Store, ca
 	metrics.RegisterProcess(reg)
 	metrics.RegisterStore(reg, st, filepath.Join(cfg.DataDir, "server", "db", "state.db"))
 	apiHandler, metricsHandler := api.Handler(), api.Authorized(reg.Handler())
+	// `orch snapshot save` asks the running server (admins only).
+	snapshots := http.NotFoundHandler()
+	if db, ok := st.(snapshot.Snapshotter); ok {
+		snapshots = api.Authorized(snapshot.Handler(db, cfg.DataDir, time.Now))
+	}
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case join.Handles(r.URL.Path):
 			joiner.ServeHTTP(w, r)
+			return
+		case r.URL.Path == snapshot.APIPath:
+			snapshots.ServeHTTP(w, r)
 			return
 		case r.URL.Path != "/metrics":
 			apiHandler.ServeHTTP(w, r)

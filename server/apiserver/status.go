@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -70,4 +71,22 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Retry-After", fmt.Sprint(st.Details.RetryAfterSeconds))
 	}
 	s.codecs.writeObject(w, r, code, st)
+}
+
+// WriteStatus answers err as a JSON metav1.Status, as the API server
+// would, for orch's own endpoints beside the API (joining, snapshots).
+func WriteStatus(w http.ResponseWriter, err error) {
+	st := toStatus(err)
+	if st.Code == 0 {
+		st.Code = http.StatusInternalServerError
+	}
+	body, merr := json.Marshal(st)
+	if merr != nil {
+		http.Error(w, st.Message, int(st.Code))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(int(st.Code))
+	_, _ = w.Write(append(body, '\n'))
 }

@@ -30,7 +30,6 @@ import (
 	"crypto/subtle"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -166,7 +165,7 @@ func (h *Handler) serveNodeCertificate(w http.ResponseWriter, r *http.Request) {
 	}
 	user, ok, err := h.opts.Authenticate(r)
 	if !ok {
-		msg := "Unauthorized: a node certificate needs the join token's secret or the node's current certificate"
+		msg := "a node certificate needs the join token's secret or the node's current certificate"
 		if err != nil {
 			msg = err.Error()
 		}
@@ -411,20 +410,4 @@ func NodeName(authenticate func(r *http.Request) (apiserver.UserInfo, bool)) fun
 }
 
 // writeStatus answers err as a Kubernetes Status, as the API server would.
-func writeStatus(w http.ResponseWriter, err error) {
-	var se apierrors.APIStatus
-	if !errors.As(err, &se) {
-		se = apierrors.NewInternalError(err)
-	}
-	st := se.Status()
-	st.Kind, st.APIVersion = "Status", "v1"
-	body, merr := json.Marshal(st)
-	if merr != nil {
-		http.Error(w, st.Message, int(st.Code))
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(int(st.Code))
-	_, _ = w.Write(append(body, '\n'))
-}
+func writeStatus(w http.ResponseWriter, err error) { apiserver.WriteStatus(w, err) }

@@ -8,9 +8,11 @@
 //	server/snapshots/<name>-<unix>.db   a snapshot (a bbolt file)
 //	server/snapshots/<name>-<unix>.db.sha256   its checksum, sha256sum format
 //
-// The running server holds the store's file lock, so `orch snapshot save`
-// works only on a stopped server; a running server takes its own snapshots
-// (Schedule). Restore never touches a running server's store. Volatile
+// The running server holds the store's file lock: it takes scheduled
+// snapshots itself (Schedule) and on-demand ones when asked at APIPath
+// (Handler), both consistent copies of the live store (one bbolt read
+// transaction); Save copies the store of a stopped server. Restore never
+// touches a running server's store. Volatile
 // values (node heartbeats, leases) are not in snapshots: see store/bolt.
 //
 // This package owns the snapshot files only; it never opens the store for
@@ -83,6 +85,17 @@ func Save(dataDir, name string, now time.Time) (Info, error) {
 	return info, err
 }
 
+// errExists is a snapshot of that name taken in the same second.
+var errExists = errors.New("already exists")
+
+// checkName refuses names that cannot be part of a snapshot's file name.
+func checkName(name string) error {
+	if !validName.MatchString(name) {
+		return fmt.Errorf("snapshot name %q: use 1-64 lower-case letters, digits, '.', '-' or '_', starting and ending with a letter or digit", name)
+	}
+	return nil
+}
+
 // snapshotFunc writes a consistent copy of a store to w.
 type snapshotFunc func(w io.Writer) (int64, error)
 
@@ -90,15 +103,15 @@ type snapshotFunc func(w io.Writer) (int64, error)
 // leaves no file behind: it is written under a temporary name and renamed
 // only when complete and synced.
 func write(dir, name string, now time.Time, copyTo snapshotFunc) (Info, error) {
-	if !validName.MatchString(name) {
-		return Info{}, fmt.Errorf("snapshot name %q: use 1-64 lower-case letters, digits, '.', '-' or '_', starting and ending with a letter or digit", name)
+	if err := checkName(name); err != nil {
+		return Info{}, err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return Info{}, fmt.Errorf("create snapshot directory: %w", err)
 	}
 	path := filepath.Join(dir, fmt.Sprintf("%s-%d.db", name, now.Unix()))
 	if _, err := os.Lstat(path); err == nil {
-		return Info{}, fmt.Errorf("snapshot %s already exists", path)
+		return Info{Path: path}, fmt.Errorf("snapshot %s %w", path, errExists)
 	}
 	tmp, err := os.CreateTemp(dir, ".partial-*")
 	if err != nil {
