@@ -22,8 +22,9 @@ import (
 )
 
 const (
-	netE2EDir  = "/tmp/orch-net-e2e"
-	netE2ENode = "net-e2e"
+	netE2EDir        = "/tmp/orch-net-e2e"
+	netE2ECgroupRoot = "/orch-net-e2e"
+	netE2ENode       = "net-e2e"
 	// netE2ENodeIP is the node's address inside its namespace; the test
 	// namespace has no route anywhere else.
 	netE2ENodeIP = "198.18.0.1/24"
@@ -67,8 +68,10 @@ func clientIn(t *testing.T, kubeconfig string, ns *netnstest.NS) kubernetes.Inte
 }
 
 // startNetServer runs `orch server` with its node and the pod network
-// backend in ns (its config file, dir/config.yaml, suits an agent too) and returns a clientset that reaches it there.
-func startNetServer(t *testing.T, bin string, ns *netnstest.NS, dir, nodeName, bindIP, backend string) kubernetes.Interface {
+// backend in ns, its pods under cgroupRoot (its config file,
+// dir/config.yaml, suits an agent too), and returns a clientset that
+// reaches it there.
+func startNetServer(t *testing.T, bin string, ns *netnstest.NS, dir, cgroupRoot, nodeName, bindIP, backend string) kubernetes.Interface {
 	t.Helper()
 	data := filepath.Join(dir, "server")
 	importBusybox(t, data)
@@ -79,7 +82,7 @@ func startNetServer(t *testing.T, bin string, ns *netnstest.NS, dir, nodeName, b
 	kubeconfig := filepath.Join(dir, "kubeconfig.yaml")
 	srv := startOrch(t, bin, ns, dir, "server.log", "server", "--config", conf, "--data-dir", data,
 		"--bind-address", bindIP, "--https-listen-port", "6443",
-		"--write-kubeconfig", kubeconfig, "--node-name", nodeName)
+		"--write-kubeconfig", kubeconfig, "--node-name", nodeName, "--cgroup-root", cgroupRoot)
 	srv.waitFile(t, kubeconfig)
 	return clientIn(t, kubeconfig, ns)
 }
@@ -115,11 +118,9 @@ func TestPodNetworkE2E(t *testing.T) {
 			t.Errorf("the host namespace's routes or nft tables changed:\nbefore:\n%s\nafter:\n%s", before, after)
 		}
 	})
-	_ = os.RemoveAll(netE2EDir)
-	if err := os.MkdirAll(netE2EDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(netE2EDir) })
+	// Its own cgroup root, so that whatever the node leaves running
+	// when it stops (a stopped node keeps its pods) is killed.
+	freshE2EDir(t, netE2EDir, netE2ECgroupRoot)
 
 	ns := netnstest.New(t, "orchnet-node")
 	netnstest.NewSwitch(t, "orchnet-sw").Attach(t, ns, "uplink", netip.MustParsePrefix(netE2ENodeIP))
@@ -127,7 +128,7 @@ func TestPodNetworkE2E(t *testing.T) {
 	// addresses get past routing to the proxy's filter chains (here they
 	// go no further than the test's switch).
 	ns.MustRun(t, "ip", "route", "add", "10.43.0.0/16", "dev", "uplink")
-	cs := startNetServer(t, bin, ns, netE2EDir, netE2ENode, "127.0.0.1", "auto")
+	cs := startNetServer(t, bin, ns, netE2EDir, netE2ECgroupRoot, netE2ENode, "127.0.0.1", "auto")
 	ctx := context.Background()
 
 	podCIDR := nodePodCIDR(t, cs, netE2ENode)
@@ -342,7 +343,7 @@ func testTwoNodes(t *testing.T, bin, backend string) {
 	sw.Attach(t, srvNS, "eth0", netip.MustParsePrefix("198.18.20.1/24"))
 	sw.Attach(t, agentNS, "eth0", netip.MustParsePrefix("198.18.20.2/24"))
 
-	cs := startNetServer(t, bin, srvNS, net2E2EDir, net2E2EServer, "198.18.20.1", backend)
+	cs := startNetServer(t, bin, srvNS, net2E2EDir, net2E2ECgroupRoot+"/server", net2E2EServer, "198.18.20.1", backend)
 	token, err := os.ReadFile(filepath.Join(net2E2EDir, "server", "server", "token"))
 	if err != nil {
 		t.Fatal(err)
@@ -351,7 +352,7 @@ func testTwoNodes(t *testing.T, bin, backend string) {
 	importBusybox(t, agentData)
 	startOrch(t, bin, agentNS, net2E2EDir, "agent.log", "agent", "--config", filepath.Join(net2E2EDir, "config.yaml"),
 		"--join", "https://198.18.20.1:6443", "--token", strings.TrimSpace(string(token)),
-		"--node-name", net2E2EAgent, "--data-dir", agentData, "--cgroup-root", net2E2ECgroupRoot)
+		"--node-name", net2E2EAgent, "--data-dir", agentData, "--cgroup-root", net2E2ECgroupRoot+"/agent")
 
 	serverCIDR := nodePodCIDR(t, cs, net2E2EServer)
 	agentCIDR := nodePodCIDR(t, cs, net2E2EAgent)
