@@ -163,7 +163,10 @@ func TestInstallTwoNodesE2E(t *testing.T) {
 	c.uninstall(srvNS, srvRoot, serverCgroupRoot, "orch-uninstall.sh")
 }
 
-// sleeperPod is a pod named name that sleeps on node.
+// sleeperPod is a pod named name that sleeps on node. It mounts no
+// service account token: this test is about installing and stopping, and
+// the token's volume needs the node authorizer to see the pod's
+// kube-root-ca.crt reference (TestJoinE2E covers that path).
 func sleeperPod(name, node string) string {
 	return `apiVersion: v1
 kind: Pod
@@ -173,6 +176,7 @@ metadata:
 spec:
   nodeName: ` + node + `
   terminationGracePeriodSeconds: 1
+  automountServiceAccountToken: false
   containers:
   - name: c
     image: ` + clusterE2EImage + `
@@ -518,6 +522,12 @@ func (k *kubectlRunner) waitNodesReady(t *testing.T, names ...string) {
 func (k *kubectlRunner) waitRunning(t *testing.T, pods ...string) {
 	t.Helper()
 	for _, p := range pods {
+		t.Cleanup(func() {
+			if t.Failed() {
+				out, _ := k.run("describe", "pod", p)
+				t.Logf("kubectl describe pod %s:\n%s", p, out)
+			}
+		})
 		waitUntil(t, 120*time.Second, "pod "+p+" Running", func() bool {
 			k.c.checkRunning()
 			out, err := k.run("get", "pod", p, "-o", "jsonpath={.status.phase}")
