@@ -129,6 +129,7 @@ func (a *Agent) startNetworking(ctx context.Context, g *errgroup.Group) error {
 		return nil
 	})
 	g.Go(func() error { _ = syncer.Run(ctx); return nil })
+	a.startNetworkPolicies(ctx, g) // see netpol.go
 	g.Go(func() error { a.logSyncResults(ctx, results); return nil })
 	g.Go(func() error {
 		mirror(ctx, a, servicesResource, state.serviceSink())
