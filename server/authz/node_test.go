@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/orch-dev/orch/server/apiserver"
+	"github.com/orch-dev/orch/server/controllers/informer"
 )
 
 // fakePods is a PodLister over fixed pods.
@@ -46,9 +47,12 @@ func (f fakeClaims) Get(ns, name string) (*corev1.PersistentVolumeClaim, bool) {
 	return nil, false
 }
 
+// boundPod is a pod bound to node as the authorizer sees it: through the
+// shared informer's SlimPod transform, which must keep every object the
+// pod names.
 func boundPod(name, node string, spec corev1.PodSpec) *corev1.Pod {
 	spec.NodeName = node
-	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name}, Spec: spec}
+	return informer.SlimPod(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name}, Spec: spec}).(*corev1.Pod)
 }
 
 func TestNodeAuthorizer(t *testing.T) {

@@ -141,7 +141,13 @@ func TestSlimPod(t *testing.T) {
 		Env: []corev1.EnvVar{{Name: "A", Value: "b"}}}}
 	in.Spec.Volumes = append(in.Spec.Volumes,
 		corev1.Volume{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data-web-0"}}},
-		corev1.Volume{Name: "scratch", VolumeSource: corev1.VolumeSource{Ephemeral: &corev1.EphemeralVolumeSource{}}})
+		corev1.Volume{Name: "scratch", VolumeSource: corev1.VolumeSource{Ephemeral: &corev1.EphemeralVolumeSource{}}},
+		corev1.Volume{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+		corev1.Volume{Name: "tls", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "web-tls"}}})
+	dbPassword := corev1.EnvVar{Name: "PW", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+		LocalObjectReference: corev1.LocalObjectReference{Name: "db"}, Key: "pw"}}}
+	in.Spec.Containers[0].Env = append(in.Spec.Containers[0].Env, dbPassword)
+	in.Spec.Containers[0].EnvFrom = []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "web-env"}}}}
 	in.Spec.NodeSelector = map[string]string{"disk": "ssd"}
 	orig := in.DeepCopy()
 
@@ -160,9 +166,15 @@ func TestSlimPod(t *testing.T) {
 		{"container name, image, ports, resources kept", c.Name == "app" && c.Image == orig.Spec.Containers[0].Image &&
 			len(c.Ports) == 1 && equality.Semantic.DeepEqual(c.Resources, orig.Spec.Containers[0].Resources)},
 		{"sidecar restart policy kept", out.Spec.InitContainers[0].RestartPolicy != nil},
-		{"kubelet-only container fields dropped", c.Command == nil && c.Args == nil && c.Env == nil && c.ReadinessProbe == nil &&
+		{"kubelet-only container fields dropped", c.Command == nil && c.Args == nil && c.ReadinessProbe == nil &&
 			c.VolumeMounts == nil && c.TerminationMessagePath == "" && out.Spec.InitContainers[0].Env == nil},
-		{"only claim volumes kept", len(out.Spec.Volumes) == 2 && out.Spec.Volumes[0].Name == "data" && out.Spec.Volumes[1].Name == "scratch"},
+		// The node authorizer lets a node read what its pods name.
+		{"env references kept, other env dropped", len(c.Env) == 1 && equality.Semantic.DeepEqual(c.Env[0], dbPassword) &&
+			len(c.EnvFrom) == 1 && c.EnvFrom[0].ConfigMapRef.Name == "web-env"},
+		{"volumes naming objects kept", len(out.Spec.Volumes) == 4 && out.Spec.Volumes[0].Name == "kube-api-access-x7k2p" &&
+			out.Spec.Volumes[1].Name == "data" && out.Spec.Volumes[2].Name == "scratch" && out.Spec.Volumes[3].Name == "tls"},
+		{"projected volume: its config map only", len(out.Spec.Volumes[0].Projected.Sources) == 1 &&
+			out.Spec.Volumes[0].Projected.Sources[0].ConfigMap.Name == "kube-root-ca.crt" && out.Spec.Volumes[0].Projected.Sources[0].ConfigMap.Items == nil},
 	}
 	for _, ch := range checks {
 		if !ch.ok {
