@@ -37,17 +37,15 @@ type AgentOptions struct {
 	// Nil answers 404 to everything.
 	Handler http.Handler
 
-	// KeepaliveInterval is how long the connection may be silent before
-	// the agent sends an HTTP/2 PING; PingTimeout how long it waits for the
-	// answer before it drops the connection. A dead link is noticed within
-	// their sum. Defaults 10s and 5s.
-	KeepaliveInterval time.Duration
-	PingTimeout       time.Duration
-
-	// HeartbeatInterval is the period of the heartbeats on the control
-	// stream, by which the server notices a dead link. It must be well below
-	// the server's AgentTimeout. Default 5s.
+	// HeartbeatInterval is the period of the agent's heartbeats on the
+	// control stream; the server answers each at once. The server drops an
+	// agent silent for its AgentTimeout, and the agent drops a connection
+	// on which nothing came back for HeartbeatInterval + PingTimeout, so
+	// either end notices a dead link within about that sum. Defaults 10s
+	// and 5s: a dead link is noticed within ~15 s, as issue 8 asks, for
+	// two small frames every 10 s.
 	HeartbeatInterval time.Duration
+	PingTimeout       time.Duration
 
 	// DialTimeout bounds the TCP and TLS handshakes. Default 10s.
 	DialTimeout time.Duration
@@ -80,6 +78,11 @@ type Agent struct {
 	// tests that need raw byte streams.
 	serve func(net.Conn)
 
+	// lastRead is when bytes last came from the server (UnixNano): a
+	// link busy with other streams is alive even if a heartbeat's answer
+	// waits behind their data.
+	lastRead atomic.Int64
+
 	mu   sync.Mutex
 	cc   *http.ClientConn // nil while disconnected
 	up   chan struct{}    // closed while connected
@@ -101,9 +104,8 @@ func NewAgent(opts AgentOptions) (*Agent, error) {
 	if opts.Handler == nil {
 		opts.Handler = http.NotFoundHandler()
 	}
-	setDefault(&opts.KeepaliveInterval, 10*time.Second)
+	setDefault(&opts.HeartbeatInterval, 10*time.Second)
 	setDefault(&opts.PingTimeout, 5*time.Second)
-	setDefault(&opts.HeartbeatInterval, 5*time.Second)
 	setDefault(&opts.DialTimeout, 10*time.Second)
 	setDefault(&opts.MinBackoff, 500*time.Millisecond)
 	setDefault(&opts.MaxBackoff, 15*time.Second)
@@ -131,19 +133,26 @@ func NewAgent(opts AgentOptions) (*Agent, error) {
 	protos.SetHTTP2(true)
 	dial := opts.DialContext
 	if dial == nil {
-		dial = (&net.Dialer{KeepAlive: opts.KeepaliveInterval}).DialContext
+		// No TCP keepalive probes: the heartbeats keep the link busy and
+		// find it dead (connect), so probes would only add bytes.
+		dial = (&net.Dialer{KeepAlive: -1}).DialContext
 	}
 	a.transport = &http.Transport{
-		Protocols:           &protos,
-		TLSClientConfig:     opts.TLSConfig.Clone(),
-		DialContext:         dial,
+		Protocols:       &protos,
+		TLSClientConfig: opts.TLSConfig.Clone(),
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &activityConn{Conn: c, last: &a.lastRead}, nil
+		},
 		TLSHandshakeTimeout: opts.DialTimeout,
+		// No HTTP/2 PINGs (SendPingTimeout 0) for the same reason.
 		HTTP2: &http.HTTP2Config{
-			SendPingTimeout: opts.KeepaliveInterval,
-			PingTimeout:     opts.PingTimeout,
 			// A link that takes no bytes at all is as dead as one that
-			// answers no pings.
-			WriteByteTimeout: opts.KeepaliveInterval + opts.PingTimeout,
+			// answers no heartbeats.
+			WriteByteTimeout: opts.HeartbeatInterval + opts.PingTimeout,
 		},
 	}
 	a.client = &http.Client{Transport: agentRoundTripper{a}}
@@ -322,6 +331,21 @@ func (a *Agent) connect(ctx context.Context, serve func(net.Conn)) (established 
 			}
 		}
 	})
+	// Anything from the server (the answers to the heartbeats, opens,
+	// other streams' data) proves the link alive; a silence longer than a
+	// heartbeat and its answer's timeout means it is dead even if TCP has
+	// not noticed.
+	silence := a.opts.HeartbeatInterval + a.opts.PingTimeout
+	var silent atomic.Bool
+	var watchdog *time.Timer
+	watchdog = time.AfterFunc(silence, func() {
+		if quiet := time.Since(time.Unix(0, a.lastRead.Load())); quiet < silence {
+			watchdog.Reset(silence - quiet)
+			return
+		}
+		silent.Store(true)
+		cc.Close()
+	})
 
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
@@ -330,8 +354,12 @@ func (a *Agent) connect(ctx context.Context, serve func(net.Conn)) (established 
 			wg.Go(func() { a.openStream(ctx, cc, arg, serve) })
 		}
 	}
+	watchdog.Stop()
 	err = sc.Err()
-	if err == nil {
+	switch {
+	case silent.Load():
+		err = fmt.Errorf("no answer from the server for %s", silence)
+	case err == nil:
 		err = errors.New("server ended the control stream")
 	}
 
@@ -414,6 +442,20 @@ func (a *Agent) roundTripHalf(ctx context.Context, cc *http.ClientConn, url stri
 		return nil, fmt.Errorf("server answered %s", resp.Status)
 	}
 	return resp, nil
+}
+
+// activityConn records when bytes were last read from the server.
+type activityConn struct {
+	net.Conn
+	last *atomic.Int64
+}
+
+func (c *activityConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.last.Store(time.Now().UnixNano())
+	}
+	return n, err
 }
 
 // agentStreamWriter writes the agent-to-server half of a session into the

@@ -7,10 +7,13 @@
 //   - Its API calls are ordinary HTTP/2 requests ([Agent.Client]).
 //   - It keeps one long-lived control request open:
 //     POST /tunnel/v1/control. The request body carries the agent's
-//     heartbeats ("ping\n" lines) so the server notices a dead link even
-//     when TCP does not; the response body carries the server's commands,
-//     one per line. Unknown lines are ignored on both sides so either end
-//     can add messages later.
+//     heartbeats ("ping\n" lines); the response body carries the server's
+//     commands, one per line, and its answer to each heartbeat ("pong\n").
+//     The heartbeats are the tunnel's only keepalive (no HTTP/2 PINGs, no
+//     TCP keepalive probes): each end drops a link on which the other has
+//     been silent too long, even when TCP has not noticed, and an idle
+//     tunnel costs two small frames per heartbeat interval. Unknown lines
+//     are ignored on both sides so either end can add messages later.
 //   - For "open <id>\n" the agent issues two requests, one per direction:
 //     POST /tunnel/v1/stream/<id>/up, whose request body is the
 //     agent-to-server byte stream, and POST /tunnel/v1/stream/<id>/down,
@@ -44,6 +47,7 @@ const (
 
 	msgOpen = "open"
 	msgPing = "ping"
+	msgPong = "pong"
 
 	halfUp   = "up"
 	halfDown = "down"

@@ -224,16 +224,21 @@ func waitClosed(t testing.TB, c <-chan struct{}, what string, timeout time.Durat
 type faultyConn struct {
 	net.Conn
 	blackholed atomic.Bool
+	muted      atomic.Bool
 }
 
 // blackhole makes the link silently drop everything in both directions,
 // like a pulled cable: no FIN, no RST.
 func (c *faultyConn) blackhole() { c.blackholed.Store(true) }
 
+// muteServer drops what the server sends, as a link dead one way; what
+// the agent sends still arrives.
+func (c *faultyConn) muteServer() { c.muted.Store(true) }
+
 func (c *faultyConn) Read(p []byte) (int, error) {
 	for {
 		n, err := c.Conn.Read(p)
-		if err != nil || !c.blackholed.Load() {
+		if err != nil || !(c.blackholed.Load() || c.muted.Load()) {
 			return n, err
 		}
 	}

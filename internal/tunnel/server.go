@@ -44,7 +44,8 @@ type ServerOptions struct {
 
 	// AgentTimeout is how long an agent may stay silent on its control
 	// stream before the server drops it. It must exceed the agent's
-	// HeartbeatInterval by a few beats. Default 15s.
+	// HeartbeatInterval by the longest delay a heartbeat may meet.
+	// Default 15s.
 	AgentTimeout time.Duration
 
 	// OnConnect and OnDisconnect, if set, are called when a node's control
@@ -229,6 +230,14 @@ func (s *Server) controlLoop(w io.Writer, rc *http.ResponseController, r *http.R
 		select {
 		case <-beats:
 			idle.Reset(s.opts.AgentTimeout)
+			// The answer is the agent's proof that the link still works
+			// (see AgentOptions.HeartbeatInterval).
+			if _, err := io.WriteString(w, msgPong+"\n"); err != nil {
+				return fmt.Errorf("write to control stream: %w", err)
+			}
+			if err := rc.Flush(); err != nil {
+				return fmt.Errorf("flush control stream: %w", err)
+			}
 		case id := <-sess.opens:
 			if _, err := fmt.Fprintf(w, "%s %s\n", msgOpen, id); err != nil {
 				return fmt.Errorf("write to control stream: %w", err)

@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -289,7 +290,6 @@ func TestBlackholedLinkIsDetectedByBothEnds(t *testing.T) {
 	a := h.startAgent("node-a", agentSetup{opts: AgentOptions{
 		Handler:           sessionHandler(nil),
 		HeartbeatInterval: 100 * time.Millisecond,
-		KeepaliveInterval: time.Second,
 		PingTimeout:       time.Second,
 	}})
 	waitClosed(t, a.Connected(), "agent connected", waitLong)
@@ -313,6 +313,49 @@ func TestBlackholedLinkIsDetectedByBothEnds(t *testing.T) {
 	t.Logf("agent noticed after %s", time.Since(start).Round(time.Millisecond))
 	waitClosed(t, a.Connected(), "agent reconnected", waitLong)
 	getBody(t, &http.Client{Transport: h.srv.RoundTripper("node-a")}, "http://node-a/hello")
+}
+
+// TestHeartbeatsAreAnswered: the server answers each heartbeat on the
+// control stream, the only keepalive of the tunnel, by which the agent
+// knows the link works.
+func TestHeartbeatsAreAnswered(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	tr := &http.Transport{TLSClientConfig: h.clientTLS("system:node:node-p"), ForceAttemptHTTP2: true}
+	defer tr.CloseIdleConnections()
+	body, beats := io.Pipe()
+	defer beats.Close()
+	req, _ := http.NewRequest(http.MethodPost, h.ts.URL+controlPath, body)
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	lines := bufio.NewReader(resp.Body)
+	for i := range 3 {
+		if _, err := io.WriteString(beats, msgPing+"\n"); err != nil {
+			t.Fatal(err)
+		}
+		line, err := lines.ReadString('\n')
+		if err != nil || line != msgPong+"\n" {
+			t.Fatalf("answer to heartbeat %d: %q, %v", i, line, err)
+		}
+	}
+}
+
+// TestAgentDropsSilentServer: an agent whose heartbeats go unanswered
+// (its link dead one way) drops the connection and dials again.
+func TestAgentDropsSilentServer(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	a := h.startAgent("node-a", agentSetup{opts: AgentOptions{
+		Handler:           sessionHandler(nil),
+		HeartbeatInterval: 100 * time.Millisecond,
+		PingTimeout:       200 * time.Millisecond,
+	}})
+	waitClosed(t, a.Connected(), "agent connected", waitLong)
+	down := a.Disconnected()
+	a.lastConn().muteServer()
+	waitClosed(t, down, "agent dropped the silent link", waitLong)
+	waitClosed(t, a.Connected(), "agent reconnected", waitLong)
 }
 
 func TestDialNodeWithoutControlStream(t *testing.T) {
