@@ -31,6 +31,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/orch-dev/orch/server/controllers/expectations"
 	"github.com/orch-dev/orch/server/controllers/history"
 	"github.com/orch-dev/orch/server/controllers/informer"
 	"github.com/orch-dev/orch/server/controllers/queue"
@@ -81,7 +82,7 @@ type Controller struct {
 	pods      informer.Lister[*corev1.Pod]
 	nodes     informer.Lister[*corev1.Node]
 	queue     *queue.Queue
-	expect    *expectations
+	expect    *expectations.Expectations
 	opts      Options
 	log       *slog.Logger
 	now       func() time.Time
@@ -112,7 +113,7 @@ func New(api API, factory *informer.Factory, recorder events.Recorder, opts Opti
 		pods:      informer.NewLister[*corev1.Pod](podInf),
 		nodes:     informer.NewLister[*corev1.Node](nodeInf),
 		queue:     queue.New(queue.DefaultRateLimiter()),
-		expect:    newExpectations(),
+		expect:    expectations.New(expectations.DefaultTimeout),
 		opts:      opts,
 		log:       opts.Logger.With("controller", "daemonset"),
 		now:       time.Now,
@@ -210,9 +211,9 @@ func (c *Controller) podAdded(obj runtime.Object) {
 		}
 		return
 	}
-	c.expect.observeCreate(key, pod.Name)
+	c.expect.ObserveCreate(key, pod.Name)
 	if pod.DeletionTimestamp != nil {
-		c.expect.observeDelete(key, pod.Name)
+		c.expect.ObserveDelete(key, pod.Name)
 	}
 	c.queue.Add(key)
 }
@@ -239,7 +240,7 @@ func (c *Controller) podDeleted(obj runtime.Object) {
 		return
 	}
 	if key, owned := ownerKey(pod); owned {
-		c.expect.observeDelete(key, pod.Name)
+		c.expect.ObserveDelete(key, pod.Name)
 		c.queue.Add(key)
 	}
 }
@@ -272,7 +273,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) error {
 	ns, name := informer.SplitKey(key)
 	ds, ok := c.sets.Get(ns, name)
 	if !ok {
-		c.expect.forget(key)
+		c.expect.Forget(key)
 		return nil
 	}
 	if ds.DeletionTimestamp != nil {
@@ -302,7 +303,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) error {
 	now := c.now()
 
 	var requeue time.Duration
-	if c.expect.satisfied(key, now) {
+	if c.expect.Satisfied(key, now) {
 		changed, retry, err := c.manage(ctx, ds, nodes, byNode, hash)
 		if err != nil {
 			return err

@@ -142,10 +142,10 @@ func (c *Controller) syncNodes(ctx context.Context, ds *appsv1.DaemonSet, create
 	var errs []error
 	err := slowStartBatch(len(createOn), func(i int) error {
 		pod := newPod(ds, createOn[i], hash, c.podSuffix())
-		c.expect.expectCreate(key, pod.Name, c.now())
+		c.expect.ExpectCreate(key, pod.Name, c.now())
 		_, err := c.api.Create(ctx, podsGVR, pod, c.opts.FieldManager)
 		if err != nil {
-			c.expect.observeCreate(key, pod.Name)
+			c.expect.ObserveCreate(key, pod.Name)
 			if apierrors.IsAlreadyExists(err) {
 				// A random suffix taken: the next sync picks another.
 				return nil
@@ -160,10 +160,10 @@ func (c *Controller) syncNodes(ctx context.Context, ds *appsv1.DaemonSet, create
 		errs = append(errs, err)
 	}
 	for _, name := range toDelete {
-		c.expect.expectDelete(key, name, c.now())
+		c.expect.ExpectDelete(key, name, c.now())
 		_, err := c.api.Delete(ctx, podsGVR, ds.Namespace, name, nil)
 		if err != nil {
-			c.expect.observeDelete(key, name)
+			c.expect.ObserveDelete(key, name)
 			if apierrors.IsNotFound(err) {
 				continue
 			}

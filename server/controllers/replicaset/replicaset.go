@@ -37,6 +37,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/rand"
 
+	"github.com/orch-dev/orch/server/controllers/expectations"
 	"github.com/orch-dev/orch/server/controllers/informer"
 	"github.com/orch-dev/orch/server/controllers/queue"
 	"github.com/orch-dev/orch/server/events"
@@ -82,7 +83,7 @@ type Controller struct {
 	podInf   *informer.Informer
 	pods     informer.Lister[*corev1.Pod]
 	queue    *queue.Queue
-	expect   *expectations
+	expect   *expectations.Expectations
 	opts     Options
 	log      *slog.Logger
 	now      func() time.Time
@@ -123,7 +124,7 @@ func newController(api API, factory *informer.Factory, recorder events.Recorder,
 		podInf:    podInf,
 		pods:      informer.NewLister[*corev1.Pod](podInf),
 		queue:     queue.New(queue.DefaultRateLimiter()),
-		expect:    newExpectations(),
+		expect:    expectations.New(expectations.DefaultTimeout),
 		opts:      opts,
 		log:       opts.Logger.With("controller", kind.component),
 		now:       time.Now,
@@ -160,7 +161,7 @@ func (c *Controller) enqueue(obj runtime.Object) {
 
 func (c *Controller) setDeleted(obj runtime.Object) {
 	if key, err := informer.KeyOf(obj); err == nil {
-		c.expect.forget(key)
+		c.expect.Forget(key)
 		c.queue.Add(key)
 	}
 }
@@ -218,7 +219,7 @@ func (c *Controller) podAdded(obj runtime.Object) {
 	}
 	if metav1.GetControllerOfNoCopy(pod) != nil {
 		if key, ok := c.controllerOf(pod); ok {
-			c.expect.observeCreate(key)
+			c.expect.ObserveCreate(key, "")
 			c.queue.Add(key)
 		}
 		return
@@ -277,7 +278,7 @@ func (c *Controller) podDeleted(obj runtime.Object) {
 	if !ok {
 		return
 	}
-	c.expect.observeDelete(key, informer.Key(pod.Namespace, pod.Name))
+	c.expect.ObserveDelete(key, informer.Key(pod.Namespace, pod.Name))
 	c.queue.Add(key)
 }
 

@@ -32,7 +32,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) error {
 	ns, name := informer.SplitKey(key)
 	obj, rs, ok := c.get(ns, name)
 	if !ok {
-		c.expect.forget(key)
+		c.expect.Forget(key)
 		return nil
 	}
 	sel, err := metav1.LabelSelectorAsSelector(rs.Spec.Selector)
@@ -43,7 +43,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) error {
 		return nil
 	}
 	now := c.now()
-	needsSync := c.expect.satisfied(key, now)
+	needsSync := c.expect.Satisfied(key, now)
 
 	var active []*corev1.Pod
 	for _, p := range c.pods.List(ns, nil) {
@@ -92,12 +92,12 @@ func (c *Controller) manageReplicas(ctx context.Context, key string, rs *appsv1.
 	switch {
 	case diff < 0:
 		n := min(-diff, c.opts.BurstReplicas)
-		c.expect.expectCreates(key, n, now)
+		c.expect.ExpectCreates(key, n, now)
 		created, err := slowStartBatch(n, func() error { return c.createPod(ctx, rs) })
 		// Creates skipped after a failed batch, and the failed ones, will
 		// never be observed.
 		for range n - created {
-			c.expect.observeCreate(key)
+			c.expect.ObserveCreate(key, "")
 		}
 		return err
 	case diff > 0:
@@ -107,7 +107,7 @@ func (c *Controller) manageReplicas(ctx context.Context, key string, rs *appsv1.
 		for i, p := range victims {
 			keys[i] = informer.Key(p.Namespace, p.Name)
 		}
-		c.expect.expectDeletes(key, keys, now)
+		c.expect.ExpectDeletes(key, keys, now)
 		return c.deletePods(ctx, key, rs, victims)
 	}
 	return nil
@@ -247,7 +247,7 @@ func (c *Controller) deletePods(ctx context.Context, key string, rs *appsv1.Repl
 				return
 			}
 			// The informer will not see this deletion.
-			c.expect.observeDelete(key, informer.Key(pod.Namespace, pod.Name))
+			c.expect.ObserveDelete(key, informer.Key(pod.Namespace, pod.Name))
 			if apierrors.IsNotFound(err) {
 				return
 			}
