@@ -175,26 +175,13 @@ func Build(cfg Config, st State) (*proxy.Ruleset, []Warning) {
 			{proxy.AddrVmap{Field: proxy.DestAddr, Map: ingressMap}},
 		},
 	}
-	chains := []*proxy.Chain{fwd}
+	b.rs.Chains = []*proxy.Chain{fwd}
 	for _, p := range b.pods { // in order
-		if srcs, ok := egress[p]; ok {
-			ch := b.podChain("egress-", p, srcs, true)
-			chains = append(chains, ch)
-			for _, ip := range p.ips {
-				egMap.Elements = append(egMap.Elements, proxy.Element{Key: proxy.Key{Addr: ip},
-					Verdict: proxy.Verdict{Kind: proxy.VerdictJump, Chain: ch.Name}})
-			}
-		}
-		if srcs, ok := ingress[p]; ok {
-			ch := b.podChain("ingress-", p, srcs, false)
-			chains = append(chains, ch)
-			for _, ip := range p.ips {
-				inMap.Elements = append(inMap.Elements, proxy.Element{Key: proxy.Key{Addr: ip},
-					Verdict: proxy.Verdict{Kind: proxy.VerdictGoto, Chain: ch.Name}})
-			}
-		}
+		// Egress jumps (an allowed packet returns to the ingress check),
+		// ingress has the last word.
+		b.isolate(p, egress, egMap, proxy.VerdictJump, true)
+		b.isolate(p, ingress, inMap, proxy.VerdictGoto, false)
 	}
-	b.rs.Chains = chains
 	b.rs.Sets = append([]*proxy.Set{egMap, inMap}, b.rs.Sets...)
 	return b.rs, b.warnings
 }
@@ -423,6 +410,25 @@ func ipBlockMatch(field proxy.AddrField, blk *networkingv1.IPBlock) ([]proxy.Stm
 		}
 	}
 	return out, nil
+}
+
+// isolate adds p's chain for one direction, reached from m by its
+// addresses, if any policy selected p for that direction (p is in
+// selected, maybe with no rules: then it allows nothing).
+func (b *builder) isolate(p *pod, selected map[*pod][]ruleSource, m *proxy.Set, kind proxy.VerdictKind, egress bool) {
+	srcs, ok := selected[p]
+	if !ok {
+		return
+	}
+	prefix := "ingress-"
+	if egress {
+		prefix = "egress-"
+	}
+	ch := b.podChain(prefix, p, srcs, egress)
+	b.rs.Chains = append(b.rs.Chains, ch)
+	for _, ip := range p.ips {
+		m.Elements = append(m.Elements, proxy.Element{Key: proxy.Key{Addr: ip}, Verdict: proxy.Verdict{Kind: kind, Chain: ch.Name}})
+	}
 }
 
 // podChain is the chain of one pod and direction: each allowed peer and
