@@ -11,6 +11,7 @@
 package metricsapi
 
 import (
+	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 	"net/url"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -33,8 +35,17 @@ import (
 )
 
 const (
-	// DefaultResolution is metrics-server's --metric-resolution.
+	// DefaultResolution is how often nodes are scraped while the metrics
+	// are used: the --metric-resolution that metrics-server's own
+	// manifests (and its Helm chart) run with.
 	DefaultResolution = 15 * time.Second
+	// DefaultIdleResolution is how often they are scraped while nobody
+	// reads them: metrics-server's default --metric-resolution. An idle
+	// edge node's uplink then carries one compressed scrape a minute.
+	DefaultIdleResolution = time.Minute
+	// idleAfter is how long after the last read of the metrics (the
+	// metrics API, the autoscaler) scraping slows to the idle resolution.
+	idleAfter = 5 * time.Minute
 	// defaultConcurrency bounds the scrapes in flight.
 	defaultConcurrency = 16
 	// maxScrapeBytes bounds a node's answer: about 100 bytes per series,
@@ -47,8 +58,11 @@ type NodeTransport func(node string) (http.RoundTripper, error)
 
 // Options configure the Provider.
 type Options struct {
-	// Resolution is how often every node is scraped (default 15 s).
-	Resolution time.Duration
+	// Resolution is how often every node is scraped while the metrics
+	// are read (default 15 s); IdleResolution while they are not (default
+	// 60 s, and never below Resolution).
+	Resolution     time.Duration
+	IdleResolution time.Duration
 	// Timeout bounds one node's scrape (default 10 s, and at most the
 	// resolution).
 	Timeout time.Duration
@@ -72,6 +86,10 @@ type Provider struct {
 	opts      Options
 	log       *slog.Logger
 	now       func() time.Time
+	// lastRead is when the metrics were last read (UnixNano; 0: never);
+	// wake asks an idle scraper to scrape at once.
+	lastRead atomic.Int64
+	wake     chan struct{}
 }
 
 var (
@@ -90,6 +108,10 @@ func New(factory *informer.Factory, transport NodeTransport, opts Options) *Prov
 	if opts.Timeout <= 0 {
 		opts.Timeout = 10 * time.Second
 	}
+	if opts.IdleResolution <= 0 {
+		opts.IdleResolution = DefaultIdleResolution
+	}
+	opts.IdleResolution = max(opts.IdleResolution, opts.Resolution)
 	opts.Timeout = min(opts.Timeout, opts.Resolution)
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = defaultConcurrency
@@ -109,22 +131,54 @@ func New(factory *informer.Factory, transport NodeTransport, opts Options) *Prov
 		opts:      opts,
 		log:       opts.Logger,
 		now:       time.Now,
+		wake:      make(chan struct{}, 1),
 	}
 }
 
-// Run scrapes every Ready node once per resolution until ctx ends.
+// Run scrapes every Ready node once per resolution until ctx ends: the
+// idle resolution while nobody reads the metrics, the resolution from the
+// first read on (that read's scrape starts at once).
 func (p *Provider) Run(ctx context.Context) error {
 	if !informer.WaitForSync(ctx, p.nodeInf, p.podInf) {
 		return nil
 	}
-	t := time.NewTicker(p.opts.Resolution)
+	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
-		p.scrapeAll(ctx)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-p.wake:
+			t.Stop()
+		}
+		p.scrapeAll(ctx)
+		t.Reset(p.interval())
+	}
+}
+
+// interval is the time to the next scrape.
+func (p *Provider) interval() time.Duration {
+	if p.idle() {
+		return p.opts.IdleResolution
+	}
+	return p.opts.Resolution
+}
+
+func (p *Provider) idle() bool {
+	last := p.lastRead.Load()
+	return last == 0 || p.now().Sub(time.Unix(0, last)) >= idleAfter
+}
+
+// read notes a read of the metrics; the first after an idle spell
+// wakes the scraper, so that rates over the short resolution follow soon.
+func (p *Provider) read() {
+	wasIdle := p.idle()
+	p.lastRead.Store(p.now().UnixNano())
+	if wasIdle {
+		select {
+		case p.wake <- struct{}{}:
+		default:
 		}
 	}
 }
@@ -212,6 +266,10 @@ func (p *Provider) scrape(ctx context.Context, node string) (resourcemetrics.Sna
 		return resourcemetrics.Snapshot{}, err
 	}
 	req.Header.Set("Accept", "text/plain;version=0.0.4")
+	// The text format shrinks ~10x (it repeats every label on every
+	// line): it crosses an agent's uplink every resolution. The node
+	// transport does not decompress by itself.
+	req.Header.Set("Accept-Encoding", "gzip")
 	resp, err := rt.RoundTrip(req)
 	if err != nil {
 		return resourcemetrics.Snapshot{}, fmt.Errorf("get %s: %w", resourcemetrics.Path, err)
@@ -220,7 +278,16 @@ func (p *Provider) scrape(ctx context.Context, node string) (resourcemetrics.Sna
 	if resp.StatusCode != http.StatusOK {
 		return resourcemetrics.Snapshot{}, fmt.Errorf("get %s: node answered %s", resourcemetrics.Path, resp.Status)
 	}
-	body := &io.LimitedReader{R: resp.Body, N: maxScrapeBytes + 1}
+	var text io.Reader = resp.Body
+	if resp.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(resp.Body)
+		if err != nil {
+			return resourcemetrics.Snapshot{}, fmt.Errorf("read %s: %w", resourcemetrics.Path, err)
+		}
+		defer zr.Close()
+		text = zr
+	}
+	body := &io.LimitedReader{R: text, N: maxScrapeBytes + 1}
 	snap, err := resourcemetrics.Parse(body, p.now())
 	if err == nil && body.N <= 0 {
 		err = fmt.Errorf("answer larger than %d bytes", maxScrapeBytes)
@@ -320,6 +387,7 @@ func resourceList(u usage) corev1.ResourceList {
 }
 
 func (p *Provider) getNode(_ context.Context, _, name string) (runtime.Object, error) {
+	p.read()
 	n, ok := p.nodes.Get("", name)
 	if !ok {
 		return nil, apierrors.NewNotFound(nodeMetricsResource, name)
@@ -332,6 +400,7 @@ func (p *Provider) getNode(_ context.Context, _, name string) (runtime.Object, e
 }
 
 func (p *Provider) listNodes(context.Context, string) (runtime.Object, error) {
+	p.read()
 	list := &NodeMetricsList{TypeMeta: metav1.TypeMeta{APIVersion: GroupVersion.String(), Kind: "NodeMetricsList"}, Items: []NodeMetrics{}}
 	for _, n := range p.nodes.List("", nil) {
 		if m, ok := p.nodeMetrics(n); ok {
@@ -343,6 +412,7 @@ func (p *Provider) listNodes(context.Context, string) (runtime.Object, error) {
 }
 
 func (p *Provider) getPod(_ context.Context, namespace, name string) (runtime.Object, error) {
+	p.read()
 	// metrics-server names the object namespace/name in its NotFound.
 	notFound := apierrors.NewNotFound(podMetricsResource, namespace+"/"+name)
 	pod, ok := p.pods.Get(namespace, name)
@@ -357,6 +427,7 @@ func (p *Provider) getPod(_ context.Context, namespace, name string) (runtime.Ob
 }
 
 func (p *Provider) listPods(_ context.Context, namespace string) (runtime.Object, error) {
+	p.read()
 	list := &PodMetricsList{TypeMeta: metav1.TypeMeta{APIVersion: GroupVersion.String(), Kind: "PodMetricsList"}, Items: []PodMetrics{}}
 	for _, pod := range p.pods.List(namespace, nil) {
 		if m, ok := p.podMetrics(pod); ok {
@@ -381,6 +452,7 @@ type PodUsage struct {
 // PodUsage returns the usage of res (cpu or memory) of every pod in
 // namespace that has metrics, by pod name.
 func (p *Provider) PodUsage(namespace string, res corev1.ResourceName) map[string]PodUsage {
+	p.read()
 	out := map[string]PodUsage{}
 	for _, pod := range p.pods.List(namespace, nil) {
 		containers, at, ok := p.store.podUsage(resourcemetrics.PodRef{Namespace: pod.Namespace, Name: pod.Name})

@@ -2,6 +2,7 @@ package metricsapi
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
@@ -60,6 +61,7 @@ type fakeNodes struct {
 	now     time.Time
 	rates   map[string]map[resourcemetrics.PodRef]float64 // node -> pod -> cores
 	failing map[string]bool
+	gzipped int // answers sent compressed
 }
 
 func (f *fakeNodes) transport(node string) (http.RoundTripper, error) {
@@ -80,10 +82,22 @@ func (f *fakeNodes) transport(node string) (http.RoundTripper, error) {
 			snap.Containers = append(snap.Containers, resourcemetrics.Container{Pod: ref, Name: "app", Usage: u})
 		}
 		var buf bytes.Buffer
-		if err := resourcemetrics.Write(&buf, snap); err != nil {
+		header := http.Header{}
+		// As a node does: compressed when asked.
+		if req.Header.Get("Accept-Encoding") == "gzip" {
+			zw := gzip.NewWriter(&buf)
+			if err := resourcemetrics.Write(zw, snap); err != nil {
+				return nil, err
+			}
+			if err := zw.Close(); err != nil {
+				return nil, err
+			}
+			header.Set("Content-Encoding", "gzip")
+			f.gzipped++
+		} else if err := resourcemetrics.Write(&buf, snap); err != nil {
 			return nil, err
 		}
-		return &http.Response{StatusCode: http.StatusOK, Status: "200 OK", Body: io.NopCloser(&buf), Request: req}, nil
+		return &http.Response{StatusCode: http.StatusOK, Status: "200 OK", Header: header, Body: io.NopCloser(&buf), Request: req}, nil
 	}), nil
 }
 
@@ -193,5 +207,58 @@ func TestProviderScrapesAndServes(t *testing.T) {
 	}
 	if _, err := p.getPod(ctx, "default", "web"); err != nil {
 		t.Errorf("pod web: %v", err)
+	}
+	nodes.mu.Lock()
+	defer nodes.mu.Unlock()
+	if nodes.gzipped == 0 {
+		t.Error("no scrape asked for a compressed answer")
+	}
+}
+
+// TestScrapeInterval: nodes are scraped at the idle resolution until the
+// metrics are read; the first read wakes the scraper, and reads keep it at
+// the resolution until they stop for idleAfter.
+func TestScrapeInterval(t *testing.T) {
+	api := fakeapi.New()
+	factory := informer.NewFactory(api, slog.New(slog.DiscardHandler))
+	now := time.Unix(1_700_000_000, 0)
+	p := New(factory, (&fakeNodes{}).transport, Options{Logger: slog.New(slog.DiscardHandler)})
+	p.now = func() time.Time { return now }
+	woken := func() bool {
+		select {
+		case <-p.wake:
+			return true
+		default:
+			return false
+		}
+	}
+	steps := []struct {
+		name      string
+		advance   time.Duration
+		read      bool
+		wantWake  bool
+		wantEvery time.Duration
+	}{
+		{name: "never read", wantEvery: DefaultIdleResolution},
+		{name: "first read", read: true, wantWake: true, wantEvery: DefaultResolution},
+		{name: "read again soon", advance: time.Minute, read: true, wantEvery: DefaultResolution},
+		{name: "no read for a while", advance: idleAfter - time.Second, wantEvery: DefaultResolution},
+		{name: "no read for idleAfter", advance: time.Second, wantEvery: DefaultIdleResolution},
+		{name: "read after the idle spell", advance: time.Hour, read: true, wantWake: true, wantEvery: DefaultResolution},
+	}
+	for _, st := range steps {
+		now = now.Add(st.advance)
+		if st.read {
+			_, _ = p.listNodes(t.Context(), "")
+		}
+		if got := woken(); got != st.wantWake {
+			t.Errorf("%s: scraper woken = %v, want %v", st.name, got, st.wantWake)
+		}
+		if got := p.interval(); got != st.wantEvery {
+			t.Errorf("%s: next scrape in %s, want %s", st.name, got, st.wantEvery)
+		}
+	}
+	if q := New(factory, (&fakeNodes{}).transport, Options{Resolution: 2 * time.Minute}); q.opts.IdleResolution != 2*time.Minute {
+		t.Errorf("idle resolution %s below a resolution of 2m", q.opts.IdleResolution)
 	}
 }
