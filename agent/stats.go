@@ -3,6 +3,7 @@ package agent
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"errors"
 	"fmt"
 	"net/http"
@@ -234,6 +235,15 @@ func resourceMetricsHandler(rt podsAndContainers, stats cgroupStats) http.Handle
 			return
 		}
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		// Compressed when asked, as the kubelet's (promhttp) is: the
+		// scrape crosses the node's uplink every resolution.
+		if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+			w.Header().Set("Content-Encoding", "gzip")
+			zw := gzip.NewWriter(w)
+			_, _ = zw.Write(buf.Bytes())
+			_ = zw.Close()
+			return
+		}
 		_, _ = w.Write(buf.Bytes())
 	})
 }

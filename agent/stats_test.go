@@ -138,6 +138,9 @@ func TestResourceMetricsEndpoint(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
 		t.Fatalf("answer %s %s", resp.Status, resp.Header.Get("Content-Type"))
 	}
+	if !resp.Uncompressed { // net/http asked for gzip and unpacked it
+		t.Error("the answer was not compressed")
+	}
 	snap, err := resourcemetrics.Parse(resp.Body, time.Now())
 	if err != nil {
 		t.Fatal(err)
