@@ -5,10 +5,12 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"github.com/orch-dev/orch/internal/netnstest"
 	"github.com/orch-dev/orch/netproxy/proxy"
@@ -85,6 +87,22 @@ func TestPolicyEnforcementE2E(t *testing.T) {
 		}
 	}
 
+	// The listeners start in the background: wait until the node reaches
+	// each (nothing filters yet).
+	for _, l := range []struct {
+		pod  string
+		port uint16
+	}{{"a", 8080}, {"b", 8080}, {"b", 9090}} {
+		addr := netip.AddrPortFrom(netip.MustParseAddr(ips[l.pod]), l.port)
+		deadline := time.Now().Add(30 * time.Second)
+		for err := sw.NS.Dial(addr, 2); err != nil; err = sw.NS.Dial(addr, 2) {
+			if time.Now().After(deadline) {
+				t.Fatalf("listener %s never answered: %v", addr, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+
 	apply()
 	check("no policy", conn{"a", "b", 8080, true}, conn{"c", "b", 9090, true})
 
@@ -111,6 +129,20 @@ func TestPolicyEnforcementE2E(t *testing.T) {
 	apply(onlyA, aLocked)
 	check("egress by ipBlock, ingress deny-all",
 		conn{"a", "b", 8080, true}, conn{"a", "b", 9090, false}, conn{"c", "a", 8080, false}, conn{"node", "a", 8080, true})
+
+	// Egress by a named port, resolved on the destination pod, and an
+	// ingress port range.
+	aByName := policy("app", "a-by-name", map[string]string{"role": "a"}, egressOnly, nil,
+		[]networkingv1.NetworkPolicyEgressRule{{Ports: []networkingv1.NetworkPolicyPort{{Port: namedPort("http")}}}})
+	bRange := policy("app", "b-range", map[string]string{"role": "b"}, ingressOnly, []networkingv1.NetworkPolicyIngressRule{{
+		From:  []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{}}},
+		Ports: []networkingv1.NetworkPolicyPort{{Protocol: &tcp, Port: port(9000), EndPort: ptr.To[int32](9100)}},
+	}}, nil)
+	apply(aByName, bRange)
+	check("egress named port, ingress port range",
+		conn{"a", "b", 9090, false}, conn{"c", "b", 9090, true}, conn{"c", "b", 8080, false})
+	apply(aByName)
+	check("egress named port alone", conn{"a", "b", 8080, true}, conn{"a", "b", 9090, false})
 
 	apply()
 	check("policies removed", conn{"c", "b", 9090, true}, conn{"c", "a", 8080, true})
