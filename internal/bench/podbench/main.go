@@ -10,7 +10,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -594,11 +593,18 @@ func benchRuntime(orch, dir, tarball string, n int) (res *runtimeResults, err er
 	}
 	crun := func(args ...string) error {
 		cmd := exec.Command(res.peer, append([]string{"--root", filepath.Join(dir, res.peer)}, args...)...)
-		cmd.Stdin = nil
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
+		// A file, not a pipe: a detached container keeps its runtime's
+		// stdio, and a pipe would stay open for its whole life.
+		out, err := os.CreateTemp(dir, "oci-output")
+		if err != nil {
+			return err
+		}
+		defer os.Remove(out.Name())
+		defer out.Close()
+		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("crun %s: %w: %s", strings.Join(args, " "), err, out.String())
+			b, _ := os.ReadFile(out.Name())
+			return fmt.Errorf("%s %s: %w: %s", res.peer, strings.Join(args, " "), err, b)
 		}
 		return nil
 	}
