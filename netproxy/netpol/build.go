@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 
@@ -110,13 +111,7 @@ type Warning struct {
 // whose podSelector cannot be read is left out, a peer that cannot be
 // read matches nothing.
 func Build(cfg Config, st State) (*proxy.Ruleset, []Warning) {
-	b := &builder{
-		rs:       &proxy.Ruleset{Table: cfg.table()},
-		nsLabels: make(map[string]labels.Set, len(st.Namespaces)),
-	}
-	for _, ns := range st.Namespaces {
-		b.nsLabels[ns.Name] = ns.Labels
-	}
+	b := &builder{rs: &proxy.Ruleset{Table: cfg.table()}}
 	for _, p := range st.Pods {
 		ips := podIPs(p)
 		if len(ips) == 0 {
@@ -129,6 +124,7 @@ func Build(cfg Config, st State) (*proxy.Ruleset, []Warning) {
 	slices.SortFunc(b.pods, func(x, y *pod) int {
 		return cmp.Or(cmp.Compare(x.namespace, y.namespace), cmp.Compare(x.name, y.name))
 	})
+	b.indexNamespaces(st.Namespaces)
 	policies := slices.Clone(st.Policies)
 	slices.SortFunc(policies, func(x, y *networkingv1.NetworkPolicy) int {
 		return cmp.Or(cmp.Compare(x.Namespace, y.Namespace), cmp.Compare(x.Name, y.Name))
@@ -151,8 +147,8 @@ func Build(cfg Config, st State) (*proxy.Ruleset, []Warning) {
 		if eg {
 			egRules = b.policyRules(np, true)
 		}
-		for _, p := range b.pods {
-			if p.node != cfg.NodeName || p.namespace != np.Namespace || !sel.Matches(p.labels) {
+		for _, p := range b.byNS[np.Namespace] {
+			if p.node != cfg.NodeName || !sel.Matches(p.labels) {
 				continue
 			}
 			if in {
@@ -204,10 +200,14 @@ func policyTypes(np *networkingv1.NetworkPolicy) (ingress, egress bool) {
 }
 
 type builder struct {
-	rs       *proxy.Ruleset
-	nsLabels map[string]labels.Set
-	pods     []*pod
-	warnings []Warning
+	rs *proxy.Ruleset
+	// byNS holds the pods of each namespace in order, namespaces their
+	// names in order and nsLabels their labels (with the name label).
+	byNS       map[string][]*pod
+	namespaces []string
+	nsLabels   map[string]labels.Set
+	pods       []*pod
+	warnings   []Warning
 }
 
 // ruleSource is one ingress or egress rule of a policy, with its peers
@@ -250,6 +250,7 @@ func (b *builder) policyRules(np *networkingv1.NetworkPolicy, egress bool) []rul
 			src.peers = [][]proxy.Stmt{nil}
 		}
 		var selected []*pod
+		seen := map[*pod]bool{}
 		hasSelector := false
 		for j, peer := range peers {
 			if peer.IPBlock != nil {
@@ -268,7 +269,8 @@ func (b *builder) policyRules(np *networkingv1.NetworkPolicy, egress bool) []rul
 			}
 			hasSelector = true
 			for _, p := range pods {
-				if !slices.Contains(selected, p) {
+				if !seen[p] {
+					seen[p] = true
 					selected = append(selected, p)
 				}
 			}
@@ -357,32 +359,49 @@ func (b *builder) selectPeers(policyNS string, peer networkingv1.NetworkPolicyPe
 		}
 	}
 	var out []*pod
-	for _, p := range b.pods {
-		if nsSel == nil {
-			if p.namespace != policyNS {
-				continue
+	match := func(ns string) {
+		for _, p := range b.byNS[ns] {
+			if podSel.Matches(p.labels) {
+				out = append(out, p)
 			}
-		} else if !nsSel.Matches(b.namespaceLabels(p.namespace)) {
-			continue
 		}
-		if podSel.Matches(p.labels) {
-			out = append(out, p)
+	}
+	if nsSel == nil {
+		match(policyNS)
+		return out, nil
+	}
+	for _, ns := range b.namespaces {
+		if nsSel.Matches(b.nsLabels[ns]) {
+			match(ns)
 		}
 	}
 	return out, nil
 }
 
-func (b *builder) namespaceLabels(ns string) labels.Set {
-	l := b.nsLabels[ns]
-	if l.Has(namespaceNameLabel) {
-		return l
+// indexNamespaces groups the (sorted) pods by namespace and gives every
+// namespace that holds pods its labels, selectors being evaluated once
+// per namespace rather than per pod.
+func (b *builder) indexNamespaces(namespaces []*v1.Namespace) {
+	known := make(map[string]labels.Set, len(namespaces))
+	for _, ns := range namespaces {
+		known[ns.Name] = ns.Labels
 	}
-	withName := make(labels.Set, len(l)+1)
-	for k, v := range l {
-		withName[k] = v
+	b.byNS = map[string][]*pod{}
+	b.nsLabels = map[string]labels.Set{}
+	for _, p := range b.pods {
+		if _, ok := b.byNS[p.namespace]; !ok {
+			b.namespaces = append(b.namespaces, p.namespace)
+			l := known[p.namespace]
+			if !l.Has(namespaceNameLabel) {
+				withName := make(labels.Set, len(l)+1)
+				maps.Copy(withName, l)
+				withName[namespaceNameLabel] = p.namespace
+				l = withName
+			}
+			b.nsLabels[p.namespace] = l
+		}
+		b.byNS[p.namespace] = append(b.byNS[p.namespace], p)
 	}
-	withName[namespaceNameLabel] = ns
-	return withName
 }
 
 // ipBlockMatch matches an ipBlock: inside CIDR and outside every except.
