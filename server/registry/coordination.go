@@ -62,17 +62,19 @@ func leasesResource() *Resource {
 	}
 }
 
-// leaseVolatile decides whether a lease write may stay in memory. Node
-// leases are created and renewed by agents that recreate them after a
-// server restart, so they never need the disk while they only say "this
-// node is alive" (renewTime, and the holder and duration a kubelet rewrites
-// with it). Leader-election locks in kube-system must survive a restart
-// when they change hands, but a renewal by the current holder need not.
-// old is nil on create.
+// leaseVolatile decides whether a lease write may stay in memory. Every
+// lease is created on disk, so a server restart (even a crash) loses no
+// object; after that, a node lease write that only says "this node is
+// alive" (renewTime, and the holder and duration a kubelet rewrites with
+// it) stays in memory: after a restart the lease reads as last stored, and
+// the node lifecycle controller gives every node a full grace period from
+// its own restart anyway. Leader-election locks in kube-system must
+// survive a restart when they change hands, but a renewal by the current
+// holder need not. old is nil on create.
 func leaseVolatile(lease, old *coordinationv1.Lease) bool {
 	switch lease.Namespace {
 	case nodeLeaseNamespace:
-		return old == nil || leaseChangedOnly(lease, old, true)
+		return old != nil && leaseChangedOnly(lease, old, true)
 	case leaderLeaseNamespace:
 		return old != nil && leaseChangedOnly(lease, old, false)
 	}

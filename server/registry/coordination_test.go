@@ -41,7 +41,7 @@ func TestLeaseVolatile(t *testing.T) {
 		mutate func(*coordinationv1.Lease)
 		want   bool
 	}{
-		{"node lease create", nodeLeaseNamespace, true, nil, true},
+		{"node lease create", nodeLeaseNamespace, true, nil, false},
 		{"node lease renew", nodeLeaseNamespace, false, renew, true},
 		{"node lease holder and duration", nodeLeaseNamespace, false, func(l *coordinationv1.Lease) {
 			renew(l)
