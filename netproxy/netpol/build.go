@@ -138,8 +138,18 @@ func Build(cfg Config, st State) (*proxy.Ruleset, []Warning) {
 			b.warn(np, fmt.Errorf("spec.podSelector: %w", err))
 			continue
 		}
+		var local []*pod
+		for _, p := range b.byNS[np.Namespace] {
+			if p.node == cfg.NodeName && sel.Matches(p.labels) {
+				local = append(local, p)
+			}
+		}
+		if len(local) == 0 {
+			continue // other nodes enforce it
+		}
+		// Peer sets are made once per policy and shared by the pods it
+		// selects.
 		in, eg := policyTypes(np)
-		// Peer sets are made once per policy, whichever pods it selects.
 		var inRules, egRules []ruleSource
 		if in {
 			inRules = b.policyRules(np, false)
@@ -147,10 +157,7 @@ func Build(cfg Config, st State) (*proxy.Ruleset, []Warning) {
 		if eg {
 			egRules = b.policyRules(np, true)
 		}
-		for _, p := range b.byNS[np.Namespace] {
-			if p.node != cfg.NodeName || !sel.Matches(p.labels) {
-				continue
-			}
+		for _, p := range local {
 			if in {
 				ingress[p] = append(ingress[p], inRules...)
 			}
