@@ -155,9 +155,10 @@ if command -v ip >/dev/null 2>&1; then
 	done
 fi
 if command -v nft >/dev/null 2>&1; then
-	# The service proxy's table (netproxy/proxy) and the pod network's
-	# masquerade table (netproxy/podnet).
-	for t in 'ip orch' 'ip orch-podnet' 'ip6 orch'; do
+	# The service proxy's table (netproxy/proxy), the pod network's
+	# masquerade table (netproxy/podnet) and the network policies' table
+	# (netproxy/netpol).
+	for t in 'ip orch' 'ip orch-podnet' 'ip orch-netpol' 'ip6 orch'; do
 		# shellcheck disable=SC2086
 		quiet nft delete table $t
 	done

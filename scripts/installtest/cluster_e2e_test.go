@@ -163,10 +163,8 @@ func TestInstallTwoNodesE2E(t *testing.T) {
 	c.uninstall(srvNS, srvRoot, serverCgroupRoot, "orch-uninstall.sh")
 }
 
-// sleeperPod is a pod named name that sleeps on node. It mounts no
-// service account token: this test is about installing and stopping, and
-// the token's volume needs the node authorizer to see the pod's
-// kube-root-ca.crt reference (TestJoinE2E covers that path).
+// sleeperPod is a pod named name that sleeps on node (with the service
+// account token volume every pod gets).
 func sleeperPod(name, node string) string {
 	return `apiVersion: v1
 kind: Pod
@@ -176,7 +174,6 @@ metadata:
 spec:
   nodeName: ` + node + `
   terminationGracePeriodSeconds: 1
-  automountServiceAccountToken: false
   containers:
   - name: c
     image: ` + clusterE2EImage + `
