@@ -457,15 +457,21 @@ func (b *builder) isolate(p *pod, selected map[*pod][]ruleSource, m *proxy.Set, 
 	}
 }
 
-// podChain is the chain of one pod and direction: each allowed peer and
-// port ends in allow (return for egress, accept for ingress); everything
-// else is dropped.
+// podChain is the chain of one pod and direction: the pod's own traffic
+// and each allowed peer and port end in allow (return for egress, accept
+// for ingress); everything else is dropped.
 func (b *builder) podChain(prefix string, p *pod, srcs []ruleSource, egress bool) *proxy.Chain {
-	allow := accept
+	allow, self := accept, proxy.SourceAddr
 	if egress {
-		allow = ret
+		allow, self = ret, proxy.DestAddr
 	}
 	ch := &proxy.Chain{Name: objectName(prefix + p.namespace + "/" + p.name)}
+	// A pod cannot block access to itself (Kubernetes' NetworkPolicy
+	// docs): its packets to its own Services' addresses come back to it
+	// through forward after the DNAT.
+	for _, ip := range p.ips {
+		ch.Rules = append(ch.Rules, proxy.Rule{proxy.MatchAddr{Field: self, Prefix: netip.PrefixFrom(ip, ip.BitLen())}, allow})
+	}
 	for _, src := range srcs {
 		ports := portMatches(src.ports, p, egress)
 		for _, peer := range src.peers {

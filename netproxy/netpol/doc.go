@@ -23,9 +23,11 @@
 //	    ct state established,related accept     replies of allowed connections
 //	    ip saddr vmap @egress-pods              policied source pod → jump egress-NS/POD
 //	    ip daddr vmap @ingress-pods             policied destination pod → goto ingress-NS/POD
-//	egress-NS/POD    one rule per allowed (peer, port) of the policies
-//	                 selecting the pod for Egress, verdict return (go on to
-//	                 the destination's ingress check); then drop
+//	egress-NS/POD    the pod's own address (a pod cannot block itself, e.g.
+//	                 through its own Service), then one rule per allowed
+//	                 (peer, port) of the policies selecting the pod for
+//	                 Egress, verdict return (go on to the destination's
+//	                 ingress check); then drop
 //	ingress-NS/POD   the same for Ingress, verdict accept; then drop
 //	NS/POLICY/ingress/I, NS/POLICY/egress/I
 //	                 the IPs of the pods the selector peers of rule I select
