@@ -174,16 +174,21 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, res *registry.Res
 
 	ticker := time.NewTicker(bookmarkInterval)
 	defer ticker.Stop()
+	// A bookmark that would repeat the last one's revision tells the
+	// client nothing; left out, an idle node's watches cost its uplink
+	// nothing.
+	bookmarked := lastRev
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-ticker.C:
-			if wr.bookmarks {
+			if wr.bookmarks && lastRev != bookmarked {
 				if out.bookmark(lastRev, false) != nil {
 					return
 				}
 				out.flush()
+				bookmarked = lastRev
 			}
 		case ev, ok := <-watcher.Events():
 			if !ok {
