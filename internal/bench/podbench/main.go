@@ -409,15 +409,30 @@ func helperPids(orch string, server int) []int {
 
 func helperCount(orch string, server int) int { return len(helperPids(orch, server)) }
 
-// helperRSS sums the RSS of orch's per-pod processes.
+// helperRSS sums the proportional set size (PSS) of orch's per-pod
+// processes: their RSS counts the shared orch binary once per process.
 func helperRSS(orch string, server int) int64 {
 	var total int64
 	for _, pid := range helperPids(orch, server) {
-		if p, err := measure.ReadProc(pid); err == nil {
-			total += p.RSSBytes
-		}
+		total += pss(pid)
 	}
 	return total
+}
+
+// pss is a process' proportional set size, from smaps_rollup.
+func pss(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Pss:"); ok {
+			f := strings.Fields(v)
+			kb, _ := strconv.ParseInt(f[0], 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
 }
 
 // ---- podman ----
@@ -501,7 +516,7 @@ func benchPodman(dir, tarball, ociRuntime string, singles, batch, rounds int) (*
 	return res, nil
 }
 
-// processRSS sums the RSS of processes whose command name is comm.
+// processRSS sums the PSS of processes whose command name is comm.
 func processRSS(comm string) int64 {
 	var total int64
 	ents, _ := os.ReadDir("/proc")
@@ -514,9 +529,7 @@ func processRSS(comm string) int64 {
 		if err != nil || strings.TrimSpace(string(b)) != comm {
 			continue
 		}
-		if p, err := measure.ReadProc(pid); err == nil {
-			total += p.RSSBytes
-		}
+		total += pss(pid)
 	}
 	return total
 }
@@ -704,7 +717,7 @@ func report(o, p *startLatencies, rt *runtimeResults, batch int, load0 string) {
 	}
 	fmt.Println()
 	fmt.Printf("orch server process (API server, controllers and built-in agent in one process): RSS %s idle, %s with %d pods running; "+
-		"per-pod helpers (pause + container shim, orch re-executed) %s in all for %d pods; podman's conmon processes %s for %d containers.\n\n",
+		"per-pod helpers (pause + container shim, orch re-executed) %s PSS in all for %d pods; podman's conmon processes %s PSS for %d containers.\n\n",
 		measure.MiB(o.rssIdle), measure.MiB(o.rssBusy), batch, measure.MiB(o.helpersBusy), batch, measure.MiB(p.helpersBusy), batch)
 	if rt.crunErr != "" {
 		fmt.Printf("crun could not run a container on this machine, so runc (Debian's) stands in for it, for podman too: %s\n\n", strings.TrimSpace(rt.crunErr))
