@@ -453,6 +453,8 @@ func benchPodman(dir, tarball, ociRuntime string, singles, batch, rounds int) (*
 	defer func() {
 		_, _ = podman("rm", "-a", "-f", "-t", "0")
 		_, _ = podman("system", "reset", "--force")
+		// podman's overlay driver bind mounts its directory on itself.
+		_ = exec.Command("umount", filepath.Join(root, "root", "overlay")).Run()
 	}()
 	if _, err := podman("load", "-i", tarball); err != nil {
 		return nil, err
