@@ -49,7 +49,8 @@ spec:
 // with the real kubectl: a default-deny policy stops a client pod's
 // requests to a web pod, by pod IP and through its Service (policies
 // apply after the service DNAT), while the node's readiness probes still
-// reach the pod; a policy allowing pods by label lets a labelled client
+// reach the pod and a pod still reaches itself through its Service; a
+// policy allowing pods by label lets a labelled client
 // through and nobody else.
 func TestNetworkPolicyE2E(t *testing.T) {
 	bin := e2eBinary(t, "kubectl")
@@ -97,6 +98,22 @@ func TestNetworkPolicyE2E(t *testing.T) {
 	// passing while every pod's traffic to it was dropped.
 	if p, err := cs.CoreV1().Pods("default").Get(ctx, "web", metav1.GetOptions{}); err != nil || !podReady(p) {
 		t.Errorf("web pod not ready under a default-deny policy (node probes must pass): %v", err)
+	}
+
+	// A pod cannot block access to itself: under default-deny a pod still
+	// reaches itself through its own Service (hairpin, after the DNAT).
+	hairpinSvc := createHTTPService(t, cs, "hairpin", "hairpin", v1.ServiceTypeClusterIP)
+	hairpin := newPod("hairpin", v1.Container{Name: "main", Command: []string{"sh", "-c",
+		"mkdir -p /www && echo hello-from-web > /www/index.html && httpd -p 80 -h /www && " +
+			"for i in $(seq 30); do " + get(hairpinSvc.Spec.ClusterIP) + " && exit 0; sleep 1; done; exit 1"}})
+	hairpin.Labels = map[string]string{"app": "hairpin"}
+	hairpin.Spec.NodeName = netpolE2ENode
+	hairpin.Spec.RestartPolicy = v1.RestartPolicyNever
+	createPod(t, cs, hairpin)
+	if p := waitPod(t, cs, "hairpin", 90*time.Second, "finished", func(p *v1.Pod) bool {
+		return p.Status.Phase == v1.PodSucceeded || p.Status.Phase == v1.PodFailed
+	}); p.Status.Phase != v1.PodSucceeded {
+		t.Errorf("under default-deny a pod could not reach itself through its Service")
 	}
 
 	if out, err := k.runIn(allowClients, "apply", "-f", "-"); err != nil {
