@@ -128,8 +128,8 @@ func runProbeAPI(o options) error {
 }
 
 // joinAs asks the server for a node certificate for node with the join
-// token's secret, as a joining agent does: the key is made here and only
-// its certificate request is sent.
+// token's secret, as a joining agent does: for a key of its own, sent as a
+// PKCS #10 request (internal/jointoken's protocol).
 func joinAs(server, node, secret string, roots *x509.CertPool) (tls.Certificate, error) {
 	var pw [16]byte
 	if _, err := rand.Read(pw[:]); err != nil {
@@ -154,12 +154,12 @@ func joinAs(server, node, secret string, roots *x509.CertPool) (tls.Certificate,
 		return tls.Certificate{}, err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	certPEM, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
 		return tls.Certificate{}, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return tls.Certificate{}, fmt.Errorf("%s: %s", resp.Status, body)
+		return tls.Certificate{}, fmt.Errorf("%s: %s", resp.Status, certPEM)
 	}
-	return tls.X509KeyPair(body, keyPEM)
+	return tls.X509KeyPair(certPEM, keyPEM)
 }
