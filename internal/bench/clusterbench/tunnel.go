@@ -198,13 +198,6 @@ func download(ctx context.Context, url string) (int64, time.Duration, error) {
 	return n, took, nil
 }
 
-// cutTable drops every packet on the agent's eth0, both ways, as when an
-// edge box loses its uplink (the join e2e test does the same).
-const cutTable = `table inet cb_cut {
-	chain input { type filter hook input priority -10; policy accept; iifname "eth0" drop; }
-	chain output { type filter hook output priority -10; policy accept; oifname "eth0" drop; }
-}`
-
 // linkCut cuts the agent's link until the server has noticed (tunnel
 // gone, node not Ready), restores it and times the way back.
 func (c *cluster) linkCut(ctx context.Context, e *env, r *tunnelResults) error {
@@ -215,7 +208,9 @@ func (c *cluster) linkCut(ctx context.Context, e *env, r *tunnelResults) error {
 	d0, c0, l0 := disconnected(), connected(), lost()
 
 	cut := time.Now()
-	c.agentNS.Nft(e, cutTable)
+	// Everything dropped both ways on the agent's eth0, as when an edge
+	// box loses its uplink (the join e2e test does the same).
+	restore := c.agentNS.CutLink(e, "eth0")
 	err := poll(ctx, 180*time.Second, 50*time.Millisecond, "the cut noticed and the node not Ready", func() (bool, error) {
 		if r.cutNoticed == 0 && disconnected() > d0 && lost() > l0 {
 			r.cutNoticed = time.Since(cut)
@@ -227,11 +222,8 @@ func (c *cluster) linkCut(ctx context.Context, e *env, r *tunnelResults) error {
 		}
 		return r.cutNoticed > 0 && r.cutNotReady > 0, nil
 	})
+	restore(e)
 	if err != nil {
-		_, _ = c.agentNS.Run("nft", "delete", "table", "inet", "cb_cut")
-		return err
-	}
-	if _, err := c.agentNS.Run("nft", "delete", "table", "inet", "cb_cut"); err != nil {
 		return err
 	}
 	restored := time.Now()
