@@ -40,9 +40,11 @@ const (
 	// manifests (and its Helm chart) run with.
 	DefaultResolution = 15 * time.Second
 	// DefaultIdleResolution is how often they are scraped while nobody
-	// reads them: metrics-server's default --metric-resolution. An idle
-	// edge node's uplink then carries one compressed scrape a minute.
-	DefaultIdleResolution = time.Minute
+	// reads them, so that a first read finds metrics (over a longer
+	// window) rather than none: an idle edge node's uplink carries one
+	// compressed scrape every 5 minutes. The read wakes a scrape at once,
+	// so the next read has a fresh reading.
+	DefaultIdleResolution = 5 * time.Minute
 	// idleAfter is how long after the last read of the metrics (the
 	// metrics API, the autoscaler) scraping slows to the idle resolution.
 	idleAfter = 5 * time.Minute
@@ -60,7 +62,7 @@ type NodeTransport func(node string) (http.RoundTripper, error)
 type Options struct {
 	// Resolution is how often every node is scraped while the metrics
 	// are read (default 15 s); IdleResolution while they are not (default
-	// 60 s, and never below Resolution).
+	// 5 min, and never below Resolution).
 	Resolution     time.Duration
 	IdleResolution time.Duration
 	// Timeout bounds one node's scrape (default 10 s, and at most the

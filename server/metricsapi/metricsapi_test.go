@@ -258,7 +258,7 @@ func TestScrapeInterval(t *testing.T) {
 			t.Errorf("%s: next scrape in %s, want %s", st.name, got, st.wantEvery)
 		}
 	}
-	if q := New(factory, (&fakeNodes{}).transport, Options{Resolution: 2 * time.Minute}); q.opts.IdleResolution != 2*time.Minute {
-		t.Errorf("idle resolution %s below a resolution of 2m", q.opts.IdleResolution)
+	if q := New(factory, (&fakeNodes{}).transport, Options{Resolution: 10 * time.Minute}); q.opts.IdleResolution != 10*time.Minute {
+		t.Errorf("idle resolution %s below a resolution of 10m", q.opts.IdleResolution)
 	}
 }
