@@ -83,6 +83,15 @@ func (f *nodeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return json.Unmarshal(body, into)
 	}
+	readLease := func() (*coordinationv1.Lease, bool) {
+		f.leaseTypes = append(f.leaseTypes, r.Header.Get("Content-Type"))
+		var l coordinationv1.Lease
+		if err := decode(&l); err != nil {
+			fail(apierrors.NewBadRequest(err.Error()))
+			return nil, false
+		}
+		return &l, true
+	}
 	if f.down {
 		fail(apierrors.NewServiceUnavailable("link down"))
 		return
@@ -119,25 +128,21 @@ func (f *nodeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.patched <- patch.Status
 		answer(http.StatusOK, f.node)
 	case kind == "lease" && r.Method == http.MethodPost:
-		f.leaseTypes = append(f.leaseTypes, r.Header.Get("Content-Type"))
-		var l coordinationv1.Lease
-		if err := decode(&l); err != nil {
-			fail(apierrors.NewBadRequest(err.Error()))
+		l, ok := readLease()
+		if !ok {
 			return
 		}
 		f.rv++
 		l.ResourceVersion = strconv.Itoa(f.rv)
-		f.lease = &l
-		answer(http.StatusCreated, &l)
+		f.lease = l
+		answer(http.StatusCreated, l)
 	case kind == "lease" && f.lease == nil:
 		fail(apierrors.NewNotFound(coordinationv1.Resource("leases"), "n1"))
 	case kind == "lease" && r.Method == http.MethodGet:
 		answer(http.StatusOK, f.lease)
 	case kind == "lease" && r.Method == http.MethodPut:
-		f.leaseTypes = append(f.leaseTypes, r.Header.Get("Content-Type"))
-		var l coordinationv1.Lease
-		if err := decode(&l); err != nil {
-			fail(apierrors.NewBadRequest(err.Error()))
+		l, ok := readLease()
+		if !ok {
 			return
 		}
 		if l.ResourceVersion != f.lease.ResourceVersion {
@@ -146,8 +151,8 @@ func (f *nodeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		f.rv++
 		l.ResourceVersion = strconv.Itoa(f.rv)
-		f.lease = &l
-		answer(http.StatusOK, &l)
+		f.lease = l
+		answer(http.StatusOK, l)
 	default:
 		fail(apierrors.NewMethodNotSupported(v1.Resource(kind+"s"), r.Method))
 	}
