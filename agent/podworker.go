@@ -340,6 +340,7 @@ func (w *podWorker) ensureSandbox(ctx context.Context, pod *v1.Pod) (*container.
 			Hostname:              podHostname(pod),
 			QOSClass:              string(qosClass(pod)),
 			ShareProcessNamespace: pod.Spec.ShareProcessNamespace != nil && *pod.Spec.ShareProcessNamespace,
+			HostNetwork:           pod.Spec.HostNetwork,
 			Labels: map[string]string{
 				labelPodUID: string(pod.UID), labelPodName: pod.Name, labelPodNamespace: pod.Namespace,
 			},

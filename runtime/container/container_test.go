@@ -489,3 +489,53 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// A host-network pod stays in the node's network and UTS namespaces: its
+// containers see the node's interfaces and hostname, and the pod's
+// hostname does not rename the node.
+func TestHostNetworkPod(t *testing.T) {
+	requireRoot(t)
+	cleanupLeftovers(t)
+	t.Cleanup(func() { cleanupLeftovers(t) })
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	hostname, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lower := busyboxRootfs(t, filepath.Join(testStateDir, "layer"))
+	r := newTestRuntime(t)
+	sb, err := r.RunSandbox(ctx, SandboxConfig{PodUID: "pod-hostnet", Hostname: "not-the-node", QOSClass: "BestEffort", HostNetwork: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := r.RemoveSandbox(context.Background(), sb.ID); err != nil && !errors.Is(err, ErrNotFound) {
+			t.Errorf("RemoveSandbox: %v", err)
+		}
+	})
+	hostNet, _ := os.Readlink("/proc/self/ns/net")
+	hostUTS, _ := os.Readlink("/proc/self/ns/uts")
+	if podNet, _ := os.Readlink(sb.NetNS); podNet != hostNet {
+		t.Errorf("pause process in network namespace %s, want the host's %s", podNet, hostNet)
+	}
+	if now, _ := os.Hostname(); now != hostname {
+		t.Fatalf("the sandbox renamed the host from %q to %q", hostname, now)
+	}
+
+	logPath := filepath.Join(testStateDir, "hostnet.log")
+	st, err := r.StartContainer(ctx, ContainerConfig{SandboxID: sb.ID, Name: "c", Lower: []string{lower},
+		Args: []string{"sh", "-c", "readlink /proc/self/ns/net; readlink /proc/self/ns/uts; hostname"}, LogPath: logPath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err = r.Wait(ctx, st.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := readLog(t, st.LogPath)[logs.Stdout]
+	if want := hostNet + "\n" + hostUTS + "\n" + hostname + "\n"; st.ExitCode != 0 || out != want {
+		t.Errorf("container: exit %d, printed %q, want %q (stderr %q)", st.ExitCode, out, want, readLog(t, st.LogPath)[logs.Stderr])
+	}
+}

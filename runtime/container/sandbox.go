@@ -27,6 +27,10 @@ type SandboxConfig struct {
 	// ShareProcessNamespace gives the pod one PID namespace, with the pause
 	// process as its PID 1 reaping orphans.
 	ShareProcessNamespace bool
+	// HostNetwork keeps the pod in the node's network and UTS namespaces
+	// (spec.hostNetwork): its containers see the node's interfaces and
+	// hostname, and Hostname is not applied.
+	HostNetwork bool
 	// Resources are pod-level limits on the pod cgroup (optional).
 	Resources Resources
 	// Labels are stored and returned as they are, e.g. pod name and
@@ -58,6 +62,7 @@ type sandboxState struct {
 	PodUID      string            `json:"podUID"`
 	Hostname    string            `json:"hostname"`
 	SharePID    bool              `json:"sharePID"`
+	HostNetwork bool              `json:"hostNetwork,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
 	Pause       procRef           `json:"pause"`
 	PodCgroup   string            `json:"podCgroup"`
@@ -96,13 +101,14 @@ func (r *Runtime) RunSandbox(ctx context.Context, cfg SandboxConfig) (*Sandbox, 
 		return nil, fmt.Errorf("run sandbox: invalid pod UID %q", cfg.PodUID)
 	}
 	s := &sandboxState{
-		ID:        newID(),
-		PodUID:    cfg.PodUID,
-		Hostname:  cfg.Hostname,
-		SharePID:  cfg.ShareProcessNamespace,
-		Labels:    cfg.Labels,
-		PodCgroup: r.podCgroup(cfg.QOSClass, cfg.PodUID),
-		CreatedAt: time.Now().UTC(),
+		ID:          newID(),
+		PodUID:      cfg.PodUID,
+		Hostname:    cfg.Hostname,
+		SharePID:    cfg.ShareProcessNamespace,
+		HostNetwork: cfg.HostNetwork,
+		Labels:      cfg.Labels,
+		PodCgroup:   r.podCgroup(cfg.QOSClass, cfg.PodUID),
+		CreatedAt:   time.Now().UTC(),
 	}
 	s.PauseCgroup = path.Join(s.PodCgroup, s.ID)
 	dir := r.sandboxDir(s.ID)
@@ -151,8 +157,9 @@ func (r *Runtime) RunSandbox(ctx context.Context, cfg SandboxConfig) (*Sandbox, 
 	return s.public(), nil
 }
 
-// startPause re-executes orch as the pause process in new namespaces and
-// waits until it has set the hostname.
+// startPause re-executes orch as the pause process in new namespaces (the
+// node's network and UTS namespaces for a host-network pod) and waits
+// until it has set the hostname.
 func (r *Runtime) startPause(ctx context.Context, cfg SandboxConfig) (int, error) {
 	readyR, readyW, err := os.Pipe()
 	if err != nil {
@@ -160,10 +167,15 @@ func (r *Runtime) startPause(ctx context.Context, cfg SandboxConfig) (int, error
 	}
 	defer readyR.Close()
 	args := []string{"orch", pause.Arg}
-	if cfg.Hostname != "" {
-		args = append(args, "-hostname", cfg.Hostname)
+	flags := uintptr(unix.CLONE_NEWIPC)
+	if !cfg.HostNetwork {
+		// A host-network pod keeps the node's hostname too (its UTS
+		// namespace), as in Kubernetes: setting it would rename the node.
+		flags |= unix.CLONE_NEWNET | unix.CLONE_NEWUTS
+		if cfg.Hostname != "" {
+			args = append(args, "-hostname", cfg.Hostname)
+		}
 	}
-	flags := uintptr(unix.CLONE_NEWNET | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS)
 	if cfg.ShareProcessNamespace {
 		flags |= unix.CLONE_NEWPID
 	}

@@ -74,9 +74,13 @@ func libcontainerConfig(s *sandboxState, cfg *ContainerConfig, rootfs, cgroupPat
 
 	ns := configs.Namespaces{
 		{Type: configs.NEWNS},
-		{Type: configs.NEWNET, Path: s.nsPath("net")},
 		{Type: configs.NEWIPC, Path: s.nsPath("ipc")},
-		{Type: configs.NEWUTS, Path: s.nsPath("uts")},
+	}
+	if !s.HostNetwork {
+		// A host-network pod's containers stay in the node's network and
+		// UTS namespaces, which its pause process did not leave.
+		ns = append(ns, configs.Namespace{Type: configs.NEWNET, Path: s.nsPath("net")},
+			configs.Namespace{Type: configs.NEWUTS, Path: s.nsPath("uts")})
 	}
 	if s.SharePID {
 		ns = append(ns, configs.Namespace{Type: configs.NEWPID, Path: s.nsPath("pid")})
