@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/orch-dev/orch/internal/bench/measure"
 	"github.com/orch-dev/orch/internal/netnstest"
 )
 
@@ -228,7 +229,7 @@ func cleanupLeftovers(dir string) {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		removeTree(cg)
+		measure.RemoveTree(cg)
 	}
 	mounts := mountsUnder(dir)
 	for i := len(mounts) - 1; i >= 0; i-- {
@@ -270,21 +271,6 @@ func killCgroup(cg string) int {
 		return nil
 	})
 	return n
-}
-
-// removeTree removes a cgroup directory tree, children first (cgroup
-// directories are removed with rmdir, never their files).
-func removeTree(root string) {
-	var dirs []string
-	_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			dirs = append(dirs, p)
-		}
-		return nil
-	})
-	for i := len(dirs) - 1; i >= 0; i-- {
-		_ = os.Remove(dirs[i])
-	}
 }
 
 // mountsUnder lists the mount points below dir, in mount order.

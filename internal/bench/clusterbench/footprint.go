@@ -155,7 +155,7 @@ func smapsRollup(pid int) map[string]int64 {
 // take records a snapshot of both nodes.
 func (c *cluster) take() (snapshot, error) {
 	s := snapshot{at: time.Now(), procs: map[string]map[procKind]map[int]usage{}, dirUse: map[string]int64{}}
-	s.loadavg = loadavg()
+	s.loadavg = measure.LoadAvg()
 	serverUIDs := map[string]bool{}
 	entries, _ := os.ReadDir(filepath.Join(c.serverData(), "agent", "pods"))
 	for _, e := range entries {
@@ -269,15 +269,6 @@ func allocated(dir string) int64 {
 		return nil
 	})
 	return total
-}
-
-func loadavg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 // tunnelTable counts the agent's traffic to and from the server's API

@@ -81,7 +81,7 @@ func run(orch, dir string, singles, batch, rounds, containers int) error {
 	if err := testimage.WriteBusybox(tarball, imageTag); err != nil {
 		return err
 	}
-	load0 := loadavg()
+	load0 := measure.LoadAvg()
 	fmt.Printf("### Pods: orch agent vs podman/crun (issue 6)\n\n%s; %s; load average at start %s\n\n", time.Now().UTC().Format("2006-01-02 15:04Z"), measure.Machine(), load0)
 
 	orchRes, err := benchOrch(orch, dir, tarball, singles, batch, rounds)
@@ -676,16 +676,7 @@ func cleanupCgroups() {
 		mounts = append(mounts, m...)
 	}
 	for _, root := range mounts {
-		var dirs []string
-		_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				dirs = append(dirs, p)
-			}
-			return nil
-		})
-		for i := len(dirs) - 1; i >= 0; i-- {
-			_ = os.Remove(dirs[i])
-		}
+		measure.RemoveTree(root)
 	}
 }
 
@@ -724,7 +715,7 @@ func report(o, p *startLatencies, rt *runtimeResults, batch int, load0 string) {
 	if rt.crunErr != "" {
 		fmt.Printf("crun could not run a container on this machine, so runc (Debian's) stands in for it, for podman too: %s\n\n", strings.TrimSpace(rt.crunErr))
 	}
-	fmt.Printf("Load average at start %s, at end %s (the machine is shared; absolute times vary with it, the side-by-side ratios less).\n", load0, loadavg())
+	fmt.Printf("Load average at start %s, at end %s (the machine is shared; absolute times vary with it, the side-by-side ratios less).\n", load0, measure.LoadAvg())
 	fmt.Printf("Targets: pod create → Running p99 ≤ 0.3 s with %d at once: %s (%s); at least as fast as podman per container (1 pod, p50): %s.\n",
 		batch, met(o.batchRunning.Percentile(99) <= 300*time.Millisecond), measure.Ms(o.batchRunning.Percentile(99)),
 		met(o.singleRunning.Percentile(50) <= p.singleRunning.Percentile(50)))
@@ -750,15 +741,6 @@ func durs(ds []time.Duration) string {
 		s = append(s, measure.Ms(d))
 	}
 	return strings.Join(s, ", ")
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	return strings.Join(f[:3], " ")
 }
 
 func waitUntil(timeout time.Duration, what string, ok func() bool) error {
