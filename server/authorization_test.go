@@ -257,8 +257,14 @@ spec:
 		"--kubeconfig", nodeA, "get", "pod", "pod-b")
 	c.denied(`secrets is forbidden: User "system:node:node-a" cannot list resource "secrets" in API group "" in the namespace "default"`,
 		"--kubeconfig", nodeA, "get", "secrets")
-	c.denied(`pods is forbidden: User "system:node:node-a" cannot list resource "pods" in API group "" at the cluster scope: can only list/watch pods with spec.nodeName field selector`,
-		"--kubeconfig", nodeA, "get", "pods", "-A")
+	// Every node may list and watch all pods (and namespaces and network
+	// policies): its NetworkPolicy enforcement selects peers on other
+	// nodes (ClusterRole orch:network-policy, as k3s grants its agents for
+	// kube-router). Getting another node's pod by name is still refused
+	// (above), and so is listing anything else cluster-wide.
+	c.kubectl("--kubeconfig", nodeA, "get", "pods", "-A")
+	c.denied(`configmaps is forbidden: User "system:node:node-a" cannot list resource "configmaps" in API group "" at the cluster scope`,
+		"--kubeconfig", nodeA, "get", "configmaps", "-A")
 	c.denied(`deployments.apps is forbidden: User "system:node:node-a" cannot list resource "deployments" in API group "apps" in the namespace "default"`,
 		"--kubeconfig", nodeA, "get", "deployments")
 	c.denied(`nodes "node-b" is forbidden: User "system:node:node-a" cannot delete resource "nodes" in API group "" at the cluster scope`,
