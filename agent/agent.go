@@ -50,6 +50,11 @@ type Config struct {
 	DataDir   string // default /var/lib/orch
 	Debug     bool
 
+	// TunnelKeepalive is the heartbeat period on a joined agent's tunnel
+	// (--tunnel-keepalive); either end drops the link after 1.5 periods
+	// without a sign of the other. Zero means 10 s.
+	TunnelKeepalive time.Duration
+
 	Logger *slog.Logger
 
 	// HTTPClient carries every API request: the node inside the server

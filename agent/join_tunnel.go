@@ -48,10 +48,12 @@ func dialServer(ctx context.Context, cfg *Config) (*serverLink, error) {
 	}
 	l := &serverLink{cfg: *cfg, log: log, creds: creds, now: time.Now}
 	l.tunnel, err = tunnel.NewAgent(tunnel.AgentOptions{
-		ServerURL: cfg.ServerURL,
-		TLSConfig: creds.tlsConfig(),
-		Handler:   http.HandlerFunc(l.serveSession),
-		Logger:    log.With("component", "tunnel"),
+		ServerURL:         cfg.ServerURL,
+		HeartbeatInterval: cfg.TunnelKeepalive,
+		PingTimeout:       cfg.TunnelKeepalive / 2,
+		TLSConfig:         creds.tlsConfig(),
+		Handler:           http.HandlerFunc(l.serveSession),
+		Logger:            log.With("component", "tunnel"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("orch agent: %w", err)

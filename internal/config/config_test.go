@@ -419,7 +419,8 @@ func TestWriteKubeconfigRelative(t *testing.T) {
 
 func TestAgent(t *testing.T) {
 	base := agent.Config{ServerURL: "https://10.0.0.1:6443", Token: "K10abc::server:def", NodeName: "test-host", DataDir: "/var/lib/orch", CgroupRoot: "/orch",
-		Network: &agent.NetworkConfig{ClusterCIDR: netip.MustParsePrefix("10.42.0.0/16"), ServiceCIDR: netip.MustParsePrefix("10.43.0.0/16"), Backend: "auto"}}
+		TunnelKeepalive: 10 * time.Second,
+		Network:         &agent.NetworkConfig{ClusterCIDR: netip.MustParsePrefix("10.42.0.0/16"), ServiceCIDR: netip.MustParsePrefix("10.43.0.0/16"), Backend: "auto"}}
 	tests := []struct {
 		name    string
 		in      input
@@ -457,6 +458,10 @@ func TestAgent(t *testing.T) {
 			wantErr: []string{`flannel-backend: "wireguard" is not one of none, host-gw, vxlan, auto`}},
 		{name: "cgroup root", in: input{flags: map[string]string{"join": "https://10.0.0.1:6443", "token": "K10abc::server:def", "cgroup-root": "/orch-test/"}},
 			want: func(c *agent.Config) { c.CgroupRoot = "/orch-test" }},
+		{name: "tunnel keepalive", in: input{flags: map[string]string{"join": "https://10.0.0.1:6443", "token": "K10abc::server:def", "tunnel-keepalive": "30s"}},
+			want: func(c *agent.Config) { c.TunnelKeepalive = 30 * time.Second }},
+		{name: "tunnel keepalive too short", in: input{flags: map[string]string{"join": "https://a", "token": "t", "tunnel-keepalive": "500ms"}},
+			wantErr: []string{`tunnel-keepalive: 500ms is shorter than the minimum 1s`}},
 		{name: "relative cgroup root", in: input{flags: map[string]string{"join": "https://a", "token": "t", "cgroup-root": "orch"}},
 			wantErr: []string{`cgroup-root: "orch" is not an absolute path (from flag --cgroup-root)`}},
 		{name: "relative data dir", in: input{flags: map[string]string{"join": "https://a", "token": "t", "data-dir": "data"}},

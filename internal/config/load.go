@@ -74,6 +74,7 @@ func Agent(src Sources) (agent.Config, error) {
 		Debug:     c.boolean(keyDebug),
 	}
 	cfg.KillPodsOnStop = c.boolean(keyKillPodsOnStop)
+	cfg.TunnelKeepalive = c.duration(keyTunnelKeepalive, time.Second)
 	cfg.CgroupRoot = c.absDir(keyCgroupRoot)
 	if backend := c.oneOf(keyFlannelBackend, "none", "host-gw", "vxlan", "auto"); backend != "none" {
 		cfg.Network = &agent.NetworkConfig{ClusterCIDR: c.prefix(keyClusterCIDR), ServiceCIDR: c.prefix(keyServiceCIDR), Backend: backend}

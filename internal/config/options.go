@@ -52,6 +52,7 @@ const (
 	keySecretsEncrypt  = "secrets-encryption"
 	keyCgroupRoot      = "cgroup-root"
 	keyKillPodsOnStop  = "kill-pods-on-stop"
+	keyTunnelKeepalive = "tunnel-keepalive"
 )
 
 // Option is one setting of a command: a flag, an environment variable and a
@@ -123,6 +124,7 @@ func AgentOptions() []Option {
 		{Name: keyClusterCIDR, Default: "10.42.0.0/16", Usage: "the server's --cluster-cidr (pod network), with --flannel-backend"},
 		{Name: keyServiceCIDR, Default: "10.43.0.0/16", Usage: "the server's --service-cidr (cluster IPs), with --flannel-backend"},
 		killPodsOnStopOption(),
+		{Name: keyTunnelKeepalive, Default: "10s", Usage: "heartbeat period on the tunnel to the server; either end drops the link after 1.5 periods without a sign of the other (a dead link is noticed within ~15 s by default)"},
 		{Name: keyDebug, Bool: true, Default: "false", Usage: "log at debug level"},
 	}
 	return append(opts, logOptions()...)

@@ -39,7 +39,8 @@ type AgentOptions struct {
 
 	// HeartbeatInterval is the period of the agent's heartbeats on the
 	// control stream; the server answers each at once. The server drops an
-	// agent silent for its AgentTimeout, and the agent drops a connection
+	// agent silent for 1.5 intervals (the agent names its interval when it
+	// opens the control stream), and the agent drops a connection
 	// on which nothing came back for HeartbeatInterval + PingTimeout, so
 	// either end notices a dead link within about that sum. Defaults 10s
 	// and 5s: a dead link is noticed within ~15 s, as issue 8 asks, for
@@ -301,6 +302,7 @@ func (a *Agent) connect(ctx context.Context, serve func(net.Conn)) (established 
 		cc.Close()
 		return false, fmt.Errorf("control request: %w", err)
 	}
+	req.Header.Set(heartbeatHeader, a.opts.HeartbeatInterval.String())
 	resp, err := cc.RoundTrip(req)
 	if err != nil {
 		cc.Close()

@@ -12,8 +12,11 @@
 //     The heartbeats are the tunnel's only keepalive (no HTTP/2 PINGs, no
 //     TCP keepalive probes): each end drops a link on which the other has
 //     been silent too long, even when TCP has not noticed, and an idle
-//     tunnel costs two small frames per heartbeat interval. Unknown lines
-//     are ignored on both sides so either end can add messages later.
+//     tunnel costs two small frames per heartbeat interval. The agent
+//     names its interval in the request's X-Orch-Tunnel-Heartbeat header
+//     and the server allows 1.5 intervals of silence (AgentTimeout for
+//     agents that name none). Unknown lines are ignored on both sides so
+//     either end can add messages later.
 //   - For "open <id>\n" the agent issues two requests, one per direction:
 //     POST /tunnel/v1/stream/<id>/up, whose request body is the
 //     agent-to-server byte stream, and POST /tunnel/v1/stream/<id>/down,
@@ -44,6 +47,10 @@ const (
 
 	controlPath      = PathPrefix + "control"
 	streamPathPrefix = PathPrefix + "stream/"
+
+	// heartbeatHeader carries the agent's heartbeat interval (a Go
+	// duration) on the control request.
+	heartbeatHeader = "X-Orch-Tunnel-Heartbeat"
 
 	msgOpen = "open"
 	msgPing = "ping"

@@ -42,10 +42,9 @@ type ServerOptions struct {
 	// stream it was asked for. Default 10s.
 	OpenTimeout time.Duration
 
-	// AgentTimeout is how long an agent may stay silent on its control
-	// stream before the server drops it. It must exceed the agent's
-	// HeartbeatInterval by the longest delay a heartbeat may meet.
-	// Default 15s.
+	// AgentTimeout is how long an agent that does not name its heartbeat
+	// interval may stay silent on its control stream before the server
+	// drops it; agents that name it get 1.5 intervals. Default 15s.
 	AgentTimeout time.Duration
 
 	// OnConnect and OnDisconnect, if set, are called when a node's control
@@ -196,7 +195,7 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request, node strin
 		if s.opts.OnConnect != nil {
 			s.opts.OnConnect(node)
 		}
-		err = s.controlLoop(w, rc, r, sess)
+		err = s.controlLoop(w, rc, r, sess, s.agentTimeout(r))
 	}
 	if s.unregister(sess) {
 		s.log.Info("tunnel: node disconnected", "node", node, "err", err)
@@ -206,7 +205,18 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request, node strin
 	}
 }
 
-func (s *Server) controlLoop(w io.Writer, rc *http.ResponseController, r *http.Request, sess *agentSession) error {
+// agentTimeout is how long the agent of control request r may stay
+// silent: 1.5 of the heartbeat intervals it names (between 1 s and 10 min),
+// else AgentTimeout.
+func (s *Server) agentTimeout(r *http.Request) time.Duration {
+	d, err := time.ParseDuration(r.Header.Get(heartbeatHeader))
+	if err != nil || d < time.Second || d > 10*time.Minute {
+		return s.opts.AgentTimeout
+	}
+	return d * 3 / 2
+}
+
+func (s *Server) controlLoop(w io.Writer, rc *http.ResponseController, r *http.Request, sess *agentSession, timeout time.Duration) error {
 	beats := make(chan struct{}, 1)
 	readDone := make(chan error, 1)
 	go func() {
@@ -224,12 +234,12 @@ func (s *Server) controlLoop(w io.Writer, rc *http.ResponseController, r *http.R
 		}
 		readDone <- err
 	}()
-	idle := time.NewTimer(s.opts.AgentTimeout)
+	idle := time.NewTimer(timeout)
 	defer idle.Stop()
 	for {
 		select {
 		case <-beats:
-			idle.Reset(s.opts.AgentTimeout)
+			idle.Reset(timeout)
 			// The answer is the agent's proof that the link still works
 			// (see AgentOptions.HeartbeatInterval).
 			if _, err := io.WriteString(w, msgPong+"\n"); err != nil {
@@ -248,7 +258,7 @@ func (s *Server) controlLoop(w io.Writer, rc *http.ResponseController, r *http.R
 		case err := <-readDone:
 			return fmt.Errorf("control stream closed by agent: %w", err)
 		case <-idle.C:
-			return fmt.Errorf("no heartbeat from agent for %s", s.opts.AgentTimeout)
+			return fmt.Errorf("no heartbeat from agent for %s", timeout)
 		case err := <-sess.stop:
 			return err
 		case <-r.Context().Done():

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
@@ -313,6 +314,48 @@ func TestBlackholedLinkIsDetectedByBothEnds(t *testing.T) {
 	t.Logf("agent noticed after %s", time.Since(start).Round(time.Millisecond))
 	waitClosed(t, a.Connected(), "agent reconnected", waitLong)
 	getBody(t, &http.Client{Transport: h.srv.RoundTripper("node-a")}, "http://node-a/hello")
+}
+
+// TestServerFollowsTheAgentsHeartbeat: the agent names its heartbeat
+// interval (orch agent --tunnel-keepalive) and the server drops it after
+// 1.5 silent intervals, whatever its own default for agents that name none.
+func TestServerFollowsTheAgentsHeartbeat(t *testing.T) {
+	h := newHarness(t, harnessOptions{server: ServerOptions{AgentTimeout: time.Hour}})
+	a := h.startAgent("node-a", agentSetup{opts: AgentOptions{
+		Handler:           sessionHandler(nil),
+		HeartbeatInterval: time.Second,
+		PingTimeout:       time.Hour, // the server, not the agent, must notice
+	}})
+	waitClosed(t, a.Connected(), "agent connected", waitLong)
+	h.waitEvent("connect node-a", waitLong)
+	a.lastConn().blackhole()
+	if e := h.waitEvent("disconnect node-a", waitLong); !strings.Contains(e, "no heartbeat from agent for 1.5s") {
+		t.Errorf("server's reason: %q, want 1.5 of the agent's 1s heartbeat", e)
+	}
+}
+
+func TestAgentTimeout(t *testing.T) {
+	s := &Server{opts: ServerOptions{AgentTimeout: 15 * time.Second}}
+	for _, tc := range []struct {
+		header string
+		want   time.Duration
+	}{
+		{"10s", 15 * time.Second},
+		{"1m", 90 * time.Second},
+		{"", 15 * time.Second},      // an agent that names none
+		{"500ms", 15 * time.Second}, // below 1s
+		{"1h", 15 * time.Second},    // above 10 minutes
+		{"often", 15 * time.Second}, // not a duration
+		{"-10s", 15 * time.Second},  // negative
+	} {
+		r := httptest.NewRequest(http.MethodPost, controlPath, nil)
+		if tc.header != "" {
+			r.Header.Set(heartbeatHeader, tc.header)
+		}
+		if got := s.agentTimeout(r); got != tc.want {
+			t.Errorf("heartbeat %q: timeout %s, want %s", tc.header, got, tc.want)
+		}
+	}
 }
 
 // TestHeartbeatsAreAnswered: the server answers each heartbeat on the
