@@ -33,14 +33,17 @@ static void report(const char *msg)
 	close(READY_FD);
 }
 
-static void fail(const char *fmt, const char *arg, const char *detail)
+// fail reports "pause: MSG", then ` "QUOTED"` and ": DETAIL" when given,
+// and exits.
+static void fail(const char *msg, const char *quoted, const char *detail)
 {
-	char msg[512];
-	int n = snprintf(msg, sizeof(msg), "pause: ");
-	n += snprintf(msg + n, sizeof(msg) - (size_t)n, fmt, arg);
-	if (detail != NULL)
-		snprintf(msg + n, sizeof(msg) - (size_t)n, ": %s", detail);
-	report(msg);
+	char out[512];
+	int n = snprintf(out, sizeof(out), "pause: %s", msg);
+	if (quoted != NULL && n >= 0 && (size_t)n < sizeof(out))
+		n += snprintf(out + n, sizeof(out) - (size_t)n, " \"%s\"", quoted);
+	if (detail != NULL && n >= 0 && (size_t)n < sizeof(out))
+		snprintf(out + n, sizeof(out) - (size_t)n, ": %s", detail);
+	report(out);
 	_exit(1);
 }
 
@@ -50,12 +53,12 @@ static void pause_main(int argc, char **argv)
 	for (int i = 0; i < argc; i++) {
 		if (strcmp(argv[i], "-hostname") == 0) {
 			if (i + 1 >= argc)
-				fail("-hostname needs a value%s", "", NULL);
+				fail("-hostname needs a value", NULL, NULL);
 			i++;
 			if (sethostname(argv[i], strlen(argv[i])) != 0)
-				fail("set hostname \"%s\"", argv[i], strerror(errno));
+				fail("set hostname", argv[i], strerror(errno));
 		} else {
-			fail("unknown argument \"%s\"", argv[i], NULL);
+			fail("unknown argument", argv[i], NULL);
 		}
 	}
 
@@ -65,7 +68,7 @@ static void pause_main(int argc, char **argv)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGCHLD);
 	if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
-		fail("block signals%s", "", strerror(errno));
+		fail("block signals", NULL, strerror(errno));
 	report("ok");
 
 	for (;;) {
@@ -104,6 +107,6 @@ __attribute__((constructor)) static void orch_pause_check(void)
 	if (argc < 2 || strcmp(argv[1], "pause") != 0)
 		return;
 	if (off < len)
-		fail("too many arguments%s", "", NULL);
+		fail("too many arguments", NULL, NULL);
 	pause_main(argc - 2, argv + 2);
 }
