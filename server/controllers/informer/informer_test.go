@@ -60,6 +60,12 @@ func (r *recorder) take() []string {
 	return out
 }
 
+func (r *recorder) len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.events)
+}
+
 func (r *recorder) has(s string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -220,10 +226,12 @@ func TestInformerRelistsAfterCut(t *testing.T) {
 	api.MustCreate(fakeapi.ConfigMaps, configMap("ns", "new", nil))
 	listBlocked.Store(false)
 
-	eventually(t, "relist", func() bool { return rec.has("add ns/new") })
+	// The relist notifies in no particular order, from its own goroutine:
+	// wait for all of it before looking.
+	want := []string{"add ns/new", "add ns/recreated", "delete ns/gone", "delete ns/recreated", "update ns/changed"}
+	eventually(t, "relist", func() bool { return rec.len() >= len(want) })
 	got := rec.take()
 	slices.Sort(got)
-	want := []string{"add ns/new", "add ns/recreated", "delete ns/gone", "delete ns/recreated", "update ns/changed"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("relist events %v, want %v", got, want)
 	}
