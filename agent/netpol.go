@@ -8,6 +8,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 
 	"github.com/orch-dev/orch/agent/apiclient"
+	"github.com/orch-dev/orch/internal/jointoken"
 	"github.com/orch-dev/orch/netproxy/netpol"
 	"github.com/orch-dev/orch/netproxy/proxy"
 )
@@ -24,12 +25,15 @@ var (
 // Namespace into a netpol.Syncer, which keeps the "ip orch-netpol" table
 // current. It runs beside the service proxy once the pod network is up.
 func (a *Agent) startNetworkPolicies(ctx context.Context, g *errgroup.Group) {
+	// The node's own identity reads only its pods: the policy mirrors
+	// act as the user nodes may impersonate for this.
+	api := a.api.Impersonating(jointoken.NetworkPolicyUser)
 	syncer := netpol.NewSyncer(netpol.Config{NodeName: a.nodeName}, &proxy.NFTables{}, netpol.SyncerOptions{})
 	results := syncer.Results()
 	g.Go(func() error { _ = syncer.Run(ctx); return nil })
 	g.Go(func() error { a.logPolicyResults(ctx, results); return nil })
 	g.Go(func() error {
-		mirror(ctx, a, networkPoliciesResource, sink[networkingv1.NetworkPolicy]{
+		mirror(ctx, a.log, api, networkPoliciesResource, sink[networkingv1.NetworkPolicy]{
 			replace: syncer.ReplacePolicies,
 			update:  syncer.UpdatePolicy,
 			remove:  func(np *networkingv1.NetworkPolicy) { syncer.DeletePolicy(np.Namespace, np.Name) },
@@ -37,7 +41,7 @@ func (a *Agent) startNetworkPolicies(ctx context.Context, g *errgroup.Group) {
 		return nil
 	})
 	g.Go(func() error {
-		mirror(ctx, a, apiclient.Pods, sink[v1.Pod]{
+		mirror(ctx, a.log, api, apiclient.Pods, sink[v1.Pod]{
 			replace: syncer.ReplacePods,
 			update:  syncer.UpdatePod,
 			remove:  func(p *v1.Pod) { syncer.DeletePod(p.Namespace, p.Name) },
@@ -45,7 +49,7 @@ func (a *Agent) startNetworkPolicies(ctx context.Context, g *errgroup.Group) {
 		return nil
 	})
 	g.Go(func() error {
-		mirror(ctx, a, namespacesResource, sink[v1.Namespace]{
+		mirror(ctx, a.log, api, namespacesResource, sink[v1.Namespace]{
 			replace: syncer.ReplaceNamespaces,
 			update:  syncer.UpdateNamespace,
 			remove:  func(ns *v1.Namespace) { syncer.DeleteNamespace(ns.Name) },

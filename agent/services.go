@@ -132,17 +132,17 @@ func (a *Agent) startNetworking(ctx context.Context, g *errgroup.Group) error {
 	a.startNetworkPolicies(ctx, g) // see netpol.go
 	g.Go(func() error { a.logSyncResults(ctx, results); return nil })
 	g.Go(func() error {
-		mirror(ctx, a, servicesResource, state.serviceSink())
+		mirror(ctx, a.log, a.api, servicesResource, state.serviceSink())
 		return nil
 	})
 	g.Go(func() error {
-		mirror(ctx, a, endpointSlicesResource, state.sliceSink())
+		mirror(ctx, a.log, a.api, endpointSlicesResource, state.sliceSink())
 		return nil
 	})
 	g.Go(func() error {
 		// The agent's own Node passes by too: observeNode (node.go) posts
 		// the status when the server's view of it is not the agent's.
-		mirror(ctx, a, apiclient.Nodes, sink[v1.Node]{
+		mirror(ctx, a.log, a.api, apiclient.Nodes, sink[v1.Node]{
 			replace: func(ns []*v1.Node) {
 				routes.replace(ns)
 				for _, n := range ns {
@@ -413,15 +413,15 @@ type objectPtr[T any] interface {
 // mirror keeps s current with every object of res: a list (replace),
 // then a watch (update/remove) from the list's resourceVersion, listing
 // again when the watch falls out of the server's history.
-func mirror[T any, PT objectPtr[T]](ctx context.Context, a *Agent, res apiclient.Resource, s sink[T]) {
+func mirror[T any, PT objectPtr[T]](ctx context.Context, log *slog.Logger, api *apiclient.Client, res apiclient.Resource, s sink[T]) {
 	for ctx.Err() == nil {
 		var list struct {
 			Metadata metav1.ListMeta `json:"metadata"`
 			Items    []T             `json:"items"`
 		}
-		if err := a.api.List(ctx, res, "", apiclient.ListOptions{}, &list); err != nil {
+		if err := api.List(ctx, res, "", apiclient.ListOptions{}, &list); err != nil {
 			if ctx.Err() == nil {
-				a.log.Warn("cannot list", "resource", res.Name, "err", err)
+				log.Warn("cannot list", "resource", res.Name, "err", err)
 				sleepCtx(ctx, 2*time.Second)
 			}
 			continue
@@ -431,17 +431,17 @@ func mirror[T any, PT objectPtr[T]](ctx context.Context, a *Agent, res apiclient
 			items[i] = &list.Items[i]
 		}
 		s.replace(items)
-		watchFrom[T, PT](ctx, a, res, list.Metadata.ResourceVersion, s)
+		watchFrom[T, PT](ctx, log, api, res, list.Metadata.ResourceVersion, s)
 	}
 }
 
 // watchFrom follows res from rv until the watch can no longer resume.
-func watchFrom[T any, PT objectPtr[T]](ctx context.Context, a *Agent, res apiclient.Resource, rv string, s sink[T]) {
+func watchFrom[T any, PT objectPtr[T]](ctx context.Context, log *slog.Logger, api *apiclient.Client, res apiclient.Resource, rv string, s sink[T]) {
 	for ctx.Err() == nil {
-		w, err := a.api.Watch(ctx, res, "", apiclient.ListOptions{ResourceVersion: rv, TimeoutSeconds: 300})
+		w, err := api.Watch(ctx, res, "", apiclient.ListOptions{ResourceVersion: rv, TimeoutSeconds: 300})
 		if err != nil {
 			if ctx.Err() == nil {
-				a.log.Warn("cannot watch", "resource", res.Name, "err", err)
+				log.Warn("cannot watch", "resource", res.Name, "err", err)
 				sleepCtx(ctx, time.Second)
 			}
 			return
@@ -454,13 +454,13 @@ func watchFrom[T any, PT objectPtr[T]](ctx context.Context, a *Agent, res apicli
 					break // the server ended the watch: resume from rv
 				}
 				if ctx.Err() == nil && !apierrors.IsResourceExpired(err) && !apierrors.IsGone(err) {
-					a.log.Warn("watch failed; listing again", "resource", res.Name, "err", err)
+					log.Warn("watch failed; listing again", "resource", res.Name, "err", err)
 				}
 				return
 			}
 			obj := new(T)
 			if err := json.Unmarshal(ev.Object, obj); err != nil {
-				a.log.Warn("undecodable object in watch", "resource", res.Name, "err", err)
+				log.Warn("undecodable object in watch", "resource", res.Name, "err", err)
 				continue
 			}
 			if v := PT(obj).GetResourceVersion(); v != "" {

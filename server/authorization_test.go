@@ -257,12 +257,22 @@ spec:
 		"--kubeconfig", nodeA, "get", "pod", "pod-b")
 	c.denied(`secrets is forbidden: User "system:node:node-a" cannot list resource "secrets" in API group "" in the namespace "default"`,
 		"--kubeconfig", nodeA, "get", "secrets")
-	// Every node may list and watch all pods (and namespaces and network
-	// policies): its NetworkPolicy enforcement selects peers on other
-	// nodes (ClusterRole orch:network-policy, as k3s grants its agents for
-	// kube-router). Getting another node's pod by name is still refused
-	// (above), and so is listing anything else cluster-wide.
-	c.kubectl("--kubeconfig", nodeA, "get", "pods", "-A")
+	// A node lists only its own pods. Its NetworkPolicy enforcement, which
+	// selects peers on other nodes, acts as system:orch:network-policy,
+	// the one user nodes may impersonate (k3s gives its agents a second
+	// certificate for this): that user lists pods, namespaces and policies
+	// and nothing else.
+	c.denied(`pods is forbidden: User "system:node:node-a" cannot list resource "pods" in API group "" at the cluster scope: can only list/watch pods with spec.nodeName field selector`,
+		"--kubeconfig", nodeA, "get", "pods", "-A")
+	asPolicy := []string{"--kubeconfig", nodeA, "--as", "system:orch:network-policy"}
+	if got := c.kubectl(append(asPolicy, "get", "pods", "-A", "-o", "name")...); !strings.Contains(got, "pod/pod-b") {
+		t.Fatalf("network-policy user lists pods %q, want pod-b among them", got)
+	}
+	c.kubectl(append(asPolicy, "get", "namespaces,networkpolicies", "-A")...)
+	c.denied(`secrets is forbidden: User "system:orch:network-policy" cannot list resource "secrets" in API group "" at the cluster scope`,
+		append(asPolicy, "get", "secrets", "-A")...)
+	c.denied(`users "system:admin" is forbidden: User "system:node:node-a" cannot impersonate resource "users" in API group "" at the cluster scope`,
+		"--kubeconfig", nodeA, "--as", "system:admin", "get", "pods")
 	c.denied(`configmaps is forbidden: User "system:node:node-a" cannot list resource "configmaps" in API group "" at the cluster scope`,
 		"--kubeconfig", nodeA, "get", "configmaps", "-A")
 	c.denied(`deployments.apps is forbidden: User "system:node:node-a" cannot list resource "deployments" in API group "apps" in the namespace "default"`,

@@ -63,6 +63,8 @@ type Client struct {
 	base      *url.URL
 	hc        *http.Client
 	userAgent string
+	// impersonate, when set, is sent as Impersonate-User.
+	impersonate string
 }
 
 // New returns a client for the server at serverURL (https://host:port)
@@ -79,6 +81,15 @@ func New(serverURL string, hc *http.Client, userAgent string) (*Client, error) {
 		return nil, errors.New("api client: no HTTP client")
 	}
 	return &Client{base: u, hc: hc, userAgent: userAgent}, nil
+}
+
+// Impersonating returns a copy of c whose requests act as user (the
+// Impersonate-User header, as kubectl --as sends it). The server allows
+// them only if c's own identity may impersonate that user.
+func (c *Client) Impersonating(user string) *Client {
+	cc := *c
+	cc.impersonate = user
+	return &cc
 }
 
 // ListOptions are the query parameters of list and watch calls.
@@ -217,6 +228,9 @@ func (c *Client) newRequest(ctx context.Context, method, u, accept string, body 
 	}
 	if c.userAgent != "" {
 		req.Header.Set("User-Agent", c.userAgent)
+	}
+	if c.impersonate != "" {
+		req.Header.Set("Impersonate-User", c.impersonate)
 	}
 	return req, nil
 }

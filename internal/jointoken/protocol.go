@@ -55,6 +55,15 @@ const (
 	NodesGroup     = "system:nodes"
 )
 
+// NetworkPolicyUser is the identity an agent's NetworkPolicy enforcement
+// takes, by impersonation (the Impersonate-User header), to list and
+// watch the pods, namespaces and policies of the whole cluster: the node
+// identity itself reads only the pods bound to it. k3s gives its agents
+// a second certificate (system:k3s-controller) for the same purpose; one
+// tunnel carries one certificate, so orch lets nodes impersonate this
+// user and nothing else.
+const NetworkPolicyUser = "system:orch:network-policy"
+
 // NewNodeKey makes a node's private key (ECDSA P-256, PKCS #8 PEM), which
 // stays with the node, and the certificate request for it to send to
 // NodeCertificatePath (DER, subject CN system:node:<node>, O system:nodes).

@@ -201,13 +201,22 @@ func BootstrapClusterRoles() []rbacv1.ClusterRole {
 		},
 		// What an agent's NetworkPolicy enforcement reads, as k3s grants
 		// its agents for kube-router: policies select pods of every node
-		// by their labels and their namespaces' labels.
+		// by their labels and their namespaces' labels. It is bound to
+		// join.NetworkPolicyUser, which nodes may impersonate (the
+		// next role): a node's own identity reads only its pods.
 		{
 			ObjectMeta: metav1.ObjectMeta{Name: "orch:network-policy"},
 			Rules: []rbacv1.PolicyRule{
 				rule([]string{"list", "watch"}, core, "pods", "namespaces"),
 				rule([]string{"list", "watch"}, groups("networking.k8s.io"), "networkpolicies"),
 			},
+		},
+		{
+			ObjectMeta: metav1.ObjectMeta{Name: "orch:network-policy-impersonator"},
+			Rules: []rbacv1.PolicyRule{{
+				Verbs: []string{"impersonate"}, APIGroups: core, Resources: []string{"users"},
+				ResourceNames: []string{join.NetworkPolicyUser},
+			}},
 		},
 		{
 			ObjectMeta: metav1.ObjectMeta{Name: "system:node-bootstrapper"},
@@ -241,7 +250,8 @@ func BootstrapClusterRoleBindings() []rbacv1.ClusterRoleBinding {
 		// orch agents run the service proxy and DNS in-process, under their
 		// node identity.
 		binding("orch:node-proxier", "system:node-proxier", group(join.NodesGroup)),
-		binding("orch:network-policy", "orch:network-policy", group(join.NodesGroup)),
+		binding("orch:network-policy", "orch:network-policy", rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: join.NetworkPolicyUser}),
+		binding("orch:network-policy-impersonator", "orch:network-policy-impersonator", group(join.NodesGroup)),
 		// Holders of the join secret ask for their node certificate.
 		binding("orch:node-bootstrapper", "system:node-bootstrapper", group(auth.BootstrapGroup)),
 	}

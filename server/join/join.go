@@ -56,6 +56,9 @@ import (
 const (
 	NodeUserPrefix = jointoken.NodeUserPrefix
 	NodesGroup     = jointoken.NodesGroup
+	// NetworkPolicyUser is the identity nodes may impersonate to read
+	// what NetworkPolicy enforcement needs (jointoken.NetworkPolicyUser).
+	NetworkPolicyUser = jointoken.NetworkPolicyUser
 	// bootstrapGroup is the group of a caller holding the join secret
 	// (server/auth.BootstrapGroup).
 	bootstrapGroup = "system:bootstrappers"
