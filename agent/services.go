@@ -22,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/orch-dev/orch/agent/apiclient"
+	"github.com/orch-dev/orch/internal/jointoken"
 	"github.com/orch-dev/orch/netproxy/dns"
 	"github.com/orch-dev/orch/netproxy/keyed"
 	"github.com/orch-dev/orch/netproxy/podnet"
@@ -131,18 +132,22 @@ func (a *Agent) startNetworking(ctx context.Context, g *errgroup.Group) error {
 	g.Go(func() error { _ = syncer.Run(ctx); return nil })
 	a.startNetworkPolicies(ctx, g) // see netpol.go
 	g.Go(func() error { a.logSyncResults(ctx, results); return nil })
+	// The node's own identity reads only what its pods need: services,
+	// slices and the other nodes are read as kube-proxy, which nodes may
+	// impersonate.
+	proxyAPI := a.api.Impersonating(jointoken.ServiceProxyUser)
 	g.Go(func() error {
-		mirror(ctx, a.log, a.api, servicesResource, state.serviceSink())
+		mirror(ctx, a.log, proxyAPI, servicesResource, state.serviceSink())
 		return nil
 	})
 	g.Go(func() error {
-		mirror(ctx, a.log, a.api, endpointSlicesResource, state.sliceSink())
+		mirror(ctx, a.log, proxyAPI, endpointSlicesResource, state.sliceSink())
 		return nil
 	})
 	g.Go(func() error {
 		// The agent's own Node passes by too: observeNode (node.go) posts
 		// the status when the server's view of it is not the agent's.
-		mirror(ctx, a.log, a.api, apiclient.Nodes, sink[v1.Node]{
+		mirror(ctx, a.log, proxyAPI, apiclient.Nodes, sink[v1.Node]{
 			replace: func(ns []*v1.Node) {
 				routes.replace(ns)
 				for _, n := range ns {

@@ -307,8 +307,10 @@ spec:
 		"--kubeconfig", nodeA, "create", "-f", mirror("node-a", "  volumes: [{name: s, secret: {secretName: secret-a}}]\n"))
 	c.denied(`pods "plain" is forbidden: pod does not have "kubernetes.io/config.mirror" annotation, node "node-a" can only create mirror pods`,
 		"--kubeconfig", nodeA, "run", "plain", "--image=busybox", "--overrides", `{"spec":{"nodeName":"node-a"}}`)
-	// What the agent's network proxy reads.
-	c.kubectl("--kubeconfig", nodeA, "get", "services", "-A")
+	// What the agent's service proxy reads, it reads as kube-proxy.
+	c.denied(`services is forbidden: User "system:node:node-a" cannot list resource "services" in API group "" at the cluster scope`,
+		"--kubeconfig", nodeA, "get", "services", "-A")
+	c.kubectl("--kubeconfig", nodeA, "--as", "system:kube-proxy", "get", "services,endpointslices,nodes", "-A")
 }
 
 func TestSecretsEncryptionAtRest(t *testing.T) {

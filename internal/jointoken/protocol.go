@@ -55,14 +55,21 @@ const (
 	NodesGroup     = "system:nodes"
 )
 
-// NetworkPolicyUser is the identity an agent's NetworkPolicy enforcement
-// takes, by impersonation (the Impersonate-User header), to list and
-// watch the pods, namespaces and policies of the whole cluster: the node
-// identity itself reads only the pods bound to it. k3s gives its agents
-// a second certificate (system:k3s-controller) for the same purpose; one
-// tunnel carries one certificate, so orch lets nodes impersonate this
-// user and nothing else.
-const NetworkPolicyUser = "system:orch:network-policy"
+// The identities an agent's cluster-wide readers take, by impersonation
+// (the Impersonate-User header), since the node identity itself reads
+// only its own Node, the pods bound to it and what they reference. k3s
+// gives its agents extra certificates for the same purpose (kube-proxy's,
+// system:k3s-controller); one tunnel carries one certificate, so orch
+// lets nodes impersonate these users and no other.
+const (
+	// ServiceProxyUser reads services, endpoint slices and nodes for the
+	// service proxy, DNS and pod routes (Kubernetes' kube-proxy user,
+	// bound to system:node-proxier).
+	ServiceProxyUser = "system:kube-proxy"
+	// NetworkPolicyUser lists and watches the pods, namespaces and
+	// policies of the whole cluster for NetworkPolicy enforcement.
+	NetworkPolicyUser = "system:orch:network-policy"
+)
 
 // NewNodeKey makes a node's private key (ECDSA P-256, PKCS #8 PEM), which
 // stays with the node, and the certificate request for it to send to

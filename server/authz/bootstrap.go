@@ -202,8 +202,7 @@ func BootstrapClusterRoles() []rbacv1.ClusterRole {
 		// What an agent's NetworkPolicy enforcement reads, as k3s grants
 		// its agents for kube-router: policies select pods of every node
 		// by their labels and their namespaces' labels. It is bound to
-		// join.NetworkPolicyUser, which nodes may impersonate (the
-		// next role): a node's own identity reads only its pods.
+		// join.NetworkPolicyUser, which nodes may impersonate.
 		{
 			ObjectMeta: metav1.ObjectMeta{Name: "orch:network-policy"},
 			Rules: []rbacv1.PolicyRule{
@@ -211,11 +210,13 @@ func BootstrapClusterRoles() []rbacv1.ClusterRole {
 				rule([]string{"list", "watch"}, groups("networking.k8s.io"), "networkpolicies"),
 			},
 		},
+		// The users an agent's cluster-wide readers act as: a node's own
+		// identity reads only what its pods need.
 		{
-			ObjectMeta: metav1.ObjectMeta{Name: "orch:network-policy-impersonator"},
+			ObjectMeta: metav1.ObjectMeta{Name: "orch:node-impersonator"},
 			Rules: []rbacv1.PolicyRule{{
 				Verbs: []string{"impersonate"}, APIGroups: core, Resources: []string{"users"},
-				ResourceNames: []string{join.NetworkPolicyUser},
+				ResourceNames: []string{join.ServiceProxyUser, join.NetworkPolicyUser},
 			}},
 		},
 		{
@@ -246,12 +247,11 @@ func BootstrapClusterRoleBindings() []rbacv1.ClusterRoleBinding {
 		binding("system:basic-user", "system:basic-user", group(auth.AuthenticatedGroup)),
 		binding("system:public-info-viewer", "system:public-info-viewer", group(auth.AuthenticatedGroup), group("system:unauthenticated")),
 		binding("system:monitoring", "system:monitoring", group("system:monitoring")),
-		binding("system:node-proxier", "system:node-proxier", rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "system:kube-proxy"}),
-		// orch agents run the service proxy and DNS in-process, under their
-		// node identity.
-		binding("orch:node-proxier", "system:node-proxier", group(join.NodesGroup)),
-		binding("orch:network-policy", "orch:network-policy", rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: join.NetworkPolicyUser}),
-		binding("orch:network-policy-impersonator", "orch:network-policy-impersonator", group(join.NodesGroup)),
+		binding("system:node-proxier", "system:node-proxier", userSubject(join.ServiceProxyUser)),
+		binding("orch:network-policy", "orch:network-policy", userSubject(join.NetworkPolicyUser)),
+		// orch agents run the service proxy, DNS and NetworkPolicy
+		// enforcement in-process, acting as the two users above.
+		binding("orch:node-impersonator", "orch:node-impersonator", group(join.NodesGroup)),
 		// Holders of the join secret ask for their node certificate.
 		binding("orch:node-bootstrapper", "system:node-bootstrapper", group(auth.BootstrapGroup)),
 	}
@@ -259,6 +259,10 @@ func BootstrapClusterRoleBindings() []rbacv1.ClusterRoleBinding {
 		setBootstrapMeta(&bindings[i].ObjectMeta)
 	}
 	return bindings
+}
+
+func userSubject(name string) rbacv1.Subject {
+	return rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: name}
 }
 
 func group(name string) rbacv1.Subject {

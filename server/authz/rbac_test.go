@@ -98,6 +98,7 @@ func TestRBAC(t *testing.T) {
 	alice := apiserver.UserInfo{Name: "alice", Groups: []string{"system:authenticated"}}
 	carol := apiserver.UserInfo{Name: "carol", Groups: []string{"system:authenticated"}}
 	node := apiserver.UserInfo{Name: "system:node:n1", Groups: []string{"system:nodes", "system:authenticated"}}
+	kubeProxy := apiserver.UserInfo{Name: "system:kube-proxy", Groups: []string{"system:authenticated"}}
 	with := func(u apiserver.UserInfo, a apiserver.Attributes) apiserver.Attributes { a.User = u; return a }
 
 	tests := []struct {
@@ -120,7 +121,12 @@ func TestRBAC(t *testing.T) {
 		{"self reviews for everyone", with(carol, resourceAttrs("create", "authorization.k8s.io", "selfsubjectaccessreviews", "", "", "")), apiserver.DecisionAllow, ""},
 		{"missing role is reported", with(carol, resourceAttrs("get", "", "pods", "", "team", "p")), apiserver.DecisionNoOpinion,
 			`RBAC: role.rbac.authorization.k8s.io "missing" not found`},
-		{"nodes read services through node-proxier", with(node, resourceAttrs("watch", "", "services", "", "", "")), apiserver.DecisionAllow, ""},
+		{"nodes read no services themselves", with(node, resourceAttrs("watch", "", "services", "", "", "")), apiserver.DecisionNoOpinion, ""},
+		{"nodes impersonate kube-proxy", with(node, resourceAttrs("impersonate", "", "users", "", "", "system:kube-proxy")), apiserver.DecisionAllow, ""},
+		{"nodes impersonate the network policy reader", with(node, resourceAttrs("impersonate", "", "users", "", "", "system:orch:network-policy")), apiserver.DecisionAllow, ""},
+		{"nodes impersonate nobody else", with(node, resourceAttrs("impersonate", "", "users", "", "", "system:admin")), apiserver.DecisionNoOpinion, ""},
+		{"kube-proxy reads services", with(kubeProxy, resourceAttrs("watch", "", "services", "", "", "")), apiserver.DecisionAllow, ""},
+		{"kube-proxy reads no pods", with(kubeProxy, resourceAttrs("list", "", "pods", "", "", "")), apiserver.DecisionNoOpinion, ""},
 		{"nodes get no secrets from RBAC", with(node, resourceAttrs("get", "", "secrets", "", "team", "s")), apiserver.DecisionNoOpinion, ""},
 	}
 	az := NewRBAC(testPolicy())

@@ -56,8 +56,10 @@ import (
 const (
 	NodeUserPrefix = jointoken.NodeUserPrefix
 	NodesGroup     = jointoken.NodesGroup
-	// NetworkPolicyUser is the identity nodes may impersonate to read
-	// what NetworkPolicy enforcement needs (jointoken.NetworkPolicyUser).
+	// ServiceProxyUser and NetworkPolicyUser are the identities nodes may
+	// impersonate to read what their service proxy and NetworkPolicy
+	// enforcement need (see jointoken).
+	ServiceProxyUser  = jointoken.ServiceProxyUser
 	NetworkPolicyUser = jointoken.NetworkPolicyUser
 	// bootstrapGroup is the group of a caller holding the join secret
 	// (server/auth.BootstrapGroup).
