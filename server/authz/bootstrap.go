@@ -27,6 +27,7 @@ type Client interface {
 	Get(ctx context.Context, gvr schema.GroupVersionResource, ns, name string) (runtime.Object, error)
 	Create(ctx context.Context, gvr schema.GroupVersionResource, obj runtime.Object, fieldManager string) (runtime.Object, error)
 	Update(ctx context.Context, gvr schema.GroupVersionResource, obj runtime.Object, subresource, fieldManager string) (runtime.Object, error)
+	Delete(ctx context.Context, gvr schema.GroupVersionResource, ns, name string, opts *metav1.DeleteOptions) (bool, error)
 }
 
 // fieldManager names orch's policy writes in managedFields.
@@ -328,6 +329,48 @@ func EnsureBootstrapPolicy(ctx context.Context, c Client) error {
 			return changed
 		}); err != nil {
 			return err
+		}
+	}
+	return withdrawRetiredGrants(ctx, c)
+}
+
+// retiredGrants are subjects of bootstrap ClusterRoleBindings that
+// earlier orch versions granted and this one no longer does. Reconciling
+// only adds, as kube-apiserver's does, so an upgraded cluster would keep
+// them: nodes listing every pod and service under their own identity.
+var retiredGrants = []struct {
+	binding string
+	subject rbacv1.Subject
+}{
+	{"orch:node-proxier", group(join.NodesGroup)},   // now: impersonate system:kube-proxy
+	{"orch:network-policy", group(join.NodesGroup)}, // now: impersonate system:orch:network-policy
+}
+
+// withdrawRetiredGrants removes retiredGrants from bootstrap bindings
+// still marked for auto-update, and deletes a binding left with no
+// subject.
+func withdrawRetiredGrants(ctx context.Context, c Client) error {
+	for _, g := range retiredGrants {
+		live, err := c.Get(ctx, clusterRoleBindingsGVR, "", g.binding)
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read bootstrap clusterrolebindings %q: %w", g.binding, err)
+		}
+		b := live.DeepCopyObject().(*rbacv1.ClusterRoleBinding)
+		if b.Annotations[autoUpdateKey] == "false" || b.Labels[bootstrappingLabel] != "rbac-defaults" || !slices.Contains(b.Subjects, g.subject) {
+			continue
+		}
+		b.Subjects = slices.DeleteFunc(b.Subjects, func(s rbacv1.Subject) bool { return s == g.subject })
+		if len(b.Subjects) == 0 {
+			if _, err := c.Delete(ctx, clusterRoleBindingsGVR, "", b.Name, nil); err != nil && !apierrors.IsNotFound(err) {
+				return fmt.Errorf("delete retired bootstrap clusterrolebindings %q: %w", b.Name, err)
+			}
+			continue
+		}
+		if _, err := c.Update(ctx, clusterRoleBindingsGVR, b, "", fieldManager); err != nil && !apierrors.IsConflict(err) {
+			return fmt.Errorf("update bootstrap clusterrolebindings %q: %w", b.Name, err)
 		}
 	}
 	return nil
