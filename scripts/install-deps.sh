@@ -14,6 +14,7 @@ packages=(
 	etcd-server etcd-client                     # benchmark peer
 	shellcheck                                  # lint the installer scripts
 	curl                                        # the installer one-liner (install e2e test)
+	dnsmasq-base                                # DNS benchmark peer (dnsbench)
 )
 
 if ! command -v go >/dev/null 2>&1; then
