@@ -111,37 +111,37 @@ func snapshotCommand() *cli.Command {
 // snapshot of its live store and returns where it was saved (on the
 // server's machine: this is the same machine, since the CLI found the
 // server's store locked).
-func saveOnline(ctx context.Context, kubeconfig, name string) (snapshot.Saved, error) {
+func saveOnline(ctx context.Context, kubeconfig, name string) (snapshot.Info, error) {
 	kc, err := pki.ReadKubeconfig(kubeconfig)
 	if err != nil {
-		return snapshot.Saved{}, fmt.Errorf("%w (give the server's admin kubeconfig with --kubeconfig)", err)
+		return snapshot.Info{}, fmt.Errorf("%w (give the server's admin kubeconfig with --kubeconfig)", err)
 	}
 	u := strings.TrimSuffix(kc.Server, "/") + snapshot.APIPath + "?name=" + url.QueryEscape(name)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
 	if err != nil {
-		return snapshot.Saved{}, err
+		return snapshot.Info{}, err
 	}
 	// A big store takes a while to copy; the server answers when done.
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: kc.TLS}, Timeout: 30 * time.Minute}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return snapshot.Saved{}, fmt.Errorf("is the server at %s running? %w", kc.Server, err)
+		return snapshot.Info{}, fmt.Errorf("is the server at %s running? %w", kc.Server, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return snapshot.Saved{}, fmt.Errorf("read the server's answer: %w", err)
+		return snapshot.Info{}, fmt.Errorf("read the server's answer: %w", err)
 	}
 	if resp.StatusCode != http.StatusCreated {
 		var st metav1.Status
 		if json.Unmarshal(body, &st) == nil && st.Message != "" {
-			return snapshot.Saved{}, fmt.Errorf("the server refused (%s): %s", resp.Status, st.Message)
+			return snapshot.Info{}, fmt.Errorf("the server refused (%s): %s", resp.Status, st.Message)
 		}
-		return snapshot.Saved{}, fmt.Errorf("the server answered %s", resp.Status)
+		return snapshot.Info{}, fmt.Errorf("the server answered %s", resp.Status)
 	}
-	var saved snapshot.Saved
+	var saved snapshot.Info
 	if err := json.Unmarshal(body, &saved); err != nil {
-		return snapshot.Saved{}, fmt.Errorf("the server's answer %q: %w", body, err)
+		return snapshot.Info{}, fmt.Errorf("the server's answer %q: %w", body, err)
 	}
 	return saved, nil
 }

@@ -18,16 +18,8 @@ import (
 // admin (system:masters, cluster-admin) may.
 const APIPath = "/v1-orch/snapshots"
 
-// Saved is the answer to a snapshot request.
-type Saved struct {
-	Name string    `json:"name"`
-	Path string    `json:"path"`
-	Size int64     `json:"size"`
-	Time time.Time `json:"time"`
-}
-
 // Handler serves APIPath for the running store db of the server with
-// this data directory.
+// this data directory. It answers 201 Created with the new snapshot's Info.
 func Handler(db Snapshotter, dataDir string, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
@@ -51,7 +43,7 @@ func Handler(db Snapshotter, dataDir string, now func() time.Time) http.Handler 
 			apiserver.WriteStatus(w, apierrors.NewInternalError(err))
 			return
 		}
-		body, err := json.Marshal(Saved{Name: info.Name, Path: info.Path, Size: info.Size, Time: info.Time})
+		body, err := json.Marshal(info)
 		if err != nil {
 			apiserver.WriteStatus(w, apierrors.NewInternalError(err))
 			return

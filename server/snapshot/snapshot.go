@@ -54,15 +54,16 @@ var ErrServerRunning = errors.New("the server is running")
 
 var validName = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$`)
 
-// Info describes one snapshot file.
+// Info describes one snapshot file. It is also what a running server
+// answers a snapshot request with (see Handler), hence the JSON names.
 type Info struct {
-	Name string // as given to save, e.g. "on-demand"
-	Path string
-	Size int64
-	Time time.Time // when it was taken (from the file name)
+	Name string    `json:"name"` // as given to save, e.g. "on-demand"
+	Path string    `json:"path"`
+	Size int64     `json:"size"`
+	Time time.Time `json:"time"` // when it was taken (from the file name)
 	// Checksum is "ok", "mismatch", "missing" (no .sha256 file) or
 	// "unreadable: <reason>".
-	Checksum string
+	Checksum string `json:"checksum"`
 }
 
 // Save copies the store of a stopped server into a new snapshot named name
