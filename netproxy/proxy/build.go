@@ -569,15 +569,18 @@ func (b *builder) recordUDP(r *serviceRules, eps []endpoint, internalLocal bool,
 // and the endpoint chains it jumps to.
 func (b *builder) balanceChain(r *serviceRules, name, id string, eps []endpoint, proto Protocol, affinity time.Duration) {
 	c := &Chain{Name: name}
-	// Off-cluster clients (the node itself, other hosts) are masqueraded
-	// so replies return through this node's conntrack entry.
-	var masq Rule
+	// Off-cluster clients (the node itself, other hosts) of a cluster IP
+	// are masqueraded so replies return through this node's conntrack
+	// entry. Only of a cluster IP: external destinations masquerade in
+	// their ext- chain as their traffic policy says, and Local must keep
+	// the client's address (kube-proxy matches the cluster IP here too).
+	masq := Rule{MatchAddrSet{Field: DestAddr, Set: setClusterIPs}}
 	for _, p := range b.cfg.ClusterCIDRs {
 		if p.Addr().Is4() {
 			masq = append(masq, MatchAddr{Field: SourceAddr, Negate: true, Prefix: p.Masked()})
 		}
 	}
-	if len(masq) > 0 {
+	if len(masq) > 1 {
 		c.Rules = append(c.Rules, append(masq, jump(chainMarkForMasq)))
 	}
 	targets := make([]string, len(eps))

@@ -31,7 +31,7 @@ func TestBuild(t *testing.T) {
 		ep1    = "ep-default/web/tcp/http/10.42.0.5:8080"
 		ep2    = "ep-default/web/tcp/http/10.42.1.7:8080"
 	)
-	masq := "ip saddr != 10.42.0.0/16 jump mark-for-masquerade"
+	masq := "ip daddr @cluster-ips ip saddr != 10.42.0.0/16 jump mark-for-masquerade"
 	twoEndpoints := slice("web", "web-1", "http", 8080,
 		ep("10.42.0.5", "node-a", true), ep("10.42.1.7", "node-b", true), ep("10.42.2.9", "node-c", false))
 
