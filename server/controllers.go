@@ -28,6 +28,7 @@ import (
 	"github.com/orch-dev/orch/server/controllers/replicaset"
 	"github.com/orch-dev/orch/server/controllers/resourcequota"
 	"github.com/orch-dev/orch/server/controllers/serviceaccount"
+	"github.com/orch-dev/orch/server/controllers/servicelb"
 	"github.com/orch-dev/orch/server/controllers/statefulset"
 	"github.com/orch-dev/orch/server/controllers/tokencleaner"
 	"github.com/orch-dev/orch/server/controllers/volume"
@@ -127,6 +128,9 @@ func runControllers(ctx context.Context, cfg Config, api *apiserver.Server, fact
 	g.Go(func() error { return serviceAccounts.Run(gctx) })
 	g.Go(func() error { return tokenCleaner.Run(gctx) })
 	g.Go(func() error { return nodePasswords.Run(gctx) })
+	g.Go(func() error {
+		return servicelb.New(local, factory, broadcaster.Recorder(servicelb.ComponentName), servicelb.Options{Logger: log.With("component", servicelb.ComponentName)}).Run(gctx)
+	})
 	// The factory starts last so that every informer the loops asked for
 	// is registered; informers asked for later start on their own.
 	g.Go(func() error { return factory.Run(gctx) })
