@@ -116,8 +116,8 @@ func TestMatch(t *testing.T) {
 		{"foo.com", "/impl/x", "impl"}, // ImplementationSpecific is Prefix
 		{"FOO.com:8080", "/foo/x", "foo"},
 		{"foo.com.", "/foo/x", "foo"},
-		{"a.foo.com", "/foo", "wild"},   // the wildcard host covers one label
-		{"a.b.foo.com", "/", "def"},     // not two
+		{"a.foo.com", "/foo", "wild"}, // the wildcard host covers one label
+		{"a.b.foo.com", "/", "def"},   // not two
 		{"only-api.com", "/api/v1", "foo"},
 		{"only-api.com", "/any/x", "any"}, // a host's miss falls through to rules without a host
 		{"only-api.com", "/else", "def"},  // and then to the default backend
