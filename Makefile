@@ -63,7 +63,7 @@ test: deps build
 bench: deps build build-arm64
 	@{ echo; echo "## $$(date -u +%Y-%m-%dT%H:%MZ) $$(uname -m), $$(nproc) cores, $$(git rev-parse --short HEAD)"; \
 	  echo; echo "bin/orch $$(stat -c %s $(BIN)/orch) bytes, bin/orch-arm64 $$(stat -c %s $(BIN)/orch-arm64) bytes"; } | tee -a $(BENCH_OUT)
-	@for b in storebench apibench scalebench clusterbench podbench dnsbench; do \
+	@for b in storebench apibench scalebench clusterbench podbench dnsbench netbench; do \
 	  if [[ -d internal/bench/$$b ]]; then \
 	    echo "== $$b"; $(GO) run ./internal/bench/$$b | tee -a $(BENCH_OUT); \
 	  fi; \
