@@ -87,6 +87,22 @@ func startNetServer(t *testing.T, bin string, ns *netnstest.NS, dir, cgroupRoot,
 	return clientIn(t, kubeconfig, ns)
 }
 
+// netAgentArgs are the arguments of `orch agent --join serverURL` for
+// node name, joining the server that startNetServer runs with its files
+// in dir, with the same config file (and so the same backend), its data
+// in dir/name and its pods under cgroupRoot. Starting it again with them
+// restarts the node on its stored certificate.
+func netAgentArgs(t *testing.T, dir, serverURL, name, cgroupRoot string) []string {
+	t.Helper()
+	token, err := os.ReadFile(filepath.Join(dir, "server", "server", "token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []string{"agent", "--config", filepath.Join(dir, "config.yaml"),
+		"--join", serverURL, "--token", strings.TrimSpace(string(token)),
+		"--node-name", name, "--data-dir", filepath.Join(dir, name), "--cgroup-root", cgroupRoot}
+}
+
 // runToCompletion runs a one-shot busybox pod and returns its output; the
 // pod must succeed.
 func runToCompletion(t *testing.T, cs kubernetes.Interface, node, name string, script string) string {
@@ -194,19 +210,29 @@ func TestPodNetworkE2E(t *testing.T) {
 
 // deletePodsAtEnd deletes the test's pods before the nodes stop (a
 // stopped agent leaves its pods running) and waits until they are gone.
-func deletePodsAtEnd(t *testing.T, cs kubernetes.Interface) {
+func deletePodsAtEnd(t *testing.T, cs kubernetes.Interface) { deleteWorkloadsAtEnd(t, cs, "default") }
+
+// deleteWorkloadsAtEnd deletes, when the test ends and before the nodes
+// stop, the Deployments, ReplicaSets and StatefulSets of namespace (so
+// that nothing recreates its pods) and then its pods, and waits until the
+// pods are gone.
+func deleteWorkloadsAtEnd(t *testing.T, cs kubernetes.Interface, namespace string) {
 	ctx := context.Background()
 	t.Cleanup(func() {
-		_ = cs.CoreV1().Pods("default").DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}, metav1.ListOptions{})
+		all, now := metav1.ListOptions{}, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}
+		_ = cs.AppsV1().Deployments(namespace).DeleteCollection(ctx, metav1.DeleteOptions{}, all)
+		_ = cs.AppsV1().StatefulSets(namespace).DeleteCollection(ctx, metav1.DeleteOptions{}, all)
+		_ = cs.AppsV1().ReplicaSets(namespace).DeleteCollection(ctx, metav1.DeleteOptions{}, all)
+		_ = cs.CoreV1().Pods(namespace).DeleteCollection(ctx, now, all)
 		deadline := time.Now().Add(60 * time.Second)
 		for time.Now().Before(deadline) {
-			l, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{})
+			l, err := cs.CoreV1().Pods(namespace).List(ctx, all)
 			if err == nil && len(l.Items) == 0 {
 				return
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
-		t.Error("pods not gone within 60s")
+		t.Errorf("pods of namespace %s not gone within 60s", namespace)
 	})
 }
 
@@ -256,8 +282,11 @@ func createHTTPService(t *testing.T, cs kubernetes.Interface, name, app string, 
 // httpGet is a shell command fetching / from host:80. busybox-static's
 // wget crashes in static glibc's NSS here; nc with a hand-written request
 // does the same over TCP.
-func httpGet(host string) string {
-	return "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 " + host + " 80"
+func httpGet(host string) string { return httpGetPath(host, "/") }
+
+// httpGetPath is httpGet of path.
+func httpGetPath(host, path string) string {
+	return "printf 'GET " + path + " HTTP/1.0\\r\\n\\r\\n' | nc -w 5 " + host + " 80"
 }
 
 // httpGetByName is httpGet of a Service by DNS name with three attempts
@@ -344,15 +373,9 @@ func testTwoNodes(t *testing.T, bin, backend string) {
 	sw.Attach(t, agentNS, "eth0", netip.MustParsePrefix("198.18.20.2/24"))
 
 	cs := startNetServer(t, bin, srvNS, net2E2EDir, net2E2ECgroupRoot+"/server", net2E2EServer, "198.18.20.1", backend)
-	token, err := os.ReadFile(filepath.Join(net2E2EDir, "server", "server", "token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	agentData := filepath.Join(net2E2EDir, "agent")
-	importBusybox(t, agentData)
-	startOrch(t, bin, agentNS, net2E2EDir, "agent.log", "agent", "--config", filepath.Join(net2E2EDir, "config.yaml"),
-		"--join", "https://198.18.20.1:6443", "--token", strings.TrimSpace(string(token)),
-		"--node-name", net2E2EAgent, "--data-dir", agentData, "--cgroup-root", net2E2ECgroupRoot+"/agent")
+	importBusybox(t, filepath.Join(net2E2EDir, net2E2EAgent))
+	startOrch(t, bin, agentNS, net2E2EDir, net2E2EAgent+".log",
+		netAgentArgs(t, net2E2EDir, "https://198.18.20.1:6443", net2E2EAgent, net2E2ECgroupRoot+"/agent")...)
 
 	serverCIDR := nodePodCIDR(t, cs, net2E2EServer)
 	agentCIDR := nodePodCIDR(t, cs, net2E2EAgent)
