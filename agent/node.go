@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -22,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/orch-dev/orch/agent/apiclient"
+	"github.com/orch-dev/orch/internal/tunnel"
 	"github.com/orch-dev/orch/internal/version"
 	"github.com/orch-dev/orch/runtime/image"
 )
@@ -40,7 +42,12 @@ func (a *Agent) registerNode(ctx context.Context) (*v1.Node, error) {
 		if err == nil {
 			return node, nil
 		}
-		a.log.Warn("cannot register node; retrying", "err", err, "in", delay)
+		if errors.Is(err, tunnel.ErrNotConnected) {
+			// A joined agent's tunnel is still coming up: not worth a warning.
+			a.log.Debug("waiting for the tunnel to register the node", "in", delay)
+		} else {
+			a.log.Warn("cannot register node; retrying", "err", err, "in", delay)
+		}
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("orch agent: register node: %w", ctx.Err())
