@@ -377,6 +377,16 @@ func (b *builder) endpointsFor(svc *v1.Service, port v1.ServicePort) []endpoint 
 	return out
 }
 
+// servedOnNodeAddresses reports whether svc is a LoadBalancer of orch's
+// own service LB (no loadBalancerClass) that the controller has given
+// addresses: its ports then answer on every node address, whichever node
+// addresses the status lists (an ExternalIP may be a NAT's). A Service
+// left Pending because its port is taken gets nothing.
+func servedOnNodeAddresses(svc *v1.Service) bool {
+	return svc.Spec.Type == v1.ServiceTypeLoadBalancer && svc.Spec.LoadBalancerClass == nil &&
+		len(svc.Status.LoadBalancer.Ingress) > 0
+}
+
 func hasClusterIP(svc *v1.Service) bool {
 	return svc.Spec.ClusterIP != "" && svc.Spec.ClusterIP != v1.ClusterIPNone
 }
@@ -429,9 +439,15 @@ func (b *builder) servicePort(r *serviceRules, svc *v1.Service, port v1.ServiceP
 	}
 	id := fmt.Sprintf("%s/%s/%s/%s", svc.Namespace, svc.Name, proto, portName)
 	svcPort := uint16(port.Port)
-	nodePort := uint16(0)
+	// Ports served on every node address: the NodePort, and the port
+	// itself for a LoadBalancer of orch's service LB (k3s' svclb pods
+	// hostPort it on every node).
+	var nodePorts []uint16
 	if (svc.Spec.Type == v1.ServiceTypeNodePort || svc.Spec.Type == v1.ServiceTypeLoadBalancer) && port.NodePort > 0 && port.NodePort <= 65535 {
-		nodePort = uint16(port.NodePort)
+		nodePorts = append(nodePorts, uint16(port.NodePort))
+	}
+	if servedOnNodeAddresses(svc) && !slices.Contains(nodePorts, svcPort) {
+		nodePorts = append(nodePorts, svcPort)
 	}
 	addrKey := func(a netip.Addr) Key { return Key{Addr: a, Proto: proto, Port: svcPort} }
 	gotoV := func(chain string) Verdict { return Verdict{Kind: VerdictGoto, Chain: chain} }
@@ -439,7 +455,7 @@ func (b *builder) servicePort(r *serviceRules, svc *v1.Service, port v1.ServiceP
 	all := b.endpointsFor(svc, port)
 	internalLocal := svc.Spec.InternalTrafficPolicy != nil && *svc.Spec.InternalTrafficPolicy == v1.ServiceInternalTrafficPolicyLocal
 	if proto == ProtoUDP {
-		b.recordUDP(r, all, internalLocal, clusterIPs, externalIPs, addrKey, nodePort)
+		b.recordUDP(r, all, internalLocal, clusterIPs, externalIPs, addrKey, nodePorts)
 	}
 	if len(all) == 0 {
 		// No endpoints anywhere: refuse at once rather than let the
@@ -451,8 +467,8 @@ func (b *builder) servicePort(r *serviceRules, svc *v1.Service, port v1.ServiceP
 		for _, a := range externalIPs {
 			r.noEPServices = append(r.noEPServices, Element{Key: addrKey(a), Verdict: rej})
 		}
-		if nodePort != 0 {
-			r.noEPNodePorts = append(r.noEPNodePorts, Element{Key: Key{Proto: proto, Port: nodePort}, Verdict: rej})
+		for _, np := range nodePorts {
+			r.noEPNodePorts = append(r.noEPNodePorts, Element{Key: Key{Proto: proto, Port: np}, Verdict: rej})
 		}
 		return
 	}
@@ -492,7 +508,7 @@ func (b *builder) servicePort(r *serviceRules, svc *v1.Service, port v1.ServiceP
 	}
 
 	// External destinations: NodePorts, external IPs, load balancer IPs.
-	if nodePort != 0 || len(externalIPs) > 0 {
+	if len(nodePorts) > 0 || len(externalIPs) > 0 {
 		extChain := "ext-" + id
 		ext := &Chain{Name: extChain}
 		if svc.Spec.ExternalTrafficPolicy == v1.ServiceExternalTrafficPolicyLocal {
@@ -524,8 +540,8 @@ func (b *builder) servicePort(r *serviceRules, svc *v1.Service, port v1.ServiceP
 		for _, a := range externalIPs {
 			r.serviceIPs = append(r.serviceIPs, Element{Key: addrKey(a), Verdict: gotoV(extChain)})
 		}
-		if nodePort != 0 {
-			r.nodePorts = append(r.nodePorts, Element{Key: Key{Proto: proto, Port: nodePort}, Verdict: gotoV(extChain)})
+		for _, np := range nodePorts {
+			r.nodePorts = append(r.nodePorts, Element{Key: Key{Proto: proto, Port: np}, Verdict: gotoV(extChain)})
 		}
 	}
 
@@ -539,7 +555,7 @@ func (b *builder) servicePort(r *serviceRules, svc *v1.Service, port v1.ServiceP
 
 // recordUDP notes where a UDP service port's frontends send traffic, so
 // that the Syncer can delete the conntrack entries a change makes stale.
-func (b *builder) recordUDP(r *serviceRules, eps []endpoint, internalLocal bool, clusterIPs, externalIPs []netip.Addr, addrKey func(netip.Addr) Key, nodePort uint16) {
+func (b *builder) recordUDP(r *serviceRules, eps []endpoint, internalLocal bool, clusterIPs, externalIPs []netip.Addr, addrKey func(netip.Addr) Key, nodePorts []uint16) {
 	var all, local []netip.Addr
 	for _, e := range eps {
 		all = append(all, e.addr.Addr())
@@ -560,8 +576,8 @@ func (b *builder) recordUDP(r *serviceRules, eps []endpoint, internalLocal bool,
 	for _, a := range externalIPs {
 		r.udp[addrKey(a)] = all
 	}
-	if nodePort != 0 {
-		r.udp[Key{Proto: ProtoUDP, Port: nodePort}] = all
+	for _, np := range nodePorts {
+		r.udp[Key{Proto: ProtoUDP, Port: np}] = all
 	}
 }
 

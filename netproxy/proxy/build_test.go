@@ -229,8 +229,76 @@ func TestBuild(t *testing.T) {
 			}()},
 			slices: []*discoveryv1.EndpointSlice{twoEndpoints},
 			sets: map[string][]string{
+				"service-ips": {"10.43.0.20 . tcp . 80 : goto " + svcWeb, "192.0.2.50 . tcp . 80 : goto " + extWeb},
+				// orch's service LB: the port answers on every node
+				// address, as k3s' svclb hostPorts do.
+				"service-nodeports": {"tcp . 80 : goto " + extWeb, "tcp . 30080 : goto " + extWeb},
+			},
+		},
+		{
+			name: "another implementation's load balancer is not served on node addresses",
+			services: []*v1.Service{func() *v1.Service {
+				s := svc("web", "10.43.0.20", tcpPort("http", 80, 30080))
+				s.Spec.Type = v1.ServiceTypeLoadBalancer
+				s.Spec.LoadBalancerClass = ptr.To("example.com/lb")
+				s.Status.LoadBalancer.Ingress = []v1.LoadBalancerIngress{{IP: "192.0.2.50"}}
+				return s
+			}()},
+			slices: []*discoveryv1.EndpointSlice{twoEndpoints},
+			sets: map[string][]string{
 				"service-ips":       {"10.43.0.20 . tcp . 80 : goto " + svcWeb, "192.0.2.50 . tcp . 80 : goto " + extWeb},
 				"service-nodeports": {"tcp . 30080 : goto " + extWeb},
+			},
+		},
+		{
+			name: "a pending load balancer (its port is taken) gets only its node port",
+			services: []*v1.Service{func() *v1.Service {
+				s := svc("web", "10.43.0.20", tcpPort("http", 80, 30080))
+				s.Spec.Type = v1.ServiceTypeLoadBalancer
+				return s
+			}()},
+			slices: []*discoveryv1.EndpointSlice{twoEndpoints},
+			sets: map[string][]string{
+				"service-ips":       {"10.43.0.20 . tcp . 80 : goto " + svcWeb},
+				"service-nodeports": {"tcp . 30080 : goto " + extWeb},
+			},
+		},
+		{
+			name: "a load balancer without endpoints refuses on its node address port",
+			services: []*v1.Service{func() *v1.Service {
+				s := svc("web", "10.43.0.20", tcpPort("http", 80, 30080))
+				s.Spec.Type = v1.ServiceTypeLoadBalancer
+				s.Status.LoadBalancer.Ingress = []v1.LoadBalancerIngress{{IP: "192.0.2.10"}}
+				return s
+			}()},
+			sets: map[string][]string{
+				"service-nodeports":     {},
+				"no-endpoint-nodeports": {"tcp . 80 : goto reject-chain", "tcp . 30080 : goto reject-chain"},
+				"no-endpoint-services":  {"10.43.0.20 . tcp . 80 : goto reject-chain", "192.0.2.10 . tcp . 80 : goto reject-chain"},
+			},
+		},
+		{
+			name: "load balancer with external traffic policy Local",
+			services: []*v1.Service{func() *v1.Service {
+				s := svc("web", "10.43.0.20", tcpPort("http", 80, 30080))
+				s.Spec.Type = v1.ServiceTypeLoadBalancer
+				s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+				s.Status.LoadBalancer.Ingress = []v1.LoadBalancerIngress{{IP: "192.0.2.10"}}
+				return s
+			}()},
+			slices: []*discoveryv1.EndpointSlice{twoEndpoints},
+			chains: map[string][]string{
+				extWeb: {
+					"ip saddr 10.42.0.0/16 goto " + svcWeb,
+					"ip saddr @nodeport-ips jump mark-for-masquerade",
+					"ip saddr @nodeport-ips goto " + svcWeb,
+					"goto " + svlWeb,
+				},
+				svlWeb: {masq, "numgen random mod 1 vmap { 0 : goto " + ep1 + " }"},
+			},
+			sets: map[string][]string{
+				"service-ips":       {"10.43.0.20 . tcp . 80 : goto " + svcWeb, "192.0.2.10 . tcp . 80 : goto " + extWeb},
+				"service-nodeports": {"tcp . 80 : goto " + extWeb, "tcp . 30080 : goto " + extWeb},
 			},
 		},
 	}
