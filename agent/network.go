@@ -55,4 +55,8 @@ type NetworkConfig struct {
 	// Backend is how pods reach other nodes' pods (--flannel-backend):
 	// podnet.BackendHostGW, BackendVXLAN or BackendAuto (the default).
 	Backend string
+	// IngressHTTPPort and IngressHTTPSPort are where the node's ingress
+	// proxy listens on all its addresses (80 and 443 for orch server and
+	// orch agent unless --disable ingress; see ingress.go); 0 is off.
+	IngressHTTPPort, IngressHTTPSPort int
 }
