@@ -69,6 +69,10 @@ const (
 	// NetworkPolicyUser lists and watches the pods, namespaces and
 	// policies of the whole cluster for NetworkPolicy enforcement.
 	NetworkPolicyUser = "system:orch:network-policy"
+	// IngressUser reads ingresses, ingress classes, services, endpoint
+	// slices and secrets for the node's ingress proxy (what k3s grants
+	// Traefik).
+	IngressUser = "system:orch:ingress"
 )
 
 // NewNodeKey makes a node's private key (ECDSA P-256, PKCS #8 PEM), which
