@@ -52,7 +52,12 @@ func runDriver(o options) error {
 	if err != nil {
 		return err
 	}
-	report := res.markdown(o)
+	var report string
+	if o.idleOnly {
+		report = res.idleSummary()
+	} else {
+		report = res.markdown(o)
+	}
 	fmt.Print(report)
 	if o.out != "" {
 		return os.WriteFile(o.out, []byte(report), 0o644)
@@ -76,6 +81,9 @@ func measureAll(ctx context.Context, e *env, c *cluster, res *results) error {
 		"agent":  smapsRollup(c.agent.pid()),
 	}
 	res.heap = c.goMemory(ctx)
+	if c.o.idleOnly {
+		return c.holdUp(ctx)
+	}
 
 	say("starting %d busybox pods", c.o.pods)
 	t0 := time.Now()
@@ -114,6 +122,21 @@ func measureAll(ctx context.Context, e *env, c *cluster, res *results) error {
 		return err
 	}
 	res.binaries = binarySizes(c.o.orch, c.o.orchArm64)
+	return c.holdUp(ctx)
+}
+
+// holdUp keeps the cluster running for -hold so that its processes can
+// be inspected by hand (smaps, profiles); it names their PIDs first.
+func (c *cluster) holdUp(ctx context.Context) error {
+	if c.o.hold <= 0 {
+		return nil
+	}
+	fmt.Fprintf(os.Stderr, "clusterbench: holding the cluster for %s: server pid %d, agent pid %d (agent in netns %s)\n",
+		c.o.hold, c.server.pid(), c.agent.pid(), agentNS)
+	select {
+	case <-ctx.Done():
+	case <-time.After(c.o.hold):
+	}
 	return nil
 }
 

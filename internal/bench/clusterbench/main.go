@@ -46,6 +46,8 @@ type options struct {
 	requests  int
 	download  int
 	out       string
+	idleOnly  bool          // measure the idle window only and print its short summary
+	hold      time.Duration // keep the cluster up this long after measuring (profiling by hand)
 
 	// probe-api only
 	server, node, caFile, tokenFile string
@@ -75,6 +77,8 @@ func main() {
 	flag.IntVar(&o.requests, "requests", 500, "API requests per client in the tunnel latency probe")
 	flag.IntVar(&o.download, "download-mib", 64, "size of the port-forward download")
 	flag.StringVar(&o.out, "out", "", "write the Markdown section to this file too")
+	flag.BoolVar(&o.idleOnly, "idle-only", false, "measure only the idle window with no pods and print a short summary (for trying out footprint changes)")
+	flag.DurationVar(&o.hold, "hold", 0, "keep the cluster running this long after the measurements, for profiling by hand (the PIDs are printed)")
 	flag.StringVar(&o.server, "server", "", "internal (probe-api): server URL")
 	flag.StringVar(&o.node, "node", "", "internal (probe-api): node whose Node object is read")
 	flag.StringVar(&o.caFile, "ca", "", "internal (probe-api): cluster CA file")
@@ -102,5 +106,6 @@ func (o options) driverArgs() []string {
 	return []string{"-role", roleDriver, "-orch", o.orch, "-orch-arm64", o.orchArm64, "-dir", o.dir,
 		"-window", o.window.String(), "-settle", o.settle.String(), "-pods", fmt.Sprint(o.pods),
 		"-execs", fmt.Sprint(o.execs), "-requests", fmt.Sprint(o.requests),
-		"-download-mib", fmt.Sprint(o.download), "-out", o.out}
+		"-download-mib", fmt.Sprint(o.download), "-out", o.out,
+		"-idle-only=" + fmt.Sprint(o.idleOnly), "-hold", o.hold.String()}
 }

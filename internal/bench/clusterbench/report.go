@@ -155,6 +155,23 @@ func (r *results) markdown(o options) string {
 	return b.String()
 }
 
+// idleSummary is the short report of -idle-only: each orch process'
+// memory and CPU over the idle window, for comparing one change.
+func (r *results) idleSummary() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "idle %s, load %s / %s\n", r.idle.length.Round(time.Second), r.idle.load[0], r.idle.load[1])
+	var cpu float64
+	for _, p := range []struct{ name, node string }{{"server", serverNode}, {"agent", agentNode}} {
+		m, g := r.rollup[p.name], r.idle.groups[p.node][kindMain]
+		cpu += g.cpu
+		fmt.Fprintf(&b, "%-6s RSS %s  PSS %s  anonymous %s  file %s (FilePmdMapped %s)  CPU %.3f %%\n", p.name,
+			mib(m["Rss"]), mib(m["Pss"]), mib(m["Anonymous"]), mib(m["Rss"]-m["Anonymous"]), mib(m["FilePmdMapped"]), g.cpu)
+	}
+	fmt.Fprintf(&b, "server+agent RSS %s, CPU %.3f %%; idle tunnel traffic %s; server's Go runtime: %s\n",
+		mib(r.rollup["server"]["Rss"]+r.rollup["agent"]["Rss"]), cpu, perSecond(r.idle.tunnel, r.idle.length), r.heap)
+	return b.String()
+}
+
 func ms(d time.Duration) string {
 	if d >= 10*time.Second {
 		return fmt.Sprintf("%.1f s", d.Seconds())
