@@ -1,0 +1,235 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+	v1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+
+	"github.com/orch-dev/orch/agent/apiclient"
+	"github.com/orch-dev/orch/internal/jointoken"
+	"github.com/orch-dev/orch/netproxy/ingress"
+	"github.com/orch-dev/orch/netproxy/keyed"
+)
+
+// Resources the ingress proxy follows besides Services and EndpointSlices
+// (which it shares with the service proxy).
+var (
+	ingressesResource      = apiclient.Resource{Group: "networking.k8s.io", Version: "v1", Name: "ingresses", Namespaced: true}
+	ingressClassesResource = apiclient.Resource{Group: "networking.k8s.io", Version: "v1", Name: "ingressclasses"}
+)
+
+// withIngress starts the node's ingress proxy (netproxy/ingress) on
+// Config.Network's ingress ports, on every address of the node as k3s
+// exposes Traefik, and returns rules with the proxy added as a second
+// receiver of the Services and EndpointSlices the service proxy is fed:
+// both see one picture from one pair of watches. Ingresses, classes and
+// TLS Secrets are mirrored as jointoken.IngressUser, the cluster-wide
+// read k3s gives Traefik. Without ingress ports, or when neither port
+// can be bound, it returns rules unchanged and the node serves no
+// ingress.
+func (a *Agent) withIngress(ctx context.Context, g *errgroup.Group, rules proxyRules) proxyRules {
+	nc := a.cfg.Network
+	log := a.log.With("component", "ingress")
+	httpLn := listenIngress(log, nc.IngressHTTPPort, "HTTP")
+	httpsLn := listenIngress(log, nc.IngressHTTPSPort, "HTTPS")
+	if httpLn == nil && httpsLn == nil {
+		return rules
+	}
+	p, err := ingress.New(ingress.Options{Logger: log})
+	if err != nil {
+		log.Error("node serves no ingress", "err", err)
+		for _, ln := range []net.Listener{httpLn, httpsLn} {
+			if ln != nil {
+				ln.Close()
+			}
+		}
+		return rules
+	}
+	st := &ingressState{proxy: p, log: log, kick: make(chan struct{}, 1)}
+	api := a.api.Impersonating(jointoken.IngressUser)
+	g.Go(func() error {
+		if err := p.Serve(ctx, httpLn, httpsLn); err != nil {
+			log.Error("ingress proxy stopped", "err", err)
+		}
+		return nil
+	})
+	g.Go(func() error { st.run(ctx); return nil })
+	g.Go(func() error {
+		mirror(ctx, a.log, api, ingressesResource, keyedSink(st.locked, &st.ingresses, nil))
+		return nil
+	})
+	g.Go(func() error {
+		mirror(ctx, a.log, api, ingressClassesResource, keyedSink(st.locked, &st.classes, nil))
+		return nil
+	})
+	g.Go(func() error {
+		mirror(ctx, a.log, api, apiclient.Secrets, keyedSink(st.locked, &st.secrets, isTLSSecret))
+		return nil
+	})
+	log.Info("ingress proxy started", "http", addrOf(httpLn), "https", addrOf(httpsLn))
+	return ingressFanout{rules, st}
+}
+
+// listenIngress listens on port of every address; a port taken (another
+// ingress controller, a web server on the node) leaves it off with an
+// error logged rather than failing the node.
+func listenIngress(log *slog.Logger, port int, what string) net.Listener {
+	if port == 0 {
+		return nil
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(port)))
+	if err != nil {
+		log.Error(fmt.Sprintf("node serves no %s ingress", what), "err", err)
+		return nil
+	}
+	return ln
+}
+
+func addrOf(ln net.Listener) string {
+	if ln == nil {
+		return "off"
+	}
+	return ln.Addr().String()
+}
+
+// isTLSSecret keeps the Secrets an Ingress can name for TLS (those with
+// a certificate and key, as ingress-nginx accepts them) and drops the
+// rest at once, so the node holds no other Secret.
+func isTLSSecret(s *v1.Secret) bool {
+	return len(s.Data[v1.TLSCertKey]) > 0 && len(s.Data[v1.TLSPrivateKeyKey]) > 0
+}
+
+// ingressFanout gives the service proxy's picture to the ingress too.
+type ingressFanout struct {
+	proxyRules
+	ingress *ingressState
+}
+
+func (f ingressFanout) Replace(services []*v1.Service, slices []*discoveryv1.EndpointSlice) {
+	f.proxyRules.Replace(services, slices)
+	f.ingress.replaceServices(services, slices)
+}
+
+// ingressState is the node's picture of what the ingress proxy serves. It
+// builds a Config only once every kind has been listed, so a restarting
+// agent never answers 404 for an Ingress it has not read yet.
+type ingressState struct {
+	proxy *ingress.Proxy
+	log   *slog.Logger
+	kick  chan struct{}
+
+	mu             sync.Mutex
+	ingresses      keyed.Map[*networkingv1.Ingress]
+	classes        keyed.Map[*networkingv1.IngressClass]
+	secrets        keyed.Map[*v1.Secret]
+	services       []*v1.Service
+	slices         []*discoveryv1.EndpointSlice
+	servicesListed bool
+}
+
+// locked applies a change under the lock and asks for a rebuild.
+func (s *ingressState) locked(change func()) {
+	s.mu.Lock()
+	change()
+	s.mu.Unlock()
+	s.rebuild()
+}
+
+// replaceServices takes the service proxy's picture; the slices are not
+// copied (serviceState hands out fresh ones each time).
+func (s *ingressState) replaceServices(services []*v1.Service, slices []*discoveryv1.EndpointSlice) {
+	s.locked(func() { s.services, s.slices, s.servicesListed = services, slices, true })
+}
+
+func (s *ingressState) rebuild() {
+	select {
+	case s.kick <- struct{}{}:
+	default: // one pending rebuild covers this change too
+	}
+}
+
+// run rebuilds the proxy's Config after changes, coalescing bursts: a
+// build reads the whole picture, so changes that came while one ran are
+// all in the next.
+func (s *ingressState) run(ctx context.Context) {
+	var warned []string
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.kick:
+		}
+		objs, ok := s.snapshot()
+		if !ok {
+			continue
+		}
+		cfg := ingress.Build(objs)
+		s.proxy.Update(cfg)
+		warned = s.logWarnings(cfg, warned)
+		s.log.Debug("ingress configuration updated", "ingresses", len(cfg.Served))
+	}
+}
+
+func (s *ingressState) snapshot() (ingress.Objects, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.servicesListed || !s.ingresses.Listed() || !s.classes.Listed() || !s.secrets.Listed() {
+		return ingress.Objects{}, false
+	}
+	return ingress.Objects{
+		Ingresses:      s.ingresses.Values(0),
+		IngressClasses: s.classes.Values(0),
+		Secrets:        s.secrets.Values(0),
+		Services:       s.services,
+		EndpointSlices: s.slices,
+	}, true
+}
+
+// logWarnings logs each problem with an Ingress once, until it changes.
+func (s *ingressState) logWarnings(cfg *ingress.Config, before []string) []string {
+	now := make([]string, 0, len(cfg.Warnings))
+	for _, w := range cfg.Warnings {
+		msg := w.Ingress.String() + ": " + w.Err.Error()
+		now = append(now, msg)
+		if !slices.Contains(before, msg) {
+			s.log.Warn("ingress not fully served", "ingress", w.Ingress.String(), "err", w.Err)
+		}
+	}
+	return now
+}
+
+// keyedSink returns a sink that keeps objs current through locked (which
+// serialises changes and hands the new picture on). With keep set, only
+// objects it accepts are held; an object that stops qualifying is
+// forgotten.
+func keyedSink[T any, PT objectPtr[T]](locked func(change func()), objs *keyed.Map[PT], keep func(PT) bool) sink[T] {
+	accept := func(o PT) bool { return keep == nil || keep(o) }
+	return sink[T]{
+		replace: func(items []*T) {
+			objects := make([]PT, 0, len(items))
+			for _, o := range items {
+				if accept(o) {
+					objects = append(objects, o)
+				}
+			}
+			locked(func() { objs.Replace(objects) })
+		},
+		update: func(o *T) {
+			if !accept(o) {
+				locked(func() { objs.Delete(PT(o).GetNamespace(), PT(o).GetName()) })
+				return
+			}
+			locked(func() { objs.Update(o) })
+		},
+		remove: func(o *T) { locked(func() { objs.Delete(PT(o).GetNamespace(), PT(o).GetName()) }) },
+	}
+}
