@@ -1,8 +1,11 @@
-// Package dns is orch's node-local cluster DNS server. It answers
-// <svc>.<ns>.svc.<domain>, SRV, StatefulSet pod names, <a-b-c-d>.<ns>.pod.
-// <domain> and PTR records from an in-memory view of Services,
-// EndpointSlices and Pods that the agent feeds it, and forwards every
-// other name to the node's upstream resolvers. It also writes pods'
+// Package dns is orch's node-local cluster DNS server. It answers as
+// CoreDNS' kubernetes plugin does with k3s' configuration ("pods
+// insecure"): <svc>.<ns>.svc.<domain> A and SRV records, per-endpoint
+// names (StatefulSet and hostname/subdomain pods), <a-b-c-d>.<ns>.pod.
+// <domain>, and PTR records, from an in-memory view of Services,
+// EndpointSlices and Namespaces that the agent feeds it. Every other name
+// goes to the node's upstream resolvers, with a cache of their positive
+// and negative answers (CoreDNS' "cache 30"). It also writes pods'
 // resolv.conf (ResolvConf).
 //
 // The package never talks to the API server: callers push objects with
@@ -16,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -35,6 +39,7 @@ const (
 	DefaultTTL            = 5
 	DefaultNegativeTTL    = 5
 	DefaultForwardTimeout = 2 * time.Second
+	DefaultCacheSize      = 10000
 )
 
 // Config configures a Server. Zero values pick the defaults.
@@ -51,6 +56,9 @@ type Config struct {
 	// NegativeTTL is the SOA minimum of NXDOMAIN/NODATA answers: how
 	// long resolvers cache that a cluster name does not exist.
 	NegativeTTL uint32
+	// CacheSize bounds the cache of upstream answers (entries); 0 means
+	// DefaultCacheSize.
+	CacheSize int
 	// Logger receives errors the server survives; nil discards them.
 	Logger *slog.Logger
 }
@@ -60,12 +68,13 @@ type Config struct {
 type Server struct {
 	cfg    Config
 	domain string // fully qualified, lower case
-	client *mdns.Client
 
-	mu       sync.Mutex
-	services keyed.Map[*v1.Service]
-	slices   keyed.Map[*discoveryv1.EndpointSlice]
-	pods     keyed.Map[*v1.Pod]
+	fwd *forwarder
+
+	mu         sync.Mutex
+	services   keyed.Map[*v1.Service]
+	slices     keyed.Map[*discoveryv1.EndpointSlice]
+	namespaces keyed.Map[*v1.Namespace]
 	// gen counts changes to the objects (written under mu). A view built
 	// from generation g answers for every change up to g; a query that
 	// sees a newer gen waits for a rebuild instead of answering from the
@@ -96,7 +105,7 @@ func New(cfg Config) *Server {
 	s := &Server{
 		cfg:    cfg,
 		domain: mdns.Fqdn(strings.ToLower(cfg.Domain)),
-		client: &mdns.Client{Timeout: cfg.ForwardTimeout},
+		fwd:    newForwarder(cfg.Upstreams, cfg.ForwardTimeout, cfg.CacheSize),
 	}
 	// Never nil: the first queries (a resolver sends A and AAAA at once)
 	// must not race the first build.
@@ -125,23 +134,28 @@ func (s *Server) DeleteEndpointSlice(namespace, name string) {
 	s.change(func() { s.slices.Delete(namespace, name) })
 }
 
-// UpdatePod records an added or changed Pod (for pod and StatefulSet names).
-func (s *Server) UpdatePod(pod *v1.Pod) { s.change(func() { s.pods.Update(pod) }) }
-
-// DeletePod forgets a Pod.
-func (s *Server) DeletePod(namespace, name string) {
-	s.change(func() { s.pods.Delete(namespace, name) })
+// Replace sets all Services and EndpointSlices at once. Namespaces are
+// kept: they come from a watch of their own (ReplaceNamespaces).
+func (s *Server) Replace(services []*v1.Service, slices []*discoveryv1.EndpointSlice) {
+	s.change(func() {
+		s.services.Replace(services)
+		s.slices.Replace(slices)
+	})
 }
 
-// Replace sets the complete state at once.
-func (s *Server) Replace(services []*v1.Service, slices []*discoveryv1.EndpointSlice, pods []*v1.Pod) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.services.Replace(services)
-	s.slices.Replace(slices)
-	s.pods.Replace(pods)
-	s.changed()
+// ReplaceNamespaces sets the cluster's namespaces. Until it is first
+// called, names in every namespace are answered (pod names, NODATA for
+// "ns.svc.<domain>"); afterwards names in a namespace that does not
+// exist are NXDOMAIN, as in CoreDNS.
+func (s *Server) ReplaceNamespaces(namespaces []*v1.Namespace) {
+	s.change(func() { s.namespaces.Replace(namespaces) })
 }
+
+// UpdateNamespace records an added or changed Namespace.
+func (s *Server) UpdateNamespace(ns *v1.Namespace) { s.change(func() { s.namespaces.Update(ns) }) }
+
+// DeleteNamespace forgets a Namespace.
+func (s *Server) DeleteNamespace(name string) { s.change(func() { s.namespaces.Delete("", name) }) }
 
 // current returns a view that includes every change made before the
 // call, rebuilding it first if objects changed. The rebuild is lazy so a
@@ -158,7 +172,7 @@ func (s *Server) current() *view {
 	if v := s.view.Load(); v.gen == gen {
 		return v // another query rebuilt it meanwhile
 	}
-	v := buildView(s.domain, s.cfg.TTL, gen, snapshot{services: &s.services, slices: &s.slices, pods: &s.pods})
+	v := buildView(s.domain, s.cfg.TTL, gen, snapshot{services: &s.services, slices: &s.slices, namespaces: &s.namespaces})
 	s.view.Store(v)
 	return v
 }
@@ -228,52 +242,83 @@ func (s *Server) answer(r *mdns.Msg, network string) *mdns.Msg {
 	if q.Qclass == mdns.ClassINET && (name == s.domain || strings.HasSuffix(name, "."+s.domain)) {
 		return s.cluster(v, r, q, name)
 	}
-	if target, ok := v.ptr[name]; ok && q.Qclass == mdns.ClassINET {
+	if targets, ok := v.ptr[name]; ok && q.Qclass == mdns.ClassINET {
 		m.SetReply(r)
 		m.Authoritative = true
 		if q.Qtype == mdns.TypePTR || q.Qtype == mdns.TypeANY {
-			m.Answer = append(m.Answer, &mdns.PTR{Hdr: s.hdr(q.Name, mdns.TypePTR), Ptr: target})
+			for _, t := range targets {
+				m.Answer = append(m.Answer, &mdns.PTR{Hdr: s.hdr(q.Name, mdns.TypePTR), Ptr: t})
+			}
 		}
-		return m
+		return finish(r, m)
 	}
-	return s.forward(r, network)
+	// Reverse names the cluster does not know fall through to the
+	// upstreams, as with CoreDNS' "fallthrough in-addr.arpa ip6.arpa".
+	return s.fwd.exchange(r, network)
 }
 
 func (s *Server) hdr(name string, t uint16) mdns.RR_Header {
 	return mdns.RR_Header{Name: name, Rrtype: t, Class: mdns.ClassINET, Ttl: s.cfg.TTL}
 }
 
-func (s *Server) soa() *mdns.SOA {
+// soa is the zone's SOA as CoreDNS writes it: its TTL and minimum are
+// the negative TTL, so resolvers cache a missing name that long
+// (RFC 2308), and the serial changes with the cluster's objects.
+func (s *Server) soa(v *view) *mdns.SOA {
 	return &mdns.SOA{
 		Hdr:     mdns.RR_Header{Name: s.domain, Rrtype: mdns.TypeSOA, Class: mdns.ClassINET, Ttl: s.cfg.NegativeTTL},
 		Ns:      "ns.dns." + s.domain,
 		Mbox:    "hostmaster." + s.domain,
-		Serial:  uint32(time.Now().Unix()),
+		Serial:  v.serial,
 		Refresh: 7200, Retry: 1800, Expire: 86400,
 		Minttl: s.cfg.NegativeTTL,
 	}
 }
 
-// cluster answers a name inside the cluster domain.
+// finish echoes the client's EDNS0 buffer size, so the answer may use it.
+func finish(r, m *mdns.Msg) *mdns.Msg {
+	if opt := r.IsEdns0(); opt != nil {
+		m.SetEdns0(opt.UDPSize(), false)
+	}
+	return m
+}
+
+// cluster answers a name inside the cluster domain: NXDOMAIN for a name
+// that does not exist (nor anything below it), NODATA for a name that
+// exists without records of the asked type; both carry the SOA.
 func (s *Server) cluster(v *view, r *mdns.Msg, q mdns.Question, name string) *mdns.Msg {
 	m := new(mdns.Msg)
 	m.SetReply(r)
 	m.Authoritative = true
 	rec := v.names[name]
 	if rec == nil {
-		if !v.exists[name] && name != s.domain {
-			m.Rcode = mdns.RcodeNameError
+		if addr, ok := s.podName(v, name); ok {
+			switch {
+			case addr.Is4() && (q.Qtype == mdns.TypeA || q.Qtype == mdns.TypeANY):
+				m.Answer = append(m.Answer, &mdns.A{Hdr: s.hdr(q.Name, mdns.TypeA), A: addr.AsSlice()})
+			case addr.Is6() && (q.Qtype == mdns.TypeAAAA || q.Qtype == mdns.TypeANY):
+				m.Answer = append(m.Answer, &mdns.AAAA{Hdr: s.hdr(q.Name, mdns.TypeAAAA), AAAA: addr.AsSlice()})
+			default:
+				m.Ns = append(m.Ns, s.soa(v)) // NODATA
+			}
+			return finish(r, m)
 		}
 		if name == s.domain && q.Qtype == mdns.TypeSOA {
-			m.Answer = append(m.Answer, s.soa())
-			return m
+			m.Answer = append(m.Answer, s.soa(v))
+			return finish(r, m)
 		}
-		m.Ns = append(m.Ns, s.soa())
-		return m
+		if !v.exists[name] && name != s.domain && !s.namespaceName(v, name) {
+			m.Rcode = mdns.RcodeNameError
+		}
+		m.Ns = append(m.Ns, s.soa(v))
+		return finish(r, m)
 	}
 	if rec.cname != "" {
 		m.Answer = append(m.Answer, &mdns.CNAME{Hdr: s.hdr(q.Name, mdns.TypeCNAME), Target: rec.cname})
-		return m
+		if q.Qtype != mdns.TypeCNAME {
+			m.Answer = append(m.Answer, s.chase(v, rec.cname, q.Qtype)...)
+		}
+		return finish(r, m)
 	}
 	switch q.Qtype {
 	case mdns.TypeA, mdns.TypeANY:
@@ -281,12 +326,14 @@ func (s *Server) cluster(v *view, r *mdns.Msg, q mdns.Question, name string) *md
 			m.Answer = append(m.Answer, &mdns.A{Hdr: s.hdr(q.Name, mdns.TypeA), A: a.AsSlice()})
 		}
 	case mdns.TypeSRV:
+		glued := map[string]bool{}
 		for _, srv := range rec.srv {
 			c := *srv
 			c.Hdr.Name = q.Name
 			m.Answer = append(m.Answer, &c)
 			// Glue: the targets' addresses save a second round trip.
-			if t := v.names[srv.Target]; t != nil {
+			if t := v.names[srv.Target]; t != nil && !glued[srv.Target] {
+				glued[srv.Target] = true
 				for _, a := range t.a {
 					m.Extra = append(m.Extra, &mdns.A{Hdr: s.hdr(srv.Target, mdns.TypeA), A: a.AsSlice()})
 				}
@@ -294,30 +341,60 @@ func (s *Server) cluster(v *view, r *mdns.Msg, q mdns.Question, name string) *md
 		}
 	}
 	if len(m.Answer) == 0 {
-		m.Ns = append(m.Ns, s.soa()) // NODATA
+		m.Ns = append(m.Ns, s.soa(v)) // NODATA
 	}
-	if opt := r.IsEdns0(); opt != nil {
-		m.SetEdns0(opt.UDPSize(), false)
-	}
-	return m
+	return finish(r, m)
 }
 
-// forward relays the query to the upstreams in order and answers
-// SERVFAIL when none of them answers in time.
-func (s *Server) forward(r *mdns.Msg, network string) *mdns.Msg {
-	c := *s.client
-	if network == "tcp" {
-		c.Net = "tcp"
+// podName reads <a-b-c-d>.<ns>.pod.<domain> as CoreDNS' "pods insecure"
+// does: any well-formed address in an existing namespace answers with
+// itself, without looking for a pod (what k3s configures; a node does not
+// hold every pod).
+func (s *Server) podName(v *view, name string) (netip.Addr, bool) {
+	rest, ok := strings.CutSuffix(name, ".pod."+s.domain)
+	if !ok {
+		return netip.Addr{}, false
 	}
-	for _, up := range s.cfg.Upstreams {
-		resp, _, err := c.Exchange(r, up)
-		if err == nil && resp != nil {
-			resp.Id = r.Id
-			return resp
+	label, ns, ok := strings.Cut(rest, ".")
+	if !ok || strings.Contains(ns, ".") || !v.namespaceExists(ns) {
+		return netip.Addr{}, false
+	}
+	return undashed(label)
+}
+
+// namespaceName reports whether name is <ns>.svc.<domain> or
+// <ns>.pod.<domain> of a namespace that exists: NODATA, not NXDOMAIN,
+// even when the namespace has no services.
+func (s *Server) namespaceName(v *view, name string) bool {
+	for _, sub := range []string{".svc.", ".pod."} {
+		if ns, ok := strings.CutSuffix(name, sub+s.domain); ok && ns != "" && !strings.Contains(ns, ".") {
+			return v.namespaceExists(ns)
 		}
 	}
-	m := new(mdns.Msg)
-	return m.SetRcode(r, mdns.RcodeServerFailure)
+	return false
+}
+
+// chase resolves an ExternalName service's target the way CoreDNS does,
+// so that stub resolvers, which do not follow a lone CNAME, get the
+// addresses in the same answer: from the view inside the cluster, else
+// from the upstreams. A failure leaves the answer with the CNAME only.
+func (s *Server) chase(v *view, target string, qtype uint16) []mdns.RR {
+	if target == s.domain || strings.HasSuffix(target, "."+s.domain) {
+		t := v.names[target]
+		if t == nil || (qtype != mdns.TypeA && qtype != mdns.TypeANY) {
+			return nil
+		}
+		var out []mdns.RR
+		for _, a := range t.a {
+			out = append(out, &mdns.A{Hdr: s.hdr(target, mdns.TypeA), A: a.AsSlice()})
+		}
+		return out
+	}
+	resp := s.fwd.exchange(new(mdns.Msg).SetQuestion(target, qtype), "udp")
+	if resp.Rcode != mdns.RcodeSuccess {
+		return nil
+	}
+	return resp.Answer
 }
 
 // change makes one change to the objects under the lock and records it.
