@@ -9,6 +9,7 @@ import (
 
 	"github.com/orch-dev/orch/agent/apiclient"
 	"github.com/orch-dev/orch/internal/jointoken"
+	"github.com/orch-dev/orch/netproxy/dns"
 	"github.com/orch-dev/orch/netproxy/netpol"
 	"github.com/orch-dev/orch/netproxy/proxy"
 )
@@ -24,7 +25,9 @@ var (
 // mirrors every NetworkPolicy, Pod (peers live on all nodes) and
 // Namespace into a netpol.Syncer, which keeps the "ip orch-netpol" table
 // current. It runs beside the service proxy once the pod network is up.
-func (a *Agent) startNetworkPolicies(ctx context.Context, g *errgroup.Group) {
+// The cluster DNS gets the namespaces too (pod names and "ns.svc" answer
+// only for namespaces that exist), so they are watched once.
+func (a *Agent) startNetworkPolicies(ctx context.Context, g *errgroup.Group, dnsServer *dns.Server) {
 	// The node's own identity reads only its pods: the policy mirrors
 	// act as the user nodes may impersonate for this.
 	api := a.api.Impersonating(jointoken.NetworkPolicyUser)
@@ -50,9 +53,9 @@ func (a *Agent) startNetworkPolicies(ctx context.Context, g *errgroup.Group) {
 	})
 	g.Go(func() error {
 		mirror(ctx, a.log, api, namespacesResource, sink[v1.Namespace]{
-			replace: syncer.ReplaceNamespaces,
-			update:  syncer.UpdateNamespace,
-			remove:  func(ns *v1.Namespace) { syncer.DeleteNamespace(ns.Name) },
+			replace: func(nss []*v1.Namespace) { syncer.ReplaceNamespaces(nss); dnsServer.ReplaceNamespaces(nss) },
+			update:  func(ns *v1.Namespace) { syncer.UpdateNamespace(ns); dnsServer.UpdateNamespace(ns) },
+			remove:  func(ns *v1.Namespace) { syncer.DeleteNamespace(ns.Name); dnsServer.DeleteNamespace(ns.Name) },
 		})
 		return nil
 	})

@@ -130,7 +130,7 @@ func (a *Agent) startNetworking(ctx context.Context, g *errgroup.Group) error {
 		return nil
 	})
 	g.Go(func() error { _ = syncer.Run(ctx); return nil })
-	a.startNetworkPolicies(ctx, g) // see netpol.go
+	a.startNetworkPolicies(ctx, g, dnsServer) // see netpol.go
 	g.Go(func() error { a.logSyncResults(ctx, results); return nil })
 	// The node's own identity reads only what its pods need: services,
 	// slices and the other nodes are read as kube-proxy, which nodes may
@@ -294,7 +294,7 @@ type proxyRules interface {
 
 // dnsRecords is what serviceState needs of the DNS server (*dns.Server).
 type dnsRecords interface {
-	Replace(services []*v1.Service, slices []*discoveryv1.EndpointSlice, pods []*v1.Pod)
+	Replace(services []*v1.Service, slices []*discoveryv1.EndpointSlice)
 }
 
 // pushLocked gives the proxy and DNS the current picture; both only mark
@@ -305,7 +305,7 @@ func (s *serviceState) pushLocked() {
 	}
 	svcs := s.services.Values(0)
 	sls := s.slices.Values(1) // room for localDNS
-	s.dns.Replace(svcs, sls, nil)
+	s.dns.Replace(svcs, sls)
 	s.proxy.Replace(svcs, append(sls, s.localDNS))
 }
 

@@ -60,7 +60,7 @@ func (f *fakeSinks) Replace(_ []*v1.Service, slices []*discoveryv1.EndpointSlice
 
 type fakeDNS struct{ f *fakeSinks }
 
-func (d fakeDNS) Replace(services []*v1.Service, _ []*discoveryv1.EndpointSlice, _ []*v1.Pod) {
+func (d fakeDNS) Replace(services []*v1.Service, _ []*discoveryv1.EndpointSlice) {
 	d.f.dnsCalls = append(d.f.dnsCalls, services)
 }
 
