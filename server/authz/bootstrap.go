@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/orch-dev/orch/internal/jointoken"
 	"github.com/orch-dev/orch/server/auth"
 	"github.com/orch-dev/orch/server/join"
 )
@@ -211,13 +212,25 @@ func BootstrapClusterRoles() []rbacv1.ClusterRole {
 				rule([]string{"list", "watch"}, groups("networking.k8s.io"), "networkpolicies"),
 			},
 		},
+		// What an agent's ingress proxy reads, as k3s grants Traefik:
+		// Ingresses and their classes, the Services and EndpointSlices
+		// they route to, and the TLS Secrets they name, cluster-wide. It
+		// is bound to jointoken.IngressUser, which nodes may impersonate.
+		{
+			ObjectMeta: metav1.ObjectMeta{Name: "orch:ingress"},
+			Rules: []rbacv1.PolicyRule{
+				rule(readVerbs, core, "services", "secrets"),
+				rule(readVerbs, groups("discovery.k8s.io"), "endpointslices"),
+				rule(readVerbs, groups("networking.k8s.io"), "ingresses", "ingressclasses"),
+			},
+		},
 		// The users an agent's cluster-wide readers act as: a node's own
 		// identity reads only what its pods need.
 		{
 			ObjectMeta: metav1.ObjectMeta{Name: "orch:node-impersonator"},
 			Rules: []rbacv1.PolicyRule{{
 				Verbs: []string{"impersonate"}, APIGroups: core, Resources: []string{"users"},
-				ResourceNames: []string{join.ServiceProxyUser, join.NetworkPolicyUser},
+				ResourceNames: []string{join.ServiceProxyUser, join.NetworkPolicyUser, jointoken.IngressUser},
 			}},
 		},
 		{
@@ -250,8 +263,10 @@ func BootstrapClusterRoleBindings() []rbacv1.ClusterRoleBinding {
 		binding("system:monitoring", "system:monitoring", group("system:monitoring")),
 		binding("system:node-proxier", "system:node-proxier", userSubject(join.ServiceProxyUser)),
 		binding("orch:network-policy", "orch:network-policy", userSubject(join.NetworkPolicyUser)),
-		// orch agents run the service proxy, DNS and NetworkPolicy
-		// enforcement in-process, acting as the two users above.
+		binding("orch:ingress", "orch:ingress", userSubject(jointoken.IngressUser)),
+		// orch agents run the service proxy, DNS, NetworkPolicy
+		// enforcement and the ingress proxy in-process, acting as the
+		// three users above.
 		binding("orch:node-impersonator", "orch:node-impersonator", group(join.NodesGroup)),
 		// Holders of the join secret ask for their node certificate.
 		binding("orch:node-bootstrapper", "system:node-bootstrapper", group(auth.BootstrapGroup)),
