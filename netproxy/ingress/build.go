@@ -13,20 +13,13 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/orch-dev/orch/internal/ingressclass"
 )
 
 // ControllerName is the spec.controller of the IngressClasses this
-// package serves (manifests/ingressclass.yaml ships class "orch").
-const ControllerName = "orch.dev/ingress"
-
-// Annotations of the Ingress API that decide which controller serves what.
-const (
-	// defaultClassAnnotation marks the class that class-less Ingresses get.
-	defaultClassAnnotation = networkingv1.AnnotationIsDefaultIngressClass
-	// legacyClassAnnotation is the class annotation from before
-	// spec.ingressClassName, still honoured by ingress-nginx and Traefik.
-	legacyClassAnnotation = "kubernetes.io/ingress.class"
-)
+// package serves.
+const ControllerName = ingressclass.ControllerName
 
 // Objects are the cluster objects a Config is built from. Build only
 // reads them.
@@ -176,33 +169,13 @@ func (c *Config) addCertificate(secrets map[types.NamespacedName]*v1.Secret, ns 
 	}
 }
 
-// servedIngresses picks the Ingresses of a class whose controller is
-// ControllerName, and those naming no class unless another controller's
-// class is the default (then they are that controller's), oldest first.
+// servedIngresses picks the Ingresses orch serves (ingressclass),
+// oldest first.
 func servedIngresses(ingresses []*networkingv1.Ingress, classes []*networkingv1.IngressClass) []*networkingv1.Ingress {
-	ours := map[string]bool{}
-	classless := true
-	oursDefault := false
-	for _, c := range classes {
-		isDefault := c.Annotations[defaultClassAnnotation] == "true"
-		if c.Spec.Controller == ControllerName {
-			ours[c.Name] = true
-			oursDefault = oursDefault || isDefault
-		} else if isDefault {
-			classless = false
-		}
-	}
-	classless = classless || oursDefault
+	sel := ingressclass.NewSelector(classes)
 	var out []*networkingv1.Ingress
 	for _, ing := range ingresses {
-		var class string
-		switch {
-		case ing.Spec.IngressClassName != nil:
-			class = *ing.Spec.IngressClassName
-		case ing.Annotations[legacyClassAnnotation] != "":
-			class = ing.Annotations[legacyClassAnnotation]
-		}
-		if ours[class] || class == "" && classless {
+		if sel.Serves(ing) {
 			out = append(out, ing)
 		}
 	}
