@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 
 	"golang.org/x/sync/errgroup"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/orch-dev/orch/server/controllers/endpointslice"
 	"github.com/orch-dev/orch/server/controllers/garbagecollector"
 	"github.com/orch-dev/orch/server/controllers/informer"
+	"github.com/orch-dev/orch/server/controllers/ingressstatus"
 	"github.com/orch-dev/orch/server/controllers/job"
 	"github.com/orch-dev/orch/server/controllers/namespace"
 	"github.com/orch-dev/orch/server/controllers/nodeipam"
@@ -131,6 +133,11 @@ func runControllers(ctx context.Context, cfg Config, api *apiserver.Server, fact
 	g.Go(func() error {
 		return servicelb.New(local, factory, broadcaster.Recorder(servicelb.ComponentName), servicelb.Options{Logger: log.With("component", servicelb.ComponentName)}).Run(gctx)
 	})
+	if !slices.Contains(cfg.Disable, "ingress") { // the built-in ingress controller's status half
+		g.Go(func() error {
+			return ingressstatus.New(local, factory, ingressstatus.Options{Logger: log.With("component", ingressstatus.ComponentName)}).Run(gctx)
+		})
+	}
 	// The factory starts last so that every informer the loops asked for
 	// is registered; informers asked for later start on their own.
 	g.Go(func() error { return factory.Run(gctx) })
