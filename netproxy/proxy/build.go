@@ -126,6 +126,12 @@ func NewBuilder(cfg Config) *Builder {
 
 // Build is like the package's Build, reusing unchanged Services' rules.
 func (bb *Builder) Build(services []*v1.Service, endpointSlices []*discoveryv1.EndpointSlice) *Ruleset {
+	return bb.BuildWithHostPorts(services, endpointSlices, nil)
+}
+
+// BuildWithHostPorts is Build plus the hostPort mappings of the node's
+// pods (see PodHostPorts).
+func (bb *Builder) BuildWithHostPorts(services []*v1.Service, endpointSlices []*discoveryv1.EndpointSlice, hostPorts []HostPort) *Ruleset {
 	b := &builder{
 		cfg:    bb.cfg,
 		rs:     &Ruleset{Table: bb.cfg.table()},
@@ -149,6 +155,7 @@ func (bb *Builder) Build(services []*v1.Service, endpointSlices []*discoveryv1.E
 		b.add(r)
 	}
 	bb.cache = cache
+	b.hostPorts(hostPorts)
 	b.finish()
 	return b.rs
 }
@@ -218,8 +225,8 @@ func (b *builder) fixed() {
 	}
 	ctNew := MatchCtNew{}
 	b.rs.Chains = append(b.rs.Chains,
-		base(chainNatPrerouting, ChainTypeNAT, HookPrerouting, priorityDstNAT, Rule{jump(chainServices)}),
-		base(chainNatOutput, ChainTypeNAT, HookOutput, priorityDstNAT, Rule{jump(chainServices)}),
+		base(chainNatPrerouting, ChainTypeNAT, HookPrerouting, priorityDstNAT, Rule{jump(chainHostPorts)}, Rule{jump(chainServices)}),
+		base(chainNatOutput, ChainTypeNAT, HookOutput, priorityDstNAT, Rule{jump(chainHostPorts)}, Rule{jump(chainServices)}),
 		base(chainNatPostrouting, ChainTypeNAT, HookPostrouting, prioritySrcNAT, Rule{jump(chainMasquerading)}),
 		base(chainFilterInput, ChainTypeFilter, HookInput, priorityFilterPre,
 			Rule{ctNew, jump(chainNodePortEPCheck)},

@@ -14,7 +14,8 @@
 // The layout follows kube-proxy's nftables mode, so people who know that
 // read orch's rules at sight:
 //
-//	nat-prerouting / nat-output  → services
+//	nat-prerouting / nat-output  → hostports, services
+//	hostports: pods' hostPort mappings (hostports.go)
 //	services: ip daddr . meta l4proto . th dport vmap @service-ips
 //	          ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports
 //	svc-NS/NAME/PROTO/PORT       → numgen random mod N vmap { i : goto ep-… }

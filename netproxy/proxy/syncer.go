@@ -3,11 +3,13 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/orch-dev/orch/netproxy/keyed"
 )
@@ -62,10 +64,11 @@ type Syncer struct {
 	builder *Builder // used by Run only
 	written *Ruleset // used by Run only: the last ruleset written
 
-	mu       sync.Mutex
-	services keyed.Map[*v1.Service] // Listed once Replace gave a full picture
-	slices   keyed.Map[*discoveryv1.EndpointSlice]
-	dirty    bool
+	mu        sync.Mutex
+	services  keyed.Map[*v1.Service] // Listed once Replace gave a full picture
+	slices    keyed.Map[*discoveryv1.EndpointSlice]
+	hostPorts map[types.UID][]HostPort // by pod
+	dirty     bool
 
 	kick    chan struct{}
 	results chan SyncResult
@@ -146,16 +149,39 @@ func (s *Syncer) DeleteEndpointSlice(namespace, name string) {
 	s.change(func() { s.slices.Delete(namespace, name) })
 }
 
+// SetPodHostPorts sets the hostPort mappings of the pod with uid (see
+// PodHostPorts); none removes the pod's mappings. The agent calls it as
+// its pods get and lose their addresses.
+func (s *Syncer) SetPodHostPorts(uid types.UID, hps []HostPort) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if slices.Equal(s.hostPorts[uid], hps) {
+		return
+	}
+	if len(hps) == 0 {
+		delete(s.hostPorts, uid)
+	} else {
+		if s.hostPorts == nil {
+			s.hostPorts = map[types.UID][]HostPort{}
+		}
+		s.hostPorts[uid] = slices.Clone(hps)
+	}
+	s.markDirty()
+}
+
 // snapshot returns the state to build from and clears the dirty flag, or
 // ok=false when there is nothing to do.
-func (s *Syncer) snapshot() (svcs []*v1.Service, sls []*discoveryv1.EndpointSlice, ok bool) {
+func (s *Syncer) snapshot() (svcs []*v1.Service, sls []*discoveryv1.EndpointSlice, hps []HostPort, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.services.Listed() || !s.dirty {
-		return nil, nil, false
+		return nil, nil, nil, false
 	}
 	s.dirty = false
-	return s.services.Values(0), s.slices.Values(0), true
+	for _, m := range s.hostPorts {
+		hps = append(hps, m...)
+	}
+	return s.services.Values(0), s.slices.Values(0), hps, true
 }
 
 // Run writes the rules until ctx is cancelled. It returns ctx.Err(); write
@@ -219,12 +245,12 @@ func (s *Syncer) checkTable() {
 }
 
 func (s *Syncer) syncOnce() (SyncResult, bool) {
-	svcs, sls, ok := s.snapshot()
+	svcs, sls, hps, ok := s.snapshot()
 	if !ok {
 		return SyncResult{}, false
 	}
 	start := s.opts.Now()
-	rs := s.builder.Build(svcs, sls)
+	rs := s.builder.BuildWithHostPorts(svcs, sls, hps)
 	res := SyncResult{Services: len(svcs), Chains: len(rs.Chains)}
 	if err := s.writer.Apply(rs); err != nil {
 		// The kernel's table is unknown now: the next cleanup treats

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -148,4 +150,31 @@ func TestSyncerRetriesFailedWrites(t *testing.T) {
 	expectResult(t, results, true)
 	expectResult(t, results, true)
 	expectResult(t, results, false)
+}
+
+func TestSyncerHostPorts(t *testing.T) {
+	w := &fakeWriter{}
+	s := NewSyncer(unitConfig(), w, SyncerOptions{MinSyncInterval: time.Millisecond})
+	results := s.Results()
+	runSyncer(t, s)
+
+	pod := hostPortPod("web", false, v1.ContainerPort{ContainerPort: 80, HostPort: 8081})
+	hps := PodHostPorts(pod, netip.MustParseAddr("10.42.0.7"))
+	// Before the services are listed nothing is written, host ports or not.
+	s.SetPodHostPorts("uid-web", hps)
+	s.Replace(nil, nil)
+	expectResult(t, results, false)
+	if got := w.last().Set("hostport-ports").ElementStrings(); len(got) != 1 || got[0] != "tcp . 8081 : goto hp-default/web/tcp/8081" {
+		t.Fatalf("host ports after the first write: %q", got)
+	}
+	before := w.count()
+	s.SetPodHostPorts("uid-web", slices.Clone(hps)) // the same again: nothing to write
+	s.SetPodHostPorts("uid-web", nil)
+	expectResult(t, results, false)
+	if got := w.last().Set("hostport-ports").ElementStrings(); len(got) != 0 {
+		t.Fatalf("host ports after the pod went: %q", got)
+	}
+	if w.count() != before+1 {
+		t.Errorf("%d writes for one change", w.count()-before)
+	}
 }
