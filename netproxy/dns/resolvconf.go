@@ -3,10 +3,13 @@ package dns
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/big"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 
@@ -39,6 +42,63 @@ type HostResolvConf struct {
 	Nameservers []string
 	Searches    []string
 	Options     []string
+}
+
+// Where the node's resolver configuration is looked for, in order, as
+// k3s does: systemd-resolved's stub file names 127.0.0.53, which pods
+// cannot reach from their own network namespace; resolved keeps the real
+// upstreams in the second file.
+const (
+	EtcResolvConf     = "/etc/resolv.conf"
+	SystemdResolvConf = "/run/systemd/resolve/resolv.conf"
+)
+
+// LocateHostResolvConf returns the first of paths (EtcResolvConf, then
+// SystemdResolvConf when none are given) that names at least one
+// nameserver and only global unicast ones, which pods and the node reach
+// alike; when none does, the first path.
+func LocateHostResolvConf(paths ...string) string {
+	if len(paths) == 0 {
+		paths = []string{EtcResolvConf, SystemdResolvConf}
+	}
+	for _, p := range paths {
+		if c, err := readResolvConf(p); err == nil && usable(c) {
+			return p
+		}
+	}
+	return paths[0]
+}
+
+func usable(c HostResolvConf) bool {
+	for _, s := range c.Nameservers {
+		if a, err := netip.ParseAddr(s); err != nil || !a.IsGlobalUnicast() {
+			return false
+		}
+	}
+	return len(c.Nameservers) > 0
+}
+
+// LoadHostResolvConf reads the file LocateHostResolvConf picks among
+// paths. A missing file is an empty configuration, as for kubelet.
+func LoadHostResolvConf(paths ...string) (HostResolvConf, error) {
+	c, err := readResolvConf(LocateHostResolvConf(paths...))
+	if errors.Is(err, fs.ErrNotExist) {
+		return HostResolvConf{}, nil
+	}
+	return c, err
+}
+
+func readResolvConf(path string) (HostResolvConf, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return HostResolvConf{}, err
+	}
+	defer f.Close()
+	c, err := ParseResolvConf(f)
+	if err != nil {
+		return HostResolvConf{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
 }
 
 // ParseResolvConf reads a resolv.conf as kubelet does: every nameserver
@@ -74,10 +134,11 @@ func ParseResolvConf(r io.Reader) (HostResolvConf, error) {
 
 // ClusterDNS describes the cluster's DNS service for pods.
 type ClusterDNS struct {
-	// ServerIP is the kube-dns Service address; empty means no cluster
-	// DNS, and ClusterFirst pods fall back to the host's configuration
-	// as kubelet does.
-	ServerIP string
+	// Servers are the cluster DNS addresses (kubelet's --cluster-dns:
+	// the kube-dns Service address); none means no cluster DNS, and
+	// ClusterFirst pods fall back to the host's configuration as kubelet
+	// does.
+	Servers []string
 	// Domain is the cluster domain ("cluster.local").
 	Domain string
 }
@@ -99,13 +160,13 @@ func ResolvConf(pod *v1.Pod, cluster ClusterDNS, host HostResolvConf) []byte {
 	if policy == v1.DNSClusterFirst && pod.Spec.HostNetwork {
 		policy = v1.DNSDefault
 	}
-	if (policy == v1.DNSClusterFirst || policy == v1.DNSClusterFirstWithHostNet) && cluster.ServerIP == "" {
+	if (policy == v1.DNSClusterFirst || policy == v1.DNSClusterFirstWithHostNet) && len(cluster.Servers) == 0 {
 		policy = v1.DNSDefault
 	}
 	var servers, searches, options []string
 	switch policy {
 	case v1.DNSClusterFirst, v1.DNSClusterFirstWithHostNet:
-		servers = []string{cluster.ServerIP}
+		servers = slices.Clone(cluster.Servers)
 		nsSvc := pod.Namespace + ".svc." + domain
 		searches = append([]string{nsSvc, "svc." + domain, domain}, host.Searches...)
 		options = []string{"ndots:5"}

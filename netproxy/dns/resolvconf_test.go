@@ -2,6 +2,9 @@ package dns
 
 import (
 	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -11,7 +14,7 @@ import (
 )
 
 func TestResolvConf(t *testing.T) {
-	cluster := ClusterDNS{ServerIP: "10.43.0.10", Domain: "cluster.local"}
+	cluster := ClusterDNS{Servers: []string{"10.43.0.10"}, Domain: "cluster.local"}
 	host := HostResolvConf{Nameservers: []string{"192.0.2.53", "192.0.2.54"}, Searches: []string{"lan"}, Options: []string{"edns0"}}
 	pod := func(policy v1.DNSPolicy, hostNet bool, cfg *v1.PodDNSConfig) *v1.Pod {
 		return &v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop"},
@@ -84,5 +87,48 @@ func TestClusterDNSIP(t *testing.T) {
 		if err != nil || got.String() != tc.want {
 			t.Errorf("%s: got %s, %v; want %s", tc.cidr, got, err, tc.want)
 		}
+	}
+}
+
+func TestLocateHostResolvConf(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	stub := write("stub", "nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch lan\n")
+	real := write("real", "nameserver 192.0.2.53\nsearch lan\n")
+	mixed := write("mixed", "nameserver 192.0.2.53\nnameserver 127.0.0.1\n")
+	empty := write("empty", "search lan\n")
+	missing := filepath.Join(dir, "missing")
+	tests := []struct {
+		name  string
+		paths []string
+		want  string
+	}{
+		{"systemd-resolved stub falls back to the real file", []string{stub, real}, real},
+		{"a usable first file is taken", []string{real, stub}, real},
+		{"any loopback nameserver makes a file unusable", []string{mixed, real}, real},
+		{"no nameserver is unusable", []string{empty, real}, real},
+		{"missing files are skipped", []string{missing, real}, real},
+		{"none usable: the first", []string{stub, empty}, stub},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := LocateHostResolvConf(tc.paths...); got != tc.want {
+				t.Errorf("got %s, want %s", got, tc.want)
+			}
+		})
+	}
+	c, err := LoadHostResolvConf(missing)
+	if err != nil || len(c.Nameservers)+len(c.Searches)+len(c.Options) != 0 {
+		t.Errorf("missing resolv.conf: %+v, %v; want an empty configuration", c, err)
+	}
+	c, err = LoadHostResolvConf(stub, real)
+	if err != nil || !slices.Equal(c.Nameservers, []string{"192.0.2.53"}) {
+		t.Errorf("got %+v, %v; want the real file's nameserver", c, err)
 	}
 }
