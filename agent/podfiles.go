@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -14,6 +13,8 @@ import (
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/orch-dev/orch/netproxy/dns"
 )
 
 // notFoundError is a missing ConfigMap or Secret, worded as the kubelet
@@ -104,100 +105,15 @@ func (a *Agent) hostsFile(pod *v1.Pod, podIP string) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// resolvConf renders the pod's resolv.conf from its dnsPolicy and
-// dnsConfig.
+// resolvConf renders the pod's resolv.conf as kubelet does for its
+// dnsPolicy and dnsConfig (dns.ResolvConf), from the node's resolver
+// configuration.
 func (a *Agent) resolvConf(pod *v1.Pod) ([]byte, error) {
-	var servers, searches, options []string
-	host, err := parseResolvConf("/etc/resolv.conf")
+	host, err := dns.LoadHostResolvConf()
 	if err != nil {
 		return nil, err
 	}
-	policy := pod.Spec.DNSPolicy
-	if policy == "" {
-		policy = v1.DNSClusterFirst
-	}
-	if policy == v1.DNSClusterFirst && pod.Spec.HostNetwork {
-		policy = v1.DNSDefault
-	}
-	switch {
-	case policy == v1.DNSNone:
-	case (policy == v1.DNSClusterFirst || policy == v1.DNSClusterFirstWithHostNet) && len(a.cfg.ClusterDNS) > 0:
-		servers = append(servers, a.cfg.ClusterDNS...)
-		d := a.cfg.ClusterDomain
-		searches = append(searches, pod.Namespace+".svc."+d, "svc."+d, d)
-		searches = append(searches, host.searches...)
-		options = append(options, "ndots:5")
-	default:
-		servers, searches, options = host.servers, host.searches, host.options
-	}
-	if dc := pod.Spec.DNSConfig; dc != nil {
-		servers = appendUnique(servers, dc.Nameservers...)
-		searches = appendUnique(searches, dc.Searches...)
-		for _, o := range dc.Options {
-			opt := o.Name
-			if o.Value != nil {
-				opt += ":" + *o.Value
-			}
-			options = appendUnique(options, opt)
-		}
-	}
-	var b bytes.Buffer
-	if len(searches) > 0 {
-		fmt.Fprintf(&b, "search %s\n", strings.Join(searches, " "))
-	}
-	for _, s := range servers {
-		fmt.Fprintf(&b, "nameserver %s\n", s)
-	}
-	if len(options) > 0 {
-		fmt.Fprintf(&b, "options %s\n", strings.Join(options, " "))
-	}
-	return b.Bytes(), nil
-}
-
-type resolvConfig struct{ servers, searches, options []string }
-
-func parseResolvConf(path string) (resolvConfig, error) {
-	var rc resolvConfig
-	f, err := os.Open(path)
-	if os.IsNotExist(err) {
-		return rc, nil
-	}
-	if err != nil {
-		return rc, err
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		fields := strings.Fields(s.Text())
-		if len(fields) < 2 || strings.HasPrefix(fields[0], "#") {
-			continue
-		}
-		switch fields[0] {
-		case "nameserver":
-			rc.servers = append(rc.servers, fields[1])
-		case "search":
-			rc.searches = fields[1:]
-		case "options":
-			rc.options = append(rc.options, fields[1:]...)
-		}
-	}
-	return rc, s.Err()
-}
-
-func appendUnique(list []string, items ...string) []string {
-	for _, it := range items {
-		dup := false
-		for _, l := range list {
-			if l == it {
-				dup = true
-				break
-			}
-		}
-		if !dup {
-			list = append(list, it)
-		}
-	}
-	return list
+	return dns.ResolvConf(pod, dns.ClusterDNS{Servers: a.cfg.ClusterDNS, Domain: a.cfg.ClusterDomain}, host), nil
 }
 
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {

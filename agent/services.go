@@ -87,7 +87,7 @@ func (a *Agent) startNetworking(ctx context.Context, g *errgroup.Group) error {
 	if len(a.cfg.ClusterDNS) == 0 {
 		a.cfg.ClusterDNS = []string{dnsIP.String()}
 	}
-	dnsServer := dns.New(dns.Config{Domain: a.cfg.ClusterDomain, Upstreams: hostUpstreams("/etc/resolv.conf", dnsIP),
+	dnsServer := dns.New(dns.Config{Domain: a.cfg.ClusterDomain, Upstreams: hostUpstreams(dns.LocateHostResolvConf(), dnsIP),
 		Logger: a.log.With("component", "dns")})
 	dnsAddr := netip.AddrPortFrom(pn.Gateway(), 53).String()
 	pc, err := net.ListenPacket("udp4", dnsAddr)
@@ -119,7 +119,8 @@ func (a *Agent) startNetworking(ctx context.Context, g *errgroup.Group) error {
 		ServiceCIDRs:       []netip.Prefix{nc.ServiceCIDR},
 	}, &proxy.NFTables{}, proxy.SyncerOptions{Conntrack: &proxy.Conntrack{}})
 	results := syncer.Results()
-	state := newServiceState(nodeLocalDNSSlice(a.nodeName, pn.Gateway()), syncer, dnsServer)
+	state := newServiceState(nodeLocalDNSSlice(a.nodeName, pn.Gateway()), a.withIngress(ctx, g, syncer), dnsServer) // ingress.go
+	a.services.Store(state)
 	routes := &routeState{net: pn, nodes: map[string]*v1.Node{}, log: a.log}
 
 	a.log.Info("node networking started", "podCIDR", podCIDR, "clusterDNS", dnsIP, "dnsListen", dnsAddr)
