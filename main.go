@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -221,6 +222,9 @@ func runServer(c *cli.Context, stderr io.Writer) error {
 		}
 		if cfg.FlannelBackend != "none" {
 			acfg.Network = &agent.NetworkConfig{ClusterCIDR: cfg.ClusterCIDR, ServiceCIDR: cfg.ServiceCIDR, Backend: cfg.FlannelBackend}
+			if !slices.Contains(cfg.Disable, server.DisableIngress) {
+				acfg.Network.IngressHTTPPort, acfg.Network.IngressHTTPSPort = 80, 443
+			}
 		}
 		err = agent.Run(ctx, acfg)
 		if err != nil && ctx.Err() == nil {

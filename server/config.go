@@ -31,7 +31,8 @@ type Config struct {
 	Debug             bool
 
 	// Disable names built-in manifests (file names without .yaml) not to
-	// apply, as k3s' --disable.
+	// apply, and built-in components not to run (DisableIngress), as
+	// k3s' --disable.
 	Disable []string
 
 	// NodeGracePeriod is how long a node may go without a heartbeat
@@ -70,3 +71,8 @@ type LocalNode struct {
 	CertPEM   []byte // client certificate system:node:<name>, group system:nodes
 	KeyPEM    []byte
 }
+
+// DisableIngress in Config.Disable turns off the built-in ingress
+// controller: the server node's ingress proxy and the status controller
+// (agents have --disable ingress of their own). It names no manifest.
+const DisableIngress = "ingress"

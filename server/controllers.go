@@ -133,7 +133,7 @@ func runControllers(ctx context.Context, cfg Config, api *apiserver.Server, fact
 	g.Go(func() error {
 		return servicelb.New(local, factory, broadcaster.Recorder(servicelb.ComponentName), servicelb.Options{Logger: log.With("component", servicelb.ComponentName)}).Run(gctx)
 	})
-	if !slices.Contains(cfg.Disable, "ingress") { // the built-in ingress controller's status half
+	if !slices.Contains(cfg.Disable, DisableIngress) {
 		g.Go(func() error {
 			return ingressstatus.New(local, factory, ingressstatus.Options{Logger: log.With("component", ingressstatus.ComponentName)}).Run(gctx)
 		})

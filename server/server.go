@@ -325,8 +325,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, st store.Store, ca
 			return nil
 		}
 		return deploy.New(api.Local(), deploy.Options{
-			Dir: filepath.Join(cfg.DataDir, "server", "manifests"), BuiltIn: manifests.FS(), Disable: cfg.Disable,
-			Kinds: servedKinds(api.Local()), Logger: log.With("component", "deploy"),
+			Dir: filepath.Join(cfg.DataDir, "server", "manifests"), BuiltIn: manifests.FS(),
+			Disable: slices.DeleteFunc(slices.Clone(cfg.Disable), func(n string) bool { return n == DisableIngress }),
+			Kinds:   servedKinds(api.Local()), Logger: log.With("component", "deploy"),
 		}).Run(gctx)
 	})
 	g.Go(func() error { return runRoleAggregation(gctx, api, factory, log) })

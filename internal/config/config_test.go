@@ -420,7 +420,8 @@ func TestWriteKubeconfigRelative(t *testing.T) {
 func TestAgent(t *testing.T) {
 	base := agent.Config{ServerURL: "https://10.0.0.1:6443", Token: "K10abc::server:def", NodeName: "test-host", DataDir: "/var/lib/orch", CgroupRoot: "/orch",
 		TunnelKeepalive: 10 * time.Second,
-		Network:         &agent.NetworkConfig{ClusterCIDR: netip.MustParsePrefix("10.42.0.0/16"), ServiceCIDR: netip.MustParsePrefix("10.43.0.0/16"), Backend: "auto"}}
+		Network: &agent.NetworkConfig{ClusterCIDR: netip.MustParsePrefix("10.42.0.0/16"), ServiceCIDR: netip.MustParsePrefix("10.43.0.0/16"), Backend: "auto",
+			IngressHTTPPort: 80, IngressHTTPSPort: 443}}
 	tests := []struct {
 		name    string
 		in      input
@@ -452,8 +453,15 @@ func TestAgent(t *testing.T) {
 			wantErr: []string{"write-kubeconfig: unknown key: it is a setting of `orch server`, not `orch agent`"}},
 		{name: "pod network", in: input{flags: map[string]string{"join": "https://10.0.0.1:6443", "token": "K10abc::server:def", "flannel-backend": "vxlan", "cluster-cidr": "10.100.0.0/16"}},
 			want: func(c *agent.Config) {
-				c.Network = &agent.NetworkConfig{ClusterCIDR: netip.MustParsePrefix("10.100.0.0/16"), ServiceCIDR: netip.MustParsePrefix("10.43.0.0/16"), Backend: "vxlan"}
+				c.Network = &agent.NetworkConfig{ClusterCIDR: netip.MustParsePrefix("10.100.0.0/16"), ServiceCIDR: netip.MustParsePrefix("10.43.0.0/16"), Backend: "vxlan",
+					IngressHTTPPort: 80, IngressHTTPSPort: 443}
 			}},
+		{name: "disable ingress", in: input{flags: map[string]string{"join": "https://10.0.0.1:6443", "token": "K10abc::server:def", "disable": "ingress"}},
+			want: func(c *agent.Config) {
+				c.Network = &agent.NetworkConfig{ClusterCIDR: netip.MustParsePrefix("10.42.0.0/16"), ServiceCIDR: netip.MustParsePrefix("10.43.0.0/16"), Backend: "auto"}
+			}},
+		{name: "disable a manifest on an agent", in: input{flags: map[string]string{"join": "https://10.0.0.1:6443", "disable": "local-storage"}},
+			wantErr: []string{`disable: "local-storage" is no component an agent runs (want ingress)`}},
 		{name: "bad backend", in: input{flags: map[string]string{"join": "https://10.0.0.1:6443", "flannel-backend": "wireguard"}},
 			wantErr: []string{`flannel-backend: "wireguard" is not one of none, host-gw, vxlan, auto`}},
 		{name: "cgroup root", in: input{flags: map[string]string{"join": "https://10.0.0.1:6443", "token": "K10abc::server:def", "cgroup-root": "/orch-test/"}},

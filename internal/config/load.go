@@ -79,6 +79,15 @@ func Agent(src Sources) (agent.Config, error) {
 	if backend := c.oneOf(keyFlannelBackend, "none", "host-gw", "vxlan", "auto"); backend != "none" {
 		cfg.Network = &agent.NetworkConfig{ClusterCIDR: c.prefix(keyClusterCIDR), ServiceCIDR: c.prefix(keyServiceCIDR), Backend: backend}
 		c.networks(cfg.Network.ClusterCIDR, cfg.Network.ServiceCIDR)
+		cfg.Network.IngressHTTPPort, cfg.Network.IngressHTTPSPort = 80, 443
+	}
+	for _, name := range c.names(keyDisable) {
+		switch {
+		case name != "ingress":
+			c.fail(keyDisable, "%q is no component an agent runs (want ingress)", name)
+		case cfg.Network != nil:
+			cfg.Network.IngressHTTPPort, cfg.Network.IngressHTTPSPort = 0, 0
+		}
 	}
 	c.logging()
 	if err := c.err(); err != nil {

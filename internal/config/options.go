@@ -102,7 +102,7 @@ func ServerOptions() []Option {
 		{Name: keySecretsEncrypt, Bool: true, Default: "false", Usage: "encrypt Secrets at rest with AES-GCM (key file DATA/server/cred/encryption-config.json, made on first use)"},
 		{Name: keyFlannelBackend, Default: "auto", Usage: "pod network of the node: host-gw (routes between nodes on one L2 network), vxlan, auto (host-gw where possible, else vxlan) or none (pods get loopback only)"},
 		{Name: keyPrivateRegistry, Default: "/etc/orch/registries.yaml", Usage: "registry mirrors, credentials and TLS settings, in k3s' registries.yaml format (a missing file is fine)"},
-		{Name: keyDisable, List: true, Usage: "do not apply this built-in manifest (its file name without .yaml, e.g. local-storage); repeatable"},
+		{Name: keyDisable, List: true, Usage: "do not apply this built-in manifest (its file name without .yaml, e.g. local-storage), or run the built-in ingress controller (ingress); repeatable"},
 		cgroupRootOption(),
 		killPodsOnStopOption(),
 		{Name: keyDebug, Bool: true, Default: "false", Usage: "log at debug level"},
@@ -124,6 +124,7 @@ func AgentOptions() []Option {
 		{Name: keyClusterCIDR, Default: "10.42.0.0/16", Usage: "the server's --cluster-cidr (pod network), with --flannel-backend"},
 		{Name: keyServiceCIDR, Default: "10.43.0.0/16", Usage: "the server's --service-cidr (cluster IPs), with --flannel-backend"},
 		killPodsOnStopOption(),
+		{Name: keyDisable, List: true, Usage: "do not run this built-in component on the node: ingress (the ingress proxy on ports 80 and 443); repeatable"},
 		{Name: keyTunnelKeepalive, Default: "10s", Usage: "heartbeat period on the tunnel to the server; either end drops the link after 1.5 periods without a sign of the other (a dead link is noticed within ~15 s by default)"},
 		{Name: keyDebug, Bool: true, Default: "false", Usage: "log at debug level"},
 	}
