@@ -30,6 +30,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -118,6 +119,9 @@ type Agent struct {
 	pullBackOff  *backOff
 	workers      *podWorkers
 	static       *staticPods // pods from pod-manifests/, see staticpods.go
+	// services, once networking runs, gives pods their service
+	// variables (serviceenv.go).
+	services atomic.Pointer[serviceState]
 	// nodeChanged asks for an early node status update; leaseNow for an
 	// early lease renewal (node.go).
 	nodeChanged chan struct{}

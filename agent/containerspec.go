@@ -169,13 +169,19 @@ func expandVars(s string, vars map[string]string) string {
 }
 
 // containerEnv builds the environment: the image's, then envFrom, then
-// env, with valueFrom resolved.
+// env, with valueFrom resolved, then the service variables (serviceEnv)
+// that envFrom and env did not set, as the kubelet orders them.
 func (a *Agent) containerEnv(ctx context.Context, pod *v1.Pod, c *v1.Container, img image.Image, podIP string) ([]envVar, error) {
+	svcEnv, err := a.serviceEnv(pod)
+	if err != nil {
+		return nil, err
+	}
 	var env []envVar
 	for _, kv := range img.Config.Env {
 		k, v, _ := strings.Cut(kv, "=")
 		env = append(env, envVar{k, v})
 	}
+	fromImage := len(env)
 	cms := map[string]*v1.ConfigMap{}
 	secrets := map[string]*v1.Secret{}
 	getCM := func(name string) (*v1.ConfigMap, error) {
@@ -236,7 +242,15 @@ func (a *Agent) containerEnv(ctx context.Context, pod *v1.Pod, c *v1.Container, 
 	}
 	for _, e := range c.Env {
 		if e.ValueFrom == nil {
-			env = append(env, envVar{e.Name, expandVars(e.Value, envMap(env))})
+			// $(VAR) names a variable set above by envFrom or env, or a
+			// service variable; not the image's, as with the kubelet.
+			vars := envMap(env[fromImage:])
+			for k, v := range svcEnv {
+				if _, ok := vars[k]; !ok {
+					vars[k] = v
+				}
+			}
+			env = append(env, envVar{e.Name, expandVars(e.Value, vars)})
 			continue
 		}
 		vf := e.ValueFrom
@@ -287,6 +301,12 @@ func (a *Agent) containerEnv(ctx context.Context, pod *v1.Pod, c *v1.Container, 
 				return nil, err
 			}
 			env = append(env, envVar{e.Name, v})
+		}
+	}
+	set := envMap(env[fromImage:])
+	for _, k := range sortedKeys(svcEnv) {
+		if _, ok := set[k]; !ok {
+			env = append(env, envVar{k, svcEnv[k]})
 		}
 	}
 	return env, nil
