@@ -5,20 +5,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"reflect"
 	"slices"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
+	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/orch-dev/orch/server/controllers/controllertest"
 	"github.com/orch-dev/orch/server/controllers/fakeapi"
 	"github.com/orch-dev/orch/server/controllers/informer"
 	"github.com/orch-dev/orch/server/controllers/queue"
@@ -27,60 +25,11 @@ import (
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
-
-type fakeRecorder struct {
-	mu     sync.Mutex
-	events []string
-}
-
-func (r *fakeRecorder) Eventf(_ runtime.Object, eventType, reason, messageFmt string, args ...interface{}) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, eventType+" "+reason+" "+fmt.Sprintf(messageFmt, args...))
-}
-
-// take returns the events so far and forgets them.
-func (r *fakeRecorder) take() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := r.events
-	r.events = nil
-	return out
-}
-
-func keepStatus(obj, old runtime.Object) {
-	reflect.ValueOf(obj).Elem().FieldByName("Status").Set(reflect.ValueOf(old.DeepCopyObject()).Elem().FieldByName("Status"))
-}
-
-func keepAllButStatus(obj, old runtime.Object) {
-	v := reflect.ValueOf(obj).Elem()
-	status := reflect.New(v.FieldByName("Status").Type()).Elem()
-	status.Set(v.FieldByName("Status"))
-	v.Set(reflect.ValueOf(old.DeepCopyObject()).Elem())
-	v.FieldByName("Status").Set(status)
-}
-
 func resources() []*registry.Resource {
 	withStatus := func(name, kind string, newObj, newList func() runtime.Object) *registry.Resource {
 		return &registry.Resource{
 			GroupVersion: batchv1.SchemeGroupVersion, Name: name, Kind: kind, Namespaced: true,
-			Subresources: []string{"status"}, PrepareForUpdate: keepStatus, PrepareForStatusUpdate: keepAllButStatus,
+			Subresources: []string{"status"}, PrepareForUpdate: fakeapi.KeepStatus, PrepareForStatusUpdate: fakeapi.KeepAllButStatus,
 			New: newObj, NewList: newList,
 		}
 	}
@@ -93,8 +42,8 @@ type harness struct {
 	t     *testing.T
 	ctx   context.Context
 	api   *fakeapi.API
-	clock *fakeClock
-	rec   *fakeRecorder
+	clock *clocktesting.FakeClock
+	rec   *controllertest.Recorder
 	c     *Controller
 }
 
@@ -104,11 +53,11 @@ var start = time.Date(2025, 5, 1, 12, 0, 30, 0, time.UTC)
 func newHarness(t *testing.T) *harness {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	clock := &fakeClock{t: start}
+	clock := clocktesting.NewFakeClock(start)
 	api := fakeapi.New(resources()...)
 	api.Now = clock.Now
 	factory := informer.NewFactory(api, quiet)
-	rec := &fakeRecorder{}
+	rec := &controllertest.Recorder{}
 	c := New(api, factory, rec, Options{Now: clock.Now, Location: time.UTC, Logger: quiet})
 	done := make(chan struct{})
 	go func() { _ = factory.Run(ctx); close(done) }()
@@ -119,43 +68,17 @@ func newHarness(t *testing.T) *harness {
 	return &harness{t: t, ctx: ctx, api: api, clock: clock, rec: rec, c: c}
 }
 
+// waitCache waits until the informers show what the fake stores.
 func (h *harness) waitCache() {
 	h.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !h.cacheCurrent(jobsGVR, h.c.jobs) || !h.cacheCurrent(cronJobsGVR, h.c.cronJobs) {
-		if time.Now().After(deadline) {
-			h.t.Fatal("informer caches did not catch up")
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-func (h *harness) cacheCurrent(gvr schema.GroupVersionResource, inf *informer.Informer) bool {
-	objs, _, err := h.api.List(h.ctx, gvr, "", metav1.ListOptions{})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	if len(objs) != inf.Len() {
-		return false
-	}
-	for _, obj := range objs {
-		m, _ := meta.Accessor(obj)
-		cached, ok := inf.GetByName(m.GetNamespace(), m.GetName())
-		if !ok {
-			return false
-		}
-		if cm, _ := meta.Accessor(cached); cm.GetResourceVersion() != m.GetResourceVersion() {
-			return false
-		}
-	}
-	return true
+	controllertest.WaitForCaches(h.t, h.api, h.c.jobs, h.c.cronJobs)
 }
 
 // syncAt sets the clock to at, reconciles the CronJob "cj" and returns
 // the requeue delay.
 func (h *harness) syncAt(at time.Time) time.Duration {
 	h.t.Helper()
-	h.clock.Set(at)
+	h.clock.SetTime(at)
 	h.waitCache()
 	err := h.c.reconcile(h.ctx, "default/cj")
 	if err == nil {
@@ -186,7 +109,7 @@ func newCronJob(schedule string) *batchv1.CronJob {
 }
 
 func (h *harness) create(cj *batchv1.CronJob) {
-	h.clock.Set(start)
+	h.clock.SetTime(start)
 	h.api.MustCreate(cronJobsGVR, cj)
 }
 
@@ -280,7 +203,7 @@ func TestFiresAtScheduledMinutes(t *testing.T) {
 	if !slices.Equal(h.activeNames(), []string{want}) || !cj.Status.LastScheduleTime.Time.Equal(fire) {
 		t.Fatalf("status %+v", cj.Status)
 	}
-	if ev := h.rec.take(); !slices.Equal(ev, []string{"Normal SuccessfulCreate Created job " + want}) {
+	if ev := h.rec.Take(); !slices.Equal(ev, []string{"Normal SuccessfulCreate Created job " + want}) {
 		t.Fatalf("events %v", ev)
 	}
 	// The same scheduled time is not run twice.
@@ -290,14 +213,14 @@ func TestFiresAtScheduledMinutes(t *testing.T) {
 	}
 
 	// Completion is noticed and recorded.
-	h.clock.Set(fire.Add(2 * time.Minute))
+	h.clock.SetTime(fire.Add(2 * time.Minute))
 	h.finish(want, batchv1.JobComplete)
 	h.syncAt(fire.Add(2 * time.Minute))
 	cj = h.cronJob()
 	if len(cj.Status.Active) != 0 || cj.Status.LastSuccessfulTime == nil || !cj.Status.LastSuccessfulTime.Time.Equal(fire.Add(2*time.Minute)) {
 		t.Fatalf("status %+v", cj.Status)
 	}
-	if ev := h.rec.take(); !slices.Equal(ev, []string{"Normal SawCompletedJob Saw completed job: " + want + ", condition: Complete"}) {
+	if ev := h.rec.Take(); !slices.Equal(ev, []string{"Normal SawCompletedJob Saw completed job: " + want + ", condition: Complete"}) {
 		t.Fatalf("events %v", ev)
 	}
 }
@@ -323,7 +246,7 @@ func TestConcurrencyPolicies(t *testing.T) {
 			cj.Spec.ConcurrencyPolicy = tc.policy
 			h.create(cj)
 			h.syncAt(first)
-			h.rec.take()
+			h.rec.Take()
 			if d := h.syncAt(second); d != time.Hour+nextScheduleDelta {
 				t.Errorf("requeue after %v", d)
 			}
@@ -333,7 +256,7 @@ func TestConcurrencyPolicies(t *testing.T) {
 			if got := h.activeNames(); !slices.Equal(got, tc.wantActive) {
 				t.Errorf("active %v, want %v", got, tc.wantActive)
 			}
-			if got := h.rec.take(); !slices.Equal(got, tc.wantEvents) {
+			if got := h.rec.Take(); !slices.Equal(got, tc.wantEvents) {
 				t.Errorf("events %v, want %v", got, tc.wantEvents)
 			}
 			if tc.policy == batchv1.ReplaceConcurrent {
@@ -345,7 +268,7 @@ func TestConcurrencyPolicies(t *testing.T) {
 			}
 			if tc.policy == batchv1.ForbidConcurrent {
 				// Once the running job ends, the missed 14:00 run starts late.
-				h.clock.Set(at("14:10:00"))
+				h.clock.SetTime(at("14:10:00"))
 				h.finish(nameAt(first), batchv1.JobFailed)
 				h.syncAt(at("14:10:00"))
 				if got := h.activeNames(); !slices.Equal(got, []string{nameAt(second)}) {
@@ -386,7 +309,7 @@ func TestHistoryLimits(t *testing.T) {
 		t.Fatalf("jobs %v", got)
 	}
 	var deleted []string
-	for _, e := range h.rec.take() {
+	for _, e := range h.rec.Take() {
 		if len(e) > len("Normal SuccessfulDelete ") && e[:len("Normal SuccessfulDelete ")] == "Normal SuccessfulDelete " {
 			deleted = append(deleted, e)
 		}
@@ -421,7 +344,7 @@ func TestMissedSchedules(t *testing.T) {
 			if got := h.jobNames(); !slices.Equal(got, tc.wantJobs) {
 				t.Errorf("jobs %v, want %v", got, tc.wantJobs)
 			}
-			if got := h.rec.take(); !slices.Equal(got, tc.wantEvents) {
+			if got := h.rec.Take(); !slices.Equal(got, tc.wantEvents) {
 				t.Errorf("events %v, want %v", got, tc.wantEvents)
 			}
 			if next := tc.now.Add(d); !next.Equal(at("16:00:00").Add(nextScheduleDelta)) {
@@ -443,7 +366,7 @@ func TestMissedSchedules(t *testing.T) {
 		if got := h.jobNames(); len(got) != 0 {
 			t.Fatalf("jobs %v", got)
 		}
-		if got := h.rec.take(); len(got) != 0 {
+		if got := h.rec.Take(); len(got) != 0 {
 			t.Fatalf("events %v", got)
 		}
 		// At 14:03:00 the window [13:59:40, now] holds 14:00, which is
@@ -459,7 +382,7 @@ func TestMissedSchedules(t *testing.T) {
 		h.create(newCronJob("* * * * *"))
 		now := start.Add(3 * time.Hour)
 		h.syncAt(now)
-		events := h.rec.take()
+		events := h.rec.Take()
 		want := "Warning TooManyMissedTimes too many missed start times. Set or decrease .spec.startingDeadlineSeconds or check clock skew"
 		if len(events) != 2 || events[0] != want {
 			t.Fatalf("events %v, want the warning first", events)
@@ -519,7 +442,7 @@ func TestNoSchedulingWhen(t *testing.T) {
 			if got := h.jobNames(); len(got) != 0 {
 				t.Errorf("jobs %v", got)
 			}
-			if got := h.rec.take(); !slices.Equal(got, tc.events) {
+			if got := h.rec.Take(); !slices.Equal(got, tc.events) {
 				t.Errorf("events %v, want %v", got, tc.events)
 			}
 		})
@@ -534,12 +457,12 @@ func TestMissingActiveJobIsDropped(t *testing.T) {
 	if _, err := h.api.Delete(h.ctx, jobsGVR, "default", name, nil); err != nil {
 		t.Fatal(err)
 	}
-	h.rec.take()
+	h.rec.Take()
 	h.syncAt(at("13:30:00"))
 	if got := h.activeNames(); len(got) != 0 {
 		t.Fatalf("active %v", got)
 	}
-	if got := h.rec.take(); !slices.Equal(got, []string{"Normal MissingJob Active job went missing: " + name}) {
+	if got := h.rec.Take(); !slices.Equal(got, []string{"Normal MissingJob Active job went missing: " + name}) {
 		t.Fatalf("events %v", got)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/orch-dev/orch/server/controllers/controllertest"
 	"github.com/orch-dev/orch/server/controllers/fakeapi"
 	"github.com/orch-dev/orch/server/controllers/informer"
 )
@@ -19,7 +20,7 @@ func TestRunRequeuesAtTheNextScheduledTime(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	api := fakeapi.New(resources()...)
 	factory := informer.NewFactory(api, quiet)
-	c := New(api, factory, &fakeRecorder{}, Options{Location: time.UTC, Logger: quiet})
+	c := New(api, factory, &controllertest.Recorder{}, Options{Location: time.UTC, Logger: quiet})
 	done := make(chan struct{}, 2)
 	go func() { _ = factory.Run(ctx); done <- struct{}{} }()
 	go func() { _ = c.Run(ctx); done <- struct{}{} }()
@@ -28,19 +29,17 @@ func TestRunRequeuesAtTheNextScheduledTime(t *testing.T) {
 	cj := newCronJob("@every 1s")
 	cj.Spec.ConcurrencyPolicy = batchv1.ForbidConcurrent
 	api.MustCreate(cronJobsGVR, cj)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	jobs := func() int {
 		objs, _, err := api.List(ctx, jobsGVR, "default", metav1.ListOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(objs) == 1 {
-			break
-		}
-		if len(objs) > 1 || time.Now().After(deadline) {
-			t.Fatalf("%d jobs, want exactly one (Forbid)", len(objs))
-		}
-		time.Sleep(10 * time.Millisecond)
+		return len(objs)
+	}
+	// Wait for the first Job, then check that Forbid made no second one.
+	controllertest.WaitUntil(10*time.Second, func() bool { return jobs() > 0 })
+	if n := jobs(); n != 1 {
+		t.Fatalf("%d jobs, want exactly one (Forbid)", n)
 	}
 	obj, err := api.Get(ctx, cronJobsGVR, "default", "cj")
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/orch-dev/orch/server/controllers/controllertest"
 	"github.com/orch-dev/orch/server/controllers/fakeapi"
 	"github.com/orch-dev/orch/server/controllers/history"
 	"github.com/orch-dev/orch/server/controllers/history/historytest"
@@ -28,7 +29,7 @@ type env struct {
 	t        *testing.T
 	api      *fakeapi.API
 	kubelet  *historytest.Kubelet
-	recorder *historytest.Recorder
+	recorder *controllertest.Recorder
 }
 
 // start runs the controller, its informers and a simulated kubelet until
@@ -39,7 +40,7 @@ func start(t *testing.T, nodes ...string) *env {
 	for _, n := range nodes {
 		addNode(api, n, nil)
 	}
-	e := &env{t: t, api: api, kubelet: &historytest.Kubelet{API: api}, recorder: &historytest.Recorder{}}
+	e := &env{t: t, api: api, kubelet: &historytest.Kubelet{API: api}, recorder: &controllertest.Recorder{}}
 	factory := informer.NewFactory(api, quiet)
 	c := New(api, factory, e.recorder, Options{Logger: quiet})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -85,16 +86,12 @@ func ptr[T any](v T) *T { return &v }
 
 func (e *env) waitFor(what string, cond func() bool) {
 	e.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			var revs []string
-			for _, r := range e.revisions() {
-				revs = append(revs, fmt.Sprintf("%s=%d", r.Name, r.Revision))
-			}
-			e.t.Fatalf("timed out waiting for %s; revisions %v; pods: %s", what, revs, e.describePods())
+	if !controllertest.WaitUntil(10*time.Second, cond) {
+		var revs []string
+		for _, r := range e.revisions() {
+			revs = append(revs, fmt.Sprintf("%s=%d", r.Name, r.Revision))
 		}
-		time.Sleep(5 * time.Millisecond)
+		e.t.Fatalf("timed out waiting for %s; revisions %v; pods: %s", what, revs, e.describePods())
 	}
 }
 

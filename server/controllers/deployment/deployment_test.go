@@ -11,6 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/orch-dev/orch/server/controllers/controllertest"
 )
 
 func TestCreateRollsOutNewReplicaSet(t *testing.T) {
@@ -55,7 +57,7 @@ func TestCreateRollsOutNewReplicaSet(t *testing.T) {
 		t.Errorf("Progressing condition %+v, want message %q", prog, want)
 	}
 	if want := fmt.Sprintf("Normal ScalingReplicaSet Scaled up replica set %s from 0 to 3", rs.Name); !e.hasEvent(want) {
-		t.Errorf("missing event %q in %v", want, e.rec.all())
+		t.Errorf("missing event %q in %v", want, e.rec.Events())
 	}
 	// The condition history went through NewReplicaSetCreated.
 	var reasons []string
@@ -86,7 +88,7 @@ func TestRollingUpdateRespectsSurgeAndUnavailable(t *testing.T) {
 	newHash := ComputeHash(&next.Spec.Template, nil)
 	e.kubelet.SetReady(func(p *corev1.Pod) bool { return p.Labels[appsv1.DefaultDeploymentUniqueLabelKey] != newHash })
 	e.setImage(t, "web", "nginx:2")
-	eventually(t, "surge replica set", func() bool {
+	controllertest.Eventually(t, 15*time.Second, "surge replica set", func() bool {
 		rs := e.replicaSetFor(t, next)
 		return rs != nil && replicasOf(rs) == 1
 	})
@@ -107,7 +109,7 @@ func TestRollingUpdateRespectsSurgeAndUnavailable(t *testing.T) {
 	if newRS.Name != "web-"+newHash || newRS.Annotations[RevisionAnnotation] != "2" || d2.Annotations[RevisionAnnotation] != "2" {
 		t.Errorf("new replica set %s revision %q, deployment revision %q", newRS.Name, newRS.Annotations[RevisionAnnotation], d2.Annotations[RevisionAnnotation])
 	}
-	eventually(t, "old replica set scaled to zero", func() bool {
+	controllertest.Eventually(t, 15*time.Second, "old replica set scaled to zero", func() bool {
 		rs := e.replicaSetFor(t, d)
 		return rs != nil && replicasOf(rs) == 0 && rs.Status.Replicas == 0
 	})
@@ -137,7 +139,7 @@ func TestRollingUpdateRespectsSurgeAndUnavailable(t *testing.T) {
 		fmt.Sprintf("Scaled down replica set %s from 1 to 0", oldRS.Name),
 	} {
 		if !e.hasEvent(want) {
-			t.Errorf("missing event %q in %v", want, e.rec.all())
+			t.Errorf("missing event %q in %v", want, e.rec.Events())
 		}
 	}
 }
@@ -212,14 +214,14 @@ func TestPauseAndResume(t *testing.T) {
 	d := e.waitRolledOut(t, "web")
 
 	e.change(t, "web", func(d *appsv1.Deployment) { d.Spec.Paused = true })
-	eventually(t, "paused condition", func() bool {
+	controllertest.Eventually(t, 15*time.Second, "paused condition", func() bool {
 		c := getCondition(e.get(t, "web").Status, appsv1.DeploymentProgressing)
 		return c != nil && c.Status == corev1.ConditionUnknown && c.Reason == "DeploymentPaused" && c.Message == "Deployment is paused"
 	})
 	e.setImage(t, "web", "nginx:2")
 	// Resizing a paused Deployment works; rolling does not.
 	e.change(t, "web", func(d *appsv1.Deployment) { d.Spec.Replicas = int32p(4) })
-	eventually(t, "paused deployment resized", func() bool {
+	controllertest.Eventually(t, 15*time.Second, "paused deployment resized", func() bool {
 		cur := e.get(t, "web")
 		return cur.Status.ObservedGeneration == cur.Generation && cur.Status.AvailableReplicas == 4
 	})
@@ -253,7 +255,7 @@ func TestRevisionHistoryLimit(t *testing.T) {
 		e.setImage(t, "web", img)
 		e.waitRolledOut(t, "web")
 	}
-	eventually(t, "history cleaned up to one old replica set", func() bool { return len(e.replicaSets(t)) == 2 })
+	controllertest.Eventually(t, 15*time.Second, "history cleaned up to one old replica set", func() bool { return len(e.replicaSets(t)) == 2 })
 	revs := map[string]string{}
 	for _, rs := range e.replicaSets(t) {
 		revs[rs.Spec.Template.Spec.Containers[0].Image] = rs.Annotations[RevisionAnnotation]
@@ -295,7 +297,7 @@ func TestProgressDeadlineExceeded(t *testing.T) {
 	d := newDeployment("web", 1, "v1")
 	d.Spec.ProgressDeadlineSeconds = int32p(1)
 	e.create(t, d)
-	eventually(t, "deadline exceeded", func() bool {
+	controllertest.Eventually(t, 15*time.Second, "deadline exceeded", func() bool {
 		c := getCondition(e.get(t, "web").Status, appsv1.DeploymentProgressing)
 		return c != nil && c.Status == corev1.ConditionFalse && c.Reason == "ProgressDeadlineExceeded"
 	})
@@ -327,13 +329,13 @@ func TestProportionalScalingDuringRollout(t *testing.T) {
 	e.kubelet.SetReady(func(p *corev1.Pod) bool { return p.Labels[appsv1.DefaultDeploymentUniqueLabelKey] != newHash })
 	e.setImage(t, "web", "v2")
 	// Stuck with unready new pods: old 10-2=8, new 3+2=5.
-	eventually(t, "rollout stuck at 8+5", func() bool {
+	controllertest.Eventually(t, 15*time.Second, "rollout stuck at 8+5", func() bool {
 		o, n := e.replicaSetFor(t, d), e.replicaSetFor(t, next)
 		return n != nil && replicasOf(o) == 8 && replicasOf(n) == 5
 	})
 	e.change(t, "web", func(d *appsv1.Deployment) { d.Spec.Replicas = int32p(20) })
 	// 23 allowed: old gets round(8*23/13)-8=6, new the remaining 4.
-	eventually(t, "proportional scale to 14+9", func() bool {
+	controllertest.Eventually(t, 15*time.Second, "proportional scale to 14+9", func() bool {
 		o, n := e.replicaSetFor(t, d), e.replicaSetFor(t, next)
 		return replicasOf(o) == 14 && replicasOf(n) == 9
 	})
@@ -385,7 +387,7 @@ func TestMinReadySecondsDelaysAvailability(t *testing.T) {
 	d.Spec.MinReadySeconds = 1
 	start := time.Now()
 	e.create(t, d)
-	eventually(t, "pods ready", func() bool { return e.get(t, "web").Status.ReadyReplicas == 2 })
+	controllertest.Eventually(t, 15*time.Second, "pods ready", func() bool { return e.get(t, "web").Status.ReadyReplicas == 2 })
 	if cur := e.get(t, "web"); cur.Status.AvailableReplicas == 2 && time.Since(start) < time.Second {
 		t.Fatalf("pods available before minReadySeconds")
 	}

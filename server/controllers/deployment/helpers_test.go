@@ -2,10 +2,8 @@ package deployment
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/watch"
 
+	"github.com/orch-dev/orch/server/controllers/controllertest"
 	"github.com/orch-dev/orch/server/controllers/fakeapi"
 	"github.com/orch-dev/orch/server/controllers/informer"
 	"github.com/orch-dev/orch/server/controllers/replicaset"
@@ -75,29 +74,11 @@ func (g genAPI) Update(ctx context.Context, gvr schema.GroupVersionResource, obj
 	return g.API.Update(ctx, gvr, obj, sub, fm)
 }
 
-// recorder collects events as "Type Reason Message".
-type recorder struct {
-	mu     sync.Mutex
-	events []string
-}
-
-func (r *recorder) Eventf(_ runtime.Object, eventType, reason, format string, args ...interface{}) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, eventType+" "+reason+" "+fmt.Sprintf(format, args...))
-}
-
-func (r *recorder) all() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.events)
-}
-
 type env struct {
 	raw     *fakeapi.API
 	api     genAPI
 	c       *Controller
-	rec     *recorder
+	rec     *controllertest.Recorder
 	kubelet *podsim.Kubelet
 	ctx     context.Context
 }
@@ -111,7 +92,7 @@ func newEnv(t *testing.T) *env {
 	raw.WatchBuffer = 1 << 16
 	api := genAPI{raw}
 	factory := informer.NewFactory(api, quiet)
-	rec := &recorder{}
+	rec := &controllertest.Recorder{}
 	c := New(api, factory, rec, Options{Logger: quiet})
 	rsc := replicaset.New(api, factory, nil, replicaset.Options{Logger: quiet})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -125,17 +106,6 @@ func newEnv(t *testing.T) *env {
 	})
 	kubelet := podsim.Start(t, raw, "node-1")
 	return &env{raw: raw, api: api, c: c, rec: rec, kubelet: kubelet, ctx: ctx}
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func int32p(n int32) *int32 { return &n }
@@ -232,7 +202,7 @@ func rolledOut(d *appsv1.Deployment) bool {
 func (e *env) waitRolledOut(t *testing.T, name string) *appsv1.Deployment {
 	t.Helper()
 	var d *appsv1.Deployment
-	eventually(t, "deployment "+name+" rolled out", func() bool {
+	controllertest.Eventually(t, 15*time.Second, "deployment "+name+" rolled out", func() bool {
 		d = e.get(t, name)
 		cond := getCondition(d.Status, appsv1.DeploymentProgressing)
 		return rolledOut(d) && cond != nil && cond.Reason == reasonNewRSAvailable
@@ -241,7 +211,7 @@ func (e *env) waitRolledOut(t *testing.T, name string) *appsv1.Deployment {
 }
 
 func (e *env) hasEvent(substr string) bool {
-	for _, ev := range e.rec.all() {
+	for _, ev := range e.rec.Events() {
 		if strings.Contains(ev, substr) {
 			return true
 		}

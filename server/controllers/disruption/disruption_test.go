@@ -24,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/orch-dev/orch/server/controllers/controllertest"
 	"github.com/orch-dev/orch/server/controllers/fakeapi"
 	"github.com/orch-dev/orch/server/controllers/history/historytest"
 	"github.com/orch-dev/orch/server/controllers/informer"
@@ -160,38 +161,10 @@ func newEnv(t *testing.T, run bool) *env {
 	return &env{t: t, ctx: ctx, api: api, clock: clock, rec: rec, c: c}
 }
 
-// waitCache waits until every informer holds what the fake holds.
+// waitCache waits until the informers show what the fake stores.
 func (e *env) waitCache() {
 	e.t.Helper()
-	infs := append([]*informer.Informer{e.c.pdbInformer, e.c.podInformer}, e.c.owners...)
-	deadline := time.Now().Add(5 * time.Second)
-	for slices.ContainsFunc(infs, func(inf *informer.Informer) bool { return !e.cacheCurrent(inf) }) {
-		if time.Now().After(deadline) {
-			e.t.Fatal("informer caches did not catch up")
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-func (e *env) cacheCurrent(inf *informer.Informer) bool {
-	objs, _, err := e.api.List(e.ctx, inf.GroupVersionResource(), "", metav1.ListOptions{})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if len(objs) != inf.Len() {
-		return false
-	}
-	for _, obj := range objs {
-		m, _ := meta.Accessor(obj)
-		cached, ok := inf.GetByName(m.GetNamespace(), m.GetName())
-		if !ok {
-			return false
-		}
-		if cm, _ := meta.Accessor(cached); cm.GetResourceVersion() != m.GetResourceVersion() {
-			return false
-		}
-	}
-	return true
+	controllertest.WaitForCaches(e.t, e.api, append([]*informer.Informer{e.c.pdbInformer, e.c.podInformer}, e.c.owners...)...)
 }
 
 // sync reconciles the budget on a current cache, in the test's goroutine;
@@ -696,16 +669,8 @@ func TestRun(t *testing.T) {
 	}
 	waitStatus := func(want wantStatus) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			got := statusOf(e.pdb("web"))
-			if got == want {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("status = %+v, want %+v", got, want)
-			}
-			time.Sleep(2 * time.Millisecond)
+		if !controllertest.WaitUntil(10*time.Second, func() bool { return statusOf(e.pdb("web")) == want }) {
+			t.Fatalf("status = %+v, want %+v", statusOf(e.pdb("web")), want)
 		}
 	}
 	waitStatus(wantStatus{expected: 3, desired: 2, current: 3, allowed: 1, reason: policyv1.SufficientPodsReason})
@@ -743,12 +708,8 @@ func TestRunPercentageFollowsScale(t *testing.T) {
 	e.create(pdbsGVR, newPDB("web", "50%", ""))
 	wait := func(want wantStatus) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for statusOf(e.pdb("web")) != want {
-			if time.Now().After(deadline) {
-				t.Fatalf("status = %+v, want %+v", statusOf(e.pdb("web")), want)
-			}
-			time.Sleep(2 * time.Millisecond)
+		if !controllertest.WaitUntil(10*time.Second, func() bool { return statusOf(e.pdb("web")) == want }) {
+			t.Fatalf("status = %+v, want %+v", statusOf(e.pdb("web")), want)
 		}
 	}
 	wait(wantStatus{expected: 2, desired: 1, current: 2, allowed: 1, reason: policyv1.SufficientPodsReason})

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/orch-dev/orch/server/controllers/controllertest"
 	"github.com/orch-dev/orch/server/controllers/fakeapi"
 	"github.com/orch-dev/orch/server/controllers/informer"
 	"github.com/orch-dev/orch/server/registry"
@@ -43,17 +44,6 @@ func start(t *testing.T, api *fakeapi.API) {
 	wg.Go(func() { _ = c.Run(ctx) })
 	wg.Go(func() { _ = factory.Run(ctx) })
 	t.Cleanup(func() { cancel(); wg.Wait() })
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func getEndpoints(api *fakeapi.API, name string) *corev1.Endpoints {
@@ -99,7 +89,7 @@ func TestEndpointsFollowPods(t *testing.T) {
 	api.MustCreate(fakeapi.Pods, testPod("a", "10.42.0.1", ready))
 	start(t, api)
 	api.MustCreate(servicesGVR, testService())
-	eventually(t, "endpoints with one ready address", hasCounts(api, "web", 1, 0))
+	controllertest.Eventually(t, 5*time.Second, "endpoints with one ready address", hasCounts(api, "web", 1, 0))
 
 	ep := getEndpoints(api, "web")
 	if ep.Labels[LabelManagedBy] != ControllerName || ep.Labels["tier"] != "front" {
@@ -111,7 +101,7 @@ func TestEndpointsFollowPods(t *testing.T) {
 
 	// A new pod, not ready yet.
 	api.MustCreate(fakeapi.Pods, testPod("b", "10.42.0.2"))
-	eventually(t, "a not-ready address", hasCounts(api, "web", 1, 1))
+	controllertest.Eventually(t, 5*time.Second, "a not-ready address", hasCounts(api, "web", 1, 1))
 
 	// It becomes ready.
 	obj, _ := api.Get(context.Background(), fakeapi.Pods, "ns", "b")
@@ -120,7 +110,7 @@ func TestEndpointsFollowPods(t *testing.T) {
 	if _, err := api.Update(context.Background(), fakeapi.Pods, pod, "status", "test"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "two ready addresses", hasCounts(api, "web", 2, 0))
+	controllertest.Eventually(t, 5*time.Second, "two ready addresses", hasCounts(api, "web", 2, 0))
 
 	// A pod whose labels no longer match leaves.
 	obj, _ = api.Get(context.Background(), fakeapi.Pods, "ns", "a")
@@ -129,13 +119,13 @@ func TestEndpointsFollowPods(t *testing.T) {
 	if _, err := api.Update(context.Background(), fakeapi.Pods, pod, "", "test"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "relabelled pod removed", hasCounts(api, "web", 1, 0))
+	controllertest.Eventually(t, 5*time.Second, "relabelled pod removed", hasCounts(api, "web", 1, 0))
 
 	// A deleted pod leaves.
 	if _, err := api.Delete(context.Background(), fakeapi.Pods, "ns", "b", &metav1.DeleteOptions{GracePeriodSeconds: new(int64(0))}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "empty endpoints", hasCounts(api, "web", 0, 0))
+	controllertest.Eventually(t, 5*time.Second, "empty endpoints", hasCounts(api, "web", 0, 0))
 }
 
 func TestUnchangedEndpointsAreNotRewritten(t *testing.T) {
@@ -143,7 +133,7 @@ func TestUnchangedEndpointsAreNotRewritten(t *testing.T) {
 	api.MustCreate(fakeapi.Pods, testPod("a", "10.42.0.1", ready))
 	api.MustCreate(servicesGVR, testService())
 	start(t, api)
-	eventually(t, "endpoints", hasCounts(api, "web", 1, 0))
+	controllertest.Eventually(t, 5*time.Second, "endpoints", hasCounts(api, "web", 1, 0))
 	before := updates(api)
 
 	// Irrelevant pod change: an annotation.
@@ -177,7 +167,7 @@ func TestServiceWithoutSelectorIsLeftAlone(t *testing.T) {
 	api.MustCreate(servicesGVR, testService(func(s *corev1.Service) { s.Name = "ext"; s.Spec.Type = corev1.ServiceTypeExternalName }))
 	start(t, api)
 	api.MustCreate(servicesGVR, testService())
-	eventually(t, "endpoints of the selecting service", hasCounts(api, "web", 1, 0))
+	controllertest.Eventually(t, 5*time.Second, "endpoints of the selecting service", hasCounts(api, "web", 1, 0))
 
 	if ep := getEndpoints(api, "manual"); ep == nil || ep.Subsets[0].Addresses[0].IP != "192.0.2.1" || ep.Labels[LabelManagedBy] != "" {
 		t.Errorf("user's endpoints changed: %+v", ep)
@@ -203,13 +193,13 @@ func TestEndpointsOfDeletedServiceAreDeleted(t *testing.T) {
 	// Leftover of a service deleted while the controller was down.
 	api.MustCreate(endpointsGVR, &corev1.Endpoints{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "old", Labels: map[string]string{LabelManagedBy: ControllerName}}})
 	start(t, api)
-	eventually(t, "leftover deleted", func() bool { return getEndpoints(api, "old") == nil })
-	eventually(t, "endpoints", hasCounts(api, "web", 1, 0))
+	controllertest.Eventually(t, 5*time.Second, "leftover deleted", func() bool { return getEndpoints(api, "old") == nil })
+	controllertest.Eventually(t, 5*time.Second, "endpoints", hasCounts(api, "web", 1, 0))
 
 	if _, err := api.Delete(context.Background(), servicesGVR, "ns", "web", nil); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "endpoints deleted with their service", func() bool { return getEndpoints(api, "web") == nil })
+	controllertest.Eventually(t, 5*time.Second, "endpoints deleted with their service", func() bool { return getEndpoints(api, "web") == nil })
 }
 
 func TestDeletedEndpointsAreRecreated(t *testing.T) {
@@ -217,7 +207,7 @@ func TestDeletedEndpointsAreRecreated(t *testing.T) {
 	api.MustCreate(fakeapi.Pods, testPod("a", "10.42.0.1", ready))
 	api.MustCreate(servicesGVR, testService(func(s *corev1.Service) { s.Spec.ClusterIP = corev1.ClusterIPNone }))
 	start(t, api)
-	eventually(t, "endpoints", hasCounts(api, "web", 1, 0))
+	controllertest.Eventually(t, 5*time.Second, "endpoints", hasCounts(api, "web", 1, 0))
 	if _, ok := getEndpoints(api, "web").Labels[corev1.IsHeadlessService]; !ok {
 		t.Error("headless service's endpoints lack the headless label")
 	}
@@ -225,7 +215,7 @@ func TestDeletedEndpointsAreRecreated(t *testing.T) {
 	if _, err := api.Delete(context.Background(), endpointsGVR, "ns", "web", nil); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "endpoints recreated", func() bool {
+	controllertest.Eventually(t, 5*time.Second, "endpoints recreated", func() bool {
 		ep := getEndpoints(api, "web")
 		return ep != nil && ep.UID != first && len(ep.Subsets) == 1
 	})

@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/orch-dev/orch/server/controllers/controllertest"
 	"github.com/orch-dev/orch/server/controllers/fakeapi"
 	"github.com/orch-dev/orch/server/controllers/informer"
 	"github.com/orch-dev/orch/server/registry"
@@ -53,17 +54,6 @@ func start(t *testing.T, api *fakeapi.API, opts Options) *Controller {
 	wg.Go(func() { _ = factory.Run(ctx) })
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	return c
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func service(opts ...func(*corev1.Service)) *corev1.Service {
@@ -136,7 +126,7 @@ func TestSlicesFollowPods(t *testing.T) {
 	api.MustCreate(fakeapi.Pods, pod("a", "10.42.0.1", 8080))
 	start(t, api, Options{})
 	svc := api.MustCreate(servicesGVR, service()).(*corev1.Service)
-	eventually(t, "one slice with one endpoint", hasCount(t, api, 1, 1))
+	controllertest.Eventually(t, 5*time.Second, "one slice with one endpoint", hasCount(t, api, 1, 1))
 
 	s := listSlices(t, api)[0]
 	if s.Labels[discoveryv1.LabelManagedBy] != ControllerName || s.Labels["tier"] != "front" || s.AddressType != discoveryv1.AddressTypeIPv4 {
@@ -156,13 +146,13 @@ func TestSlicesFollowPods(t *testing.T) {
 
 	// A pod with another port for the named target port gets its own slice.
 	api.MustCreate(fakeapi.Pods, pod("b", "10.42.0.2", 9090))
-	eventually(t, "two slices", hasCount(t, api, 2, 2))
+	controllertest.Eventually(t, 5*time.Second, "two slices", hasCount(t, api, 2, 2))
 
 	// Terminating pods stay, not ready, terminating.
 	if _, err := api.Delete(context.Background(), fakeapi.Pods, "ns", "a", nil); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "terminating endpoint", func() bool {
+	controllertest.Eventually(t, 5*time.Second, "terminating endpoint", func() bool {
 		for _, s := range listSlices(t, api) {
 			for _, ep := range s.Endpoints {
 				if ep.TargetRef.Name == "a" {
@@ -176,21 +166,21 @@ func TestSlicesFollowPods(t *testing.T) {
 	if _, err := api.Delete(context.Background(), fakeapi.Pods, "ns", "a", &metav1.DeleteOptions{GracePeriodSeconds: new(int64(0))}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "one slice left", hasCount(t, api, 1, 1))
+	controllertest.Eventually(t, 5*time.Second, "one slice left", hasCount(t, api, 1, 1))
 }
 
 func TestPlaceholderForServiceWithoutEndpoints(t *testing.T) {
 	api := newAPI(true)
 	start(t, api, Options{})
 	api.MustCreate(servicesGVR, service())
-	eventually(t, "placeholder slice", hasCount(t, api, 0, 1))
+	controllertest.Eventually(t, 5*time.Second, "placeholder slice", hasCount(t, api, 0, 1))
 
 	api.MustCreate(fakeapi.Pods, pod("a", "10.42.0.1", 8080))
-	eventually(t, "one endpoint in one slice", hasCount(t, api, 1, 1))
+	controllertest.Eventually(t, 5*time.Second, "one endpoint in one slice", hasCount(t, api, 1, 1))
 	if _, err := api.Delete(context.Background(), fakeapi.Pods, "ns", "a", &metav1.DeleteOptions{GracePeriodSeconds: new(int64(0))}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "placeholder again", hasCount(t, api, 0, 1))
+	controllertest.Eventually(t, 5*time.Second, "placeholder again", hasCount(t, api, 0, 1))
 }
 
 func TestSlicesAreCapped(t *testing.T) {
@@ -200,7 +190,7 @@ func TestSlicesAreCapped(t *testing.T) {
 	}
 	api.MustCreate(servicesGVR, service())
 	start(t, api, Options{MaxEndpointsPerSlice: 10})
-	eventually(t, "25 endpoints in 3 slices", hasCount(t, api, 25, 3))
+	controllertest.Eventually(t, 5*time.Second, "25 endpoints in 3 slices", hasCount(t, api, 25, 3))
 	for _, s := range listSlices(t, api) {
 		if len(s.Endpoints) > 10 {
 			t.Errorf("slice %s holds %d endpoints", s.Name, len(s.Endpoints))
@@ -215,7 +205,7 @@ func TestOnePodChangeRewritesOneSlice(t *testing.T) {
 	}
 	api.MustCreate(servicesGVR, service())
 	start(t, api, Options{MaxEndpointsPerSlice: 10})
-	eventually(t, "two full slices", hasCount(t, api, 20, 2))
+	controllertest.Eventually(t, 5*time.Second, "two full slices", hasCount(t, api, 20, 2))
 	writes := func() int {
 		n := 0
 		for _, a := range api.Actions() {
@@ -233,7 +223,7 @@ func TestOnePodChangeRewritesOneSlice(t *testing.T) {
 	if _, err := api.Update(context.Background(), fakeapi.Pods, p, "status", "test"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "endpoint not ready", func() bool {
+	controllertest.Eventually(t, 5*time.Second, "endpoint not ready", func() bool {
 		for _, s := range listSlices(t, api) {
 			for _, ep := range s.Endpoints {
 				if ep.TargetRef.Name == "p03" {
@@ -262,7 +252,7 @@ func TestServicesWithoutSelectorAndStaleSlices(t *testing.T) {
 	})
 	api.MustCreate(servicesGVR, service())
 	start(t, api, Options{})
-	eventually(t, "stale slice replaced", func() bool {
+	controllertest.Eventually(t, 5*time.Second, "stale slice replaced", func() bool {
 		all := listSlices(t, api)
 		return len(all) == 1 && all[0].Name != "web-old" && len(all[0].Endpoints) == 1
 	})
@@ -281,7 +271,7 @@ func TestDualStack(t *testing.T) {
 		s.Spec.IPFamilies = []corev1.IPFamily{corev1.IPv4Protocol, corev1.IPv6Protocol}
 	}))
 	start(t, api, Options{})
-	eventually(t, "a slice per family", hasCount(t, api, 2, 2))
+	controllertest.Eventually(t, 5*time.Second, "a slice per family", hasCount(t, api, 2, 2))
 	var types []discoveryv1.AddressType
 	for _, s := range listSlices(t, api) {
 		types = append(types, s.AddressType)

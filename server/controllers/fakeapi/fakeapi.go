@@ -602,17 +602,17 @@ func (a *API) MustCreate(gvr schema.GroupVersionResource, obj runtime.Object) ru
 	return out
 }
 
-// keepStatus copies old's status into obj (main-resource updates).
-func keepStatus(obj, old runtime.Object) {
+// KeepStatus copies old's status into obj (main-resource updates).
+func KeepStatus(obj, old runtime.Object) {
 	dst := reflect.ValueOf(obj).Elem().FieldByName("Status")
 	if dst.IsValid() {
 		dst.Set(reflect.ValueOf(old.DeepCopyObject()).Elem().FieldByName("Status"))
 	}
 }
 
-// keepAllButStatus makes obj a copy of old with obj's status (status
+// KeepAllButStatus makes obj a copy of old with obj's status (status
 // subresource updates).
-func keepAllButStatus(obj, old runtime.Object) {
+func KeepAllButStatus(obj, old runtime.Object) {
 	v := reflect.ValueOf(obj).Elem()
 	status := v.FieldByName("Status")
 	saved := reflect.New(status.Type()).Elem()

@@ -31,8 +31,8 @@ var (
 func Resources() []*registry.Resource {
 	withStatus := func(r *registry.Resource) *registry.Resource {
 		r.Subresources = append(r.Subresources, "status")
-		r.PrepareForUpdate = keepStatus
-		r.PrepareForStatusUpdate = keepAllButStatus
+		r.PrepareForUpdate = KeepStatus
+		r.PrepareForStatusUpdate = KeepAllButStatus
 		return r
 	}
 	events := &registry.Resource{

@@ -19,57 +19,24 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/orch-dev/orch/server/controllers/controllertest"
 	"github.com/orch-dev/orch/server/controllers/fakeapi"
 	"github.com/orch-dev/orch/server/controllers/informer"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-type fakeRecorder struct {
-	mu     sync.Mutex
-	events []string
-}
-
-func (r *fakeRecorder) Eventf(_ runtime.Object, eventType, reason, messageFmt string, args ...interface{}) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, eventType+" "+reason+" "+fmt.Sprintf(messageFmt, args...))
-}
-
 // start runs a collector over api until the test ends.
 func start(t *testing.T, api *fakeapi.API) *Controller {
 	t.Helper()
 	factory := informer.NewFactory(api, quiet)
-	c := New(api, factory, &fakeRecorder{}, Options{Logger: quiet})
+	c := New(api, factory, &controllertest.Recorder{}, Options{Logger: quiet})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = c.Run(ctx) })
 	wg.Go(func() { _ = factory.Run(ctx) })
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	return c
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// never checks that cond stays false for a while.
-func never(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(200 * time.Millisecond)
-	for time.Now().Before(deadline) {
-		if cond() {
-			t.Fatalf("unexpectedly: %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func ownerRef(obj runtime.Object, block bool) metav1.OwnerReference {
@@ -147,9 +114,9 @@ func TestBackgroundDeletionDeletesDependents(t *testing.T) {
 
 	deleteWith(t, api, fakeapi.ReplicaSets, "rs", metav1.DeletePropagationBackground)
 	for i := range 3 {
-		eventually(t, "pod deleted", gone(api, fakeapi.Pods, fmt.Sprintf("p%d", i)))
+		controllertest.Eventually(t, 5*time.Second, "pod deleted", gone(api, fakeapi.Pods, fmt.Sprintf("p%d", i)))
 	}
-	never(t, "unowned pod deleted", gone(api, fakeapi.Pods, "unowned"))
+	controllertest.Never(t, 200*time.Millisecond, "unowned pod deleted", gone(api, fakeapi.Pods, "unowned"))
 	for _, a := range api.Actions() {
 		if a.Verb == "delete" && a.Resource == "pods" && a.Propagation != metav1.DeletePropagationBackground {
 			t.Errorf("dependent deleted with %q, want Background", a.Propagation)
@@ -164,7 +131,7 @@ func TestDependentsOfOwnersGoneBeforeStartAreCollected(t *testing.T) {
 	deleteWith(t, api, fakeapi.ReplicaSets, "rs", metav1.DeletePropagationBackground)
 
 	start(t, api)
-	eventually(t, "orphaned pod collected", gone(api, fakeapi.Pods, "p"))
+	controllertest.Eventually(t, 5*time.Second, "orphaned pod collected", gone(api, fakeapi.Pods, "p"))
 }
 
 func TestOwnerIsMatchedByUID(t *testing.T) {
@@ -175,7 +142,7 @@ func TestOwnerIsMatchedByUID(t *testing.T) {
 	stale := metav1.OwnerReference{APIVersion: "v1", Kind: "ConfigMap", Name: "owner", UID: types.UID("old-uid")}
 	api.MustCreate(fakeapi.ConfigMaps, configMap("dependent", stale))
 
-	eventually(t, "dependent of a recreated owner deleted", gone(api, fakeapi.ConfigMaps, "dependent"))
+	controllertest.Eventually(t, 5*time.Second, "dependent of a recreated owner deleted", gone(api, fakeapi.ConfigMaps, "dependent"))
 	if !api.Exists(fakeapi.ConfigMaps, "ns", "owner") {
 		t.Error("the new owner was deleted")
 	}
@@ -189,7 +156,7 @@ func TestDanglingReferenceRemovedWhileAnotherOwnerRemains(t *testing.T) {
 	api.MustCreate(fakeapi.ConfigMaps, configMap("dependent", ownerRef(keep, false), ownerRef(lose, false)))
 
 	deleteWith(t, api, fakeapi.ConfigMaps, "lose", metav1.DeletePropagationBackground)
-	eventually(t, "dangling reference removed", func() bool {
+	controllertest.Eventually(t, 5*time.Second, "dangling reference removed", func() bool {
 		return len(get(t, api, fakeapi.ConfigMaps, "dependent").GetOwnerReferences()) == 1
 	})
 	if refs := get(t, api, fakeapi.ConfigMaps, "dependent").GetOwnerReferences(); refs[0].Name != "keep" {
@@ -207,27 +174,27 @@ func TestForegroundDeletionWaitsForBlockingDependents(t *testing.T) {
 	b := api.MustCreate(fakeapi.Pods, pod("web-1-b", "", ownerRef(rs, true)))
 	// The collector knows dependents only once its informers have shown
 	// them; an owner deleted before that has none, as in Kubernetes.
-	eventually(t, "objects in the collector's graph", inGraph(c, deploy, rs, a, b))
+	controllertest.Eventually(t, 5*time.Second, "objects in the collector's graph", inGraph(c, deploy, rs, a, b))
 
 	deleteWith(t, api, fakeapi.Deployments, "web", metav1.DeletePropagationForeground)
 
-	eventually(t, "pod without node deleted", gone(api, fakeapi.Pods, "web-1-b"))
-	eventually(t, "pod on a node terminating", func() bool {
+	controllertest.Eventually(t, 5*time.Second, "pod without node deleted", gone(api, fakeapi.Pods, "web-1-b"))
+	controllertest.Eventually(t, 5*time.Second, "pod on a node terminating", func() bool {
 		return get(t, api, fakeapi.Pods, "web-1-a").GetDeletionTimestamp() != nil
 	})
 	rsMeta := get(t, api, fakeapi.ReplicaSets, "web-1")
 	if rsMeta.GetDeletionTimestamp() == nil || !slices.Contains(rsMeta.GetFinalizers(), metav1.FinalizerDeleteDependents) {
 		t.Fatalf("replica set with dependents not deleted in the foreground: finalizers %v", rsMeta.GetFinalizers())
 	}
-	never(t, "deployment deleted while its pods terminate", gone(api, fakeapi.Deployments, "web"))
+	controllertest.Never(t, 200*time.Millisecond, "deployment deleted while its pods terminate", gone(api, fakeapi.Deployments, "web"))
 
 	// The agent finishes the pod.
 	zero := int64(0)
 	if _, err := api.Delete(context.Background(), fakeapi.Pods, "ns", "web-1-a", &metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "replica set deleted", gone(api, fakeapi.ReplicaSets, "web-1"))
-	eventually(t, "deployment deleted", gone(api, fakeapi.Deployments, "web"))
+	controllertest.Eventually(t, 5*time.Second, "replica set deleted", gone(api, fakeapi.ReplicaSets, "web-1"))
+	controllertest.Eventually(t, 5*time.Second, "deployment deleted", gone(api, fakeapi.Deployments, "web"))
 }
 
 func TestForegroundDeletionDoesNotWaitForNonBlockingDependents(t *testing.T) {
@@ -237,8 +204,8 @@ func TestForegroundDeletionDoesNotWaitForNonBlockingDependents(t *testing.T) {
 	api.MustCreate(fakeapi.Pods, pod("p", "node1", ownerRef(rs, false)))
 
 	deleteWith(t, api, fakeapi.ReplicaSets, "rs", metav1.DeletePropagationForeground)
-	eventually(t, "owner deleted", gone(api, fakeapi.ReplicaSets, "rs"))
-	eventually(t, "non-blocking dependent deleted", func() bool {
+	controllertest.Eventually(t, 5*time.Second, "owner deleted", gone(api, fakeapi.ReplicaSets, "rs"))
+	controllertest.Eventually(t, 5*time.Second, "non-blocking dependent deleted", func() bool {
 		return get(t, api, fakeapi.Pods, "p").GetDeletionTimestamp() != nil
 	})
 }
@@ -248,7 +215,7 @@ func TestForegroundDeletionWithoutDependents(t *testing.T) {
 	start(t, api)
 	api.MustCreate(fakeapi.ReplicaSets, replicaSet("rs"))
 	deleteWith(t, api, fakeapi.ReplicaSets, "rs", metav1.DeletePropagationForeground)
-	eventually(t, "owner deleted", gone(api, fakeapi.ReplicaSets, "rs"))
+	controllertest.Eventually(t, 5*time.Second, "owner deleted", gone(api, fakeapi.ReplicaSets, "rs"))
 }
 
 func TestOrphanDeletionReleasesDependents(t *testing.T) {
@@ -260,14 +227,14 @@ func TestOrphanDeletionReleasesDependents(t *testing.T) {
 	api.MustCreate(fakeapi.Pods, pod("p2", "", ownerRef(rs, true), ownerRef(other, false)))
 
 	deleteWith(t, api, fakeapi.ReplicaSets, "rs", metav1.DeletePropagationOrphan)
-	eventually(t, "owner deleted", gone(api, fakeapi.ReplicaSets, "rs"))
+	controllertest.Eventually(t, 5*time.Second, "owner deleted", gone(api, fakeapi.ReplicaSets, "rs"))
 	if refs := get(t, api, fakeapi.Pods, "p1").GetOwnerReferences(); len(refs) != 0 {
 		t.Errorf("p1 owner references = %v, want none", refs)
 	}
 	if refs := get(t, api, fakeapi.Pods, "p2").GetOwnerReferences(); len(refs) != 1 || refs[0].Name != "other" {
 		t.Errorf("p2 owner references = %v, want only other", refs)
 	}
-	never(t, "orphaned pod deleted", gone(api, fakeapi.Pods, "p1"))
+	controllertest.Never(t, 200*time.Millisecond, "orphaned pod deleted", gone(api, fakeapi.Pods, "p1"))
 }
 
 func TestOwnerOfUnknownKindKeepsDependent(t *testing.T) {
@@ -275,7 +242,7 @@ func TestOwnerOfUnknownKindKeepsDependent(t *testing.T) {
 	start(t, api)
 	ref := metav1.OwnerReference{APIVersion: "example.com/v1", Kind: "Widget", Name: "w", UID: "w-uid"}
 	api.MustCreate(fakeapi.ConfigMaps, configMap("dependent", ref))
-	never(t, "dependent of an unknown kind deleted", gone(api, fakeapi.ConfigMaps, "dependent"))
+	controllertest.Never(t, 200*time.Millisecond, "dependent of an unknown kind deleted", gone(api, fakeapi.ConfigMaps, "dependent"))
 }
 
 func TestClusterScopedDependentOfNamespacedOwnerIsLeftAlone(t *testing.T) {
@@ -283,7 +250,7 @@ func TestClusterScopedDependentOfNamespacedOwnerIsLeftAlone(t *testing.T) {
 	start(t, api)
 	ref := metav1.OwnerReference{APIVersion: "v1", Kind: "ConfigMap", Name: "cm", UID: "cm-uid"}
 	api.MustCreate(fakeapi.Nodes, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", OwnerReferences: []metav1.OwnerReference{ref}}})
-	never(t, "node deleted", func() bool { return !api.Exists(fakeapi.Nodes, "", "n1") })
+	controllertest.Never(t, 200*time.Millisecond, "node deleted", func() bool { return !api.Exists(fakeapi.Nodes, "", "n1") })
 }
 
 func TestClusterScopedOwner(t *testing.T) {
@@ -291,11 +258,11 @@ func TestClusterScopedOwner(t *testing.T) {
 	start(t, api)
 	node := api.MustCreate(fakeapi.Nodes, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}})
 	api.MustCreate(fakeapi.ConfigMaps, configMap("dependent", ownerRef(node, false)))
-	never(t, "dependent of a live cluster-scoped owner deleted", gone(api, fakeapi.ConfigMaps, "dependent"))
+	controllertest.Never(t, 200*time.Millisecond, "dependent of a live cluster-scoped owner deleted", gone(api, fakeapi.ConfigMaps, "dependent"))
 	if _, err := api.Delete(context.Background(), fakeapi.Nodes, "", "n1", nil); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "dependent deleted", gone(api, fakeapi.ConfigMaps, "dependent"))
+	controllertest.Eventually(t, 5*time.Second, "dependent deleted", gone(api, fakeapi.ConfigMaps, "dependent"))
 }
 
 func TestEventsAreNotWatched(t *testing.T) {

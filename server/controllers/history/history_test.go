@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
 
+	"github.com/orch-dev/orch/server/controllers/controllertest"
 	"github.com/orch-dev/orch/server/controllers/fakeapi"
 	"github.com/orch-dev/orch/server/controllers/informer"
 	"github.com/orch-dev/orch/server/registry"
@@ -146,12 +147,8 @@ func newHistory(t *testing.T) (*fakeapi.API, *History, *informer.Informer) {
 
 func waitLen(t *testing.T, inf *informer.Informer, n int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for inf.Len() != n {
-		if time.Now().After(deadline) {
-			t.Fatalf("cache has %d revisions, want %d", inf.Len(), n)
-		}
-		time.Sleep(time.Millisecond)
+	if !controllertest.WaitUntil(5*time.Second, func() bool { return inf.Len() == n }) {
+		t.Fatalf("cache has %d revisions, want %d", inf.Len(), n)
 	}
 }
 

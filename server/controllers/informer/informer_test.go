@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/orch-dev/orch/server/controllers/controllertest"
 	"github.com/orch-dev/orch/server/controllers/fakeapi"
 	"github.com/orch-dev/orch/server/controllers/informer"
 )
@@ -72,17 +73,6 @@ func (r *recorder) has(s string) bool {
 	return slices.Contains(r.events, s)
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 func configMap(ns, name string, lbls map[string]string) *corev1.ConfigMap {
 	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: lbls}}
 }
@@ -134,7 +124,7 @@ func TestInformerCacheAndHandlers(t *testing.T) {
 	if _, err := api.Delete(ctx, fakeapi.ConfigMaps, "a", "one", nil); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "watch events", func() bool { return rec.has("delete a/one") })
+	controllertest.Eventually(t, 10*time.Second, "watch events", func() bool { return rec.has("delete a/one") })
 	if got, want := rec.take(), []string{"add a/three", "update b/two", "delete a/one"}; !slices.Equal(got, want) {
 		t.Fatalf("events %v, want %v", got, want)
 	}
@@ -209,7 +199,7 @@ func TestInformerRelistsAfterCut(t *testing.T) {
 		return nil
 	})
 	api.CutWatches()
-	eventually(t, "a failed relist", func() bool { return lists.Load() > 0 })
+	controllertest.Eventually(t, 10*time.Second, "a failed relist", func() bool { return lists.Load() > 0 })
 
 	if _, err := api.Delete(ctx, fakeapi.ConfigMaps, "ns", "gone", nil); err != nil {
 		t.Fatal(err)
@@ -229,7 +219,7 @@ func TestInformerRelistsAfterCut(t *testing.T) {
 	// The relist notifies in no particular order, from its own goroutine:
 	// wait for all of it before looking.
 	want := []string{"add ns/new", "add ns/recreated", "delete ns/gone", "delete ns/recreated", "update ns/changed"}
-	eventually(t, "relist", func() bool { return rec.len() >= len(want) })
+	controllertest.Eventually(t, 10*time.Second, "relist", func() bool { return rec.len() >= len(want) })
 	got := rec.take()
 	slices.Sort(got)
 	if !slices.Equal(got, want) {
@@ -240,9 +230,9 @@ func TestInformerRelistsAfterCut(t *testing.T) {
 	if want := []string{"ns/changed", "ns/keep", "ns/new", "ns/recreated"}; !slices.Equal(keys, want) {
 		t.Fatalf("cache keys %v, want %v", keys, want)
 	}
-	eventually(t, "watch resumed", func() bool { return api.Watchers() == 1 })
+	controllertest.Eventually(t, 10*time.Second, "watch resumed", func() bool { return api.Watchers() == 1 })
 	api.MustCreate(fakeapi.ConfigMaps, configMap("ns", "after", nil))
-	eventually(t, "event after relist", func() bool { return rec.has("add ns/after") })
+	controllertest.Eventually(t, 10*time.Second, "event after relist", func() bool { return rec.has("add ns/after") })
 }
 
 // TestInformerSurvivesSlowWatchCutoff lets the store cut the informer's
@@ -280,7 +270,7 @@ func TestInformerSurvivesSlowWatchCutoff(t *testing.T) {
 			}
 		}
 	}
-	eventually(t, "cache converges", func() bool {
+	controllertest.Eventually(t, 10*time.Second, "cache converges", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return inf.Len() == n-n/3 && len(seen) == n-n/3
@@ -298,7 +288,7 @@ func TestAddHandlerLateReplaysCache(t *testing.T) {
 		t.Fatalf("late handler got %v", got)
 	}
 	api.MustCreate(fakeapi.ConfigMaps, configMap("ns", "b", nil))
-	eventually(t, "live event", func() bool { return rec.has("add ns/b") })
+	controllertest.Eventually(t, 10*time.Second, "live event", func() bool { return rec.has("add ns/b") })
 }
 
 func TestFactorySharesInformers(t *testing.T) {
@@ -336,10 +326,8 @@ func TestFactorySharesInformers(t *testing.T) {
 		t.Fatal("not synced")
 	}
 	// An informer is synced once listed; its watch opens right after.
-	for deadline := time.Now().Add(10 * time.Second); api.Watchers() != 3; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d watches open, want 3 (one per informer)", api.Watchers())
-		}
+	if !controllertest.WaitUntil(10*time.Second, func() bool { return api.Watchers() == 3 }) {
+		t.Fatalf("%d watches open, want 3 (one per informer)", api.Watchers())
 	}
 	obj, ok := podMeta.Get("ns/p")
 	if !ok {
@@ -361,7 +349,7 @@ func TestFactorySharesInformers(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("factory Run did not return")
 	}
-	eventually(t, "watches closed", func() bool { return api.Watchers() == 0 })
+	controllertest.Eventually(t, 10*time.Second, "watches closed", func() bool { return api.Watchers() == 0 })
 }
 
 func TestKeys(t *testing.T) {
@@ -421,11 +409,11 @@ func TestInformerRelistsOnceOnExpiredWatch(t *testing.T) {
 			go func() { defer close(done); _ = inf.Run(ctx) }()
 			defer func() { cancel(); <-done }()
 
-			eventually(t, "the second watch", func() bool { return watches.Load() >= 2 })
+			controllertest.Eventually(t, 10*time.Second, "the second watch", func() bool { return watches.Load() >= 2 })
 			if tt.wantWatch {
-				eventually(t, "a watch served", func() bool { return api.Watchers() == 1 })
+				controllertest.Eventually(t, 10*time.Second, "a watch served", func() bool { return api.Watchers() == 1 })
 				api.MustCreate(fakeapi.ConfigMaps, configMap("ns", "two", nil))
-				eventually(t, "the watched object cached", func() bool { _, ok := inf.GetByName("ns", "two"); return ok })
+				controllertest.Eventually(t, 10*time.Second, "the watched object cached", func() bool { _, ok := inf.GetByName("ns", "two"); return ok })
 			} else {
 				time.Sleep(100 * time.Millisecond) // room for a wrong third list
 			}

@@ -5,18 +5,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"reflect"
-	"sync"
 	"testing"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
+	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/orch-dev/orch/server/controllers/controllertest"
 	"github.com/orch-dev/orch/server/controllers/fakeapi"
 	"github.com/orch-dev/orch/server/controllers/informer"
 	"github.com/orch-dev/orch/server/controllers/queue"
@@ -25,61 +23,11 @@ import (
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// fakeClock is a settable clock.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-// fakeRecorder keeps events as "Type Reason Message".
-type fakeRecorder struct {
-	mu     sync.Mutex
-	events []string
-}
-
-func (r *fakeRecorder) Eventf(_ runtime.Object, eventType, reason, messageFmt string, args ...interface{}) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, eventType+" "+reason+" "+fmt.Sprintf(messageFmt, args...))
-}
-
-func (r *fakeRecorder) Events() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]string(nil), r.events...)
-}
-
-// keepStatus and keepAllButStatus are the status strategies of the
-// registry, for the batch kinds the fake does not serve by default.
-func keepStatus(obj, old runtime.Object) {
-	reflect.ValueOf(obj).Elem().FieldByName("Status").Set(reflect.ValueOf(old.DeepCopyObject()).Elem().FieldByName("Status"))
-}
-
-func keepAllButStatus(obj, old runtime.Object) {
-	v := reflect.ValueOf(obj).Elem()
-	status := reflect.New(v.FieldByName("Status").Type()).Elem()
-	status.Set(v.FieldByName("Status"))
-	v.Set(reflect.ValueOf(old.DeepCopyObject()).Elem())
-	v.FieldByName("Status").Set(status)
-}
-
 func batchResources() []*registry.Resource {
 	return append(fakeapi.Resources(),
 		&registry.Resource{
 			GroupVersion: batchv1.SchemeGroupVersion, Name: "jobs", Kind: "Job", Namespaced: true,
-			Subresources: []string{"status"}, PrepareForUpdate: keepStatus, PrepareForStatusUpdate: keepAllButStatus,
+			Subresources: []string{"status"}, PrepareForUpdate: fakeapi.KeepStatus, PrepareForStatusUpdate: fakeapi.KeepAllButStatus,
 			New: func() runtime.Object { return &batchv1.Job{} }, NewList: func() runtime.Object { return &batchv1.JobList{} },
 		})
 }
@@ -88,19 +36,19 @@ type harness struct {
 	t     *testing.T
 	ctx   context.Context
 	api   *fakeapi.API
-	clock *fakeClock
-	rec   *fakeRecorder
+	clock *clocktesting.FakeClock
+	rec   *controllertest.Recorder
 	c     *Controller
 }
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	clock := &fakeClock{t: time.Date(2025, 5, 1, 12, 0, 0, 0, time.UTC)}
+	clock := clocktesting.NewFakeClock(time.Date(2025, 5, 1, 12, 0, 0, 0, time.UTC))
 	api := fakeapi.New(batchResources()...)
 	api.Now = clock.Now
 	factory := informer.NewFactory(api, quiet)
-	rec := &fakeRecorder{}
+	rec := &controllertest.Recorder{}
 	c := New(api, factory, rec, Options{Now: clock.Now, Logger: quiet})
 	done := make(chan struct{})
 	go func() { _ = factory.Run(ctx); close(done) }()
@@ -114,38 +62,7 @@ func newHarness(t *testing.T) *harness {
 // waitCache waits until the informers show what the fake stores.
 func (h *harness) waitCache() {
 	h.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if h.cacheCurrent(jobsGVR, h.c.jobs) && h.cacheCurrent(podsGVR, h.c.pods) {
-			return
-		}
-		if time.Now().After(deadline) {
-			h.t.Fatal("informer caches did not catch up")
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-func (h *harness) cacheCurrent(gvr schema.GroupVersionResource, inf *informer.Informer) bool {
-	objs, _, err := h.api.List(h.ctx, gvr, "", metav1.ListOptions{})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	if len(objs) != inf.Len() {
-		return false
-	}
-	for _, obj := range objs {
-		m, _ := meta.Accessor(obj)
-		cached, ok := inf.GetByName(m.GetNamespace(), m.GetName())
-		if !ok {
-			return false
-		}
-		cm, _ := meta.Accessor(cached)
-		if cm.GetResourceVersion() != m.GetResourceVersion() {
-			return false
-		}
-	}
-	return true
+	controllertest.WaitForCaches(h.t, h.api, h.c.jobs, h.c.pods)
 }
 
 // sync reconciles key on a current cache and returns the requeue delay

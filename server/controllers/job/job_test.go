@@ -144,7 +144,7 @@ func TestIndexedJob(t *testing.T) {
 	if d := h.sync(key); d != 10*time.Second {
 		t.Fatalf("requeue %v, want back-off 10s", d)
 	}
-	h.clock.Advance(10 * time.Second)
+	h.clock.Step(10 * time.Second)
 	h.sync(key)
 	act := h.activePods()
 	if len(act) != 1 || podIndex(act[0]) != 0 {
@@ -183,11 +183,11 @@ func TestFailuresBackOffThenBackoffLimitExceeded(t *testing.T) {
 		if got := h.job("flaky").Status.Failed; got != int32(i+1) {
 			t.Fatalf("round %d: failed %d", i, got)
 		}
-		h.clock.Advance(wait / 2)
+		h.clock.Step(wait / 2)
 		if d := h.sync(key); d != wait/2 {
 			t.Fatalf("round %d: halfway requeue after %v, want %v", i, d, wait/2)
 		}
-		h.clock.Advance(wait / 2)
+		h.clock.Step(wait / 2)
 		h.sync(key)
 	}
 	act := h.activePods()
@@ -236,7 +236,7 @@ func TestActiveDeadlineExceeded(t *testing.T) {
 	for _, p := range h.activePods() {
 		h.setPhase(p, corev1.PodRunning, 0)
 	}
-	h.clock.Advance(30 * time.Second)
+	h.clock.Step(30 * time.Second)
 	h.sync(key)
 	job := h.job("slow")
 	if got := conditionTypes(job); !slices.Equal(got, []string{"FailureTarget=True/DeadlineExceeded"}) {
@@ -292,7 +292,7 @@ func TestSuspendAndResume(t *testing.T) {
 		t.Errorf("events %v", h.rec.Events())
 	}
 
-	h.clock.Advance(time.Minute)
+	h.clock.Step(time.Minute)
 	suspend = false
 	h.updateJob("sus", func(j *batchv1.Job) { j.Spec.Suspend = &suspend })
 	h.sync(key)
@@ -338,11 +338,11 @@ func TestTTLAfterFinished(t *testing.T) {
 	if d := h.sync(key); d != 100*time.Second {
 		t.Fatalf("requeue after %v, want the TTL", d)
 	}
-	h.clock.Advance(60 * time.Second)
+	h.clock.Step(60 * time.Second)
 	if d := h.sync(key); d != 40*time.Second {
 		t.Fatalf("requeue after %v, want 40s", d)
 	}
-	h.clock.Advance(40 * time.Second)
+	h.clock.Step(40 * time.Second)
 	h.sync(key)
 	if h.api.Exists(jobsGVR, "default", "short") {
 		t.Fatal("job not deleted after its TTL")

@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/orch-dev/orch/server/controllers/controllertest"
 	"github.com/orch-dev/orch/server/controllers/fakeapi"
 	"github.com/orch-dev/orch/server/controllers/informer"
 )
@@ -19,21 +20,21 @@ func TestRunDrivesJobsFromWatchEvents(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	api := fakeapi.New(batchResources()...)
 	factory := informer.NewFactory(api, quiet)
-	c := New(api, factory, &fakeRecorder{}, Options{Logger: quiet})
+	c := New(api, factory, &controllertest.Recorder{}, Options{Logger: quiet})
 	done := make(chan struct{}, 2)
 	go func() { _ = factory.Run(ctx); done <- struct{}{} }()
 	go func() { _ = c.Run(ctx); done <- struct{}{} }()
 	t.Cleanup(func() { cancel(); <-done; <-done })
 
 	api.MustCreate(jobsGVR, newJob("run", 2, 2))
-	waitFor(t, "two pods", func() bool { return len(listPods(t, api)) == 2 })
+	controllertest.Eventually(t, 10*time.Second, "two pods", func() bool { return len(listPods(t, api)) == 2 })
 	for _, pod := range listPods(t, api) {
 		pod.Status.Phase = corev1.PodSucceeded
 		if _, err := api.Update(ctx, podsGVR, pod, "status", "test"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "the job to complete", func() bool {
+	controllertest.Eventually(t, 10*time.Second, "the job to complete", func() bool {
 		obj, err := api.Get(ctx, jobsGVR, "default", "run")
 		return err == nil && finished(obj.(*batchv1.Job)) && obj.(*batchv1.Job).Status.Succeeded == 2
 	})
@@ -55,15 +56,4 @@ func listPods(t *testing.T, api *fakeapi.API) []*corev1.Pod {
 		out = append(out, obj.(*corev1.Pod))
 	}
 	return out
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }

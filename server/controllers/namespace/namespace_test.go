@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/orch-dev/orch/server/controllers/controllertest"
 	"github.com/orch-dev/orch/server/controllers/fakeapi"
 	"github.com/orch-dev/orch/server/controllers/informer"
 	"github.com/orch-dev/orch/server/controllers/queue"
@@ -360,12 +361,8 @@ func TestRun(t *testing.T) {
 		<-done
 	}()
 	deleteNamespace(t, api, "ns")
-	deadline := time.Now().Add(10 * time.Second)
-	for api.Exists(fakeapi.Namespaces, "", "ns") {
-		if time.Now().After(deadline) {
-			t.Fatalf("namespace not deleted; actions: %v", api.Actions())
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !controllertest.WaitUntil(10*time.Second, func() bool { return !api.Exists(fakeapi.Namespaces, "", "ns") }) {
+		t.Fatalf("namespace not deleted; actions: %v", api.Actions())
 	}
 	if api.Exists(fakeapi.ConfigMaps, "ns", "cm") {
 		t.Fatal("content left behind")

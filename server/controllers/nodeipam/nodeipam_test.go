@@ -16,8 +16,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/orch-dev/orch/server/controllers/controllertest"
 	"github.com/orch-dev/orch/server/controllers/fakeapi"
-	"github.com/orch-dev/orch/server/controllers/history/historytest"
 	"github.com/orch-dev/orch/server/controllers/informer"
 )
 
@@ -96,13 +96,13 @@ func TestNewCIDRSetValidation(t *testing.T) {
 // harness runs the controller against a fake API until stopped.
 type harness struct {
 	api      *fakeapi.API
-	recorder *historytest.Recorder
+	recorder *controllertest.Recorder
 	stop     func()
 }
 
 func start(t *testing.T, api *fakeapi.API, cluster string) *harness {
 	t.Helper()
-	h := &harness{api: api, recorder: &historytest.Recorder{}}
+	h := &harness{api: api, recorder: &controllertest.Recorder{}}
 	factory := informer.NewFactory(api, quiet)
 	c, err := New(api, factory, h.recorder, Options{ClusterCIDR: netip.MustParsePrefix(cluster), Logger: quiet})
 	if err != nil {
@@ -141,16 +141,8 @@ func podCIDR(api *fakeapi.API, name string) string {
 
 func waitCIDR(t *testing.T, api *fakeapi.API, name string) string {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if c := podCIDR(api, name); c != "" {
-			return c
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node %s got no podCIDR", name)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	controllertest.Eventually(t, 10*time.Second, "a podCIDR for node "+name, func() bool { return podCIDR(api, name) != "" })
+	return podCIDR(api, name)
 }
 
 func TestNodesGetDistinctSubnets(t *testing.T) {
@@ -208,14 +200,10 @@ func TestSubnetsSurviveRestartAndDeletionFreesThem(t *testing.T) {
 	}
 }
 
-func waitEvent(t *testing.T, r *historytest.Recorder, want string) {
+func waitEvent(t *testing.T, r *controllertest.Recorder, want string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !slices.Contains(r.Events(), want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no event %q; got %v", want, r.Events())
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !controllertest.WaitUntil(10*time.Second, func() bool { return slices.Contains(r.Events(), want) }) {
+		t.Fatalf("no event %q; got %v", want, r.Events())
 	}
 }
 

@@ -15,9 +15,9 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/orch-dev/orch/server/controllers/controllertest"
 	"github.com/orch-dev/orch/server/controllers/fakeapi"
 	"github.com/orch-dev/orch/server/controllers/informer"
 	"github.com/orch-dev/orch/server/registry"
@@ -86,34 +86,7 @@ func newHarness(t *testing.T, opts Options) *harness {
 // waitCache waits until the informers show what the fake stores.
 func (h *harness) waitCache() {
 	h.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !h.cacheCurrent(nodesGVR, h.c.nodes) || !h.cacheCurrent(podsGVR, h.c.pods) || !h.cacheCurrent(leasesGVR, h.c.leases) {
-		if time.Now().After(deadline) {
-			h.t.Fatal("informer caches did not catch up")
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-func (h *harness) cacheCurrent(gvr schema.GroupVersionResource, inf *informer.Informer) bool {
-	objs, _, err := h.api.List(h.ctx, gvr, "", metav1.ListOptions{})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	if len(objs) != inf.Len() {
-		return false
-	}
-	for _, obj := range objs {
-		m, _ := meta.Accessor(obj)
-		cached, ok := inf.GetByName(m.GetNamespace(), m.GetName())
-		if !ok {
-			return false
-		}
-		if cm, _ := meta.Accessor(cached); cm.GetResourceVersion() != m.GetResourceVersion() {
-			return false
-		}
-	}
-	return true
+	controllertest.WaitForCaches(h.t, h.api, h.c.nodes, h.c.pods, h.c.leases)
 }
 
 // monitor runs one health pass, the NoExecute pass and the NoSchedule
@@ -652,19 +625,15 @@ func TestRun(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for !slices.Contains(taints(h.node("n1")), unreachableNoExecute) {
-		if time.Now().After(deadline) {
-			t.Fatalf("n1 not tainted; taints %v, Ready %+v", taints(h.node("n1")), condition(h.node("n1"), corev1.NodeReady))
-		}
+	// Time moves on while n2 keeps renewing its lease and n1 does not.
+	if !controllertest.WaitUntil(10*time.Second, func() bool {
 		h.clock.Step(time.Second)
 		h.renewLease("n2")
-		time.Sleep(5 * time.Millisecond)
+		return slices.Contains(taints(h.node("n1")), unreachableNoExecute)
+	}) {
+		t.Fatalf("n1 not tainted; taints %v, Ready %+v", taints(h.node("n1")), condition(h.node("n1"), corev1.NodeReady))
 	}
-	for !slices.Contains(taints(h.node("n1")), unreachableNoSchedule) {
-		if time.Now().After(deadline) {
-			t.Fatalf("n1 has no NoSchedule taint: %v", taints(h.node("n1")))
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !controllertest.WaitUntil(10*time.Second, func() bool { return slices.Contains(taints(h.node("n1")), unreachableNoSchedule) }) {
+		t.Fatalf("n1 has no NoSchedule taint: %v", taints(h.node("n1")))
 	}
 }

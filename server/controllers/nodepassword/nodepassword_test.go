@@ -10,21 +10,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/orch-dev/orch/server/controllers/controllertest"
 	"github.com/orch-dev/orch/server/controllers/fakeapi"
 	"github.com/orch-dev/orch/server/controllers/informer"
 	"github.com/orch-dev/orch/server/join"
 )
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // password is the Secret server/join keeps for node.
 func password(node string) *corev1.Secret {
@@ -73,7 +63,7 @@ func TestPasswordRemovedWithNode(t *testing.T) {
 	start(t, api, Options{OrphanGrace: time.Hour})
 	exists := func(ns, n string) bool { return api.Exists(fakeapi.Secrets, ns, join.PasswordSecretName(n)) }
 
-	eventually(t, "the orphaned password removed", func() bool { return !exists("kube-system", "gone") })
+	controllertest.Eventually(t, 20*time.Second, "the orphaned password removed", func() bool { return !exists("kube-system", "gone") })
 	for _, n := range []string{"n1", "n2", "joining", "lookalike"} {
 		if !exists("kube-system", n) {
 			t.Errorf("password of %s removed", n)
@@ -88,7 +78,7 @@ func TestPasswordRemovedWithNode(t *testing.T) {
 	if _, err := api.Delete(context.Background(), fakeapi.Nodes, "", "n1", nil); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the password of the deleted node removed", func() bool { return !exists("kube-system", "n1") })
+	controllertest.Eventually(t, 20*time.Second, "the password of the deleted node removed", func() bool { return !exists("kube-system", "n1") })
 	if !exists("kube-system", "n2") || !exists("kube-system", "joining") {
 		t.Error("other passwords removed with n1's")
 	}
@@ -101,7 +91,7 @@ func TestPasswordRemovedWithNode(t *testing.T) {
 	if _, err := api.Delete(context.Background(), fakeapi.Nodes, "", "n2", nil); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "n2's password removed", func() bool { return !exists("kube-system", "n2") })
+	controllertest.Eventually(t, 20*time.Second, "n2's password removed", func() bool { return !exists("kube-system", "n2") })
 	if !exists("kube-system", "n1") {
 		t.Error("the new machine's password for n1 was removed")
 	}

@@ -3,7 +3,6 @@ package podautoscaler
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -23,31 +22,13 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/utils/ptr"
 
+	"github.com/orch-dev/orch/server/controllers/controllertest"
 	"github.com/orch-dev/orch/server/controllers/fakeapi"
 	"github.com/orch-dev/orch/server/controllers/informer"
 	"github.com/orch-dev/orch/server/controllers/queue"
 	"github.com/orch-dev/orch/server/metricsapi"
 	"github.com/orch-dev/orch/server/registry"
 )
-
-type fakeRecorder struct {
-	mu     sync.Mutex
-	events []string
-}
-
-func (r *fakeRecorder) Eventf(_ runtime.Object, eventType, reason, messageFmt string, args ...interface{}) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, eventType+" "+reason+" "+fmt.Sprintf(messageFmt, args...))
-}
-
-func (r *fakeRecorder) take() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := r.events
-	r.events = nil
-	return out
-}
 
 // fakeMetrics serves fixed usage per pod name.
 type fakeMetrics struct {
@@ -129,7 +110,7 @@ func TestControllerScalesAndReports(t *testing.T) {
 	})
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	factory := informer.NewFactory(api, log)
-	rec := &fakeRecorder{}
+	rec := &controllertest.Recorder{}
 	metrics := &fakeMetrics{usage: map[string]string{"p-0": "400m", "p-1": "400m"}}
 	c := New(api, factory, rec, metrics, Options{Logger: log})
 	c.now = func() time.Time { return testNow }
@@ -148,11 +129,10 @@ func TestControllerScalesAndReports(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Let the cache see the status write before the next sync.
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-			if cached, ok := c.hpaInf.GetByName("default", name); ok && cached.(*autoscalingv2.HorizontalPodAutoscaler).ResourceVersion == obj.(*autoscalingv2.HorizontalPodAutoscaler).ResourceVersion {
-				break
-			}
-		}
+		controllertest.Eventually(t, 10*time.Second, "the cache to see the status write", func() bool {
+			cached, ok := c.hpaInf.GetByName("default", name)
+			return ok && cached.(*autoscalingv2.HorizontalPodAutoscaler).ResourceVersion == obj.(*autoscalingv2.HorizontalPodAutoscaler).ResourceVersion
+		})
 		return obj.(*autoscalingv2.HorizontalPodAutoscaler)
 	}
 	replicas := func() int32 {
@@ -184,13 +164,13 @@ func TestControllerScalesAndReports(t *testing.T) {
 	// 400m of 200m: 200% against 50%, eight pods wanted, five allowed.
 	hpa := sync("web")
 	if got := replicas(); got != 5 {
-		t.Fatalf("replicas = %d, want 5; events %q", got, rec.take())
+		t.Fatalf("replicas = %d, want 5; events %q", got, rec.Take())
 	}
 	if conflicts.Load() >= 0 {
 		t.Error("the conflicting scale write was not retried")
 	}
 	wantEvent := "Normal SuccessfulRescale New size: 5; reason: cpu resource utilization (percentage of request) above target"
-	if events := rec.take(); !slices.Contains(events, wantEvent) {
+	if events := rec.Take(); !slices.Contains(events, wantEvent) {
 		t.Errorf("events = %q, want %q", events, wantEvent)
 	}
 	if hpa.Status.DesiredReplicas != 5 || hpa.Status.LastScaleTime == nil || *hpa.Status.ObservedGeneration != 1 ||
@@ -213,7 +193,7 @@ func TestControllerScalesAndReports(t *testing.T) {
 	if got := replicas(); got != 1 {
 		t.Fatalf("replicas = %d, want 1", got)
 	}
-	if events := rec.take(); !slices.Contains(events, "Normal SuccessfulRescale New size: 1; reason: All metrics below target") {
+	if events := rec.Take(); !slices.Contains(events, "Normal SuccessfulRescale New size: 1; reason: All metrics below target") {
 		t.Errorf("events = %q", events)
 	}
 	// Metrics gone: nothing changes, and the autoscaler says why.
@@ -222,7 +202,7 @@ func TestControllerScalesAndReports(t *testing.T) {
 	if got := condition(hpa, autoscalingv2.ScalingActive); got != "False FailedGetResourceMetric" || replicas() != 1 {
 		t.Errorf("ScalingActive = %s, replicas %d", got, replicas())
 	}
-	events := strings.Join(rec.take(), "\n")
+	events := strings.Join(rec.Take(), "\n")
 	for _, want := range []string{
 		"Warning FailedGetResourceMetric failed to get cpu utilization: unable to get metrics for resource cpu: no metrics returned from resource metrics API",
 		"Warning FailedComputeMetricsReplicas invalid metrics (1 invalid out of 1), first error is: failed to get cpu utilization",
@@ -237,7 +217,7 @@ func TestControllerScalesAndReports(t *testing.T) {
 	if got := condition(hpa, autoscalingv2.AbleToScale); got != "False FailedGetScale" {
 		t.Errorf("orphan AbleToScale = %s", got)
 	}
-	if events := rec.take(); len(events) != 1 || !strings.HasPrefix(events[0], "Warning FailedGetScale ") {
+	if events := rec.Take(); len(events) != 1 || !strings.HasPrefix(events[0], "Warning FailedGetScale ") {
 		t.Errorf("orphan events = %q", events)
 	}
 }
@@ -311,7 +291,7 @@ func TestControllerScalesEveryKind(t *testing.T) {
 			})
 			log := slog.New(slog.NewTextHandler(io.Discard, nil))
 			factory := informer.NewFactory(api, log)
-			rec := &fakeRecorder{}
+			rec := &controllertest.Recorder{}
 			c := New(api, factory, rec, &fakeMetrics{usage: map[string]string{"p-0": "150m", "p-1": "150m"}}, Options{Logger: log})
 			c.now = func() time.Time { return testNow }
 			go func() { _ = factory.Run(ctx) }()
@@ -327,9 +307,9 @@ func TestControllerScalesEveryKind(t *testing.T) {
 				t.Fatal(err)
 			}
 			if got := tc.replicasOf(obj); got != 3 {
-				t.Fatalf("replicas = %d, want 3; events %q", got, rec.take())
+				t.Fatalf("replicas = %d, want 3; events %q", got, rec.Take())
 			}
-			if events := rec.take(); !slices.Contains(events, "Normal SuccessfulRescale New size: 3; reason: cpu resource above target") {
+			if events := rec.Take(); !slices.Contains(events, "Normal SuccessfulRescale New size: 3; reason: cpu resource above target") {
 				t.Errorf("events = %q", events)
 			}
 		})

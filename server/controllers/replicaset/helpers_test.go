@@ -2,11 +2,9 @@ package replicaset
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"reflect"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	k8stypes "k8s.io/apimachinery/pkg/types"
 
+	"github.com/orch-dev/orch/server/controllers/controllertest"
 	"github.com/orch-dev/orch/server/controllers/fakeapi"
 	"github.com/orch-dev/orch/server/controllers/informer"
 	"github.com/orch-dev/orch/server/registry"
@@ -30,36 +29,6 @@ var (
 	rsGVR = appsv1.SchemeGroupVersion.WithResource("replicasets")
 	rcGVR = corev1.SchemeGroupVersion.WithResource("replicationcontrollers")
 )
-
-// recorder collects events as "Type Reason Message".
-type recorder struct {
-	mu     sync.Mutex
-	events []string
-}
-
-func (r *recorder) Eventf(_ runtime.Object, eventType, reason, format string, args ...interface{}) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, eventType+" "+reason+" "+fmt.Sprintf(format, args...))
-}
-
-func (r *recorder) count(prefix string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, e := range r.events {
-		if strings.HasPrefix(e, prefix) {
-			n++
-		}
-	}
-	return n
-}
-
-func (r *recorder) all() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]string(nil), r.events...)
-}
 
 // resources are the fake's default ones plus ReplicationControllers.
 func resources() []*registry.Resource {
@@ -84,7 +53,7 @@ func resources() []*registry.Resource {
 type env struct {
 	api *fakeapi.API
 	c   *Controller
-	rec *recorder
+	rec *controllertest.Recorder
 	ctx context.Context
 }
 
@@ -94,7 +63,7 @@ func newEnv(t *testing.T, rc bool, workers int) *env {
 	t.Helper()
 	api := fakeapi.New(resources()...)
 	factory := informer.NewFactory(api, quiet)
-	rec := &recorder{}
+	rec := &controllertest.Recorder{}
 	build := New
 	if rc {
 		build = NewForReplicationControllers
@@ -116,17 +85,6 @@ func newEnv(t *testing.T, rc bool, workers int) *env {
 	return &env{api: api, c: c, rec: rec, ctx: ctx}
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 func int32p(n int32) *int32 { return &n }
 
 func newRS(name string, replicas int32) *appsv1.ReplicaSet {
@@ -146,7 +104,7 @@ func newRS(name string, replicas int32) *appsv1.ReplicaSet {
 func (e *env) createRS(t *testing.T, rs *appsv1.ReplicaSet) *appsv1.ReplicaSet {
 	t.Helper()
 	out := e.api.MustCreate(rsGVR, rs).(*appsv1.ReplicaSet)
-	eventually(t, "replica set in cache", func() bool {
+	controllertest.Eventually(t, 10*time.Second, "replica set in cache", func() bool {
 		_, ok := e.c.sets.GetByName(rs.Namespace, rs.Name)
 		return ok
 	})
@@ -181,7 +139,7 @@ func (e *env) scale(t *testing.T, name string, n int32) {
 		}
 		break
 	}
-	eventually(t, "scaled replica set in cache", func() bool {
+	controllertest.Eventually(t, 10*time.Second, "scaled replica set in cache", func() bool {
 		obj, ok := e.c.sets.GetByName("default", name)
 		return ok && obj.(*appsv1.ReplicaSet).Generation >= gen
 	})
@@ -221,7 +179,7 @@ func (e *env) pods(t *testing.T) []*corev1.Pod {
 // stored pods (same resource versions).
 func (e *env) waitCache(t *testing.T) {
 	t.Helper()
-	eventually(t, "pod cache to catch up", func() bool {
+	controllertest.Eventually(t, 10*time.Second, "pod cache to catch up", func() bool {
 		objs, _, _ := e.api.List(e.ctx, podsGVR, "", metav1.ListOptions{})
 		want := map[string]string{}
 		for _, o := range objs {

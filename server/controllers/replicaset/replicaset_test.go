@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/orch-dev/orch/server/controllers/controllertest"
 	"github.com/orch-dev/orch/server/controllers/replicaset/podsim"
 )
 
@@ -46,8 +47,8 @@ func TestScaleUpCreatesOwnedPodsFromTemplate(t *testing.T) {
 		if len(p.Spec.Containers) != 1 || p.Spec.Containers[0].Image != "busybox" {
 			t.Errorf("pod spec %+v", p.Spec)
 		}
-		if want := "Normal SuccessfulCreate Created pod: " + p.Name; !slices.Contains(e.rec.all(), want) {
-			t.Errorf("missing event %q in %v", want, e.rec.all())
+		if want := "Normal SuccessfulCreate Created pod: " + p.Name; !slices.Contains(e.rec.Events(), want) {
+			t.Errorf("missing event %q in %v", want, e.rec.Events())
 		}
 	}
 	// The status counts what the cache shows.
@@ -113,8 +114,8 @@ func TestSlowStartStopsAfterFailingBatch(t *testing.T) {
 	if n := len(e.pods(t)); n != 3 {
 		t.Errorf("%d pods, want 3", n)
 	}
-	if n := e.rec.count("Warning FailedCreate Error creating: pods \"web-xxxxx\" is forbidden: exceeded quota"); n != 4 {
-		t.Errorf("%d FailedCreate events, want 4: %v", n, e.rec.all())
+	if n := e.rec.Count("Warning FailedCreate Error creating: pods \"web-xxxxx\" is forbidden: exceeded quota"); n != 4 {
+		t.Errorf("%d FailedCreate events, want 4: %v", n, e.rec.Events())
 	}
 	st := e.getRS(t, "web").Status
 	cond := findCondition(st.Conditions, appsv1.ReplicaSetReplicaFailure)
@@ -171,8 +172,8 @@ func TestScaleDownDeletesPreferredPods(t *testing.T) {
 			t.Fatalf("step %d: %d pods left, want %d", i, n, 5-i)
 		}
 	}
-	if !slices.Contains(e.rec.all(), "Normal SuccessfulDelete Deleted pod: unassigned") {
-		t.Errorf("missing SuccessfulDelete event: %v", e.rec.all())
+	if !slices.Contains(e.rec.Events(), "Normal SuccessfulDelete Deleted pod: unassigned") {
+		t.Errorf("missing SuccessfulDelete event: %v", e.rec.Events())
 	}
 }
 
@@ -338,7 +339,7 @@ func TestReplicationControllerAdapter(t *testing.T) {
 			},
 		},
 	}).(*corev1.ReplicationController)
-	eventually(t, "rc status ready", func() bool {
+	controllertest.Eventually(t, 10*time.Second, "rc status ready", func() bool {
 		obj, err := e.api.Get(context.Background(), rcGVR, "default", "legacy")
 		if err != nil {
 			return false
@@ -363,7 +364,7 @@ func TestRunConvergesWithSimulatedKubelet(t *testing.T) {
 	e.createRS(t, newRS("web", 5))
 	waitStatus := func(n int32, gen int64) {
 		t.Helper()
-		eventually(t, "replica set status", func() bool {
+		controllertest.Eventually(t, 10*time.Second, "replica set status", func() bool {
 			rs := e.getRS(t, "web")
 			st := rs.Status
 			return len(e.pods(t)) == int(n) && st.Replicas == n && st.ReadyReplicas == n && st.AvailableReplicas == n && st.ObservedGeneration == gen
@@ -374,7 +375,7 @@ func TestRunConvergesWithSimulatedKubelet(t *testing.T) {
 	waitStatus(2, 2)
 	e.scale(t, "web", 0)
 	waitStatus(0, 3)
-	if n := e.rec.count("Normal SuccessfulDelete"); n != 5 {
+	if n := e.rec.Count("Normal SuccessfulDelete"); n != 5 {
 		t.Errorf("%d SuccessfulDelete events, want 5", n)
 	}
 }

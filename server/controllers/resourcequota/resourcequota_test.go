@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/orch-dev/orch/server/admission/quota"
+	"github.com/orch-dev/orch/server/controllers/controllertest"
 	"github.com/orch-dev/orch/server/controllers/fakeapi"
 	"github.com/orch-dev/orch/server/controllers/informer"
 	"github.com/orch-dev/orch/server/registry"
@@ -131,18 +132,14 @@ func getQuota(t *testing.T, api *fakeapi.API, ns, name string) *corev1.ResourceQ
 // waitUsed waits until the stored quota's status.used prints as want.
 func waitUsed(t *testing.T, api *fakeapi.API, ns, name, want string) *corev1.ResourceQuota {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		q := getQuota(t, api, ns, name)
-		got := quota.PrettyPrint(q.Status.Used)
-		if got == want {
-			return q
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("quota %s/%s used:\n got %s\nwant %s", ns, name, got, want)
-		}
-		time.Sleep(5 * time.Millisecond)
+	var q *corev1.ResourceQuota
+	if !controllertest.WaitUntil(5*time.Second, func() bool {
+		q = getQuota(t, api, ns, name)
+		return quota.PrettyPrint(q.Status.Used) == want
+	}) {
+		t.Fatalf("quota %s/%s used:\n got %s\nwant %s", ns, name, quota.PrettyPrint(q.Status.Used), want)
 	}
+	return q
 }
 
 func TestUsageOfANamespace(t *testing.T) {
@@ -231,19 +228,11 @@ func TestRecalculatesOnChanges(t *testing.T) {
 	if _, err := api.Delete(ctx, QuotasGVR, "ns", "objects", nil); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	controllertest.Eventually(t, 5*time.Second, "the deleted quota to be forgotten", func() bool {
 		obs.mu.Lock()
-		n := len(obs.forgotten)
-		obs.mu.Unlock()
-		if n == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("deleted quota not forgotten")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		defer obs.mu.Unlock()
+		return len(obs.forgotten) == 1
+	})
 }
 
 func TestScopedQuota(t *testing.T) {
@@ -281,17 +270,9 @@ func TestRecalculatesAfterWritesInFlight(t *testing.T) {
 	waitUsed(t, api, "ns", "recheck", "pods=0")
 	// The observer reported writes in flight twice: the quota is observed
 	// a third time without any event.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	controllertest.Eventually(t, 5*time.Second, "a third observation", func() bool {
 		obs.mu.Lock()
-		n := obs.observations["recheck"]
-		obs.mu.Unlock()
-		if n >= 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("observed %d times, want 3", n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		defer obs.mu.Unlock()
+		return obs.observations["recheck"] >= 3
+	})
 }

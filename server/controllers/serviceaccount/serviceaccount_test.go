@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/orch-dev/orch/server/controllers/controllertest"
 	"github.com/orch-dev/orch/server/controllers/fakeapi"
 	"github.com/orch-dev/orch/server/controllers/informer"
 	"github.com/orch-dev/orch/server/registry"
@@ -41,17 +42,6 @@ func start(t *testing.T, api *fakeapi.API) {
 	t.Cleanup(func() { cancel(); wg.Wait() })
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func namespace(name string, phase corev1.NamespacePhase) *corev1.Namespace {
 	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}, Status: corev1.NamespaceStatus{Phase: phase}}
 }
@@ -64,7 +54,7 @@ func TestDefaultAccountInEveryActiveNamespace(t *testing.T) {
 	api.MustCreate(fakeapi.Namespaces, namespace("after", corev1.NamespaceActive))
 
 	for _, ns := range []string{"before", "after"} {
-		eventually(t, "default account in "+ns, func() bool { return api.Exists(serviceAccountsGVR, ns, "default") })
+		controllertest.Eventually(t, 5*time.Second, "default account in "+ns, func() bool { return api.Exists(serviceAccountsGVR, ns, "default") })
 	}
 	// Give the controller the time to (wrongly) act on the terminating one.
 	time.Sleep(50 * time.Millisecond)
@@ -77,13 +67,13 @@ func TestDeletedDefaultAccountIsRecreated(t *testing.T) {
 	api := newAPI()
 	api.MustCreate(fakeapi.Namespaces, namespace("ns", corev1.NamespaceActive))
 	start(t, api)
-	eventually(t, "default account", func() bool { return api.Exists(serviceAccountsGVR, "ns", "default") })
+	controllertest.Eventually(t, 5*time.Second, "default account", func() bool { return api.Exists(serviceAccountsGVR, "ns", "default") })
 
 	first, _ := api.Get(context.Background(), serviceAccountsGVR, "ns", "default")
 	if _, err := api.Delete(context.Background(), serviceAccountsGVR, "ns", "default", nil); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "a new default account", func() bool {
+	controllertest.Eventually(t, 5*time.Second, "a new default account", func() bool {
 		obj, err := api.Get(context.Background(), serviceAccountsGVR, "ns", "default")
 		return err == nil && obj.(*corev1.ServiceAccount).UID != first.(*corev1.ServiceAccount).UID
 	})

@@ -4,11 +4,13 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/orch-dev/orch/server/controllers/controllertest"
 	"github.com/orch-dev/orch/server/controllers/fakeapi"
 	"github.com/orch-dev/orch/server/controllers/informer"
 )
@@ -60,7 +62,7 @@ func TestTokenSecrets(t *testing.T) {
 		Data: map[string][]byte{"k": []byte("v")}}).(*corev1.Secret)
 	startTokens(t, api)
 
-	eventually(t, "the token secret filled", func() bool {
+	controllertest.Eventually(t, 5*time.Second, "the token secret filled", func() bool {
 		s, err := getSecret(api, "ns1", "builder-token")
 		return err == nil && len(s.Data["token"]) > 0
 	})
@@ -74,7 +76,7 @@ func TestTokenSecrets(t *testing.T) {
 	if s.Annotations[corev1.ServiceAccountUIDKey] != string(sa.UID) {
 		t.Errorf("uid annotation = %q, want %q", s.Annotations[corev1.ServiceAccountUIDKey], sa.UID)
 	}
-	eventually(t, "the secret of a missing account deleted", func() bool {
+	controllertest.Eventually(t, 5*time.Second, "the secret of a missing account deleted", func() bool {
 		_, err := getSecret(api, "ns1", "orphan-token")
 		return apierrors.IsNotFound(err)
 	})
@@ -90,7 +92,7 @@ func TestTokenSecrets(t *testing.T) {
 	if _, err := api.Update(ctx, secretsGVR, upd, "", "test"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the token secret repaired", func() bool {
+	controllertest.Eventually(t, 5*time.Second, "the token secret repaired", func() bool {
 		s, err := getSecret(api, "ns1", "builder-token")
 		return err == nil && len(s.Data["token"]) > 0 && string(s.Data["ca.crt"]) == testCA
 	})
@@ -99,7 +101,7 @@ func TestTokenSecrets(t *testing.T) {
 	if _, err := api.Delete(ctx, serviceAccountsGVR, "ns1", "builder", nil); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the token secret of a deleted account deleted", func() bool {
+	controllertest.Eventually(t, 5*time.Second, "the token secret of a deleted account deleted", func() bool {
 		_, err := getSecret(api, "ns1", "builder-token")
 		return apierrors.IsNotFound(err)
 	})
@@ -113,7 +115,7 @@ func TestTokenSecretOfRecreatedAccount(t *testing.T) {
 	old.Annotations[corev1.ServiceAccountUIDKey] = "uid-of-an-earlier-builder"
 	api.MustCreate(secretsGVR, old)
 	startTokens(t, api)
-	eventually(t, "the secret of an earlier account deleted", func() bool {
+	controllertest.Eventually(t, 5*time.Second, "the secret of an earlier account deleted", func() bool {
 		_, err := getSecret(api, "ns1", "builder-token")
 		return apierrors.IsNotFound(err)
 	})
@@ -134,12 +136,12 @@ func TestRootCAPublisher(t *testing.T) {
 	api.MustCreate(namespacesGVR, namespace("dying", corev1.NamespaceTerminating))
 	startTokens(t, api)
 
-	eventually(t, "kube-root-ca.crt in ns1", func() bool {
+	controllertest.Eventually(t, 5*time.Second, "kube-root-ca.crt in ns1", func() bool {
 		cm, err := getConfigMap(api, "ns1")
 		return err == nil && cm.Data["ca.crt"] == testCA && cm.Annotations["kubernetes.io/description"] != ""
 	})
 	api.MustCreate(namespacesGVR, namespace("ns2", corev1.NamespaceActive))
-	eventually(t, "kube-root-ca.crt in a new namespace", func() bool {
+	controllertest.Eventually(t, 5*time.Second, "kube-root-ca.crt in a new namespace", func() bool {
 		_, err := getConfigMap(api, "ns2")
 		return err == nil
 	})
@@ -153,14 +155,14 @@ func TestRootCAPublisher(t *testing.T) {
 	if _, err := api.Update(ctx, configMapsGVR, cm, "", "test"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "a changed kube-root-ca.crt restored", func() bool {
+	controllertest.Eventually(t, 5*time.Second, "a changed kube-root-ca.crt restored", func() bool {
 		cm, err := getConfigMap(api, "ns1")
 		return err == nil && len(cm.Data) == 1 && cm.Data["ca.crt"] == testCA
 	})
 	if _, err := api.Delete(ctx, configMapsGVR, "ns1", RootCAConfigMap, nil); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "a deleted kube-root-ca.crt recreated", func() bool {
+	controllertest.Eventually(t, 5*time.Second, "a deleted kube-root-ca.crt recreated", func() bool {
 		_, err := getConfigMap(api, "ns1")
 		return err == nil
 	})

@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/orch-dev/orch/server/controllers/controllertest"
 	"github.com/orch-dev/orch/server/controllers/fakeapi"
 	"github.com/orch-dev/orch/server/controllers/history"
 	"github.com/orch-dev/orch/server/controllers/history/historytest"
@@ -26,14 +27,14 @@ type env struct {
 	t        *testing.T
 	api      *fakeapi.API
 	kubelet  *historytest.Kubelet
-	recorder *historytest.Recorder
+	recorder *controllertest.Recorder
 }
 
 func start(t *testing.T) *env {
 	t.Helper()
 	api := fakeapi.New(historytest.Resources()...)
 	api.MustCreate(fakeapi.Nodes, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-1"}})
-	e := &env{t: t, api: api, kubelet: &historytest.Kubelet{API: api, DefaultNode: "node-1"}, recorder: &historytest.Recorder{}}
+	e := &env{t: t, api: api, kubelet: &historytest.Kubelet{API: api, DefaultNode: "node-1"}, recorder: &controllertest.Recorder{}}
 	factory := informer.NewFactory(api, quiet)
 	c := New(api, factory, e.recorder, Options{Logger: quiet})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -82,12 +83,8 @@ func statefulSet(name string, replicas int32) *appsv1.StatefulSet {
 
 func (e *env) waitFor(what string, cond func() bool) {
 	e.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			e.t.Fatalf("timed out waiting for %s; status %+v; pods: %s", what, e.sts("web").Status, e.describePods())
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !controllertest.WaitUntil(10*time.Second, cond) {
+		e.t.Fatalf("timed out waiting for %s; status %+v; pods: %s", what, e.sts("web").Status, e.describePods())
 	}
 }
 

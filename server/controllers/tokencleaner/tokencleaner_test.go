@@ -4,28 +4,18 @@ import (
 	"context"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/orch-dev/orch/server/auth/bootstraptoken"
+	"github.com/orch-dev/orch/server/controllers/controllertest"
 	"github.com/orch-dev/orch/server/controllers/fakeapi"
 	"github.com/orch-dev/orch/server/controllers/informer"
 )
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 func token(t *testing.T, id string, exp time.Time, edit func(*corev1.Secret)) *corev1.Secret {
 	t.Helper()
@@ -40,18 +30,10 @@ func token(t *testing.T, id string, exp time.Time, edit func(*corev1.Secret)) *c
 	return s
 }
 
-// clock is a settable time for the cleaner.
-type clock struct{ ns atomic.Int64 }
-
-func (c *clock) now() time.Time      { return time.Unix(0, c.ns.Load()) }
-func (c *clock) set(t time.Time)     { c.ns.Store(t.UnixNano()) }
-func (c *clock) add(d time.Duration) { c.ns.Add(int64(d)) }
-
 func TestCleaner(t *testing.T) {
 	api := fakeapi.New()
-	var clk clock
 	start := time.Date(2026, 11, 23, 15, 0, 0, 0, time.UTC)
-	clk.set(start)
+	clk := clocktesting.NewFakeClock(start)
 	const grace = time.Minute
 
 	api.MustCreate(fakeapi.Secrets, token(t, "gone01", start.Add(-grace-time.Second), nil))  // long expired
@@ -70,7 +52,7 @@ func TestCleaner(t *testing.T) {
 	api.MustCreate(fakeapi.Secrets, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "plain"}})
 
 	factory := informer.NewFactory(api, slog.New(slog.DiscardHandler))
-	c := New(api, factory, Options{Grace: grace, Now: clk.now, Logger: slog.New(slog.DiscardHandler)})
+	c := New(api, factory, Options{Grace: grace, Now: clk.Now, Logger: slog.New(slog.DiscardHandler)})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = c.Run(ctx) })
@@ -78,7 +60,7 @@ func TestCleaner(t *testing.T) {
 	t.Cleanup(func() { cancel(); wg.Wait() })
 
 	exists := func(ns, id string) bool { return api.Exists(fakeapi.Secrets, ns, bootstraptoken.SecretName(id)) }
-	eventually(t, "the long-expired and the unreadable token deleted", func() bool {
+	controllertest.Eventually(t, 20*time.Second, "the long-expired and the unreadable token deleted", func() bool {
 		return !exists("kube-system", "gone01") && !exists("kube-system", "badexp")
 	})
 	for _, id := range []string{"recent", "later1", "never1", "opaque"} {
@@ -93,9 +75,9 @@ func TestCleaner(t *testing.T) {
 	// Once the grace of "recent" is over it is deleted. Only the cleaner's
 	// clock moved (its queue's delays are real time), so an update queues
 	// the token again at once.
-	clk.add(grace)
+	clk.Step(grace)
 	touch(t, api, "recent")
-	eventually(t, "the recently expired token deleted after its grace", func() bool { return !exists("kube-system", "recent") })
+	controllertest.Eventually(t, 20*time.Second, "the recently expired token deleted after its grace", func() bool { return !exists("kube-system", "recent") })
 	if !exists("kube-system", "later1") || !exists("kube-system", "never1") {
 		t.Error("a valid token was deleted")
 	}
@@ -127,7 +109,7 @@ func TestCleanerRequeuesAtExpiry(t *testing.T) {
 	wg.Go(func() { _ = c.Run(ctx) })
 	wg.Go(func() { _ = factory.Run(ctx) })
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	eventually(t, "the token deleted after expiry and grace", func() bool {
+	controllertest.Eventually(t, 20*time.Second, "the token deleted after expiry and grace", func() bool {
 		return !api.Exists(fakeapi.Secrets, "kube-system", bootstraptoken.SecretName("short1"))
 	})
 }

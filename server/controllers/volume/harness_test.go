@@ -6,8 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/orch-dev/orch/server/controllers/controllertest"
 	"github.com/orch-dev/orch/server/controllers/fakeapi"
 	"github.com/orch-dev/orch/server/controllers/informer"
 	"github.com/orch-dev/orch/server/registry"
@@ -31,25 +30,6 @@ func testLogger() *slog.Logger {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
-// fakeRecorder keeps events as "Type Reason Message".
-type fakeRecorder struct {
-	mu     sync.Mutex
-	events []string
-}
-
-func (r *fakeRecorder) Eventf(_ runtime.Object, eventType, reason, messageFmt string, args ...interface{}) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, eventType+" "+reason+" "+fmt.Sprintf(messageFmt, args...))
-}
-
-// has reports whether an event starts with prefix.
-func (r *fakeRecorder) has(prefix string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.ContainsFunc(r.events, func(e string) bool { return strings.HasPrefix(e, prefix) })
 }
 
 // storageResources is the fake's default table plus the registry's own
@@ -130,7 +110,7 @@ type harness struct {
 	t    *testing.T
 	ctx  context.Context
 	api  *fakeapi.API
-	rec  *fakeRecorder
+	rec  *controllertest.Recorder
 	ctrl *Controller
 }
 
@@ -139,7 +119,7 @@ func start(t *testing.T, opts Options, objs ...runtime.Object) *harness {
 	t.Helper()
 	resources := storageResources(t)
 	api := fakeapi.New(resources...)
-	h := &harness{t: t, api: api, rec: &fakeRecorder{}}
+	h := &harness{t: t, api: api, rec: &controllertest.Recorder{}}
 	checked := &validatingAPI{API: api, t: t, res: map[schema.GroupVersionResource]*registry.Resource{}}
 	for _, res := range resources {
 		checked.res[res.GroupVersionResource()] = res
@@ -232,25 +212,13 @@ func (h *harness) delete(obj runtime.Object) {
 // eventually polls cond for up to 5 s.
 func (h *harness) eventually(what string, cond func() bool) {
 	h.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			h.t.Fatalf("timed out waiting: %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	controllertest.Eventually(h.t, 5*time.Second, what, cond)
 }
 
 // never checks that cond stays false for a while.
 func (h *harness) never(what string, cond func() bool) {
 	h.t.Helper()
-	deadline := time.Now().Add(200 * time.Millisecond)
-	for time.Now().Before(deadline) {
-		if cond() {
-			h.t.Fatalf("unexpected: %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	controllertest.Never(h.t, 200*time.Millisecond, what, cond)
 }
 
 func (h *harness) claimPhase(name string, phase corev1.PersistentVolumeClaimPhase) func() bool {

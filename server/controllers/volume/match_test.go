@@ -139,7 +139,7 @@ func TestExternalProvisionerIsLeftToItsWork(t *testing.T) {
 		return ok && c.Annotations[annStorageProvisioner] == "rancher.io/local-path" && c.Annotations[annBetaStorageProvisioner] == "rancher.io/local-path"
 	})
 	h.eventually("ExternalProvisioning event", func() bool {
-		return h.rec.has("Normal ExternalProvisioning Waiting for a volume to be created either by the external provisioner 'rancher.io/local-path'")
+		return h.rec.Has("Normal ExternalProvisioning Waiting for a volume to be created either by the external provisioner 'rancher.io/local-path'")
 	})
 	// The external provisioner's volume, pre-bound to the claim, binds.
 	c, _ := h.claim("data")

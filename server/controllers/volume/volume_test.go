@@ -21,7 +21,7 @@ func TestWaitForFirstConsumerProvisionsOnSelectedNode(t *testing.T) {
 		return ok && pvc.Spec.StorageClassName != nil && *pvc.Spec.StorageClassName == LocalPathClassName
 	})
 	h.eventually("WaitForFirstConsumer event", func() bool {
-		return h.rec.has("Normal WaitForFirstConsumer waiting for first consumer to be created before binding")
+		return h.rec.Has("Normal WaitForFirstConsumer waiting for first consumer to be created before binding")
 	})
 	h.eventually("claim pending", h.claimPhase("data", corev1.ClaimPending))
 	pvc, _ := h.claim("data")
@@ -71,8 +71,8 @@ func TestWaitForFirstConsumerProvisionsOnSelectedNode(t *testing.T) {
 	if got := pvc.Status.Capacity[corev1.ResourceStorage]; got.String() != "2Gi" || !slices.Equal(pvc.Status.AccessModes, pv.Spec.AccessModes) {
 		t.Errorf("claim status = %+v", pvc.Status)
 	}
-	if !h.rec.has("Normal ProvisioningSucceeded Successfully provisioned volume " + pvName) {
-		t.Errorf("no ProvisioningSucceeded event in %v", h.rec.events)
+	if !h.rec.Has("Normal ProvisioningSucceeded Successfully provisioned volume " + pvName) {
+		t.Errorf("no ProvisioningSucceeded event in %v", h.rec.Events())
 	}
 }
 
@@ -117,7 +117,7 @@ func TestImmediateBindsSmallestFit(t *testing.T) {
 	// A claim without a class and no default class: the FailedBinding event.
 	h.create(claim("d", "-", "1Gi"))
 	h.eventually("FailedBinding", func() bool {
-		return h.rec.has("Normal FailedBinding no persistent volumes available for this claim and no storage class is set")
+		return h.rec.Has("Normal FailedBinding no persistent volumes available for this claim and no storage class is set")
 	})
 }
 
@@ -183,8 +183,8 @@ func TestReclaim(t *testing.T) {
 			}
 			h.eventually("volume "+string(tt.wantPhase), h.volumePhase("pv", tt.wantPhase))
 			h.never("volume deleted", h.volumeGone("pv"))
-			if tt.wantEvent != "" && !h.rec.has(tt.wantEvent) {
-				t.Errorf("no event %q in %v", tt.wantEvent, h.rec.events)
+			if tt.wantEvent != "" && !h.rec.Has(tt.wantEvent) {
+				t.Errorf("no event %q in %v", tt.wantEvent, h.rec.Events())
 			}
 		})
 	}
@@ -254,8 +254,8 @@ func TestLostClaim(t *testing.T) {
 	h.update(pv, "", func(obj runtime.Object) { obj.(*corev1.PersistentVolume).Finalizers = nil })
 	h.eventually("volume gone", h.volumeGone("pv"))
 	h.eventually("claim lost", h.claimPhase("data", corev1.ClaimLost))
-	if !h.rec.has("Warning ClaimLost Bound claim has lost its PersistentVolume. Data on the volume is lost!") {
-		t.Errorf("no ClaimLost event in %v", h.rec.events)
+	if !h.rec.Has("Warning ClaimLost Bound claim has lost its PersistentVolume. Data on the volume is lost!") {
+		t.Errorf("no ClaimLost event in %v", h.rec.Events())
 	}
 }
 

@@ -6,7 +6,6 @@ package historytest
 
 import (
 	"context"
-	"fmt"
 	"reflect"
 	"sync"
 	"time"
@@ -36,7 +35,7 @@ func Resources() []*registry.Resource {
 	workload := func(r *registry.Resource) *registry.Resource {
 		r.Subresources = []string{"status"}
 		r.PrepareForUpdate = keepStatusBumpGeneration
-		r.PrepareForStatusUpdate = keepAllButStatus
+		r.PrepareForStatusUpdate = fakeapi.KeepAllButStatus
 		return r
 	}
 	return append(fakeapi.Resources(),
@@ -69,15 +68,6 @@ func keepStatusBumpGeneration(obj, old runtime.Object) {
 	if !apiequality.Semantic.DeepEqual(v.FieldByName("Spec").Interface(), o.FieldByName("Spec").Interface()) {
 		m.SetGeneration(om.GetGeneration() + 1)
 	}
-}
-
-func keepAllButStatus(obj, old runtime.Object) {
-	v := reflect.ValueOf(obj).Elem()
-	status := v.FieldByName("Status")
-	saved := reflect.New(status.Type()).Elem()
-	saved.Set(status)
-	v.Set(reflect.ValueOf(old.DeepCopyObject()).Elem())
-	v.FieldByName("Status").Set(saved)
 }
 
 // Kubelet simulates the scheduler and the kubelets of a cluster: it binds
@@ -197,24 +187,4 @@ func targetNode(pod *corev1.Pod, fallback string) string {
 		}
 	}
 	return fallback
-}
-
-// Recorder is an events.Recorder keeping "Type Reason message" lines.
-type Recorder struct {
-	mu     sync.Mutex
-	events []string
-}
-
-// Eventf implements events.Recorder.
-func (r *Recorder) Eventf(_ runtime.Object, eventType, reason, messageFmt string, args ...interface{}) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, eventType+" "+reason+" "+fmt.Sprintf(messageFmt, args...))
-}
-
-// Events returns the lines recorded so far.
-func (r *Recorder) Events() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]string(nil), r.events...)
 }

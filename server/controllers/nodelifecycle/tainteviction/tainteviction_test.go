@@ -14,9 +14,9 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/orch-dev/orch/server/controllers/controllertest"
 	"github.com/orch-dev/orch/server/controllers/fakeapi"
 	"github.com/orch-dev/orch/server/controllers/informer"
 )
@@ -70,36 +70,10 @@ func newHarness(t *testing.T) *harness {
 	return &harness{t: t, ctx: ctx, api: api, clock: clock, rec: rec, c: c}
 }
 
+// waitCache waits until the informers show what the fake stores.
 func (h *harness) waitCache() {
 	h.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !h.cacheCurrent(nodesGVR, h.c.nodes) || !h.cacheCurrent(podsGVR, h.c.pods) {
-		if time.Now().After(deadline) {
-			h.t.Fatal("informer caches did not catch up")
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-func (h *harness) cacheCurrent(gvr schema.GroupVersionResource, inf *informer.Informer) bool {
-	objs, _, err := h.api.List(h.ctx, gvr, "", metav1.ListOptions{})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	if len(objs) != inf.Len() {
-		return false
-	}
-	for _, obj := range objs {
-		m, _ := meta.Accessor(obj)
-		cached, ok := inf.GetByName(m.GetNamespace(), m.GetName())
-		if !ok {
-			return false
-		}
-		if cm, _ := meta.Accessor(cached); cm.GetResourceVersion() != m.GetResourceVersion() {
-			return false
-		}
-	}
-	return true
+	controllertest.WaitForCaches(h.t, h.api, h.c.nodes, h.c.pods)
 }
 
 // sync plans every node and pod on a current cache, then runs the due
@@ -363,26 +337,14 @@ func TestRun(t *testing.T) {
 	h.setTaints("n1", unreachable)
 	wait := func(name string) {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for !h.evicted(name) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s not evicted", name)
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
+		controllertest.Eventually(t, 5*time.Second, name+" evicted", func() bool { return h.evicted(name) })
 	}
 	wait("q")
 	if h.evicted("p") {
 		t.Fatal("tolerating pod evicted at once")
 	}
 	// Wait for the timer to be set before moving the clock.
-	deadline := time.Now().Add(5 * time.Second)
-	for !h.clock.HasWaiters() {
-		if time.Now().After(deadline) {
-			t.Fatal("no eviction timer")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	controllertest.Eventually(t, 5*time.Second, "an eviction timer", h.clock.HasWaiters)
 	h.clock.Step(30 * time.Second)
 	wait("p")
 }
