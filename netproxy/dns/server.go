@@ -220,6 +220,10 @@ func (s *Server) ServeDNS(w mdns.ResponseWriter, r *mdns.Msg) {
 	}()
 	network := w.RemoteAddr().Network()
 	resp := s.answer(r, network)
+	// Name compression, as CoreDNS always uses: a headless service's
+	// addresses repeat its name in every record, and uncompressed ten of
+	// them no longer fit a plain 512-byte UDP answer.
+	resp.Compress = true
 	if network == "udp" {
 		// Fit the client's buffer; it retries over TCP on TC.
 		size := mdns.MinMsgSize

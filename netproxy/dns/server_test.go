@@ -442,3 +442,20 @@ func BenchmarkQueries(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "queries/s")
 }
+
+// TestAnswersCompressed: ten addresses of a headless service fit a
+// plain 512-byte UDP answer only with name compression.
+func TestAnswersCompressed(t *testing.T) {
+	srv := New(Config{})
+	var eps []discoveryv1.Endpoint
+	for i := range 10 {
+		eps = append(eps, endpoint(netip.AddrFrom4([4]byte{10, 42, 5, byte(i + 1)}).String(), "", true))
+	}
+	srv.Replace([]*v1.Service{service("a-long-namespace-name", "a-long-service-name", v1.ClusterIPNone)},
+		[]*discoveryv1.EndpointSlice{endpointSlice("a-long-namespace-name", "a-long-service-name", "s-1", nil, eps...)})
+	addr := startServer(t, srv)
+	r := query(t, addr, "a-long-service-name.a-long-namespace-name.svc.cluster.local.", mdns.TypeA)
+	if r.Truncated || len(r.Answer) != 10 {
+		t.Fatalf("%d answers, truncated %v; want all 10 in 512 bytes", len(r.Answer), r.Truncated)
+	}
+}
