@@ -9,6 +9,7 @@ import (
 
 	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/cgroups/manager"
+	"golang.org/x/sys/unix"
 )
 
 // Resources are a container's (or pod's) cgroup limits in cgroup v1 units;
@@ -123,6 +124,13 @@ func CheckCgroups() error {
 			}
 		}
 		return nil
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs("/sys/fs/cgroup", &fs); err == nil && fs.Type == unix.SYSFS_MAGIC {
+		// Nothing mounted there: typically `ip netns exec`, which mounts
+		// a fresh /sys for the command it runs.
+		return errors.New("no cgroup file system is mounted at /sys/fs/cgroup in this mount namespace " +
+			"(under `ip netns exec`, which remounts /sys, use `nsenter --net=/run/netns/NAME` instead)")
 	}
 	for _, want := range []string{"cpu", "memory", "pids", "devices"} {
 		if _, err := os.Stat("/sys/fs/cgroup/" + want); err != nil {
