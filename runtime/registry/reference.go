@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // Docker Hub's names: images without a domain live there, under library/
@@ -16,13 +17,24 @@ const (
 	maxNameLength    = 255
 )
 
-// The grammar of github.com/distribution/reference.
-var (
-	pathComponent = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*$`)
-	domainRe      = regexp.MustCompile(`^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?$`)
-	tagRe         = regexp.MustCompile(`^[\w][\w.-]{0,127}$`)
-	sha256Re      = regexp.MustCompile(`^sha256:[a-f0-9]{64}$`)
-)
+// referenceGrammar is the grammar of github.com/distribution/reference,
+// compiled on first use: every orch process runs this package's
+// initialisation, container shims and inits included, and compiling these
+// patterns (the bounded repetitions {0,127} and {64} unroll into long
+// programs) cost each one about 150 KB of heap and 2,000 allocations at
+// start for a parser that only image pulls and imports use.
+var referenceGrammar = sync.OnceValue(func() *grammar {
+	return &grammar{
+		pathComponent: regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*$`),
+		domain:        regexp.MustCompile(`^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?$`),
+		tag:           regexp.MustCompile(`^[\w][\w.-]{0,127}$`),
+		sha256:        regexp.MustCompile(`^sha256:[a-f0-9]{64}$`),
+	}
+})
+
+type grammar struct {
+	pathComponent, domain, tag, sha256 *regexp.Regexp
+}
 
 // Reference is a parsed image reference in its full form:
 // "busybox" is Domain docker.io, Path library/busybox, Tag latest.
@@ -42,10 +54,11 @@ func ParseReference(ref string) (Reference, error) {
 	if ref == "" {
 		return Reference{}, fmt.Errorf("invalid reference format: repository name must have at least one component")
 	}
+	g := referenceGrammar()
 	name, digest, hasDigest := strings.Cut(ref, "@")
 	var r Reference
 	if hasDigest {
-		if !sha256Re.MatchString(digest) {
+		if !g.sha256.MatchString(digest) {
 			return Reference{}, fmt.Errorf("invalid reference format %q: digest must be sha256: and 64 lower-case hex digits", ref)
 		}
 		r.Digest = digest
@@ -54,7 +67,7 @@ func ParseReference(ref string) (Reference, error) {
 	// colon before it belongs to host:port.
 	if i := strings.LastIndexByte(name, ':'); i > strings.LastIndexByte(name, '/') {
 		name, r.Tag = name[:i], name[i+1:]
-		if !tagRe.MatchString(r.Tag) {
+		if !g.tag.MatchString(r.Tag) {
 			return Reference{}, fmt.Errorf("invalid reference format %q: bad tag %q", ref, r.Tag)
 		}
 	}
@@ -65,7 +78,7 @@ func ParseReference(ref string) (Reference, error) {
 			r.Domain, r.Path = first, name[i+1:]
 		}
 	}
-	if !domainRe.MatchString(r.Domain) {
+	if !g.domain.MatchString(r.Domain) {
 		return Reference{}, fmt.Errorf("invalid reference format %q: bad registry host %q", ref, r.Domain)
 	}
 	if r.Domain == legacyDomain {
@@ -78,7 +91,7 @@ func ParseReference(ref string) (Reference, error) {
 		return Reference{}, fmt.Errorf("invalid reference format: repository name (%s) must be lowercase", r.Path)
 	}
 	for _, c := range strings.Split(r.Path, "/") {
-		if !pathComponent.MatchString(c) {
+		if !g.pathComponent.MatchString(c) {
 			return Reference{}, fmt.Errorf("invalid reference format %q: bad repository name component %q", ref, c)
 		}
 	}

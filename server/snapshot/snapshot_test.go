@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -445,5 +446,19 @@ func TestSaveWithoutStore(t *testing.T) {
 	}
 	if _, err := os.Stat(Dir(dataDir)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Save without a store created %s", Dir(dataDir))
+	}
+}
+
+// TestValidName checks the hand-written name check against the pattern
+// it replaces.
+func TestValidName(t *testing.T) {
+	re := regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$`)
+	for _, name := range []string{
+		"", "a", "0", "on-demand", "etcd-snapshot", "a.b_c-d", "-a", "a-", ".a", "a.", "_", "A", "aB", "a b", "a/b",
+		"ä", strings.Repeat("a", 64), strings.Repeat("a", 65), "a" + strings.Repeat("-", 62) + "a", "a" + strings.Repeat("-", 63) + "a",
+	} {
+		if got, want := validName(name), re.MatchString(name); got != want {
+			t.Errorf("validName(%q) = %v, the pattern says %v", name, got, want)
+		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -53,8 +54,13 @@ const (
 	DefaultExtraGroup = "system:bootstrappers:orch:default-node-token"
 )
 
-// extraGroupPattern is Kubernetes' BootstrapGroupPattern.
-var extraGroupPattern = regexp.MustCompile(`\Asystem:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]\z`)
+// extraGroupPattern is Kubernetes' BootstrapGroupPattern, compiled on
+// first use: its {0,255} unrolls into a program of about 170 KB, which
+// every orch process (container shims included) paid at start although
+// only token validation needs it.
+var extraGroupPattern = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`\Asystem:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]\z`)
+})
 
 // Info is a bootstrap token as its Secret describes it.
 type Info struct {
@@ -75,8 +81,8 @@ func SecretName(id string) string { return SecretPrefix + id }
 // ValidateExtraGroup checks a group as Kubernetes does: it must start
 // with "system:bootstrappers:".
 func ValidateExtraGroup(g string) error {
-	if !extraGroupPattern.MatchString(g) {
-		return fmt.Errorf("group %q must match %s (e.g. %s)", g, extraGroupPattern.String(), DefaultExtraGroup)
+	if re := extraGroupPattern(); !re.MatchString(g) {
+		return fmt.Errorf("group %q must match %s (e.g. %s)", g, re.String(), DefaultExtraGroup)
 	}
 	return nil
 }
