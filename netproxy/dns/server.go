@@ -109,7 +109,7 @@ func New(cfg Config) *Server {
 	}
 	// Never nil: the first queries (a resolver sends A and AAAA at once)
 	// must not race the first build.
-	s.view.Store(buildView(s.domain, cfg.TTL, 0, snapshot{}))
+	s.view.Store(buildView(s.domain, cfg.TTL, 0, snapshot{}, nil))
 	return s
 }
 
@@ -172,7 +172,7 @@ func (s *Server) current() *view {
 	if v := s.view.Load(); v.gen == gen {
 		return v // another query rebuilt it meanwhile
 	}
-	v := buildView(s.domain, s.cfg.TTL, gen, snapshot{services: &s.services, slices: &s.slices, namespaces: &s.namespaces})
+	v := buildView(s.domain, s.cfg.TTL, gen, snapshot{services: &s.services, slices: &s.slices, namespaces: &s.namespaces}, s.view.Load())
 	s.view.Store(v)
 	return v
 }
@@ -246,7 +246,7 @@ func (s *Server) answer(r *mdns.Msg, network string) *mdns.Msg {
 	if q.Qclass == mdns.ClassINET && (name == s.domain || strings.HasSuffix(name, "."+s.domain)) {
 		return s.cluster(v, r, q, name)
 	}
-	if targets, ok := v.ptr[name]; ok && q.Qclass == mdns.ClassINET {
+	if targets := s.reverse(v, name); len(targets) > 0 && q.Qclass == mdns.ClassINET {
 		m.SetReply(r)
 		m.Authoritative = true
 		if q.Qtype == mdns.TypePTR || q.Qtype == mdns.TypeANY {
@@ -294,7 +294,7 @@ func (s *Server) cluster(v *view, r *mdns.Msg, q mdns.Question, name string) *md
 	m := new(mdns.Msg)
 	m.SetReply(r)
 	m.Authoritative = true
-	rec := v.names[name]
+	rec := v.lookup(name)
 	if rec == nil {
 		if addr, ok := s.podName(v, name); ok {
 			switch {
@@ -311,7 +311,7 @@ func (s *Server) cluster(v *view, r *mdns.Msg, q mdns.Question, name string) *md
 			m.Answer = append(m.Answer, s.soa(v))
 			return finish(r, m)
 		}
-		if !v.exists[name] && name != s.domain && !s.namespaceName(v, name) {
+		if !v.exists(name) {
 			m.Rcode = mdns.RcodeNameError
 		}
 		m.Ns = append(m.Ns, s.soa(v))
@@ -336,7 +336,7 @@ func (s *Server) cluster(v *view, r *mdns.Msg, q mdns.Question, name string) *md
 			c.Hdr.Name = q.Name
 			m.Answer = append(m.Answer, &c)
 			// Glue: the targets' addresses save a second round trip.
-			if t := v.names[srv.Target]; t != nil && !glued[srv.Target] {
+			if t := v.lookup(srv.Target); t != nil && !glued[srv.Target] {
 				glued[srv.Target] = true
 				for _, a := range t.a {
 					m.Extra = append(m.Extra, &mdns.A{Hdr: s.hdr(srv.Target, mdns.TypeA), A: a.AsSlice()})
@@ -366,16 +366,12 @@ func (s *Server) podName(v *view, name string) (netip.Addr, bool) {
 	return undashed(label)
 }
 
-// namespaceName reports whether name is <ns>.svc.<domain> or
-// <ns>.pod.<domain> of a namespace that exists: NODATA, not NXDOMAIN,
-// even when the namespace has no services.
-func (s *Server) namespaceName(v *view, name string) bool {
-	for _, sub := range []string{".svc.", ".pod."} {
-		if ns, ok := strings.CutSuffix(name, sub+s.domain); ok && ns != "" && !strings.Contains(ns, ".") {
-			return v.namespaceExists(ns)
-		}
+// reverse returns the PTR targets of name when it is a reverse name.
+func (s *Server) reverse(v *view, name string) []string {
+	if !strings.HasSuffix(name, ".in-addr.arpa.") && !strings.HasSuffix(name, ".ip6.arpa.") {
+		return nil
 	}
-	return false
+	return v.ptrs(name)
 }
 
 // chase resolves an ExternalName service's target the way CoreDNS does,
@@ -384,7 +380,7 @@ func (s *Server) namespaceName(v *view, name string) bool {
 // from the upstreams. A failure leaves the answer with the CNAME only.
 func (s *Server) chase(v *view, target string, qtype uint16) []mdns.RR {
 	if target == s.domain || strings.HasSuffix(target, "."+s.domain) {
-		t := v.names[target]
+		t := v.lookup(target)
 		if t == nil || (qtype != mdns.TypeA && qtype != mdns.TypeANY) {
 			return nil
 		}
