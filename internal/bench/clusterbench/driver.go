@@ -47,16 +47,24 @@ func runDriver(o options) error {
 		if err != nil {
 			return err
 		}
-		return measureAll(ctx, e, c, res)
+		if err := measureAll(ctx, e, c, res); err != nil {
+			return err
+		}
+		if err := res.print(o); err != nil {
+			return err
+		}
+		return c.holdUp(ctx)
 	})
-	if err != nil {
-		return err
-	}
+	return err
+}
+
+// print writes the report to stdout and to -out.
+func (r *results) print(o options) error {
 	var report string
 	if o.idleOnly {
-		report = res.idleSummary()
+		report = r.idleSummary()
 	} else {
-		report = res.markdown(o)
+		report = r.markdown(o)
 	}
 	fmt.Print(report)
 	if o.out != "" {
@@ -82,7 +90,7 @@ func measureAll(ctx context.Context, e *env, c *cluster, res *results) error {
 	}
 	res.heap = c.goMemory(ctx)
 	if c.o.idleOnly {
-		return c.holdUp(ctx)
+		return nil
 	}
 
 	say("starting %d busybox pods", c.o.pods)
@@ -122,7 +130,7 @@ func measureAll(ctx context.Context, e *env, c *cluster, res *results) error {
 		return err
 	}
 	res.binaries = binarySizes(c.o.orch, c.o.orchArm64)
-	return c.holdUp(ctx)
+	return nil
 }
 
 // holdUp keeps the cluster running for -hold so that its processes can
