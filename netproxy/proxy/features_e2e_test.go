@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os/exec"
 	"regexp"
 	"strings"
 	"syscall"
@@ -134,10 +135,9 @@ func featureConfig() Config {
 	return cfg
 }
 
-// serveWho runs a TCP server on addr in ns that answers every connection
-// with "NAME from CLIENT-IP": the client address shows whether the proxy
-// masqueraded the connection.
-func serveWho(t *testing.T, ns netns.NsHandle, addr netip.AddrPort, name string) {
+// serveOn runs a TCP server on addr in ns that hands every connection to
+// handle on a goroutine of its own and closes it afterwards.
+func serveOn(t *testing.T, ns netns.NsHandle, addr netip.AddrPort, handle func(net.Conn)) {
 	t.Helper()
 	var ln net.Listener
 	if err := inNetns(ns, func() (err error) {
@@ -153,11 +153,23 @@ func serveWho(t *testing.T, ns netns.NsHandle, addr netip.AddrPort, name string)
 			if err != nil {
 				return
 			}
-			from, _, _ := net.SplitHostPort(c.RemoteAddr().String())
-			fmt.Fprintf(c, "%s from %s", name, from)
-			c.Close()
+			go func() {
+				defer c.Close()
+				handle(c)
+			}()
 		}
 	}()
+}
+
+// serveWho answers every connection to addr in ns with "NAME from
+// CLIENT-IP": the client address shows whether the proxy masqueraded the
+// connection.
+func serveWho(t *testing.T, ns netns.NsHandle, addr netip.AddrPort, name string) {
+	t.Helper()
+	serveOn(t, ns, addr, func(c net.Conn) {
+		from, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+		fmt.Fprintf(c, "%s from %s", name, from)
+	})
 }
 
 // answers connects n times from ns to addr and counts the distinct
@@ -467,46 +479,33 @@ func TestE2ERestartKeepsRules(t *testing.T) {
 	}
 }
 
-// withoutExpiry drops the remaining lifetimes ("expires 2h59m58s") of
-// dynamic set elements from an nft listing.
+// withoutExpiry drops the lifetimes of dynamic set elements ("10.0.0.1
+// timeout 2h59m59s996ms expires 2h59m58s") from an nft listing: a
+// whole-table write carries elements over with their remaining time as
+// their own timeout.
 func withoutExpiry(listing string) string {
-	return expiresRE.ReplaceAllString(listing, "")
+	return expiresRE.ReplaceAllString(listing, "$1")
 }
 
-var expiresRE = regexp.MustCompile(` expires [0-9hms]+`)
+// expiresRE matches an element's timeout or expiry after its address (a
+// set's own "timeout 3h" follows a word, not a digit).
+var expiresRE = regexp.MustCompile(`([0-9])(?: (?:timeout|expires) [0-9hms]+)+`)
 
 // serveEcho runs a line echo server on addr in ns.
 func serveEcho(t *testing.T, ns netns.NsHandle, addr netip.AddrPort) {
 	t.Helper()
-	var ln net.Listener
-	if err := inNetns(ns, func() (err error) {
-		ln, err = net.Listen("tcp4", addr.String())
-		return err
-	}); err != nil {
-		t.Fatalf("listen on %s: %v", addr, err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	serveOn(t, ns, addr, func(c net.Conn) {
+		r := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			line, err := r.ReadString('\n')
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if _, err := c.Write([]byte(line)); err != nil {
-						return
-					}
-				}
-			}()
+			if _, err := c.Write([]byte(line)); err != nil {
+				return
+			}
 		}
-	}()
+	})
 }
 
 type echoConn struct {
@@ -537,5 +536,50 @@ func (c *echoConn) roundTrip(t *testing.T, msg string) {
 	got, err := c.r.ReadString('\n')
 	if err != nil || strings.TrimSpace(got) != msg {
 		t.Fatalf("%s: read %q, %v", msg, got, err)
+	}
+}
+
+// TestE2EResyncAfterNftByHand: an administrator deletes the table with
+// nft(8), or flushes the whole ruleset; the Syncer notices at its next
+// check and writes the same table again.
+func TestE2EResyncAfterNftByHand(t *testing.T) {
+	tn := setupNet(t)
+	tn.serve(t, 8080, "web-0")
+	w := &NFTables{NetNSFd: int(tn.node)}
+	cfg := e2eConfig()
+	s := NewSyncer(cfg, w, SyncerOptions{MinSyncInterval: 10 * time.Millisecond, CheckInterval: 50 * time.Millisecond})
+	results := s.Results()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	s.Replace([]*v1.Service{svc("web", "198.19.0.10", tcpPort("http", 80, 0))},
+		[]*discoveryv1.EndpointSlice{slice("web", "web-abc", "http", 8080, ep("198.18.1.2", "node-a", true))})
+	waitResult(t, results)
+	want := listTable(t, w, cfg.Table)
+
+	for _, args := range [][]string{{"delete", "table", "ip", cfg.Table}, {"flush", "ruleset"}} {
+		name := "nft " + strings.Join(args, " ")
+		if err := inNetns(tn.node, func() error {
+			// A child forked on this thread starts in its namespace.
+			out, err := exec.Command("nft", args...).CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("%w: %s", err, out)
+			}
+			return nil
+		}); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		// The Syncer writes only when something changed: a write now is
+		// its answer to the missing table. (Whether the table is gone
+		// cannot be checked here: the Syncer may have restored it
+		// already.)
+		waitResult(t, results)
+		if got := listTable(t, w, cfg.Table); got != want {
+			t.Fatalf("after %s the table is\n%s\n\nwant\n%s", name, got, want)
+		}
+		if got, err := get(tn.node, "198.19.0.10:80", 2*time.Second); err != nil || got != "web-0" {
+			t.Fatalf("after %s: got %q, %v", name, got, err)
+		}
 	}
 }
