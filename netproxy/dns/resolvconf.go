@@ -102,7 +102,9 @@ func readResolvConf(path string) (HostResolvConf, error) {
 }
 
 // ParseResolvConf reads a resolv.conf as kubelet does: every nameserver
-// line, the last search (or domain) line, and all options.
+// line, the last search line (trailing dots dropped, "." left out), and
+// all options, a later one replacing an earlier one of the same name.
+// "domain" lines are ignored, as kubelet ignores them.
 func ParseResolvConf(r io.Reader) (HostResolvConf, error) {
 	var c HostResolvConf
 	sc := bufio.NewScanner(r)
@@ -120,10 +122,22 @@ func ParseResolvConf(r io.Reader) (HostResolvConf, error) {
 			if len(f) > 1 {
 				c.Nameservers = append(c.Nameservers, f[1])
 			}
-		case "search", "domain":
-			c.Searches = slices.Clone(f[1:])
+		case "search":
+			c.Searches = c.Searches[:0]
+			for _, d := range f[1:] {
+				if d != "." {
+					c.Searches = append(c.Searches, strings.TrimSuffix(d, "."))
+				}
+			}
 		case "options":
-			c.Options = append(c.Options, f[1:]...)
+			for _, o := range f[1:] {
+				name, _, _ := strings.Cut(o, ":")
+				c.Options = slices.DeleteFunc(c.Options, func(e string) bool {
+					n, _, _ := strings.Cut(e, ":")
+					return n == name
+				})
+				c.Options = append(c.Options, o)
+			}
 		}
 	}
 	if err := sc.Err(); err != nil {

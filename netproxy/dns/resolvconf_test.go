@@ -57,14 +57,27 @@ func TestResolvConf(t *testing.T) {
 }
 
 func TestParseResolvConf(t *testing.T) {
-	in := "# generated\nnameserver 192.0.2.53\ndomain old\nsearch lan corp ; trailing comment\nnameserver 192.0.2.54\noptions edns0 timeout:2\n"
-	got, err := ParseResolvConf(strings.NewReader(in))
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name, in                   string
+		servers, searches, options string
+	}{
+		{"comments, several nameservers", "# generated\nnameserver 192.0.2.53\nsearch lan corp ; trailing comment\nnameserver 192.0.2.54\noptions edns0 timeout:2\n",
+			"192.0.2.53,192.0.2.54", "lan,corp", "edns0,timeout:2"},
+		{"the last search line wins; trailing dots and . dropped", "search old\nsearch lan. . corp\n", "", "lan,corp", ""},
+		{"domain lines are ignored, as by kubelet", "domain example.org\nnameserver 192.0.2.53\n", "192.0.2.53", "", ""},
+		{"a later option replaces an earlier one", "options ndots:2 edns0\noptions ndots:3\n", "", "", "edns0,ndots:3"},
 	}
-	if strings.Join(got.Nameservers, ",") != "192.0.2.53,192.0.2.54" || strings.Join(got.Searches, ",") != "lan,corp" ||
-		strings.Join(got.Options, ",") != "edns0,timeout:2" {
-		t.Fatalf("got %+v", got)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseResolvConf(strings.NewReader(tc.in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(got.Nameservers, ",") != tc.servers || strings.Join(got.Searches, ",") != tc.searches ||
+				strings.Join(got.Options, ",") != tc.options {
+				t.Fatalf("got %+v", got)
+			}
+		})
 	}
 }
 
