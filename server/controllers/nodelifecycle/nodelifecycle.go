@@ -280,19 +280,47 @@ func (c *Controller) Run(ctx context.Context) error {
 
 	monitor := c.clock.NewTicker(c.opts.MonitorPeriod)
 	defer monitor.Stop()
-	taints := c.clock.NewTicker(taintPassPeriod)
-	defer taints.Stop()
+	// The taint queues fill only in monitorNodeHealth, on this goroutine,
+	// so the taint pass ticks only while a queue holds a node: a healthy
+	// cluster does not wake up every second for an empty pass.
+	var taints clock.Ticker
+	defer func() {
+		if taints != nil {
+			taints.Stop()
+		}
+	}()
 	c.monitorNodeHealth(ctx)
 	for {
+		var taintTick <-chan time.Time
+		switch queued := c.taintsQueued(); {
+		case queued && taints == nil:
+			taints = c.clock.NewTicker(taintPassPeriod)
+			taintTick = taints.C()
+		case queued:
+			taintTick = taints.C()
+		case taints != nil:
+			taints.Stop()
+			taints = nil
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-monitor.C():
 			c.monitorNodeHealth(ctx)
-		case <-taints.C():
+		case <-taintTick:
 			c.doNoExecuteTaintingPass(ctx)
 		}
 	}
+}
+
+// taintsQueued reports whether any zone's taint queue holds a node.
+func (c *Controller) taintsQueued() bool {
+	for _, z := range c.zones {
+		if z.tainter.len() > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // now is the controller's clock as an API timestamp. API timestamps have
