@@ -66,6 +66,10 @@ type Config struct {
 	// NodeIP is the node's InternalIP; default: the address of the
 	// interface of the default route.
 	NodeIP string
+	// NodeExternalIP, when set, is the node's ExternalIP address, e.g.
+	// a NAT's public address: the one the built-in service load
+	// balancer advertises for this node.
+	NodeExternalIP string
 	// ServerNode marks a node that also runs the control plane: it gets
 	// the node-role.kubernetes.io/control-plane label.
 	ServerNode bool

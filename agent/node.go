@@ -141,18 +141,24 @@ func (a *Agent) nodeStatus(old *v1.NodeStatus) v1.NodeStatus {
 	}
 	hostname, _ := os.Hostname()
 	st := v1.NodeStatus{
-		Capacity:    capacity,
-		Allocatable: capacity.DeepCopy(),
-		Conditions:  conds,
-		Addresses: []v1.NodeAddress{
-			{Type: v1.NodeInternalIP, Address: a.hostIP},
-			{Type: v1.NodeHostName, Address: hostname},
-		},
+		Capacity:        capacity,
+		Allocatable:     capacity.DeepCopy(),
+		Conditions:      conds,
+		Addresses:       a.nodeAddresses(hostname),
 		DaemonEndpoints: v1.NodeDaemonEndpoints{KubeletEndpoint: v1.DaemonEndpoint{Port: kubeletPort}},
 		NodeInfo:        nodeInfo(),
 		Images:          a.nodeImages(),
 	}
 	return st
+}
+
+// nodeAddresses are the node's status.addresses, in the kubelet's order.
+func (a *Agent) nodeAddresses(hostname string) []v1.NodeAddress {
+	addrs := []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: a.hostIP}}
+	if a.cfg.NodeExternalIP != "" {
+		addrs = append(addrs, v1.NodeAddress{Type: v1.NodeExternalIP, Address: a.cfg.NodeExternalIP})
+	}
+	return append(addrs, v1.NodeAddress{Type: v1.NodeHostName, Address: hostname})
 }
 
 func (a *Agent) nodeImages() []v1.ContainerImage {

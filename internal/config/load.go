@@ -52,6 +52,8 @@ func Server(src Sources) (server.Config, error) {
 	// Checked with the rest; read by ServerLocalNode.
 	c.absDir(keyCgroupRoot)
 	c.boolean(keyKillPodsOnStop)
+	c.nodeAddress(keyNodeIP)
+	c.nodeAddress(keyNodeExternalIP)
 	if err := c.err(); err != nil {
 		return server.Config{}, err
 	}
@@ -74,6 +76,7 @@ func Agent(src Sources) (agent.Config, error) {
 		Debug:     c.boolean(keyDebug),
 	}
 	cfg.KillPodsOnStop = c.boolean(keyKillPodsOnStop)
+	cfg.NodeIP, cfg.NodeExternalIP = c.nodeAddress(keyNodeIP), c.nodeAddress(keyNodeExternalIP)
 	cfg.TunnelKeepalive = c.duration(keyTunnelKeepalive, time.Second)
 	cfg.CgroupRoot = c.absDir(keyCgroupRoot)
 	if backend := c.oneOf(keyFlannelBackend, "none", "host-gw", "vxlan", "auto"); backend != "none" {
@@ -129,6 +132,8 @@ func PrivateRegistry(command string, src Sources) (string, error) {
 type LocalNode struct {
 	CgroupRoot     string // --cgroup-root
 	KillPodsOnStop bool   // --kill-pods-on-stop
+	NodeIP         string // --node-ip
+	NodeExternalIP string // --node-external-ip
 }
 
 // ServerLocalNode resolves the node settings of `orch server`.
@@ -138,7 +143,8 @@ func ServerLocalNode(src Sources) (LocalNode, error) {
 		return LocalNode{}, err
 	}
 	c := &checker{vals: vals}
-	n := LocalNode{CgroupRoot: c.absDir(keyCgroupRoot), KillPodsOnStop: c.boolean(keyKillPodsOnStop)}
+	n := LocalNode{CgroupRoot: c.absDir(keyCgroupRoot), KillPodsOnStop: c.boolean(keyKillPodsOnStop),
+		NodeIP: c.nodeAddress(keyNodeIP), NodeExternalIP: c.nodeAddress(keyNodeExternalIP)}
 	return n, c.err()
 }
 
@@ -271,6 +277,27 @@ func (c *checker) ip(key string) string {
 		return ""
 	}
 	return a.String()
+}
+
+// nodeAddress checks an optional address of the node: an IPv4 address
+// (the pod network and service proxy are IPv4) that can be one.
+func (c *checker) nodeAddress(key string) string {
+	t := c.text(key)
+	if t == "" {
+		return ""
+	}
+	a, err := netip.ParseAddr(t)
+	switch {
+	case err != nil || a.Zone() != "":
+		c.fail(key, "%q is not an IP address (e.g. 192.168.1.10)", t)
+	case !a.Unmap().Is4():
+		c.fail(key, "%q is not an IPv4 address; IPv6 node addresses are not supported yet", t)
+	case a.IsUnspecified() || a.IsMulticast() || a.IsLoopback():
+		c.fail(key, "%q cannot be a node's address", t)
+	default:
+		return a.Unmap().String()
+	}
+	return ""
 }
 
 // absDir checks a state directory. It must be absolute: a daemon's state

@@ -19,6 +19,10 @@ func TestServerLocalNode(t *testing.T) {
 			want: LocalNode{CgroupRoot: "/edge", KillPodsOnStop: true}},
 		{name: "env beats file", in: input{file: "kill-pods-on-stop: true\n", env: map[string]string{"ORCH_KILL_PODS_ON_STOP": "false"}},
 			want: LocalNode{CgroupRoot: "/orch"}},
+		{name: "node addresses", in: input{file: "node-ip: 198.18.0.1\nnode-external-ip: 203.0.113.7\n"},
+			want: LocalNode{CgroupRoot: "/orch", NodeIP: "198.18.0.1", NodeExternalIP: "203.0.113.7"}},
+		{name: "bad external IP", in: input{flags: map[string]string{"node-external-ip": "203.0.113"}},
+			wantErr: []string{`node-external-ip: "203.0.113" is not an IP address (e.g. 192.168.1.10) (from flag --node-external-ip)`}},
 		{name: "bad values", in: input{env: map[string]string{"ORCH_KILL_PODS_ON_STOP": "sometimes", "ORCH_CGROUP_ROOT": "orch"}},
 			wantErr: []string{`kill-pods-on-stop: "sometimes" is not a boolean`, "env ORCH_KILL_PODS_ON_STOP", `cgroup-root: "orch" is not an absolute path`}},
 	}

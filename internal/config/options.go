@@ -53,6 +53,8 @@ const (
 	keyCgroupRoot      = "cgroup-root"
 	keyKillPodsOnStop  = "kill-pods-on-stop"
 	keyTunnelKeepalive = "tunnel-keepalive"
+	keyNodeIP          = "node-ip"
+	keyNodeExternalIP  = "node-external-ip"
 )
 
 // Option is one setting of a command: a flag, an environment variable and a
@@ -90,6 +92,7 @@ func ServerOptions() []Option {
 		{Name: keyBindAddress, Default: "0.0.0.0", Usage: "IP address the API server listens on"},
 		{Name: keyHTTPSListenPort, Default: "6443", Usage: "HTTPS port of the API server"},
 		{Name: keyNodeName, Usage: "name of this node (default: the host name, lower case)"},
+		nodeIPOption(), nodeExternalIPOption(),
 		{Name: keyToken, Secret: true, Usage: "secret agents use to join; generated and stored in the data dir when empty"},
 		{Name: keyClusterCIDR, Default: "10.42.0.0/16", Usage: "IP range pods get their addresses from"},
 		{Name: keyServiceCIDR, Default: "10.43.0.0/16", Usage: "IP range services get their cluster IPs from"},
@@ -117,6 +120,7 @@ func AgentOptions() []Option {
 		{Name: keyJoin, Usage: "URL of the server to join, e.g. https://192.168.1.10:6443 (required)"},
 		{Name: keyToken, Secret: true, Usage: "join token printed by the server (needed only until this machine has joined)"},
 		{Name: keyNodeName, Usage: "name of this node (default: the host name, lower case)"},
+		nodeIPOption(), nodeExternalIPOption(),
 		{Name: keyDataDir, Default: "/var/lib/orch", Usage: "directory for node state, images and pods (absolute path)"},
 		cgroupRootOption(),
 		{Name: keyPrivateRegistry, Default: "/etc/orch/registries.yaml", Usage: "registry mirrors, credentials and TLS settings, in k3s' registries.yaml format (a missing file is fine)"},
@@ -138,6 +142,16 @@ func logOptions() []Option {
 		{Name: keyLogMaxSize, Default: "10", Usage: "rotate the --log file when it reaches this many MiB"},
 		{Name: keyLogMaxBackups, Default: "3", Usage: "how many rotated --log files to keep (FILE.1 is the newest)"},
 	}
+}
+
+// nodeIPOption and nodeExternalIPOption are the node's addresses, shared
+// by the agent and the server's built-in node.
+func nodeIPOption() Option {
+	return Option{Name: keyNodeIP, Usage: "IPv4 address of this node (its InternalIP; default: the address of the default route's interface)"}
+}
+
+func nodeExternalIPOption() Option {
+	return Option{Name: keyNodeExternalIP, Usage: "external IP address of this node (its ExternalIP), e.g. the public address of a NAT in front of it: LoadBalancer Services list it instead of the node IP"}
 }
 
 func cgroupRootOption() Option {
