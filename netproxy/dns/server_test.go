@@ -86,8 +86,11 @@ func endpoint(ip, hostname string, ready bool) discoveryv1.Endpoint {
 	return e
 }
 
-func fixture() *Server {
-	srv := New(Config{})
+func fixture() *Server { return fixtureWith(Config{}) }
+
+// fixtureWith is the shop namespace's services on a server made with cfg.
+func fixtureWith(cfg Config) *Server {
+	srv := New(cfg)
 	web := service("shop", "web", "10.43.0.20",
 		v1.ServicePort{Name: "http", Protocol: v1.ProtocolTCP, Port: 80},
 		v1.ServicePort{Protocol: v1.ProtocolTCP, Port: 8443})
