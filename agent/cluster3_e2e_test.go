@@ -116,6 +116,9 @@ type net3Node struct {
 
 // net3Cluster is a running three-node cluster.
 type net3Cluster struct {
+	// t is the test the cluster lives as long as: processes started for
+	// it stop when it ends, not when the check that started them does.
+	t            *testing.T
 	bin, backend string
 	cs           kubernetes.Interface
 	kubectl      *kubectlRunner
@@ -134,7 +137,7 @@ func (c *net3Cluster) agent2() *net3Node { return c.nodes[2] }
 func startNet3Cluster(t *testing.T, bin, backend string) *net3Cluster {
 	t.Helper()
 	freshE2EDir(t, net3E2EDir, net3E2ECgroupRoot)
-	c := &net3Cluster{bin: bin, backend: backend}
+	c := &net3Cluster{t: t, bin: bin, backend: backend}
 	sw := netnstest.NewSwitch(t, "o3-sw")
 	for i, name := range []string{"o3-server", "o3-agent1", "o3-agent2"} {
 		n := &net3Node{name: name, ns: netnstest.New(t, name), ip: netip.AddrFrom4([4]byte{198, 18, 30, byte(i + 1)}), probe: "probe-" + strconv.Itoa(i)}
@@ -655,7 +658,7 @@ func (c *net3Cluster) checkAgentRestart(t *testing.T) {
 		t.Errorf("with agent-1 down, a new connection from its host side to Service web (%s): %v\n%s", webAddr, err, body)
 	}
 
-	a.proc = startOrch(t, c.bin, a.ns, net3E2EDir, a.name+".log", a.args...)
+	a.proc = startOrch(c.t, c.bin, a.ns, net3E2EDir, a.name+".log", a.args...)
 	waitFor(t, 60*time.Second, "the restarted agent registered", func() (bool, error) {
 		select {
 		case <-a.proc.exited:
