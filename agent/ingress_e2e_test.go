@@ -2,16 +2,10 @@ package agent
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
@@ -106,7 +100,14 @@ func TestIngressE2E(t *testing.T) {
 	nodePodCIDR(t, cs, ingressE2ENode)
 	deletePodsAtEnd(t, cs)
 
-	certPEM, keyPEM := selfSignedPEM(t, "beta.example.com")
+	cert, err := ingress.SelfSignedCertificate(time.Now(), "beta.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, err := ingress.EncodePEM(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
 	certFile, keyFile := filepath.Join(ingressE2EDir, "beta.crt"), filepath.Join(ingressE2EDir, "beta.key")
 	for f, data := range map[string][]byte{certFile: certPEM, keyFile: keyPEM} {
 		if err := os.WriteFile(f, data, 0o600); err != nil {
@@ -212,24 +213,4 @@ func TestIngressE2E(t *testing.T) {
 	if out, err := k.run("get", "ingress", "sites"); err != nil || !strings.Contains(out, nodeIP.String()) || !strings.Contains(out, "80, 443") {
 		t.Errorf("kubectl get ingress: %v\n%s", err, out)
 	}
-}
-
-// selfSignedPEM makes a certificate for host and its key, PEM encoded.
-func selfSignedPEM(t *testing.T, host string) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: host},
-		DNSNames: []string{host}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
 }
