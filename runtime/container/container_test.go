@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/orch-dev/orch/internal/cgrouptree"
 	"github.com/orch-dev/orch/runtime/logs"
 )
 
@@ -46,15 +47,8 @@ func requireRoot(t *testing.T) {
 // this one) left: processes in the test cgroups, overlay mounts, state.
 func cleanupLeftovers(t *testing.T) {
 	t.Helper()
-	for _, root := range cgroupRoots() {
-		dir := filepath.Join(root, testCgroupRoot)
-		for i := 0; i < 50; i++ {
-			if killCgroupTree(dir) == 0 {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		removeCgroupTree(dir)
+	if err := cgrouptree.Clean(testCgroupRoot); err != nil {
+		t.Logf("clean cgroups: %v", err)
 	}
 	mi, _ := os.ReadFile("/proc/self/mountinfo")
 	for _, line := range strings.Split(string(mi), "\n") {
@@ -65,50 +59,6 @@ func cleanupLeftovers(t *testing.T) {
 	}
 	if err := os.RemoveAll(testStateDir); err != nil {
 		t.Logf("remove %s: %v", testStateDir, err)
-	}
-}
-
-func cgroupRoots() []string {
-	ents, _ := os.ReadDir("/sys/fs/cgroup")
-	var out []string
-	for _, e := range ents {
-		out = append(out, filepath.Join("/sys/fs/cgroup", e.Name()))
-	}
-	if _, err := os.Stat("/sys/fs/cgroup/cgroup.procs"); err == nil {
-		out = append(out, "/sys/fs/cgroup")
-	}
-	return out
-}
-
-func killCgroupTree(dir string) int {
-	n := 0
-	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
-			return nil
-		}
-		b, _ := os.ReadFile(p)
-		for _, f := range strings.Fields(string(b)) {
-			var pid int
-			if _, err := fmtSscan(f, &pid); err == nil && pid > 0 {
-				_ = unix.Kill(pid, unix.SIGKILL)
-				n++
-			}
-		}
-		return nil
-	})
-	return n
-}
-
-func removeCgroupTree(dir string) {
-	var dirs []string
-	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			dirs = append(dirs, p)
-		}
-		return nil
-	})
-	for i := len(dirs) - 1; i >= 0; i-- {
-		_ = unix.Rmdir(dirs[i])
 	}
 }
 
@@ -464,10 +414,8 @@ func TestPod(t *testing.T) {
 		if len(r2.ListContainers()) != 0 || len(r2.ListSandboxes()) != 0 {
 			t.Errorf("left after RemoveSandbox: %v %v", r2.ListContainers(), r2.ListSandboxes())
 		}
-		for _, root := range cgroupRoots() {
-			if _, err := os.Stat(filepath.Join(root, testCgroupRoot, "pods/burstable/pod-1")); err == nil {
-				t.Errorf("pod cgroup left in %s", root)
-			}
+		if left, err := cgrouptree.Dirs(testCgroupRoot + "/pods/burstable/pod-1"); err != nil || len(left) != 0 {
+			t.Errorf("pod cgroup left: %v %v", left, err)
 		}
 	})
 }

@@ -7,12 +7,13 @@ import (
 	"bufio"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/orch-dev/orch/internal/cgrouptree"
 )
 
 // Proc is a snapshot of a process' resource use.
@@ -119,18 +120,7 @@ func LoadAvg() string {
 	return strings.Join(f[:3], " ")
 }
 
-// RemoveTree removes the empty directories under root and root itself,
-// deepest first, as a cgroup tree must be removed; what cannot be removed
-// (a cgroup with processes left) stays.
-func RemoveTree(root string) {
-	var dirs []string
-	_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			dirs = append(dirs, p)
-		}
-		return nil
-	})
-	for i := len(dirs) - 1; i >= 0; i-- {
-		_ = os.Remove(dirs[i])
-	}
-}
+// RemoveTree removes the cgroup root and the cgroups below it, deepest
+// first; what cannot be removed (a cgroup with processes left) stays.
+// Benchmarks that also kill what a run left should use cgrouptree.Clean.
+func RemoveTree(root string) { _ = cgrouptree.Remove(root) }
