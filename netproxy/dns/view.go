@@ -133,8 +133,12 @@ func (v *view) ptrs(rev string) []string {
 				case !seen || p.kind < k:
 					best[p.rev] = p.kind
 					v.ptr[p.rev] = []string{p.target}
-				case p.kind == k && p.kind != ptrService && !slices.Contains(v.ptr[p.rev], p.target):
+				case p.kind != k:
+				case p.kind != ptrService && !slices.Contains(v.ptr[p.rev], p.target):
 					v.ptr[p.rev] = append(v.ptr[p.rev], p.target)
+				case p.kind == ptrService && p.target < v.ptr[p.rev][0]:
+					// Two services with one IP cannot be: keep one, stably.
+					v.ptr[p.rev][0] = p.target
 				}
 			}
 		}
