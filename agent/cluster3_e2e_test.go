@@ -327,6 +327,13 @@ func (c *net3Cluster) who(pod, host string, count int) (answers map[string]int, 
 	if err != nil {
 		return nil, nil, err
 	}
+	answers, from = parseWho(out)
+	return answers, from, nil
+}
+
+// parseWho reads answers of /cgi-bin/who: how often each pod answered,
+// and the client addresses they saw.
+func parseWho(out string) (answers map[string]int, from map[string]bool) {
 	answers, from = map[string]int{}, map[string]bool{}
 	for _, f := range strings.Fields(out) {
 		if name, ok := strings.CutPrefix(f, "pod="); ok {
@@ -340,7 +347,7 @@ func (c *net3Cluster) who(pod, host string, count int) (answers map[string]int, 
 			from[addr] = true
 		}
 	}
-	return answers, from, nil
+	return answers, from
 }
 
 // service returns Service name of jds.
@@ -358,18 +365,25 @@ func (c *net3Cluster) service(t *testing.T, name string) *v1.Service {
 // (no masquerade between pods).
 func (c *net3Cluster) checkPodToPod(t *testing.T) {
 	for _, src := range c.nodes {
+		// One kubectl exec per client: each answer names its pod.
+		var script []string
 		for _, dst := range c.nodes {
-			if src == dst {
-				continue
+			if dst != src {
+				script = append(script, httpGetPath(dst.probeIP, "/cgi-bin/who"))
 			}
-			answers, from, err := c.who(src.probe, dst.probeIP, 1)
-			if err != nil {
-				t.Errorf("%s → %s: %v", src.name, dst.name, err)
-				continue
-			}
-			if answers[dst.probe] != 1 || len(from) != 1 || !from[src.probeIP] {
-				t.Errorf("%s (%s) → %s (%s): answers %v seen from %v, want %s seen from %s",
-					src.probe, src.name, dst.probeIP, dst.name, answers, from, dst.probe, src.probeIP)
+		}
+		out, err := c.exec(src.probe, strings.Join(script, "; "))
+		if err != nil {
+			t.Errorf("from %s: %v\n%s", src.name, err, out)
+			continue
+		}
+		answers, from := parseWho(out)
+		if len(from) != 1 || !from[src.probeIP] {
+			t.Errorf("the other pods saw %s (%s) from %v, want its own address %s", src.probe, src.name, from, src.probeIP)
+		}
+		for _, dst := range c.nodes {
+			if dst != src && answers[dst.probe] != 1 {
+				t.Errorf("%s (%s) → %s (%s, %s): no answer:\n%s", src.probe, src.name, dst.probe, dst.probeIP, dst.name, out)
 			}
 		}
 	}
@@ -514,7 +528,9 @@ func (c *net3Cluster) checkNoEndpoints(t *testing.T) {
 	// timed-out dial fails with a different error.
 	dctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	start := time.Now()
 	conn, err := dialInNetNS(dctx, c.agent1().ns.Path(), "tcp", addr)
+	t.Logf("dial %s (Service empty) from %s's host side: %v after %v", addr, c.agent1().name, err, time.Since(start))
 	if err == nil {
 		conn.Close()
 		t.Errorf("connected to %s, Service empty, which has no endpoints", addr)
@@ -560,11 +576,12 @@ func (c *net3Cluster) checkNetworkPolicy(t *testing.T) {
 	// reach is a shell condition: pod's request to the target answers
 	// within 2 s.
 	reach := "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 " + target.probeIP + " 80 | grep -q pod=" + target.probe
-	// until runs cond in pod until it holds (rules follow a policy within
-	// moments; the test decides by the state reached, not how soon).
+	// until runs cond in pod until it holds, at most 20 times (which
+	// stays within kubectl's 90 s): rules follow a policy within
+	// moments; the test decides by the state reached, not how soon.
 	until := func(pod, what, cond string) {
 		t.Helper()
-		if out, err := c.exec(pod, "for i in $(seq 30); do if "+cond+"; then exit 0; fi; sleep 1; done; exit 1"); err != nil {
+		if out, err := c.exec(pod, "for i in $(seq 20); do if "+cond+"; then exit 0; fi; sleep 1; done; exit 1"); err != nil {
 			t.Errorf("%s → %s (%s) never %s: %v\n%s", pod, target.probe, target.name, what, err, out)
 		}
 	}
@@ -636,39 +653,45 @@ func (e *echoConn) roundTrip(t *testing.T, line string) {
 	}
 }
 
-// checkAgentRestart kills agent-1's orch (SIGKILL, as a crash) and
-// starts it again. Two connections opened before through Services stay
-// open and carry data while it is down and after: one from agent-1's
-// host side (agent-1's own rules translate it) to the echo pod on
-// agent-2, one from the server's host side to the echo pod on agent-1.
-// While the agent is down its rules stay in place (a new connection
-// through a Service works) and after the restart it programs a new
-// Service.
+// checkAgentRestart ends agent-1's orch, first with SIGKILL (a crash),
+// then with SIGTERM (a service restart), and starts it again each time.
+// Two connections opened before through Services stay open and carry
+// data while it is down and after: one from agent-1's host side (agent-1's
+// own rules translate it) to the echo pod on agent-2, one from the
+// server's host side to the echo pod on agent-1. While the agent is down
+// its rules stay in place (a new connection through a Service works);
+// after the restarts it programs a new Service.
 func (c *net3Cluster) checkAgentRestart(t *testing.T) {
 	a := c.agent1()
 	conns := []*echoConn{c.dialEcho(t, a.ns, "echo-2"), c.dialEcho(t, c.server().ns, "echo-1")}
-	registered := countInFile(a.proc.log, "node registered")
-
-	a.proc.kill()
-	for _, e := range conns {
-		e.roundTrip(t, "agent-down")
-	}
 	webAddr := net.JoinHostPort(c.service(t, "web").Spec.ClusterIP, "80")
-	if body, err := httpGetIn(context.Background(), a.ns, webAddr); err != nil || !strings.Contains(body, "hello-from-web") {
-		t.Errorf("with agent-1 down, a new connection from its host side to Service web (%s): %v\n%s", webAddr, err, body)
-	}
-
-	a.proc = startOrch(c.t, c.bin, a.ns, net3E2EDir, a.name+".log", a.args...)
-	waitFor(t, 60*time.Second, "the restarted agent registered", func() (bool, error) {
-		select {
-		case <-a.proc.exited:
-			return false, fmt.Errorf("the restarted agent exited; see %s", a.proc.log)
-		default:
+	for _, end := range []struct {
+		signal string
+		end    func(p *e2eProcess)
+	}{
+		{"SIGKILL", func(p *e2eProcess) { p.kill() }},
+		{"SIGTERM", func(p *e2eProcess) { p.stop(t) }},
+	} {
+		registered := countInFile(a.proc.log, "node registered")
+		end.end(a.proc)
+		for _, e := range conns {
+			e.roundTrip(t, "agent-down-after-"+end.signal)
 		}
-		return countInFile(a.proc.log, "node registered") > registered, nil
-	})
-	for _, e := range conns {
-		e.roundTrip(t, "agent-restarted")
+		if body, err := httpGetIn(context.Background(), a.ns, webAddr); err != nil || !strings.Contains(body, "hello-from-web") {
+			t.Errorf("with agent-1 ended by %s, a new connection from its host side to Service web (%s): %v\n%s", end.signal, webAddr, err, body)
+		}
+		a.proc = startOrch(c.t, c.bin, a.ns, net3E2EDir, a.name+".log", a.args...)
+		waitFor(t, 60*time.Second, "agent-1 restarted after "+end.signal, func() (bool, error) {
+			select {
+			case <-a.proc.exited:
+				return false, fmt.Errorf("the restarted agent exited; see %s", a.proc.log)
+			default:
+			}
+			return countInFile(a.proc.log, "node registered") > registered, nil
+		})
+		for _, e := range conns {
+			e.roundTrip(t, "agent-restarted-after-"+end.signal)
+		}
 	}
 	// The restarted agent's proxy works: it programs a Service created
 	// after the restart.
