@@ -35,6 +35,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/orch-dev/orch/server/controllers/expectations"
 	"github.com/orch-dev/orch/server/controllers/informer"
 	"github.com/orch-dev/orch/server/controllers/queue"
 	"github.com/orch-dev/orch/server/events"
@@ -91,7 +92,9 @@ type Controller struct {
 	opts     Options
 	log      *slog.Logger
 	now      func() time.Time
-	expect   *expectations
+	// expect tracks pod creates by name and deletes by UID.
+	expect     *expectations.Expectations
+	finalizers *finalizerExpectations
 
 	mu      sync.Mutex
 	backoff map[types.UID]backoffRecord
@@ -118,12 +121,13 @@ func New(api API, factory *informer.Factory, recorder events.Recorder, opts Opti
 		pods:     factory.For(podsGVR),
 		recorder: recorder,
 		// Kubernetes' job controller retries from 1 s up to 10 min.
-		queue:   queue.New(queue.NewExponentialRateLimiter(time.Second, 10*time.Minute)),
-		opts:    opts,
-		log:     opts.Logger.With("controller", "job"),
-		now:     opts.Now,
-		expect:  newExpectations(opts.Now),
-		backoff: map[types.UID]backoffRecord{},
+		queue:      queue.New(queue.NewExponentialRateLimiter(time.Second, 10*time.Minute)),
+		opts:       opts,
+		log:        opts.Logger.With("controller", "job"),
+		now:        opts.Now,
+		expect:     expectations.New(expectations.DefaultTimeout),
+		finalizers: newFinalizerExpectations(),
+		backoff:    map[types.UID]backoffRecord{},
 	}
 	c.podList = informer.NewLister[*corev1.Pod](c.pods)
 	c.jobs.AddHandler(informer.HandlerFuncs{
@@ -161,7 +165,8 @@ func (c *Controller) jobDeleted(obj runtime.Object) {
 		return
 	}
 	key := informer.Key(job.Namespace, job.Name)
-	c.expect.forget(key)
+	c.expect.Forget(key)
+	c.finalizers.forget(key)
 	c.mu.Lock()
 	delete(c.backoff, job.UID)
 	c.mu.Unlock()
@@ -191,12 +196,12 @@ func (c *Controller) podAdded(obj runtime.Object) {
 	if !ok {
 		return
 	}
-	c.expect.observeCreate(key, pod.Name)
+	c.expect.ObserveCreate(key, pod.Name)
 	if pod.DeletionTimestamp != nil {
-		c.expect.observeDelete(key, pod.UID)
+		c.expect.ObserveDelete(key, string(pod.UID))
 	}
 	if !hasFinalizer(pod) {
-		c.expect.observeFinalizerRemoved(key, pod.UID)
+		c.finalizers.observe(key, pod.UID)
 	}
 	c.enqueuePodOwner(key, pod)
 }
@@ -225,8 +230,8 @@ func (c *Controller) podDeleted(obj runtime.Object) {
 	if !ok {
 		return
 	}
-	c.expect.observeDelete(key, pod.UID)
-	c.expect.observeFinalizerRemoved(key, pod.UID)
+	c.expect.ObserveDelete(key, string(pod.UID))
+	c.finalizers.observe(key, pod.UID)
 	c.queue.Add(key)
 }
 
@@ -252,7 +257,8 @@ func (c *Controller) reconcile(ctx context.Context, key string) error {
 	ns, name := informer.SplitKey(key)
 	obj, err := c.api.Get(ctx, jobsGVR, ns, name)
 	if apierrors.IsNotFound(err) {
-		c.expect.forget(key)
+		c.expect.Forget(key)
+		c.finalizers.forget(key)
 		return nil
 	}
 	if err != nil {
@@ -331,13 +337,13 @@ func (c *Controller) releaseOrphan(ctx context.Context, podKey string) error {
 // longer counts them (finished or being deleted).
 func (c *Controller) releaseAll(ctx context.Context, key string, pods []*corev1.Pod) error {
 	for _, pod := range pods {
-		if !hasFinalizer(pod) || c.expect.finalizerPending(key, pod.UID) {
+		if !hasFinalizer(pod) || c.finalizers.pending(key, pod.UID) {
 			continue
 		}
 		if err := c.removeFinalizer(ctx, pod); err != nil {
 			return err
 		}
-		c.expect.expectFinalizerRemoved(key, pod.UID)
+		c.finalizers.expect(key, pod.UID)
 	}
 	return nil
 }

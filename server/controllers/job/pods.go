@@ -25,10 +25,10 @@ const (
 // returns nil without error when the generated name was taken.
 func (c *Controller) createPod(ctx context.Context, key string, job *batchv1.Job, index int) (*corev1.Pod, error) {
 	pod := newPod(job, index)
-	c.expect.expectCreate(key, pod.Name)
+	c.expect.ExpectCreate(key, pod.Name, c.now())
 	obj, err := c.api.Create(ctx, podsGVR, pod, c.opts.FieldManager)
 	if err != nil {
-		c.expect.observeCreate(key, pod.Name)
+		c.expect.ObserveCreate(key, pod.Name)
 		if apierrors.IsAlreadyExists(err) {
 			return nil, nil
 		}

@@ -133,7 +133,7 @@ func (c *Controller) sync(ctx context.Context, key string, job *batchv1.Job, pod
 			// activeDeadlineSeconds counts the time the Job is not suspended.
 			status.StartTime = &metav1.Time{Time: now}
 		}
-		if c.expect.satisfied(key) {
+		if c.expect.Satisfied(key, c.now()) {
 			d, err := c.manage(ctx, key, job, status, &pc, now)
 			if err != nil {
 				c.writeStatus(ctx, job, status, pc)
@@ -215,7 +215,7 @@ func (c *Controller) trackFinished(ctx context.Context, key string, job *batchv1
 	var newSucceeded, newFailed, release []*corev1.Pod
 	failJob := ""
 	for _, pod := range pods {
-		if !hasFinalizer(pod) || uncounted[pod.UID] || c.expect.finalizerPending(key, pod.UID) {
+		if !hasFinalizer(pod) || uncounted[pod.UID] || c.finalizers.pending(key, pod.UID) {
 			continue
 		}
 		switch {
@@ -280,7 +280,7 @@ func (c *Controller) trackFinished(ctx context.Context, key string, job *batchv1
 	}
 
 	for _, pod := range pods {
-		if !uncounted[pod.UID] || !hasFinalizer(pod) || c.expect.finalizerPending(key, pod.UID) {
+		if !uncounted[pod.UID] || !hasFinalizer(pod) || c.finalizers.pending(key, pod.UID) {
 			continue
 		}
 		release = append(release, pod)
@@ -289,7 +289,7 @@ func (c *Controller) trackFinished(ctx context.Context, key string, job *batchv1
 		if err := c.removeFinalizer(ctx, pod); err != nil {
 			return nil, err
 		}
-		c.expect.expectFinalizerRemoved(key, pod.UID)
+		c.finalizers.expect(key, pod.UID)
 	}
 	return job, nil
 }
@@ -483,12 +483,12 @@ func (c *Controller) deletePods(ctx context.Context, key string, job *batchv1.Jo
 			if err := c.removeFinalizer(ctx, pod); err != nil {
 				return i, err
 			}
-			c.expect.expectFinalizerRemoved(key, pod.UID)
+			c.finalizers.expect(key, pod.UID)
 		}
-		c.expect.expectDelete(key, pod.UID)
+		c.expect.ExpectDelete(key, string(pod.UID), c.now())
 		_, err := c.api.Delete(ctx, podsGVR, pod.Namespace, pod.Name, &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &pod.UID}})
 		if err != nil && !isNotFoundOrConflict(err) {
-			c.expect.observeDelete(key, pod.UID)
+			c.expect.ObserveDelete(key, string(pod.UID))
 			c.recorder.Eventf(job, corev1.EventTypeWarning, "FailedDelete", "Error deleting: %v", err)
 			return i, fmt.Errorf("delete pod %s/%s of job %s: %w", pod.Namespace, pod.Name, key, err)
 		}

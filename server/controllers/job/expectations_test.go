@@ -1,0 +1,35 @@
+package job
+
+import (
+	"testing"
+
+	"k8s.io/apimachinery/pkg/types"
+)
+
+func TestFinalizerExpectations(t *testing.T) {
+	e := newFinalizerExpectations()
+	e.expect("ns/a", "p1")
+	e.expect("ns/a", "p2")
+	e.expect("ns/b", "p1")
+	e.observe("ns/a", "p1")
+	e.observe("ns/c", "p1") // unknown job: nothing to do
+	for _, tc := range []struct {
+		key  string
+		uid  types.UID
+		want bool
+	}{
+		{"ns/a", "p1", false},
+		{"ns/a", "p2", true},
+		{"ns/b", "p1", true},
+		{"ns/c", "p1", false},
+	} {
+		if got := e.pending(tc.key, tc.uid); got != tc.want {
+			t.Errorf("pending(%s, %s) = %v, want %v", tc.key, tc.uid, got, tc.want)
+		}
+	}
+	e.forget("ns/b")
+	e.observe("ns/a", "p2")
+	if e.pending("ns/b", "p1") || e.pending("ns/a", "p2") || len(e.jobs) != 0 {
+		t.Errorf("left after forget and observe: %v", e.jobs)
+	}
+}
