@@ -15,7 +15,9 @@
 //   - each node's address: its ExternalIP if it has one (orch
 //     --node-external-ip), else its InternalIP, in the Service's IP
 //     families;
-//   - ports: a node port can carry one LoadBalancer Service per protocol.
+//   - ports: a node port can carry one LoadBalancer Service per protocol,
+//     and none on ports reserved for something else (Options.Reserved:
+//     the built-in ingress proxy's 80 and 443).
 //     The Service that claimed a port first (oldest, then by namespace and
 //     name) keeps it; a later one stays Pending, with no ingress and a
 //     warning event naming the Service that holds the port, as k3s' svclb
@@ -84,9 +86,21 @@ type Recorder interface {
 
 // Options configure the controller.
 type Options struct {
+	// Reserved are node ports held by something other than a
+	// LoadBalancer Service, e.g. the built-in ingress proxy's 80 and 443
+	// (in k3s Traefik's own LoadBalancer Service holds them).
+	Reserved []ReservedPort
 	// FieldManager recorded on the controller's writes.
 	FieldManager string
 	Logger       *slog.Logger
+}
+
+// ReservedPort is a node port no LoadBalancer Service may have.
+type ReservedPort struct {
+	Port     int32
+	Protocol corev1.Protocol // "" is TCP
+	// By says who holds it, for the event: "the built-in ingress proxy".
+	By string
 }
 
 // Controller keeps the status of LoadBalancer Services.
@@ -252,10 +266,8 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	}
 
 	var want corev1.LoadBalancerStatus
-	why := ""
-	if holder, port, taken := c.portTaken(svc); taken {
-		why = fmt.Sprintf("port %d/%s is already used by LoadBalancer service %s/%s", port.Port, cmp.Or(port.Protocol, corev1.ProtocolTCP), holder.Namespace, holder.Name)
-	} else {
+	why := c.portTaken(svc)
+	if why == "" {
 		for _, ip := range c.addresses(svc) {
 			want.Ingress = append(want.Ingress, corev1.LoadBalancerIngress{IP: ip.String(), IPMode: ptr.To(corev1.LoadBalancerIPModeVIP)})
 		}
@@ -311,9 +323,17 @@ func (c *Controller) writeStatus(ctx context.Context, svc *corev1.Service, st co
 	return fmt.Errorf("update load balancer status of service %s/%s: %w", svc.Namespace, svc.Name, err)
 }
 
-// portTaken returns the Service holding one of svc's ports, if another
-// LoadBalancer Service claimed it first.
-func (c *Controller) portTaken(svc *corev1.Service) (*corev1.Service, corev1.ServicePort, bool) {
+// portTaken says which of svc's ports is taken, and by whom: a reserved
+// port, or one another LoadBalancer Service claimed first. "" when none
+// is.
+func (c *Controller) portTaken(svc *corev1.Service) string {
+	for _, p := range svc.Spec.Ports {
+		for _, r := range c.opts.Reserved {
+			if samePort(p, corev1.ServicePort{Port: r.Port, Protocol: r.Protocol}) {
+				return fmt.Sprintf("port %d/%s is already used by %s", p.Port, cmp.Or(p.Protocol, corev1.ProtocolTCP), r.By)
+			}
+		}
+	}
 	var holder *corev1.Service
 	var heldPort corev1.ServicePort
 	for _, other := range c.services.List("", labels.Everything()) {
@@ -330,7 +350,11 @@ func (c *Controller) portTaken(svc *corev1.Service) (*corev1.Service, corev1.Ser
 			}
 		}
 	}
-	return holder, heldPort, holder != nil
+	if holder == nil {
+		return ""
+	}
+	return fmt.Sprintf("port %d/%s is already used by LoadBalancer service %s/%s",
+		heldPort.Port, cmp.Or(heldPort.Protocol, corev1.ProtocolTCP), holder.Namespace, holder.Name)
 }
 
 func samePort(a, b corev1.ServicePort) bool {

@@ -71,11 +71,11 @@ func (r *recorder) matching(substr string) []string {
 	return out
 }
 
-func start(t *testing.T, api *fakeapi.API) *recorder {
+func start(t *testing.T, api *fakeapi.API, reserved ...ReservedPort) *recorder {
 	t.Helper()
 	rec := &recorder{}
 	factory := informer.NewFactory(api, quiet)
-	c := New(api, factory, rec, Options{Logger: quiet})
+	c := New(api, factory, rec, Options{Reserved: reserved, Logger: quiet})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = c.Run(ctx) })
@@ -311,6 +311,22 @@ func TestPortAlreadyUsed(t *testing.T) {
 	})
 	if got := ingress(t, api, "third"); len(got) != 0 {
 		t.Errorf("third service got ingress %v, want none", got)
+	}
+}
+
+func TestReservedPorts(t *testing.T) {
+	api := newAPI()
+	api.MustCreate(fakeapi.Nodes, node("a", true, internal("198.18.0.3")))
+	api.MustCreate(servicesGVR, lbService("web", tcp(8080), tcp(443)))
+	api.MustCreate(servicesGVR, lbService("dns", udp(443)))
+	rec := start(t, api, ReservedPort{Port: 80, Protocol: corev1.ProtocolTCP, By: "the built-in ingress proxy"},
+		ReservedPort{Port: 443, Protocol: corev1.ProtocolTCP, By: "the built-in ingress proxy"})
+	eventually(t, "UDP 443 is free", hasIngress(t, api, "dns", "198.18.0.3"))
+	eventually(t, "a warning", func() bool {
+		return len(rec.matching("Warning UnAvailableLoadBalancer ns/web: port 443/TCP is already used by the built-in ingress proxy")) == 1
+	})
+	if got := ingress(t, api, "web"); len(got) != 0 {
+		t.Errorf("web got ingress %v on a reserved port", got)
 	}
 }
 
