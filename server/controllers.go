@@ -130,8 +130,13 @@ func runControllers(ctx context.Context, cfg Config, api *apiserver.Server, fact
 	g.Go(func() error { return serviceAccounts.Run(gctx) })
 	g.Go(func() error { return tokenCleaner.Run(gctx) })
 	g.Go(func() error { return nodePasswords.Run(gctx) })
+	lbOpts := servicelb.Options{Logger: log.With("component", servicelb.ComponentName)}
+	if !slices.Contains(cfg.Disable, DisableIngress) {
+		// Every node's ingress proxy listens on TCP 80 and 443.
+		lbOpts.Reserved = []servicelb.ReservedPort{{Port: 80, By: "the built-in ingress proxy"}, {Port: 443, By: "the built-in ingress proxy"}}
+	}
 	g.Go(func() error {
-		return servicelb.New(local, factory, broadcaster.Recorder(servicelb.ComponentName), servicelb.Options{Logger: log.With("component", servicelb.ComponentName)}).Run(gctx)
+		return servicelb.New(local, factory, broadcaster.Recorder(servicelb.ComponentName), lbOpts).Run(gctx)
 	})
 	if !slices.Contains(cfg.Disable, DisableIngress) {
 		g.Go(func() error {
