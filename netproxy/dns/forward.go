@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -39,6 +40,7 @@ type forwarder struct {
 	upstreams []*upstream
 	timeout   time.Duration
 	cache     *cache
+	log       *slog.Logger
 	now       func() time.Time // the clock, replaced in tests
 }
 
@@ -51,11 +53,11 @@ type upstream struct {
 	downUntil time.Time
 }
 
-func newForwarder(addrs []string, timeout time.Duration, cacheSize int) *forwarder {
+func newForwarder(addrs []string, timeout time.Duration, cacheSize int, log *slog.Logger) *forwarder {
 	if cacheSize <= 0 {
 		cacheSize = DefaultCacheSize
 	}
-	f := &forwarder{timeout: timeout, cache: newCache(cacheSize), now: time.Now}
+	f := &forwarder{timeout: timeout, cache: newCache(cacheSize), log: log, now: time.Now}
 	for _, a := range addrs {
 		f.upstreams = append(f.upstreams, &upstream{addr: a})
 	}
@@ -89,10 +91,15 @@ func (f *forwarder) exchange(r *mdns.Msg, network string) *mdns.Msg {
 		}
 		resp, _, err := c.Exchange(r, up.addr)
 		if err != nil || resp == nil {
-			up.failed(f.now())
+			if down, until := up.failed(f.now()); down {
+				f.log.Warn("upstream DNS server does not answer; names outside the cluster skip it for a while",
+					"upstream", up.addr, "err", err, "until", until)
+			}
 			continue
 		}
-		up.succeeded()
+		if up.succeeded() {
+			f.log.Info("upstream DNS server answers again", "upstream", up.addr)
+		}
 		f.cache.put(key, resp, f.now())
 		resp.Id = r.Id
 		return resp
@@ -106,22 +113,28 @@ func (u *upstream) usable(now time.Time) bool {
 	return !now.Before(u.downUntil)
 }
 
-func (u *upstream) failed(now time.Time) {
+// failed records a failed attempt; it reports whether the upstream has
+// just been marked down (first of a run of failures, for the log), and
+// until when.
+func (u *upstream) failed(now time.Time) (down bool, until time.Time) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.fails++
 	if u.fails < maxFails {
-		return
+		return false, time.Time{}
 	}
-	down := minDown << min(u.fails-maxFails, 4)
-	u.downUntil = now.Add(min(down, maxDown))
+	u.downUntil = now.Add(min(minDown<<min(u.fails-maxFails, 4), maxDown))
+	return u.fails == maxFails, u.downUntil
 }
 
-func (u *upstream) succeeded() {
+// succeeded records an answer; it reports whether the upstream was down.
+func (u *upstream) succeeded() (wasDown bool) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	wasDown = u.fails >= maxFails
 	u.fails = 0
 	u.downUntil = time.Time{}
+	return wasDown
 }
 
 // cacheKey is what makes two queries share an answer: the name, type

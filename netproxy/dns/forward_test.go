@@ -1,8 +1,10 @@
 package dns
 
 import (
+	"log/slog"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -73,6 +75,20 @@ func rr(t *testing.T, s string) mdns.RR {
 	}
 	return r
 }
+
+// lockedBuffer is a log sink that server goroutines write while the
+// test reads it.
+type lockedBuffer struct {
+	sync.Mutex
+	strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.Lock()
+	defer l.Unlock()
+	return l.Builder.Write(p)
+}
+func (l *lockedBuffer) String() string { l.Lock(); defer l.Unlock(); return l.Builder.String() }
 
 // fakeClock is the forwarder's clock in tests.
 type fakeClock struct {
@@ -195,7 +211,9 @@ func TestForwardCache(t *testing.T) {
 func TestForwardFailureIsFast(t *testing.T) {
 	silent := newRecordingUpstream(t, nil)
 	clock := &fakeClock{now: time.Unix(1_000_000, 0)}
-	srv := New(Config{Upstreams: []string{silent.addr}, ForwardTimeout: 100 * time.Millisecond})
+	var logs lockedBuffer
+	srv := New(Config{Upstreams: []string{silent.addr}, ForwardTimeout: 100 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	srv.fwd.now = clock.Now
 	addr := startServer(t, srv)
 	ask := func(name string) {
@@ -208,6 +226,9 @@ func TestForwardFailureIsFast(t *testing.T) {
 		ask("q" + string(rune('1'+i)) + ".example.org.")
 	}
 	silent.waitAsked(t, "q2.example.org.")
+	if got := strings.Count(logs.String(), "upstream DNS server does not answer"); got != 1 {
+		t.Errorf("%d log lines about the upstream going down, want 1:\n%s", got, logs.String())
+	}
 	ask("q3.example.org.") // down: not asked
 	clock.Advance(minDown)
 	ask("q4.example.org.")

@@ -105,7 +105,7 @@ func New(cfg Config) *Server {
 	s := &Server{
 		cfg:    cfg,
 		domain: mdns.Fqdn(strings.ToLower(cfg.Domain)),
-		fwd:    newForwarder(cfg.Upstreams, cfg.ForwardTimeout, cfg.CacheSize),
+		fwd:    newForwarder(cfg.Upstreams, cfg.ForwardTimeout, cfg.CacheSize, cfg.Logger),
 	}
 	// Never nil: the first queries (a resolver sends A and AAAA at once)
 	// must not race the first build.
