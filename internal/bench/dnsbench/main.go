@@ -294,7 +294,6 @@ func startDnsmasq(c cluster, dir, upstream string) (*server, error) {
 	for i := range c.services {
 		name, ns := c.svcName(i)
 		svcName := strings.TrimSuffix(fqdn(name, ns), ".")
-		target := svcName
 		if !c.headless(i) {
 			fmt.Fprintf(&hosts, "%s %s\n", clusterIP(i), svcName)
 		}
@@ -309,7 +308,7 @@ func startDnsmasq(c cluster, dir, upstream string) (*server, error) {
 			fmt.Fprintf(&hosts, "%s %s.%s\n", ip, host, svcName)
 		}
 		if !c.headless(i) {
-			fmt.Fprintf(&conf, "srv-host=_http._tcp.%s,%s,80\n", svcName, target)
+			fmt.Fprintf(&conf, "srv-host=_http._tcp.%s,%s,80\n", svcName, svcName)
 		}
 	}
 	hostsFile, confFile := filepath.Join(dir, "cluster.hosts"), filepath.Join(dir, "dnsmasq.conf")
