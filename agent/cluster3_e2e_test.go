@@ -118,10 +118,10 @@ type net3Node struct {
 type net3Cluster struct {
 	// t is the test the cluster lives as long as: processes started for
 	// it stop when it ends, not when the check that started them does.
-	t            *testing.T
-	bin, backend string
-	cs           kubernetes.Interface
-	kubectl      *kubectlRunner
+	t       *testing.T
+	bin     string
+	cs      kubernetes.Interface
+	kubectl *kubectlRunner
 	// nodes are the server's node and the two agents, in that order.
 	nodes []*net3Node
 }
@@ -137,7 +137,7 @@ func (c *net3Cluster) agent2() *net3Node { return c.nodes[2] }
 func startNet3Cluster(t *testing.T, bin, backend string) *net3Cluster {
 	t.Helper()
 	freshE2EDir(t, net3E2EDir, net3E2ECgroupRoot)
-	c := &net3Cluster{t: t, bin: bin, backend: backend}
+	c := &net3Cluster{t: t, bin: bin}
 	sw := netnstest.NewSwitch(t, "o3-sw")
 	for i, name := range []string{"o3-server", "o3-agent1", "o3-agent2"} {
 		n := &net3Node{name: name, ns: netnstest.New(t, name), ip: netip.AddrFrom4([4]byte{198, 18, 30, byte(i + 1)}), probe: "probe-" + strconv.Itoa(i)}
