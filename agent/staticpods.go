@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/orch-dev/orch/agent/apiclient"
+	"github.com/orch-dev/orch/internal/dirwatch"
 )
 
 // Static pods are pods the node runs from files in DATA/agent/pod-manifests
@@ -45,11 +46,12 @@ const (
 	staticSourceFile       = "file"
 )
 
-// manifestPoll is how often the manifest directory is read again. The
-// kubelet watches it with inotify and re-reads it every 20 s; a handful of
-// small files read every few seconds costs less than a watcher goroutine
-// and has no missed-event corner cases.
-const manifestPoll = 3 * time.Second
+// manifestPoll is how often the manifest directory is read again besides
+// the reads its inotify watch asks for: the kubelet's
+// --file-check-frequency, which covers what a watch could miss (the
+// directory made later, a file system without inotify). Polling every few
+// seconds instead woke an idle agent up for nothing.
+const manifestPoll = 20 * time.Second
 
 // maxManifestSize bounds one manifest file: a pod spec is kilobytes.
 const maxManifestSize = 1 << 20
@@ -337,13 +339,38 @@ func (s *staticPods) isStatic(uid types.UID) bool {
 // first read happens before run is called (syncFiles from Agent.run), so
 // that the first pod list already knows the static pods.
 func (s *staticPods) run(ctx context.Context) {
+	// The directory exists from the start, as k3s makes it, so that it
+	// can be watched and a manifest dropped in starts at once.
+	if err := os.MkdirAll(s.src.dir, 0o700); err != nil {
+		s.a.log.Warn("cannot make the static pod manifest directory", "dir", s.src.dir, "err", err)
+	}
 	t := time.NewTicker(s.interval)
 	defer t.Stop()
+	var changed <-chan struct{} // nil while the directory is not watched
+	warned := false
 	for {
+		if changed == nil {
+			ch, err := dirwatch.Watch(ctx, s.src.dir)
+			switch {
+			case err == nil:
+				// Read once more: a file written between the last
+				// read and the watch's start sends no event.
+				changed = ch
+				s.syncFiles(ctx)
+			case !warned && !errors.Is(err, os.ErrNotExist):
+				s.a.log.Warn("cannot watch the static pod manifests; reading them every "+s.interval.String(), "err", err)
+				warned = true
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			s.syncFiles(ctx)
+		case _, ok := <-changed:
+			if !ok {
+				changed = nil // the directory went: read it, watch it again
+			}
 			s.syncFiles(ctx)
 		case <-s.mirrorWake:
 		}

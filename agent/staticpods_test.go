@@ -407,3 +407,53 @@ func TestStaticPodMirrors(t *testing.T) {
 		t.Errorf("orphan mirror kept")
 	}
 }
+
+// TestStaticPodsWatchDirectory: run makes the manifest directory and picks
+// up files dropped into it or removed from it through its inotify watch.
+// The poll is set far beyond the test's deadline, so only the watch can
+// deliver them.
+func TestStaticPodsWatchDirectory(t *testing.T) {
+	a := newStaticTestAgent(t, "", nil)
+	workers := &fakeWorkers{}
+	s := newStaticPods(a, workers)
+	s.interval = time.Hour
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { s.run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %s within 30s", what)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitFor("manifest directory", func() bool { _, err := os.Stat(s.src.dir); return err == nil })
+	path := filepath.Join(s.src.dir, "web.yaml")
+	if err := os.WriteFile(path, []byte(staticWeb), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var got []*v1.Pod
+	waitFor("update for web-n1", func() bool {
+		got = append(got, workers.take()...)
+		return len(got) > 0
+	})
+	if got[0].Name != "web-n1" || got[0].DeletionTimestamp != nil {
+		t.Fatalf("updates = %v, want web-n1 to run", podNames(got))
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("web-n1 stopped", func() bool {
+		for _, p := range workers.take() {
+			if p.Name == "web-n1" && p.DeletionTimestamp != nil {
+				return true
+			}
+		}
+		return false
+	})
+}
