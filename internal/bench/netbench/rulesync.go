@@ -48,7 +48,7 @@ func (c *cluster) ruleSync(ctx context.Context) error {
 		return fmt.Errorf("create the probe's endpoint slice: %w", err)
 	}
 	if err := poll(60*time.Second, "the probe Service answering", func() bool {
-		got, err := c.connect(c.client, probe)
+		got, err := c.client.ask(probe)
 		return err == nil && got == strconv.Itoa(probePort)
 	}); err != nil {
 		return err
@@ -127,7 +127,7 @@ func (c *cluster) changes(ctx context.Context, sl **discoveryv1.EndpointSlice, p
 		}
 		updated := time.Since(start)
 		for {
-			got, err := c.connect(c.client, probe)
+			got, err := c.client.ask(probe)
 			if err == nil && got == want {
 				break
 			}

@@ -54,7 +54,7 @@ func (c *cluster) traffic(ctx context.Context) error {
 	}
 	// The endpoints controller and the node's proxy take a moment.
 	if err := poll(60*time.Second, "the Service answering", func() bool {
-		_, err := c.connect(c.client, paths[1].close)
+		_, err := c.client.ask(paths[1].close)
 		return err == nil
 	}); err != nil {
 		return err
@@ -155,9 +155,9 @@ func dial(r *nsRunner, addr netip.AddrPort) (net.Conn, error) {
 	return conn, err
 }
 
-// connect opens a connection from r's namespace to addr and returns what
+// ask opens a connection from r's namespace to addr and returns what
 // the server wrote before closing.
-func (c *cluster) connect(r *nsRunner, addr netip.AddrPort) (string, error) {
+func (r *nsRunner) ask(addr netip.AddrPort) (string, error) {
 	conn, err := dial(r, addr)
 	if err != nil {
 		return "", err
