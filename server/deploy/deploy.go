@@ -50,6 +50,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/orch-dev/orch/internal/dirwatch"
 )
 
 // FieldManager is the manager of the fields the deployer applies.
@@ -62,8 +64,11 @@ const (
 	AnnotationApplied = "deploy.orch.dev/applied"
 )
 
-// DefaultPollInterval is how often the directory is checked for changes.
-const DefaultPollInterval = 5 * time.Second
+// DefaultPollInterval is how often the directory is read again besides
+// the reads its inotify watch asks for, which cover every change on local
+// file systems; the re-read catches the rest (a file system without
+// inotify). Reading every 5 s instead woke an idle server up for nothing.
+const DefaultPollInterval = 15 * time.Second
 
 // skipSuffix marks a file the deployer must neither write nor apply.
 const skipSuffix = ".skip"
@@ -141,12 +146,28 @@ func (d *Deployer) Run(ctx context.Context) error {
 	d.writeBuiltIns()
 	t := time.NewTicker(d.opts.PollInterval)
 	defer t.Stop()
+	var changed <-chan struct{} // nil while the directory is not watched
+	warned := false
 	for {
+		if changed == nil {
+			// Watched before the read below, so no change after it is
+			// missed.
+			ch, err := dirwatch.Watch(ctx, d.opts.Dir)
+			if err != nil && !warned {
+				d.log.Warn("cannot watch the manifest directory; reading it every "+d.opts.PollInterval.String(), "err", err)
+				warned = true
+			}
+			changed = ch
+		}
 		d.syncDir(ctx)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case _, ok := <-changed:
+			if !ok {
+				changed = nil // the directory went: read it, watch it again
+			}
 		}
 	}
 }

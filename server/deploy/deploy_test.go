@@ -417,3 +417,43 @@ func TestRunBadDirectory(t *testing.T) {
 		t.Errorf("Run = %v", err)
 	}
 }
+
+// TestRunWatchesDirectory: files written after the start are applied
+// through the directory's inotify watch. The re-read is set far beyond the
+// test's deadline, so only the watch can deliver them.
+func TestRunWatchesDirectory(t *testing.T) {
+	h := newHarness(t, nil)
+	h.d.opts.PollInterval = time.Hour
+	ctx, cancel := context.WithCancel(context.Background())
+	result := make(chan error, 1)
+	go func() { result <- h.d.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-result; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	waitUntil := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 30s; applied %v\nlogs:\n%s", what, h.api.applied(), h.logs)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	value := func() string {
+		cm := h.api.object("configmaps/kube-system/watched")
+		if cm == nil {
+			return ""
+		}
+		v, _, _ := unstructured.NestedString(cm.Object, "data", "k")
+		return v
+	}
+	waitUntil("the directory made", func() bool { _, err := os.Stat(h.dir); return err == nil })
+	h.write(t, "watched.yaml", configMap("watched", "kube-system", "1"))
+	waitUntil("new file applied", func() bool { return value() == "1" })
+	h.write(t, "watched.yaml", configMap("watched", "kube-system", "2"))
+	waitUntil("edited file applied", func() bool { return value() == "2" })
+}
