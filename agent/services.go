@@ -319,23 +319,12 @@ func (s *serviceState) sliceSink() sink[discoveryv1.EndpointSlice] { return sink
 // sinkInto returns a sink that keeps objs current under s.mu and hands
 // the new picture on after every change.
 func sinkInto[T any, PT objectPtr[T]](s *serviceState, objs *keyed.Map[PT]) sink[T] {
-	locked := func(change func()) {
+	return keyedSink[T](func(change func()) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		change()
 		s.pushLocked()
-	}
-	return sink[T]{
-		replace: func(items []*T) {
-			objects := make([]PT, len(items))
-			for i, o := range items {
-				objects[i] = o
-			}
-			locked(func() { objs.Replace(objects) })
-		},
-		update: func(o *T) { locked(func() { objs.Update(o) }) },
-		remove: func(o *T) { locked(func() { objs.Delete(PT(o).GetNamespace(), PT(o).GetName()) }) },
-	}
+	}, objs, nil)
 }
 
 // routeState keeps the routes to other nodes' pod subnets current.
