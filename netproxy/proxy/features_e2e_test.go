@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -427,46 +426,37 @@ func TestE2ERestartKeepsRules(t *testing.T) {
 		localRemote("sticky"),
 		slice("echo", "echo-abc", "echo", int32(echo.Port()), ep(e2ePodIP.String(), "node-a", true)),
 	}
-	start := func() (*NFTables, func()) {
+	// A fresh writer each time: it knows nothing of the kernel's table.
+	start := func(t *testing.T) *NFTables {
 		w := &NFTables{NetNSFd: int(fn.node)}
-		s := NewSyncer(cfg, w, SyncerOptions{MinSyncInterval: 10 * time.Millisecond})
-		results := s.Results()
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- s.Run(ctx) }()
-		s.Replace(services, slices)
-		waitResult(t, results)
-		stop := func() {
-			cancel()
-			if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("syncer: %v", err)
-			}
+		waitResult(t, startSyncer(t, cfg, w, services, slices, 0))
+		return w
+	}
+
+	var before, first string
+	var conn *echoConn
+	// The first agent's Syncer stops when this subtest ends.
+	if !t.Run("first agent", func(st *testing.T) {
+		w := start(st)
+		var err error
+		if first, err = get(fn.pod, "198.19.0.60:80", 2*time.Second); err != nil {
+			st.Fatal(err)
 		}
-		return w, stop
+		// With the pod's affinity entry in it; only its expiry may differ.
+		before = withoutExpiry(listTable(st, w, cfg.Table))
+		conn = dialEcho(t, fn.pod, "198.19.0.61:7") // open until the whole test ends
+		conn.roundTrip(st, "before the restart")
+	}) {
+		t.FailNow()
 	}
 
-	w1, stop1 := start()
-	first, err := get(fn.pod, "198.19.0.60:80", 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// With the pod's affinity entry in it; only its expiry may differ.
-	before := withoutExpiry(listTable(t, w1, cfg.Table))
-	conn := dialEcho(t, fn.pod, "198.19.0.61:7")
-	conn.roundTrip(t, "before the restart")
-
-	stop1()
 	// No agent: what the kernel has keeps serving.
-	if _, err := (&NFTables{NetNSFd: int(fn.node)}).Exists(cfg.Table); err != nil {
-		t.Fatal(err)
-	}
 	conn.roundTrip(t, "while stopped")
 	if got, err := get(fn.pod, "198.19.0.60:80", 2*time.Second); err != nil || got != first {
 		t.Fatalf("while stopped: got %q, %v; want %q", got, err, first)
 	}
 
-	w2, stop2 := start()
-	defer stop2()
+	w2 := start(t)
 	if w2.fullWrites != 1 {
 		t.Fatalf("the restarted writer made %d whole-table writes, want 1", w2.fullWrites)
 	}
@@ -477,6 +467,18 @@ func TestE2ERestartKeepsRules(t *testing.T) {
 	if seen := answers(t, fn.pod, "198.19.0.60:80", 10); seen[first] != 10 {
 		t.Fatalf("after the restart: %v, want every answer %q (affinity kept)", seen, first)
 	}
+}
+
+// startSyncer runs a Syncer writing through w, fed with services and
+// slices, checking for its table every checkInterval (0: the default),
+// until t ends, and returns its results.
+func startSyncer(t *testing.T, cfg Config, w *NFTables, services []*v1.Service, slices []*discoveryv1.EndpointSlice, checkInterval time.Duration) <-chan SyncResult {
+	t.Helper()
+	s := NewSyncer(cfg, w, SyncerOptions{MinSyncInterval: 10 * time.Millisecond, CheckInterval: checkInterval})
+	results := s.Results()
+	runSyncer(t, s)
+	s.Replace(services, slices)
+	return results
 }
 
 // withoutExpiry drops the lifetimes of dynamic set elements ("10.0.0.1
@@ -547,14 +549,8 @@ func TestE2EResyncAfterNftByHand(t *testing.T) {
 	tn.serve(t, 8080, "web-0")
 	w := &NFTables{NetNSFd: int(tn.node)}
 	cfg := e2eConfig()
-	s := NewSyncer(cfg, w, SyncerOptions{MinSyncInterval: 10 * time.Millisecond, CheckInterval: 50 * time.Millisecond})
-	results := s.Results()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	s.Replace([]*v1.Service{svc("web", "198.19.0.10", tcpPort("http", 80, 0))},
-		[]*discoveryv1.EndpointSlice{slice("web", "web-abc", "http", 8080, ep("198.18.1.2", "node-a", true))})
+	results := startSyncer(t, cfg, w, []*v1.Service{svc("web", "198.19.0.10", tcpPort("http", 80, 0))},
+		[]*discoveryv1.EndpointSlice{slice("web", "web-abc", "http", 8080, ep("198.18.1.2", "node-a", true))}, 50*time.Millisecond)
 	waitResult(t, results)
 	want := listTable(t, w, cfg.Table)
 
