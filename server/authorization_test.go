@@ -311,6 +311,13 @@ spec:
 	c.denied(`services is forbidden: User "system:node:node-a" cannot list resource "services" in API group "" at the cluster scope`,
 		"--kubeconfig", nodeA, "get", "services", "-A")
 	c.kubectl("--kubeconfig", nodeA, "--as", "system:kube-proxy", "get", "services,endpointslices,nodes", "-A")
+	// Its ingress proxy reads Ingresses, their classes, Services, slices
+	// and (TLS) Secrets cluster-wide as system:orch:ingress, what k3s
+	// grants Traefik, and no pods.
+	asIngress := []string{"--kubeconfig", nodeA, "--as", "system:orch:ingress"}
+	c.kubectl(append(asIngress, "get", "ingresses,ingressclasses,services,endpointslices,secrets", "-A")...)
+	c.denied(`pods is forbidden: User "system:orch:ingress" cannot list resource "pods" in API group "" at the cluster scope`,
+		append(asIngress, "get", "pods", "-A")...)
 }
 
 func TestSecretsEncryptionAtRest(t *testing.T) {
