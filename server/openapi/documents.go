@@ -10,8 +10,6 @@ import (
 	"strings"
 	"sync"
 
-	openapiv2 "github.com/google/gnostic-models/openapiv2"
-	"google.golang.org/protobuf/proto"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/kube-openapi/pkg/validation/spec"
@@ -127,21 +125,13 @@ func (b *Builder) V2() ([]byte, error) {
 }
 
 // V2Proto returns the Swagger 2.0 document in the gnostic protobuf form
-// client-go's OpenAPISchema asks for.
+// client-go's OpenAPISchema asks for (see v2proto.go).
 func (b *Builder) V2Proto() ([]byte, error) {
 	data, err := b.V2()
 	if err != nil {
 		return nil, err
 	}
-	doc, err := openapiv2.ParseDocument(data)
-	if err != nil {
-		return nil, fmt.Errorf("convert openapi v2 to protobuf: %w", err)
-	}
-	out, err := proto.Marshal(doc)
-	if err != nil {
-		return nil, fmt.Errorf("encode openapi v2 protobuf: %w", err)
-	}
-	return out, nil
+	return swaggerToProto(data)
 }
 
 // GroupVersionPaths lists the v3 documents, sorted.
