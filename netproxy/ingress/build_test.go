@@ -144,55 +144,27 @@ func TestNoDefaultBackend(t *testing.T) {
 	}
 }
 
-func TestIngressClasses(t *testing.T) {
-	className := func(n string) *string { return &n }
-	class := func(name, controller string, isDefault bool) *networkingv1.IngressClass {
-		c := &networkingv1.IngressClass{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: networkingv1.IngressClassSpec{Controller: controller}}
-		if isDefault {
-			c.Annotations = map[string]string{networkingv1.AnnotationIsDefaultIngressClass: "true"}
-		}
-		return c
+// TestServedIngresses: the class rule itself is ingressclass's (tested
+// there); Build serves what it selects, oldest first.
+func TestServedIngresses(t *testing.T) {
+	orch, nginx := "orch", "nginx"
+	mine := ingress("mine", time.Hour, rule("a.com", path("/", networkingv1.PathTypePrefix, "a")))
+	mine.Spec.IngressClassName = &orch
+	theirs := ingress("theirs", 0, rule("a.com", path("/", networkingv1.PathTypePrefix, "a")))
+	theirs.Spec.IngressClassName = &nginx
+	classless := ingress("classless", 0, rule("b.com", path("/", networkingv1.PathTypePrefix, "a")))
+	objs := objects([]string{"a"}, mine, theirs, classless)
+	objs.IngressClasses = []*networkingv1.IngressClass{
+		{ObjectMeta: metav1.ObjectMeta{Name: "orch"}, Spec: networkingv1.IngressClassSpec{Controller: ControllerName}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "nginx"}, Spec: networkingv1.IngressClassSpec{Controller: "k8s.io/ingress-nginx"}},
 	}
-	named := func(name string, class *string, legacy string) *networkingv1.Ingress {
-		ing := ingress(name, 0, rule(name+".com", path("/", networkingv1.PathTypePrefix, "a")))
-		ing.Spec.IngressClassName = class
-		if legacy != "" {
-			ing.Annotations = map[string]string{"kubernetes.io/ingress.class": legacy}
-		}
-		return ing
+	cfg := Build(objs)
+	want := []types.NamespacedName{{Namespace: "web", Name: "classless"}, {Namespace: "web", Name: "mine"}}
+	if !slices.Equal(cfg.Served, want) {
+		t.Errorf("served %v, want %v", cfg.Served, want)
 	}
-	ings := []*networkingv1.Ingress{
-		named("orch", className("orch"), ""),
-		named("other", className("nginx"), ""),
-		named("legacy", nil, "orch"),
-		named("legacy-other", nil, "nginx"),
-		named("classless", nil, ""),
-		named("missing-class", className("gone"), ""),
-	}
-	for _, tc := range []struct {
-		name    string
-		classes []*networkingv1.IngressClass
-		want    []string
-	}{
-		{"orch default", []*networkingv1.IngressClass{class("orch", ControllerName, true), class("nginx", "k8s.io/ingress-nginx", false)},
-			[]string{"classless", "legacy", "orch"}},
-		{"no default", []*networkingv1.IngressClass{class("orch", ControllerName, false), class("nginx", "k8s.io/ingress-nginx", false)},
-			[]string{"classless", "legacy", "orch"}},
-		{"another default", []*networkingv1.IngressClass{class("orch", ControllerName, false), class("nginx", "k8s.io/ingress-nginx", true)},
-			[]string{"legacy", "orch"}},
-		{"no classes", nil, []string{"classless"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			objs := objects([]string{"a"}, ings...)
-			objs.IngressClasses = tc.classes
-			var got []string
-			for _, n := range Build(objs).Served {
-				got = append(got, n.Name)
-			}
-			if !slices.Equal(got, tc.want) {
-				t.Errorf("served %v, want %v", got, tc.want)
-			}
-		})
+	if routed(cfg, "a.com", "/") != "a" {
+		t.Errorf("a.com not routed by the served Ingress")
 	}
 }
 
