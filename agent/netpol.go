@@ -31,7 +31,7 @@ func (a *Agent) startNetworkPolicies(ctx context.Context, g *errgroup.Group, dns
 	// The node's own identity reads only its pods: the policy mirrors
 	// act as the user nodes may impersonate for this.
 	api := a.api.Impersonating(jointoken.NetworkPolicyUser)
-	syncer := netpol.NewSyncer(netpol.Config{NodeName: a.nodeName}, &proxy.NFTables{}, netpol.SyncerOptions{})
+	syncer := netpol.NewSyncer(netpol.Config{NodeName: a.nodeName}, &proxy.NFTables{}, netpol.SyncerOptions{CheckInterval: tableCheckInterval})
 	results := syncer.Results()
 	g.Go(func() error { _ = syncer.Run(ctx); return nil })
 	g.Go(func() error { a.logPolicyResults(ctx, results); return nil })

@@ -93,7 +93,7 @@ func TestServiceProxyFeaturesE2E(t *testing.T) {
 	})
 	t.Run("tables deleted by hand are written again", func(t *testing.T) {
 		// The service proxy's table and the NetworkPolicy table: both
-		// check for theirs every few seconds.
+		// check for theirs every tableCheckInterval.
 		for _, table := range []string{"orch", "orch-netpol"} {
 			if _, err := node.Run("nft", "list", "table", "ip", table); err != nil {
 				t.Fatalf("before: %v", err)

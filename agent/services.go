@@ -29,6 +29,14 @@ import (
 	"github.com/orch-dev/orch/netproxy/proxy"
 )
 
+// tableCheckInterval is how often the service proxy and the NetworkPolicy
+// syncers check that their nftables tables still exist (someone's `nft
+// flush ruleset` or a firewall reload removes them) and write them again:
+// kube-proxy's --sync-period, 30 s. Checking every 5 s was four netlink
+// round trips and wake-ups per 10 s on an idle node, its most frequent
+// timer.
+const tableCheckInterval = 30 * time.Second
+
 var _ PodNetwork = (*podnet.Network)(nil)
 
 // Resources the node's networking follows.
@@ -117,7 +125,7 @@ func (a *Agent) startNetworking(ctx context.Context, g *errgroup.Group) error {
 		NodeIPs:            nodeIPs,
 		ClusterCIDRs:       []netip.Prefix{nc.ClusterCIDR},
 		ServiceCIDRs:       []netip.Prefix{nc.ServiceCIDR},
-	}, &proxy.NFTables{}, proxy.SyncerOptions{Conntrack: &proxy.Conntrack{}})
+	}, &proxy.NFTables{}, proxy.SyncerOptions{Conntrack: &proxy.Conntrack{}, CheckInterval: tableCheckInterval})
 	results := syncer.Results()
 	a.net = hostPortNetwork{PodNetwork: pn, rules: syncer} // hostports.go
 	state := newServiceState(nodeLocalDNSSlice(a.nodeName, pn.Gateway()), a.withIngress(ctx, g, syncer), dnsServer)
