@@ -36,6 +36,7 @@ const (
 type cluster struct {
 	o        options
 	cs       kubernetes.Interface
+	log      string // the server's log file
 	serverIP netip.Addr
 	// client and server run functions inside the pods' network
 	// namespaces.
@@ -52,8 +53,11 @@ func runDriver(o options) error {
 	if err := testimage.WriteBusybox(filepath.Join(importDir, "busybox.tar"), imageTag); err != nil {
 		return err
 	}
+	// --debug: the node logs each service-rule write with its duration,
+	// which the rule-sync table reports beside the end-to-end time.
+	logPath := filepath.Join(o.dir, "server.log")
 	srv, err := measure.StartServer(o.orch, o.dir, "--node-name", nodeName, "--cgroup-root", cgroupRoot,
-		"--kill-pods-on-stop", "--log", filepath.Join(o.dir, "server.log"))
+		"--kill-pods-on-stop", "--debug", "--log", logPath)
 	if err != nil {
 		return err
 	}
@@ -68,7 +72,7 @@ func runDriver(o options) error {
 		return err
 	}
 	ctx := context.Background()
-	c := &cluster{o: o, cs: cs}
+	c := &cluster{o: o, cs: cs, log: logPath}
 	if err := c.waitNode(ctx); err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+	"time"
 )
 
 func TestBackgroundAddr(t *testing.T) {
@@ -57,5 +58,23 @@ func TestEndpointSlice(t *testing.T) {
 	}
 	if *sl.Ports[0].Port != 8080 || *sl.Ports[0].Name != "http" {
 		t.Errorf("ports %+v", sl.Ports)
+	}
+}
+
+func TestRuleWriteDuration(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		want time.Duration
+		ok   bool
+	}{
+		{`time=2026-11-23T17:40:00.000Z level=DEBUG msg="service rules written" node=nb-node services=1005 chains=4040 took=23.5ms staleFlowsDeleted=0`, 23500 * time.Microsecond, true},
+		{`time=2026-11-23T17:40:00.000Z level=DEBUG msg="service rules written" services=3 chains=12 took=912µs`, 912 * time.Microsecond, true},
+		{`time=2026-11-23T17:40:00.000Z level=INFO msg="node networking started" took=1s`, 0, false},
+		{`time=2026-11-23T17:40:00.000Z level=DEBUG msg="service rules written" took=soon`, 0, false},
+	} {
+		got, ok := ruleWriteDuration(tc.line)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("ruleWriteDuration(%q) = %v, %v; want %v, %v", tc.line, got, ok, tc.want, tc.ok)
+		}
 	}
 }

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net/netip"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -58,8 +61,8 @@ func (c *cluster) ruleSync(ctx context.Context) error {
 		return err
 	}
 
-	fmt.Printf("| rule sync: EndpointSlice update sent → new endpoint answering through the cluster IP (%d changes each) | p50 | p99 | max | of which the API update (p50) |\n", c.o.changes)
-	fmt.Println("|---|---|---|---|---|")
+	fmt.Printf("| rule sync: EndpointSlice update sent → new endpoint answering through the cluster IP (%d changes each) | p50 | p99 | max | of which the API update (p50) | the node's rule build + nftables write (p50 / p99) |\n", c.o.changes)
+	fmt.Println("|---|---|---|---|---|---|")
 	created := 0
 	var notes []string
 	for _, size := range backgroundSizes(c.o.services) {
@@ -81,12 +84,13 @@ func (c *cluster) ruleSync(ctx context.Context) error {
 				size-created, (size-created)*c.o.endpoints, measure.Ms(made), measure.Ms(time.Since(start)-made)))
 			created = size
 		}
-		all, api, err := c.changes(ctx, &sl, probe)
+		all, api, writes, err := c.changes(ctx, &sl, probe)
 		if err != nil {
 			return fmt.Errorf("with %d background services: %w", size, err)
 		}
-		fmt.Printf("| %d background Services, %d endpoints | %s | %s | %s | %s |\n", size, size*c.o.endpoints,
-			measure.Ms(all.Percentile(50)), measure.Ms(all.Percentile(99)), measure.Ms(all.Percentile(100)), measure.Ms(api.Percentile(50)))
+		fmt.Printf("| %d background Services, %d endpoints | %s | %s | %s | %s | %s / %s (%d writes) |\n", size, size*c.o.endpoints,
+			measure.Ms(all.Percentile(50)), measure.Ms(all.Percentile(99)), measure.Ms(all.Percentile(100)), measure.Ms(api.Percentile(50)),
+			measure.Ms(writes.Percentile(50)), measure.Ms(writes.Percentile(99)), len(writes))
 	}
 	fmt.Println()
 	for _, n := range notes {
@@ -114,16 +118,23 @@ func backgroundSizes(n int) []int {
 // changes moves the probe's endpoint between the two probe ports
 // c.o.changes times (after a few warm-ups) and returns, per change, the
 // time from sending the update until a new connection reaches the new
-// port, and the time the update call took.
-func (c *cluster) changes(ctx context.Context, sl **discoveryv1.EndpointSlice, probe netip.AddrPort) (all, api measure.Latencies, err error) {
+// port and the time the update call took, and the durations of the
+// node's rule writes meanwhile, from its log.
+func (c *cluster) changes(ctx context.Context, sl **discoveryv1.EndpointSlice, probe netip.AddrPort) (all, api, writes measure.Latencies, err error) {
+	var logFrom int64
 	for i := 0; i < warmups+c.o.changes; i++ {
+		if i == warmups {
+			if logFrom, err = fileSize(c.log); err != nil {
+				return nil, nil, nil, err
+			}
+		}
 		next := *(*sl).Ports[0].Port ^ 1 // probePort ↔ probePort+1
 		up := (*sl).DeepCopy()
 		up.Ports[0].Port = ptr.To(next)
 		want := strconv.Itoa(int(next))
 		start := time.Now()
 		if *sl, err = c.cs.DiscoveryV1().EndpointSlices(namespace).Update(ctx, up, metav1.UpdateOptions{}); err != nil {
-			return nil, nil, fmt.Errorf("update the probe's endpoint slice: %w", err)
+			return nil, nil, nil, fmt.Errorf("update the probe's endpoint slice: %w", err)
 		}
 		updated := time.Since(start)
 		for {
@@ -132,7 +143,7 @@ func (c *cluster) changes(ctx context.Context, sl **discoveryv1.EndpointSlice, p
 				break
 			}
 			if time.Since(start) > c.o.timeout {
-				return nil, nil, fmt.Errorf("change %d: port %s not answering after %s (last answer %q, %v)", i, want, c.o.timeout, got, err)
+				return nil, nil, nil, fmt.Errorf("change %d: port %s not answering after %s (last answer %q, %v)", i, want, c.o.timeout, got, err)
 			}
 			time.Sleep(200 * time.Microsecond)
 		}
@@ -145,7 +156,54 @@ func (c *cluster) changes(ctx context.Context, sl **discoveryv1.EndpointSlice, p
 		// that comes sooner after its last write until then, by design.
 		time.Sleep(c.o.gap)
 	}
-	return all, api, nil
+	writes, err = ruleWrites(c.log, logFrom)
+	return all, api, writes, err
+}
+
+func fileSize(path string) (int64, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}
+
+// ruleWrites returns the durations of the service-rule writes the node
+// logged (at debug level) in the server's log after offset.
+func ruleWrites(path string, offset int64) (measure.Latencies, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return nil, err
+	}
+	var out measure.Latencies
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if d, ok := ruleWriteDuration(sc.Text()); ok {
+			out = append(out, d)
+		}
+	}
+	return out, sc.Err()
+}
+
+// ruleWriteDuration parses the duration of a "service rules written"
+// line of the agent's log (slog text: ... msg="service rules written"
+// services=5 chains=20 took=1.5ms ...).
+func ruleWriteDuration(line string) (time.Duration, bool) {
+	if !strings.Contains(line, `msg="service rules written"`) {
+		return 0, false
+	}
+	_, rest, ok := strings.Cut(line, " took=")
+	if !ok {
+		return 0, false
+	}
+	v, _, _ := strings.Cut(rest, " ")
+	d, err := time.ParseDuration(v)
+	return d, err == nil
 }
 
 // createBackground creates Services bg-from … bg-(to-1), each without a
