@@ -107,8 +107,22 @@ func Build(objs Objects) *Config {
 		key := types.NamespacedName{Namespace: ing.Namespace, Name: ing.Name}
 		cfg.Served = append(cfg.Served, key)
 		warn := func(err error) { cfg.Warnings = append(cfg.Warnings, Warning{Ingress: key, Err: err}) }
-		if b := ing.Spec.DefaultBackend; b != nil && cfg.Table.fallback == nil {
-			cfg.Table.fallback = svcs.backend(ing.Namespace, *b)
+		// backend resolves a backend of this Ingress, warning once about
+		// each that cannot have endpoints (ingress-nginx's "service not
+		// found" warnings); its requests get 503.
+		problems := map[*Backend]bool{}
+		backend := func(b networkingv1.IngressBackend) *Backend {
+			be := svcs.backend(ing.Namespace, b)
+			if be.Problem != "" && !problems[be] {
+				problems[be] = true
+				warn(fmt.Errorf("backend %s: %s", be.Name, be.Problem))
+			}
+			return be
+		}
+		if b := ing.Spec.DefaultBackend; b != nil {
+			if be := backend(*b); cfg.Table.fallback == nil {
+				cfg.Table.fallback = be
+			}
 		}
 		var hosts []string
 		for _, rule := range ing.Spec.Rules {
@@ -120,7 +134,7 @@ func Build(objs Objects) *Config {
 			}
 			routes := make([]route, 0, len(rule.HTTP.Paths))
 			for rank, p := range rule.HTTP.Paths {
-				r, ok := newRoute(p, svcs.backend(ing.Namespace, p.Backend), age, rank)
+				r, ok := newRoute(p, backend(p.Backend), age, rank)
 				if !ok {
 					warn(fmt.Errorf("path %q of host %q is not absolute; left out", p.Path, rule.Host))
 					continue

@@ -205,9 +205,14 @@ func TestBackends(t *testing.T) {
 			ing.Spec.DefaultBackend = &tc.backend
 			o := objs
 			o.Ingresses = []*networkingv1.Ingress{ing}
-			b := Build(o).Table.Match("x", "/")
+			cfg := Build(o)
+			b := cfg.Table.Match("x", "/")
 			if !slices.Equal(b.Endpoints, tc.want) || b.Problem != tc.problem {
 				t.Errorf("backend %s: endpoints %v problem %q, want %v %q", b.Name, b.Endpoints, b.Problem, tc.want, tc.problem)
+			}
+			warned := len(cfg.Warnings) == 1 && strings.HasSuffix(cfg.Warnings[0].Err.Error(), ": "+tc.problem)
+			if tc.problem == "" && len(cfg.Warnings) != 0 || tc.problem != "" && !warned {
+				t.Errorf("warnings %v, want one about %q", cfg.Warnings, tc.problem)
 			}
 		})
 	}
