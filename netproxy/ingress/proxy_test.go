@@ -77,7 +77,7 @@ func listenOn(t *testing.T, ip string, port int, h http.Handler) string {
 	return ln.Addr().String()
 }
 
-func newProxy(t *testing.T) *Proxy {
+func newProxy(t testing.TB) *Proxy {
 	t.Helper()
 	p, err := New(Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
