@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -100,6 +101,13 @@ func TestServiceLBE2E(t *testing.T) {
 		})
 	}
 
+	// And from a pod, by the node's address and the advertised one.
+	out := runToCompletion(t, cs, lbE2ENode, "lb-from-pod",
+		httpGetPort(nodeIP.String(), lbE2EPort)+" && "+httpGetPort(lbE2EExternalIP, lbE2EPort))
+	if strings.Count(out, "hello-from-web") != 2 {
+		t.Errorf("web-lb from a pod:\n%s", out)
+	}
+
 	// A second one on the same port stays Pending and says why.
 	createLBService(t, cs, "web-lb2", lbE2EPort)
 	waitFor(t, 30*time.Second, "an event on web-lb2 naming web-lb", func() (bool, error) {
@@ -131,7 +139,8 @@ func TestServiceLBE2E(t *testing.T) {
 	})
 
 	// hostPort: nodeIP:8081 (and 127.0.0.1:8081 on the node) reach the
-	// pod's port 80, from outside and from the node.
+	// pod's port 80, from outside and from the node. Its second
+	// container is ready once the pod reached itself that way (hairpin).
 	hp := newPod("hostport", v1.Container{
 		Name:    "httpd",
 		Command: []string{"sh", "-c", "mkdir -p /www && echo hello-from-hostport > /www/index.html && exec httpd -f -p 80 -h /www"},
@@ -141,9 +150,19 @@ func TestServiceLBE2E(t *testing.T) {
 			PeriodSeconds: 1,
 		},
 	})
+	hp.Spec.Containers = append(hp.Spec.Containers, v1.Container{
+		Name:  "hairpin",
+		Image: hp.Spec.Containers[0].Image, ImagePullPolicy: v1.PullIfNotPresent,
+		Command: []string{"sh", "-c", "until " + httpGetPort(nodeIP.String(), 8081) + " | grep -q hello-from-hostport; do sleep 1; done; " +
+			"touch /tmp/hairpin-ok; exec sleep 3600"},
+		ReadinessProbe: &v1.Probe{
+			ProbeHandler:  v1.ProbeHandler{Exec: &v1.ExecAction{Command: []string{"cat", "/tmp/hairpin-ok"}}},
+			PeriodSeconds: 1,
+		},
+	})
 	hp.Spec.NodeName = lbE2ENode
 	createPod(t, cs, hp)
-	waitPod(t, cs, "hostport", 90*time.Second, "ready", podReady)
+	waitPod(t, cs, "hostport", 90*time.Second, "ready (its own hostPort reached through the node address)", podReady)
 	hostPortAddrs := []struct {
 		from *netnstest.NS
 		addr netip.Addr
@@ -168,6 +187,11 @@ func TestServiceLBE2E(t *testing.T) {
 		_, err := httpGetIn(ctx, client, netip.AddrPortFrom(nodeIP, 8081).String())
 		return err != nil && strings.Contains(err.Error(), "connection refused"), nil
 	})
+}
+
+// httpGetPort is httpGet of host:port.
+func httpGetPort(host string, port int) string {
+	return "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 " + host + " " + strconv.Itoa(port)
 }
 
 // createLBService creates a LoadBalancer Service name on port, to port 80
