@@ -308,33 +308,8 @@ func newV2Encoder() *v2Encoder {
 		"required":    {num: 4, kind: kindBool},
 		"schema":      {num: 5, kind: kindMessage, encode: schema},
 	}}
-	query := messageSpec{name: "QueryParameterSubSchema", extensions: 23, fields: map[string]field{
-		"required":         {num: 1, kind: kindBool},
-		"in":               {num: 2, kind: kindString},
-		"description":      {num: 3, kind: kindString},
-		"name":             {num: 4, kind: kindString},
-		"allowEmptyValue":  {num: 5, kind: kindBool},
-		"type":             {num: 6, kind: kindString},
-		"format":           {num: 7, kind: kindString},
-		"collectionFormat": {num: 9, kind: kindString},
-		"default":          {num: 10, kind: kindAny},
-		"pattern":          {num: 17, kind: kindString},
-		"uniqueItems":      {num: 20, kind: kindBool},
-		"enum":             {num: 21, kind: kindAnys},
-	}}
-	path := messageSpec{name: "PathParameterSubSchema", extensions: 22, fields: map[string]field{
-		"required":         {num: 1, kind: kindBool},
-		"in":               {num: 2, kind: kindString},
-		"description":      {num: 3, kind: kindString},
-		"name":             {num: 4, kind: kindString},
-		"type":             {num: 5, kind: kindString},
-		"format":           {num: 6, kind: kindString},
-		"collectionFormat": {num: 8, kind: kindString},
-		"default":          {num: 9, kind: kindAny},
-		"pattern":          {num: 16, kind: kindString},
-		"uniqueItems":      {num: 19, kind: kindBool},
-		"enum":             {num: 20, kind: kindAnys},
-	}}
+	query := nonBodyParameter("QueryParameterSubSchema", true)
+	path := nonBodyParameter("PathParameterSubSchema", false)
 	parameter := func(raw json.RawMessage) ([]byte, error) {
 		var p struct {
 			In string `json:"in"`
@@ -411,6 +386,33 @@ func newV2Encoder() *v2Encoder {
 		"definitions": {num: 9, kind: kindMessage, encode: encodeNamed("definitions", 1, 0, schema)},
 	}}
 	return e
+}
+
+// nonBodyParameter is QueryParameterSubSchema or PathParameterSubSchema:
+// the path form has no allowEmptyValue and numbers every later field one
+// lower.
+func nonBodyParameter(name string, query bool) messageSpec {
+	var shift protowire.Number
+	if !query {
+		shift = 1
+	}
+	fields := map[string]field{
+		"required":         {num: 1, kind: kindBool},
+		"in":               {num: 2, kind: kindString},
+		"description":      {num: 3, kind: kindString},
+		"name":             {num: 4, kind: kindString},
+		"type":             {num: 6 - shift, kind: kindString},
+		"format":           {num: 7 - shift, kind: kindString},
+		"collectionFormat": {num: 9 - shift, kind: kindString},
+		"default":          {num: 10 - shift, kind: kindAny},
+		"pattern":          {num: 17 - shift, kind: kindString},
+		"uniqueItems":      {num: 20 - shift, kind: kindBool},
+		"enum":             {num: 21 - shift, kind: kindAnys},
+	}
+	if query {
+		fields["allowEmptyValue"] = field{num: 5, kind: kindBool}
+	}
+	return messageSpec{name: name, extensions: 23 - shift, fields: fields}
 }
 
 // typeItem is TypeItem{value = 1: repeated string} from "string" or
