@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/utils/ptr"
 
+	"github.com/orch-dev/orch/server/controllers/controllertest"
 	"github.com/orch-dev/orch/server/controllers/fakeapi"
 	"github.com/orch-dev/orch/server/controllers/informer"
 	"github.com/orch-dev/orch/server/registry"
@@ -32,12 +32,8 @@ func newAPI() *fakeapi.API {
 		GroupVersion: schema.GroupVersion{Version: "v1"}, Name: "services", Kind: "Service", Namespaced: true,
 		Subresources: []string{"status"},
 		New:          func() runtime.Object { return &corev1.Service{} }, NewList: func() runtime.Object { return &corev1.ServiceList{} },
-		PrepareForUpdate: func(obj, old runtime.Object) {
-			obj.(*corev1.Service).Status = old.(*corev1.Service).Status
-		},
-		PrepareForStatusUpdate: func(obj, old runtime.Object) {
-			obj.(*corev1.Service).Spec = old.(*corev1.Service).Spec
-		},
+		PrepareForUpdate:       fakeapi.KeepStatus,
+		PrepareForStatusUpdate: fakeapi.KeepAllButStatus,
 	}
 	endpointSlices := &registry.Resource{
 		GroupVersion: discoveryv1.SchemeGroupVersion, Name: "endpointslices", Kind: "EndpointSlice", Namespaced: true,
@@ -46,34 +42,9 @@ func newAPI() *fakeapi.API {
 	return fakeapi.New(append(fakeapi.Resources(), services, endpointSlices)...)
 }
 
-// recorder keeps the events the controller records.
-type recorder struct {
-	mu     sync.Mutex
-	events []string // "Type Reason ns/name: message"
-}
-
-func (r *recorder) Eventf(obj runtime.Object, eventType, reason, messageFmt string, args ...interface{}) {
-	svc := obj.(*corev1.Service)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, fmt.Sprintf("%s %s %s/%s: %s", eventType, reason, svc.Namespace, svc.Name, fmt.Sprintf(messageFmt, args...)))
-}
-
-func (r *recorder) matching(substr string) []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []string
-	for _, e := range r.events {
-		if strings.Contains(e, substr) {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
-func start(t *testing.T, api *fakeapi.API, reserved ...ReservedPort) *recorder {
+func start(t *testing.T, api *fakeapi.API, reserved ...ReservedPort) *controllertest.Recorder {
 	t.Helper()
-	rec := &recorder{}
+	rec := &controllertest.Recorder{}
 	factory := informer.NewFactory(api, quiet)
 	c := New(api, factory, rec, Options{Reserved: reserved, Logger: quiet})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -86,13 +57,7 @@ func start(t *testing.T, api *fakeapi.API, reserved ...ReservedPort) *recorder {
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	controllertest.Eventually(t, 10*time.Second, what, cond)
 }
 
 func node(name string, ready bool, addrs ...corev1.NodeAddress) *corev1.Node {
@@ -239,7 +204,7 @@ func TestIngressIsReadyNodeAddresses(t *testing.T) {
 			rec := start(t, api)
 			eventually(t, fmt.Sprintf("ingress %v", tc.want), hasIngress(t, api, "web", tc.want...))
 			eventually(t, "an UpdatedLoadBalancer event", func() bool {
-				return len(rec.matching("Normal UpdatedLoadBalancer ns/web: Updated LoadBalancer with new IPs: [] -> ")) == 1
+				return rec.Count("Normal UpdatedLoadBalancer Updated LoadBalancer with new IPs: [] -> ") == 1
 			})
 		})
 	}
@@ -268,7 +233,7 @@ func TestIngressFollowsNodes(t *testing.T) {
 	}
 	eventually(t, "no ingress without ready nodes", hasIngress(t, api, "web"))
 	eventually(t, "a warning", func() bool {
-		return len(rec.matching("Warning UnAvailableLoadBalancer ns/web: There are no available nodes for LoadBalancer")) == 1
+		return rec.Count("Warning UnAvailableLoadBalancer There are no available nodes for LoadBalancer") == 1
 	})
 }
 
@@ -285,7 +250,7 @@ func TestPortAlreadyUsed(t *testing.T) {
 	eventually(t, "the first service's ingress", hasIngress(t, api, "first", "198.18.0.3"))
 	eventually(t, "the UDP service's ingress", hasIngress(t, api, "dns", "198.18.0.3"))
 	eventually(t, "a warning naming the holder", func() bool {
-		return len(rec.matching("Warning UnAvailableLoadBalancer ns/second: port 443/TCP is already used by LoadBalancer service ns/first")) == 1
+		return rec.Count("Warning UnAvailableLoadBalancer port 443/TCP is already used by LoadBalancer service ns/first") == 1
 	})
 	if got := ingress(t, api, "second"); len(got) != 0 {
 		t.Fatalf("second service got ingress %v, want none (its port is taken)", got)
@@ -294,8 +259,8 @@ func TestPortAlreadyUsed(t *testing.T) {
 	// A node change resyncs every service: the warning is not repeated.
 	api.MustCreate(fakeapi.Nodes, node("b", true, internal("198.18.0.4")))
 	eventually(t, "the new node in the first service's ingress", hasIngress(t, api, "first", "198.18.0.3", "198.18.0.4"))
-	if got := rec.matching("ns/second: port"); len(got) != 1 {
-		t.Errorf("warnings for the second service: %q, want one", got)
+	if n := rec.Count("Warning UnAvailableLoadBalancer port 443/TCP"); n != 1 {
+		t.Errorf("%d warnings for the second service, want one: %q", n, rec.Events())
 	}
 
 	// The holder leaves: the port is free.
@@ -307,7 +272,7 @@ func TestPortAlreadyUsed(t *testing.T) {
 	// A third takes the second's port while it holds it.
 	api.MustCreate(servicesGVR, lbService("third", tcp(8080)))
 	eventually(t, "a warning for the third", func() bool {
-		return len(rec.matching("ns/third: port 8080/TCP is already used by LoadBalancer service ns/second")) == 1
+		return rec.Count("Warning UnAvailableLoadBalancer port 8080/TCP is already used by LoadBalancer service ns/second") == 1
 	})
 	if got := ingress(t, api, "third"); len(got) != 0 {
 		t.Errorf("third service got ingress %v, want none", got)
@@ -323,7 +288,7 @@ func TestReservedPorts(t *testing.T) {
 		ReservedPort{Port: 443, Protocol: corev1.ProtocolTCP, By: "the built-in ingress proxy"})
 	eventually(t, "UDP 443 is free", hasIngress(t, api, "dns", "198.18.0.3"))
 	eventually(t, "a warning", func() bool {
-		return len(rec.matching("Warning UnAvailableLoadBalancer ns/web: port 443/TCP is already used by the built-in ingress proxy")) == 1
+		return rec.Count("Warning UnAvailableLoadBalancer port 443/TCP is already used by the built-in ingress proxy") == 1
 	})
 	if got := ingress(t, api, "web"); len(got) != 0 {
 		t.Errorf("web got ingress %v on a reserved port", got)
@@ -408,7 +373,7 @@ func TestPortHolderKeepsItWithinTheSameSecond(t *testing.T) {
 	// the port away.
 	api.MustCreate(servicesGVR, lbService("aa-second", tcp(80)))
 	eventually(t, "a warning for the second", func() bool {
-		return len(rec.matching("ns/aa-second: port 80/TCP is already used by LoadBalancer service ns/zz-first")) == 1
+		return rec.Count("Warning UnAvailableLoadBalancer port 80/TCP is already used by LoadBalancer service ns/zz-first") == 1
 	})
 	if got := ingress(t, api, "zz-first"); !slices.Equal(got, []string{"198.18.0.3"}) {
 		t.Errorf("first service's ingress %v after the second came", got)
