@@ -27,6 +27,9 @@ const (
 	// shutdownGrace is how long requests in flight may finish when the
 	// proxy stops.
 	shutdownGrace = 5 * time.Second
+	// failTimeout is how long an endpoint a dial failed to is tried last
+	// (ingress-nginx's fail_timeout).
+	failTimeout = 10 * time.Second
 )
 
 // Options configure a Proxy.
@@ -44,6 +47,7 @@ type Proxy struct {
 	defaultCert *tls.Certificate
 	rp          *httputil.ReverseProxy
 	transport   *http.Transport
+	down        *unreachable
 	log         *slog.Logger
 }
 
@@ -59,7 +63,7 @@ func New(opts Options) (*Proxy, error) {
 		}
 		opts.DefaultCertificate = cert
 	}
-	p := &Proxy{defaultCert: opts.DefaultCertificate, log: opts.Logger}
+	p := &Proxy{defaultCert: opts.DefaultCertificate, down: &unreachable{now: time.Now}, log: opts.Logger}
 	p.transport = &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: dialTimeout}).DialContext,
 		MaxIdleConnsPerHost: 32,
@@ -69,7 +73,7 @@ func New(opts Options) (*Proxy, error) {
 	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:      rewrite,
-		Transport:    endpointsTransport{next: p.transport, log: opts.Logger},
+		Transport:    endpointsTransport{next: p.transport, down: p.down, log: opts.Logger},
 		ErrorHandler: p.backendFailed,
 	}
 	p.cfg.Store(Build(Objects{}))
@@ -100,7 +104,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, http.StatusText(http.StatusServiceUnavailable), http.StatusServiceUnavailable)
 		return
 	}
-	ctx := context.WithValue(r.Context(), candidatesKey{}, b.pick())
+	ctx := context.WithValue(r.Context(), candidatesKey{}, p.down.last(b.pick()))
 	p.rp.ServeHTTP(w, r.WithContext(ctx))
 }
 
@@ -124,6 +128,7 @@ func rewrite(pr *httputil.ProxyRequest) {
 // another is safe. Each attempt uses the pool of its own endpoint.
 type endpointsTransport struct {
 	next http.RoundTripper
+	down *unreachable
 	log  *slog.Logger
 }
 
@@ -156,8 +161,56 @@ func (t endpointsTransport) RoundTrip(req *http.Request) (*http.Response, error)
 			return resp, err
 		}
 		errs = append(errs, err)
+		t.down.mark(ep)
 	}
 	return nil, errors.Join(errs...)
+}
+
+// unreachable remembers for failTimeout the endpoints a dial failed to,
+// so that requests try them last until their EndpointSlice catches up
+// (a passive health check, as ingress-nginx's max_fails): a blackholed
+// endpoint costs one dial timeout, not one per request in turn.
+type unreachable struct {
+	now func() time.Time
+
+	mu    sync.Mutex
+	until map[string]time.Time
+}
+
+func (u *unreachable) mark(addr string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	now := u.now()
+	if u.until == nil {
+		u.until = map[string]time.Time{}
+	}
+	for a, t := range u.until {
+		if !t.After(now) {
+			delete(u.until, a)
+		}
+	}
+	u.until[addr] = now.Add(failTimeout)
+}
+
+// last returns eps with the endpoints that failed lately moved to the
+// end, in their order; eps itself is not changed.
+func (u *unreachable) last(eps []string) []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.until) == 0 || len(eps) <= 1 {
+		return eps
+	}
+	now := u.now()
+	ok := make([]string, 0, len(eps))
+	var failed []string
+	for _, ep := range eps {
+		if t, bad := u.until[ep]; bad && t.After(now) {
+			failed = append(failed, ep)
+		} else {
+			ok = append(ok, ep)
+		}
+	}
+	return append(ok, failed...)
 }
 
 // unclosable keeps a request body open across attempts.

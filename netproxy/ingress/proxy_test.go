@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -190,6 +191,10 @@ func TestProxyRetriesAnotherEndpoint(t *testing.T) {
 		if code, body := get(t, c, "http://"+httpAddr+"/", "x"); code != 200 || !strings.HasPrefix(body, "live ") {
 			t.Fatalf("request %d: %d %q, want 200 from the live endpoint", i, code, body)
 		}
+	}
+	// The refusing endpoint is now tried last.
+	if got := p.down.last([]string{deadAddr, live}); got[0] != live {
+		t.Errorf("after a failed dial the order is %v, want the live endpoint first", got)
 	}
 
 	// With every endpoint gone the answer is 502.
@@ -430,4 +435,29 @@ func TestProxyConcurrentUpdates(t *testing.T) {
 	clients.Wait()
 	close(stop)
 	updater.Wait()
+}
+
+func TestUnreachableLast(t *testing.T) {
+	now := time.Unix(1000, 0)
+	u := &unreachable{now: func() time.Time { return now }}
+	eps := []string{"a", "b", "c"}
+	if got := u.last(eps); !slices.Equal(got, eps) {
+		t.Errorf("nothing failed: %v", got)
+	}
+	u.mark("a")
+	u.mark("b")
+	if got, want := u.last(eps), []string{"c", "a", "b"}; !slices.Equal(got, want) {
+		t.Errorf("a and b failed: %v, want %v", got, want)
+	}
+	if !slices.Equal(eps, []string{"a", "b", "c"}) {
+		t.Errorf("the backend's endpoints were reordered: %v", eps)
+	}
+	now = now.Add(failTimeout)
+	if got := u.last(eps); !slices.Equal(got, eps) {
+		t.Errorf("after failTimeout: %v, want the round-robin order again", got)
+	}
+	u.mark("c") // and the expired ones are forgotten
+	if len(u.until) != 1 {
+		t.Errorf("expired failures kept: %v", u.until)
+	}
 }
