@@ -137,12 +137,12 @@ func (t endpointsTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	if len(eps) <= 1 {
 		return t.next.RoundTrip(req)
 	}
-	body := req.Body
-	if body != nil && body != http.NoBody {
+	if req.Body != nil && req.Body != http.NoBody {
 		// The transport closes the body after a failed attempt; the
-		// next attempt needs it unread and open.
-		defer body.Close()
-		req.Body = unclosable{body}
+		// next attempt needs it unread and open. The server closes it
+		// when the handler returns: closing it here, as RoundTrip
+		// returns, would cut a body still being streamed upstream.
+		req.Body = unclosable{req.Body}
 	}
 	var errs []error
 	for i, ep := range eps {

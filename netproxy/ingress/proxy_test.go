@@ -461,3 +461,36 @@ func TestUnreachableLast(t *testing.T) {
 		t.Errorf("expired failures kept: %v", u.until)
 	}
 }
+
+// TestProxyRetryKeepsBody: a request body reaches the endpoint tried
+// after a refused one whole.
+func TestProxyRetryKeepsBody(t *testing.T) {
+	live := listenOn(t, "127.0.0.1", 0, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "got %q", b)
+	}))
+	port := netip.MustParseAddrPort(live).Port()
+	dead, err := net.Listen("tcp", fmt.Sprintf("127.0.0.2:%d", port))
+	if err != nil {
+		t.Skipf("cannot listen on 127.0.0.2: %v", err)
+	}
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	svc, slice := backendObjects("a", live, deadAddr)
+	p := newProxy(t)
+	p.Update(Build(Objects{Ingresses: []*networkingv1.Ingress{ingress("i", 0, rule("", path("/", networkingv1.PathTypePrefix, "a")))},
+		Services: []*v1.Service{svc}, EndpointSlices: []*discoveryv1.EndpointSlice{slice}}))
+	httpAddr, _ := serve(t, p)
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for i := range 4 { // the second starts at the refusing endpoint (round robin)
+		resp, err := c.Post("http://"+httpAddr+"/", "text/plain", strings.NewReader("payload"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != `got "payload"` {
+			t.Errorf("POST %d: %d %q, want the body passed on whole", i, resp.StatusCode, b)
+		}
+	}
+}
