@@ -24,6 +24,11 @@
 //   - nothing matched: the oldest spec.defaultBackend, else 404; a
 //     backend without ready endpoints answers 503.
 //
+// Requests go to a backend's ready endpoints in turn; when dialing one
+// fails the next is tried (nothing has been sent yet), and the failed
+// one is tried last for a while (a passive health check). All endpoints
+// failing answers 502.
+//
 // The package does no API access and opens no listener itself; the
 // agent feeds it objects and hands it its listeners (agent/ingress.go).
 package ingress
