@@ -61,17 +61,35 @@ func Never(t testing.TB, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-// Recorder is an events.Recorder keeping "Type Reason message" lines.
+// Recorder is an events.Recorder keeping one line per event.
 type Recorder struct {
+	// Line formats an event; nil gives "Type Reason message".
+	Line func(obj runtime.Object, eventType, reason, message string) string
+
 	mu     sync.Mutex
 	events []string
 }
 
+// ObjectLine is a Recorder.Line naming the object, for controllers that
+// report on several kinds: "Kind name Type Reason: message".
+func ObjectLine(obj runtime.Object, eventType, reason, message string) string {
+	name := ""
+	if m, err := meta.Accessor(obj); err == nil {
+		name = m.GetName()
+	}
+	return fmt.Sprintf("%s %s %s %s: %s", obj.GetObjectKind().GroupVersionKind().Kind, name, eventType, reason, message)
+}
+
 // Eventf implements events.Recorder.
-func (r *Recorder) Eventf(_ runtime.Object, eventType, reason, messageFmt string, args ...interface{}) {
+func (r *Recorder) Eventf(obj runtime.Object, eventType, reason, messageFmt string, args ...interface{}) {
+	msg := fmt.Sprintf(messageFmt, args...)
+	line := eventType + " " + reason + " " + msg
+	if r.Line != nil {
+		line = r.Line(obj, eventType, reason, msg)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.events = append(r.events, eventType+" "+reason+" "+fmt.Sprintf(messageFmt, args...))
+	r.events = append(r.events, line)
 }
 
 // Events returns the lines recorded so far.
@@ -105,6 +123,20 @@ func (r *Recorder) Count(prefix string) int {
 
 // Has reports whether a line starts with prefix.
 func (r *Recorder) Has(prefix string) bool { return r.Count(prefix) > 0 }
+
+// StartInformers runs factory until the test ends and waits until infs
+// have synced. The context it returns ends with the test.
+func StartInformers(t testing.TB, factory *informer.Factory, infs ...*informer.Informer) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = factory.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	if !informer.WaitForSync(ctx, infs...) {
+		t.Fatal("informers did not sync")
+	}
+	return ctx
+}
 
 // CacheCurrent reports whether inf holds exactly what api stores for its
 // resource, at the same resource versions.

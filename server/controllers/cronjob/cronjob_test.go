@@ -52,19 +52,13 @@ var start = time.Date(2025, 5, 1, 12, 0, 30, 0, time.UTC)
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	clock := clocktesting.NewFakeClock(start)
 	api := fakeapi.New(resources()...)
 	api.Now = clock.Now
 	factory := informer.NewFactory(api, quiet)
 	rec := &controllertest.Recorder{}
 	c := New(api, factory, rec, Options{Now: clock.Now, Location: time.UTC, Logger: quiet})
-	done := make(chan struct{})
-	go func() { _ = factory.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	if !informer.WaitForSync(ctx, c.cronJobs, c.jobs) {
-		t.Fatal("informers did not sync")
-	}
+	ctx := controllertest.StartInformers(t, factory, c.cronJobs, c.jobs)
 	return &harness{t: t, ctx: ctx, api: api, clock: clock, rec: rec, c: c}
 }
 

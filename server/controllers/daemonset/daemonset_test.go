@@ -136,27 +136,12 @@ func (e *env) ds(name string) *appsv1.DaemonSet {
 
 func (e *env) update(ds *appsv1.DaemonSet, mutate func(*appsv1.DaemonSet)) {
 	e.t.Helper()
-	for range 10 {
-		cur := e.ds(ds.Name)
-		mutate(cur)
-		if _, err := e.api.Update(context.Background(), historytest.DaemonSets, cur, "", "test"); err == nil {
-			return
-		}
-	}
-	e.t.Fatal("could not update daemon set")
+	historytest.Update(e.t, e.api, historytest.DaemonSets, func() *appsv1.DaemonSet { return e.ds(ds.Name) }, mutate)
 }
 
 func (e *env) revisions() []*appsv1.ControllerRevision {
-	objs, _, err := e.api.List(context.Background(), historytest.ControllerRevisions, "default", metav1.ListOptions{})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	var out []*appsv1.ControllerRevision
-	for _, o := range objs {
-		out = append(out, o.(*appsv1.ControllerRevision))
-	}
-	history.Sort(out)
-	return out
+	e.t.Helper()
+	return historytest.Revisions(e.t, e.api, "default")
 }
 
 func (e *env) statusIs(name string, want appsv1.DaemonSetStatus) func() bool {

@@ -43,19 +43,13 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	clock := clocktesting.NewFakeClock(time.Date(2025, 5, 1, 12, 0, 0, 0, time.UTC))
 	api := fakeapi.New(batchResources()...)
 	api.Now = clock.Now
 	factory := informer.NewFactory(api, quiet)
 	rec := &controllertest.Recorder{}
 	c := New(api, factory, rec, Options{Now: clock.Now, Logger: quiet})
-	done := make(chan struct{})
-	go func() { _ = factory.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	if !informer.WaitForSync(ctx, c.jobs, c.pods) {
-		t.Fatal("informers did not sync")
-	}
+	ctx := controllertest.StartInformers(t, factory, c.jobs, c.pods)
 	return &harness{t: t, ctx: ctx, api: api, clock: clock, rec: rec, c: c}
 }
 

@@ -6,13 +6,11 @@ import (
 	"io"
 	"log/slog"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clocktesting "k8s.io/utils/clock/testing"
@@ -36,50 +34,26 @@ func resources() []*registry.Resource {
 	})
 }
 
-type recorder struct {
-	mu     sync.Mutex
-	events []string
-}
-
-func (r *recorder) Eventf(obj runtime.Object, eventType, reason, messageFmt string, args ...interface{}) {
-	m, _ := meta.Accessor(obj)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, fmt.Sprintf("%s %s %s %s: %s", obj.GetObjectKind().GroupVersionKind().Kind, m.GetName(), eventType, reason, fmt.Sprintf(messageFmt, args...)))
-}
-
-func (r *recorder) has(want string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Contains(r.events, want)
-}
-
 type harness struct {
 	t     *testing.T
 	ctx   context.Context
 	api   *fakeapi.API
 	clock *clocktesting.FakeClock
-	rec   *recorder
+	rec   *controllertest.Recorder
 	c     *Controller
 }
 
 func newHarness(t *testing.T, opts Options) *harness {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	clock := clocktesting.NewFakeClock(t0)
 	api := fakeapi.New(resources()...)
 	api.Now = clock.Now
 	factory := informer.NewFactory(api, quiet)
-	rec := &recorder{}
+	rec := &controllertest.Recorder{Line: controllertest.ObjectLine}
 	opts.Clock = clock
 	opts.Logger = quiet
 	c := New(api, factory, rec, opts)
-	done := make(chan struct{})
-	go func() { _ = factory.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	if !informer.WaitForSync(ctx, c.nodes, c.pods, c.leases) {
-		t.Fatal("informers did not sync")
-	}
+	ctx := controllertest.StartInformers(t, factory, c.nodes, c.pods, c.leases)
 	return &harness{t: t, ctx: ctx, api: api, clock: clock, rec: rec, c: c}
 }
 
@@ -243,8 +217,8 @@ func TestSilentNodeGoesUnknownIsTaintedAndRecovers(t *testing.T) {
 	h.addPod("p1", "n1")
 	h.addPod("p2", "n2")
 	h.monitor()
-	if !h.rec.has("Node n1 Normal RegisteredNode: Node n1 event: Registered Node n1 in Controller") {
-		t.Errorf("no RegisteredNode event: %q", h.rec.events)
+	if !h.rec.Has("Node n1 Normal RegisteredNode: Node n1 event: Registered Node n1 in Controller") {
+		t.Errorf("no RegisteredNode event: %q", h.rec.Events())
 	}
 
 	// n1 falls silent; n2 renews its lease every 10 s.
@@ -297,8 +271,8 @@ func TestSilentNodeGoesUnknownIsTaintedAndRecovers(t *testing.T) {
 		"Node n1 Normal NodeNotReady: Node n1 status is now: NodeNotReady",
 		"Pod p1 Warning NodeNotReady: Node is not ready",
 	} {
-		if !h.rec.has(want) {
-			t.Errorf("missing event %q in %q", want, h.rec.events)
+		if !h.rec.Has(want) {
+			t.Errorf("missing event %q in %q", want, h.rec.Events())
 		}
 	}
 
@@ -604,8 +578,8 @@ func TestRemovedNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.monitor()
-	if !h.rec.has("Node n1 Normal RemovingNode: Node n1 event: Removing Node n1 from Controller") {
-		t.Errorf("no RemovingNode event: %q", h.rec.events)
+	if !h.rec.Has("Node n1 Normal RemovingNode: Node n1 event: Removing Node n1 from Controller") {
+		t.Errorf("no RemovingNode event: %q", h.rec.Events())
 	}
 	if h.c.getHealth("n1") != nil {
 		t.Error("health of a removed node kept")

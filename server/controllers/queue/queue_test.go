@@ -313,3 +313,54 @@ func TestRunWorkers(t *testing.T) {
 		t.Fatal("queue not shut down")
 	}
 }
+
+// TestRunWorkersConcurrency: at most n keys are reconciled at once, n are
+// when that many are ready, and the ones after them wait in the queue.
+func TestRunWorkersConcurrency(t *testing.T) {
+	const n = 3
+	q := New(NewExponentialRateLimiter(time.Millisecond, 5*time.Millisecond))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var running, most atomic.Int32
+	release := make(chan struct{})
+	var reconciled atomic.Int32
+	reconcile := func(_ context.Context, key string) error {
+		r := running.Add(1)
+		for m := most.Load(); r > m && !most.CompareAndSwap(m, r); m = most.Load() {
+		}
+		<-release
+		running.Add(-1)
+		reconciled.Add(1)
+		return nil
+	}
+	finished := make(chan struct{})
+	go func() {
+		RunWorkers(ctx, q, n, slog.New(slog.DiscardHandler), reconcile)
+		close(finished)
+	}()
+	for i := range 2 * n {
+		q.Add(fmt.Sprint("key-", i))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for running.Load() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d reconciles running, want %d", running.Load(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if got := q.Len(); got != n {
+		t.Errorf("queue holds %d keys while %d workers are busy, want %d", got, n, n)
+	}
+	close(release)
+	for reconciled.Load() < 2*n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d keys reconciled", reconciled.Load(), 2*n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if m := most.Load(); m != n {
+		t.Errorf("at most %d reconciles ran at once, want %d", m, n)
+	}
+	cancel()
+	<-finished
+}

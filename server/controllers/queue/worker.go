@@ -34,9 +34,14 @@ func RequeueDelay(err error) (time.Duration, bool) {
 	return 0, false
 }
 
-// RunWorkers runs n workers that hand q's keys to reconcile until ctx ends,
-// then shuts q down, lets the workers drain it and returns once they all
-// have. Failed keys are retried with q's back-off and logged.
+// RunWorkers hands q's keys to reconcile, at most n at a time, until ctx
+// ends, then shuts q down, lets the reconciles drain it and returns once
+// they all have. Failed keys are retried with q's back-off and logged.
+//
+// A worker goroutine lives only while it reconciles a key: an idle
+// controller holds one parked goroutine (this one, in Get) rather than n.
+// On an idle server with its node that was about 80 parked goroutines and
+// their stacks.
 func RunWorkers(ctx context.Context, q *Queue, n int, log *slog.Logger, reconcile ReconcileFunc) {
 	if n < 1 {
 		n = 1
@@ -44,29 +49,32 @@ func RunWorkers(ctx context.Context, q *Queue, n int, log *slog.Logger, reconcil
 	if log == nil {
 		log = slog.Default()
 	}
+	stop := context.AfterFunc(ctx, q.ShutDown)
+	defer stop()
+	slots := make(chan struct{}, n)
 	var wg sync.WaitGroup
-	for range n {
+	for {
+		// A free slot first, so that keys wait in q (where a key added
+		// twice is queued once) rather than here.
+		slots <- struct{}{}
+		key, shutdown := q.Get()
+		if shutdown {
+			break
+		}
 		wg.Go(func() {
-			for processNext(ctx, q, log, reconcile) {
-			}
+			defer func() { <-slots }()
+			process(ctx, q, log, reconcile, key)
 		})
 	}
-	<-ctx.Done()
-	q.ShutDown()
 	wg.Wait()
 }
 
-// processNext reconciles one key; it returns false once q is shut down and
-// empty.
-func processNext(ctx context.Context, q *Queue, log *slog.Logger, reconcile ReconcileFunc) bool {
-	key, shutdown := q.Get()
-	if shutdown {
-		return false
-	}
+// process reconciles one key taken from q.
+func process(ctx context.Context, q *Queue, log *slog.Logger, reconcile ReconcileFunc, key string) {
 	defer q.Done(key)
 	if ctx.Err() != nil {
 		// Draining after shutdown: nothing can be written any more.
-		return true
+		return
 	}
 	err := reconcile(ctx, key)
 	delay, requeue := RequeueDelay(err)
@@ -82,5 +90,4 @@ func processNext(ctx context.Context, q *Queue, log *slog.Logger, reconcile Reco
 		log.Error("reconcile failed; retrying", "key", key, "retries", q.NumRequeues(key), "err", err)
 		q.AddRateLimited(key)
 	}
-	return true
 }

@@ -16,7 +16,6 @@ import (
 
 	"github.com/orch-dev/orch/server/controllers/controllertest"
 	"github.com/orch-dev/orch/server/controllers/fakeapi"
-	"github.com/orch-dev/orch/server/controllers/history"
 	"github.com/orch-dev/orch/server/controllers/history/historytest"
 	"github.com/orch-dev/orch/server/controllers/informer"
 )
@@ -130,27 +129,12 @@ func (e *env) sts(name string) *appsv1.StatefulSet {
 
 func (e *env) update(name string, mutate func(*appsv1.StatefulSet)) {
 	e.t.Helper()
-	for range 10 {
-		cur := e.sts(name)
-		mutate(cur)
-		if _, err := e.api.Update(context.Background(), historytest.StatefulSets, cur, "", "test"); err == nil {
-			return
-		}
-	}
-	e.t.Fatal("could not update stateful set")
+	historytest.Update(e.t, e.api, historytest.StatefulSets, func() *appsv1.StatefulSet { return e.sts(name) }, mutate)
 }
 
 func (e *env) revisions() []*appsv1.ControllerRevision {
-	objs, _, err := e.api.List(context.Background(), historytest.ControllerRevisions, "default", metav1.ListOptions{})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	var out []*appsv1.ControllerRevision
-	for _, o := range objs {
-		out = append(out, o.(*appsv1.ControllerRevision))
-	}
-	history.Sort(out)
-	return out
+	e.t.Helper()
+	return historytest.Revisions(e.t, e.api, "default")
 }
 
 func (e *env) claim(name string) (*corev1.PersistentVolumeClaim, bool) {

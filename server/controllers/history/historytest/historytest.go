@@ -8,6 +8,7 @@ import (
 	"context"
 	"reflect"
 	"sync"
+	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -15,8 +16,10 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/orch-dev/orch/server/controllers/fakeapi"
+	"github.com/orch-dev/orch/server/controllers/history"
 	"github.com/orch-dev/orch/server/registry"
 )
 
@@ -187,4 +190,34 @@ func targetNode(pod *corev1.Pod, fallback string) string {
 		}
 	}
 	return fallback
+}
+
+// Revisions lists the ControllerRevisions in namespace ns, oldest first.
+func Revisions(t testing.TB, api *fakeapi.API, ns string) []*appsv1.ControllerRevision {
+	t.Helper()
+	objs, _, err := api.List(context.Background(), ControllerRevisions, ns, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]*appsv1.ControllerRevision, 0, len(objs))
+	for _, o := range objs {
+		out = append(out, o.(*appsv1.ControllerRevision))
+	}
+	history.Sort(out)
+	return out
+}
+
+// Update applies mutate to the stored object that get returns and writes
+// it back, retrying a few times: the controller under test writes the
+// object's status meanwhile.
+func Update[T runtime.Object](t testing.TB, api *fakeapi.API, gvr schema.GroupVersionResource, get func() T, mutate func(T)) {
+	t.Helper()
+	for range 10 {
+		cur := get()
+		mutate(cur)
+		if _, err := api.Update(context.Background(), gvr, cur, "", "test"); err == nil {
+			return
+		}
+	}
+	t.Fatalf("could not update %s", gvr.Resource)
 }

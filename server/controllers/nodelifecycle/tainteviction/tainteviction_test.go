@@ -2,18 +2,14 @@ package tainteviction
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/orch-dev/orch/server/controllers/controllertest"
@@ -25,48 +21,24 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 var t0 = time.Date(2025, 5, 1, 12, 0, 0, 0, time.UTC)
 
-type recorder struct {
-	mu     sync.Mutex
-	events []string
-}
-
-func (r *recorder) Eventf(obj runtime.Object, eventType, reason, messageFmt string, args ...interface{}) {
-	m, _ := meta.Accessor(obj)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, fmt.Sprintf("%s %s %s %s: %s", obj.GetObjectKind().GroupVersionKind().Kind, m.GetName(), eventType, reason, fmt.Sprintf(messageFmt, args...)))
-}
-
-func (r *recorder) has(want string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Contains(r.events, want)
-}
-
 type harness struct {
 	t     *testing.T
 	ctx   context.Context
 	api   *fakeapi.API
 	clock *clocktesting.FakeClock
-	rec   *recorder
+	rec   *controllertest.Recorder
 	c     *Controller
 }
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	clock := clocktesting.NewFakeClock(t0)
 	api := fakeapi.New()
 	api.Now = clock.Now
 	factory := informer.NewFactory(api, quiet)
-	rec := &recorder{}
+	rec := &controllertest.Recorder{Line: controllertest.ObjectLine}
 	c := New(api, factory, rec, Options{Clock: clock, Logger: quiet})
-	done := make(chan struct{})
-	go func() { _ = factory.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	if !informer.WaitForSync(ctx, c.nodes, c.pods) {
-		t.Fatal("informers did not sync")
-	}
+	ctx := controllertest.StartInformers(t, factory, c.nodes, c.pods)
 	return &harness{t: t, ctx: ctx, api: api, clock: clock, rec: rec, c: c}
 }
 
@@ -224,8 +196,8 @@ func TestEvictionTiming(t *testing.T) {
 			if h.evicted("elsewhere") {
 				t.Error("pod on an untainted node evicted")
 			}
-			if !h.rec.has("Pod p Normal TaintManagerEviction: Marking for deletion Pod default/p") {
-				t.Errorf("no eviction event: %q", h.rec.events)
+			if !h.rec.Has("Pod p Normal TaintManagerEviction: Marking for deletion Pod default/p") {
+				t.Errorf("no eviction event: %q", h.rec.Events())
 			}
 			pod := h.pod("p")
 			if i := slices.IndexFunc(pod.Status.Conditions, func(c corev1.PodCondition) bool { return c.Type == corev1.DisruptionTarget }); i < 0 ||
@@ -259,8 +231,8 @@ func TestTaintAddedLaterAndRemovedBeforeDeadline(t *testing.T) {
 	// The node comes back before the 300 s are up.
 	h.setTaints("n1")
 	h.sync()
-	if !h.rec.has("Pod tolerant Normal TaintManagerEviction: Cancelling deletion of Pod default/tolerant") {
-		t.Errorf("no cancel event: %q", h.rec.events)
+	if !h.rec.Has("Pod tolerant Normal TaintManagerEviction: Cancelling deletion of Pod default/tolerant") {
+		t.Errorf("no cancel event: %q", h.rec.Events())
 	}
 	h.step(time.Hour)
 	if h.evicted("tolerant") {
