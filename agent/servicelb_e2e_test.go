@@ -138,8 +138,8 @@ func TestServiceLBE2E(t *testing.T) {
 		return err == nil && strings.Contains(body, "hello-from-web"), nil
 	})
 
-	// hostPort: nodeIP:8081 (and 127.0.0.1:8081 on the node) reach the
-	// pod's port 80, from outside and from the node. Its second
+	// hostPort: nodeIP:8081 (and 127.0.0.1 and the external address on
+	// the node) reach the pod's port 80, from outside and from the node. Its second
 	// container is ready once the pod reached itself that way (hairpin).
 	hp := newPod("hostport", v1.Container{
 		Name:    "httpd",
@@ -170,6 +170,7 @@ func TestServiceLBE2E(t *testing.T) {
 		{client, nodeIP},
 		{node, nodeIP},
 		{node, netip.MustParseAddr("127.0.0.1")},
+		{node, netip.MustParseAddr(lbE2EExternalIP)},
 	}
 	for _, c := range hostPortAddrs {
 		target := netip.AddrPortFrom(c.addr, 8081).String()

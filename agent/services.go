@@ -112,6 +112,12 @@ func (a *Agent) startNetworking(ctx context.Context, g *errgroup.Group) error {
 	if nodeIP.IsValid() {
 		nodeIPs = append(nodeIPs, nodeIP)
 	}
+	// The external address too, for when it is one of the node's own (a
+	// second interface): hostPorts answer on every local address with
+	// portmap, and the service LB advertises it.
+	if ext, err := netip.ParseAddr(a.cfg.NodeExternalIP); err == nil {
+		nodeIPs = append(nodeIPs, ext)
+	}
 	// NodePorts answer on 127.0.0.1 too, as kube-proxy's do; the kernel
 	// routes DNATed loopback packets out only with route_localnet.
 	localhostNodePorts := true
