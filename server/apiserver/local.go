@@ -148,7 +148,12 @@ func (l *Local) Update(ctx context.Context, gvr schema.GroupVersionResource, obj
 	desired.GetObjectKind().SetGroupVersionKind(res.GroupVersionKind())
 	result, err := l.s.guaranteedUpdate(ctx, res, m.GetNamespace(), m.GetName(), false,
 		writeOptions{validation: validationStrict, fieldManager: fieldManager, subresource: subresource},
-		func(runtime.Object) (runtime.Object, error) { return desired.DeepCopyObject(), nil })
+		func(current runtime.Object) (runtime.Object, error) {
+			if err := checkUIDPrecondition(res, m.GetNamespace(), m.GetName(), desired, current); err != nil {
+				return nil, err
+			}
+			return desired.DeepCopyObject(), nil
+		})
 	if err != nil {
 		return nil, err
 	}

@@ -523,6 +523,25 @@ func (s *Server) guaranteedUpdate(ctx context.Context, res *registry.Resource, n
 
 const maxUpdateRetries = 16
 
+// checkUIDPrecondition refuses a replacement (PUT) whose metadata.uid names
+// another object than the stored one: the object was deleted and created
+// again since the client read it. Upstream takes a PUT's uid as a storage
+// precondition (rest.defaultUpdatedObjectInfo.Preconditions) and answers
+// 409 Conflict with the storage layer's message, which this repeats.
+func checkUIDPrecondition(res *registry.Resource, ns, name string, obj, current runtime.Object) error {
+	m, err := meta.Accessor(obj)
+	if err != nil || current == nil || m.GetUID() == "" {
+		return nil
+	}
+	cm, err := meta.Accessor(current)
+	if err != nil || cm.GetUID() == m.GetUID() {
+		return nil
+	}
+	return apierrors.NewConflict(res.GroupVersionResource().GroupResource(), name, fmt.Errorf(
+		"StorageError: invalid object, Code: 4, Key: %s, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: UID in precondition: %s, UID in object meta: %s",
+		objectKey(res, ns, name), m.GetUID(), cm.GetUID()))
+}
+
 func stripRV(obj runtime.Object) runtime.Object {
 	c := obj.DeepCopyObject()
 	if m, err := meta.Accessor(c); err == nil {
@@ -537,6 +556,13 @@ func stripRV(obj runtime.Object) runtime.Object {
 func (s *Server) prepareUpdate(res *registry.Resource, obj, current runtime.Object, opts writeOptions) error {
 	m, _ := meta.Accessor(obj)
 	om, _ := meta.Accessor(current)
+	// An object naming no UID takes the stored one; one naming another is
+	// refused (metadata.uid is immutable), as upstream's rest.BeforeUpdate
+	// does: a patch setting a stale uid is a 422. Checked before the
+	// strategies run, since a status strategy copies the stored metadata.
+	if uid := m.GetUID(); uid != "" && uid != om.GetUID() {
+		return invalid(res, m.GetName(), apivalidation.ValidateImmutableField(uid, om.GetUID(), field.NewPath("metadata", "uid")))
+	}
 	m.SetUID(om.GetUID())
 	m.SetCreationTimestamp(om.GetCreationTimestamp())
 	m.SetDeletionTimestamp(om.GetDeletionTimestamp())
@@ -590,7 +616,10 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, res *registry.Re
 		return
 	}
 	addWarnings(w, warnings)
-	result, err := s.guaranteedUpdate(ctx, res, ns, name, false, opts, func(runtime.Object) (runtime.Object, error) {
+	result, err := s.guaranteedUpdate(ctx, res, ns, name, false, opts, func(current runtime.Object) (runtime.Object, error) {
+		if err := checkUIDPrecondition(res, ns, name, obj, current); err != nil {
+			return nil, err
+		}
 		return obj.DeepCopyObject(), nil
 	})
 	if err != nil {
