@@ -707,12 +707,19 @@ func (w *podWorker) postStatus(ctx context.Context, pod *v1.Pod, sandboxReady, t
 	if !w.statusDirty && w.lastSent != nil && apiequality.Semantic.DeepEqual(*w.lastSent, st) {
 		return st
 	}
-	if isStaticPod(pod) && !w.a.static.mirrorOf(pod) {
-		// The kubelet's status manager too skips static pods without a
-		// mirror; creating the mirror asks for a resend.
-		return st
+	target := pod.UID
+	if isStaticPod(pod) {
+		mirror, ok := w.a.static.mirrorUID(pod)
+		if !ok {
+			// The kubelet's status manager too skips static pods without a
+			// mirror; creating the mirror asks for a resend.
+			return st
+		}
+		target = mirror
 	}
-	body, err := json.Marshal(map[string]any{"status": st})
+	// The uid makes the server refuse a status meant for a pod that was
+	// replaced under the same name since the cache showed it.
+	body, err := json.Marshal(map[string]any{"metadata": map[string]any{"uid": target}, "status": st})
 	if err != nil {
 		return st
 	}

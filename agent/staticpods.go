@@ -506,13 +506,24 @@ func (s *staticPods) terminated(ctx context.Context, pod *v1.Pod) {
 	s.wakeMirrors()
 }
 
-// mirrorOf returns the mirror pod showing pod, if the API has one of
-// this version of it; the pod worker writes status only there.
+// mirrorOf reports whether the API has a mirror of this version of pod.
 func (s *staticPods) mirrorOf(pod *v1.Pod) bool {
+	_, ok := s.mirrorUID(pod)
+	return ok
+}
+
+// mirrorUID returns the UID of the mirror pod showing this version of pod,
+// if the API has one; the pod worker writes status only there, naming the
+// UID so that the server refuses the write if the mirror was replaced
+// since the cache showed it (as the kubelet's status manager does).
+func (s *staticPods) mirrorUID(pod *v1.Pod) (types.UID, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := s.mirrors[pod.Namespace+"/"+pod.Name]
-	return m != nil && m.DeletionTimestamp == nil && m.Annotations[annotationConfigMirror] == string(pod.UID)
+	if m == nil || m.DeletionTimestamp != nil || m.Annotations[annotationConfigMirror] != string(pod.UID) {
+		return "", false
+	}
+	return m.UID, true
 }
 
 // observeMirror records a mirror pod seen on the pod watch.
