@@ -92,15 +92,21 @@ func TestServiceProxyFeaturesE2E(t *testing.T) {
 		}
 	})
 	t.Run("tables deleted by hand are written again", func(t *testing.T) {
-		// The service proxy's table and the NetworkPolicy table: both
-		// check for theirs every tableCheckInterval.
-		for _, table := range []string{"orch", "orch-netpol"} {
+		// The service proxy's table and the NetworkPolicy table: each
+		// syncer checks for its own every 30 s (kube-proxy's sync period).
+		// Both go at once, so the test waits one period, not two.
+		tables := []string{"orch", "orch-netpol"}
+		for _, table := range tables {
 			if _, err := node.Run("nft", "list", "table", "ip", table); err != nil {
 				t.Fatalf("before: %v", err)
 			}
-			start := time.Now()
+		}
+		start := time.Now()
+		for _, table := range tables {
 			node.MustRun(t, "nft", "delete", "table", "ip", table)
-			waitFor(t, 60*time.Second, "table ip "+table+" written again", func() (bool, error) {
+		}
+		for _, table := range tables {
+			waitFor(t, 90*time.Second, "table ip "+table+" written again", func() (bool, error) {
 				_, err := node.Run("nft", "list", "table", "ip", table)
 				return err == nil, nil
 			})
