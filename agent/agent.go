@@ -127,9 +127,11 @@ type Agent struct {
 	// variables (serviceenv.go).
 	services atomic.Pointer[serviceState]
 	// nodeChanged asks for an early node status update; leaseNow for an
-	// early lease renewal (node.go).
+	// early lease renewal; statusTick is the lease loop's tick passed on
+	// to the status loop (node.go).
 	nodeChanged chan struct{}
 	leaseNow    chan struct{}
+	statusTick  chan struct{}
 	now         func() time.Time
 	// ready closes once the node is registered and pods are being run.
 	ready chan struct{}
@@ -216,6 +218,7 @@ func newAgent(cfg Config) (*Agent, error) {
 		pullBackOff:  newBackOff(10*time.Second, 5*time.Minute),
 		nodeChanged:  make(chan struct{}, 1),
 		leaseNow:     make(chan struct{}, 1),
+		statusTick:   make(chan struct{}, 1),
 		now:          time.Now,
 		ready:        make(chan struct{}),
 	}

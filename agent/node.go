@@ -221,9 +221,11 @@ func (a *Agent) patchStatus(ctx context.Context, st v1.NodeStatus, out *v1.Node)
 // Node status and lease timings, the kubelet's defaults: the status is
 // computed every nodeStatusUpdateFrequency and posted when it changed, or
 // every nodeStatusReportFrequency when it did not; liveness in between is
-// the lease's job (renewed every leaseRenewInterval, agent.go).
+// the lease's job (renewed every leaseRenewInterval, agent.go). Both are
+// 10 s in the kubelet; here one ticker paces both (renewLease), so the
+// status period is the lease's.
 const (
-	nodeStatusUpdateFrequency = 10 * time.Second
+	nodeStatusUpdateFrequency = leaseRenewInterval
 	nodeStatusReportFrequency = 5 * time.Minute
 )
 
@@ -234,17 +236,19 @@ const (
 // have marked the node Unknown, a view of the Node that is not ours).
 // It does not read the Node first as the kubelet does: the patch carries
 // the whole status, and the server's view reaches us through observeNode.
+//
+// Its period comes from renewLease's ticker (statusTick): both are the
+// kubelet's 10 s, and one timer wakes an idle agent once per period
+// instead of twice.
 func (a *Agent) syncNodeStatus(ctx context.Context, registered *v1.Node) {
 	posted := registered.Status
 	lastReport := a.now()
-	t := time.NewTicker(nodeStatusUpdateFrequency)
-	defer t.Stop()
 	pending := false // the last post failed: post at the next tick
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-a.statusTick:
 		case <-a.nodeChanged:
 			pending = true
 		}
@@ -327,6 +331,9 @@ func (a *Agent) serverReconnected() {
 
 // renewLease keeps the node's Lease in kube-node-lease fresh every
 // leaseRenewInterval, or sooner after a reconnect.
+//
+// Its ticker also paces syncNodeStatus (statusTick): the kubelet's
+// nodeStatusUpdateFrequency is the same 10 s.
 func (a *Agent) renewLease(ctx context.Context, node *v1.Node) {
 	t := time.NewTicker(leaseRenewInterval)
 	defer t.Stop()
@@ -340,6 +347,10 @@ func (a *Agent) renewLease(ctx context.Context, node *v1.Node) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			select {
+			case a.statusTick <- struct{}{}:
+			default: // the status loop is still busy with the last one
+			}
 		case <-a.leaseNow:
 		}
 	}
