@@ -7,6 +7,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/orch-dev/orch/agent/apiclient"
 	"github.com/orch-dev/orch/netproxy/proxy"
 )
 
@@ -45,4 +46,27 @@ func (n hostPortNetwork) Setup(ctx context.Context, pod *v1.Pod, netnsPath strin
 func (n hostPortNetwork) Teardown(ctx context.Context, pod *v1.Pod, netnsPath string) error {
 	n.rules.SetPodHostPorts(pod.UID, nil)
 	return n.PodNetwork.Teardown(ctx, pod, netnsPath)
+}
+
+// restoreHostPorts gives rules the mappings of the node's running pods
+// from the API before the proxy first writes its table, so that an agent
+// restart does not drop them until each pod's worker has set its pod up
+// again (new connections to a hostPort would be refused meanwhile).
+func (a *Agent) restoreHostPorts(ctx context.Context, rules hostPortRules) {
+	var list v1.PodList
+	if err := a.api.List(ctx, apiclient.Pods, "", apiclient.ListOptions{FieldSelector: "spec.nodeName=" + a.nodeName}, &list); err != nil {
+		a.log.Warn("cannot list pods to restore their hostPorts; they return as the pods are set up", "err", err)
+		return
+	}
+	for i := range list.Items {
+		pod := &list.Items[i]
+		if pod.DeletionTimestamp != nil || pod.Status.Phase == v1.PodSucceeded || pod.Status.Phase == v1.PodFailed {
+			continue
+		}
+		if ip, err := netip.ParseAddr(pod.Status.PodIP); err == nil {
+			if hps := proxy.PodHostPorts(pod, ip); len(hps) > 0 {
+				rules.SetPodHostPorts(pod.UID, hps)
+			}
+		}
+	}
 }

@@ -2,7 +2,10 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"testing"
 
@@ -68,5 +71,41 @@ func TestHostPortNetwork(t *testing.T) {
 	}
 	if len(rules) != 0 {
 		t.Fatalf("mappings after teardown: %v", rules)
+	}
+}
+
+// TestRestoreHostPorts: after a restart the mappings of the node's
+// running pods come from the API before any pod worker runs.
+func TestRestoreHostPorts(t *testing.T) {
+	port := func(host int32) v1.PodSpec {
+		return v1.PodSpec{NodeName: "n1", Containers: []v1.Container{{Name: "c", Ports: []v1.ContainerPort{{ContainerPort: 80, HostPort: host}}}}}
+	}
+	now := metav1.Now()
+	pods := v1.PodList{Items: []v1.Pod{
+		{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "running", UID: "uid-1"}, Spec: port(8081),
+			Status: v1.PodStatus{Phase: v1.PodRunning, PodIP: "10.42.0.7"}},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "done", UID: "uid-2"}, Spec: port(8082),
+			Status: v1.PodStatus{Phase: v1.PodSucceeded, PodIP: "10.42.0.8"}},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "going", UID: "uid-3", DeletionTimestamp: &now}, Spec: port(8083),
+			Status: v1.PodStatus{Phase: v1.PodRunning, PodIP: "10.42.0.9"}},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "no-ip-yet", UID: "uid-4"}, Spec: port(8084),
+			Status: v1.PodStatus{Phase: v1.PodPending}},
+	}}
+	var query string
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		query = r.URL.Query().Get("fieldSelector")
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(&pods)
+	}))
+	t.Cleanup(ts.Close)
+	a := newStaticTestAgent(t, ts.URL, ts.Client())
+
+	rules := fakeHostPortRules{}
+	a.restoreHostPorts(t.Context(), rules)
+	if query != "spec.nodeName=n1" {
+		t.Errorf("listed pods with fieldSelector %q", query)
+	}
+	if len(rules) != 1 || len(rules["uid-1"]) != 1 || rules["uid-1"][0].HostPort != 8081 {
+		t.Errorf("restored %+v, want only the running pod's 8081", rules)
 	}
 }

@@ -134,6 +134,7 @@ func (a *Agent) startNetworking(ctx context.Context, g *errgroup.Group) error {
 	}, &proxy.NFTables{}, proxy.SyncerOptions{Conntrack: &proxy.Conntrack{}, CheckInterval: tableCheckInterval})
 	results := syncer.Results()
 	a.net = hostPortNetwork{PodNetwork: pn, rules: syncer} // hostports.go
+	a.restoreHostPorts(ctx, syncer)
 	state := newServiceState(nodeLocalDNSSlice(a.nodeName, pn.Gateway()), a.withIngress(ctx, g, syncer), dnsServer)
 	a.services.Store(state)
 	routes := &routeState{net: pn, nodes: map[string]*v1.Node{}, log: a.log}
