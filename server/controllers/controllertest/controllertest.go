@@ -124,14 +124,24 @@ func (r *Recorder) Count(prefix string) int {
 // Has reports whether a line starts with prefix.
 func (r *Recorder) Has(prefix string) bool { return r.Count(prefix) > 0 }
 
+// Run runs each of runs (an informer factory's, a controller's Run) in a
+// goroutine of its own until the test ends: the context it returns is
+// cancelled at cleanup, which then waits for all of them to return.
+func Run(t testing.TB, runs ...func(context.Context) error) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, run := range runs {
+		wg.Go(func() { _ = run(ctx) })
+	}
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return ctx
+}
+
 // StartInformers runs factory until the test ends and waits until infs
 // have synced. The context it returns ends with the test.
 func StartInformers(t testing.TB, factory *informer.Factory, infs ...*informer.Informer) context.Context {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = factory.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	ctx := Run(t, factory.Run)
 	if !informer.WaitForSync(ctx, infs...) {
 		t.Fatal("informers did not sync")
 	}

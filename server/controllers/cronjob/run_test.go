@@ -1,7 +1,6 @@
 package cronjob
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -17,14 +16,10 @@ import (
 // clock: nothing but the requeue at the next scheduled time makes the
 // CronJob fire.
 func TestRunRequeuesAtTheNextScheduledTime(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
 	api := fakeapi.New(resources()...)
 	factory := informer.NewFactory(api, quiet)
 	c := New(api, factory, &controllertest.Recorder{}, Options{Location: time.UTC, Logger: quiet})
-	done := make(chan struct{}, 2)
-	go func() { _ = factory.Run(ctx); done <- struct{}{} }()
-	go func() { _ = c.Run(ctx); done <- struct{}{} }()
-	t.Cleanup(func() { cancel(); <-done; <-done })
+	ctx := controllertest.Run(t, factory.Run, c.Run)
 
 	cj := newCronJob("@every 1s")
 	cj.Spec.ConcurrencyPolicy = batchv1.ForbidConcurrent

@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -48,11 +47,7 @@ func start(t *testing.T, api *fakeapi.API, opts Options) *Controller {
 		opts.BatchPeriod = time.Millisecond
 	}
 	c := New(api, factory, nil, opts)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = c.Run(ctx) })
-	wg.Go(func() { _ = factory.Run(ctx) })
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	controllertest.Run(t, c.Run, factory.Run)
 	return c
 }
 

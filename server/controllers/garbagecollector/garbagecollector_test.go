@@ -31,11 +31,7 @@ func start(t *testing.T, api *fakeapi.API) *Controller {
 	t.Helper()
 	factory := informer.NewFactory(api, quiet)
 	c := New(api, factory, &controllertest.Recorder{}, Options{Logger: quiet})
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = c.Run(ctx) })
-	wg.Go(func() { _ = factory.Run(ctx) })
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	controllertest.Run(t, c.Run, factory.Run)
 	return c
 }
 

@@ -17,14 +17,10 @@ import (
 // TestRunDrivesJobsFromWatchEvents runs the whole loop (informers, queue,
 // workers) with the real clock: pod status changes alone move the Job on.
 func TestRunDrivesJobsFromWatchEvents(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
 	api := fakeapi.New(batchResources()...)
 	factory := informer.NewFactory(api, quiet)
 	c := New(api, factory, &controllertest.Recorder{}, Options{Logger: quiet})
-	done := make(chan struct{}, 2)
-	go func() { _ = factory.Run(ctx); done <- struct{}{} }()
-	go func() { _ = c.Run(ctx); done <- struct{}{} }()
-	t.Cleanup(func() { cancel(); <-done; <-done })
+	ctx := controllertest.Run(t, factory.Run, c.Run)
 
 	api.MustCreate(jobsGVR, newJob("run", 2, 2))
 	controllertest.Eventually(t, 10*time.Second, "two pods", func() bool { return len(listPods(t, api)) == 2 })

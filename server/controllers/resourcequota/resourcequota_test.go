@@ -93,11 +93,7 @@ func run(t *testing.T, api *fakeapi.API, opts Options) *observer {
 	opts.Usage = obs
 	factory := informer.NewFactory(api, quiet)
 	c := New(api, factory, opts)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = factory.Run(ctx) })
-	wg.Go(func() { _ = c.Run(ctx) })
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	controllertest.Run(t, factory.Run, c.Run)
 	return obs
 }
 

@@ -35,11 +35,7 @@ func start(t *testing.T, api *fakeapi.API) {
 	t.Helper()
 	factory := informer.NewFactory(api, quiet)
 	c := New(api, factory, Options{Logger: quiet})
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = c.Run(ctx) })
-	wg.Go(func() { _ = factory.Run(ctx) })
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	controllertest.Run(t, c.Run, factory.Run)
 }
 
 func namespace(name string, phase corev1.NamespacePhase) *corev1.Namespace {

@@ -2,7 +2,6 @@ package serviceaccount
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,12 +27,7 @@ func startTokens(t *testing.T, api *fakeapi.API) {
 	factory := informer.NewFactory(api, quiet)
 	tokens := NewTokens(api, factory, fakeSign, TokensOptions{RootCA: []byte(testCA), Logger: quiet})
 	publisher := NewRootCAPublisher(api, factory, []byte(testCA), RootCAOptions{Logger: quiet})
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = tokens.Run(ctx) })
-	wg.Go(func() { _ = publisher.Run(ctx) })
-	wg.Go(func() { _ = factory.Run(ctx) })
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	controllertest.Run(t, tokens.Run, publisher.Run, factory.Run)
 }
 
 func getSecret(api *fakeapi.API, ns, name string) (*corev1.Secret, error) {
