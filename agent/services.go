@@ -29,10 +29,10 @@ import (
 	"github.com/orch-dev/orch/netproxy/proxy"
 )
 
-// tableCheckInterval is how often the service proxy and the NetworkPolicy
-// syncers check that their nftables tables still exist (someone's `nft
-// flush ruleset` or a firewall reload removes them) and write them again:
-// kube-proxy's --sync-period, 30 s. Checking every 5 s was four netlink
+// tableCheckInterval is how often the service proxy, the NetworkPolicy
+// syncer and the pod network check that their nftables tables still
+// exist (someone's `nft flush ruleset` or a firewall reload removes them)
+// and write them again: kube-proxy's --sync-period, 30 s. Checking every 5 s was four netlink
 // round trips and wake-ups per 10 s on an idle node, its most frequent
 // timer.
 const tableCheckInterval = 30 * time.Second
@@ -86,6 +86,7 @@ func (a *Agent) startNetworking(ctx context.Context, g *errgroup.Group) error {
 		return fmt.Errorf("orch agent: %w", err)
 	}
 	a.releaseGonePodAddresses(ctx, pn)
+	g.Go(func() error { pn.KeepMasquerade(ctx, tableCheckInterval); return nil })
 	a.net = pn
 
 	dnsIP, err := dns.ClusterDNSIP(nc.ServiceCIDR)

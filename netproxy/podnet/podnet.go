@@ -31,6 +31,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -291,6 +292,33 @@ func (n *Network) writeMasquerade() error {
 		return fmt.Errorf("podnet: masquerade rules: %w", err)
 	}
 	return nil
+}
+
+// KeepMasquerade checks every interval, until ctx ends, that the
+// masquerade table Init wrote is still there, and writes it again if
+// someone deleted it (`nft flush ruleset`), as the service proxy does
+// with its own table: without it pods' traffic would leave the node
+// with their pod addresses.
+func (n *Network) KeepMasquerade(ctx context.Context, interval time.Duration) {
+	w := &proxy.NFTables{NetNSFd: int(n.cfg.NetNS)}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ok, err := w.Exists(n.cfg.Table)
+		if err != nil || ok {
+			continue
+		}
+		if err := w.Apply(n.masqueradeRules()); err != nil {
+			n.log.Error("cannot restore the pod masquerade table", "table", n.cfg.Table, "err", err)
+			continue
+		}
+		n.log.Warn("restored the pod masquerade table, which was deleted", "table", n.cfg.Table)
+	}
 }
 
 // vethName is the host end of a pod's veth pair, from its UID: stable,

@@ -24,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/orch-dev/orch/internal/netnstest"
+	"github.com/orch-dev/orch/netproxy/proxy"
 )
 
 // The test network: "nodes" on one L2 segment (198.18.0.0/24) or behind
@@ -327,6 +328,30 @@ func TestPodNetworkE2E(t *testing.T) {
 	serve(t, n1.ns, n1.ip.String()+":9090")
 	if got, err := fetch(a.ns, n1.ip.String()+":9090"); err != nil || got != n0.ip.String() {
 		t.Errorf("a → node-1: %q, %v; want the server to see %s", got, err, n0.ip)
+	}
+
+	// The masquerade table comes back when someone deletes it.
+	w := &proxy.NFTables{NetNSFd: int(n0.ns)}
+	if err := w.Delete(n0.net.cfg.Table); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := fetch(a.ns, n1.ip.String()+":9090"); err != nil || got != a.ip {
+		t.Errorf("a → node-1 without the masquerade table: %q, %v; want the pod's own %s", got, err, a.ip)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	kept := make(chan struct{})
+	go func() { n0.net.KeepMasquerade(ctx, 10*time.Millisecond); close(kept) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for ok := false; !ok; ok, _ = w.Exists(n0.net.cfg.Table) {
+		if time.Now().After(deadline) {
+			t.Fatal("the masquerade table did not come back")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	stop()
+	<-kept
+	if got, err := fetch(a.ns, n1.ip.String()+":9090"); err != nil || got != n0.ip.String() {
+		t.Errorf("a → node-1 after the table came back: %q, %v; want %s", got, err, n0.ip)
 	}
 
 	// Setup is idempotent, and a restarted agent gives the same addresses.
