@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -74,6 +75,55 @@ spec:
       - {path: /api/index.html, pathType: Exact, backend: {service: {name: alpha, port: {name: web}}}}
 `
 
+// ingressE2EUpgrade is a pod that answers an HTTP Upgrade with 101 and
+// then echoes lines upper-cased (busybox has no WebSocket server; the
+// proxy passes any upgraded protocol through alike), behind Service
+// "upgrade" and an Ingress of its own for host ws.example.com.
+const ingressE2EUpgrade = `apiVersion: v1
+kind: ConfigMap
+metadata: {name: upgrade}
+data:
+  upgrade.sh: |
+    #!/bin/sh
+    # Read the request head up to its empty line, then switch protocols.
+    while read -r line; do
+      case "$line" in ""|"$(printf '\r')") break;; esac
+    done
+    printf 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n'
+    exec tr a-z A-Z
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: upgrade, labels: {app: upgrade}}
+spec:
+  containers:
+  - name: echo
+    image: ` + e2eImage + `
+    imagePullPolicy: IfNotPresent
+    command: [nc, -ll, -p, "8080", -e, /cfg/upgrade.sh]
+    volumeMounts: [{name: cfg, mountPath: /cfg}]
+  volumes:
+  - name: cfg
+    configMap: {name: upgrade, defaultMode: 0755}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: upgrade}
+spec:
+  selector: {app: upgrade}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: upgrade}
+spec:
+  rules:
+  - host: ws.example.com
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: upgrade, port: {number: 80}}}}
+`
+
 // TestIngressE2E runs the real orch server and its node in a network
 // namespace of their own and checks the built-in ingress controller with
 // the real kubectl: requests to the node's port 80 reach the Deployment
@@ -117,7 +167,7 @@ func TestIngressE2E(t *testing.T) {
 	if out, err := k.run("create", "secret", "tls", "beta-tls", "--cert", certFile, "--key", keyFile); err != nil {
 		t.Fatalf("kubectl create secret tls: %v\n%s", err, out)
 	}
-	manifest := fmt.Sprintf(ingressE2EApps, "alpha") + "---\n" + fmt.Sprintf(ingressE2EApps, "beta") + "---\n" + ingressE2EIngress
+	manifest := fmt.Sprintf(ingressE2EApps, "alpha") + "---\n" + fmt.Sprintf(ingressE2EApps, "beta") + "---\n" + ingressE2EIngress + "---\n" + ingressE2EUpgrade
 	if out, err := k.runIn(manifest, "apply", "-f", "-"); err != nil {
 		t.Fatalf("kubectl apply: %v\n%s", err, out)
 	}
@@ -178,6 +228,47 @@ func TestIngressE2E(t *testing.T) {
 	if len(pods) != 2 {
 		t.Errorf("alpha's requests reached pods %v, want both replicas", pods)
 	}
+
+	// An Upgrade passes through to the pod, and the upgraded connection
+	// outlives a change of the proxy's configuration.
+	var (
+		upgraded net.Conn
+		br       *bufio.Reader
+	)
+	waitFor(t, 60*time.Second, "ws.example.com upgraded", func() (bool, error) {
+		c, err := dial(context.Background(), "tcp", "", 80)
+		if err != nil {
+			return false, nil
+		}
+		_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+		fmt.Fprint(c, "GET /chat HTTP/1.1\r\nHost: ws.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		r := bufio.NewReader(c)
+		if resp, err := http.ReadResponse(r, nil); err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+			c.Close()
+			return false, nil
+		}
+		upgraded, br = c, r
+		return true, nil
+	})
+	defer upgraded.Close()
+	echo := func(msg string) {
+		t.Helper()
+		fmt.Fprintf(upgraded, "%s\n", msg)
+		if got, err := br.ReadString('\n'); err != nil || got != strings.ToUpper(msg)+"\n" {
+			t.Fatalf("upgraded connection: sent %q, got %q, %v", msg, got, err)
+		}
+	}
+	echo("hello")
+	extra := "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: extra}\nspec:\n  rules:\n" +
+		"  - host: gamma.example.com\n    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: alpha, port: {number: 80}}}}\n"
+	if out, err := k.runIn(extra, "apply", "-f", "-"); err != nil {
+		t.Fatalf("kubectl apply: %v\n%s", err, out)
+	}
+	waitFor(t, 60*time.Second, "gamma.example.com served (the new configuration in place)", func() (bool, error) {
+		code, body, err := get(plain, "http://ingress/", "gamma.example.com")
+		return err == nil && code == 200 && body == "hello-from-alpha", nil
+	})
+	echo("still here")
 
 	// HTTPS: the TLS host gets its Secret's certificate, verified against
 	// it; a host without one gets the default certificate.
