@@ -150,7 +150,7 @@ func New(api API, factory *informer.Factory, recorder Recorder, opts Options) *C
 	nodeInf.AddHandler(informer.HandlerFuncs{
 		AddFunc: func(runtime.Object) { c.enqueueAll() },
 		UpdateFunc: func(old, obj runtime.Object) {
-			if nodeChanged(old, obj) {
+			if NodeChanged(old, obj) {
 				c.enqueueAll()
 			}
 		},
@@ -210,17 +210,25 @@ func (c *Controller) enqueueAll() {
 	}
 }
 
-// nodeChanged reports whether an update matters to load balancers; the
+// NodeChanged reports whether a Node update matters to what nodes a
+// node-level load balancer lists (Eligible, NodeAddresses); the
 // heartbeats that make most node updates do not.
-func nodeChanged(oldObj, obj runtime.Object) bool {
+func NodeChanged(oldObj, obj runtime.Object) bool {
 	old, ok1 := oldObj.(*corev1.Node)
 	n, ok2 := obj.(*corev1.Node)
 	if !ok1 || !ok2 {
 		return true
 	}
-	return nodeReady(old) != nodeReady(n) ||
-		!slices.Equal(old.Status.Addresses, n.Status.Addresses) ||
-		old.Labels[LabelExcludeFromLB] != n.Labels[LabelExcludeFromLB]
+	return Eligible(old) != Eligible(n) || !slices.Equal(old.Status.Addresses, n.Status.Addresses)
+}
+
+// Eligible reports whether n takes load balancer traffic: it is Ready
+// and not labelled LabelExcludeFromLB.
+func Eligible(n *corev1.Node) bool { return nodeReady(n) && !isExcluded(n) }
+
+func isExcluded(n *corev1.Node) bool {
+	_, ok := n.Labels[LabelExcludeFromLB]
+	return ok
 }
 
 // isLoadBalancer: of type LoadBalancer, whoever implements it.
@@ -388,11 +396,10 @@ func (c *Controller) addresses(svc *corev1.Service) []netip.Addr {
 	}
 	var byFamily [2][]netip.Addr // IPv4, IPv6
 	for _, n := range c.nodes.List("", labels.Everything()) {
-		_, excluded := n.Labels[LabelExcludeFromLB]
-		if !nodeReady(n) || excluded || withEndpoints != nil && !withEndpoints[n.Name] {
+		if !Eligible(n) || withEndpoints != nil && !withEndpoints[n.Name] {
 			continue
 		}
-		for i, ip := range nodeAddresses(n) {
+		for i, ip := range NodeAddresses(n) {
 			if ip.IsValid() {
 				byFamily[i] = append(byFamily[i], ip)
 			}
@@ -411,9 +418,10 @@ func (c *Controller) addresses(svc *corev1.Service) []netip.Addr {
 	return out
 }
 
-// nodeAddresses returns the node's first IPv4 and IPv6 address, external
-// ones before internal ones.
-func nodeAddresses(n *corev1.Node) [2]netip.Addr {
+// NodeAddresses returns the address a node-level load balancer lists for
+// n in each family, IPv4 and IPv6 (invalid when it has none): its first
+// ExternalIP (--node-external-ip), else its first InternalIP.
+func NodeAddresses(n *corev1.Node) [2]netip.Addr {
 	var out [2]netip.Addr
 	for _, t := range []corev1.NodeAddressType{corev1.NodeExternalIP, corev1.NodeInternalIP} {
 		for _, a := range n.Status.Addresses {
