@@ -143,8 +143,14 @@ func New(api API, factory *informer.Factory, recorder Recorder, opts Options) *C
 		pending:   map[string]string{},
 	}
 	svcInf.AddHandler(informer.HandlerFuncs{
-		AddFunc:    c.serviceChanged,
-		UpdateFunc: func(_, obj runtime.Object) { c.serviceChanged(obj) },
+		AddFunc: c.serviceChanged,
+		UpdateFunc: func(old, obj runtime.Object) {
+			c.serviceChanged(obj)
+			// No longer a LoadBalancer: its ports are free for the others.
+			if svc, ok := old.(*corev1.Service); ok && isLoadBalancer(svc) {
+				c.enqueueAll()
+			}
+		},
 		DeleteFunc: c.serviceChanged,
 	})
 	nodeInf.AddHandler(informer.HandlerFuncs{

@@ -325,11 +325,16 @@ func TestTypeChangeClearsStatus(t *testing.T) {
 	api := newAPI()
 	api.MustCreate(fakeapi.Nodes, node("a", true, internal("198.18.0.3")))
 	api.MustCreate(servicesGVR, lbService("web", tcp(80)))
+	api.MustCreate(servicesGVR, lbService("waiting", tcp(80)))
 	start(t, api)
 	eventually(t, "ingress", hasIngress(t, api, "web", "198.18.0.3"))
 
 	update(t, api, servicesGVR, "ns", "web", "", func(s *corev1.Service) { s.Spec.Type = corev1.ServiceTypeNodePort })
 	eventually(t, "the ingress cleared", hasIngress(t, api, "web"))
+	eventually(t, "the port free for the one waiting", hasIngress(t, api, "waiting", "198.18.0.3"))
+	if _, err := api.Delete(context.Background(), servicesGVR, "ns", "waiting", nil); err != nil {
+		t.Fatal(err)
+	}
 
 	update(t, api, servicesGVR, "ns", "web", "", func(s *corev1.Service) { s.Spec.Type = corev1.ServiceTypeLoadBalancer })
 	eventually(t, "ingress again", hasIngress(t, api, "web", "198.18.0.3"))
