@@ -25,8 +25,8 @@ import (
 // events of a sendInitialEvents watch (client-go WatchList waits for it).
 const initialEventsEndAnnotation = "k8s.io/initial-events-end"
 
-// bookmarkInterval is how often a watch with allowWatchBookmarks gets a
-// bookmark carrying its progress.
+// bookmarkInterval is how long after an event a watch with
+// allowWatchBookmarks gets a bookmark carrying its progress.
 const bookmarkInterval = time.Minute
 
 // watchRequest is a parsed watch.
@@ -172,24 +172,25 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, res *registry.Res
 	}
 	out.flush()
 
-	ticker := time.NewTicker(bookmarkInterval)
-	defer ticker.Stop()
-	// A bookmark that would repeat the last one's revision tells the
-	// client nothing; left out, an idle node's watches cost its uplink
-	// nothing.
-	bookmarked := lastRev
+	// A bookmark is due bookmarkInterval after the first event since the
+	// last one: a bookmark that would repeat the last one's revision tells
+	// the client nothing, so an idle watch gets none — it costs an idle
+	// node's uplink nothing, and the server no wake-up a minute per watch
+	// (a ticker per watch did that, bookmarks asked for or not).
+	bookmark := time.NewTimer(bookmarkInterval)
+	bookmark.Stop()
+	defer bookmark.Stop()
+	var bookmarkDue <-chan time.Time // nil while no bookmark is due
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-ticker.C:
-			if wr.bookmarks && lastRev != bookmarked {
-				if out.bookmark(lastRev, false) != nil {
-					return
-				}
-				out.flush()
-				bookmarked = lastRev
+		case <-bookmarkDue:
+			bookmarkDue = nil
+			if out.bookmark(lastRev, false) != nil {
+				return
 			}
+			out.flush()
 		case ev, ok := <-watcher.Events():
 			if !ok {
 				if err := watcher.Err(); err != nil && ctx.Err() == nil {
@@ -198,6 +199,10 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, res *registry.Res
 				return
 			}
 			lastRev = ev.KV.ModRevision
+			if wr.bookmarks && bookmarkDue == nil {
+				bookmark.Reset(bookmarkInterval)
+				bookmarkDue = bookmark.C
+			}
 			if err := s.sendEvent(out, wr, ev); err != nil {
 				return
 			}
