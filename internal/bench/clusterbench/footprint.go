@@ -29,6 +29,7 @@ const (
 type usage struct {
 	measure.Proc
 	pss, anon int64
+	switches  int64 // context switches of all its threads so far
 }
 
 // group sums the processes of one kind on one node.
@@ -36,6 +37,7 @@ type group struct {
 	count          int
 	rss, pss, anon int64
 	cpu            float64 // % of one core over the window
+	switches       float64 // context switches per second over the window: how often it woke up
 	written        int64   // write_bytes over the window
 }
 
@@ -152,6 +154,28 @@ func smapsRollup(pid int) map[string]int64 {
 	return out
 }
 
+// contextSwitches sums the voluntary and involuntary context switches of
+// all of pid's threads (/proc/PID/status counts only the main thread's).
+// An idle process' switches are its wake-ups: timers, network, GC.
+func contextSwitches(pid int) int64 {
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	var n int64
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
+		if err != nil {
+			continue // the thread ended meanwhile
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			k, v, ok := strings.Cut(line, ":")
+			if ok && (k == "voluntary_ctxt_switches" || k == "nonvoluntary_ctxt_switches") {
+				c, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				n += c
+			}
+		}
+	}
+	return n
+}
+
 // take records a snapshot of both nodes.
 func (c *cluster) take() (snapshot, error) {
 	s := snapshot{at: time.Now(), procs: map[string]map[procKind]map[int]usage{}, dirUse: map[string]int64{}}
@@ -177,7 +201,7 @@ func (c *cluster) take() (snapshot, error) {
 			s.procs[node][kind] = map[int]usage{}
 		}
 		m := smapsRollup(pid)
-		s.procs[node][kind][pid] = usage{Proc: p, pss: m["Pss"], anon: m["Anonymous"]}
+		s.procs[node][kind][pid] = usage{Proc: p, pss: m["Pss"], anon: m["Anonymous"], switches: contextSwitches(pid)}
 	}
 	for node, dir := range map[string]string{serverNode: c.serverData(), agentNode: c.agentData()} {
 		s.dirUse[node] = allocated(dir)
@@ -224,6 +248,7 @@ func (c *cluster) measureWindow(d time.Duration) (window, error) {
 				// CPU and writes only of processes that lived through the window.
 				if pa, ok := a.procs[node][kind][pid]; ok {
 					g.cpu += measure.CPUPercent(pa.Proc, pb.Proc)
+					g.switches += float64(pb.switches-pa.switches) / pb.At.Sub(pa.At).Seconds()
 					g.written += pb.WriteBytes - pa.WriteBytes
 				}
 			}

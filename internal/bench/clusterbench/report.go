@@ -164,8 +164,8 @@ func (r *results) idleSummary() string {
 	for _, p := range []struct{ name, node string }{{"server", serverNode}, {"agent", agentNode}} {
 		m, g := r.rollup[p.name], r.idle.groups[p.node][kindMain]
 		cpu += g.cpu
-		fmt.Fprintf(&b, "%-6s RSS %s  PSS %s  anonymous %s  file %s (FilePmdMapped %s)  CPU %.3f %%\n", p.name,
-			mib(m["Rss"]), mib(m["Pss"]), mib(m["Anonymous"]), mib(m["Rss"]-m["Anonymous"]), mib(m["FilePmdMapped"]), g.cpu)
+		fmt.Fprintf(&b, "%-6s RSS %s  PSS %s  anonymous %s  file %s (FilePmdMapped %s)  CPU %.3f %%  %.1f context switches/s\n", p.name,
+			mib(m["Rss"]), mib(m["Pss"]), mib(m["Anonymous"]), mib(m["Rss"]-m["Anonymous"]), mib(m["FilePmdMapped"]), g.cpu, g.switches)
 	}
 	fmt.Fprintf(&b, "server+agent RSS %s, CPU %.3f %%; idle tunnel traffic %s; server's Go runtime: %s\n",
 		mib(r.rollup["server"]["Rss"]+r.rollup["agent"]["Rss"]), cpu, perSecond(r.idle.tunnel, r.idle.length), r.heap)
