@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -544,11 +545,25 @@ func (b *builder) servicePort(r *serviceRules, svc *v1.Service, port v1.ServiceP
 			needCluster = true
 		}
 		r.chains = append(r.chains, ext)
+		// Load balancer traffic passes the Service's source ranges
+		// first; NodePorts and spec.externalIPs do not, as in kube-proxy.
+		lbEntry := extChain
+		if fw := b.firewallChain(r, svc, id, extChain); fw != nil {
+			lbEntry = fw.Name
+		}
 		for _, a := range externalIPs {
-			r.serviceIPs = append(r.serviceIPs, Element{Key: addrKey(a), Verdict: gotoV(extChain)})
+			v := extChain
+			if isIngressIP(svc, a) {
+				v = lbEntry
+			}
+			r.serviceIPs = append(r.serviceIPs, Element{Key: addrKey(a), Verdict: gotoV(v)})
 		}
 		for _, np := range nodePorts {
-			r.nodePorts = append(r.nodePorts, Element{Key: Key{Proto: proto, Port: np}, Verdict: gotoV(extChain)})
+			v := extChain
+			if np == svcPort && servedOnNodeAddresses(svc) {
+				v = lbEntry
+			}
+			r.nodePorts = append(r.nodePorts, Element{Key: Key{Proto: proto, Port: np}, Verdict: gotoV(v)})
 		}
 	}
 
@@ -558,6 +573,43 @@ func (b *builder) servicePort(r *serviceRules, svc *v1.Service, port v1.ServiceP
 	if needLocal {
 		b.balanceChain(r, localChain, id, local, proto, affinity)
 	}
+}
+
+// firewallChain adds the chain that lets only spec.loadBalancerSourceRanges
+// (and the node itself) reach a LoadBalancer Service's port, as
+// kube-proxy's firewall chains and k3s' svclb do, or returns nil when the
+// Service sets no ranges.
+func (b *builder) firewallChain(r *serviceRules, svc *v1.Service, id, extChain string) *Chain {
+	if svc.Spec.Type != v1.ServiceTypeLoadBalancer {
+		return nil
+	}
+	fw := &Chain{Name: "fw-" + id}
+	for _, s := range svc.Spec.LoadBalancerSourceRanges {
+		// The API server validated the CIDRs; IPv6 ones do not apply to
+		// this IPv4 table (and without IPv4 ones there is no firewall
+		// for IPv4, as kube-proxy filters the ranges by family).
+		if p, err := netip.ParsePrefix(strings.TrimSpace(s)); err == nil && p.Addr().Is4() {
+			fw.Rules = append(fw.Rules, Rule{MatchAddr{Field: SourceAddr, Prefix: p.Masked()}, goTo(extChain)})
+		}
+	}
+	if len(fw.Rules) == 0 {
+		return nil
+	}
+	fw.Rules = append(fw.Rules,
+		Rule{MatchAddrSet{Field: SourceAddr, Set: setNodePortIPs}, goTo(extChain)},
+		Rule{verdict(VerdictDrop)})
+	r.chains = append(r.chains, fw)
+	return fw
+}
+
+// isIngressIP reports whether a is one of svc's load balancer addresses.
+func isIngressIP(svc *v1.Service, a netip.Addr) bool {
+	for _, ing := range svc.Status.LoadBalancer.Ingress {
+		if ip, err := netip.ParseAddr(ing.IP); err == nil && ip.Unmap() == a {
+			return true
+		}
+	}
+	return false
 }
 
 // recordUDP notes where a UDP service port's frontends send traffic, so

@@ -278,6 +278,49 @@ func TestBuild(t *testing.T) {
 			},
 		},
 		{
+			name: "load balancer source ranges guard the LB addresses, not the node port or external IPs",
+			services: []*v1.Service{func() *v1.Service {
+				s := svc("web", "10.43.0.20", tcpPort("http", 80, 30080))
+				s.Spec.Type = v1.ServiceTypeLoadBalancer
+				s.Spec.ExternalIPs = []string{"192.0.2.60"}
+				s.Spec.LoadBalancerSourceRanges = []string{"203.0.113.0/24", " 198.51.100.7/32", "2001:db8::/32"}
+				s.Status.LoadBalancer.Ingress = []v1.LoadBalancerIngress{{IP: "192.0.2.10"}}
+				return s
+			}()},
+			slices: []*discoveryv1.EndpointSlice{twoEndpoints},
+			chains: map[string][]string{
+				"fw-default/web/tcp/http": {
+					"ip saddr 203.0.113.0/24 goto " + extWeb,
+					"ip saddr 198.51.100.7 goto " + extWeb,
+					"ip saddr @nodeport-ips goto " + extWeb,
+					"drop",
+				},
+			},
+			sets: map[string][]string{
+				"service-ips": {
+					"10.43.0.20 . tcp . 80 : goto " + svcWeb,
+					"192.0.2.10 . tcp . 80 : goto fw-default/web/tcp/http",
+					"192.0.2.60 . tcp . 80 : goto " + extWeb,
+				},
+				"service-nodeports": {"tcp . 80 : goto fw-default/web/tcp/http", "tcp . 30080 : goto " + extWeb},
+			},
+		},
+		{
+			name: "IPv6 source ranges do not guard IPv4",
+			services: []*v1.Service{func() *v1.Service {
+				s := svc("web", "10.43.0.20", tcpPort("http", 80, 30080))
+				s.Spec.Type = v1.ServiceTypeLoadBalancer
+				s.Spec.LoadBalancerSourceRanges = []string{"2001:db8::/32"}
+				s.Status.LoadBalancer.Ingress = []v1.LoadBalancerIngress{{IP: "192.0.2.10"}}
+				return s
+			}()},
+			slices: []*discoveryv1.EndpointSlice{twoEndpoints},
+			chains: map[string][]string{"fw-default/web/tcp/http": nil},
+			sets: map[string][]string{
+				"service-nodeports": {"tcp . 80 : goto " + extWeb, "tcp . 30080 : goto " + extWeb},
+			},
+		},
+		{
 			name: "load balancer with external traffic policy Local",
 			services: []*v1.Service{func() *v1.Service {
 				s := svc("web", "10.43.0.20", tcpPort("http", 80, 30080))
