@@ -21,6 +21,7 @@
 //	svc-NS/NAME/PROTO/PORT       → numgen random mod N vmap { i : goto ep-… }
 //	svl-…                        same, local endpoints only (traffic policy Local)
 //	ext-…                        NodePort / external IP entry, masquerade, policy
+//	fw-…                         LoadBalancer entry: loadBalancerSourceRanges
 //	ep-…/IP:PORT                 hairpin masquerade, affinity update, dnat
 //	filter-* chains              reject when a service has no endpoints,
 //	                             drop for unallocated service IPs
