@@ -8,11 +8,14 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 	v1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/orch-dev/orch/agent/apiclient"
 	"github.com/orch-dev/orch/internal/jointoken"
@@ -31,9 +34,10 @@ var (
 // Config.Network's ingress ports, on every address of the node as k3s
 // exposes Traefik, and returns rules with the proxy added as a second
 // receiver of the Services and EndpointSlices the service proxy is fed:
-// both see one picture from one pair of watches. Ingresses, classes and
-// TLS Secrets are mirrored as jointoken.IngressUser, the cluster-wide
-// read k3s gives Traefik. Without ingress ports, or when neither port
+// both see one picture from one pair of watches. Ingresses and classes
+// are mirrored as jointoken.IngressUser, the cluster-wide read k3s gives
+// Traefik; the TLS Secrets they name are fetched one by one, all the
+// server lets that user read of Secrets (authz.IngressTLS). Without ingress ports, or when neither port
 // can be bound, it returns rules unchanged and the node serves no
 // ingress.
 func (a *Agent) withIngress(ctx context.Context, g *errgroup.Group, rules proxyRules) proxyRules {
@@ -54,7 +58,7 @@ func (a *Agent) withIngress(ctx context.Context, g *errgroup.Group, rules proxyR
 		}
 		return rules
 	}
-	st := &ingressState{proxy: p, log: log, kick: make(chan struct{}, 1)}
+	st := &ingressState{proxy: p, log: log, kick: make(chan struct{}, 1), fetch: make(chan struct{}, 1)}
 	api := a.api.Impersonating(jointoken.IngressUser)
 	g.Go(func() error {
 		if err := p.Serve(ctx, httpLn, httpsLn); err != nil {
@@ -64,17 +68,14 @@ func (a *Agent) withIngress(ctx context.Context, g *errgroup.Group, rules proxyR
 	})
 	g.Go(func() error { st.run(ctx); return nil })
 	g.Go(func() error {
-		mirror(ctx, a.log, api, ingressesResource, keyedSink(st.locked, &st.ingresses, nil))
+		mirror(ctx, a.log, api, ingressesResource, keyedSink(st.lockedIngresses, &st.ingresses))
 		return nil
 	})
 	g.Go(func() error {
-		mirror(ctx, a.log, api, ingressClassesResource, keyedSink(st.locked, &st.classes, nil))
+		mirror(ctx, a.log, api, ingressClassesResource, keyedSink(st.locked, &st.classes))
 		return nil
 	})
-	g.Go(func() error {
-		mirror(ctx, a.log, api, apiclient.Secrets, keyedSink(st.locked, &st.secrets, isTLSSecret))
-		return nil
-	})
+	g.Go(func() error { st.fetchSecrets(ctx, api); return nil })
 	log.Info("ingress proxy started", "http", addrOf(httpLn), "https", addrOf(httpsLn))
 	return ingressFanout{rules, st}
 }
@@ -102,10 +103,91 @@ func addrOf(ln net.Listener) string {
 }
 
 // isTLSSecret keeps the Secrets an Ingress can name for TLS (those with
-// a certificate and key, as ingress-nginx accepts them) and drops the
-// rest at once, so the node holds no other Secret.
+// a certificate and key, as ingress-nginx accepts them).
 func isTLSSecret(s *v1.Secret) bool {
 	return len(s.Data[v1.TLSCertKey]) > 0 && len(s.Data[v1.TLSPrivateKeyKey]) > 0
+}
+
+// secretRefresh is how often the TLS Secrets are fetched again without
+// an Ingress change, so a renewed certificate (cert-manager) is served
+// within a minute, as the kubelet's Secret cache refreshes volumes.
+const secretRefresh = time.Minute
+
+// fetchSecrets keeps s.secrets equal to the TLS Secrets the Ingresses
+// name: fetched again after every Ingress change and every
+// secretRefresh. A Secret that cannot be read for now keeps its last
+// copy; one that is gone, or holds no certificate, is dropped.
+func (s *ingressState) fetchSecrets(ctx context.Context, api *apiclient.Client) {
+	t := time.NewTicker(secretRefresh)
+	defer t.Stop()
+	warned := map[types.NamespacedName]string{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.fetch:
+		case <-t.C:
+		}
+		s.mu.Lock()
+		if !s.ingresses.Listed() {
+			s.mu.Unlock()
+			continue
+		}
+		names := tlsSecretNames(s.ingresses.Values(0))
+		s.mu.Unlock()
+
+		got := make([]*v1.Secret, 0, len(names))
+		changed := false
+		for _, n := range names {
+			var sec v1.Secret
+			err := api.Get(ctx, apiclient.Secrets, n.Namespace, n.Name, &sec)
+			s.mu.Lock()
+			old, had := s.secrets.Get(n.Namespace, n.Name)
+			s.mu.Unlock()
+			switch {
+			case err == nil && isTLSSecret(&sec):
+				got = append(got, &sec)
+				changed = changed || !had || old.ResourceVersion != sec.ResourceVersion
+				delete(warned, n)
+				continue
+			case err == nil:
+				err = fmt.Errorf("it has no %s and %s", v1.TLSCertKey, v1.TLSPrivateKeyKey)
+			case apierrors.IsNotFound(err):
+			case ctx.Err() != nil:
+				return
+			case had:
+				got = append(got, old) // keep serving it through a passing failure
+			}
+			if msg := err.Error(); warned[n] != msg {
+				s.log.Warn("cannot use an Ingress's TLS secret", "secret", n.String(), "err", err)
+				warned[n] = msg
+			}
+			changed = changed || had
+		}
+		s.mu.Lock()
+		listed := s.secrets.Listed()
+		changed = changed || !listed || s.secrets.Len() != len(got)
+		s.mu.Unlock()
+		if changed {
+			s.locked(func() { s.secrets.Replace(got) })
+		}
+	}
+}
+
+// tlsSecretNames lists the Secrets that Ingresses name for TLS, once each.
+func tlsSecretNames(ings []*networkingv1.Ingress) []types.NamespacedName {
+	seen := map[types.NamespacedName]bool{}
+	var out []types.NamespacedName
+	for _, ing := range ings {
+		for _, tls := range ing.Spec.TLS {
+			n := types.NamespacedName{Namespace: ing.Namespace, Name: tls.SecretName}
+			if tls.SecretName != "" && !seen[n] {
+				seen[n] = true
+				out = append(out, n)
+			}
+		}
+	}
+	return out
 }
 
 // ingressFanout gives the service proxy's picture to the ingress too.
@@ -127,6 +209,9 @@ type ingressState struct {
 	log   *slog.Logger
 	kick  chan struct{}
 
+	// fetch asks fetchSecrets for another round (an Ingress changed).
+	fetch chan struct{}
+
 	mu             sync.Mutex
 	ingresses      keyed.Map[*networkingv1.Ingress]
 	classes        keyed.Map[*networkingv1.IngressClass]
@@ -142,6 +227,16 @@ func (s *ingressState) locked(change func()) {
 	change()
 	s.mu.Unlock()
 	s.rebuild()
+}
+
+// lockedIngresses is locked for Ingress changes, which may name other
+// TLS Secrets.
+func (s *ingressState) lockedIngresses(change func()) {
+	s.locked(change)
+	select {
+	case s.fetch <- struct{}{}:
+	default:
+	}
 }
 
 // replaceServices takes the service proxy's picture; the slices are not
@@ -208,28 +303,17 @@ func (s *ingressState) logWarnings(cfg *ingress.Config, before []string) []strin
 }
 
 // keyedSink returns a sink that keeps objs current through locked (which
-// serialises changes and hands the new picture on). With keep set, only
-// objects it accepts are held; an object that stops qualifying is
-// forgotten.
-func keyedSink[T any, PT objectPtr[T]](locked func(change func()), objs *keyed.Map[PT], keep func(PT) bool) sink[T] {
-	accept := func(o PT) bool { return keep == nil || keep(o) }
+// serialises changes and hands the new picture on).
+func keyedSink[T any, PT objectPtr[T]](locked func(change func()), objs *keyed.Map[PT]) sink[T] {
 	return sink[T]{
 		replace: func(items []*T) {
-			objects := make([]PT, 0, len(items))
-			for _, o := range items {
-				if accept(o) {
-					objects = append(objects, o)
-				}
+			objects := make([]PT, len(items))
+			for i, o := range items {
+				objects[i] = o
 			}
 			locked(func() { objs.Replace(objects) })
 		},
-		update: func(o *T) {
-			if !accept(o) {
-				locked(func() { objs.Delete(PT(o).GetNamespace(), PT(o).GetName()) })
-				return
-			}
-			locked(func() { objs.Update(o) })
-		},
+		update: func(o *T) { locked(func() { objs.Update(o) }) },
 		remove: func(o *T) { locked(func() { objs.Delete(PT(o).GetNamespace(), PT(o).GetName()) }) },
 	}
 }

@@ -340,7 +340,7 @@ func sinkInto[T any, PT objectPtr[T]](s *serviceState, objs *keyed.Map[PT]) sink
 		defer s.mu.Unlock()
 		change()
 		s.pushLocked()
-	}, objs, nil)
+	}, objs)
 }
 
 // routeState keeps the routes to other nodes' pod subnets current.

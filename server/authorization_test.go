@@ -311,13 +311,26 @@ spec:
 	c.denied(`services is forbidden: User "system:node:node-a" cannot list resource "services" in API group "" at the cluster scope`,
 		"--kubeconfig", nodeA, "get", "services", "-A")
 	c.kubectl("--kubeconfig", nodeA, "--as", "system:kube-proxy", "get", "services,endpointslices,nodes", "-A")
-	// Its ingress proxy reads Ingresses, their classes, Services, slices
-	// and (TLS) Secrets cluster-wide as system:orch:ingress, what k3s
-	// grants Traefik, and no pods.
+	// Its ingress proxy reads Ingresses, their classes, Services and
+	// slices cluster-wide as system:orch:ingress, what k3s grants Traefik,
+	// and no pods; of Secrets only those an Ingress names for TLS, one by
+	// one: every node may act as that user.
 	asIngress := []string{"--kubeconfig", nodeA, "--as", "system:orch:ingress"}
-	c.kubectl(append(asIngress, "get", "ingresses,ingressclasses,services,endpointslices,secrets", "-A")...)
+	c.kubectl(append(asIngress, "get", "ingresses,ingressclasses,services,endpointslices", "-A")...)
 	c.denied(`pods is forbidden: User "system:orch:ingress" cannot list resource "pods" in API group "" at the cluster scope`,
 		append(asIngress, "get", "pods", "-A")...)
+	c.denied(`secrets is forbidden: User "system:orch:ingress" cannot list resource "secrets" in API group "" at the cluster scope: can only get secrets named for TLS by an ingress, one by one`,
+		append(asIngress, "get", "secrets", "-A")...)
+	c.denied(`secrets "secret-b" is forbidden: User "system:orch:ingress" cannot get resource "secrets" in API group "" in the namespace "default": no ingress in namespace "default" names secret "secret-b" for TLS`,
+		append(asIngress, "get", "secret", "secret-b")...)
+	c.kubectl("create", "-f", writeManifest(t, `apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: site}
+spec:
+  tls: [{hosts: [site.example], secretName: secret-b}]
+  defaultBackend: {service: {name: web, port: {number: 80}}}
+`))
+	c.eventually(30*time.Second, []string{"secret/secret-b"}, append(asIngress, "get", "secret", "secret-b", "-o", "name")...)
 }
 
 func TestSecretsEncryptionAtRest(t *testing.T) {

@@ -3,6 +3,7 @@
 //
 //   - the system:masters group, which may do everything;
 //   - the node authorizer (Node): what an agent's certificate may do;
+//   - IngressTLS: the TLS Secrets the nodes' ingress proxies may read;
 //   - RBAC (RBAC): Roles, ClusterRoles and their bindings, read from the
 //     shared informers.
 //
@@ -21,6 +22,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 
 	"github.com/orch-dev/orch/server/apiserver"
@@ -87,15 +89,16 @@ func New(f *informer.Factory) *Cluster {
 	}
 	pods := f.For(corev1.SchemeGroupVersion.WithResource("pods"))
 	claims := f.For(corev1.SchemeGroupVersion.WithResource("persistentvolumeclaims"))
+	ingresses := f.For(networkingv1.SchemeGroupVersion.WithResource("ingresses"))
 	c := &Cluster{RBAC: NewRBAC(policy),
 		Node: NewNode(informer.NewLister[*corev1.Pod](pods), informer.NewLister[*corev1.PersistentVolumeClaim](claims))}
-	c.union = Union(Masters{}, c.Node, c.RBAC)
+	c.union = Union(Masters{}, c.Node, NewIngressTLS(informer.NewLister[*networkingv1.Ingress](ingresses)), c.RBAC)
 	for _, r := range []string{"clusterroles", "clusterrolebindings", "roles", "rolebindings"} {
 		c.informers = append(c.informers, f.For(rbacv1.SchemeGroupVersion.WithResource(r)))
 	}
 	nodes := f.For(corev1.SchemeGroupVersion.WithResource("nodes"))
 	c.nodes = informer.NewLister[*corev1.Node](nodes)
-	c.informers = append(c.informers, pods, claims, nodes)
+	c.informers = append(c.informers, pods, claims, ingresses, nodes)
 	return c
 }
 

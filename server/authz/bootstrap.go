@@ -214,12 +214,13 @@ func BootstrapClusterRoles() []rbacv1.ClusterRole {
 		},
 		// What an agent's ingress proxy reads, as k3s grants Traefik:
 		// Ingresses and their classes, the Services and EndpointSlices
-		// they route to, and the TLS Secrets they name, cluster-wide. It
-		// is bound to jointoken.IngressUser, which nodes may impersonate.
+		// they route to, cluster-wide. The TLS Secrets Ingresses name it
+		// gets one by one, through IngressTLS, not RBAC. It is bound to
+		// jointoken.IngressUser, which nodes may impersonate.
 		{
 			ObjectMeta: metav1.ObjectMeta{Name: "orch:ingress"},
 			Rules: []rbacv1.PolicyRule{
-				rule(readVerbs, core, "services", "secrets"),
+				rule(readVerbs, core, "services"),
 				rule(readVerbs, groups("discovery.k8s.io"), "endpointslices"),
 				rule(readVerbs, groups("networking.k8s.io"), "ingresses", "ingressclasses"),
 			},
