@@ -1,12 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 
 	"github.com/orch-dev/orch/runtime/image"
 )
@@ -14,9 +15,9 @@ import (
 // imagesCommand manages the node's image store: air-gapped boxes get their
 // images from tars (docker save or OCI layout) instead of a registry.
 func imagesCommand() *cli.Command {
-	dataDir := &cli.StringFlag{Name: "data-dir", Value: "/var/lib/orch", EnvVars: []string{"ORCH_DATA_DIR"},
+	dataDir := &cli.StringFlag{Name: "data-dir", Value: "/var/lib/orch", Sources: cli.EnvVars("ORCH_DATA_DIR"),
 		Usage: "data directory of the node whose image store is used"}
-	open := func(c *cli.Context) (*image.Store, error) {
+	open := func(c *cli.Command) (*image.Store, error) {
 		dir := c.String("data-dir")
 		if !filepath.IsAbs(dir) {
 			return nil, fmt.Errorf("--data-dir %q is not an absolute path", dir)
@@ -26,11 +27,11 @@ func imagesCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "images",
 		Usage: "import, list and remove the node's container images",
-		Subcommands: []*cli.Command{
+		Commands: []*cli.Command{
 			{
 				Name: "import", Usage: "import images from docker-save or OCI layout tar files",
 				ArgsUsage: "FILE.tar [FILE.tar...]", Flags: []cli.Flag{dataDir},
-				Action: func(c *cli.Context) error {
+				Action: func(ctx context.Context, c *cli.Command) error {
 					if c.NArg() == 0 {
 						return fmt.Errorf("images import needs at least one tar file")
 					}
@@ -39,12 +40,12 @@ func imagesCommand() *cli.Command {
 						return err
 					}
 					for _, f := range c.Args().Slice() {
-						imgs, err := st.ImportFile(c.Context, f)
+						imgs, err := st.ImportFile(ctx, f)
 						if err != nil {
 							return fmt.Errorf("import %s: %w", f, err)
 						}
 						for _, img := range imgs {
-							fmt.Fprintf(c.App.Writer, "imported %s %s\n", strings.Join(img.Names, ","), shortID(img.ID))
+							fmt.Fprintf(c.Root().Writer, "imported %s %s\n", strings.Join(img.Names, ","), shortID(img.ID))
 						}
 					}
 					return nil
@@ -52,7 +53,7 @@ func imagesCommand() *cli.Command {
 			},
 			{
 				Name: "ls", Usage: "list the images", Flags: []cli.Flag{dataDir},
-				Action: func(c *cli.Context) error {
+				Action: func(ctx context.Context, c *cli.Command) error {
 					st, err := open(c)
 					if err != nil {
 						return err
@@ -61,7 +62,7 @@ func imagesCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					w := tabwriter.NewWriter(c.App.Writer, 0, 4, 3, ' ', 0)
+					w := tabwriter.NewWriter(c.Root().Writer, 0, 4, 3, ' ', 0)
 					fmt.Fprintln(w, "IMAGE\tID\tPLATFORM\tSIZE")
 					for _, img := range imgs {
 						names := img.Names
@@ -78,7 +79,7 @@ func imagesCommand() *cli.Command {
 			{
 				Name: "rm", Usage: "remove images (untag; layers go when no image uses them)",
 				ArgsUsage: "IMAGE [IMAGE...]", Flags: []cli.Flag{dataDir},
-				Action: func(c *cli.Context) error {
+				Action: func(ctx context.Context, c *cli.Command) error {
 					if c.NArg() == 0 {
 						return fmt.Errorf("images rm needs at least one image")
 					}
@@ -90,7 +91,7 @@ func imagesCommand() *cli.Command {
 						if err := st.Remove(ref); err != nil {
 							return fmt.Errorf("remove %s: %w", ref, err)
 						}
-						fmt.Fprintf(c.App.Writer, "removed %s\n", ref)
+						fmt.Fprintf(c.Root().Writer, "removed %s\n", ref)
 					}
 					return nil
 				},
