@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -138,7 +139,7 @@ func TestPod(t *testing.T) {
 			t.Errorf("RemoveSandbox: %v", err)
 		}
 	})
-	if !sb.Ready || sb.NetNS != "/proc/"+itoa(sb.Pid)+"/ns/net" {
+	if !sb.Ready || sb.NetNS != "/proc/"+strconv.Itoa(sb.Pid)+"/ns/net" {
 		t.Fatalf("sandbox = %+v", sb)
 	}
 	hostNet, _ := os.Readlink("/proc/self/ns/net")

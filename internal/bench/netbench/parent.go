@@ -11,7 +11,7 @@ import (
 	"runtime"
 	"syscall"
 
-	"github.com/orch-dev/orch/internal/bench/measure"
+	"github.com/orch-dev/orch/internal/cgrouptree"
 	"github.com/orch-dev/orch/internal/netnstest"
 )
 
@@ -122,10 +122,10 @@ func runParent(o options) error {
 	})
 }
 
-// removeCgroups removes the benchmark's cgroup trees in every hierarchy.
+// removeCgroups kills what is left in the benchmark's cgroup trees and
+// removes them in every hierarchy.
 func removeCgroups() {
-	roots, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", cgroupRoot))
-	for _, root := range append(roots, filepath.Join("/sys/fs/cgroup", cgroupRoot)) {
-		measure.RemoveTree(root)
+	if err := cgrouptree.Clean(cgroupRoot); err != nil {
+		fmt.Fprintln(os.Stderr, "netbench:", err)
 	}
 }

@@ -32,6 +32,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/orch-dev/orch/internal/bench/measure"
+	"github.com/orch-dev/orch/internal/cgrouptree"
 	"github.com/orch-dev/orch/internal/testimage"
 	"github.com/orch-dev/orch/runtime/container"
 	"github.com/orch-dev/orch/runtime/image"
@@ -669,14 +670,11 @@ func patchSpec(path, rootfs string) error {
 	return os.WriteFile(path, b, 0o600)
 }
 
-// cleanupCgroups removes the benchmark's cgroups in every hierarchy.
+// cleanupCgroups kills what is left in the benchmark's cgroups and
+// removes them in every hierarchy.
 func cleanupCgroups() {
-	mounts, _ := filepath.Glob("/sys/fs/cgroup/*" + cgroupRoot)
-	if m, err := filepath.Glob("/sys/fs/cgroup" + cgroupRoot); err == nil {
-		mounts = append(mounts, m...)
-	}
-	for _, root := range mounts {
-		measure.RemoveTree(root)
+	if err := cgrouptree.Clean(cgroupRoot); err != nil {
+		fmt.Fprintln(os.Stderr, "podbench:", err)
 	}
 }
 
