@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +18,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/orch-dev/orch/internal/cgrouptree"
 	"github.com/orch-dev/orch/internal/netnstest"
 	"github.com/orch-dev/orch/internal/testimage"
 )
@@ -279,18 +279,8 @@ func waitFor(t *testing.T, timeout time.Duration, what string, ok func() (bool, 
 // cleanupTestNode kills the processes in the cgroups under cgroupRoot and
 // removes dir with everything mounted under it.
 func cleanupTestNode(t *testing.T, dir, cgroupRoot string) {
-	for _, cg := range cgroupDirs(cgroupRoot) {
-		for range 50 {
-			pids := cgroupPIDs(cg)
-			if len(pids) == 0 {
-				break
-			}
-			for _, pid := range pids {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		removeCgroupDirs(cg)
+	if err := cgrouptree.Clean(cgroupRoot); err != nil {
+		t.Logf("clean cgroup %s: %v", cgroupRoot, err)
 	}
 	mounts, _ := mountsUnder(dir)
 	for i := len(mounts) - 1; i >= 0; i-- {
@@ -302,52 +292,12 @@ func cleanupTestNode(t *testing.T, dir, cgroupRoot string) {
 }
 
 // cgroupDirs returns cgroupRoot's directory in every mounted hierarchy
-// where it exists: v2 at the root, or v1 ones (cpu and cpuacct are
-// separate mounts on some hosts, joined as cpu,cpuacct on others).
-func cgroupDirs(cgroupRoot string) []string {
-	hierarchies, _ := filepath.Glob("/sys/fs/cgroup/*")
-	var dirs []string
-	for _, root := range append([]string{"/sys/fs/cgroup"}, hierarchies...) {
-		cg := filepath.Join(root, cgroupRoot)
-		if fi, err := os.Stat(cg); err == nil && fi.IsDir() {
-			dirs = append(dirs, cg)
-		}
+// where it exists (cgrouptree.Dirs).
+func cgroupDirs(t *testing.T, cgroupRoot string) []string {
+	t.Helper()
+	dirs, err := cgrouptree.Dirs(cgroupRoot)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return dirs
-}
-
-// cgroupPIDs lists the processes in dir and the cgroups below it.
-func cgroupPIDs(dir string) []int {
-	var pids []int
-	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
-			return nil
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			return nil
-		}
-		defer f.Close()
-		s := bufio.NewScanner(f)
-		for s.Scan() {
-			if pid, err := strconv.Atoi(s.Text()); err == nil {
-				pids = append(pids, pid)
-			}
-		}
-		return nil
-	})
-	return pids
-}
-
-func removeCgroupDirs(dir string) {
-	var dirs []string
-	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			dirs = append(dirs, p)
-		}
-		return nil
-	})
-	for i := len(dirs) - 1; i >= 0; i-- {
-		_ = os.Remove(dirs[i])
-	}
 }

@@ -26,6 +26,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/orch-dev/orch/internal/cgrouptree"
 	"github.com/orch-dev/orch/internal/jointoken"
 	"github.com/orch-dev/orch/internal/netnstest"
 )
@@ -529,7 +530,7 @@ func (c *joinE2ECluster) cutLink(a *joinE2EAgent, during func()) {
 	t := c.t
 	t.Helper()
 	state, boot := c.containerState(a), c.bootID(a)
-	cgroups := cgroupDirs(a.cgroup)
+	cgroups := cgroupDirs(t, a.cgroup)
 	if len(cgroups) == 0 {
 		t.Fatalf("no cgroup %s", a.cgroup)
 	}
@@ -548,7 +549,7 @@ func (c *joinE2ECluster) cutLink(a *joinE2EAgent, during func()) {
 	// grace period (40 s) its Ready condition turns Unknown.
 	c.waitNodeCondition(a, "Unknown", 2*joinE2ECut)
 	time.Sleep(time.Until(restored))
-	alive := cgroupPIDs(cgroups[0])
+	alive := cgrouptree.PIDs(cgroups[0])
 	for _, pid := range pids {
 		if !slices.Contains(alive, pid) || syscall.Kill(pid, 0) != nil {
 			t.Errorf("process %d of %s's pods is gone after the link was cut for %v", pid, a.name, joinE2ECut)
@@ -572,10 +573,10 @@ func (c *joinE2ECluster) cutLink(a *joinE2EAgent, during func()) {
 // second (not the pod's short sleeps), at least one.
 func longLivedPIDs(t *testing.T, dir string) []int {
 	t.Helper()
-	first := cgroupPIDs(dir)
+	first := cgrouptree.PIDs(dir)
 	time.Sleep(time.Second)
 	var pids []int
-	for _, pid := range cgroupPIDs(dir) {
+	for _, pid := range cgrouptree.PIDs(dir) {
 		if slices.Contains(first, pid) {
 			pids = append(pids, pid)
 		}

@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/orch-dev/orch/internal/cgrouptree"
 	"github.com/orch-dev/orch/runtime/container"
 )
 
@@ -104,8 +105,8 @@ func TestKillPodsOnStopE2E(t *testing.T) {
 	if n := len(a.rt.ListSandboxes()) + len(a.rt.ListContainers()); n != 0 {
 		t.Errorf("the runtime still has %d sandboxes and containers", n)
 	}
-	for _, cg := range cgroupDirs(killPodsE2ECgroupRoot) {
-		if pids := cgroupPIDs(cg); len(pids) != 0 {
+	for _, cg := range cgroupDirs(t, killPodsE2ECgroupRoot) {
+		if pids := cgrouptree.PIDs(cg); len(pids) != 0 {
 			t.Errorf("processes %v left in %s", pids, cg)
 		}
 		_ = filepath.WalkDir(cg, func(p string, d os.DirEntry, err error) error {
