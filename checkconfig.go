@@ -1,11 +1,10 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"strings"
 
-	"github.com/urfave/cli/v3"
+	"github.com/urfave/cli/v2"
 
 	"github.com/orch-dev/orch/internal/checkconfig"
 	"github.com/orch-dev/orch/internal/config"
@@ -23,7 +22,7 @@ func checkConfigCommand() *cli.Command {
 		Usage:     "check that this machine's kernel and system can run orch; exits non-zero when something required is missing",
 		Flags:     settings.flags(),
 		ArgsUsage: " ",
-		Action: func(ctx context.Context, c *cli.Command) error {
+		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
 				return err
 			}
@@ -32,7 +31,7 @@ func checkConfigCommand() *cli.Command {
 				return err
 			}
 			results := checkconfig.Check(checkconfig.LocalHost(dataDir))
-			if err := checkconfig.Write(c.Root().Writer, results); err != nil {
+			if err := checkconfig.Write(c.App.Writer, results); err != nil {
 				return err
 			}
 			if checkconfig.Failed(results) {

@@ -5,7 +5,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/urfave/cli/v3"
+	"github.com/urfave/cli/v2"
 
 	"github.com/orch-dev/orch/internal/config"
 	"github.com/orch-dev/orch/server"
@@ -34,10 +34,10 @@ func serverSettingsNamed(names ...string) serverSettings {
 func (s serverSettings) flags() []cli.Flag { return flagsFor(s) }
 
 // sources are the settings the user gave on c's command line.
-func (s serverSettings) sources(c *cli.Command) config.Sources { return sources(c, s) }
+func (s serverSettings) sources(c *cli.Context) config.Sources { return sources(c, s) }
 
 // load resolves the server's configuration as `orch server` would.
-func (s serverSettings) load(c *cli.Command) (server.Config, error) {
+func (s serverSettings) load(c *cli.Context) (server.Config, error) {
 	cfg, err := config.Server(s.sources(c))
 	if err != nil {
 		return server.Config{}, configError(err)
@@ -57,7 +57,7 @@ func kubeconfigFlag() cli.Flag {
 // adminKubeconfig is --kubeconfig or, without it, the admin kubeconfig the
 // server writes (its write-kubeconfig setting, from the config file or
 // ORCH_WRITE_KUBECONFIG).
-func (s serverSettings) adminKubeconfig(c *cli.Command) (string, error) {
+func (s serverSettings) adminKubeconfig(c *cli.Context) (string, error) {
 	if path := c.String("kubeconfig"); path != "" {
 		return path, nil
 	}
@@ -69,7 +69,7 @@ func (s serverSettings) adminKubeconfig(c *cli.Command) (string, error) {
 }
 
 // noArgs refuses arguments to a verb that takes none.
-func noArgs(c *cli.Command) error {
+func noArgs(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return fmt.Errorf("%s takes no arguments, got %q", commandPath(c), c.Args().Slice())
 	}
@@ -77,7 +77,14 @@ func noArgs(c *cli.Command) error {
 }
 
 // commandPath names the running command as the user typed it, e.g.
-// "snapshot save".
-func commandPath(c *cli.Command) string {
-	return strings.Join(c.Path()[1:], " ")
+// "snapshot save" (urfave/cli v2 keeps only the last name).
+func commandPath(c *cli.Context) string {
+	var names []string
+	for _, ctx := range c.Lineage() {
+		if ctx.Command != nil && ctx.Command.Name != "" && ctx.Command.Name != c.App.Name {
+			names = append(names, ctx.Command.Name)
+		}
+	}
+	slices.Reverse(names)
+	return strings.Join(names, " ")
 }

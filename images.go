@@ -1,13 +1,12 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
-	"github.com/urfave/cli/v3"
+	"github.com/urfave/cli/v2"
 
 	"github.com/orch-dev/orch/runtime/image"
 )
@@ -15,9 +14,9 @@ import (
 // imagesCommand manages the node's image store: air-gapped boxes get their
 // images from tars (docker save or OCI layout) instead of a registry.
 func imagesCommand() *cli.Command {
-	dataDir := &cli.StringFlag{Name: "data-dir", Value: "/var/lib/orch", Sources: cli.EnvVars("ORCH_DATA_DIR"),
+	dataDir := &cli.StringFlag{Name: "data-dir", Value: "/var/lib/orch", EnvVars: []string{"ORCH_DATA_DIR"},
 		Usage: "data directory of the node whose image store is used"}
-	open := func(c *cli.Command) (*image.Store, error) {
+	open := func(c *cli.Context) (*image.Store, error) {
 		dir := c.String("data-dir")
 		if !filepath.IsAbs(dir) {
 			return nil, fmt.Errorf("--data-dir %q is not an absolute path", dir)
@@ -27,11 +26,11 @@ func imagesCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "images",
 		Usage: "import, list and remove the node's container images",
-		Commands: []*cli.Command{
+		Subcommands: []*cli.Command{
 			{
 				Name: "import", Usage: "import images from docker-save or OCI layout tar files",
 				ArgsUsage: "FILE.tar [FILE.tar...]", Flags: []cli.Flag{dataDir},
-				Action: func(ctx context.Context, c *cli.Command) error {
+				Action: func(c *cli.Context) error {
 					if c.NArg() == 0 {
 						return fmt.Errorf("images import needs at least one tar file")
 					}
@@ -40,12 +39,12 @@ func imagesCommand() *cli.Command {
 						return err
 					}
 					for _, f := range c.Args().Slice() {
-						imgs, err := st.ImportFile(ctx, f)
+						imgs, err := st.ImportFile(c.Context, f)
 						if err != nil {
 							return fmt.Errorf("import %s: %w", f, err)
 						}
 						for _, img := range imgs {
-							fmt.Fprintf(c.Root().Writer, "imported %s %s\n", strings.Join(img.Names, ","), shortID(img.ID))
+							fmt.Fprintf(c.App.Writer, "imported %s %s\n", strings.Join(img.Names, ","), shortID(img.ID))
 						}
 					}
 					return nil
@@ -53,7 +52,7 @@ func imagesCommand() *cli.Command {
 			},
 			{
 				Name: "ls", Usage: "list the images", Flags: []cli.Flag{dataDir},
-				Action: func(ctx context.Context, c *cli.Command) error {
+				Action: func(c *cli.Context) error {
 					st, err := open(c)
 					if err != nil {
 						return err
@@ -62,7 +61,7 @@ func imagesCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					w := tabwriter.NewWriter(c.Root().Writer, 0, 4, 3, ' ', 0)
+					w := tabwriter.NewWriter(c.App.Writer, 0, 4, 3, ' ', 0)
 					fmt.Fprintln(w, "IMAGE\tID\tPLATFORM\tSIZE")
 					for _, img := range imgs {
 						names := img.Names
@@ -79,7 +78,7 @@ func imagesCommand() *cli.Command {
 			{
 				Name: "rm", Usage: "remove images (untag; layers go when no image uses them)",
 				ArgsUsage: "IMAGE [IMAGE...]", Flags: []cli.Flag{dataDir},
-				Action: func(ctx context.Context, c *cli.Command) error {
+				Action: func(c *cli.Context) error {
 					if c.NArg() == 0 {
 						return fmt.Errorf("images rm needs at least one image")
 					}
@@ -91,7 +90,7 @@ func imagesCommand() *cli.Command {
 						if err := st.Remove(ref); err != nil {
 							return fmt.Errorf("remove %s: %w", ref, err)
 						}
-						fmt.Fprintf(c.Root().Writer, "removed %s\n", ref)
+						fmt.Fprintf(c.App.Writer, "removed %s\n", ref)
 					}
 					return nil
 				},

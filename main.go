@@ -29,7 +29,7 @@ import (
 	// minimal hosts without /usr/share/zoneinfo (about 450 KB).
 	_ "time/tzdata"
 
-	"github.com/urfave/cli/v3"
+	"github.com/urfave/cli/v2"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/orch-dev/orch/agent"
@@ -60,7 +60,7 @@ func main() {
 		<-ctx.Done()
 		stop()
 	}()
-	err := newApp(os.Stdout, os.Stderr).Run(ctx, os.Args)
+	err := newApp(os.Stdout, os.Stderr).RunContext(ctx, os.Args)
 	stop()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "orch: %v\n", err)
@@ -70,8 +70,8 @@ func main() {
 
 // newApp builds the command tree. It writes only to stdout and stderr, so
 // tests can run it in-process.
-func newApp(stdout, stderr io.Writer) *cli.Command {
-	return &cli.Command{
+func newApp(stdout, stderr io.Writer) *cli.App {
+	return &cli.App{
 		Name:            "orch",
 		Usage:           "a Kubernetes-compatible cluster in one small binary",
 		Writer:          stdout,
@@ -79,11 +79,11 @@ func newApp(stdout, stderr io.Writer) *cli.Command {
 		HideVersion:     true,
 		HideHelpCommand: true,
 		OnUsageError:    usageError,
-		Action: func(ctx context.Context, c *cli.Command) error {
+		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
 				return fmt.Errorf("unknown command %q (see `orch --help`)", c.Args().First())
 			}
-			return cli.ShowRootCommandHelp(c)
+			return cli.ShowAppHelp(c)
 		},
 		Commands: []*cli.Command{
 			{
@@ -91,8 +91,8 @@ func newApp(stdout, stderr io.Writer) *cli.Command {
 				Usage:        "run the control plane, and a node in the same process unless --disable-agent",
 				Flags:        flagsFor(config.ServerOptions()),
 				OnUsageError: usageError,
-				Action: func(ctx context.Context, c *cli.Command) error {
-					return runServer(ctx, c, stderr)
+				Action: func(c *cli.Context) error {
+					return runServer(c, stderr)
 				},
 			},
 			{
@@ -100,8 +100,8 @@ func newApp(stdout, stderr io.Writer) *cli.Command {
 				Usage:        "join a server as a node",
 				Flags:        flagsFor(config.AgentOptions()),
 				OnUsageError: usageError,
-				Action: func(ctx context.Context, c *cli.Command) error {
-					return runAgent(ctx, c, stderr)
+				Action: func(c *cli.Context) error {
+					return runAgent(c, stderr)
 				},
 			},
 			imagesCommand(),
@@ -112,11 +112,11 @@ func newApp(stdout, stderr io.Writer) *cli.Command {
 			{
 				Name:  "version",
 				Usage: "print the orch version, git commit, Go version and Kubernetes API version",
-				Action: func(ctx context.Context, c *cli.Command) error {
+				Action: func(c *cli.Context) error {
 					if c.NArg() > 0 {
 						return fmt.Errorf("version takes no arguments, got %q", c.Args().Slice())
 					}
-					_, err := io.WriteString(c.Root().Writer, version.Get().String())
+					_, err := io.WriteString(c.App.Writer, version.Get().String())
 					return err
 				},
 			},
@@ -125,8 +125,12 @@ func newApp(stdout, stderr io.Writer) *cli.Command {
 }
 
 // usageError keeps a mistyped flag to one line instead of a page of help.
-func usageError(_ context.Context, c *cli.Command, err error, _ bool) error {
-	return fmt.Errorf("%w (see `%s --help`)", err, c.FullName())
+func usageError(c *cli.Context, err error, _ bool) error {
+	name := "orch"
+	if c.Command != nil && c.Command.Name != "" && c.Command.Name != c.App.Name {
+		name += " " + c.Command.Name
+	}
+	return fmt.Errorf("%w (see `%s --help`)", err, name)
 }
 
 // flagsFor turns config options into CLI flags. Values stay text: parsing
@@ -151,7 +155,7 @@ func flagsFor(opts []config.Option) []cli.Flag {
 
 // sources reports only the flags the user actually gave, so that a default
 // never hides a value from the environment or the file.
-func sources(c *cli.Command, opts []config.Option) config.Sources {
+func sources(c *cli.Context, opts []config.Option) config.Sources {
 	set := make(map[string]string)
 	for _, o := range opts {
 		if !c.IsSet(o.Name) {
@@ -168,13 +172,13 @@ func sources(c *cli.Command, opts []config.Option) config.Sources {
 	return config.Sources{Flags: set}
 }
 
-func runServer(ctx context.Context, c *cli.Command, stderr io.Writer) error {
+func runServer(c *cli.Context, stderr io.Writer) error {
 	src := sources(c, config.ServerOptions())
 	cfg, err := config.Server(src)
 	if err != nil {
 		return configError(err)
 	}
-	logs, closeLogs, err := openLog(ctx, config.ServerCommand, src, stderr)
+	logs, closeLogs, err := openLog(c.Context, config.ServerCommand, src, stderr)
 	if err != nil {
 		return err
 	}
@@ -184,7 +188,7 @@ func runServer(ctx context.Context, c *cli.Command, stderr io.Writer) error {
 	cfg.Logger.Info("starting orch server", "version", v.Version, "commit", v.GitCommit,
 		"kubernetes", v.Kubernetes, "dataDir", cfg.DataDir, "listen", listenAddr(cfg.BindAddress, cfg.HTTPSPort))
 	if cfg.DisableAgent {
-		return finished(ctx, server.Run(ctx, cfg))
+		return finished(c.Context, server.Run(c.Context, cfg))
 	}
 	puller, err := imagePuller(config.ServerCommand, src, cfg.Logger)
 	if err != nil {
@@ -198,7 +202,7 @@ func runServer(ctx context.Context, c *cli.Command, stderr io.Writer) error {
 	// to it over TLS on this machine, with a node certificate.
 	local := make(chan server.LocalNode, 1)
 	cfg.LocalNode = local
-	g, ctx := errgroup.WithContext(ctx)
+	g, ctx := errgroup.WithContext(c.Context)
 	g.Go(func() error { return server.Run(ctx, cfg) })
 	g.Go(func() error {
 		var node server.LocalNode
@@ -231,7 +235,7 @@ func runServer(ctx context.Context, c *cli.Command, stderr io.Writer) error {
 		}
 		return nil
 	})
-	return finished(ctx, g.Wait())
+	return finished(c.Context, g.Wait())
 }
 
 // nodeHTTPClient is the in-process agent's client: the cluster CA and the
@@ -251,13 +255,13 @@ func nodeHTTPClient(node server.LocalNode) (*http.Client, error) {
 	}}, nil
 }
 
-func runAgent(ctx context.Context, c *cli.Command, stderr io.Writer) error {
+func runAgent(c *cli.Context, stderr io.Writer) error {
 	src := sources(c, config.AgentOptions())
 	cfg, err := config.Agent(src)
 	if err != nil {
 		return configError(err)
 	}
-	logs, closeLogs, err := openLog(ctx, config.AgentCommand, src, stderr)
+	logs, closeLogs, err := openLog(c.Context, config.AgentCommand, src, stderr)
 	if err != nil {
 		return err
 	}
@@ -269,7 +273,7 @@ func runAgent(ctx context.Context, c *cli.Command, stderr io.Writer) error {
 	if cfg.ImagePuller, err = imagePuller(config.AgentCommand, src, cfg.Logger); err != nil {
 		return err
 	}
-	return finished(ctx, agent.Run(ctx, cfg))
+	return finished(c.Context, agent.Run(c.Context, cfg))
 }
 
 // imagePuller pulls pods' images from registries as the --private-registry

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/urfave/cli/v3"
+	"github.com/urfave/cli/v2"
 
 	"github.com/orch-dev/orch/internal/config"
 	"github.com/orch-dev/orch/internal/testimage"
@@ -71,7 +71,7 @@ func runApp(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	}
 	t.Setenv("ORCH_CONFIG", empty)
 	var out, errOut bytes.Buffer
-	err = newApp(&out, &errOut).Run(context.Background(), append([]string{"orch"}, args...))
+	err = newApp(&out, &errOut).RunContext(context.Background(), append([]string{"orch"}, args...))
 	return out.String(), errOut.String(), err
 }
 
@@ -176,15 +176,15 @@ func TestSourcesReportsOnlyGivenFlags(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			var got map[string]string
-			app := &cli.Command{Commands: []*cli.Command{{
+			app := &cli.App{Commands: []*cli.Command{{
 				Name:  "server",
 				Flags: flagsFor(config.ServerOptions()),
-				Action: func(ctx context.Context, c *cli.Command) error {
+				Action: func(c *cli.Context) error {
 					got = sources(c, config.ServerOptions()).Flags
 					return nil
 				},
 			}}}
-			if err := app.Run(context.Background(), append([]string{"orch", "server"}, tt.args...)); err != nil {
+			if err := app.Run(append([]string{"orch", "server"}, tt.args...)); err != nil {
 				t.Fatal(err)
 			}
 			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
@@ -294,7 +294,7 @@ func TestImagesCommands(t *testing.T) {
 	}
 	run := func(args ...string) (string, error) {
 		var out, errOut bytes.Buffer
-		err := newApp(&out, &errOut).Run(context.Background(), append([]string{"orch", "images"}, args...))
+		err := newApp(&out, &errOut).Run(append([]string{"orch", "images"}, args...))
 		return out.String() + errOut.String(), err
 	}
 	data := "--data-dir=" + filepath.Join(dir, "data")

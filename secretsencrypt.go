@@ -1,11 +1,10 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"strings"
 
-	"github.com/urfave/cli/v3"
+	"github.com/urfave/cli/v2"
 
 	"github.com/orch-dev/orch/server"
 )
@@ -17,11 +16,11 @@ func secretsEncryptCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "secrets-encrypt",
 		Usage: "manage the keys that encrypt Secrets at rest",
-		Commands: []*cli.Command{{
+		Subcommands: []*cli.Command{{
 			Name:  "status",
 			Usage: "say whether Secrets are encrypted and with which keys",
 			Flags: settings.flags(),
-			Action: func(ctx context.Context, c *cli.Command) error {
+			Action: func(c *cli.Context) error {
 				if err := noArgs(c); err != nil {
 					return err
 				}
@@ -37,7 +36,7 @@ func secretsEncryptCommand() *cli.Command {
 				if enabled {
 					state = "Enabled"
 				}
-				_, err = fmt.Fprintf(c.Root().Writer, "Encryption Status: %s\nCurrent Type: aesgcm\nKeys: %s\n", state, strings.Join(keys, ", "))
+				_, err = fmt.Fprintf(c.App.Writer, "Encryption Status: %s\nCurrent Type: aesgcm\nKeys: %s\n", state, strings.Join(keys, ", "))
 				return err
 			},
 		}, {
@@ -45,7 +44,7 @@ func secretsEncryptCommand() *cli.Command {
 			Usage: "add a new encryption key and re-encrypt every Secret with it (run while the server is stopped; " +
 				"old keys stay in the key file so older snapshots remain readable)",
 			Flags: settings.flags(),
-			Action: func(ctx context.Context, c *cli.Command) error {
+			Action: func(c *cli.Context) error {
 				if err := noArgs(c); err != nil {
 					return err
 				}
@@ -53,11 +52,11 @@ func secretsEncryptCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				key, n, err := server.RotateEncryptionKeys(ctx, cfg.DataDir)
+				key, n, err := server.RotateEncryptionKeys(c.Context, cfg.DataDir)
 				if err != nil {
 					return fmt.Errorf("secrets-encrypt rotate-keys: %w", err)
 				}
-				_, err = fmt.Fprintf(c.Root().Writer, "encryption key %s is active; %d secrets re-encrypted (%s)\n",
+				_, err = fmt.Fprintf(c.App.Writer, "encryption key %s is active; %d secrets re-encrypted (%s)\n",
 					key, n, server.EncryptionConfigPath(cfg.DataDir))
 				return err
 			},

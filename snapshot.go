@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/urfave/cli/v3"
+	"github.com/urfave/cli/v2"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/orch-dev/orch/server/pki"
@@ -23,20 +23,20 @@ import (
 // config file as `orch server`, so the verbs find the server's store.
 func snapshotCommand() *cli.Command {
 	settings := serverSettingsNamed("data-dir")
-	dataDir := func(c *cli.Command) (string, error) {
+	dataDir := func(c *cli.Context) (string, error) {
 		cfg, err := settings.load(c)
 		return cfg.DataDir, err
 	}
 	return &cli.Command{
 		Name:  "snapshot",
 		Usage: "save, list and restore snapshots of the server's store",
-		Commands: []*cli.Command{
+		Subcommands: []*cli.Command{
 			{
 				Name:  "save",
 				Usage: "snapshot the store: a running server's through its API (as its admin), a stopped server's from its file",
 				Flags: append(settings.flags(), kubeconfigFlag(),
 					&cli.StringFlag{Name: "name", Value: snapshot.DefaultName, Usage: "name of the snapshot"}),
-				Action: func(ctx context.Context, c *cli.Command) error {
+				Action: func(c *cli.Context) error {
 					if err := noArgs(c); err != nil {
 						return err
 					}
@@ -50,17 +50,17 @@ func snapshotCommand() *cli.Command {
 						if kerr != nil {
 							return kerr
 						}
-						saved, serr := saveOnline(ctx, kubeconfig, c.String("name"))
+						saved, serr := saveOnline(c.Context, kubeconfig, c.String("name"))
 						if serr != nil {
 							return fmt.Errorf("%w; asking it for a snapshot: %w", err, serr)
 						}
-						_, err = fmt.Fprintf(c.Root().Writer, "saved %s (%d bytes) by the running server\n", saved.Path, saved.Size)
+						_, err = fmt.Fprintf(c.App.Writer, "saved %s (%d bytes) by the running server\n", saved.Path, saved.Size)
 						return err
 					}
 					if err != nil {
 						return err
 					}
-					_, err = fmt.Fprintf(c.Root().Writer, "saved %s (%d bytes)\n", info.Path, info.Size)
+					_, err = fmt.Fprintf(c.App.Writer, "saved %s (%d bytes)\n", info.Path, info.Size)
 					return err
 				},
 			},
@@ -68,7 +68,7 @@ func snapshotCommand() *cli.Command {
 				Name:  "ls",
 				Usage: "list snapshots with their size, time and checksum state",
 				Flags: settings.flags(),
-				Action: func(ctx context.Context, c *cli.Command) error {
+				Action: func(c *cli.Context) error {
 					if err := noArgs(c); err != nil {
 						return err
 					}
@@ -80,7 +80,7 @@ func snapshotCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					return snapshot.PrintList(c.Root().Writer, snaps)
+					return snapshot.PrintList(c.App.Writer, snaps)
 				},
 			},
 			{
@@ -88,7 +88,7 @@ func snapshotCommand() *cli.Command {
 				Usage:     "replace the store of a stopped server with a checked snapshot (the old store is kept)",
 				ArgsUsage: "FILE",
 				Flags:     settings.flags(),
-				Action: func(ctx context.Context, c *cli.Command) error {
+				Action: func(c *cli.Context) error {
 					if c.NArg() != 1 {
 						return fmt.Errorf("snapshot restore needs exactly one snapshot file, got %d arguments", c.NArg())
 					}
@@ -100,7 +100,7 @@ func snapshotCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					return snapshot.PrintRestored(c.Root().Writer, res)
+					return snapshot.PrintRestored(c.App.Writer, res)
 				},
 			},
 		},

@@ -12,7 +12,7 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/urfave/cli/v3"
+	"github.com/urfave/cli/v2"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/duration"
@@ -41,7 +41,7 @@ func tokenCommand() *cli.Command {
 	// --kubeconfig.
 	settings := serverSettingsNamed()
 	flags := append(settings.flags(), kubeconfigFlag())
-	connect := func(c *cli.Command) (*tokenClient, error) {
+	connect := func(c *cli.Context) (*tokenClient, error) {
 		path, err := settings.adminKubeconfig(c)
 		if err != nil {
 			return nil, err
@@ -51,7 +51,7 @@ func tokenCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "token",
 		Usage: "create, list and delete extra join tokens that can expire (bootstrap tokens)",
-		Commands: []*cli.Command{
+		Subcommands: []*cli.Command{
 			{
 				Name: "create",
 				Usage: "create a join token and print it (K10<CA hash>::<id>.<secret>) for " +
@@ -59,10 +59,10 @@ func tokenCommand() *cli.Command {
 				Flags: append(slices.Clip(flags),
 					&cli.StringFlag{Name: "ttl", Value: "24h", Usage: "how long the token is valid, e.g. 1h30m; 0 means it never expires"},
 					&cli.StringFlag{Name: "description", Usage: "a note on what the token is for, shown by orch token list"},
-					&cli.StringSliceFlag{Name: "groups", Value: []string{bootstraptoken.DefaultExtraGroup},
+					&cli.StringSliceFlag{Name: "groups", Value: cli.NewStringSlice(bootstraptoken.DefaultExtraGroup),
 						Usage: "extra groups the token authenticates as; each must start with system:bootstrappers:"},
 				),
-				Action: func(ctx context.Context, c *cli.Command) error {
+				Action: func(c *cli.Context) error {
 					if err := noArgs(c); err != nil {
 						return err
 					}
@@ -74,11 +74,11 @@ func tokenCommand() *cli.Command {
 					if err != nil {
 						return fmt.Errorf("token create: %w", err)
 					}
-					tok, err := tc.create(ctx, req, time.Now())
+					tok, err := tc.create(c.Context, req, time.Now())
 					if err != nil {
 						return fmt.Errorf("token create: %w", err)
 					}
-					_, err = fmt.Fprintln(c.Root().Writer, tok.String())
+					_, err = fmt.Fprintln(c.App.Writer, tok.String())
 					return err
 				},
 			},
@@ -86,7 +86,7 @@ func tokenCommand() *cli.Command {
 				Name:  "list",
 				Usage: "list join tokens with their expiry, usages and description (not their secrets)",
 				Flags: flags,
-				Action: func(ctx context.Context, c *cli.Command) error {
+				Action: func(c *cli.Context) error {
 					if err := noArgs(c); err != nil {
 						return err
 					}
@@ -94,11 +94,11 @@ func tokenCommand() *cli.Command {
 					if err != nil {
 						return fmt.Errorf("token list: %w", err)
 					}
-					tokens, err := tc.list(ctx)
+					tokens, err := tc.list(c.Context)
 					if err != nil {
 						return fmt.Errorf("token list: %w", err)
 					}
-					return printTokens(c.Root().Writer, tokens, time.Now())
+					return printTokens(c.App.Writer, tokens, time.Now())
 				},
 			},
 			{
@@ -106,7 +106,7 @@ func tokenCommand() *cli.Command {
 				Usage:     "delete join tokens by id (or whole token); agents that already joined keep working",
 				ArgsUsage: "ID...",
 				Flags:     flags,
-				Action: func(ctx context.Context, c *cli.Command) error {
+				Action: func(c *cli.Context) error {
 					if c.NArg() == 0 {
 						return errors.New("token delete needs the id of at least one token (see `orch token list`)")
 					}
@@ -123,10 +123,10 @@ func tokenCommand() *cli.Command {
 						return fmt.Errorf("token delete: %w", err)
 					}
 					for _, id := range ids {
-						if err := tc.delete(ctx, id); err != nil {
+						if err := tc.delete(c.Context, id); err != nil {
 							return fmt.Errorf("token delete: %w", err)
 						}
-						if _, err := fmt.Fprintf(c.Root().Writer, "bootstrap token %q deleted\n", id); err != nil {
+						if _, err := fmt.Fprintf(c.App.Writer, "bootstrap token %q deleted\n", id); err != nil {
 							return err
 						}
 					}

@@ -134,7 +134,7 @@ func startTokenServer(t *testing.T) (kubeconfig, dataDir string) {
 	}
 	done := make(chan error, 1)
 	go func() {
-		done <- newApp(io.Discard, logs).Run(ctx, []string{"orch", "server", "--config", empty, "--disable-agent",
+		done <- newApp(io.Discard, logs).RunContext(ctx, []string{"orch", "server", "--config", empty, "--disable-agent",
 			"--data-dir", dataDir, "--bind-address", "127.0.0.1", "--https-listen-port", fmt.Sprint(freePort(t)),
 			"--write-kubeconfig", kubeconfig, "--node-name", "token-test", "--flannel-backend", "none", "--snapshot-interval", "0"})
 	}()
