@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -92,7 +93,7 @@ func net3Checks() []net3Check {
 		{name: "no-endpoints", run: (*net3Cluster).checkNoEndpoints},
 		{name: "network-policy", run: (*net3Cluster).checkNetworkPolicy},
 		{name: "agent-restart", run: (*net3Cluster).checkAgentRestart},
-		// Ingress (issue 7): append its check here.
+		{name: "ingress", run: (*net3Cluster).checkIngress},
 		{name: "headless", run: (*net3Cluster).checkHeadless},
 	}
 }
@@ -501,6 +502,74 @@ func (c *net3Cluster) checkNodePort(t *testing.T) {
 			body, err := httpGetIn(context.Background(), c.agent1().ns, target)
 			return err == nil && strings.Contains(body, "hello-from-web pod=web-"), nil
 		})
+	}
+}
+
+// checkIngress: one Ingress of the built-in class routes two hosts to two
+// Services, web (three replicas on the server's node and agent-2) and
+// probes (the probe pods of every node), and each node's ingress proxy
+// answers it on port 80 of its address for a client outside the cluster
+// (agent-2's host side), reaching pods on other nodes.
+func (c *net3Cluster) checkIngress(t *testing.T) {
+	c.apply(t, `apiVersion: v1
+kind: Service
+metadata: {name: probes, namespace: `+net3Namespace+`}
+spec:
+  selector: {app: probe}
+  ports: [{name: http, port: 80, targetPort: 80}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: two-hosts, namespace: `+net3Namespace+`}
+spec:
+  rules:
+  - host: web.example.com
+    http:
+      paths: [{path: /, pathType: Prefix, backend: {service: {name: web, port: {name: http}}}}]
+  - host: probes.example.com
+    http:
+      paths: [{path: /, pathType: Prefix, backend: {service: {name: probes, port: {number: 80}}}}]
+`)
+	client := c.agent2().ns
+	get := func(node netip.Addr, host string) (string, error) {
+		conn, err := dialInNetNS(context.Background(), client.Path(), "tcp4", netip.AddrPortFrom(node, 80).String())
+		if err != nil {
+			return "", err
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(conn, "GET /cgi-bin/who HTTP/1.0\r\nHost: %s\r\n\r\n", host)
+		body, err := io.ReadAll(conn)
+		return string(body), err
+	}
+	for _, n := range c.nodes {
+		for host, prefix := range map[string]string{"web.example.com": "web-", "probes.example.com": "probe-"} {
+			var answers map[string]int
+			waitFor(t, 60*time.Second, host+" through "+n.name+"'s ingress proxy", func() (bool, error) {
+				seen := map[string]int{}
+				for range 10 {
+					body, err := get(n.ip, host)
+					if err != nil {
+						return false, nil
+					}
+					got, _ := parseWho(body)
+					for pod, k := range got {
+						seen[pod] += k
+					}
+				}
+				answers = seen
+				for pod := range seen {
+					if !strings.HasPrefix(pod, prefix) {
+						return false, fmt.Errorf("%s via %s answered by %s, not a %s* pod: %v", host, n.name, pod, prefix, seen)
+					}
+				}
+				return len(seen) > 1, nil // spread over the Service's pods
+			})
+			t.Logf("%s via %s: %v", host, n.name, answers)
+		}
+	}
+	if out, err := c.kubectl.run("delete", "ingress", "two-hosts", "-n", net3Namespace); err != nil {
+		t.Errorf("kubectl delete ingress: %v\n%s", err, out)
 	}
 }
 
