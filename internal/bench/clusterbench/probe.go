@@ -87,6 +87,10 @@ func runProbeAPI(o options) error {
 			return 0, err
 		}
 		req.Header.Set("Accept", "application/json")
+		// A node reads only its own Node; the agent reads the others as
+		// its service proxy's user, which nodes may impersonate: so does
+		// the probe.
+		req.Header.Set("Impersonate-User", jointoken.ServiceProxyUser)
 		t0 := time.Now()
 		resp, err := c.Do(req)
 		if err != nil {
