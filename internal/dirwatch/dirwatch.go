@@ -17,10 +17,13 @@ import (
 )
 
 // events are the changes of a directory's entries that can change what a
-// reader of its files sees: a file created, written and closed, removed,
-// renamed in or out, its mode changed; and the directory itself removed or
-// renamed (the watch ends then).
-const events = unix.IN_CREATE | unix.IN_CLOSE_WRITE | unix.IN_DELETE | unix.IN_MOVED_FROM |
+// reader of its files sees: a file written and closed, removed, renamed in
+// or out, its mode changed; and the directory itself removed or renamed
+// (the watch ends then). Not IN_CREATE: a file is empty or half written
+// when it is created, and reading it then only logs a parse error; its
+// IN_CLOSE_WRITE follows (an editor's or installer's rename gives
+// IN_MOVED_TO).
+const events = unix.IN_CLOSE_WRITE | unix.IN_DELETE | unix.IN_MOVED_FROM |
 	unix.IN_MOVED_TO | unix.IN_ATTRIB | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF
 
 // Watch watches dir until ctx ends. The channel receives a value after
