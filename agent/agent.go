@@ -94,6 +94,10 @@ type Config struct {
 	// KillPodsOnStop stops and removes every pod when Run's context ends
 	// (--kill-pods-on-stop, see shutdown.go); by default pods keep running.
 	KillPodsOnStop bool
+
+	// tunnelUp, for a joined agent, returns a channel closed while its
+	// tunnel to the server is up (dialServer sets it).
+	tunnelUp func() <-chan struct{}
 }
 
 // Timings of the node's heartbeats.

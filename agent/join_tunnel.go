@@ -59,6 +59,7 @@ func dialServer(ctx context.Context, cfg *Config) (*serverLink, error) {
 		return nil, fmt.Errorf("orch agent: %w", err)
 	}
 	cfg.HTTPClient = l.tunnel.Client()
+	cfg.tunnelUp = l.tunnel.Connected
 	return l, nil
 }
 

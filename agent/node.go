@@ -37,22 +37,29 @@ const (
 // registerNode creates the Node, or takes over an existing one of the same
 // name (an agent restart), retrying until the server answers.
 func (a *Agent) registerNode(ctx context.Context) (*v1.Node, error) {
-	for delay := time.Second; ; delay = min(2*delay, 15*time.Second) {
+	for delay := time.Second; ; {
 		node, err := a.tryRegisterNode(ctx)
 		if err == nil {
 			return node, nil
 		}
-		if errors.Is(err, tunnel.ErrNotConnected) {
-			// A joined agent's tunnel is still coming up: not worth a warning.
-			a.log.Debug("waiting for the tunnel to register the node", "in", delay)
-		} else {
-			a.log.Warn("cannot register node; retrying", "err", err, "in", delay)
+		if errors.Is(err, tunnel.ErrNotConnected) && a.cfg.tunnelUp != nil {
+			// A joined agent's tunnel is still coming up: register the
+			// moment it is, without a warning.
+			a.log.Debug("waiting for the tunnel to register the node")
+			select {
+			case <-ctx.Done():
+				return nil, fmt.Errorf("orch agent: register node: %w", ctx.Err())
+			case <-a.cfg.tunnelUp():
+			}
+			continue
 		}
+		a.log.Warn("cannot register node; retrying", "err", err, "in", delay)
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("orch agent: register node: %w", ctx.Err())
 		case <-time.After(delay):
 		}
+		delay = min(2*delay, 15*time.Second)
 	}
 }
 
