@@ -32,13 +32,11 @@ import (
 	"github.com/orch-dev/orch/internal/ingressclass"
 	"github.com/orch-dev/orch/server/controllers/informer"
 	"github.com/orch-dev/orch/server/controllers/queue"
+	"github.com/orch-dev/orch/server/controllers/servicelb"
 )
 
 // ComponentName names the controller in logs and managedFields.
 const ComponentName = "ingress-status-controller"
-
-// labelExcludeFromLB keeps a node out of every load balancer.
-const labelExcludeFromLB = "node.kubernetes.io/exclude-from-external-load-balancers"
 
 var (
 	ingressesGVR      = networkingv1.SchemeGroupVersion.WithResource("ingresses")
@@ -102,7 +100,7 @@ func New(api API, factory *informer.Factory, opts Options) *Controller {
 	nodeInf.AddHandler(informer.HandlerFuncs{
 		AddFunc: all,
 		UpdateFunc: func(old, obj runtime.Object) {
-			if nodeChanged(old, obj) {
+			if servicelb.NodeChanged(old, obj) {
 				c.enqueueAll()
 			}
 		},
@@ -131,19 +129,6 @@ func (c *Controller) enqueueAll() {
 	for _, ing := range c.ingresses.List("", labels.Everything()) {
 		c.queue.Add(informer.Key(ing.Namespace, ing.Name))
 	}
-}
-
-// nodeChanged reports whether a Node update changes what status is
-// made of; the heartbeats that make most node updates do not.
-func nodeChanged(oldObj, obj runtime.Object) bool {
-	old, ok1 := oldObj.(*corev1.Node)
-	n, ok2 := obj.(*corev1.Node)
-	if !ok1 || !ok2 {
-		return true
-	}
-	_, wasExcluded := old.Labels[labelExcludeFromLB]
-	_, excluded := n.Labels[labelExcludeFromLB]
-	return address(old) != address(n) || ready(old) != ready(n) || wasExcluded != excluded
 }
 
 // sync converges one Ingress's status.loadBalancer.
@@ -180,44 +165,22 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	return fmt.Errorf("update status of ingress %s: %w", key, err)
 }
 
-// addresses are the served nodes' addresses, sorted and unique.
+// addresses are the served nodes' addresses, sorted and unique: those
+// of the nodes that take load balancer traffic, as the service LB
+// picks them (Ready, not excluded; ExternalIP, else InternalIP, per IP
+// family).
 func (c *Controller) addresses() []netip.Addr {
 	var out []netip.Addr
 	for _, n := range c.nodes.List("", labels.Everything()) {
-		if _, excluded := n.Labels[labelExcludeFromLB]; excluded || !ready(n) {
+		if !servicelb.Eligible(n) {
 			continue
 		}
-		if ip := address(n); ip.IsValid() {
-			out = append(out, ip)
+		for _, ip := range servicelb.NodeAddresses(n) {
+			if ip.IsValid() {
+				out = append(out, ip)
+			}
 		}
 	}
 	slices.SortFunc(out, netip.Addr.Compare)
 	return slices.Compact(out)
-}
-
-// address is the node's first ExternalIP, else its first InternalIP.
-func address(n *corev1.Node) netip.Addr {
-	var internal netip.Addr
-	for _, a := range n.Status.Addresses {
-		ip, err := netip.ParseAddr(a.Address)
-		switch {
-		case err != nil:
-		case a.Type == corev1.NodeExternalIP:
-			return ip
-		case a.Type == corev1.NodeInternalIP && !internal.IsValid():
-			internal = ip
-		}
-	}
-	return internal
-}
-
-// ready: the node's Ready condition is True. A NotReady node's proxy may
-// not answer, and flapping nodes are what the lifecycle controller marks.
-func ready(n *corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/orch-dev/orch/server/controllers/controllertest"
 	"github.com/orch-dev/orch/server/controllers/fakeapi"
 	"github.com/orch-dev/orch/server/controllers/informer"
+	"github.com/orch-dev/orch/server/controllers/servicelb"
 	"github.com/orch-dev/orch/server/registry"
 )
 
@@ -100,7 +101,7 @@ func TestStatusFromNodes(t *testing.T) {
 	api.MustCreate(fakeapi.Nodes, node("a", true, internal("198.18.0.1"), external("203.0.113.1")))
 	api.MustCreate(fakeapi.Nodes, node("down", false, internal("198.18.0.3")))
 	excluded := node("excluded", true, internal("198.18.0.4"))
-	excluded.Labels = map[string]string{labelExcludeFromLB: ""}
+	excluded.Labels = map[string]string{servicelb.LabelExcludeFromLB: ""}
 	api.MustCreate(fakeapi.Nodes, excluded)
 	api.MustCreate(ingressesGVR, ingress("ours", &orch))
 	api.MustCreate(ingressesGVR, ingress("classless", nil))
