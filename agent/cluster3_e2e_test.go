@@ -55,12 +55,7 @@ func TestThreeNodesE2E(t *testing.T) {
 	netnstest.Skip(t, "nft", "nsenter")
 	for _, backend := range []string{"vxlan", "host-gw"} {
 		t.Run(backend, func(t *testing.T) {
-			before := hostNetworkState(t)
-			t.Cleanup(func() {
-				if after := hostNetworkState(t); after != before {
-					t.Errorf("the host namespace's routes or nft tables changed:\nbefore:\n%s\nafter:\n%s", before, after)
-				}
-			})
+			keepHostNetwork(t)
 			c := startNet3Cluster(t, bin, backend)
 			for _, check := range net3Checks() {
 				if !t.Run(check.name, func(t *testing.T) { check.run(c, t) }) && check.needed {

@@ -134,12 +134,7 @@ spec:
 func TestIngressE2E(t *testing.T) {
 	bin := e2eBinary(t, "kubectl")
 	netnstest.Skip(t, "nft", "nsenter")
-	before := hostNetworkState(t)
-	t.Cleanup(func() {
-		if after := hostNetworkState(t); after != before {
-			t.Errorf("the host namespace's routes or nft tables changed:\nbefore:\n%s\nafter:\n%s", before, after)
-		}
-	})
+	keepHostNetwork(t)
 	freshE2EDir(t, ingressE2EDir, ingressE2ECgroupRoot)
 	ns := netnstest.New(t, "orching-node")
 	nodeIP := netip.MustParsePrefix(ingressE2ENodeIP).Addr()

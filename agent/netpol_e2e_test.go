@@ -55,12 +55,7 @@ spec:
 func TestNetworkPolicyE2E(t *testing.T) {
 	bin := e2eBinary(t, "kubectl")
 	netnstest.Skip(t, "nft", "nsenter")
-	before := hostNetworkState(t)
-	t.Cleanup(func() {
-		if after := hostNetworkState(t); after != before {
-			t.Errorf("the host namespace's routes or nft tables changed:\nbefore:\n%s\nafter:\n%s", before, after)
-		}
-	})
+	keepHostNetwork(t)
 	freshE2EDir(t, netpolE2EDir, netpolE2ECgroupRoot)
 	ns := netnstest.New(t, "orchnp-node")
 	netnstest.NewSwitch(t, "orchnp-sw").Attach(t, ns, "uplink", netip.MustParsePrefix(netpolE2ENodeIP))

@@ -43,12 +43,7 @@ var (
 func TestServiceProxyFeaturesE2E(t *testing.T) {
 	bin := e2eBinary(t)
 	netnstest.Skip(t, "nft", "nsenter")
-	before := hostNetworkState(t)
-	t.Cleanup(func() {
-		if after := hostNetworkState(t); after != before {
-			t.Errorf("the host namespace's routes or nft tables changed:\nbefore:\n%s\nafter:\n%s", before, after)
-		}
-	})
+	keepHostNetwork(t)
 	freshE2EDir(t, proxyFeatDir, proxyFeatCgroupRoot)
 
 	sw := netnstest.NewSwitch(t, "orchpf-sw")

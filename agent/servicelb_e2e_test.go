@@ -42,12 +42,7 @@ const (
 func TestServiceLBE2E(t *testing.T) {
 	bin := e2eBinary(t)
 	netnstest.Skip(t, "nft", "nsenter")
-	before := hostNetworkState(t)
-	t.Cleanup(func() {
-		if after := hostNetworkState(t); after != before {
-			t.Errorf("the host namespace's routes or nft tables changed:\nbefore:\n%s\nafter:\n%s", before, after)
-		}
-	})
+	keepHostNetwork(t)
 	freshE2EDir(t, lbE2EDir, lbE2ECgroupRoot)
 
 	node := netnstest.New(t, "orchlb-node")

@@ -32,6 +32,19 @@ const (
 
 // hostNetworkState is the host namespace's routes and nftables tables,
 // which the test must leave as they were.
+// keepHostNetwork fails t, when it ends, if the host namespace's routes
+// or nft tables are not as they were when it was called: an e2e test
+// touches only the namespaces it made.
+func keepHostNetwork(t *testing.T) {
+	t.Helper()
+	before := hostNetworkState(t)
+	t.Cleanup(func() {
+		if after := hostNetworkState(t); after != before {
+			t.Errorf("the host namespace's routes or nft tables changed:\nbefore:\n%s\nafter:\n%s", before, after)
+		}
+	})
+}
+
 func hostNetworkState(t *testing.T) string {
 	t.Helper()
 	var b strings.Builder
@@ -128,12 +141,7 @@ func runToCompletion(t *testing.T, cs kubernetes.Interface, node, name string, s
 func TestPodNetworkE2E(t *testing.T) {
 	bin := e2eBinary(t)
 	netnstest.Skip(t, "nft", "nsenter")
-	before := hostNetworkState(t)
-	t.Cleanup(func() {
-		if after := hostNetworkState(t); after != before {
-			t.Errorf("the host namespace's routes or nft tables changed:\nbefore:\n%s\nafter:\n%s", before, after)
-		}
-	})
+	keepHostNetwork(t)
 	// Its own cgroup root, so that whatever the node leaves running
 	// when it stops (a stopped node keeps its pods) is killed.
 	freshE2EDir(t, netE2EDir, netE2ECgroupRoot)
@@ -359,12 +367,7 @@ func TestPodNetworkTwoNodesE2E(t *testing.T) {
 }
 
 func testTwoNodes(t *testing.T, bin, backend string) {
-	before := hostNetworkState(t)
-	t.Cleanup(func() {
-		if after := hostNetworkState(t); after != before {
-			t.Errorf("the host namespace's routes or nft tables changed:\nbefore:\n%s\nafter:\n%s", before, after)
-		}
-	})
+	keepHostNetwork(t)
 	freshE2EDir(t, net2E2EDir, net2E2ECgroupRoot)
 
 	sw := netnstest.NewSwitch(t, "orchnet2-sw")
