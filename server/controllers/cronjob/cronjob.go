@@ -115,10 +115,7 @@ func New(api API, factory *informer.Factory, recorder events.Recorder, opts Opti
 		now:      opts.Now,
 	}
 	c.jobList = informer.NewLister[*batchv1.Job](c.jobs)
-	c.cronJobs.AddHandler(informer.HandlerFuncs{
-		AddFunc:    c.enqueue,
-		UpdateFunc: func(_, obj runtime.Object) { c.enqueue(obj) },
-	})
+	c.cronJobs.AddHandler(informer.OnAddOrUpdate(c.enqueue))
 	c.jobs.AddHandler(informer.HandlerFuncs{
 		AddFunc: c.enqueueOwner,
 		UpdateFunc: func(oldObj, obj runtime.Object) {

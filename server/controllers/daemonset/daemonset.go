@@ -119,11 +119,7 @@ func New(api API, factory *informer.Factory, recorder events.Recorder, opts Opti
 		now:       time.Now,
 		podSuffix: randomSuffix,
 	}
-	setInf.AddHandler(informer.HandlerFuncs{
-		AddFunc:    c.enqueue,
-		UpdateFunc: func(_, obj runtime.Object) { c.enqueue(obj) },
-		DeleteFunc: c.enqueue,
-	})
+	setInf.AddHandler(informer.OnAny(c.enqueue))
 	podInf.AddHandler(informer.HandlerFuncs{
 		AddFunc:    c.podAdded,
 		UpdateFunc: c.podUpdated,
@@ -138,11 +134,7 @@ func New(api API, factory *informer.Factory, recorder events.Recorder, opts Opti
 		},
 		DeleteFunc: func(runtime.Object) { c.enqueueAll() },
 	})
-	revInf.AddHandler(informer.HandlerFuncs{
-		AddFunc:    c.enqueueOwner,
-		UpdateFunc: func(_, obj runtime.Object) { c.enqueueOwner(obj) },
-		DeleteFunc: c.enqueueOwner,
-	})
+	revInf.AddHandler(informer.OnAny(c.enqueueOwner))
 	return c
 }
 

@@ -102,11 +102,7 @@ func New(api API, factory *informer.Factory, recorder events.Recorder, opts Opti
 		log:         opts.Logger.With("controller", "deployment"),
 		now:         time.Now,
 	}
-	dInf.AddHandler(informer.HandlerFuncs{
-		AddFunc:    c.enqueue,
-		UpdateFunc: func(_, obj runtime.Object) { c.enqueue(obj) },
-		DeleteFunc: c.enqueue,
-	})
+	dInf.AddHandler(informer.OnAny(c.enqueue))
 	rsInf.AddHandler(informer.HandlerFuncs{
 		AddFunc:    c.replicaSetAdded,
 		UpdateFunc: c.replicaSetUpdated,

@@ -184,11 +184,7 @@ func New(api API, factory *informer.Factory, recorder events.Recorder, opts Opti
 		c.rcs = informer.NewLister[*corev1.ReplicationController](inf)
 	}
 
-	c.pdbInformer.AddHandler(informer.HandlerFuncs{
-		AddFunc:    c.enqueuePDB,
-		UpdateFunc: func(_, obj runtime.Object) { c.enqueuePDB(obj) },
-		DeleteFunc: c.enqueuePDB,
-	})
+	c.pdbInformer.AddHandler(informer.OnAny(c.enqueuePDB))
 	c.podInformer.AddHandler(informer.HandlerFuncs{
 		AddFunc: func(obj runtime.Object) {
 			c.enqueuePDBsOfPod(obj)

@@ -158,10 +158,7 @@ func New(api API, factory *informer.Factory, recorder Recorder, opts Options) *C
 			c.queue.Add(key)
 		}
 	}
-	svcInf.AddHandler(informer.HandlerFuncs{
-		AddFunc:    enqueue,
-		UpdateFunc: func(_, obj runtime.Object) { enqueue(obj) },
-	})
+	svcInf.AddHandler(informer.OnAddOrUpdate(enqueue))
 	podInf.AddHandler(informer.HandlerFuncs{
 		AddFunc:    c.podAdded,
 		UpdateFunc: c.podUpdated,

@@ -83,6 +83,18 @@ func (h HandlerFuncs) OnDelete(obj runtime.Object) {
 	}
 }
 
+// OnAny is a handler that calls f with the object of every add, update
+// (the new object) and delete: what a controller that enqueues the
+// object's key whatever happened needs.
+func OnAny(f func(obj runtime.Object)) HandlerFuncs {
+	return HandlerFuncs{AddFunc: f, UpdateFunc: func(_, obj runtime.Object) { f(obj) }, DeleteFunc: f}
+}
+
+// OnAddOrUpdate is OnAny without deletes.
+func OnAddOrUpdate(f func(obj runtime.Object)) HandlerFuncs {
+	return HandlerFuncs{AddFunc: f, UpdateFunc: func(_, obj runtime.Object) { f(obj) }}
+}
+
 // Options tune an Informer.
 type Options struct {
 	// Namespace limits the informer to one namespace; "" watches all.

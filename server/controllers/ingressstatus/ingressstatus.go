@@ -87,10 +87,7 @@ func New(api API, factory *informer.Factory, opts Options) *Controller {
 		opts:      opts,
 		log:       opts.Logger.With("controller", ComponentName),
 	}
-	ingInf.AddHandler(informer.HandlerFuncs{
-		AddFunc:    c.enqueue,
-		UpdateFunc: func(_, obj runtime.Object) { c.enqueue(obj) },
-	})
+	ingInf.AddHandler(informer.OnAddOrUpdate(c.enqueue))
 	all := func(runtime.Object) { c.enqueueAll() }
 	classInf.AddHandler(informer.HandlerFuncs{
 		AddFunc:    all,

@@ -103,10 +103,7 @@ func New(api API, factory *informer.Factory, opts Options) *Controller {
 		log:   opts.Logger.With("controller", "namespace"),
 		now:   time.Now,
 	}
-	c.namespaces.AddHandler(informer.HandlerFuncs{
-		AddFunc:    c.enqueue,
-		UpdateFunc: func(_, obj runtime.Object) { c.enqueue(obj) },
-	})
+	c.namespaces.AddHandler(informer.OnAddOrUpdate(c.enqueue))
 	return c
 }
 

@@ -100,11 +100,7 @@ func New(api API, factory *informer.Factory, recorder events.Recorder, opts Opti
 		cidrs:    cidrs,
 		owners:   map[string]netip.Prefix{},
 	}
-	nodes.AddHandler(informer.HandlerFuncs{
-		AddFunc:    c.enqueue,
-		UpdateFunc: func(_, obj runtime.Object) { c.enqueue(obj) },
-		DeleteFunc: c.enqueue,
-	})
+	nodes.AddHandler(informer.OnAny(c.enqueue))
 	return c, nil
 }
 

@@ -90,10 +90,7 @@ func New(api API, factory *informer.Factory, opts Options) *Controller {
 		deleted: map[string]time.Time{},
 	}
 	c.nodes.AddHandler(informer.HandlerFuncs{DeleteFunc: c.nodeDeleted})
-	c.secrets.AddHandler(informer.HandlerFuncs{
-		AddFunc:    c.enqueueSecret,
-		UpdateFunc: func(_, obj runtime.Object) { c.enqueueSecret(obj) },
-	})
+	c.secrets.AddHandler(informer.OnAddOrUpdate(c.enqueueSecret))
 	return c
 }
 

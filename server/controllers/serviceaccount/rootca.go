@@ -83,10 +83,7 @@ func NewRootCAPublisher(api RootCAAPI, factory *informer.Factory, caPEM []byte, 
 		opts:       opts,
 		log:        opts.Logger.With("controller", "root-ca-cert-publisher"),
 	}
-	nsInformer.AddHandler(informer.HandlerFuncs{
-		AddFunc:    c.enqueueNamespace,
-		UpdateFunc: func(_, obj runtime.Object) { c.enqueueNamespace(obj) },
-	})
+	nsInformer.AddHandler(informer.OnAddOrUpdate(c.enqueueNamespace))
 	c.configMaps.AddHandler(informer.HandlerFuncs{
 		UpdateFunc: func(_, obj runtime.Object) { c.configMapChanged(obj) },
 		DeleteFunc: c.configMapChanged,

@@ -93,10 +93,7 @@ func New(api API, factory *informer.Factory, opts Options) *Controller {
 		opts:     opts,
 		log:      opts.Logger.With("controller", "serviceaccount"),
 	}
-	c.nsInformer.AddHandler(informer.HandlerFuncs{
-		AddFunc:    c.enqueueNamespace,
-		UpdateFunc: func(_, obj runtime.Object) { c.enqueueNamespace(obj) },
-	})
+	c.nsInformer.AddHandler(informer.OnAddOrUpdate(c.enqueueNamespace))
 	c.accounts.AddHandler(informer.HandlerFuncs{
 		// Only a deletion can make an account go missing.
 		DeleteFunc: c.accountDeleted,

@@ -80,10 +80,7 @@ func NewTokens(api TokensAPI, factory *informer.Factory, sign LegacyTokenFunc, o
 		opts:     opts,
 		log:      opts.Logger.With("controller", "tokens"),
 	}
-	c.secrets.AddHandler(informer.HandlerFuncs{
-		AddFunc:    c.enqueueSecret,
-		UpdateFunc: func(_, obj runtime.Object) { c.enqueueSecret(obj) },
-	})
+	c.secrets.AddHandler(informer.OnAddOrUpdate(c.enqueueSecret))
 	// An account's arrival or departure decides the fate of its secrets.
 	c.accounts.AddHandler(informer.HandlerFuncs{
 		AddFunc:    c.enqueueAccountSecrets,

@@ -162,11 +162,7 @@ func New(api API, factory *informer.Factory, recorder Recorder, opts Options) *C
 		},
 		DeleteFunc: func(runtime.Object) { c.enqueueAll() },
 	})
-	sliceInf.AddHandler(informer.HandlerFuncs{
-		AddFunc:    c.sliceChanged,
-		UpdateFunc: func(_, obj runtime.Object) { c.sliceChanged(obj) },
-		DeleteFunc: c.sliceChanged,
-	})
+	sliceInf.AddHandler(informer.OnAny(c.sliceChanged))
 	return c
 }
 

@@ -112,11 +112,7 @@ func New(api API, factory *informer.Factory, recorder events.Recorder, opts Opti
 		log:      opts.Logger.With("controller", "statefulset"),
 		now:      time.Now,
 	}
-	setInf.AddHandler(informer.HandlerFuncs{
-		AddFunc:    c.enqueue,
-		UpdateFunc: func(_, obj runtime.Object) { c.enqueue(obj) },
-		DeleteFunc: c.enqueue,
-	})
+	setInf.AddHandler(informer.OnAny(c.enqueue))
 	podInf.AddHandler(informer.HandlerFuncs{
 		AddFunc: c.podChanged,
 		UpdateFunc: func(oldObj, obj runtime.Object) {
@@ -125,11 +121,7 @@ func New(api API, factory *informer.Factory, recorder events.Recorder, opts Opti
 		},
 		DeleteFunc: c.podChanged,
 	})
-	revInf.AddHandler(informer.HandlerFuncs{
-		AddFunc:    c.enqueueOwner,
-		UpdateFunc: func(_, obj runtime.Object) { c.enqueueOwner(obj) },
-		DeleteFunc: c.enqueueOwner,
-	})
+	revInf.AddHandler(informer.OnAny(c.enqueueOwner))
 	return c
 }
 

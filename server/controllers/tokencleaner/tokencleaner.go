@@ -82,10 +82,7 @@ func New(api API, factory *informer.Factory, opts Options) *Cleaner {
 		now:     opts.Now,
 		log:     opts.Logger.With("controller", ComponentName),
 	}
-	c.secrets.AddHandler(informer.HandlerFuncs{
-		AddFunc:    c.enqueue,
-		UpdateFunc: func(_, obj runtime.Object) { c.enqueue(obj) },
-	})
+	c.secrets.AddHandler(informer.OnAddOrUpdate(c.enqueue))
 	return c
 }
 
