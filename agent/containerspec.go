@@ -3,9 +3,11 @@ package agent
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -231,12 +233,7 @@ func (a *Agent) containerEnv(ctx context.Context, pod *v1.Pod, c *v1.Container, 
 				data[k] = string(v)
 			}
 		}
-		keys := make([]string, 0, len(data))
-		for k := range data {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(data)) {
 			env = append(env, envVar{from.Prefix + k, data[k]})
 		}
 	}
@@ -304,7 +301,7 @@ func (a *Agent) containerEnv(ctx context.Context, pod *v1.Pod, c *v1.Container, 
 		}
 	}
 	set := envMap(env[fromImage:])
-	for _, k := range sortedKeys(svcEnv) {
+	for _, k := range slices.Sorted(maps.Keys(svcEnv)) {
 		if _, ok := set[k]; !ok {
 			env = append(env, envVar{k, svcEnv[k]})
 		}

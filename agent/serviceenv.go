@@ -3,7 +3,6 @@ package agent
 import (
 	"errors"
 	"net"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -109,14 +108,4 @@ func serviceEnvVars(svcs []*v1.Service) map[string]string {
 // its variables.
 func envVarName(s string) string {
 	return strings.ToUpper(strings.ReplaceAll(s, "-", "_"))
-}
-
-// sortedKeys returns m's keys in order, for a stable environment.
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
