@@ -137,7 +137,6 @@ func (s *ingressState) fetchSecrets(ctx context.Context, api *apiclient.Client) 
 		s.mu.Unlock()
 
 		got := make([]*v1.Secret, 0, len(names))
-		changed := false
 		for _, n := range names {
 			var sec v1.Secret
 			err := api.Get(ctx, apiclient.Secrets, n.Namespace, n.Name, &sec)
@@ -147,7 +146,6 @@ func (s *ingressState) fetchSecrets(ctx context.Context, api *apiclient.Client) 
 			switch {
 			case err == nil && isTLSSecret(&sec):
 				got = append(got, &sec)
-				changed = changed || !had || old.ResourceVersion != sec.ResourceVersion
 				delete(warned, n)
 				continue
 			case err == nil:
@@ -162,16 +160,32 @@ func (s *ingressState) fetchSecrets(ctx context.Context, api *apiclient.Client) 
 				s.log.Warn("cannot use an Ingress's TLS secret", "secret", n.String(), "err", err)
 				warned[n] = msg
 			}
-			changed = changed || had
 		}
 		s.mu.Lock()
-		listed := s.secrets.Listed()
-		changed = changed || !listed || s.secrets.Len() != len(got)
+		same := s.secrets.Listed() && sameSecrets(s.secrets.Values(0), got)
 		s.mu.Unlock()
-		if changed {
+		if !same {
 			s.locked(func() { s.secrets.Replace(got) })
 		}
 	}
+}
+
+// sameSecrets reports whether a and b hold the same Secrets at the same
+// resourceVersions: a round that fetched nothing new rebuilds nothing.
+func sameSecrets(a, b []*v1.Secret) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	versions := make(map[types.NamespacedName]string, len(a))
+	for _, sec := range a {
+		versions[types.NamespacedName{Namespace: sec.Namespace, Name: sec.Name}] = sec.ResourceVersion
+	}
+	for _, sec := range b {
+		if v, ok := versions[types.NamespacedName{Namespace: sec.Namespace, Name: sec.Name}]; !ok || v != sec.ResourceVersion {
+			return false
+		}
+	}
+	return true
 }
 
 // tlsSecretNames lists the Secrets that Ingresses name for TLS, once each.
