@@ -18,8 +18,9 @@ import (
 const DefaultTable = "orch"
 
 // Names of the fixed chains and sets. Per-service chains are named
-// "svc-", "svl-" (local endpoints only), "ext-" (external destinations)
-// and "ep-" followed by the service port's identity.
+// "svc-", "svl-" (local endpoints only), "ext-" (external destinations),
+// "fw-" (load balancer source ranges) and, with session affinity only,
+// "ep-" (one per endpoint), followed by the service port's identity.
 const (
 	chainNatPrerouting    = "nat-prerouting"
 	chainNatOutput        = "nat-output"
@@ -42,6 +43,7 @@ const (
 	mapServiceNodePorts    = "service-nodeports"
 	mapNoEndpointServices  = "no-endpoint-services"
 	mapNoEndpointNodePorts = "no-endpoint-nodeports"
+	setHairpin             = "hairpin-endpoints"
 )
 
 // Hook priorities, the same as kube-proxy's nftables mode: the endpoint
@@ -115,6 +117,7 @@ type serviceRules struct {
 	nodePorts     []Element
 	noEPServices  []Element
 	noEPNodePorts []Element
+	hairpin       []Element
 	chains        []*Chain
 	sets          []*Set
 	udp           map[Key][]netip.Addr // see Ruleset.udpFrontends
@@ -171,6 +174,7 @@ type builder struct {
 	nodePorts      []Element
 	noEPServices   []Element
 	noEPNodePorts  []Element
+	hairpin        []Element
 	serviceChains  []*Chain
 	endpointChains map[string]bool // of the Service being built
 }
@@ -184,6 +188,7 @@ func (b *builder) add(r *serviceRules) {
 	b.nodePorts = append(b.nodePorts, r.nodePorts...)
 	b.noEPServices = append(b.noEPServices, r.noEPServices...)
 	b.noEPNodePorts = append(b.noEPNodePorts, r.noEPNodePorts...)
+	b.hairpin = append(b.hairpin, r.hairpin...)
 	b.serviceChains = append(b.serviceChains, r.chains...)
 	b.rs.Sets = append(b.rs.Sets, r.sets...)
 	for k, eps := range r.udp {
@@ -245,6 +250,9 @@ func (b *builder) fixed() {
 			{MatchAddrSet{Field: DestAddr, Set: setNodePortIPs}, VmapLookup{Key: KeyProtoPort, Map: mapServiceNodePorts}},
 		}},
 		&Chain{Name: chainMasquerading, Rules: []Rule{
+			// Hairpin: a pod DNATed to itself must see the connection
+			// come from elsewhere, or it would answer itself directly.
+			{MatchSelfTraffic{Set: setHairpin}, jump(chainMarkForMasq)},
 			{MatchMarkUnset{}, verdict(VerdictReturn)},
 			{SetMark{Clear: true}},
 			{Masquerade{}},
@@ -304,6 +312,7 @@ func (b *builder) finish() {
 		{Name: mapServiceNodePorts, Key: KeyProtoPort, Verdicts: true, Elements: sortElements(b.nodePorts)},
 		{Name: mapNoEndpointServices, Key: KeyAddrProtoPort, Verdicts: true, Elements: sortElements(b.noEPServices)},
 		{Name: mapNoEndpointNodePorts, Key: KeyProtoPort, Verdicts: true, Elements: sortElements(b.noEPNodePorts)},
+		{Name: setHairpin, Key: KeyAddrPair, Elements: sortElements(b.hairpin)},
 	}, b.rs.Sets...)
 }
 
@@ -320,6 +329,9 @@ func sortElements(es []Element) []Element {
 type endpoint struct {
 	addr  netip.AddrPort
 	local bool
+	// mayBeLocal is local or on an unnamed node: the pod may be on this
+	// node, so it may reach itself through its Service here.
+	mayBeLocal bool
 }
 
 func protocolOf(p v1.Protocol) (Protocol, bool) {
@@ -376,7 +388,7 @@ func (b *builder) endpointsFor(svc *v1.Service, port v1.ServicePort) []endpoint 
 				ap := netip.AddrPortFrom(ip, uint16(target))
 				if !seen[ap] {
 					seen[ap] = true
-					out = append(out, endpoint{addr: ap, local: local})
+					out = append(out, endpoint{addr: ap, local: local, mayBeLocal: local || ep.NodeName == nil})
 				}
 			}
 		}
@@ -484,6 +496,9 @@ func (b *builder) servicePort(r *serviceRules, svc *v1.Service, port v1.ServiceP
 	for _, e := range all {
 		if e.local {
 			local = append(local, e)
+		}
+		if e.mayBeLocal {
+			r.hairpin = append(r.hairpin, Element{Key: Key{Addr: e.addr.Addr()}})
 		}
 	}
 
@@ -640,8 +655,10 @@ func (b *builder) recordUDP(r *serviceRules, eps []endpoint, internalLocal bool,
 	}
 }
 
-// balanceChain adds a chain that spreads connections over eps (non-empty)
-// and the endpoint chains it jumps to.
+// balanceChain adds a chain that spreads connections over eps (non-empty).
+// It DNATs at once through a numgen map; only with session affinity does
+// it go through one chain per endpoint, which records the client in the
+// endpoint's affinity set.
 func (b *builder) balanceChain(r *serviceRules, name, id string, eps []endpoint, proto Protocol, affinity time.Duration) {
 	c := &Chain{Name: name}
 	// Off-cluster clients (the node itself, other hosts) of a cluster IP
@@ -658,14 +675,21 @@ func (b *builder) balanceChain(r *serviceRules, name, id string, eps []endpoint,
 	if len(masq) > 1 {
 		c.Rules = append(c.Rules, append(masq, jump(chainMarkForMasq)))
 	}
+	if affinity == 0 {
+		targets := make([]netip.AddrPort, len(eps))
+		for i, e := range eps {
+			targets[i] = e.addr
+		}
+		c.Rules = append(c.Rules, Rule{MatchProto{proto}, NumgenDNAT{Targets: targets}})
+		r.chains = append(r.chains, c)
+		return
+	}
 	targets := make([]string, len(eps))
 	for i, e := range eps {
 		targets[i] = b.endpointChain(r, id, e, proto, affinity)
 	}
-	if affinity > 0 {
-		for _, t := range targets {
-			c.Rules = append(c.Rules, Rule{MatchAddrSet{Field: SourceAddr, Set: affinitySet(t)}, goTo(t)})
-		}
+	for _, t := range targets {
+		c.Rules = append(c.Rules, Rule{MatchAddrSet{Field: SourceAddr, Set: affinitySet(t)}, goTo(t)})
 	}
 	c.Rules = append(c.Rules, Rule{NumgenVmap{Targets: targets}})
 	r.chains = append(r.chains, c)
@@ -673,6 +697,9 @@ func (b *builder) balanceChain(r *serviceRules, name, id string, eps []endpoint,
 
 func affinitySet(endpointChain string) string { return "aff-" + endpointChain[len("ep-"):] }
 
+// endpointChain adds the chain of one endpoint of a port with session
+// affinity: it records the client in the endpoint's affinity set, which
+// the service chain checks first, and DNATs.
 func (b *builder) endpointChain(r *serviceRules, id string, e endpoint, proto Protocol, affinity time.Duration) string {
 	name := "ep-" + id + "/" + e.addr.String()
 	// The cluster and local chains of a port share endpoint chains.
@@ -680,17 +707,12 @@ func (b *builder) endpointChain(r *serviceRules, id string, e endpoint, proto Pr
 		return name
 	}
 	b.endpointChains[name] = true
+	set := affinitySet(name)
+	r.sets = append(r.sets, &Set{Name: set, Key: KeyAddr, Timeout: affinity})
 	c := &Chain{Name: name, Rules: []Rule{
-		// Hairpin: a pod reaching itself through its Service must be
-		// masqueraded or it would answer itself directly.
-		{MatchAddr{Field: SourceAddr, Prefix: hostPrefix(e.addr.Addr())}, jump(chainMarkForMasq)},
+		{UpdateSourceSet{Set: set}},
+		{MatchProto{proto}, DNAT{To: e.addr}},
 	}}
-	if affinity > 0 {
-		set := affinitySet(name)
-		r.sets = append(r.sets, &Set{Name: set, Key: KeyAddr, Timeout: affinity})
-		c.Rules = append(c.Rules, Rule{UpdateSourceSet{Set: set}})
-	}
-	c.Rules = append(c.Rules, Rule{MatchProto{proto}, DNAT{To: e.addr}})
 	r.chains = append(r.chains, c)
 	return name
 }

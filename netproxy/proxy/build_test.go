@@ -30,6 +30,8 @@ func TestBuild(t *testing.T) {
 		extWeb = "ext-default/web/tcp/http"
 		ep1    = "ep-default/web/tcp/http/10.42.0.5:8080"
 		ep2    = "ep-default/web/tcp/http/10.42.1.7:8080"
+		dnat1  = "meta l4proto tcp dnat ip to numgen random mod 1 map { 0 : 10.42.0.5 . 8080 }"
+		dnat2  = "meta l4proto tcp dnat ip to numgen random mod 2 map { 0 : 10.42.0.5 . 8080, 1 : 10.42.1.7 . 8080 }"
 	)
 	masq := "ip daddr @cluster-ips ip saddr != 10.42.0.0/16 jump mark-for-masquerade"
 	twoEndpoints := slice("web", "web-1", "http", 8080,
@@ -48,18 +50,29 @@ func TestBuild(t *testing.T) {
 			services: []*v1.Service{svc("web", "10.43.0.20", tcpPort("http", 80, 0))},
 			slices:   []*discoveryv1.EndpointSlice{twoEndpoints},
 			chains: map[string][]string{
-				svcWeb:                                   {masq, "numgen random mod 2 vmap { 0 : goto " + ep1 + ", 1 : goto " + ep2 + " }"},
-				ep1:                                      {"ip saddr 10.42.0.5 jump mark-for-masquerade", "meta l4proto tcp dnat to 10.42.0.5:8080"},
-				ep2:                                      {"ip saddr 10.42.1.7 jump mark-for-masquerade", "meta l4proto tcp dnat to 10.42.1.7:8080"},
-				"ep-default/web/tcp/http/10.42.2.9:8080": nil,
-				extWeb:                                   nil,
-				"cluster-ips-check":                      {"ip daddr @cluster-ips reject", "ip daddr 10.43.0.0/16 drop"},
+				// Without session affinity there are no endpoint chains:
+				// each one would add to the kernel's validation of the
+				// table on every change.
+				svcWeb:              {masq, dnat2},
+				ep1:                 nil,
+				ep2:                 nil,
+				extWeb:              nil,
+				"cluster-ips-check": {"ip daddr @cluster-ips reject", "ip daddr 10.43.0.0/16 drop"},
+				"masquerading": {
+					"ip saddr . ip daddr @hairpin-endpoints jump mark-for-masquerade",
+					"meta mark & 0x00004000 == 0 return",
+					"meta mark set meta mark ^ 0x00004000",
+					"masquerade fully-random",
+				},
 			},
 			sets: map[string][]string{
 				"cluster-ips":          {"10.43.0.20"},
 				"service-ips":          {"10.43.0.20 . tcp . 80 : goto " + svcWeb},
 				"no-endpoint-services": {},
 				"nodeport-ips":         {"192.0.2.10"},
+				// Only the endpoint on this node (node-a) can reach
+				// itself here.
+				"hairpin-endpoints": {"10.42.0.5 . 10.42.0.5"},
 			},
 		},
 		{
@@ -128,7 +141,7 @@ func TestBuild(t *testing.T) {
 					"ip saddr @nodeport-ips goto " + svcWeb,
 					"goto " + svlWeb,
 				},
-				svlWeb: {masq, "numgen random mod 1 vmap { 0 : goto " + ep1 + " }"},
+				svlWeb: {masq, dnat1},
 			},
 		},
 		{
@@ -160,7 +173,7 @@ func TestBuild(t *testing.T) {
 			slices: []*discoveryv1.EndpointSlice{twoEndpoints},
 			chains: map[string][]string{
 				svcWeb: nil,
-				svlWeb: {masq, "numgen random mod 1 vmap { 0 : goto " + ep1 + " }"},
+				svlWeb: {masq, dnat1},
 				ep2:    nil,
 			},
 			sets: map[string][]string{"service-ips": {"10.43.0.20 . tcp . 80 : goto " + svlWeb}},
@@ -192,8 +205,7 @@ func TestBuild(t *testing.T) {
 				svcWeb: {masq,
 					"ip saddr @aff-default/web/tcp/http/10.42.0.5:8080 goto " + ep1,
 					"numgen random mod 1 vmap { 0 : goto " + ep1 + " }"},
-				ep1: {"ip saddr 10.42.0.5 jump mark-for-masquerade",
-					"update @aff-default/web/tcp/http/10.42.0.5:8080 { ip saddr }",
+				ep1: {"update @aff-default/web/tcp/http/10.42.0.5:8080 { ip saddr }",
 					"meta l4proto tcp dnat to 10.42.0.5:8080"},
 			},
 			sets: map[string][]string{"aff-default/web/tcp/http/10.42.0.5:8080": {}},
@@ -209,15 +221,19 @@ func TestBuild(t *testing.T) {
 				slice("dns", "dns-4", "", 9153, ep("10.42.0.3", "node-a", true)),
 			},
 			chains: map[string][]string{
-				"ep-default/dns/udp/dns/10.42.0.3:5353":     {"ip saddr 10.42.0.3 jump mark-for-masquerade", "meta l4proto udp dnat to 10.42.0.3:5353"},
-				"ep-default/dns/tcp/dns-tcp/10.42.0.3:5353": {"ip saddr 10.42.0.3 jump mark-for-masquerade", "meta l4proto tcp dnat to 10.42.0.3:5353"},
-				"ep-default/dns/tcp/9153/10.42.0.3:9153":    {"ip saddr 10.42.0.3 jump mark-for-masquerade", "meta l4proto tcp dnat to 10.42.0.3:9153"},
+				"svc-default/dns/udp/dns":     {masq, "meta l4proto udp dnat ip to numgen random mod 1 map { 0 : 10.42.0.3 . 5353 }"},
+				"svc-default/dns/tcp/dns-tcp": {masq, "meta l4proto tcp dnat ip to numgen random mod 1 map { 0 : 10.42.0.3 . 5353 }"},
+				"svc-default/dns/tcp/9153":    {masq, "meta l4proto tcp dnat ip to numgen random mod 1 map { 0 : 10.42.0.3 . 9153 }"},
 			},
-			sets: map[string][]string{"service-ips": {
-				"10.43.0.10 . tcp . 53 : goto svc-default/dns/tcp/dns-tcp",
-				"10.43.0.10 . tcp . 9153 : goto svc-default/dns/tcp/9153",
-				"10.43.0.10 . udp . 53 : goto svc-default/dns/udp/dns",
-			}},
+			sets: map[string][]string{
+				"service-ips": {
+					"10.43.0.10 . tcp . 53 : goto svc-default/dns/tcp/dns-tcp",
+					"10.43.0.10 . tcp . 9153 : goto svc-default/dns/tcp/9153",
+					"10.43.0.10 . udp . 53 : goto svc-default/dns/udp/dns",
+				},
+				// One element for the address, whatever its ports.
+				"hairpin-endpoints": {"10.42.0.3 . 10.42.0.3"},
+			},
 		},
 		{
 			name: "load balancer ingress IPs are external destinations",
@@ -337,7 +353,7 @@ func TestBuild(t *testing.T) {
 					"ip saddr @nodeport-ips goto " + svcWeb,
 					"goto " + svlWeb,
 				},
-				svlWeb: {masq, "numgen random mod 1 vmap { 0 : goto " + ep1 + " }"},
+				svlWeb: {masq, dnat1},
 			},
 			sets: map[string][]string{
 				"service-ips":       {"10.43.0.20 . tcp . 80 : goto " + svcWeb, "192.0.2.10 . tcp . 80 : goto " + extWeb},

@@ -39,31 +39,46 @@ func TestDiffRulesets(t *testing.T) {
 			old:  base,
 			cur: Build(cfg, []*v1.Service{web}, []*discoveryv1.EndpointSlice{
 				slice("web", "web-1", "http", 8080, ep("10.42.0.5", "node-a", true), ep("10.42.2.9", "node-b", true))}),
-			newChains: []string{"ep-default/web/tcp/http/10.42.2.9:8080"},
-			changed:   []string{"svc-default/web/tcp/http"},
-			oldChains: []string{"ep-default/web/tcp/http/10.42.1.7:8080"},
+			// One rule of one chain: endpoints are a map in the
+			// service chain's DNAT, not chains of their own.
+			changed: []string{"svc-default/web/tcp/http"},
+		},
+		{
+			name: "local endpoint replaced: hairpin set updated",
+			old:  base,
+			cur: Build(cfg, []*v1.Service{web}, []*discoveryv1.EndpointSlice{
+				slice("web", "web-1", "http", 8080, ep("10.42.0.6", "node-a", true), ep("10.42.1.7", "node-b", true))}),
+			changed: []string{"svc-default/web/tcp/http"},
+			del:     map[string][]string{setHairpin: {"10.42.0.5 . 10.42.0.5"}},
+			add:     map[string][]string{setHairpin: {"10.42.0.6 . 10.42.0.6"}},
 		},
 		{
 			name:      "last endpoint gone: the service refuses",
 			old:       base,
 			cur:       Build(cfg, []*v1.Service{web}, nil),
-			oldChains: []string{"svc-default/web/tcp/http", "ep-default/web/tcp/http/10.42.0.5:8080", "ep-default/web/tcp/http/10.42.1.7:8080"},
-			del:       map[string][]string{mapServiceIPs: {"10.43.0.10 . tcp . 80 : goto svc-default/web/tcp/http"}},
-			add:       map[string][]string{mapNoEndpointServices: {"10.43.0.10 . tcp . 80 : goto reject-chain"}},
+			oldChains: []string{"svc-default/web/tcp/http"},
+			del: map[string][]string{
+				mapServiceIPs: {"10.43.0.10 . tcp . 80 : goto svc-default/web/tcp/http"},
+				setHairpin:    {"10.42.0.5 . 10.42.0.5"},
+			},
+			add: map[string][]string{mapNoEndpointServices: {"10.43.0.10 . tcp . 80 : goto reject-chain"}},
 		},
 		{
-			name:    "affinity on: dynamic sets appear",
-			old:     base,
-			cur:     Build(cfg, []*v1.Service{sticky}, []*discoveryv1.EndpointSlice{webSlice}),
-			changed: []string{"svc-default/web/tcp/http", "ep-default/web/tcp/http/10.42.0.5:8080", "ep-default/web/tcp/http/10.42.1.7:8080"},
-			newSets: []string{"aff-default/web/tcp/http/10.42.0.5:8080", "aff-default/web/tcp/http/10.42.1.7:8080"},
+			name: "affinity on: dynamic sets appear",
+			old:  base,
+			cur:  Build(cfg, []*v1.Service{sticky}, []*discoveryv1.EndpointSlice{webSlice}),
+			// Affinity needs a chain per endpoint to record clients.
+			newChains: []string{"ep-default/web/tcp/http/10.42.0.5:8080", "ep-default/web/tcp/http/10.42.1.7:8080"},
+			changed:   []string{"svc-default/web/tcp/http"},
+			newSets:   []string{"aff-default/web/tcp/http/10.42.0.5:8080", "aff-default/web/tcp/http/10.42.1.7:8080"},
 		},
 		{
-			name:    "affinity off: dynamic sets go",
-			old:     Build(cfg, []*v1.Service{sticky}, []*discoveryv1.EndpointSlice{webSlice}),
-			cur:     base,
-			changed: []string{"svc-default/web/tcp/http", "ep-default/web/tcp/http/10.42.0.5:8080", "ep-default/web/tcp/http/10.42.1.7:8080"},
-			oldSets: []string{"aff-default/web/tcp/http/10.42.0.5:8080", "aff-default/web/tcp/http/10.42.1.7:8080"},
+			name:      "affinity off: dynamic sets go",
+			old:       Build(cfg, []*v1.Service{sticky}, []*discoveryv1.EndpointSlice{webSlice}),
+			cur:       base,
+			changed:   []string{"svc-default/web/tcp/http"},
+			oldChains: []string{"ep-default/web/tcp/http/10.42.0.5:8080", "ep-default/web/tcp/http/10.42.1.7:8080"},
+			oldSets:   []string{"aff-default/web/tcp/http/10.42.0.5:8080", "aff-default/web/tcp/http/10.42.1.7:8080"},
 		},
 		{
 			name: "set type changed: whole-table write",

@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"sync"
 	"time"
@@ -380,6 +381,8 @@ func keyType(k KeyType) nftables.SetDatatype {
 		return nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService)
 	case KeyAddrProtoPort:
 		return nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
+	case KeyAddrPair:
+		return nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeIPAddr)
 	default:
 		return nftables.TypeIPAddr
 	}
@@ -399,6 +402,8 @@ func keyBytes(t KeyType, k Key) []byte {
 		return append(proto, port...)
 	case KeyAddrProtoPort:
 		return append(append(a[:], proto...), port...)
+	case KeyAddrPair:
+		return append(a[:], a[:]...)
 	default:
 		return a[:]
 	}
@@ -487,6 +492,31 @@ func (b *exprBuilder) addRules(ch *Chain) error {
 		b.conn.AddRule(&nftables.Rule{Table: b.table, Chain: nc, Exprs: exprs})
 	}
 	return nil
+}
+
+// anonymousDNATMap is the constant map "{ 0 : addr . port, ... }" of a
+// numgen DNAT: integer keys, "ipv4_addr . inet_service" values.
+func (b *exprBuilder) anonymousDNATMap(targets []netip.AddrPort) (*nftables.Set, error) {
+	s := &nftables.Set{
+		Table: b.table, Anonymous: true, Constant: true, IsMap: true,
+		KeyType:      nftables.TypeInteger,
+		DataType:     nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService),
+		KeyByteOrder: binaryutil.NativeEndian,
+	}
+	elems := make([]nftables.SetElement, len(targets))
+	for i, t := range targets {
+		if !t.Addr().Is4() {
+			return nil, fmt.Errorf("dnat to %s: only IPv4 is supported", t)
+		}
+		a := t.Addr().As4()
+		// Each concatenated field fills a 4-byte register.
+		val := append(a[:], byte(t.Port()>>8), byte(t.Port()), 0, 0)
+		elems[i] = nftables.SetElement{Key: nativeUint32(uint32(i)), Val: val}
+	}
+	if err := b.conn.AddSet(s, elems); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 func (b *exprBuilder) anonymousVmap(targets []string) (*nftables.Set, error) {

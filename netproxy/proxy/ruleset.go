@@ -84,6 +84,10 @@ const (
 	KeyProtoPort
 	// KeyAddrProtoPort is "ipv4_addr . inet_proto . inet_service".
 	KeyAddrProtoPort
+	// KeyAddrPair is "ipv4_addr . ipv4_addr" holding one address twice:
+	// "ip saddr . ip daddr" matches it when a packet goes from an address
+	// to itself (a pod reaching itself through its Service).
+	KeyAddrPair
 )
 
 func (k KeyType) String() string {
@@ -94,6 +98,8 @@ func (k KeyType) String() string {
 		return "inet_proto . inet_service"
 	case KeyAddrProtoPort:
 		return "ipv4_addr . inet_proto . inet_service"
+	case KeyAddrPair:
+		return "ipv4_addr . ipv4_addr"
 	}
 	return fmt.Sprintf("KeyType(%d)", int(k))
 }
@@ -128,6 +134,8 @@ func (k Key) format(t KeyType) string {
 		return k.Addr.String()
 	case KeyProtoPort:
 		return fmt.Sprintf("%s . %d", k.Proto, k.Port)
+	case KeyAddrPair:
+		return fmt.Sprintf("%s . %s", k.Addr, k.Addr)
 	default:
 		return fmt.Sprintf("%s . %s . %d", k.Addr, k.Proto, k.Port)
 	}

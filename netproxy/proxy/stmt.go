@@ -111,6 +111,25 @@ func (m MatchAddrSet) exprs(b *exprBuilder) ([]expr.Any, error) {
 	return []expr.Any{m.Field.load(reg1), &expr.Lookup{SourceRegister: reg1, SetName: s.Name, SetID: s.ID}}, nil
 }
 
+// MatchSelfTraffic matches packets sent from an address to itself whose
+// address is in a KeyAddrPair set: "ip saddr . ip daddr @set". After DNAT
+// that is a pod that reached itself through a Service (hairpin).
+type MatchSelfTraffic struct{ Set string }
+
+func (m MatchSelfTraffic) String() string { return "ip saddr . ip daddr @" + m.Set }
+
+func (m MatchSelfTraffic) exprs(b *exprBuilder) ([]expr.Any, error) {
+	s, err := b.set(m.Set)
+	if err != nil {
+		return nil, err
+	}
+	return []expr.Any{
+		SourceAddr.load(reg1),
+		DestAddr.load(reg32_1),
+		&expr.Lookup{SourceRegister: reg1, SetName: s.Name, SetID: s.ID},
+	}, nil
+}
+
 // MatchProto matches the layer 4 protocol.
 type MatchProto struct{ Proto Protocol }
 
@@ -232,6 +251,39 @@ func (n NumgenVmap) exprs(b *exprBuilder) ([]expr.Any, error) {
 	return []expr.Any{
 		&expr.Numgen{Register: reg1, Type: unix.NFT_NG_RANDOM, Modulus: uint32(len(n.Targets))},
 		&expr.Lookup{SourceRegister: reg1, DestRegister: 0, IsDestRegSet: true, SetName: s.Name, SetID: s.ID},
+	}, nil
+}
+
+// NumgenDNAT rewrites the destination to one of Targets picked uniformly
+// at random: "dnat ip to numgen random mod N map { 0 : addr . port, ... }".
+// It must follow a protocol match, as DNAT. Unlike NumgenVmap to one
+// chain per endpoint, it adds no chains for the kernel to walk when it
+// validates the table's jumps on every change, which with thousands of
+// endpoints was most of the cost of an endpoint update.
+type NumgenDNAT struct{ Targets []netip.AddrPort }
+
+func (n NumgenDNAT) String() string {
+	parts := make([]string, len(n.Targets))
+	for i, t := range n.Targets {
+		parts[i] = fmt.Sprintf("%d : %s . %d", i, t.Addr(), t.Port())
+	}
+	return fmt.Sprintf("dnat ip to numgen random mod %d map { %s }", len(n.Targets), strings.Join(parts, ", "))
+}
+
+func (n NumgenDNAT) exprs(b *exprBuilder) ([]expr.Any, error) {
+	if len(n.Targets) == 0 {
+		return nil, fmt.Errorf("numgen dnat without targets")
+	}
+	s, err := b.anonymousDNATMap(n.Targets)
+	if err != nil {
+		return nil, err
+	}
+	// The map's value fills reg 1 (address) and the next 32-bit
+	// register (port), where the nat expression reads them.
+	return []expr.Any{
+		&expr.Numgen{Register: reg1, Type: unix.NFT_NG_RANDOM, Modulus: uint32(len(n.Targets))},
+		&expr.Lookup{SourceRegister: reg1, DestRegister: reg1, IsDestRegSet: true, SetName: s.Name, SetID: s.ID},
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: reg1, RegProtoMin: reg32_1, Specified: true},
 	}, nil
 }
 
