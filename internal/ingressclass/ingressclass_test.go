@@ -3,6 +3,7 @@ package ingressclass
 import (
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -59,5 +60,23 @@ func TestSelector(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestNodeServes(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		annotations map[string]string
+		want        bool
+	}{
+		{name: "no annotations"},
+		{name: "other annotations", annotations: map[string]string{"flannel.alpha.coreos.com/public-ip": "198.18.0.1"}},
+		{name: "unknown value", annotations: map[string]string{ProxyAnnotation: "true"}},
+		{name: "serving", annotations: map[string]string{ProxyAnnotation: ProxyServing}, want: true},
+	} {
+		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", Annotations: tc.annotations}}
+		if got := NodeServes(n); got != tc.want {
+			t.Errorf("%s: NodeServes = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
