@@ -1,7 +1,10 @@
 // Package ingressstatus fills status.loadBalancer.ingress of the Ingresses
 // orch's built-in ingress controller serves (internal/ingressclass) with
 // the addresses of the nodes whose ingress proxies answer for them, as
-// k3s does for Traefik's: each Ready node's ExternalIP if it has one
+// k3s does for Traefik's: each Ready node that advertises a serving proxy
+// (ingressclass.ProxyAnnotation, set by its agent once the proxy listens
+// and routes; absent on nodes started with --disable ingress or whose
+// ports 80 and 443 were taken), its ExternalIP if it has one
 // (--node-external-ip), else its InternalIP, sorted. Nodes labelled
 // node.kubernetes.io/exclude-from-external-load-balancers are left out,
 // as upstream's service controller leaves them out of load balancers.
@@ -97,7 +100,7 @@ func New(api API, factory *informer.Factory, opts Options) *Controller {
 	nodeInf.AddHandler(informer.HandlerFuncs{
 		AddFunc: all,
 		UpdateFunc: func(old, obj runtime.Object) {
-			if servicelb.NodeChanged(old, obj) {
+			if servicelb.NodeChanged(old, obj) || proxyChanged(old, obj) {
 				c.enqueueAll()
 			}
 		},
@@ -162,14 +165,25 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	return fmt.Errorf("update status of ingress %s: %w", key, err)
 }
 
-// addresses are the served nodes' addresses, sorted and unique: those
-// of the nodes that take load balancer traffic, as the service LB
-// picks them (Ready, not excluded; ExternalIP, else InternalIP, per IP
-// family).
+// proxyChanged reports whether a Node update started or ended the
+// advertisement of its ingress proxy.
+func proxyChanged(oldObj, obj runtime.Object) bool {
+	old, ok1 := oldObj.(*corev1.Node)
+	n, ok2 := obj.(*corev1.Node)
+	return !ok1 || !ok2 || ingressclass.NodeServes(old) != ingressclass.NodeServes(n)
+}
+
+// serves reports whether n's address belongs in the status: its proxy
+// serves, and it takes load balancer traffic as the service LB picks
+// nodes (Ready, not excluded).
+func serves(n *corev1.Node) bool { return ingressclass.NodeServes(n) && servicelb.Eligible(n) }
+
+// addresses are the serving nodes' addresses, sorted and unique
+// (ExternalIP, else InternalIP, per IP family, as the service LB's).
 func (c *Controller) addresses() []netip.Addr {
 	var out []netip.Addr
 	for _, n := range c.nodes.List("", labels.Everything()) {
-		if !servicelb.Eligible(n) {
+		if !serves(n) {
 			continue
 		}
 		for _, ip := range servicelb.NodeAddresses(n) {

@@ -47,14 +47,15 @@ func start(t *testing.T, api *fakeapi.API) {
 	t.Cleanup(func() { cancel(); wg.Wait() })
 }
 
-// node makes a Node with the given addresses ("InternalIP=1.2.3.4").
+// node makes a Node with the given addresses whose agent advertises a
+// serving ingress proxy.
 func node(name string, isReady bool, addrs ...corev1.NodeAddress) *corev1.Node {
 	status := corev1.ConditionFalse
 	if isReady {
 		status = corev1.ConditionTrue
 	}
 	return &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{ingressclass.ProxyAnnotation: ingressclass.ProxyServing}},
 		Status: corev1.NodeStatus{Addresses: addrs,
 			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: status}}},
 	}
@@ -125,5 +126,59 @@ func TestStatusFromNodes(t *testing.T) {
 
 	if got := addresses(t, api, "theirs"); len(got) != 0 {
 		t.Errorf("another controller's Ingress got status %v", got)
+	}
+}
+
+// setServing makes node name advertise a serving ingress proxy, or not,
+// as its agent does.
+func setServing(t *testing.T, api *fakeapi.API, name string, serving bool) {
+	t.Helper()
+	obj, err := api.Get(context.Background(), fakeapi.Nodes, "", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := obj.(*corev1.Node).DeepCopy()
+	if serving {
+		metav1.SetMetaDataAnnotation(&n.ObjectMeta, ingressclass.ProxyAnnotation, ingressclass.ProxyServing)
+	} else {
+		delete(n.Annotations, ingressclass.ProxyAnnotation)
+	}
+	if _, err := api.Update(context.Background(), fakeapi.Nodes, n, "", "test"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStatusFollowsProxyAdvertisement: only nodes whose agents advertise
+// a serving ingress proxy are listed, and the status follows the
+// advertisement as it comes and goes.
+func TestStatusFollowsProxyAdvertisement(t *testing.T) {
+	api := newAPI(t)
+	orch := "orch"
+	api.MustCreate(ingressClassesGVR, class("orch", ingressclass.ControllerName))
+	api.MustCreate(fakeapi.Nodes, node("serving", true, internal("198.18.0.1")))
+	disabled := node("disabled", true, internal("198.18.0.2")) // --disable ingress, or 80 and 443 taken
+	disabled.Annotations = nil
+	api.MustCreate(fakeapi.Nodes, disabled)
+	wrongValue := node("wrong-value", true, internal("198.18.0.3"))
+	wrongValue.Annotations[ingressclass.ProxyAnnotation] = "true"
+	api.MustCreate(fakeapi.Nodes, wrongValue)
+	api.MustCreate(fakeapi.Nodes, node("down", false, internal("198.18.0.4"))) // advertised by an agent gone silent
+	api.MustCreate(ingressesGVR, ingress("ours", &orch))
+	start(t, api)
+
+	steps := []struct {
+		name   string
+		change func()
+		want   []string
+	}{
+		{name: "only the advertising Ready node", change: func() {}, want: []string{"198.18.0.1"}},
+		{name: "advertisement added", change: func() { setServing(t, api, "disabled", true) }, want: []string{"198.18.0.1", "198.18.0.2"}},
+		{name: "advertisement removed", change: func() { setServing(t, api, "serving", false) }, want: []string{"198.18.0.2"}},
+		{name: "the last one removed", change: func() { setServing(t, api, "disabled", false) }, want: nil},
+		{name: "advertised again", change: func() { setServing(t, api, "serving", true) }, want: []string{"198.18.0.1"}},
+	}
+	for _, step := range steps {
+		step.change()
+		controllertest.Eventually(t, wait, step.name, func() bool { return slices.Equal(addresses(t, api, "ours"), step.want) })
 	}
 }
