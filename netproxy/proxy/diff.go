@@ -83,7 +83,10 @@ func diffRulesets(old, cur *Ruleset) (d *rulesetDiff, ok bool) {
 		if o.Key != s.Key || o.Verdicts != s.Verdicts || o.Timeout != s.Timeout {
 			return nil, false
 		}
-		if o == s {
+		// Builds list elements in a stable order, so an unchanged set
+		// (most of them, on an endpoint change) compares equal without
+		// the maps of elementChanges.
+		if o == s || slices.Equal(o.Elements, s.Elements) {
 			continue
 		}
 		// Dynamic sets are filled by the kernel (affinity); their
