@@ -130,6 +130,9 @@ type Agent struct {
 	// services, once networking runs, gives pods their service
 	// variables (serviceenv.go).
 	services atomic.Pointer[serviceState]
+	// ingressAdvert tells the server whether the node's ingress proxy
+	// serves (ingress.go).
+	ingressAdvert *ingressAdvert
 	// nodeChanged asks for an early node status update; leaseNow for an
 	// early lease renewal; statusTick is the lease loop's tick passed on
 	// to the status loop (node.go).
@@ -229,6 +232,7 @@ func newAgent(cfg Config) (*Agent, error) {
 	if a.net == nil {
 		a.net = loopbackNetwork{}
 	}
+	a.ingressAdvert = newIngressAdvert(api, a.nodeName, a.log)
 	reg := metrics.NewRegistry()
 	metrics.RegisterProcess(reg)
 	a.metrics = metrics.RegisterNode(reg, runtimeGauges{a})
@@ -317,6 +321,7 @@ func (a *Agent) run(ctx context.Context) error {
 		return err
 	}
 	a.static.networkReady(podsCtx)
+	g.Go(func() error { a.ingressAdvert.run(gctx, node); return nil }) // after withIngress had its say
 	g.Go(func() error { a.renewLease(gctx, node); return nil })
 	g.Go(func() error { a.syncNodeStatus(gctx, node); return nil })
 	g.Go(func() error { a.watchPods(podsCtx); return nil })

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/orch-dev/orch/agent/apiclient"
+	"github.com/orch-dev/orch/internal/ingressclass"
 	"github.com/orch-dev/orch/internal/jointoken"
 	"github.com/orch-dev/orch/netproxy/ingress"
 	"github.com/orch-dev/orch/netproxy/keyed"
@@ -40,12 +42,17 @@ var (
 // server lets that user read of Secrets (authz.IngressTLS). Without ingress ports, or when neither port
 // can be bound, it returns rules unchanged and the node serves no
 // ingress.
+//
+// The node advertises its proxy (a.ingressAdvert) once it listens and
+// routes with the first complete picture of the Ingresses, and withdraws
+// it when the proxy stops.
 func (a *Agent) withIngress(ctx context.Context, g *errgroup.Group, rules proxyRules) proxyRules {
 	nc := a.cfg.Network
 	log := a.log.With("component", "ingress")
 	httpLn := listenIngress(log, nc.IngressHTTPPort, "HTTP")
 	httpsLn := listenIngress(log, nc.IngressHTTPSPort, "HTTPS")
 	if httpLn == nil && httpsLn == nil {
+		a.ingressAdvert.set(proxyOff)
 		return rules
 	}
 	p, err := ingress.New(ingress.Options{Logger: log})
@@ -56,14 +63,18 @@ func (a *Agent) withIngress(ctx context.Context, g *errgroup.Group, rules proxyR
 				ln.Close()
 			}
 		}
+		a.ingressAdvert.set(proxyOff)
 		return rules
 	}
-	st := &ingressState{proxy: p, log: log, kick: make(chan struct{}, 1), fetch: make(chan struct{}, 1)}
+	a.ingressAdvert.set(proxyStarting)
+	st := &ingressState{proxy: p, log: log, kick: make(chan struct{}, 1), fetch: make(chan struct{}, 1),
+		configured: func() { a.ingressAdvert.set(proxyServing) }}
 	api := a.api.Impersonating(jointoken.IngressUser)
 	g.Go(func() error {
 		if err := p.Serve(ctx, httpLn, httpsLn); err != nil {
 			log.Error("ingress proxy stopped", "err", err)
 		}
+		a.ingressAdvert.set(proxyOff)
 		return nil
 	})
 	g.Go(func() error { st.run(ctx); return nil })
@@ -225,6 +236,8 @@ type ingressState struct {
 
 	// fetch asks fetchSecrets for another round (an Ingress changed).
 	fetch chan struct{}
+	// configured, if set, is called once the proxy has its first Config.
+	configured func()
 
 	mu             sync.Mutex
 	ingresses      keyed.Map[*networkingv1.Ingress]
@@ -271,6 +284,7 @@ func (s *ingressState) rebuild() {
 // all in the next.
 func (s *ingressState) run(ctx context.Context) {
 	var warned []string
+	first := true
 	for {
 		select {
 		case <-ctx.Done():
@@ -283,6 +297,10 @@ func (s *ingressState) run(ctx context.Context) {
 		}
 		cfg := ingress.Build(objs)
 		s.proxy.Update(cfg)
+		if first && s.configured != nil {
+			s.configured()
+		}
+		first = false
 		warned = s.logWarnings(cfg, warned)
 		s.log.Debug("ingress configuration updated", "ingresses", len(cfg.Served))
 	}
@@ -330,4 +348,185 @@ func keyedSink[T any, PT objectPtr[T]](locked func(change func()), objs *keyed.M
 		update: func(o *T) { locked(func() { objs.Update(o) }) },
 		remove: func(o *T) { locked(func() { objs.Delete(PT(o).GetNamespace(), PT(o).GetName()) }) },
 	}
+}
+
+// proxyState is what the node's ingress proxy is doing, as far as its
+// advertisement is concerned.
+type proxyState int8
+
+const (
+	// proxyUnknown: the agent has not got to its ingress proxy yet.
+	proxyUnknown proxyState = iota
+	// proxyStarting: it listens, but has not read the Ingresses yet.
+	proxyStarting
+	// proxyServing: it listens and routes.
+	proxyServing
+	// proxyOff: it does not run (disabled, ports taken, stopped).
+	proxyOff
+)
+
+// nodePatcher writes the node's own Node; *apiclient.Client is one.
+type nodePatcher interface {
+	Patch(ctx context.Context, res apiclient.Resource, ns, name, sub string, pt types.PatchType, data []byte, out any) error
+}
+
+// advertRetry bounds the back-off between failed writes of the
+// advertisement; withdrawTimeout bounds the last one, made as the agent
+// stops.
+const (
+	advertRetryMax  = 30 * time.Second
+	withdrawTimeout = 2 * time.Second
+)
+
+// ingressAdvert keeps ingressclass.ProxyAnnotation on the node's own
+// Node equal to whether the node's ingress proxy serves, so that the
+// server's ingress status controller lists this node's address exactly
+// while it answers. The node patches only its own Node, which the node
+// authorizer lets it.
+//
+// It is level-triggered: it compares what it wants with the Node as the
+// server last showed it (at registration, in the nodes mirror, in its own
+// patches' answers) and writes only a difference, so a Node re-created
+// or edited by hand gets the annotation back. While the proxy is starting
+// it leaves the Node alone: an agent restarted after a crash keeps its
+// place in the Ingresses' status instead of leaving and rejoining it a
+// moment later. Withdrawal as the agent stops is best effort (the server
+// or the tunnel may be going too); the node then turns NotReady, which
+// takes it out of the status anyway.
+type ingressAdvert struct {
+	api  nodePatcher
+	node string
+	log  *slog.Logger
+	kick chan struct{}
+	// retryBase is the first wait after a failed write.
+	retryBase time.Duration
+
+	mu     sync.Mutex
+	want   proxyState
+	server proxyState // the Node as last seen: proxyServing, proxyOff, or proxyUnknown before
+}
+
+func newIngressAdvert(api nodePatcher, node string, log *slog.Logger) *ingressAdvert {
+	return &ingressAdvert{api: api, node: node, log: log.With("component", "ingress"), kick: make(chan struct{}, 1), retryBase: time.Second}
+}
+
+// set records what the proxy does now. proxyOff is final: a proxy that
+// stopped does not come back within the agent's run.
+func (ad *ingressAdvert) set(st proxyState) {
+	ad.mu.Lock()
+	if ad.want == proxyOff {
+		ad.mu.Unlock()
+		return
+	}
+	ad.want = st
+	ad.mu.Unlock()
+	ad.poke()
+}
+
+// observe takes the server's view of the node's own Node.
+func (ad *ingressAdvert) observe(n *v1.Node) {
+	seen := proxyOff
+	if ingressclass.NodeServes(n) {
+		seen = proxyServing
+	}
+	ad.mu.Lock()
+	ad.server = seen
+	ad.mu.Unlock()
+	ad.poke()
+}
+
+func (ad *ingressAdvert) poke() {
+	select {
+	case ad.kick <- struct{}{}:
+	default:
+	}
+}
+
+// pending returns the state to write, if the server's view differs from
+// a settled wish.
+func (ad *ingressAdvert) pending() (proxyState, bool) {
+	ad.mu.Lock()
+	defer ad.mu.Unlock()
+	settled := ad.want == proxyServing || ad.want == proxyOff
+	return ad.want, settled && ad.want != ad.server
+}
+
+// run writes the advertisement until ctx ends, then withdraws it.
+// registered is the Node as registration left it; a node whose agent
+// started no ingress proxy by now (no pod network, --disable ingress)
+// runs none, and a stale advertisement from an earlier run is removed.
+func (ad *ingressAdvert) run(ctx context.Context, registered *v1.Node) {
+	ad.observe(registered)
+	ad.mu.Lock()
+	if ad.want == proxyUnknown {
+		ad.want = proxyOff
+	}
+	ad.mu.Unlock()
+	var (
+		retry <-chan time.Time
+		delay time.Duration
+	)
+	for {
+		select {
+		case <-ctx.Done():
+			ad.withdraw(context.WithoutCancel(ctx))
+			return
+		case <-ad.kick:
+		case <-retry:
+		}
+		want, ok := ad.pending()
+		if !ok {
+			continue
+		}
+		if err := ad.write(ctx, want); err != nil {
+			if ctx.Err() != nil {
+				continue
+			}
+			delay = min(max(2*delay, ad.retryBase), advertRetryMax)
+			ad.log.Warn("cannot advertise the ingress proxy on the node; retrying", "err", err, "in", delay)
+			retry = time.After(delay)
+			continue
+		}
+		retry, delay = nil, 0
+	}
+}
+
+// withdraw removes an advertisement the server has, as the agent stops.
+func (ad *ingressAdvert) withdraw(ctx context.Context) {
+	ad.mu.Lock()
+	advertised := ad.server == proxyServing
+	ad.mu.Unlock()
+	if !advertised {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, withdrawTimeout)
+	defer cancel()
+	if err := ad.write(ctx, proxyOff); err != nil {
+		ad.log.Warn("cannot withdraw the ingress proxy's advertisement; the node leaves the Ingresses' status when it turns NotReady", "err", err)
+	}
+}
+
+// write sets (proxyServing) or removes the annotation with a merge patch
+// of the Node's metadata, which leaves every other field to its owners.
+func (ad *ingressAdvert) write(ctx context.Context, st proxyState) error {
+	var value any // null removes the key in a merge patch
+	if st == proxyServing {
+		value = ingressclass.ProxyServing
+	}
+	body, err := json.Marshal(map[string]any{"metadata": map[string]any{
+		"annotations": map[string]any{ingressclass.ProxyAnnotation: value}}})
+	if err != nil {
+		return err
+	}
+	var got v1.Node
+	if err := ad.api.Patch(ctx, apiclient.Nodes, "", ad.node, "", types.MergePatchType, body, &got); err != nil {
+		return fmt.Errorf("patch node %s annotation %s: %w", ad.node, ingressclass.ProxyAnnotation, err)
+	}
+	ad.observe(&got)
+	if st == proxyServing {
+		ad.log.Info("ingress proxy advertised on the node")
+	} else {
+		ad.log.Info("ingress proxy no longer advertised on the node")
+	}
+	return nil
 }

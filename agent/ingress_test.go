@@ -3,12 +3,15 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,8 +20,10 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/orch-dev/orch/agent/apiclient"
+	"github.com/orch-dev/orch/internal/ingressclass"
 	"github.com/orch-dev/orch/netproxy/ingress"
 )
 
@@ -79,7 +84,9 @@ func TestIngressState(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	st := &ingressState{proxy: p, log: quiet, kick: make(chan struct{}, 1), fetch: make(chan struct{}, 1)}
+	var configured atomic.Int32 // the node advertises its proxy from the first Config on
+	st := &ingressState{proxy: p, log: quiet, kick: make(chan struct{}, 1), fetch: make(chan struct{}, 1),
+		configured: func() { configured.Add(1) }}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { st.run(ctx) })
@@ -112,7 +119,7 @@ func TestIngressState(t *testing.T) {
 	classes.replace(nil)
 	fanout.Replace(nil, nil)
 	// Ingresses not listed yet: nothing may be served from a partial picture.
-	if _, ok := st.snapshot(); ok || served() != 0 {
+	if _, ok := st.snapshot(); ok || served() != 0 || configured.Load() != 0 {
 		t.Fatalf("a Config was built before every kind was listed")
 	}
 	ingresses.replace([]*networkingv1.Ingress{ing})
@@ -144,8 +151,172 @@ func TestIngressState(t *testing.T) {
 	api.set(stripped)
 	ingresses.update(ing.DeepCopy())
 	waitFor(t, 10*time.Second, "the keyless Secret dropped", func() (bool, error) { return len(held()) == 0, nil })
+	if n := configured.Load(); n != 1 {
+		t.Errorf("told %d times that the proxy is configured, want once, at its first Config", n)
+	}
 
 	// A removed Ingress is no longer served.
 	ingresses.remove(ing)
 	waitFor(t, 10*time.Second, "the Ingress gone", func() (bool, error) { return served() == 0, nil })
+}
+
+// nodePatchServer is the server's side of the writes ingressAdvert makes:
+// merge patches of one Node's annotations, recorded as the value written
+// ("serving", or "-" for a removal); while down it fails them, as a cut
+// link does.
+type nodePatchServer struct {
+	mu      sync.Mutex
+	node    *v1.Node
+	written []string
+	down    bool
+}
+
+func (f *nodePatchServer) Patch(_ context.Context, res apiclient.Resource, ns, name, sub string, pt types.PatchType, data []byte, out any) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.down {
+		return apierrors.NewServiceUnavailable("link down")
+	}
+	if res != apiclient.Nodes || ns != "" || name != f.node.Name || sub != "" || pt != types.MergePatchType {
+		return fmt.Errorf("unexpected patch of %s %s/%s/%s (%s)", res.Name, ns, name, sub, pt)
+	}
+	var patch struct {
+		Metadata struct {
+			Annotations map[string]*string `json:"annotations"`
+		} `json:"metadata"`
+	}
+	if err := json.Unmarshal(data, &patch); err != nil {
+		return apierrors.NewBadRequest(err.Error())
+	}
+	for k, v := range patch.Metadata.Annotations {
+		if v == nil {
+			delete(f.node.Annotations, k)
+			f.written = append(f.written, "-")
+			continue
+		}
+		metav1.SetMetaDataAnnotation(&f.node.ObjectMeta, k, *v)
+		f.written = append(f.written, *v)
+	}
+	*out.(*v1.Node) = *f.node.DeepCopy()
+	return nil
+}
+
+// stored returns the Node as the server has it.
+func (f *nodePatchServer) stored() *v1.Node {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.node.DeepCopy()
+}
+
+func (f *nodePatchServer) writes() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.written)
+}
+
+// TestIngressAdvert follows a node's advertisement of its ingress proxy
+// through an agent's run: it is written once the proxy serves, only when
+// the server's Node differs, withdrawn when the proxy stops or the agent
+// does, and a stale one is removed from a node that runs no proxy.
+func TestIngressAdvert(t *testing.T) {
+	advertised := map[string]string{ingressclass.ProxyAnnotation: ingressclass.ProxyServing}
+	tests := []struct {
+		name string
+		// annotations of the Node as registration found it.
+		annotations map[string]string
+		// before runs before the advertiser's loop starts, as withIngress
+		// runs before it in the agent; during, with the loop running.
+		before, during func(t *testing.T, ad *ingressAdvert, f *nodePatchServer)
+		// wantRunning is what has been written while the agent runs (in
+		// order, waited for); wantStopped after it stopped.
+		wantRunning, wantStopped []string
+	}{{
+		name: "no ingress proxy, nothing advertised: nothing written",
+	}, {
+		name:        "no ingress proxy (--disable ingress), advertised by an earlier run: removed",
+		annotations: advertised,
+		wantRunning: []string{"-"}, wantStopped: []string{"-"},
+	}, {
+		name:        "ports taken: removed",
+		annotations: advertised,
+		before:      func(_ *testing.T, ad *ingressAdvert, _ *nodePatchServer) { ad.set(proxyOff) },
+		wantRunning: []string{"-"}, wantStopped: []string{"-"},
+	}, {
+		name:   "serving once configured, withdrawn as the agent stops",
+		before: func(_ *testing.T, ad *ingressAdvert, _ *nodePatchServer) { ad.set(proxyStarting) },
+		during: func(t *testing.T, ad *ingressAdvert, f *nodePatchServer) {
+			if got := f.writes(); len(got) != 0 {
+				t.Errorf("written while the proxy was starting: %v", got)
+			}
+			ad.set(proxyServing)
+		},
+		wantRunning: []string{"serving"}, wantStopped: []string{"serving", "-"},
+	}, {
+		name:        "restarted after a crash: keeps the advertisement it had",
+		annotations: advertised,
+		before: func(_ *testing.T, ad *ingressAdvert, _ *nodePatchServer) {
+			ad.set(proxyStarting)
+			ad.set(proxyServing)
+		},
+		wantStopped: []string{"-"},
+	}, {
+		name:   "the proxy stops: withdrawn, and for good",
+		before: func(_ *testing.T, ad *ingressAdvert, _ *nodePatchServer) { ad.set(proxyServing) },
+		during: func(t *testing.T, ad *ingressAdvert, f *nodePatchServer) {
+			waitFor(t, 10*time.Second, "the advertisement", func() (bool, error) { return len(f.writes()) == 1, nil })
+			ad.set(proxyOff)
+			ad.set(proxyServing)
+		},
+		wantRunning: []string{"serving", "-"}, wantStopped: []string{"serving", "-"},
+	}, {
+		name:   "the Node re-created without it: written again",
+		before: func(_ *testing.T, ad *ingressAdvert, _ *nodePatchServer) { ad.set(proxyServing) },
+		during: func(t *testing.T, ad *ingressAdvert, f *nodePatchServer) {
+			waitFor(t, 10*time.Second, "the advertisement", func() (bool, error) { return len(f.writes()) == 1, nil })
+			f.mu.Lock()
+			f.node.Annotations = nil
+			f.mu.Unlock()
+			ad.observe(f.stored()) // the nodes mirror's event
+		},
+		wantRunning: []string{"serving", "serving"}, wantStopped: []string{"serving", "serving", "-"},
+	}, {
+		name: "the server unreachable: retried",
+		before: func(_ *testing.T, ad *ingressAdvert, f *nodePatchServer) {
+			f.down = true
+			ad.set(proxyServing)
+		},
+		during: func(t *testing.T, ad *ingressAdvert, f *nodePatchServer) {
+			f.mu.Lock()
+			f.down = false
+			f.mu.Unlock()
+		},
+		wantRunning: []string{"serving"}, wantStopped: []string{"serving", "-"},
+	}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &nodePatchServer{node: &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", Annotations: maps.Clone(tc.annotations)}}}
+			ad := newIngressAdvert(f, "n1", slog.New(slog.DiscardHandler))
+			ad.retryBase = 10 * time.Millisecond
+			if tc.before != nil {
+				tc.before(t, ad, f)
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			done := make(chan struct{})
+			go func() { ad.run(ctx, f.stored()); close(done) }()
+			if tc.during != nil {
+				tc.during(t, ad, f)
+			}
+			waitFor(t, 10*time.Second, fmt.Sprintf("writes %v", tc.wantRunning), func() (bool, error) {
+				return slices.Equal(f.writes(), tc.wantRunning), nil
+			})
+			cancel()
+			<-done
+			if got := f.writes(); !slices.Equal(got, tc.wantStopped) {
+				t.Errorf("written %v, want %v", got, tc.wantStopped)
+			}
+			if ingressclass.NodeServes(f.stored()) {
+				t.Errorf("a stopped agent's node still advertises its ingress proxy")
+			}
+		})
+	}
 }
