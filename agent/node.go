@@ -306,6 +306,7 @@ func (a *Agent) observeNode(n *v1.Node) {
 	if n.Name != a.nodeName {
 		return
 	}
+	a.ingressAdvert.observe(n)
 	for _, want := range nodeConditions() {
 		got := conditionOf(n.Status.Conditions, want.Type)
 		if got == nil || got.Status != want.Status || got.Reason != want.Reason {
