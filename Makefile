@@ -14,8 +14,10 @@ GIT_COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 # Static, stripped, reproducible. cgo stays on because libcontainer needs
 # it; osusergo and netgo keep glibc's NSS (which cannot link statically)
 # out of the binary. runc_nocriu leaves out libcontainer's checkpoint/
-# restore (go-criu, ~0.7 MB), which orch never calls.
-TAGS := osusergo,netgo,runc_nocriu
+# restore (go-criu, ~0.7 MB), which orch never calls. urfave_cli_no_docs
+# leaves out urfave/cli's Markdown and man page generators (and their
+# Markdown libraries, ~0.3 MB), which orch never calls either.
+TAGS := osusergo,netgo,runc_nocriu,urfave_cli_no_docs
 LDFLAGS := -s -w -extldflags -static \
 	-X $(VERSION_PKG).Version=$(VERSION) \
 	-X $(VERSION_PKG).GitCommit=$(GIT_COMMIT)
