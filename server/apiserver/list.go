@@ -280,8 +280,13 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, res *registry.Reso
 		s.writeError(w, r, err)
 		return
 	}
-	if mt.Type == mediaJSON && mt.As == "" && lq.limit == 0 {
-		s.streamRawList(ctx, w, r, res, lq, sel)
+	start, err := s.jsonListWriter(w, r, res, mt)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if start != nil && lq.limit == 0 {
+		s.streamList(ctx, w, r, res, lq, sel, start)
 		return
 	}
 	lr, err := s.listObjects(ctx, res, lq, sel)
@@ -291,8 +296,12 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, res *registry.Reso
 	}
 	listMeta := metav1.ListMeta{ResourceVersion: strconv.FormatInt(lr.revision, 10), Continue: lr.cont, RemainingItemCount: lr.remaining}
 
-	if mt.Type == mediaJSON && mt.As == "" {
-		s.writeRawList(w, res, listMeta, lr)
+	if start != nil {
+		l := start(listMeta)
+		for i, kv := range lr.kvs {
+			l.add(kv, lr.objs[i])
+		}
+		l.end()
 		return
 	}
 	objs := make([]runtime.Object, len(lr.kvs))
@@ -337,10 +346,8 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, res *registry.Reso
 	}
 }
 
-// rawList writes a JSON list by splicing stored objects, without decoding
-// them: the common path of LIST. It streams through a small buffer instead
-// of assembling the whole list (a 10k-object list is ~15 MB), which keeps
-// both the time and the peak memory of a large LIST down.
+// rawList writes a typed JSON list by splicing stored objects, without
+// decoding them: the common path of LIST.
 type rawList struct {
 	s     *Server
 	res   *registry.Resource
@@ -350,15 +357,12 @@ type rawList struct {
 
 func (s *Server) startRawList(w http.ResponseWriter, res *registry.Resource, lm metav1.ListMeta) *rawList {
 	lmJSON, _ := json.Marshal(lm)
-	w.Header().Set("Content-Type", mediaJSON)
-	w.Header().Set("Cache-Control", "no-cache, private")
-	w.WriteHeader(http.StatusOK)
-	l := &rawList{s: s, res: res, bw: bufio.NewWriterSize(w, 32<<10)}
-	fmt.Fprintf(l.bw, `{"kind":%q,"apiVersion":%q,"metadata":%s,"items":[`, res.Kind+"List", res.GroupVersion.String(), lmJSON)
-	return l
+	open := fmt.Sprintf(`{"kind":%q,"apiVersion":%q,"metadata":%s,"items":[`, res.Kind+"List", res.GroupVersion.String(), lmJSON)
+	return &rawList{s: s, res: res, bw: startJSONList(w, mediaJSON, open)}
 }
 
-func (l *rawList) add(kv *store.KeyValue) {
+// add writes kv as it is stored (obj is not needed).
+func (l *rawList) add(kv *store.KeyValue, _ runtime.Object) {
 	if err := l.s.writeServedJSON(l.bw, l.res, kv, l.comma); err != nil {
 		l.s.log.Error("encode stored object", "key", kv.Key, "err", err)
 		return
@@ -371,29 +375,22 @@ func (l *rawList) end() {
 	_ = l.bw.Flush()
 }
 
-func (s *Server) writeRawList(w http.ResponseWriter, res *registry.Resource, lm metav1.ListMeta, lr *listResult) {
-	l := s.startRawList(w, res, lm)
-	for _, kv := range lr.kvs {
-		l.add(kv)
-	}
-	l.end()
-}
-
 // listChunk is how many keys a streamed LIST reads from the store at a
 // time: enough to amortise a store snapshot, few enough that a LIST holds
 // well under a megabyte of objects however large the collection.
 const listChunk = 500
 
-// streamRawList answers a LIST without limit in JSON (every informer's
-// and most clients' LIST) like writeRawList, but reads the store one chunk
-// at a time, each pinned to the revision of the first, and writes each
-// chunk before reading the next: neither the memory nor the time to the
+// streamList answers a LIST without limit in JSON (every informer's and
+// most clients' LIST, and `kubectl get --chunk-size=0`) through the
+// writer start returns. It reads the store one chunk at a time, each
+// pinned to the revision of the first, and writes each chunk before
+// reading the next: neither the memory nor the time to the
 // first byte grows with a copy of the whole collection. A later chunk can
 // only fail when the store's history no longer reaches back to the list's
 // revision (a LIST outlasting thousands of writes, e.g. to a stalled
 // client); the response, already begun, is then cut off, as upstream's
 // streamed lists are, and the client lists again.
-func (s *Server) streamRawList(ctx context.Context, w http.ResponseWriter, r *http.Request, res *registry.Resource, lq listQuery, sel selection) {
+func (s *Server) streamList(ctx context.Context, w http.ResponseWriter, r *http.Request, res *registry.Resource, lq listQuery, sel selection, start listWriterFunc) {
 	opts := lq.opts
 	opts.Limit, opts.SkipCount, opts.Buffer = listChunk, true, &store.ListBuffer{}
 	page, err := s.store.List(ctx, lq.prefix, opts)
@@ -401,17 +398,17 @@ func (s *Server) streamRawList(ctx context.Context, w http.ResponseWriter, r *ht
 		s.writeError(w, r, listStoreError(err, opts, res))
 		return
 	}
-	l := s.startRawList(w, res, metav1.ListMeta{ResourceVersion: strconv.FormatInt(page.Revision, 10)})
+	l := start(metav1.ListMeta{ResourceVersion: strconv.FormatInt(page.Revision, 10)})
 	for {
 		for i := range page.KVs {
 			kv := &page.KVs[i]
-			ok, _, err := s.matches(res, sel, kv)
+			ok, obj, err := s.matches(res, sel, kv)
 			if err != nil {
 				s.log.Error("list: cut off", "prefix", lq.prefix, "err", err)
 				panic(http.ErrAbortHandler)
 			}
 			if ok {
-				l.add(kv)
+				l.add(kv, obj)
 			}
 		}
 		if page.Continue == "" {

@@ -121,17 +121,20 @@ func injectResourceVersion(raw []byte, rev int64) ([]byte, bool) {
 	if i < 0 {
 		return nil, false
 	}
-	i += len(metadataOpen)
-	rv := strconv.FormatInt(rev, 10)
-	out := make([]byte, 0, len(raw)+len(rv)+24)
-	out = append(out, raw[:i]...)
-	out = append(out, `"resourceVersion":"`...)
-	out = append(out, rv...)
-	out = append(out, '"')
+	return appendResourceVersion(make([]byte, 0, len(raw)+44), raw, i+len(metadataOpen), rev), true
+}
+
+// appendResourceVersion appends raw to dst with "resourceVersion" spliced
+// in as the first member of the object whose opening brace ends raw[:i].
+func appendResourceVersion(dst, raw []byte, i int, rev int64) []byte {
+	dst = append(dst, raw[:i]...)
+	dst = append(dst, `"resourceVersion":"`...)
+	dst = strconv.AppendInt(dst, rev, 10)
+	dst = append(dst, '"')
 	if i < len(raw) && raw[i] != '}' {
-		out = append(out, ',')
+		dst = append(dst, ',')
 	}
-	return append(out, raw[i:]...), true
+	return append(dst, raw[i:]...)
 }
 
 // storedMetadata returns the top-level metadata object of a stored value
@@ -143,27 +146,99 @@ func storedMetadata(raw []byte) ([]byte, bool) {
 		return nil, false
 	}
 	start := i + len(metadataOpen) - 1
-	depth, inString := 0, false
-	for j := start; j < len(raw); j++ {
-		c := raw[j]
-		switch {
-		case inString:
-			switch c {
-			case '\\':
-				j++ // the escaped byte cannot end the string
-			case '"':
-				inString = false
+	end := jsonValueEnd(raw, start)
+	if end < 0 {
+		return nil, false
+	}
+	return raw[start:end], true
+}
+
+// jsonValueEnd returns the index just past the JSON value that starts at
+// raw[i], or -1 when raw ends first. It expects what json.Marshal writes
+// (compact, valid) and only tracks strings and nesting, so skipping a
+// value costs one pass over its bytes and no allocation.
+func jsonValueEnd(raw []byte, i int) int {
+	depth := 0
+	for j := i; j < len(raw); j++ {
+		switch raw[j] {
+		case '"':
+			if j = jsonStringEnd(raw, j); j < 0 {
+				return -1
 			}
-		case c == '"':
-			inString = true
-		case c == '{' || c == '[':
+			if depth == 0 {
+				return j + 1
+			}
+		case '{', '[':
 			depth++
-		case c == '}' || c == ']':
+		case '}', ']':
 			depth--
 			if depth == 0 {
-				return raw[start : j+1], true
+				return j + 1
+			}
+			if depth < 0 {
+				return j // a scalar ended by its container
+			}
+		case ',':
+			if depth == 0 {
+				return j // a scalar ended by the next member
 			}
 		}
 	}
-	return nil, false
+	if depth == 0 && i < len(raw) {
+		return len(raw) // a scalar at the end of raw
+	}
+	return -1
+}
+
+// jsonStringEnd returns the index of the quote that closes the string
+// opened at raw[i], or -1. It jumps from quote to quote (bytes.IndexByte)
+// rather than stepping through the string: values are most of the bytes.
+func jsonStringEnd(raw []byte, i int) int {
+	for k := i + 1; ; {
+		q := bytes.IndexByte(raw[k:], '"')
+		if q < 0 {
+			return -1
+		}
+		q += k
+		escapes := 0
+		for p := q - 1; p > i && raw[p] == '\\'; p-- {
+			escapes++
+		}
+		if escapes%2 == 0 {
+			return q
+		}
+		k = q + 1
+	}
+}
+
+// eachJSONField calls fn with the raw key (quoted, as stored) and value of
+// every member of the JSON object obj (compact, as json.Marshal writes it).
+// It reports false when obj is not such an object.
+func eachJSONField(obj []byte, fn func(key, value []byte)) bool {
+	if len(obj) < 2 || obj[0] != '{' {
+		return false
+	}
+	i := 1
+	if obj[i] == '}' {
+		return i+1 == len(obj)
+	}
+	for {
+		keyEnd := jsonValueEnd(obj, i)
+		if keyEnd < 0 || obj[i] != '"' || keyEnd >= len(obj) || obj[keyEnd] != ':' {
+			return false
+		}
+		valueEnd := jsonValueEnd(obj, keyEnd+1)
+		if valueEnd < 0 || valueEnd >= len(obj) {
+			return false
+		}
+		fn(obj[i:keyEnd], obj[keyEnd+1:valueEnd])
+		switch obj[valueEnd] {
+		case ',':
+			i = valueEnd + 1
+		case '}':
+			return valueEnd+1 == len(obj)
+		default:
+			return false
+		}
+	}
 }

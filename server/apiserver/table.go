@@ -20,25 +20,42 @@ var defaultColumns = []metav1.TableColumnDefinition{
 	{Name: "Created At", Type: "date", Description: "CreationTimestamp is a timestamp representing the server time when this object was created."},
 }
 
+// parseIncludeObject reads what each row of a Table carries.
+func parseIncludeObject(r *http.Request) (metav1.IncludeObjectPolicy, error) {
+	switch v := r.URL.Query().Get("includeObject"); v {
+	case "", "Metadata":
+		return metav1.IncludeMetadata, nil
+	case "None":
+		return metav1.IncludeNone, nil
+	case "Object":
+		return metav1.IncludeObject, nil
+	}
+	return "", apierrors.NewBadRequest("includeObject must be one of None, Metadata, Object")
+}
+
+// defaultRow is the row of Kubernetes' default table convertor.
+func defaultRow(name string, created metav1.Time) []interface{} {
+	return []interface{}{name, created.UTC().Format(time.RFC3339)}
+}
+
+// tableColumns are the columns of res's tables.
+func tableColumns(res *registry.Resource) []metav1.TableColumnDefinition {
+	if res.Row == nil {
+		return defaultColumns
+	}
+	return res.Columns
+}
+
 // toTable renders objects as a meta.k8s.io/v1 Table, the way `kubectl get`
 // asks for them. includeObject selects what each row carries.
 func (s *Server) toTable(r *http.Request, res *registry.Resource, objs []runtime.Object) (*metav1.Table, error) {
-	include := metav1.IncludeMetadata
-	switch v := r.URL.Query().Get("includeObject"); v {
-	case "", "Metadata":
-	case "None":
-		include = metav1.IncludeNone
-	case "Object":
-		include = metav1.IncludeObject
-	default:
-		return nil, apierrors.NewBadRequest("includeObject must be one of None, Metadata, Object")
+	include, err := parseIncludeObject(r)
+	if err != nil {
+		return nil, err
 	}
 	table := &metav1.Table{}
 	table.SetGroupVersionKind(metav1.SchemeGroupVersion.WithKind("Table"))
-	table.ColumnDefinitions = res.Columns
-	if res.Row == nil {
-		table.ColumnDefinitions = defaultColumns
-	}
+	table.ColumnDefinitions = tableColumns(res)
 	table.Rows = make([]metav1.TableRow, 0, len(objs))
 	for _, obj := range objs {
 		var cells []interface{}
@@ -46,7 +63,7 @@ func (s *Server) toTable(r *http.Request, res *registry.Resource, objs []runtime
 			cells = res.Row(obj)
 		} else {
 			m, _ := meta.Accessor(obj)
-			cells = []interface{}{m.GetName(), m.GetCreationTimestamp().UTC().Format(time.RFC3339)}
+			cells = defaultRow(m.GetName(), m.GetCreationTimestamp())
 		}
 		row := metav1.TableRow{Cells: cells}
 		switch include {
