@@ -2,7 +2,9 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"io"
+	"io/fs"
 	"net"
 	"net/netip"
 	"os"
@@ -86,6 +88,15 @@ func clientIn(t *testing.T, kubeconfig string, ns *netnstest.NS) kubernetes.Inte
 // reaches it there.
 func startNetServer(t *testing.T, bin string, ns *netnstest.NS, dir, cgroupRoot, nodeName, bindIP, backend string) kubernetes.Interface {
 	t.Helper()
+	_, cs := startNetServerProcess(t, bin, ns, dir, cgroupRoot, nodeName, bindIP, backend)
+	return cs
+}
+
+// startNetServerProcess is startNetServer with extra arguments for orch,
+// also returning the process, for tests that restart it (with the same
+// dir, again with this).
+func startNetServerProcess(t *testing.T, bin string, ns *netnstest.NS, dir, cgroupRoot, nodeName, bindIP, backend string, extra ...string) (*e2eProcess, kubernetes.Interface) {
+	t.Helper()
 	data := filepath.Join(dir, "server")
 	importBusybox(t, data)
 	conf := filepath.Join(dir, "config.yaml")
@@ -93,11 +104,14 @@ func startNetServer(t *testing.T, bin string, ns *netnstest.NS, dir, cgroupRoot,
 		t.Fatal(err)
 	}
 	kubeconfig := filepath.Join(dir, "kubeconfig.yaml")
-	srv := startOrch(t, bin, ns, dir, "server.log", "server", "--config", conf, "--data-dir", data,
+	if err := os.Remove(kubeconfig); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err) // a restart waits for the new one
+	}
+	srv := startOrch(t, bin, ns, dir, "server.log", append([]string{"server", "--config", conf, "--data-dir", data,
 		"--bind-address", bindIP, "--https-listen-port", "6443",
-		"--write-kubeconfig", kubeconfig, "--node-name", nodeName, "--cgroup-root", cgroupRoot)
+		"--write-kubeconfig", kubeconfig, "--node-name", nodeName, "--cgroup-root", cgroupRoot}, extra...)...)
 	srv.waitFile(t, kubeconfig)
-	return clientIn(t, kubeconfig, ns)
+	return srv, clientIn(t, kubeconfig, ns)
 }
 
 // netAgentArgs are the arguments of `orch agent --join serverURL` for
