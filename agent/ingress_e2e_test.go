@@ -12,11 +12,16 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/orch-dev/orch/internal/ingressclass"
 	"github.com/orch-dev/orch/internal/netnstest"
+	"github.com/orch-dev/orch/internal/testimage"
 	"github.com/orch-dev/orch/netproxy/ingress"
 )
 
@@ -140,8 +145,9 @@ func TestIngressE2E(t *testing.T) {
 	nodeIP := netip.MustParsePrefix(ingressE2ENodeIP).Addr()
 	netnstest.NewSwitch(t, "orching-sw").Attach(t, ns, "uplink", netip.MustParsePrefix(ingressE2ENodeIP))
 	ns.MustRun(t, "ip", "route", "add", "10.43.0.0/16", "dev", "uplink")
-	cs := startNetServer(t, bin, ns, ingressE2EDir, ingressE2ECgroupRoot, ingressE2ENode, "127.0.0.1", "auto")
+	srv, _ := startNetServerProcess(t, bin, ns, ingressE2EDir, ingressE2ECgroupRoot, ingressE2ENode, "127.0.0.1", "auto")
 	k := &kubectlRunner{ns: ns, kubeconfig: filepath.Join(ingressE2EDir, "kubeconfig.yaml"), cacheDir: filepath.Join(ingressE2EDir, "kube-cache")}
+	cs := testIngressAdvertisement(t, bin, ns, k, srv, nodeIP)
 	nodePodCIDR(t, cs, ingressE2ENode)
 	deletePodsAtEnd(t, cs)
 
@@ -299,4 +305,55 @@ func TestIngressE2E(t *testing.T) {
 	if out, err := k.run("get", "ingress", "sites"); err != nil || !strings.Contains(out, nodeIP.String()) || !strings.Contains(out, "80, 443") {
 		t.Errorf("kubectl get ingress: %v\n%s", err, out)
 	}
+
+}
+
+// testIngressAdvertisement, run before any pod exists (the server is
+// restarted twice): the node is listed in an Ingress's status because its
+// agent advertises its proxy. Killed (no chance to withdraw) and
+// restarted while other programs hold ports 80 and 443, it serves no
+// ingress: the new agent removes the stale advertisement and the status
+// controller the node's address. Restarted with the ports free, it is
+// listed again. It returns a clientset of the last server.
+func testIngressAdvertisement(t *testing.T, bin string, ns *netnstest.NS, k *kubectlRunner, srv *e2eProcess, nodeIP netip.Addr) kubernetes.Interface {
+	t.Helper()
+	if out, err := k.runIn(ingressE2EIngress, "apply", "-f", "-"); err != nil {
+		t.Fatalf("kubectl apply: %v\n%s", err, out)
+	}
+	listed := func(want string) func() (bool, error) {
+		return func() (bool, error) {
+			out, err := k.run("get", "node", ingressE2ENode, "-o", `jsonpath={.metadata.annotations.ingress\.orch\.dev/proxy}`)
+			if err != nil || strings.TrimSpace(out) != map[bool]string{true: ingressclass.ProxyServing}[want != ""] {
+				return false, nil
+			}
+			out, err = k.run("get", "ingress", "sites", "-o", "jsonpath={.status.loadBalancer.ingress[*].ip}")
+			return err == nil && strings.TrimSpace(out) == want, nil
+		}
+	}
+	waitFor(t, 60*time.Second, "the node advertised and listed", listed(nodeIP.String()))
+
+	srv.kill()
+	var holders []*e2eProcess
+	for _, port := range []int{80, 443} {
+		holders = append(holders, startE2EProcess(t, ns.NetCommand(context.Background(), testimage.BusyboxPath, "httpd", "-f", "-p", strconv.Itoa(port)),
+			filepath.Join(ingressE2EDir, fmt.Sprintf("httpd-%d.log", port))))
+		addr := netip.AddrPortFrom(nodeIP, uint16(port)).String()
+		waitFor(t, 30*time.Second, "httpd on "+addr, func() (bool, error) {
+			c, err := dialInNetNS(context.Background(), ns.Path(), "tcp", addr)
+			if err == nil {
+				c.Close()
+			}
+			return err == nil, nil
+		})
+	}
+	srv, _ = startNetServerProcess(t, bin, ns, ingressE2EDir, ingressE2ECgroupRoot, ingressE2ENode, "127.0.0.1", "auto")
+	waitFor(t, 60*time.Second, "the stale advertisement and the node's address gone", listed(""))
+
+	srv.stop(t)
+	for _, h := range holders {
+		h.stop(t)
+	}
+	_, cs := startNetServerProcess(t, bin, ns, ingressE2EDir, ingressE2ECgroupRoot, ingressE2ENode, "127.0.0.1", "auto")
+	waitFor(t, 60*time.Second, "the node advertised and listed again", listed(nodeIP.String()))
+	return cs
 }
