@@ -135,7 +135,8 @@ spec:
 // their Host header names, an Exact path of one host goes to the other
 // Service, an unknown host gets 404, the TLS host answers on 443 with
 // its Secret's certificate by SNI (others with the default certificate),
-// and the Ingress's status shows the node's address.
+// and the Ingress's status shows the node's address while, and only
+// while, its proxy serves (testIngressAdvertisement).
 func TestIngressE2E(t *testing.T) {
 	bin := e2eBinary(t, "kubectl")
 	netnstest.Skip(t, "nft", "nsenter")
