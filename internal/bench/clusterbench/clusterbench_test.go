@@ -1,10 +1,8 @@
 package main
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -91,30 +89,6 @@ time=4 level=INFO msg="tunnel: node connected" node=cb-agent remote=198.18.30.2:
 	}
 	if n := countLines(filepath.Join(t.TempDir(), "missing.log"), "x"); n != 0 {
 		t.Errorf("lines of a missing file = %d, want 0", n)
-	}
-}
-
-// TestEnv checks that env behaves as the netnstest helpers expect of a
-// testing.T: Fatal ends the run with its message, cleanups run last first.
-func TestEnv(t *testing.T) {
-	e := &env{}
-	var order []int
-	err := e.run(func() error {
-		e.Cleanup(func() { order = append(order, 1) })
-		e.Cleanup(func() { order = append(order, 2) })
-		e.Fatalf("ip netns add %s: %v", "cb-server", errors.New("exit status 1"))
-		t.Error("Fatalf returned")
-		return nil
-	})
-	if err == nil || err.Error() != "ip netns add cb-server: exit status 1" {
-		t.Errorf("run = %v, want the Fatalf message", err)
-	}
-	e.close()
-	if !reflect.DeepEqual(order, []int{2, 1}) {
-		t.Errorf("cleanup order %v, want [2 1]", order)
-	}
-	if err := (&env{}).run(func() error { return errors.New("plain") }); err == nil || err.Error() != "plain" {
-		t.Errorf("run passes fn's error on: got %v", err)
 	}
 }
 

@@ -16,6 +16,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+
+	"github.com/orch-dev/orch/internal/netnstest"
 )
 
 // results is everything the report prints.
@@ -35,10 +37,10 @@ type results struct {
 func runDriver(o options) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	e := &env{}
-	defer e.close()
+	e := &netnstest.Program{}
+	defer e.Close()
 	res := &results{}
-	err := e.run(func() error {
+	err := e.Run(func() error {
 		c, err := startCluster(ctx, o)
 		if c != nil {
 			res.c = c
@@ -73,7 +75,7 @@ func (r *results) print(o options) error {
 	return nil
 }
 
-func measureAll(ctx context.Context, e *env, c *cluster, res *results) error {
+func measureAll(ctx context.Context, e *netnstest.Program, c *cluster, res *results) error {
 	say := func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, "clusterbench: %s "+format+"\n", append([]any{time.Now().UTC().Format("15:04:05")}, args...)...)
 	}

@@ -3,11 +3,9 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -44,64 +42,11 @@ var (
 	agentAddr  = netip.MustParsePrefix("198.18.30.2/24")
 )
 
-// fatalError is what env's Fatal raises; run turns it back into an error.
-type fatalError struct{ err error }
-
-// env is a netnstest.TB for a program: Fatal ends the current run call
-// with an error and Cleanup collects functions that close runs last
-// first, as testing.T does.
-type env struct{ cleanups []func() }
-
-var _ netnstest.TB = (*env)(nil)
-
-func (e *env) Helper()                           {}
-func (e *env) Fatal(args ...any)                 { panic(fatalError{errors.New(fmt.Sprint(args...))}) }
-func (e *env) Fatalf(format string, args ...any) { panic(fatalError{fmt.Errorf(format, args...)}) }
-func (e *env) Cleanup(f func())                  { e.cleanups = append(e.cleanups, f) }
-
-// run calls fn and returns its error, or the one a Fatal inside it raised.
-func (e *env) run(fn func() error) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			f, ok := r.(fatalError)
-			if !ok {
-				panic(r)
-			}
-			err = f.err
-		}
-	}()
-	return fn()
-}
-
-// close runs the cleanups, the last registered first.
-func (e *env) close() {
-	for i := len(e.cleanups) - 1; i >= 0; i-- {
-		e.cleanups[i]()
-	}
-	e.cleanups = nil
-}
-
 // runParent builds the network, runs the driver in the server's
 // namespace and removes everything afterwards.
 func runParent(o options) error {
-	if os.Geteuid() != 0 {
-		return errors.New("needs root: network namespaces, cgroups and mounts")
-	}
-	for _, tool := range []string{"ip", "nft", "nsenter", "kubectl", "busybox"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Errorf("needs %s (apt-get install -y iproute2 nftables util-linux busybox-static; kubectl)", tool)
-		}
-	}
-	var err error
-	for _, p := range []*string{&o.orch, &o.orchArm64, &o.dir} {
-		if *p, err = filepath.Abs(*p); err != nil {
-			return err
-		}
-	}
-	if o.out != "" {
-		if o.out, err = filepath.Abs(o.out); err != nil {
-			return err
-		}
+	if err := measure.Preflight("network namespaces, cgroups and mounts", "ip", "nft", "nsenter", "kubectl", "busybox"); err != nil {
+		return err
 	}
 	if _, err := os.Stat(o.orch); err != nil {
 		return fmt.Errorf("orch binary: %w (make build, or set ORCH_BIN)", err)
@@ -117,10 +62,10 @@ func runParent(o options) error {
 	}
 	defer unlock()
 	cleanupLeftovers(o.dir)
-	e := &env{}
-	defer e.close()
+	e := &netnstest.Program{}
+	defer e.Close()
 	defer cleanupLeftovers(o.dir) // before the namespaces go (runs first)
-	return e.run(func() error {
+	return e.Run(func() error {
 		sw := netnstest.NewSwitch(e, switchNS)
 		srv, agent := netnstest.New(e, serverNS), netnstest.New(e, agentNS)
 		sw.Attach(e, srv, "eth0", serverAddr)
@@ -134,7 +79,7 @@ func runParent(o options) error {
 		sigs := make(chan os.Signal, 1)
 		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 		defer signal.Stop(sigs)
-		cmd := srv.NetCommand(context.Background(), self, o.driverArgs()...)
+		cmd := srv.NetCommand(context.Background(), self, measure.RoleArgs(roleDriver)...)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := cmd.Start(); err != nil {

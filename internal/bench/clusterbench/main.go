@@ -31,6 +31,8 @@ import (
 	"log"
 	"os"
 	"time"
+
+	"github.com/orch-dev/orch/internal/bench/measure"
 )
 
 // options are the flags; the parent passes them on to the driver.
@@ -84,6 +86,10 @@ func main() {
 	flag.StringVar(&o.caFile, "ca", "", "internal (probe-api): cluster CA file")
 	flag.StringVar(&o.tokenFile, "token-file", "", "internal (probe-api): join token file")
 	flag.Parse()
+	// The driver runs elsewhere; every role agrees on the paths.
+	if err := measure.AbsPathFlags("orch", "orch-arm64", "dir", "out"); err != nil {
+		log.Fatal(err)
+	}
 
 	var err error
 	switch o.role {
@@ -99,13 +105,4 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-}
-
-// driverArgs are the flags the parent passes to the driver.
-func (o options) driverArgs() []string {
-	return []string{"-role", roleDriver, "-orch", o.orch, "-orch-arm64", o.orchArm64, "-dir", o.dir,
-		"-window", o.window.String(), "-settle", o.settle.String(), "-pods", fmt.Sprint(o.pods),
-		"-execs", fmt.Sprint(o.execs), "-requests", fmt.Sprint(o.requests),
-		"-download-mib", fmt.Sprint(o.download), "-out", o.out,
-		"-idle-only=" + fmt.Sprint(o.idleOnly), "-hold", o.hold.String()}
 }

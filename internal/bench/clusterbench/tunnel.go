@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/orch-dev/orch/internal/bench/measure"
+	"github.com/orch-dev/orch/internal/netnstest"
 )
 
 // tunnelResults are the issue 8 measurements.
@@ -200,7 +201,7 @@ func download(ctx context.Context, url string) (int64, time.Duration, error) {
 
 // linkCut cuts the agent's link until the server has noticed (tunnel
 // gone, node not Ready), restores it and times the way back.
-func (c *cluster) linkCut(ctx context.Context, e *env, r *tunnelResults) error {
+func (c *cluster) linkCut(ctx context.Context, e *netnstest.Program, r *tunnelResults) error {
 	serverLog, agentLog := c.server.logPath, c.agent.logPath
 	disconnected := func() int { return countLines(serverLog, `msg="tunnel: node disconnected"`, "node="+agentNode) }
 	connected := func() int { return countLines(serverLog, `msg="tunnel: node connected"`, "node="+agentNode) }

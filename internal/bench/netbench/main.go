@@ -30,6 +30,8 @@ import (
 	"log"
 	"os"
 	"time"
+
+	"github.com/orch-dev/orch/internal/bench/measure"
 )
 
 // options are the flags; the parent passes them on to the driver.
@@ -71,6 +73,10 @@ func main() {
 	flag.DurationVar(&o.timeout, "change-timeout", 10*time.Second, "give up on one change after this long")
 	flag.DurationVar(&o.gap, "change-gap", 250*time.Millisecond, "pause after each change took effect (longer than the proxy's 100 ms batching interval)")
 	flag.Parse()
+	// The driver runs elsewhere; both roles agree on the paths.
+	if err := measure.AbsPathFlags("orch", "dir"); err != nil {
+		log.Fatal(err)
+	}
 
 	var err error
 	switch o.role {
@@ -84,14 +90,4 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-}
-
-// driverArgs are the flags the parent passes to the driver.
-func (o options) driverArgs() []string {
-	return []string{"-role", roleDriver, "-orch", o.orch, "-dir", o.dir,
-		"-transfer-mib", fmt.Sprint(o.transferMiB), "-rounds", fmt.Sprint(o.rounds),
-		"-conns", fmt.Sprint(o.conns), "-workers", fmt.Sprint(o.workers),
-		"-changes", fmt.Sprint(o.changes), "-services", fmt.Sprint(o.services),
-		"-endpoints", fmt.Sprint(o.endpoints), "-change-timeout", o.timeout.String(),
-		"-change-gap", o.gap.String()}
 }
