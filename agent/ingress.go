@@ -370,7 +370,7 @@ type nodePatcher interface {
 	Patch(ctx context.Context, res apiclient.Resource, ns, name, sub string, pt types.PatchType, data []byte, out any) error
 }
 
-// advertRetry bounds the back-off between failed writes of the
+// advertRetryMax bounds the back-off between failed writes of the
 // advertisement; withdrawTimeout bounds the last one, made as the agent
 // stops.
 const (
@@ -390,9 +390,11 @@ const (
 // or edited by hand gets the annotation back. While the proxy is starting
 // it leaves the Node alone: an agent restarted after a crash keeps its
 // place in the Ingresses' status instead of leaving and rejoining it a
-// moment later. Withdrawal as the agent stops is best effort (the server
-// or the tunnel may be going too); the node then turns NotReady, which
-// takes it out of the status anyway.
+// moment later. Withdrawal as the agent stops is best effort: the server
+// node's API server stops with it, and a joined agent's tunnel ends on
+// the same signal. A node that could not withdraw leaves the status when
+// it turns NotReady, and its next start removes the annotation if it then
+// runs no proxy.
 type ingressAdvert struct {
 	api  nodePatcher
 	node string
