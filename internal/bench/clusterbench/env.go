@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/orch-dev/orch/internal/bench/measure"
+	"github.com/orch-dev/orch/internal/cgrouptree"
 	"github.com/orch-dev/orch/internal/netnstest"
 )
 
@@ -165,16 +166,12 @@ func cleanupLeftovers(dir string) {
 		}
 	}
 	for _, cg := range cgroups {
-		if _, err := os.Stat(cg); err != nil {
-			continue
+		// A process that survives SIGKILL (uninterruptible sleep) keeps
+		// its cgroup; the next run tries again.
+		if err := cgrouptree.Kill(cg); err != nil {
+			fmt.Fprintf(os.Stderr, "clusterbench: %v\n", err)
 		}
-		for range 50 {
-			if killCgroup(cg) == 0 {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		measure.RemoveTree(cg)
+		_ = cgrouptree.Remove(cg)
 	}
 	mounts := mountsUnder(dir)
 	for i := len(mounts) - 1; i >= 0; i-- {
@@ -196,25 +193,6 @@ func killMatching(match func(pid int) bool) int {
 			n++
 		}
 	}
-	return n
-}
-
-// killCgroup kills the processes in cg and below it.
-func killCgroup(cg string) int {
-	n := 0
-	_ = filepath.WalkDir(cg, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
-			return nil
-		}
-		data, _ := os.ReadFile(p)
-		for _, f := range strings.Fields(string(data)) {
-			if pid, err := strconv.Atoi(f); err == nil {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-				n++
-			}
-		}
-		return nil
-	})
 	return n
 }
 

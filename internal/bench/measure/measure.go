@@ -12,8 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/orch-dev/orch/internal/cgrouptree"
 )
 
 // Proc is a snapshot of a process' resource use.
@@ -119,8 +117,3 @@ func LoadAvg() string {
 	}
 	return strings.Join(f[:3], " ")
 }
-
-// RemoveTree removes the cgroup root and the cgroups below it, deepest
-// first; what cannot be removed (a cgroup with processes left) stays.
-// Benchmarks that also kill what a run left should use cgrouptree.Clean.
-func RemoveTree(root string) { _ = cgrouptree.Remove(root) }
