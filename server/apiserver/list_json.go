@@ -61,7 +61,7 @@ func (s *Server) jsonListWriter(w http.ResponseWriter, r *http.Request, res *reg
 
 // startJSONList writes the response header and the JSON up to the first
 // item; open is the text from the list's kind to the opening bracket of
-// its items.
+// its items (or to the colon, for an itemWriter).
 func startJSONList(w http.ResponseWriter, contentType string, open string) *bufio.Writer {
 	w.Header().Set("Content-Type", contentType)
 	w.Header().Set("Cache-Control", "no-cache, private")
@@ -75,24 +75,37 @@ func startJSONList(w http.ResponseWriter, contentType string, open string) *bufi
 // next item is assembled in, so that an item that fails leaves nothing
 // half-written.
 type itemWriter struct {
-	s     *Server
-	res   *registry.Resource
-	bw    *bufio.Writer
-	comma bool
-	buf   []byte
+	s   *Server
+	res *registry.Resource
+	bw  *bufio.Writer
+	// items is how many items were written.
+	items int
+	// nullIfEmpty: no items are JSON null, as a nil slice encodes
+	// (upstream's PartialObjectMetadataList), instead of [].
+	nullIfEmpty bool
+	buf         []byte
 }
 
 // flushItem writes the item assembled in buf.
 func (l *itemWriter) flushItem() {
-	if l.comma {
+	if l.items == 0 {
+		l.bw.WriteByte('[')
+	} else {
 		l.bw.WriteByte(',')
 	}
 	l.bw.Write(l.buf)
-	l.comma = true
+	l.items++
 }
 
 func (l *itemWriter) end() {
-	l.bw.WriteString("]}\n")
+	switch {
+	case l.items > 0:
+		l.bw.WriteString("]}\n")
+	case l.nullIfEmpty:
+		l.bw.WriteString("null}\n")
+	default:
+		l.bw.WriteString("[]}\n")
+	}
 	_ = l.bw.Flush()
 }
 
@@ -139,9 +152,9 @@ type metadataList struct{ itemWriter }
 
 func (s *Server) startMetadataList(w http.ResponseWriter, res *registry.Resource, lm metav1.ListMeta) *metadataList {
 	lmJSON, _ := json.Marshal(lm)
-	open := fmt.Sprintf(`{"kind":"PartialObjectMetadataList","apiVersion":"meta.k8s.io/v1","metadata":%s,"items":[`, lmJSON)
+	open := fmt.Sprintf(`{"kind":"PartialObjectMetadataList","apiVersion":"meta.k8s.io/v1","metadata":%s,"items":`, lmJSON)
 	bw := startJSONList(w, mediaType{Type: mediaJSON, As: "PartialObjectMetadataList"}.contentType(), open)
-	return &metadataList{itemWriter{s: s, res: res, bw: bw}}
+	return &metadataList{itemWriter{s: s, res: res, bw: bw, nullIfEmpty: true}}
 }
 
 func (l *metadataList) add(kv *store.KeyValue, obj runtime.Object) {
@@ -167,7 +180,7 @@ type tableList struct {
 func (s *Server) startTableList(w http.ResponseWriter, res *registry.Resource, include metav1.IncludeObjectPolicy, lm metav1.ListMeta) *tableList {
 	lmJSON, _ := json.Marshal(lm)
 	columns, _ := json.Marshal(tableColumns(res))
-	open := fmt.Sprintf(`{"kind":"Table","apiVersion":"meta.k8s.io/v1","metadata":%s,"columnDefinitions":%s,"rows":[`, lmJSON, columns)
+	open := fmt.Sprintf(`{"kind":"Table","apiVersion":"meta.k8s.io/v1","metadata":%s,"columnDefinitions":%s,"rows":`, lmJSON, columns)
 	bw := startJSONList(w, mediaType{Type: mediaJSON, As: "Table"}.contentType(), open)
 	return &tableList{itemWriter: itemWriter{s: s, res: res, bw: bw}, include: include}
 }
