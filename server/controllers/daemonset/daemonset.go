@@ -102,6 +102,7 @@ func New(api API, factory *informer.Factory, recorder events.Recorder, opts Opti
 	}
 	setInf := factory.For(daemonSetsGVR)
 	podInf := factory.For(podsGVR)
+	podInf.AddIndex(informer.ControllerIndex, informer.ByController)
 	nodeInf := factory.For(nodesGVR)
 	revInf := factory.For(history.GVR)
 	c := &Controller{
@@ -285,7 +286,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) error {
 	}
 	hash := cur.Labels[revisionHashLabel]
 
-	candidates := c.pods.List(ds.Namespace, nil)
+	candidates := c.pods.Controlled(ds.Namespace, ds.UID)
 	pods, err := history.Claim(ctx, candidates, ds, kind, sel, nil, c.updatePod)
 	if err != nil {
 		return fmt.Errorf("claim pods of daemon set %s: %w", key, err)

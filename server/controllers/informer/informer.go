@@ -126,6 +126,8 @@ type Informer struct {
 	items map[string]runtime.Object
 	// byNamespace indexes keys by namespace for List(ns, ...).
 	byNamespace map[string]map[string]struct{}
+	// indexes are the ones added with AddIndex, by name.
+	indexes map[string]*index
 
 	synced   chan struct{}
 	syncOnce sync.Once
@@ -149,6 +151,7 @@ func New(lw ListWatcher, gvr schema.GroupVersionResource, opts Options) *Informe
 		log:         opts.Logger.With("informer", gvr.String()),
 		items:       map[string]runtime.Object{},
 		byNamespace: map[string]map[string]struct{}{},
+		indexes:     map[string]*index{},
 		synced:      make(chan struct{}),
 	}
 }
@@ -398,7 +401,11 @@ func (i *Informer) remove(obj runtime.Object) error {
 }
 
 func (i *Informer) storeLocked(key string, obj runtime.Object) {
+	old := i.items[key]
 	i.items[key] = obj
+	for _, idx := range i.indexes {
+		idx.update(key, old, obj)
+	}
 	ns, _ := SplitKey(key)
 	keys := i.byNamespace[ns]
 	if keys == nil {
@@ -409,6 +416,11 @@ func (i *Informer) storeLocked(key string, obj runtime.Object) {
 }
 
 func (i *Informer) deleteLocked(key string) {
+	if old, ok := i.items[key]; ok {
+		for _, idx := range i.indexes {
+			idx.update(key, old, nil)
+		}
+	}
 	delete(i.items, key)
 	ns, _ := SplitKey(key)
 	if keys := i.byNamespace[ns]; keys != nil {

@@ -1,8 +1,10 @@
 package informer
 
 import (
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // Lister reads an Informer's cache as typed objects, e.g.
@@ -27,7 +29,32 @@ func (l Lister[T]) Get(namespace, name string) (T, bool) {
 // List returns the objects in namespace ("" = all) matching sel (nil =
 // everything).
 func (l Lister[T]) List(namespace string, sel labels.Selector) []T {
-	objs := l.inf.List(namespace, sel)
+	return typed[T](l.inf.List(namespace, sel))
+}
+
+// ByIndex returns the objects that the informer's index name files under
+// value (see Informer.ByIndex).
+func (l Lister[T]) ByIndex(name, value string) []T {
+	return typed[T](l.inf.ByIndex(name, value))
+}
+
+// Controlled returns the objects whose controller has UID owner and the
+// orphans in namespace: the candidates of a controller's claim, as
+// upstream's FilterPodsByOwner with orphans included. The informer needs
+// ControllerIndex (Informer.AddIndex(ControllerIndex, ByController)).
+func (l Lister[T]) Controlled(namespace string, owner types.UID) []T {
+	out := l.ByIndex(ControllerIndex, OrphanIndexValue(namespace))
+	for _, obj := range l.ByIndex(ControllerIndex, string(owner)) {
+		// Owner references never cross namespaces; a stray one that
+		// names a UID of another namespace is not the owner's.
+		if m, err := meta.Accessor(obj); err == nil && m.GetNamespace() == namespace {
+			out = append(out, obj)
+		}
+	}
+	return out
+}
+
+func typed[T runtime.Object](objs []runtime.Object) []T {
 	out := make([]T, 0, len(objs))
 	for _, obj := range objs {
 		if t, ok := obj.(T); ok {

@@ -116,6 +116,7 @@ func newController(api API, factory *informer.Factory, recorder events.Recorder,
 	}
 	setInf := factory.For(kind.gvr)
 	podInf := factory.For(podsGVR)
+	podInf.AddIndex(informer.ControllerIndex, informer.ByController)
 	c := &Controller{
 		api:       api,
 		kind:      kind,

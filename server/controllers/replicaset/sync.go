@@ -46,7 +46,9 @@ func (c *Controller) reconcile(ctx context.Context, key string) error {
 	needsSync := c.expect.Satisfied(key, now)
 
 	var active []*corev1.Pod
-	for _, p := range c.pods.List(ns, nil) {
+	// Only its own pods and the orphans can be claimed (upstream's
+	// FilterPodsByOwner), so the others of the namespace are not walked.
+	for _, p := range c.pods.Controlled(ns, rs.UID) {
 		if podActive(p) {
 			active = append(active, p)
 		}
@@ -132,9 +134,11 @@ func (c *Controller) relatedPods(rs *appsv1.ReplicaSet, own []*corev1.Pod) []*co
 		}
 	}
 	var related []*corev1.Pod
-	for _, p := range c.pods.List(rs.Namespace, nil) {
-		if ref := metav1.GetControllerOfNoCopy(p); ref != nil && siblings[ref.UID] {
-			related = append(related, p)
+	for uid := range siblings {
+		for _, p := range c.pods.ByIndex(informer.ControllerIndex, string(uid)) {
+			if p.Namespace == rs.Namespace {
+				related = append(related, p)
+			}
 		}
 	}
 	return related

@@ -97,6 +97,7 @@ func New(api API, factory *informer.Factory, recorder events.Recorder, opts Opti
 	}
 	setInf := factory.For(statefulSetsGVR)
 	podInf := factory.For(podsGVR)
+	podInf.AddIndex(informer.ControllerIndex, informer.ByController)
 	revInf := factory.For(history.GVR)
 	claimInf := factory.For(claimsGVR)
 	c := &Controller{
@@ -197,7 +198,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) error {
 	if err != nil {
 		return fmt.Errorf("claim revisions of stateful set %s: %w", key, err)
 	}
-	pods, err := history.Claim(ctx, c.pods.List(ns, nil), set, kind, sel,
+	pods, err := history.Claim(ctx, c.pods.Controlled(ns, set.UID), set, kind, sel,
 		func(p *corev1.Pod) bool { return isMemberOf(set, p) }, c.updatePod)
 	if err != nil {
 		return fmt.Errorf("claim pods of stateful set %s: %w", key, err)
