@@ -24,14 +24,15 @@ var (
 // startNetworkPolicies enforces NetworkPolicies for this node's pods: it
 // mirrors every NetworkPolicy, Pod (peers live on all nodes) and
 // Namespace into a netpol.Syncer, which keeps the "ip orch-netpol" table
-// current. It runs beside the service proxy once the pod network is up.
+// current (written again when tables reports that another program changed
+// it). It runs beside the service proxy once the pod network is up.
 // The cluster DNS gets the namespaces too (pod names and "ns.svc" answer
 // only for namespaces that exist), so they are watched once.
-func (a *Agent) startNetworkPolicies(ctx context.Context, g *errgroup.Group, dnsServer *dns.Server) {
+func (a *Agent) startNetworkPolicies(ctx context.Context, g *errgroup.Group, dnsServer *dns.Server, tables proxy.TableWatcher) {
 	// The node's own identity reads only its pods: the policy mirrors
 	// act as the user nodes may impersonate for this.
 	api := a.api.Impersonating(jointoken.NetworkPolicyUser)
-	syncer := netpol.NewSyncer(netpol.Config{NodeName: a.nodeName}, &proxy.NFTables{}, netpol.SyncerOptions{CheckInterval: tableCheckInterval})
+	syncer := netpol.NewSyncer(netpol.Config{NodeName: a.nodeName}, &proxy.NFTables{}, netpol.SyncerOptions{Tables: tables})
 	results := syncer.Results()
 	g.Go(func() error { _ = syncer.Run(ctx); return nil })
 	g.Go(func() error { a.logPolicyResults(ctx, results); return nil })

@@ -25,17 +25,10 @@ import (
 	"github.com/orch-dev/orch/internal/jointoken"
 	"github.com/orch-dev/orch/netproxy/dns"
 	"github.com/orch-dev/orch/netproxy/keyed"
+	"github.com/orch-dev/orch/netproxy/nftwatch"
 	"github.com/orch-dev/orch/netproxy/podnet"
 	"github.com/orch-dev/orch/netproxy/proxy"
 )
-
-// tableCheckInterval is how often the service proxy, the NetworkPolicy
-// syncer and the pod network check that their nftables tables still
-// exist (someone's `nft flush ruleset` or a firewall reload removes them)
-// and write them again: kube-proxy's --sync-period, 30 s. Checking every 5 s was four netlink
-// round trips and wake-ups per 10 s on an idle node, its most frequent
-// timer.
-const tableCheckInterval = 30 * time.Second
 
 var _ PodNetwork = (*podnet.Network)(nil)
 
@@ -86,7 +79,12 @@ func (a *Agent) startNetworking(ctx context.Context, g *errgroup.Group) error {
 		return fmt.Errorf("orch agent: %w", err)
 	}
 	a.releaseGonePodAddresses(ctx, pn)
-	g.Go(func() error { pn.KeepMasquerade(ctx, tableCheckInterval); return nil })
+	// One subscription to the kernel's nftables events keeps the pod
+	// masquerade, service and NetworkPolicy tables in place when someone
+	// runs `nft flush ruleset`, with no periodic check on an idle node.
+	tables := nftwatch.New(nftwatch.Options{Logger: a.log.With("component", "nftwatch")})
+	g.Go(func() error { _ = tables.Run(ctx); return nil })
+	g.Go(func() error { pn.KeepMasquerade(ctx, tables); return nil })
 	a.net = pn
 
 	dnsIP, err := dns.ClusterDNSIP(nc.ServiceCIDR)
@@ -132,7 +130,7 @@ func (a *Agent) startNetworking(ctx context.Context, g *errgroup.Group) error {
 		NodeIPs:            nodeIPs,
 		ClusterCIDRs:       []netip.Prefix{nc.ClusterCIDR},
 		ServiceCIDRs:       []netip.Prefix{nc.ServiceCIDR},
-	}, &proxy.NFTables{}, proxy.SyncerOptions{Conntrack: &proxy.Conntrack{}, CheckInterval: tableCheckInterval})
+	}, &proxy.NFTables{}, proxy.SyncerOptions{Conntrack: &proxy.Conntrack{}, Tables: tables})
 	results := syncer.Results()
 	a.net = hostPortNetwork{PodNetwork: pn, rules: syncer} // hostports.go
 	a.restoreHostPorts(ctx, syncer)
@@ -148,7 +146,7 @@ func (a *Agent) startNetworking(ctx context.Context, g *errgroup.Group) error {
 		return nil
 	})
 	g.Go(func() error { _ = syncer.Run(ctx); return nil })
-	a.startNetworkPolicies(ctx, g, dnsServer) // see netpol.go
+	a.startNetworkPolicies(ctx, g, dnsServer, tables) // see netpol.go
 	g.Go(func() error { a.logSyncResults(ctx, results); return nil })
 	// The node's own identity reads only what its pods need: services,
 	// slices and the other nodes are read as kube-proxy, which nodes may

@@ -1,9 +1,11 @@
 package netpol
 
 import (
+	"context"
 	"net/netip"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/orch-dev/orch/internal/netnstest"
+	"github.com/orch-dev/orch/netproxy/nftwatch"
 	"github.com/orch-dev/orch/netproxy/proxy"
 )
 
@@ -148,5 +151,59 @@ func TestPolicyEnforcementE2E(t *testing.T) {
 	check("policies removed", conn{"c", "b", 9090, true}, conn{"c", "a", 8080, true})
 	if out := sw.NS.MustRun(t, "nft", "list", "table", "ip", "npol-test"); strings.Contains(out, "ingress-app") {
 		t.Errorf("pod chains left after the policies went:\n%s", out)
+	}
+}
+
+// TestSyncerRestoresTableE2E: another program deletes the policy table
+// or empties it with nft(8); the table watcher reports it and the Syncer
+// writes the table again, the same as before.
+func TestSyncerRestoresTableE2E(t *testing.T) {
+	netnstest.Skip(t, "nft")
+	ns := netnstest.New(t, "npol-restore")
+	fd, err := os.Open(ns.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fd.Close()
+	tables := nftwatch.New(nftwatch.Options{NetNSFd: int(fd.Fd())})
+	cfg := Config{NodeName: node, Table: "npol-restore"}
+	s := NewSyncer(cfg, &proxy.NFTables{NetNSFd: int(fd.Fd())}, SyncerOptions{MinSyncInterval: 10 * time.Millisecond, Tables: tables})
+	results := s.Results()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	wg.Go(func() { _ = tables.Run(ctx) })
+	wg.Go(func() { _ = s.Run(ctx) })
+
+	wait := func(step string) {
+		t.Helper()
+		select {
+		case r := <-results:
+			if r.Err != nil {
+				t.Fatalf("%s: %v", step, r.Err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: no write", step)
+		}
+	}
+	st := cluster()
+	s.ReplaceNamespaces(st.Namespaces)
+	s.ReplacePods(st.Pods)
+	s.ReplacePolicies([]*networkingv1.NetworkPolicy{policy("app", "deny", nil, ingressOnly, nil, nil)})
+	wait("first write")
+	want := ns.MustRun(t, "nft", "list", "table", "ip", cfg.Table)
+	if !strings.Contains(want, "ingress-app/web") {
+		t.Fatalf("the policy's chain is missing:\n%s", want)
+	}
+	for _, args := range [][]string{
+		{"delete", "table", "ip", cfg.Table},
+		{"flush", "table", "ip", cfg.Table},
+	} {
+		ns.MustRun(t, "nft", args...)
+		// Nothing changed for the Syncer: this write answers the report.
+		wait("after nft " + strings.Join(args, " "))
+		if got := ns.MustRun(t, "nft", "list", "table", "ip", cfg.Table); got != want {
+			t.Fatalf("after nft %s the table is\n%s\nwant\n%s", strings.Join(args, " "), got, want)
+		}
 	}
 }

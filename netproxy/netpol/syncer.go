@@ -20,11 +20,12 @@ type SyncerOptions struct {
 	// MinSyncInterval is the least time between two writes, so that a
 	// burst of pod changes becomes one write. Default 100ms.
 	MinSyncInterval time.Duration
-	// CheckInterval is how often the Syncer checks that its table still
-	// exists. Default 5s.
-	CheckInterval time.Duration
 	// RetryInterval is the wait after a failed write. Default 1s.
 	RetryInterval time.Duration
+	// Tables, if set, tells the Syncer when another program deleted or
+	// changed its table, which it then writes again (see
+	// proxy.SyncLoop).
+	Tables proxy.TableWatcher
 }
 
 // SyncResult describes one write, for logging.
@@ -37,62 +38,44 @@ type SyncResult struct {
 
 // Syncer keeps the kernel's table equal to Build of the latest
 // NetworkPolicies, Pods and Namespaces, which the agent feeds it from its
-// watches. Changes only mark the state dirty; Run rebuilds and writes (the
-// writer sends only what changed) at most once per MinSyncInterval. It
+// watches. Changes only mark the state dirty; Run (the service proxy's
+// SyncLoop) rebuilds and writes (the writer sends only what changed) at
+// most once per MinSyncInterval. It
 // writes nothing before all three kinds were listed: a restarting agent
 // must not open isolated pods with a table built from a partial picture.
 type Syncer struct {
 	cfg    Config
 	writer proxy.RuleWriter
-	opts   SyncerOptions
 
 	mu         sync.Mutex
 	policies   keyed.Map[*networkingv1.NetworkPolicy]
 	pods       keyed.Map[*v1.Pod]
 	namespaces keyed.Map[*v1.Namespace]
-	dirty      bool
-	results    chan SyncResult
 
-	kick chan struct{}
+	loop    *proxy.SyncLoop
+	results proxy.Results[SyncResult]
 }
 
 // NewSyncer returns a Syncer writing through w (a *proxy.NFTables).
 func NewSyncer(cfg Config, w proxy.RuleWriter, opts SyncerOptions) *Syncer {
-	if opts.MinSyncInterval <= 0 {
-		opts.MinSyncInterval = 100 * time.Millisecond
-	}
-	if opts.CheckInterval <= 0 {
-		opts.CheckInterval = 5 * time.Second
-	}
-	if opts.RetryInterval <= 0 {
-		opts.RetryInterval = time.Second
-	}
-	return &Syncer{cfg: cfg, writer: w, opts: opts, kick: make(chan struct{}, 1)}
+	return &Syncer{cfg: cfg, writer: w, loop: proxy.NewSyncLoop(w, cfg.table(), proxy.LoopOptions{
+		MinSyncInterval: opts.MinSyncInterval,
+		RetryInterval:   opts.RetryInterval,
+		Tables:          opts.Tables,
+	})}
 }
 
 // Results returns a channel that receives the outcome of every write. It
 // must be called before Run; results are dropped when nobody reads.
-func (s *Syncer) Results() <-chan SyncResult {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.results == nil {
-		s.results = make(chan SyncResult, 16)
-	}
-	return s.results
-}
+func (s *Syncer) Results() <-chan SyncResult { return s.results.Chan() }
 
 // change applies f under the lock and, if it reports a change that
 // matters, schedules a write.
 func (s *Syncer) change(f func() bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !f() {
-		return
-	}
-	s.dirty = true
-	select {
-	case s.kick <- struct{}{}:
-	default:
+	if f() {
+		s.loop.MarkDirty()
 	}
 }
 
@@ -168,67 +151,28 @@ func samePodForRules(a, b *v1.Pod) bool {
 	return true
 }
 
-// snapshot returns the state to build from and clears the dirty flag,
-// or ok=false when there is nothing to do.
+// snapshot returns the state to build from, or ok=false before all three
+// kinds were listed.
 func (s *Syncer) snapshot() (st State, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.dirty || !s.listedLocked() {
+	if !s.policies.Listed() || !s.pods.Listed() || !s.namespaces.Listed() {
 		return State{}, false
 	}
-	s.dirty = false
 	return State{Policies: s.policies.Values(0), Pods: s.pods.Values(0), Namespaces: s.namespaces.Values(0)}, true
 }
 
-func (s *Syncer) listedLocked() bool {
-	return s.policies.Listed() && s.pods.Listed() && s.namespaces.Listed()
-}
-
 // Run writes the rules until ctx is cancelled and returns ctx.Err().
-// Failed writes are retried and reported on Results; a table deleted by
-// hand is written again within CheckInterval.
+// Failed writes are retried and reported on Results; a table another
+// program deleted or emptied is written again when Tables reports it.
 func (s *Syncer) Run(ctx context.Context) error {
-	check := time.NewTicker(s.opts.CheckInterval)
-	defer check.Stop()
-	var retry <-chan time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-s.kick:
-		case <-retry:
-			retry = nil
-		case <-check.C:
-			s.checkTable()
-		}
+	return s.loop.Run(ctx, func() (bool, error) {
 		res, did := s.syncOnce()
-		if !did {
-			continue
+		if did {
+			s.results.Send(res)
 		}
-		if res.Err != nil {
-			s.change(func() bool { return true })
-			retry = time.After(s.opts.RetryInterval)
-		}
-		s.report(res)
-		// Let a burst of changes gather into the next write.
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(s.opts.MinSyncInterval):
-		}
-	}
-}
-
-func (s *Syncer) checkTable() {
-	s.mu.Lock()
-	listed := s.listedLocked()
-	s.mu.Unlock()
-	if !listed {
-		return
-	}
-	if ok, err := s.writer.Exists(s.cfg.table()); err == nil && !ok {
-		s.change(func() bool { return true })
-	}
+		return did, res.Err
+	})
 }
 
 func (s *Syncer) syncOnce() (SyncResult, bool) {
@@ -244,17 +188,4 @@ func (s *Syncer) syncOnce() (SyncResult, bool) {
 	}
 	res.Duration = time.Since(start)
 	return res, true
-}
-
-func (s *Syncer) report(r SyncResult) {
-	s.mu.Lock()
-	ch := s.results
-	s.mu.Unlock()
-	if ch == nil {
-		return
-	}
-	select {
-	case ch <- r:
-	default:
-	}
 }

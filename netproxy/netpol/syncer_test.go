@@ -7,9 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
 	v1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 
+	"github.com/orch-dev/orch/netproxy/nftwatch"
+	"github.com/orch-dev/orch/netproxy/nftwatch/nftwatchtest"
 	"github.com/orch-dev/orch/netproxy/proxy"
 )
 
@@ -77,7 +80,8 @@ func (f *fakeWriter) settle() int {
 
 func TestSyncer(t *testing.T) {
 	w := newFakeWriter()
-	s := NewSyncer(Config{NodeName: node}, w, SyncerOptions{MinSyncInterval: time.Millisecond, CheckInterval: 20 * time.Millisecond})
+	tables := &nftwatchtest.Watcher{}
+	s := NewSyncer(Config{NodeName: node}, w, SyncerOptions{MinSyncInterval: time.Millisecond, Tables: tables})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- s.Run(ctx) }()
@@ -116,10 +120,14 @@ func TestSyncer(t *testing.T) {
 	}
 	n = w.settle()
 
-	// Someone deletes the table: it is written again.
+	// Someone deletes the table and the watcher says so: it is written
+	// again.
 	w.mu.Lock()
 	w.gone = true
 	w.mu.Unlock()
+	if subs := tables.Report(nftwatch.Table{Family: nftables.TableFamilyIPv4, Name: Config{}.table()}, nftwatch.Lost); subs != 1 {
+		t.Fatalf("%d subscribers of the table, want 1", subs)
+	}
 	w.waitWrite(t)
 	if w.count() <= n {
 		t.Error("deleted table not written again")

@@ -136,15 +136,20 @@ func New(opts Options) *Watcher {
 
 // Watch calls notify whenever table t may have been changed by another
 // program, until the returned cancel function is called. notify runs on
-// the Watcher's goroutine and must not block (mark work and return).
+// the Watcher's goroutine (and once on the caller's, below) and must not
+// block: mark work and return.
+//
+// Watch itself reports Lost at once: whatever happened to t before the
+// call went unseen by this subscriber.
 func (w *Watcher) Watch(t Table, notify func(Reason)) (cancel func()) {
 	s := &subscription{notify: notify}
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	if w.subs[t] == nil {
 		w.subs[t] = map[*subscription]struct{}{}
 	}
 	w.subs[t][s] = struct{}{}
+	w.mu.Unlock()
+	notify(Lost)
 	return func() {
 		w.mu.Lock()
 		defer w.mu.Unlock()

@@ -31,7 +31,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -294,31 +293,22 @@ func (n *Network) writeMasquerade() error {
 	return nil
 }
 
-// KeepMasquerade checks every interval, until ctx ends, that the
-// masquerade table Init wrote is still there, and writes it again if
-// someone deleted it (`nft flush ruleset`), as the service proxy does
-// with its own table: without it pods' traffic would leave the node
-// with their pod addresses.
-func (n *Network) KeepMasquerade(ctx context.Context, interval time.Duration) {
+// KeepMasquerade keeps the masquerade table Init wrote in place until ctx
+// ends: when tables reports that another program deleted or changed it
+// (`nft flush ruleset`), it writes the table again, as the service proxy
+// does with its own (see proxy.SyncLoop). Without it pods' traffic would
+// leave the node with their pod addresses.
+func (n *Network) KeepMasquerade(ctx context.Context, tables proxy.TableWatcher) {
 	w := &proxy.NFTables{NetNSFd: int(n.cfg.NetNS)}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		ok, err := w.Exists(n.cfg.Table)
-		if err != nil || ok {
-			continue
-		}
+	loop := proxy.NewSyncLoop(w, n.cfg.Table, proxy.LoopOptions{Tables: tables})
+	_ = loop.Run(ctx, func() (bool, error) {
 		if err := w.Apply(n.masqueradeRules()); err != nil {
 			n.log.Error("cannot restore the pod masquerade table", "table", n.cfg.Table, "err", err)
-			continue
+			return true, err
 		}
-		n.log.Warn("restored the pod masquerade table, which was deleted", "table", n.cfg.Table)
-	}
+		n.log.Warn("restored the pod masquerade table, which another program deleted or changed", "table", n.cfg.Table)
+		return true, nil
+	})
 }
 
 // vethName is the host end of a pod's veth pair, from its UID: stable,

@@ -9,9 +9,11 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/orch-dev/orch/internal/netnstest"
+	"github.com/orch-dev/orch/netproxy/nftwatch"
 	"github.com/orch-dev/orch/netproxy/proxy"
 )
 
@@ -338,21 +341,42 @@ func TestPodNetworkE2E(t *testing.T) {
 	if got, err := fetch(a.ns, n1.ip.String()+":9090"); err != nil || got != a.ip {
 		t.Errorf("a → node-1 without the masquerade table: %q, %v; want the pod's own %s", got, err, a.ip)
 	}
+	// Started after the deletion, the keeper learns of it from the
+	// watcher's first report (events before the subscription are lost);
+	// afterwards another program's deletion or flush is an event.
 	ctx, stop := context.WithCancel(context.Background())
-	kept := make(chan struct{})
-	go func() { n0.net.KeepMasquerade(ctx, 10*time.Millisecond); close(kept) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for ok := false; !ok; ok, _ = w.Exists(n0.net.cfg.Table) {
-		if time.Now().After(deadline) {
-			t.Fatal("the masquerade table did not come back")
+	tables := nftwatch.New(nftwatch.Options{NetNSFd: int(n0.ns)})
+	var kept sync.WaitGroup
+	kept.Go(func() { _ = tables.Run(ctx) })
+	kept.Go(func() { n0.net.KeepMasquerade(ctx, tables) })
+	masqueraded := func(step string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			got, err := fetch(a.ns, n1.ip.String()+":9090")
+			if err == nil && got == n0.ip.String() {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("a → node-1 %s: %q, %v; want %s (the masquerade table did not come back)", step, got, err, n0.ip)
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		time.Sleep(10 * time.Millisecond)
+	}
+	masqueraded("after the keeper started")
+	for _, args := range [][]string{
+		{"delete", "table", "ip", n0.net.cfg.Table},
+		{"flush", "table", "ip", n0.net.cfg.Table},
+		{"flush", "ruleset"},
+	} {
+		cmd := append([]string{"--net=" + nsPath(n0.ns), "nft"}, args...)
+		if out, err := exec.Command("nsenter", cmd...).CombinedOutput(); err != nil {
+			t.Fatalf("nft %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+		masqueraded("after nft " + strings.Join(args, " "))
 	}
 	stop()
-	<-kept
-	if got, err := fetch(a.ns, n1.ip.String()+":9090"); err != nil || got != n0.ip.String() {
-		t.Errorf("a → node-1 after the table came back: %q, %v; want %s", got, err, n0.ip)
-	}
+	kept.Wait()
 
 	// Setup is idempotent, and a restarted agent gives the same addresses.
 	if ip, err := n0.net.Setup(context.Background(), a.pod, nsPath(a.ns)); err != nil || ip != a.ip {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -20,6 +21,8 @@ import (
 	"golang.org/x/sys/unix"
 	v1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/orch-dev/orch/netproxy/nftwatch"
 )
 
 // testNet is a two-namespace network built by the e2e tests: a "node"
@@ -321,17 +324,18 @@ func TestE2EServiceProxy(t *testing.T) {
 	})
 }
 
+// TestE2ESyncerResyncsDeletedTable: another program deletes the table or
+// empties it with nft(8); the table watcher reports it and the Syncer
+// writes the whole table again at once (no periodic check), while its own
+// writes cause no further write.
 func TestE2ESyncerResyncsDeletedTable(t *testing.T) {
 	tn := setupNet(t)
 	tn.serve(t, 8080, "web-0")
 	w := &NFTables{NetNSFd: int(tn.node)}
 	cfg := e2eConfig()
-	s := NewSyncer(cfg, w, SyncerOptions{MinSyncInterval: 10 * time.Millisecond, CheckInterval: 50 * time.Millisecond})
+	s := NewSyncer(cfg, w, SyncerOptions{MinSyncInterval: 10 * time.Millisecond, Tables: startTableWatcher(t, tn.node)})
 	results := s.Results()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	runSyncer(t, s)
 
 	s.Replace([]*v1.Service{svc("web", "198.19.0.10", tcpPort("http", 80, 0))}, nil)
 	waitResult(t, results)
@@ -343,19 +347,58 @@ func TestE2ESyncerResyncsDeletedTable(t *testing.T) {
 	if got, err := get(tn.node, "198.19.0.10:80", time.Second); err != nil || got != "web-0" {
 		t.Fatalf("got %q, %v", got, err)
 	}
+	want := listTable(t, w, cfg.Table)
 
-	if err := w.Delete(cfg.table()); err != nil {
-		t.Fatal(err)
+	for _, args := range [][]string{
+		{"delete", "table", "ip", cfg.Table},
+		{"flush", "table", "ip", cfg.Table}, // the table stays, its rules go
+	} {
+		name := "nft " + strings.Join(args, " ")
+		nftIn(t, tn.node, args...)
+		// Nothing changed for the Syncer: a write now is its answer to
+		// the watcher's report.
+		waitResult(t, results)
+		if got := listTable(t, w, cfg.Table); got != want {
+			t.Fatalf("after %s the table is\n%s\n\nwant\n%s", name, got, want)
+		}
+		if got, err := get(tn.node, "198.19.0.10:80", time.Second); err != nil || got != "web-0" {
+			t.Fatalf("after %s: got %q, %v", name, got, err)
+		}
 	}
-	if ok, err := w.Exists(cfg.table()); err != nil || ok {
-		t.Fatalf("after delete: exists=%v err=%v", ok, err)
-	}
+	// Its own writes are not reported back: a change is one write, with
+	// none after it.
+	s.UpdateService(svc("other", "198.19.0.11", tcpPort("http", 80, 0)))
 	waitResult(t, results)
-	if ok, err := w.Exists(cfg.table()); err != nil || !ok {
-		t.Fatalf("after resync: exists=%v err=%v", ok, err)
+	select {
+	case r := <-results:
+		t.Fatalf("a write after the Syncer's own (%+v): its own change was reported as another program's", r)
+	case <-time.After(500 * time.Millisecond):
 	}
-	if got, err := get(tn.node, "198.19.0.10:80", time.Second); err != nil || got != "web-0" {
-		t.Fatalf("after resync: got %q, %v", got, err)
+}
+
+// startTableWatcher runs an nftwatch.Watcher in ns until t ends.
+func startTableWatcher(t *testing.T, ns netns.NsHandle) *nftwatch.Watcher {
+	t.Helper()
+	tw := nftwatch.New(nftwatch.Options{NetNSFd: int(ns)})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tw.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return tw
+}
+
+// nftIn runs nft(8) with args in ns, as another program would.
+func nftIn(t *testing.T, ns netns.NsHandle, args ...string) {
+	t.Helper()
+	if err := inNetns(ns, func() error {
+		// A child forked on this thread starts in its namespace.
+		out, err := exec.Command("nft", args...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%w: %s", err, out)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("nft %s: %v", strings.Join(args, " "), err)
 	}
 }
 

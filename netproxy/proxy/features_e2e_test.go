@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os/exec"
 	"regexp"
 	"strings"
 	"syscall"
@@ -429,7 +428,7 @@ func TestE2ERestartKeepsRules(t *testing.T) {
 	// A fresh writer each time: it knows nothing of the kernel's table.
 	start := func(t *testing.T) *NFTables {
 		w := &NFTables{NetNSFd: int(fn.node)}
-		waitResult(t, startSyncer(t, cfg, w, services, slices, 0))
+		waitResult(t, startSyncer(t, cfg, w, services, slices, nil))
 		return w
 	}
 
@@ -470,11 +469,11 @@ func TestE2ERestartKeepsRules(t *testing.T) {
 }
 
 // startSyncer runs a Syncer writing through w, fed with services and
-// slices, checking for its table every checkInterval (0: the default),
-// until t ends, and returns its results.
-func startSyncer(t *testing.T, cfg Config, w *NFTables, services []*v1.Service, slices []*discoveryv1.EndpointSlice, checkInterval time.Duration) <-chan SyncResult {
+// slices, told of other programs' changes to its table by tables (nil:
+// not told), until t ends, and returns its results.
+func startSyncer(t *testing.T, cfg Config, w *NFTables, services []*v1.Service, slices []*discoveryv1.EndpointSlice, tables TableWatcher) <-chan SyncResult {
 	t.Helper()
-	s := NewSyncer(cfg, w, SyncerOptions{MinSyncInterval: 10 * time.Millisecond, CheckInterval: checkInterval})
+	s := NewSyncer(cfg, w, SyncerOptions{MinSyncInterval: 10 * time.Millisecond, Tables: tables})
 	results := s.Results()
 	runSyncer(t, s)
 	s.Replace(services, slices)
@@ -542,30 +541,21 @@ func (c *echoConn) roundTrip(t *testing.T, msg string) {
 }
 
 // TestE2EResyncAfterNftByHand: an administrator deletes the table with
-// nft(8), or flushes the whole ruleset; the Syncer notices at its next
-// check and writes the same table again.
+// nft(8), or flushes the whole ruleset; the table watcher reports it and
+// the Syncer writes the same table again.
 func TestE2EResyncAfterNftByHand(t *testing.T) {
 	tn := setupNet(t)
 	tn.serve(t, 8080, "web-0")
 	w := &NFTables{NetNSFd: int(tn.node)}
 	cfg := e2eConfig()
 	results := startSyncer(t, cfg, w, []*v1.Service{svc("web", "198.19.0.10", tcpPort("http", 80, 0))},
-		[]*discoveryv1.EndpointSlice{slice("web", "web-abc", "http", 8080, ep("198.18.1.2", "node-a", true))}, 50*time.Millisecond)
+		[]*discoveryv1.EndpointSlice{slice("web", "web-abc", "http", 8080, ep("198.18.1.2", "node-a", true))}, startTableWatcher(t, tn.node))
 	waitResult(t, results)
 	want := listTable(t, w, cfg.Table)
 
 	for _, args := range [][]string{{"delete", "table", "ip", cfg.Table}, {"flush", "ruleset"}} {
 		name := "nft " + strings.Join(args, " ")
-		if err := inNetns(tn.node, func() error {
-			// A child forked on this thread starts in its namespace.
-			out, err := exec.Command("nft", args...).CombinedOutput()
-			if err != nil {
-				return fmt.Errorf("%w: %s", err, out)
-			}
-			return nil
-		}); err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
+		nftIn(t, tn.node, args...)
 		// The Syncer writes only when something changed: a write now is
 		// its answer to the missing table. (Whether the table is gone
 		// cannot be checked here: the Syncer may have restored it

@@ -7,11 +7,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/nftables"
+
 	v1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/orch-dev/orch/netproxy/keyed"
+	"github.com/orch-dev/orch/netproxy/nftwatch"
 )
 
 // RuleWriter puts a ruleset into effect. NFTables is the real one; tests
@@ -28,13 +31,14 @@ type SyncerOptions struct {
 	// MinSyncInterval is the least time between two writes, so a burst of
 	// endpoint changes becomes one write. Default 100ms.
 	MinSyncInterval time.Duration
-	// CheckInterval is how often the Syncer checks that its table still
-	// exists (someone may have run `nft flush ruleset`). Default 5s.
-	CheckInterval time.Duration
 	// RetryInterval is the wait after a failed write. Default 1s.
 	RetryInterval time.Duration
 	// Now is the clock; time.Now by default.
 	Now func() time.Time
+	// Tables, if set, tells the Syncer when another program deleted or
+	// changed its table (`nft flush ruleset`), which it then writes
+	// again. Without it the table is only written on changes.
+	Tables TableWatcher
 	// Conntrack, if set, deletes the UDP conntrack entries each write
 	// makes stale (see StaleUDPFlows).
 	Conntrack FlowCleaner
@@ -55,8 +59,8 @@ type SyncResult struct {
 // Syncer keeps the kernel's table equal to Build of the latest Services
 // and EndpointSlices. The agent feeds it objects from its watches; the
 // Syncer never talks to the API server. Updates only mark the state dirty;
-// the Run loop rebuilds and rewrites the whole table, at most once per
-// MinSyncInterval.
+// the Run loop (a SyncLoop) rebuilds and writes the table, at most once
+// per MinSyncInterval.
 type Syncer struct {
 	cfg     Config
 	writer  RuleWriter
@@ -68,25 +72,15 @@ type Syncer struct {
 	services  keyed.Map[*v1.Service] // Listed once Replace gave a full picture
 	slices    keyed.Map[*discoveryv1.EndpointSlice]
 	hostPorts map[types.UID][]HostPort // by pod
-	dirty     bool
 
-	kick    chan struct{}
-	results chan SyncResult
+	loop    *SyncLoop
+	results Results[SyncResult]
 }
 
 // NewSyncer returns a Syncer writing through w. It writes nothing until
 // Replace has given it the initial state, so a restarting agent never
 // wipes working rules with an empty table.
 func NewSyncer(cfg Config, w RuleWriter, opts SyncerOptions) *Syncer {
-	if opts.MinSyncInterval <= 0 {
-		opts.MinSyncInterval = 100 * time.Millisecond
-	}
-	if opts.CheckInterval <= 0 {
-		opts.CheckInterval = 5 * time.Second
-	}
-	if opts.RetryInterval <= 0 {
-		opts.RetryInterval = time.Second
-	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -95,28 +89,18 @@ func NewSyncer(cfg Config, w RuleWriter, opts SyncerOptions) *Syncer {
 		writer:  w,
 		opts:    opts,
 		builder: NewBuilder(cfg),
-		kick:    make(chan struct{}, 1),
+		loop: NewSyncLoop(w, cfg.table(), LoopOptions{
+			MinSyncInterval: opts.MinSyncInterval,
+			RetryInterval:   opts.RetryInterval,
+			Now:             opts.Now,
+			Tables:          opts.Tables,
+		}),
 	}
 }
 
 // Results returns a channel that receives the outcome of every write. It
 // must be called before Run; results are dropped when nobody reads.
-func (s *Syncer) Results() <-chan SyncResult {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.results == nil {
-		s.results = make(chan SyncResult, 16)
-	}
-	return s.results
-}
-
-func (s *Syncer) markDirty() {
-	s.dirty = true
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
-}
+func (s *Syncer) Results() <-chan SyncResult { return s.results.Chan() }
 
 // Replace sets the complete state, e.g. after the agent's initial list.
 // The objects must not be modified afterwards: unchanged objects are
@@ -126,7 +110,7 @@ func (s *Syncer) Replace(services []*v1.Service, slices []*discoveryv1.EndpointS
 	defer s.mu.Unlock()
 	s.services.Replace(services)
 	s.slices.Replace(slices)
-	s.markDirty()
+	s.loop.MarkDirty()
 }
 
 // UpdateService records an added or changed Service. The object must not
@@ -166,18 +150,17 @@ func (s *Syncer) SetPodHostPorts(uid types.UID, hps []HostPort) {
 		}
 		s.hostPorts[uid] = slices.Clone(hps)
 	}
-	s.markDirty()
+	s.loop.MarkDirty()
 }
 
-// snapshot returns the state to build from and clears the dirty flag, or
-// ok=false when there is nothing to do.
+// snapshot returns the state to build from, or ok=false before Replace
+// gave the initial state.
 func (s *Syncer) snapshot() (svcs []*v1.Service, sls []*discoveryv1.EndpointSlice, hps []HostPort, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.services.Listed() || !s.dirty {
+	if !s.services.Listed() {
 		return nil, nil, nil, false
 	}
-	s.dirty = false
 	for _, m := range s.hostPorts {
 		hps = append(hps, m...)
 	}
@@ -187,61 +170,13 @@ func (s *Syncer) snapshot() (svcs []*v1.Service, sls []*discoveryv1.EndpointSlic
 // Run writes the rules until ctx is cancelled. It returns ctx.Err(); write
 // failures are retried and reported on Results.
 func (s *Syncer) Run(ctx context.Context) error {
-	check := time.NewTicker(s.opts.CheckInterval)
-	defer check.Stop()
-	var last time.Time
-	retry := (<-chan time.Time)(nil)
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-s.kick:
-		case <-retry:
-			retry = nil
-		case <-check.C:
-			s.checkTable()
-		}
-		// Batch: wait out the rest of the minimum interval, collecting
-		// whatever else changes meanwhile.
-		if wait := s.opts.MinSyncInterval - s.opts.Now().Sub(last); !last.IsZero() && wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return ctx.Err()
-			case <-t.C:
-			}
-		}
+	return s.loop.Run(ctx, func() (bool, error) {
 		res, did := s.syncOnce()
-		if !did {
-			continue
+		if did {
+			s.results.Send(res)
 		}
-		last = s.opts.Now()
-		if res.Err != nil {
-			s.mu.Lock()
-			s.dirty = true
-			s.mu.Unlock()
-			retry = time.After(s.opts.RetryInterval)
-		}
-		s.report(res)
-	}
-}
-
-// checkTable marks the state dirty if the table vanished.
-func (s *Syncer) checkTable() {
-	s.mu.Lock()
-	init := s.services.Listed()
-	s.mu.Unlock()
-	if !init {
-		return
-	}
-	ok, err := s.writer.Exists(s.cfg.table())
-	if err != nil || ok {
-		return
-	}
-	s.mu.Lock()
-	s.markDirty()
-	s.mu.Unlock()
+		return did, res.Err
+	})
 }
 
 func (s *Syncer) syncOnce() (SyncResult, bool) {
@@ -268,23 +203,223 @@ func (s *Syncer) syncOnce() (SyncResult, bool) {
 	return res, true
 }
 
-func (s *Syncer) report(r SyncResult) {
-	s.mu.Lock()
-	ch := s.results
-	s.mu.Unlock()
-	if ch == nil {
-		return
-	}
-	select {
-	case ch <- r:
-	default:
-	}
-}
-
 // change makes one change to the objects under the lock and records it.
 func (s *Syncer) change(f func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f()
-	s.markDirty()
+	s.loop.MarkDirty()
+}
+
+// LoopOptions tune a SyncLoop. Zero values pick the defaults.
+type LoopOptions struct {
+	// MinSyncInterval is the least time between two writes, so a burst
+	// of changes becomes one write. Default 100ms.
+	MinSyncInterval time.Duration
+	// RetryInterval is the wait after a failed write. Default 1s.
+	RetryInterval time.Duration
+	// Now is the clock; time.Now by default.
+	Now func() time.Time
+	// Tables, if set, reports changes of the table by other programs;
+	// see SyncLoop.
+	Tables TableWatcher
+}
+
+// TableWatcher reports changes of nftables tables by other programs;
+// *nftwatch.Watcher is the real one.
+type TableWatcher interface {
+	// Watch calls notify, which must not block, whenever t may have
+	// been changed, until cancel is called.
+	Watch(t nftwatch.Table, notify func(nftwatch.Reason)) (cancel func())
+}
+
+var _ TableWatcher = (*nftwatch.Watcher)(nil)
+
+// A SyncLoop runs the writes of one nftables table for its owner (the
+// service proxy's and the NetworkPolicy Syncers, the pod masquerade
+// table): the owner keeps its state and calls MarkDirty on every change
+// that matters; Run calls the owner's sync function when the state is
+// dirty, at most once per MinSyncInterval so that a burst of changes is
+// written once, and again after RetryInterval while writes fail.
+//
+// With LoopOptions.Tables it also keeps the table in place against other
+// programs, without polling: when the watcher reports the table Changed
+// (deleted by `nft flush ruleset`, emptied by `nft flush table`) the
+// loop makes the writer forget its copy, so the next write is the whole
+// table, and marks the state dirty; when it reports Lost (events were
+// missed) the loop asks the writer whether the table still exists and
+// marks the state dirty if not. The owner's own writes are never
+// reported (see package nftwatch), so they cause no second write.
+type SyncLoop struct {
+	writer RuleWriter
+	table  string
+	opts   LoopOptions
+
+	mu     sync.Mutex
+	dirty  bool
+	reason nftwatch.Reason // the strongest unhandled watcher report
+	kick   chan struct{}
+}
+
+// NewSyncLoop returns a loop for table, written through w.
+func NewSyncLoop(w RuleWriter, table string, opts LoopOptions) *SyncLoop {
+	if opts.MinSyncInterval <= 0 {
+		opts.MinSyncInterval = 100 * time.Millisecond
+	}
+	if opts.RetryInterval <= 0 {
+		opts.RetryInterval = time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &SyncLoop{writer: w, table: table, opts: opts, kick: make(chan struct{}, 1)}
+}
+
+// MarkDirty schedules a write. It never blocks.
+func (l *SyncLoop) MarkDirty() {
+	l.mu.Lock()
+	l.dirty = true
+	l.mu.Unlock()
+	l.wake()
+}
+
+func (l *SyncLoop) wake() {
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+}
+
+// tableEvent records a watcher report; Changed outranks Lost.
+func (l *SyncLoop) tableEvent(r nftwatch.Reason) {
+	l.mu.Lock()
+	l.reason = max(l.reason, r)
+	l.mu.Unlock()
+	l.wake()
+}
+
+// Run calls sync whenever the state is dirty, until ctx is cancelled, and
+// returns ctx.Err(). sync reports whether it wrote (false: nothing to
+// write yet, e.g. before the owner's first full list) and the write's
+// error; a failed write is tried again after RetryInterval.
+func (l *SyncLoop) Run(ctx context.Context, sync func() (wrote bool, err error)) error {
+	if l.opts.Tables != nil {
+		defer l.opts.Tables.Watch(nftwatch.Table{Family: nftables.TableFamilyIPv4, Name: l.table}, l.tableEvent)()
+	}
+	var last time.Time
+	var retry <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-l.kick:
+		case <-retry:
+			retry = nil
+		}
+		l.checkTable()
+		// Batch: wait out the rest of the minimum interval, collecting
+		// whatever else changes meanwhile.
+		if wait := l.opts.MinSyncInterval - l.opts.Now().Sub(last); !last.IsZero() && wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			case <-t.C:
+			}
+		}
+		l.mu.Lock()
+		dirty := l.dirty
+		l.dirty = false
+		l.mu.Unlock()
+		if !dirty {
+			continue
+		}
+		wrote, err := sync()
+		if !wrote {
+			continue
+		}
+		last = l.opts.Now()
+		if err != nil {
+			// Dirty again, but not kicked: the retry timer wakes the
+			// loop, so a failing write is not hammered.
+			l.mu.Lock()
+			l.dirty = true
+			l.mu.Unlock()
+			retry = time.After(l.opts.RetryInterval)
+		}
+	}
+}
+
+// tableForgetter is a RuleWriter that can drop its record of the
+// kernel's copy of a table, so that its next Apply writes the whole table
+// instead of a difference against rules that are no longer there.
+type tableForgetter interface {
+	Forget(table string)
+}
+
+// checkTable handles a pending watcher report.
+func (l *SyncLoop) checkTable() {
+	l.mu.Lock()
+	r := l.reason
+	l.reason = 0
+	l.mu.Unlock()
+	switch r {
+	case nftwatch.Changed:
+		if f, ok := l.writer.(tableForgetter); ok {
+			f.Forget(l.table)
+			l.mu.Lock()
+			l.dirty = true
+			l.mu.Unlock()
+			return
+		}
+		// A writer that cannot forget still repairs a deleted table.
+		fallthrough
+	case nftwatch.Lost:
+		// Exists also makes the writer forget a table that is gone.
+		if ok, err := l.writer.Exists(l.table); err == nil && !ok {
+			l.mu.Lock()
+			l.dirty = true
+			l.mu.Unlock()
+		}
+	}
+}
+
+// Forget drops the record of the kernel's copy of table, so the next
+// Apply writes it whole: another program changed it (see SyncLoop).
+//
+// It belongs beside forget in nft.go; it is here while that file is being
+// rewritten.
+func (w *NFTables) Forget(table string) { w.forget(table) }
+
+// Results delivers the outcome of each write to at most one reader,
+// dropping outcomes nobody reads so that writes never wait for a logger.
+// The zero value is ready to use.
+type Results[T any] struct {
+	mu sync.Mutex
+	ch chan T
+}
+
+// Chan returns the channel of outcomes; call it before the writes start.
+func (r *Results[T]) Chan() <-chan T {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ch == nil {
+		r.ch = make(chan T, 16)
+	}
+	return r.ch
+}
+
+// Send delivers v if there is room and someone asked for the channel.
+func (r *Results[T]) Send(v T) {
+	r.mu.Lock()
+	ch := r.ch
+	r.mu.Unlock()
+	if ch == nil {
+		return
+	}
+	select {
+	case ch <- v:
+	default:
+	}
 }

@@ -10,16 +10,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
 	v1 "k8s.io/api/core/v1"
+
+	"github.com/orch-dev/orch/netproxy/nftwatch"
+	"github.com/orch-dev/orch/netproxy/nftwatch/nftwatchtest"
 )
 
 // fakeWriter records applied rulesets and can pretend the table vanished
 // or that writes fail.
 type fakeWriter struct {
-	mu      sync.Mutex
-	applied []*Ruleset
-	exists  bool
-	failing int // number of Apply calls still to fail
+	mu        sync.Mutex
+	applied   []*Ruleset
+	exists    bool
+	failing   int // number of Apply calls still to fail
+	forgotten int
 }
 
 func (f *fakeWriter) Apply(rs *Ruleset) error {
@@ -38,6 +43,14 @@ func (f *fakeWriter) Exists(string) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.exists, nil
+}
+
+// Forget records that the Syncer dropped its copy of the table (see
+// tableForgetter).
+func (f *fakeWriter) Forget(string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.forgotten++
 }
 
 func (f *fakeWriter) count() int {
@@ -81,7 +94,7 @@ func expectResult(t *testing.T, results <-chan SyncResult, wantErr bool) SyncRes
 
 func TestSyncerWaitsForInitialState(t *testing.T) {
 	w := &fakeWriter{}
-	s := NewSyncer(unitConfig(), w, SyncerOptions{MinSyncInterval: time.Millisecond, CheckInterval: 5 * time.Millisecond})
+	s := NewSyncer(unitConfig(), w, SyncerOptions{MinSyncInterval: time.Millisecond})
 	results := s.Results()
 	runSyncer(t, s)
 	s.UpdateService(svc("web", "10.43.0.20", tcpPort("http", 80, 0)))
@@ -99,7 +112,7 @@ func TestSyncerWaitsForInitialState(t *testing.T) {
 
 func TestSyncerBatchesChanges(t *testing.T) {
 	w := &fakeWriter{}
-	s := NewSyncer(unitConfig(), w, SyncerOptions{MinSyncInterval: 200 * time.Millisecond, CheckInterval: time.Hour})
+	s := NewSyncer(unitConfig(), w, SyncerOptions{MinSyncInterval: 200 * time.Millisecond})
 	results := s.Results()
 	runSyncer(t, s)
 	s.Replace(nil, nil)
@@ -125,25 +138,64 @@ func TestSyncerBatchesChanges(t *testing.T) {
 	}
 }
 
-func TestSyncerResyncsWhenTableDeleted(t *testing.T) {
-	w := &fakeWriter{}
-	s := NewSyncer(unitConfig(), w, SyncerOptions{MinSyncInterval: time.Millisecond, CheckInterval: 10 * time.Millisecond})
-	results := s.Results()
-	runSyncer(t, s)
-	s.Replace([]*v1.Service{svc("web", "10.43.0.20", tcpPort("http", 80, 0))}, nil)
-	expectResult(t, results, false)
-	w.mu.Lock()
-	w.exists = false
-	w.mu.Unlock()
-	expectResult(t, results, false)
-	if n := w.count(); n != 2 {
-		t.Fatalf("%d writes, want 2", n)
+// TestSyncerAnswersTableWatcher: the watcher's reports, not a timer, make
+// the Syncer look at its table. Lost asks the writer whether the table is
+// still there and writes only if not; Changed (another program emptied
+// it) makes the writer forget its copy and write the whole table.
+func TestSyncerAnswersTableWatcher(t *testing.T) {
+	table := nftwatch.Table{Family: nftables.TableFamilyIPv4, Name: unitConfig().table()}
+	for _, tc := range []struct {
+		name          string
+		reason        nftwatch.Reason
+		exists        bool
+		wantWrite     bool
+		wantForgotten int
+	}{
+		{name: "lost, table still there", reason: nftwatch.Lost, exists: true},
+		{name: "lost, table gone", reason: nftwatch.Lost, wantWrite: true},
+		{name: "changed, table still there", reason: nftwatch.Changed, exists: true, wantWrite: true, wantForgotten: 1},
+		{name: "changed, table gone", reason: nftwatch.Changed, wantWrite: true, wantForgotten: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &fakeWriter{}
+			tables := &nftwatchtest.Watcher{}
+			s := NewSyncer(unitConfig(), w, SyncerOptions{MinSyncInterval: time.Millisecond, Tables: tables})
+			results := s.Results()
+			runSyncer(t, s)
+			s.Replace([]*v1.Service{svc("web", "10.43.0.20", tcpPort("http", 80, 0))}, nil)
+			expectResult(t, results, false)
+			w.mu.Lock()
+			w.exists = tc.exists
+			w.mu.Unlock()
+			if n := tables.Report(table, tc.reason); n != 1 {
+				t.Fatalf("%d subscribers of %v, want 1", n, table)
+			}
+			if tc.wantWrite {
+				expectResult(t, results, false)
+			} else {
+				// Nothing to wait for but the absence of a write: a
+				// second report, handled in order, must not write either.
+				tables.Report(table, tc.reason)
+				s.UpdateService(svc("web2", "10.43.0.21", tcpPort("http", 80, 0)))
+				if r := expectResult(t, results, false); r.Services != 2 {
+					t.Fatalf("write after the report has %d services, want 2 (the report wrote on its own)", r.Services)
+				}
+			}
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			if w.forgotten != tc.wantForgotten {
+				t.Errorf("writer forgot its copy %d times, want %d", w.forgotten, tc.wantForgotten)
+			}
+			if len(w.applied) != 2 {
+				t.Errorf("%d writes, want 2", len(w.applied))
+			}
+		})
 	}
 }
 
 func TestSyncerRetriesFailedWrites(t *testing.T) {
 	w := &fakeWriter{failing: 2}
-	s := NewSyncer(unitConfig(), w, SyncerOptions{MinSyncInterval: time.Millisecond, CheckInterval: time.Hour, RetryInterval: 10 * time.Millisecond})
+	s := NewSyncer(unitConfig(), w, SyncerOptions{MinSyncInterval: time.Millisecond, RetryInterval: 10 * time.Millisecond})
 	results := s.Results()
 	runSyncer(t, s)
 	s.Replace(nil, nil)

@@ -16,8 +16,10 @@ type Watcher struct {
 	next int
 }
 
-// Watch records notify until cancel is called.
+// Watch records notify until cancel is called and reports Lost at once,
+// as the real one does.
 func (w *Watcher) Watch(t nftwatch.Table, notify func(nftwatch.Reason)) (cancel func()) {
+	defer notify(nftwatch.Lost)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.subs == nil {
