@@ -166,19 +166,15 @@ func (s *Syncer) snapshot() (st State, ok bool) {
 // Failed writes are retried and reported on Results; a table another
 // program deleted or emptied is written again when Tables reports it.
 func (s *Syncer) Run(ctx context.Context) error {
-	return s.loop.Run(ctx, func() (bool, error) {
-		res, did := s.syncOnce()
-		if did {
-			s.results.Send(res)
-		}
-		return did, res.Err
-	})
+	return s.loop.Run(ctx, s.syncOnce)
 }
 
-func (s *Syncer) syncOnce() (SyncResult, bool) {
+// syncOnce builds and writes the table once all three kinds were listed,
+// and reports the outcome on Results.
+func (s *Syncer) syncOnce() (wrote bool, err error) {
 	st, ok := s.snapshot()
 	if !ok {
-		return SyncResult{}, false
+		return false, nil
 	}
 	start := time.Now()
 	rs, warnings := Build(s.cfg, st)
@@ -187,5 +183,6 @@ func (s *Syncer) syncOnce() (SyncResult, bool) {
 		res.Err = fmt.Errorf("sync network policy rules: %w", err)
 	}
 	res.Duration = time.Since(start)
-	return res, true
+	s.results.Send(res)
+	return true, res.Err
 }

@@ -170,19 +170,15 @@ func (s *Syncer) snapshot() (svcs []*v1.Service, sls []*discoveryv1.EndpointSlic
 // Run writes the rules until ctx is cancelled. It returns ctx.Err(); write
 // failures are retried and reported on Results.
 func (s *Syncer) Run(ctx context.Context) error {
-	return s.loop.Run(ctx, func() (bool, error) {
-		res, did := s.syncOnce()
-		if did {
-			s.results.Send(res)
-		}
-		return did, res.Err
-	})
+	return s.loop.Run(ctx, s.syncOnce)
 }
 
-func (s *Syncer) syncOnce() (SyncResult, bool) {
+// syncOnce builds and writes the table if Replace gave the initial state,
+// and reports the outcome on Results.
+func (s *Syncer) syncOnce() (wrote bool, err error) {
 	svcs, sls, hps, ok := s.snapshot()
 	if !ok {
-		return SyncResult{}, false
+		return false, nil
 	}
 	start := s.opts.Now()
 	rs := s.builder.BuildWithHostPorts(svcs, sls, hps)
@@ -193,14 +189,16 @@ func (s *Syncer) syncOnce() (SyncResult, bool) {
 		s.written = nil
 		res.Err = fmt.Errorf("sync service rules: %w", err)
 		res.Duration = s.opts.Now().Sub(start)
-		return res, true
+		s.results.Send(res)
+		return true, res.Err
 	}
 	res.Duration = s.opts.Now().Sub(start)
 	if s.opts.Conntrack != nil {
 		res.StaleFlows, res.CleanupErr = s.opts.Conntrack.DeleteFlows(staleUDPFlows(s.written, rs))
 	}
 	s.written = rs
-	return res, true
+	s.results.Send(res)
+	return true, nil
 }
 
 // change makes one change to the objects under the lock and records it.
