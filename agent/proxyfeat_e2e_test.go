@@ -87,10 +87,10 @@ func TestServiceProxyFeaturesE2E(t *testing.T) {
 		}
 	})
 	t.Run("tables deleted by hand are written again", func(t *testing.T) {
-		// The service proxy's table and the NetworkPolicy table: each
-		// syncer checks for its own every 30 s (kube-proxy's sync period).
-		// Both go at once, so the test waits one period, not two.
-		tables := []string{"orch", "orch-netpol"}
+		// The service proxy's, the NetworkPolicy and the pod masquerade
+		// tables: the agent hears of the deletion from the kernel's
+		// nftables events (nftwatch) and writes each again at once.
+		tables := []string{"orch", "orch-netpol", "orch-podnet"}
 		for _, table := range tables {
 			if _, err := node.Run("nft", "list", "table", "ip", table); err != nil {
 				t.Fatalf("before: %v", err)
@@ -101,7 +101,7 @@ func TestServiceProxyFeaturesE2E(t *testing.T) {
 			node.MustRun(t, "nft", "delete", "table", "ip", table)
 		}
 		for _, table := range tables {
-			waitFor(t, 90*time.Second, "table ip "+table+" written again", func() (bool, error) {
+			waitFor(t, 30*time.Second, "table ip "+table+" written again", func() (bool, error) {
 				_, err := node.Run("nft", "list", "table", "ip", table)
 				return err == nil, nil
 			})
