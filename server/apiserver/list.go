@@ -223,6 +223,10 @@ func (s *Server) listObjects(ctx context.Context, res *registry.Resource, lq lis
 	if !sel.empty() && limit > 0 && pageSize < 256 {
 		pageSize = 256 // read ahead: most candidates may not match
 	}
+	// The count of the keys after a page is reported only without
+	// selectors (it would count objects that do not match); with them the
+	// store is spared the walk over the rest of the prefix, page after page.
+	opts.SkipCount = !sel.empty()
 	for {
 		opts.Limit = pageSize
 		if limit > 0 {

@@ -181,3 +181,34 @@ func getDoc(t *testing.T, u, accept string) (int, map[string]interface{}) {
 	}
 	return resp.StatusCode, doc
 }
+
+// TestListRemainingItemCount: a page cut by limit tells how many objects
+// follow it, as upstream does, only when no selector filters them; the
+// Table of the same page carries the same list metadata.
+func TestListRemainingItemCount(t *testing.T) {
+	ts := startServer(t)
+	createConfigMaps(t, ts, 7) // cm-0000 … cm-0006, cm-0000/0003/0006 labelled third=yes
+	for _, tc := range []struct {
+		query     string
+		items     int
+		remaining interface{} // float64, or nil when absent
+	}{
+		{"limit=2", 2, float64(5)},
+		{"limit=6", 6, float64(1)},
+		{"limit=7", 7, nil},
+		{"limit=1&labelSelector=third%3Dyes", 1, nil},
+		{"limit=1&fieldSelector=metadata.name%21%3Dcm-0000", 1, nil},
+	} {
+		for _, accept := range []string{"application/json", "application/json;as=Table;g=meta.k8s.io;v=v1"} {
+			_, doc := getDoc(t, ts.URL+"/api/v1/namespaces/default/configmaps?"+tc.query, accept)
+			md := doc["metadata"].(map[string]interface{})
+			items, _ := doc["items"].([]interface{})
+			if rows, ok := doc["rows"].([]interface{}); ok {
+				items = rows
+			}
+			if len(items) != tc.items || md["remainingItemCount"] != tc.remaining {
+				t.Errorf("%s as %s: %d items, remainingItemCount %v; want %d, %v", tc.query, accept, len(items), md["remainingItemCount"], tc.items, tc.remaining)
+			}
+		}
+	}
+}
