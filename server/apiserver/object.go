@@ -37,6 +37,10 @@ type writeOptions struct {
 	// applied: the object is the result of a server-side apply, which has
 	// recorded its managed fields already.
 	applied bool
+	// unmanaged: the server writes the object itself below the field
+	// manager, recording no managed fields, as Kubernetes' pods/binding
+	// does (BindingREST updates the pod in storage directly).
+	unmanaged bool
 }
 
 func (s *Server) parseWriteOptions(r *http.Request, subresource string) (writeOptions, error) {
@@ -468,7 +472,7 @@ func (s *Server) guaranteedUpdate(ctx context.Context, res *registry.Resource, n
 				finish = func(ok bool) { f(ctx, ok) }
 			}
 		}
-		if s.fields != nil && !opts.applied {
+		if s.fields != nil && !opts.applied && !opts.unmanaged {
 			managed, err := s.fields.Update(res.GroupVersionKind(), current, obj, opts.fieldManager, opts.subresource)
 			if err != nil {
 				finish(false)

@@ -263,6 +263,10 @@ func (s *Server) bindPod(ctx context.Context, res *registry.Resource, ns, name s
 	if binding.Target.Name == "" {
 		return apierrors.NewInvalid(schema.GroupKind{Kind: "Binding"}, name, fieldErrors("target.name", "", "a node name is required"))
 	}
+	// Kubernetes' binding writes the pod in storage, below the field
+	// manager: a bound pod's managed fields do not change (and no binding
+	// pays for a typed diff of the whole pod).
+	opts.unmanaged = true
 	_, err := s.guaranteedUpdate(ctx, res, ns, name, false, opts, func(current runtime.Object) (runtime.Object, error) {
 		pod, ok := current.(*corev1.Pod)
 		if !ok {
