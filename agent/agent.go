@@ -86,6 +86,11 @@ type Config struct {
 	// dnsPolicy ClusterFirst; with no ClusterDNS pods get the host's.
 	ClusterDNS    []string
 	ClusterDomain string
+	// ResolvConf is the node's resolver configuration (--resolv-conf):
+	// what dnsPolicy Default pods get and where the node-local DNS
+	// server forwards other names. Empty: chosen as k3s does
+	// (hostresolv.go).
+	ResolvConf string
 	// RuntimeExe is the orch binary the container runtime re-executes for
 	// pause and shim processes; default os.Executable().
 	RuntimeExe string
@@ -121,6 +126,9 @@ type Agent struct {
 	nodeName string
 	hostIP   string
 	dir      string // DataDir/agent
+	// hostResolvConf is the file the node's own resolvers are read from
+	// (locateHostResolvConf); empty means none.
+	hostResolvConf string
 
 	events       *eventRecorder
 	crashBackOff *backOff
@@ -273,6 +281,11 @@ func (a *Agent) run(ctx context.Context) error {
 	if err := container.CheckCgroups(); err != nil {
 		return fmt.Errorf("orch agent: %w", err)
 	}
+	hostResolvConf, err := a.locateHostResolvConf()
+	if err != nil {
+		return fmt.Errorf("orch agent: %w", err)
+	}
+	a.hostResolvConf = hostResolvConf
 	images, err := image.Open(image.Options{Root: filepath.Join(a.dir, "images")})
 	if err != nil {
 		return fmt.Errorf("orch agent: %w", err)

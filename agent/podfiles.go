@@ -109,7 +109,7 @@ func (a *Agent) hostsFile(pod *v1.Pod, podIP string) ([]byte, error) {
 // dnsPolicy and dnsConfig (dns.ResolvConf), from the node's resolver
 // configuration.
 func (a *Agent) resolvConf(pod *v1.Pod) ([]byte, error) {
-	host, err := dns.LoadHostResolvConf()
+	host, err := dns.LoadHostResolvConf(a.hostResolvConf)
 	if err != nil {
 		return nil, err
 	}

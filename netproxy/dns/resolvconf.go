@@ -53,35 +53,85 @@ const (
 	SystemdResolvConf = "/run/systemd/resolve/resolv.conf"
 )
 
-// LocateHostResolvConf returns the first of paths (EtcResolvConf, then
-// SystemdResolvConf when none are given) that names at least one
-// nameserver and only global unicast ones, which pods and the node reach
-// alike; when none does, the first path.
-func LocateHostResolvConf(paths ...string) string {
+// FallbackResolvConf is the configuration a node uses when none of the
+// host's files names a resolver that pods can reach. k3s writes the same
+// file (kubelet's --resolv-conf then points at it) rather than hand pods
+// a loopback stub that answers nothing in their network namespace.
+const FallbackResolvConf = "nameserver 8.8.8.8\n"
+
+// ResolvConfCandidate is one file that may hold the node's resolver
+// configuration, as read from disk; Err is set when it could not be read.
+type ResolvConfCandidate struct {
+	Path    string
+	Content []byte
+	Err     error
+}
+
+// ReadResolvConfCandidates reads paths, EtcResolvConf then
+// SystemdResolvConf when none are given, for ChooseHostResolvConf.
+func ReadResolvConfCandidates(paths ...string) []ResolvConfCandidate {
 	if len(paths) == 0 {
 		paths = []string{EtcResolvConf, SystemdResolvConf}
 	}
-	for _, p := range paths {
-		if c, err := readResolvConf(p); err == nil && usable(c) {
-			return p
-		}
+	out := make([]ResolvConfCandidate, len(paths))
+	for i, p := range paths {
+		b, err := os.ReadFile(p)
+		out[i] = ResolvConfCandidate{Path: p, Content: b, Err: err}
 	}
-	return paths[0]
+	return out
 }
 
-func usable(c HostResolvConf) bool {
+// ChooseHostResolvConf returns the path of the first candidate that k3s
+// would accept as the node's resolver configuration: readable, naming at
+// least one nameserver and only global unicast ones (a loopback, link-local
+// or multicast resolver answers the host but not a pod). skipped says why
+// each earlier candidate was passed over. An empty path means none is
+// usable and the caller should use FallbackResolvConf.
+func ChooseHostResolvConf(candidates []ResolvConfCandidate) (path string, skipped []error) {
+	for _, c := range candidates {
+		err := c.Err
+		if err == nil {
+			err = CheckHostResolvConf(c.Content)
+		}
+		if err == nil {
+			return c.Path, skipped
+		}
+		skipped = append(skipped, fmt.Errorf("%s: %w", c.Path, err))
+	}
+	return "", skipped
+}
+
+// CheckHostResolvConf reports why content cannot serve as the node's
+// resolver configuration for pods and the node-local DNS server's
+// upstreams, or nil when it can.
+func CheckHostResolvConf(content []byte) error {
+	c, err := ParseResolvConf(bytes.NewReader(content))
+	if err != nil {
+		return err
+	}
+	if len(c.Nameservers) == 0 {
+		return errors.New("no nameserver")
+	}
 	for _, s := range c.Nameservers {
-		if a, err := netip.ParseAddr(s); err != nil || !a.IsGlobalUnicast() {
-			return false
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return fmt.Errorf("nameserver %q is no IP address", s)
+		}
+		if !a.IsGlobalUnicast() {
+			return fmt.Errorf("nameserver %s is a loopback, link-local or multicast address, which pods cannot reach", s)
 		}
 	}
-	return len(c.Nameservers) > 0
+	return nil
 }
 
-// LoadHostResolvConf reads the file LocateHostResolvConf picks among
-// paths. A missing file is an empty configuration, as for kubelet.
-func LoadHostResolvConf(paths ...string) (HostResolvConf, error) {
-	c, err := readResolvConf(LocateHostResolvConf(paths...))
+// LoadHostResolvConf reads the node's resolver configuration from path.
+// A missing file or an empty path is an empty configuration, as for
+// kubelet with --resolv-conf="".
+func LoadHostResolvConf(path string) (HostResolvConf, error) {
+	if path == "" {
+		return HostResolvConf{}, nil
+	}
+	c, err := readResolvConf(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return HostResolvConf{}, nil
 	}
@@ -259,4 +309,16 @@ func mergeOptions(existing []string, extra []v1.PodDNSConfigOption) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// LocateHostResolvConf returns the file ChooseHostResolvConf picks among
+// the default candidates, or EtcResolvConf when none is usable.
+//
+// Deprecated: the agent chooses once at start, with its --resolv-conf
+// and fallback file; this stays only until its last caller moves.
+func LocateHostResolvConf() string {
+	if p, _ := ChooseHostResolvConf(ReadResolvConfCandidates()); p != "" {
+		return p
+	}
+	return EtcResolvConf
 }

@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -103,45 +104,78 @@ func TestClusterDNSIP(t *testing.T) {
 	}
 }
 
-func TestLocateHostResolvConf(t *testing.T) {
-	dir := t.TempDir()
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
+// TestChooseHostResolvConf checks k3s' choice of the node's resolver
+// configuration over file contents: nothing is sent anywhere.
+func TestChooseHostResolvConf(t *testing.T) {
+	cand := func(path, content string) ResolvConfCandidate {
+		return ResolvConfCandidate{Path: path, Content: []byte(content)}
 	}
-	stub := write("stub", "nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch lan\n")
-	real := write("real", "nameserver 192.0.2.53\nsearch lan\n")
-	mixed := write("mixed", "nameserver 192.0.2.53\nnameserver 127.0.0.1\n")
-	empty := write("empty", "search lan\n")
-	missing := filepath.Join(dir, "missing")
+	stub := cand("/etc/resolv.conf", "# systemd-resolved\nnameserver 127.0.0.53\noptions edns0 trust-ad\nsearch lan\n")
+	real := cand("/run/systemd/resolve/resolv.conf", "nameserver 192.0.2.53\nnameserver 2001:db8::53\nsearch lan\n")
+	private := cand("/etc/resolv.conf", "nameserver 10.0.0.2\n")
+	mixed := cand("/etc/resolv.conf", "nameserver 192.0.2.53\nnameserver 127.0.0.1\n")
+	linkLocal := cand("/etc/resolv.conf", "nameserver fe80::1%eth0\n")
+	empty := cand("/etc/resolv.conf", "search lan\n")
+	garbage := cand("/etc/resolv.conf", "nameserver resolver.lan\n")
+	missing := ResolvConfCandidate{Path: "/run/systemd/resolve/resolv.conf", Err: fs.ErrNotExist}
 	tests := []struct {
-		name  string
-		paths []string
-		want  string
+		name        string
+		candidates  []ResolvConfCandidate
+		want        string
+		wantSkipped []string // substrings, one per skipped candidate
 	}{
-		{"systemd-resolved stub falls back to the real file", []string{stub, real}, real},
-		{"a usable first file is taken", []string{real, stub}, real},
-		{"any loopback nameserver makes a file unusable", []string{mixed, real}, real},
-		{"no nameserver is unusable", []string{empty, real}, real},
-		{"missing files are skipped", []string{missing, real}, real},
-		{"none usable: the first", []string{stub, empty}, stub},
+		{"a usable first file is taken", []ResolvConfCandidate{real, stub}, real.Path, nil},
+		{"private resolvers are global unicast", []ResolvConfCandidate{private, real}, private.Path, nil},
+		{"systemd-resolved stub falls back to resolved's real file", []ResolvConfCandidate{stub, real}, real.Path,
+			[]string{"/etc/resolv.conf: nameserver 127.0.0.53 is a loopback"}},
+		{"any loopback nameserver makes a file unusable", []ResolvConfCandidate{mixed, real}, real.Path,
+			[]string{"nameserver 127.0.0.1"}},
+		{"link-local", []ResolvConfCandidate{linkLocal, real}, real.Path, []string{"fe80::1%eth0"}},
+		{"no nameserver is unusable", []ResolvConfCandidate{empty, real}, real.Path, []string{"no nameserver"}},
+		{"a name is no nameserver", []ResolvConfCandidate{garbage, real}, real.Path, []string{`"resolver.lan" is no IP address`}},
+		{"stub and no resolved file: fallback", []ResolvConfCandidate{stub, missing}, "",
+			[]string{"127.0.0.53", "file does not exist"}},
+		{"nothing: fallback", nil, "", nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := LocateHostResolvConf(tc.paths...); got != tc.want {
-				t.Errorf("got %s, want %s", got, tc.want)
+			got, skipped := ChooseHostResolvConf(tc.candidates)
+			if got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+			if len(skipped) != len(tc.wantSkipped) {
+				t.Fatalf("skipped %v, want %d reasons %q", skipped, len(tc.wantSkipped), tc.wantSkipped)
+			}
+			for i, w := range tc.wantSkipped {
+				if !strings.Contains(skipped[i].Error(), w) {
+					t.Errorf("reason %d %q, want it to contain %q", i, skipped[i], w)
+				}
 			}
 		})
 	}
-	c, err := LoadHostResolvConf(missing)
-	if err != nil || len(c.Nameservers)+len(c.Searches)+len(c.Options) != 0 {
-		t.Errorf("missing resolv.conf: %+v, %v; want an empty configuration", c, err)
+	if err := CheckHostResolvConf([]byte(FallbackResolvConf)); err != nil {
+		t.Errorf("the fallback configuration is itself unusable: %v", err)
 	}
-	c, err = LoadHostResolvConf(stub, real)
-	if err != nil || !slices.Equal(c.Nameservers, []string{"192.0.2.53"}) {
-		t.Errorf("got %+v, %v; want the real file's nameserver", c, err)
+}
+
+func TestLoadHostResolvConf(t *testing.T) {
+	dir := t.TempDir()
+	real := filepath.Join(dir, "resolv.conf")
+	if err := os.WriteFile(real, []byte("nameserver 192.0.2.53\nsearch lan\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cands := ReadResolvConfCandidates(filepath.Join(dir, "missing"), real)
+	if cands[0].Err == nil || cands[1].Err != nil || string(cands[1].Content) != "nameserver 192.0.2.53\nsearch lan\n" {
+		t.Errorf("ReadResolvConfCandidates: %+v", cands)
+	}
+	for _, path := range []string{"", filepath.Join(dir, "missing")} {
+		c, err := LoadHostResolvConf(path)
+		if err != nil || len(c.Nameservers)+len(c.Searches)+len(c.Options) != 0 {
+			t.Errorf("LoadHostResolvConf(%q): %+v, %v; want an empty configuration", path, c, err)
+		}
+	}
+	c, err := LoadHostResolvConf(real)
+	if err != nil || !slices.Equal(c.Nameservers, []string{"192.0.2.53"}) || !slices.Equal(c.Searches, []string{"lan"}) {
+		t.Errorf("got %+v, %v; want the file's nameserver and search", c, err)
 	}
 }
