@@ -219,7 +219,7 @@ func runServer(c *cli.Context, stderr io.Writer) error {
 			ServerURL: node.ServerURL, NodeName: cfg.NodeName, DataDir: cfg.DataDir, Debug: cfg.Debug,
 			Logger: cfg.Logger.With("component", "agent"), HTTPClient: hc, ServerNode: true,
 			ImagePuller: puller, CgroupRoot: nodeCfg.CgroupRoot, KillPodsOnStop: nodeCfg.KillPodsOnStop,
-			NodeIP: nodeCfg.NodeIP, NodeExternalIP: nodeCfg.NodeExternalIP,
+			NodeIP: nodeCfg.NodeIP, NodeExternalIP: nodeCfg.NodeExternalIP, ResolvConf: nodeCfg.ResolvConf,
 		}
 		if cfg.FlannelBackend != "none" {
 			acfg.Network = &agent.NetworkConfig{ClusterCIDR: cfg.ClusterCIDR, ServiceCIDR: cfg.ServiceCIDR, Backend: cfg.FlannelBackend}

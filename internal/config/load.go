@@ -54,6 +54,7 @@ func Server(src Sources) (server.Config, error) {
 	c.boolean(keyKillPodsOnStop)
 	c.nodeAddress(keyNodeIP)
 	c.nodeAddress(keyNodeExternalIP)
+	c.optionalFile(keyResolvConf)
 	if err := c.err(); err != nil {
 		return server.Config{}, err
 	}
@@ -79,6 +80,7 @@ func Agent(src Sources) (agent.Config, error) {
 	cfg.NodeIP, cfg.NodeExternalIP = c.nodeAddress(keyNodeIP), c.nodeAddress(keyNodeExternalIP)
 	cfg.TunnelKeepalive = c.duration(keyTunnelKeepalive, time.Second)
 	cfg.CgroupRoot = c.absDir(keyCgroupRoot)
+	cfg.ResolvConf = c.optionalFile(keyResolvConf)
 	if backend := c.oneOf(keyFlannelBackend, "none", "host-gw", "vxlan", "auto"); backend != "none" {
 		cfg.Network = &agent.NetworkConfig{ClusterCIDR: c.prefix(keyClusterCIDR), ServiceCIDR: c.prefix(keyServiceCIDR), Backend: backend}
 		c.networks(cfg.Network.ClusterCIDR, cfg.Network.ServiceCIDR)
@@ -134,6 +136,7 @@ type LocalNode struct {
 	KillPodsOnStop bool   // --kill-pods-on-stop
 	NodeIP         string // --node-ip
 	NodeExternalIP string // --node-external-ip
+	ResolvConf     string // --resolv-conf
 }
 
 // ServerLocalNode resolves the node settings of `orch server`.
@@ -144,7 +147,8 @@ func ServerLocalNode(src Sources) (LocalNode, error) {
 	}
 	c := &checker{vals: vals}
 	n := LocalNode{CgroupRoot: c.absDir(keyCgroupRoot), KillPodsOnStop: c.boolean(keyKillPodsOnStop),
-		NodeIP: c.nodeAddress(keyNodeIP), NodeExternalIP: c.nodeAddress(keyNodeExternalIP)}
+		NodeIP: c.nodeAddress(keyNodeIP), NodeExternalIP: c.nodeAddress(keyNodeExternalIP),
+		ResolvConf: c.optionalFile(keyResolvConf)}
 	return n, c.err()
 }
 
@@ -317,6 +321,14 @@ func (c *checker) absDir(key string) string {
 
 // file checks an output file name; relative names are taken relative to the
 // working directory, as a user typing one on a shell expects.
+// optionalFile is file for a setting that may be left empty.
+func (c *checker) optionalFile(key string) string {
+	if c.text(key) == "" {
+		return ""
+	}
+	return c.file(key)
+}
+
 func (c *checker) file(key string) string {
 	t := c.text(key)
 	if t == "" {

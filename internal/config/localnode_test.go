@@ -21,6 +21,10 @@ func TestServerLocalNode(t *testing.T) {
 			want: LocalNode{CgroupRoot: "/orch"}},
 		{name: "node addresses", in: input{file: "node-ip: 198.18.0.1\nnode-external-ip: 203.0.113.7\n"},
 			want: LocalNode{CgroupRoot: "/orch", NodeIP: "198.18.0.1", NodeExternalIP: "203.0.113.7"}},
+		{name: "resolv.conf", in: input{flags: map[string]string{"resolv-conf": "/etc/orch/resolv.conf"}},
+			want: LocalNode{CgroupRoot: "/orch", ResolvConf: "/etc/orch/resolv.conf"}},
+		{name: "resolv.conf is a file", in: input{env: map[string]string{"ORCH_RESOLV_CONF": "/etc/"}},
+			wantErr: []string{`resolv-conf: "/etc/" names a directory, want a file`}},
 		{name: "bad external IP", in: input{flags: map[string]string{"node-external-ip": "203.0.113"}},
 			wantErr: []string{`node-external-ip: "203.0.113" is not an IP address (e.g. 192.168.1.10) (from flag --node-external-ip)`}},
 		{name: "bad values", in: input{env: map[string]string{"ORCH_KILL_PODS_ON_STOP": "sometimes", "ORCH_CGROUP_ROOT": "orch"}},
@@ -70,6 +74,26 @@ func TestAgentKillPodsOnStop(t *testing.T) {
 		}
 		if cfg.KillPodsOnStop != tc.want {
 			t.Errorf("%+v: KillPodsOnStop = %v, want %v", tc.in, cfg.KillPodsOnStop, tc.want)
+		}
+	}
+}
+
+func TestAgentResolvConf(t *testing.T) {
+	join := map[string]string{"join": "https://10.0.0.1:6443"}
+	for _, tc := range []struct {
+		in   input
+		want string
+	}{
+		{in: input{flags: join}, want: ""},
+		{in: input{flags: join, file: "resolv-conf: /run/orch/resolv.conf\n"}, want: "/run/orch/resolv.conf"},
+		{in: input{flags: join, env: map[string]string{"ORCH_RESOLV_CONF": "/etc/resolv.upstream"}}, want: "/etc/resolv.upstream"},
+	} {
+		cfg, err := Agent(tc.in.sources(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.ResolvConf != tc.want {
+			t.Errorf("%+v: ResolvConf = %q, want %q", tc.in, cfg.ResolvConf, tc.want)
 		}
 	}
 }

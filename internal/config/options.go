@@ -55,6 +55,7 @@ const (
 	keyTunnelKeepalive = "tunnel-keepalive"
 	keyNodeIP          = "node-ip"
 	keyNodeExternalIP  = "node-external-ip"
+	keyResolvConf      = "resolv-conf"
 )
 
 // Option is one setting of a command: a flag, an environment variable and a
@@ -108,6 +109,7 @@ func ServerOptions() []Option {
 		{Name: keyDisable, List: true, Usage: "do not apply this built-in manifest (its file name without .yaml, e.g. local-storage), or run the built-in ingress controller (ingress); repeatable"},
 		cgroupRootOption(),
 		killPodsOnStopOption(),
+		resolvConfOption(),
 		{Name: keyDebug, Bool: true, Default: "false", Usage: "log at debug level"},
 	}
 	return append(opts, logOptions()...)
@@ -128,6 +130,7 @@ func AgentOptions() []Option {
 		{Name: keyClusterCIDR, Default: "10.42.0.0/16", Usage: "the server's --cluster-cidr (pod network), with --flannel-backend"},
 		{Name: keyServiceCIDR, Default: "10.43.0.0/16", Usage: "the server's --service-cidr (cluster IPs), with --flannel-backend"},
 		killPodsOnStopOption(),
+		resolvConfOption(),
 		{Name: keyDisable, List: true, Usage: "do not run this built-in component on the node: ingress (the ingress proxy on ports 80 and 443); repeatable"},
 		{Name: keyTunnelKeepalive, Default: "10s", Usage: "heartbeat period on the tunnel to the server; either end drops the link after 1.5 periods without a sign of the other (a dead link is noticed within ~15 s by default)"},
 		{Name: keyDebug, Bool: true, Default: "false", Usage: "log at debug level"},
@@ -163,6 +166,12 @@ func cgroupRootOption() Option {
 // restart of orch must not take the workloads down.
 func killPodsOnStopOption() Option {
 	return Option{Name: keyKillPodsOnStop, Bool: true, Default: "false", Usage: "on SIGTERM stop every pod of this node (each within its grace period, at most 30s) and remove their containers, cgroups, mounts and network state; by default pods keep running"}
+}
+
+// resolvConfOption is the node's resolver configuration, shared by the
+// agent and the server's built-in node, as k3s' --resolv-conf.
+func resolvConfOption() Option {
+	return Option{Name: keyResolvConf, Usage: "resolv.conf naming the node's upstream DNS resolvers, for pods with dnsPolicy Default and names outside the cluster (default: /etc/resolv.conf, or /run/systemd/resolve/resolv.conf when the first names only loopback resolvers such as systemd-resolved's stub, else nameserver 8.8.8.8)"}
 }
 
 func configOption() Option {
