@@ -116,6 +116,8 @@ type Watcher struct {
 	opts Options
 	// ownThread reports whether a thread ID belongs to this process.
 	ownThread func(tid uint32) bool
+	// receiveBuffer is the socket's receive buffer size (tests shrink it).
+	receiveBuffer int
 
 	mu   sync.Mutex
 	subs map[Table]map[*subscription]struct{}
@@ -131,7 +133,7 @@ func New(opts Options) *Watcher {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Watcher{opts: opts, ownThread: isOwnThread, subs: map[Table]map[*subscription]struct{}{}}
+	return &Watcher{opts: opts, ownThread: isOwnThread, receiveBuffer: defaultReceiveBuffer, subs: map[Table]map[*subscription]struct{}{}}
 }
 
 // Watch calls notify whenever table t may have been changed by another
@@ -182,11 +184,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 }
 
-// receiveBuffer is the socket's receive buffer. The owners' own large
+// defaultReceiveBuffer is the socket's receive buffer. The owners' own large
 // writes queue one message per element; overflowing costs only a Lost
 // round (one existence check per table), so this need not hold the
 // largest transaction. The kernel charges only what is queued.
-const receiveBuffer = 4 << 20
+const defaultReceiveBuffer = 4 << 20
 
 // watch subscribes and reads events until ctx ends or reading fails.
 func (w *Watcher) watch(ctx context.Context) error {
@@ -199,7 +201,7 @@ func (w *Watcher) watch(ctx context.Context) error {
 		return fmt.Errorf("subscribe to nftables events: %w", err)
 	}
 	// Best effort: a smaller buffer only overflows (Lost) sooner.
-	_ = conn.SetReadBuffer(receiveBuffer)
+	_ = conn.SetReadBuffer(w.receiveBuffer)
 	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
 	defer stop()
 

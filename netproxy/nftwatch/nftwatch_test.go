@@ -3,8 +3,11 @@ package nftwatch
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -184,62 +187,82 @@ func TestIsOwnThread(t *testing.T) {
 	}
 }
 
-// TestWatcherE2E subscribes in a namespace of its own: tables added and
-// deleted by nft(8) are reported; this process's own writes are not.
-func TestWatcherE2E(t *testing.T) {
+// startInNetns runs a Watcher made by New in a namespace of the test's own
+// with mod applied, until the test ends, and returns it and the namespace
+// with an open fd of it.
+func startInNetns(t *testing.T, name string, mod func(*Watcher)) (*Watcher, *netnstest.NS, *os.File) {
+	t.Helper()
 	netnstest.Skip(t, "nft")
-	ns := netnstest.New(t, "nftwatch-e2e")
+	ns := netnstest.New(t, name)
 	fd, err := os.Open(ns.Path())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer fd.Close()
+	t.Cleanup(func() { fd.Close() })
 	w := New(Options{NetNSFd: int(fd.Fd())})
+	if mod != nil {
+		mod(w)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	t.Cleanup(func() { cancel(); <-done })
+	return w, ns, fd
+}
 
-	mine := Table{Family: nftables.TableFamilyIPv4, Name: "mine"}
-	theirs := Table{Family: nftables.TableFamilyIPv4, Name: "theirs"}
-	mineRec, theirsRec := newRecorder(), newRecorder()
-	w.Watch(mine, mineRec.notify)
-	w.Watch(theirs, theirsRec.notify)
-	next := func(r *recorder, what string) Reason {
-		t.Helper()
-		select {
-		case reason := <-r.ch:
-			return reason
-		case <-time.After(10 * time.Second):
-			t.Fatalf("%s: not reported", what)
-			return 0
-		}
+// next returns the next report r received.
+func (r *recorder) next(t *testing.T, what string) Reason {
+	t.Helper()
+	select {
+	case reason := <-r.ch:
+		return reason
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: not reported", what)
+		return 0
 	}
-	// Watch's own Lost, and the subscription's (unordered with it).
-	next(mineRec, "Watch")
-	next(theirsRec, "Watch")
+}
 
-	// The subscription may start after a change: repeat the change until
-	// the first report is a Changed.
+// drain forgets the reports received so far.
+func (r *recorder) drain() {
+	for len(r.ch) > 0 {
+		<-r.ch
+	}
+}
+
+// waitSubscribed returns once the Watcher is subscribed in ns: until then
+// nft's changes to table t (which r watches) go unreported. The reports
+// received so far are dropped.
+func waitSubscribed(t *testing.T, ns *netnstest.NS, tbl Table, r *recorder) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for reported := false; !reported; {
-		ns.MustRun(t, "nft", "add", "table", "ip", theirs.Name)
-		ns.MustRun(t, "nft", "delete", "table", "ip", theirs.Name)
+		ns.MustRun(t, "nft", "add", "table", "ip", tbl.Name)
+		ns.MustRun(t, "nft", "delete", "table", "ip", tbl.Name)
 		select {
-		case r := <-theirsRec.ch:
-			reported = r == Changed
+		case reason := <-r.ch:
+			reported = reason == Changed
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("nft add/delete table never reported")
 		}
 	}
-	for len(mineRec.ch) > 0 || len(theirsRec.ch) > 0 {
-		select {
-		case <-mineRec.ch:
-		case <-theirsRec.ch:
-		}
-	}
+}
+
+// TestWatcherE2E subscribes in a namespace of its own: tables added and
+// deleted by nft(8) are reported; this process's own writes are not.
+func TestWatcherE2E(t *testing.T) {
+	w, ns, fd := startInNetns(t, "nftwatch-e2e", nil)
+	mine := Table{Family: nftables.TableFamilyIPv4, Name: "mine"}
+	theirs := Table{Family: nftables.TableFamilyIPv4, Name: "theirs"}
+	mineRec, theirsRec := newRecorder(), newRecorder()
+	w.Watch(mine, mineRec.notify)
+	w.Watch(theirs, theirsRec.notify)
+	waitSubscribed(t, ns, theirs, theirsRec)
+	// The subscription's Lost went to both before nft's change was
+	// reported.
+	mineRec.drain()
+	theirsRec.drain()
 
 	// This process writes and deletes its table; then nft changes the
 	// other. Events arrive in order, so once the second is reported the
@@ -258,7 +281,7 @@ func TestWatcherE2E(t *testing.T) {
 		t.Fatal(err)
 	}
 	ns.MustRun(t, "nft", "add", "table", "ip", theirs.Name)
-	if r := next(theirsRec, "nft add table"); r != Changed {
+	if r := theirsRec.next(t, "nft add table"); r != Changed {
 		t.Fatalf("nft add table reported as %v, want %v", r, Changed)
 	}
 	select {
@@ -266,9 +289,48 @@ func TestWatcherE2E(t *testing.T) {
 		t.Fatalf("this process's own writes reported as %v", r)
 	default:
 	}
-	// And nft's deletion of the table this process wrote is reported.
+	// And nft's change of the table this process wrote is reported.
 	ns.MustRun(t, "nft", "add", "table", "ip", mine.Name)
-	if r := next(mineRec, "nft add table (mine)"); r != Changed {
+	if r := mineRec.next(t, "nft add table (mine)"); r != Changed {
 		t.Fatalf("nft add table reported as %v, want %v", r, Changed)
+	}
+}
+
+// TestWatcherReportsLostEvents: a transaction larger than the socket's
+// buffer overflows it (ENOBUFS); every subscriber is told Lost, and the
+// socket goes on reporting afterwards.
+func TestWatcherReportsLostEvents(t *testing.T) {
+	w, ns, _ := startInNetns(t, "nftw-lost", func(w *Watcher) { w.receiveBuffer = 4096 })
+	big := Table{Family: nftables.TableFamilyIPv4, Name: "big"}
+	other := Table{Family: nftables.TableFamilyIPv4, Name: "other"}
+	bigRec, otherRec := newRecorder(), newRecorder()
+	w.Watch(big, bigRec.notify)
+	w.Watch(other, otherRec.notify)
+	waitSubscribed(t, ns, other, otherRec)
+	bigRec.drain()
+	otherRec.drain()
+
+	var rules strings.Builder
+	rules.WriteString("table ip big {\n chain c {\n")
+	for i := range 3000 {
+		fmt.Fprintf(&rules, "  ip daddr 198.18.%d.%d accept\n", i/250, i%250+1)
+	}
+	rules.WriteString(" }\n}\n")
+	file := filepath.Join(t.TempDir(), "big.nft")
+	if err := os.WriteFile(file, []byte(rules.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ns.MustRun(t, "nft", "-f", file)
+	// The table nothing changed about hears Lost: the overflow may have
+	// hidden anything.
+	if r := otherRec.next(t, "overflow"); r != Lost {
+		t.Fatalf("overflow reported to an unrelated table as %v, want %v", r, Lost)
+	}
+	otherRec.drain()
+	ns.MustRun(t, "nft", "add", "table", "ip", other.Name)
+	for {
+		if r := otherRec.next(t, "nft add table after the overflow"); r == Changed {
+			break
+		}
 	}
 }
