@@ -229,15 +229,18 @@ func (r *recorder) drain() {
 	}
 }
 
-// waitSubscribed returns once the Watcher is subscribed in ns: until then
-// nft's changes to table t (which r watches) go unreported. The reports
-// received so far are dropped.
-func waitSubscribed(t *testing.T, ns *netnstest.NS, tbl Table, r *recorder) {
+// waitSubscribed returns once w is subscribed in ns: until then nft's
+// changes go unreported. It changes a table of its own, so that no report
+// about the test's tables is still on its way when it returns (reports
+// are delivered in order): a test drains its recorders afterwards.
+func waitSubscribed(t *testing.T, w *Watcher, ns *netnstest.NS) {
 	t.Helper()
+	const name = "subscribed"
+	r := newRecorder()
+	defer w.Watch(Table{Family: nftables.TableFamilyIPv4, Name: name}, r.notify)()
 	deadline := time.Now().Add(10 * time.Second)
 	for reported := false; !reported; {
-		ns.MustRun(t, "nft", "add", "table", "ip", tbl.Name)
-		ns.MustRun(t, "nft", "delete", "table", "ip", tbl.Name)
+		ns.MustRun(t, "nft", "add table ip "+name+"; delete table ip "+name)
 		select {
 		case reason := <-r.ch:
 			reported = reason == Changed
@@ -258,9 +261,8 @@ func TestWatcherE2E(t *testing.T) {
 	mineRec, theirsRec := newRecorder(), newRecorder()
 	w.Watch(mine, mineRec.notify)
 	w.Watch(theirs, theirsRec.notify)
-	waitSubscribed(t, ns, theirs, theirsRec)
-	// The subscription's Lost went to both before nft's change was
-	// reported.
+	waitSubscribed(t, w, ns)
+	// The Lost of Watch and of the subscription.
 	mineRec.drain()
 	theirsRec.drain()
 
@@ -306,7 +308,7 @@ func TestWatcherReportsLostEvents(t *testing.T) {
 	bigRec, otherRec := newRecorder(), newRecorder()
 	w.Watch(big, bigRec.notify)
 	w.Watch(other, otherRec.notify)
-	waitSubscribed(t, ns, other, otherRec)
+	waitSubscribed(t, w, ns)
 	bigRec.drain()
 	otherRec.drain()
 
