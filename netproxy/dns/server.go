@@ -68,6 +68,13 @@ type Config struct {
 type Server struct {
 	cfg    Config
 	domain string // fully qualified, lower case
+	// zones are the zones the server is authoritative for, as CoreDNS'
+	// kubernetes plugin with k3s' Corefile ("kubernetes cluster.local
+	// in-addr.arpa ip6.arpa"): the cluster domain and the reverse zones.
+	zones []zone
+	// listenAddr is the address Serve answers on over UDP, the name
+	// servers' address when the kube-dns Service is not known.
+	listenAddr atomic.Pointer[netip.Addr]
 
 	fwd *forwarder
 
@@ -106,6 +113,9 @@ func New(cfg Config) *Server {
 		cfg:    cfg,
 		domain: mdns.Fqdn(strings.ToLower(cfg.Domain)),
 		fwd:    newForwarder(cfg.Upstreams, cfg.ForwardTimeout, cfg.CacheSize, cfg.Logger),
+	}
+	for _, z := range []string{s.domain, "in-addr.arpa.", "ip6.arpa."} {
+		s.zones = append(s.zones, zone{apex: z, ns: nsLabel + z})
 	}
 	// Never nil: the first queries (a resolver sends A and AAAA at once)
 	// must not race the first build.
@@ -183,6 +193,10 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) 
 	var servers []*mdns.Server
 	if pc != nil {
 		servers = append(servers, &mdns.Server{PacketConn: pc, Handler: s})
+		if ap, err := netip.ParseAddrPort(pc.LocalAddr().String()); err == nil && !ap.Addr().IsUnspecified() {
+			a := ap.Addr().Unmap()
+			s.listenAddr.Store(&a)
+		}
 	}
 	if ln != nil {
 		servers = append(servers, &mdns.Server{Listener: ln, Handler: s})
@@ -243,6 +257,13 @@ func (s *Server) answer(r *mdns.Msg, network string) *mdns.Msg {
 	q := r.Question[0]
 	name := strings.ToLower(q.Name)
 	v := s.current()
+	if q.Qclass == mdns.ClassINET {
+		for _, z := range s.zones {
+			if name == z.apex || name == z.ns {
+				return s.zoneRecords(v, r, q, name, z)
+			}
+		}
+	}
 	if q.Qclass == mdns.ClassINET && (name == s.domain || strings.HasSuffix(name, "."+s.domain)) {
 		return s.cluster(v, r, q, name)
 	}
@@ -265,14 +286,17 @@ func (s *Server) hdr(name string, t uint16) mdns.RR_Header {
 	return mdns.RR_Header{Name: name, Rrtype: t, Class: mdns.ClassINET, Ttl: s.cfg.TTL}
 }
 
-// soa is the zone's SOA as CoreDNS writes it: its TTL and minimum are
+// soa is the cluster domain's SOA (see soaOf).
+func (s *Server) soa(v *view) *mdns.SOA { return s.soaOf(v, s.domain) }
+
+// soaOf is a zone's SOA as CoreDNS writes it: its TTL and minimum are
 // the negative TTL, so resolvers cache a missing name that long
 // (RFC 2308), and the serial changes with the cluster's objects.
-func (s *Server) soa(v *view) *mdns.SOA {
+func (s *Server) soaOf(v *view, zone string) *mdns.SOA {
 	return &mdns.SOA{
-		Hdr:     mdns.RR_Header{Name: s.domain, Rrtype: mdns.TypeSOA, Class: mdns.ClassINET, Ttl: s.cfg.NegativeTTL},
-		Ns:      "ns.dns." + s.domain,
-		Mbox:    "hostmaster." + s.domain,
+		Hdr:     mdns.RR_Header{Name: zone, Rrtype: mdns.TypeSOA, Class: mdns.ClassINET, Ttl: s.cfg.NegativeTTL},
+		Ns:      nsLabel + zone,
+		Mbox:    "hostmaster." + zone,
 		Serial:  v.serial,
 		Refresh: 7200, Retry: 1800, Expire: 86400,
 		Minttl: s.cfg.NegativeTTL,
@@ -305,10 +329,6 @@ func (s *Server) cluster(v *view, r *mdns.Msg, q mdns.Question, name string) *md
 			default:
 				m.Ns = append(m.Ns, s.soa(v)) // NODATA
 			}
-			return finish(r, m)
-		}
-		if name == s.domain && q.Qtype == mdns.TypeSOA {
-			m.Answer = append(m.Answer, s.soa(v))
 			return finish(r, m)
 		}
 		if !v.exists(name) {
