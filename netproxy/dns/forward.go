@@ -2,11 +2,14 @@ package dns
 
 import (
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mdns "github.com/miekg/dns"
+	"golang.org/x/sync/singleflight"
 )
 
 // Forwarding limits. The whole attempt stays under glibc's and musl's
@@ -42,6 +45,13 @@ type forwarder struct {
 	cache     *cache
 	log       *slog.Logger
 	now       func() time.Time // the clock, replaced in tests
+
+	// flights coalesces identical queries that miss the cache: when many
+	// pods ask the same outside name at once (a Deployment scaling up),
+	// one query goes upstream and every asker gets its answer.
+	flights singleflight.Group
+	// waiting counts queries waiting on flights, leaders included.
+	waiting atomic.Int64
 }
 
 // upstream is one resolver and its health.
@@ -67,7 +77,8 @@ func newForwarder(addrs []string, timeout time.Duration, cacheSize int, log *slo
 // exchange answers r from the cache or the first upstream that answers
 // in time, and SERVFAIL when none does. Upstreams that failed
 // repeatedly are skipped while down, so with every upstream gone the
-// answer is SERVFAIL at once instead of after the timeouts.
+// answer is SERVFAIL at once instead of after the timeouts. Identical
+// queries in flight at once share one upstream query.
 func (f *forwarder) exchange(r *mdns.Msg, network string) *mdns.Msg {
 	key := keyOf(r)
 	if m := f.cache.get(key, f.now()); m != nil {
@@ -75,6 +86,24 @@ func (f *forwarder) exchange(r *mdns.Msg, network string) *mdns.Msg {
 		m.Question = r.Question // the client's spelling (0x20 case)
 		return m
 	}
+	// UDP and TCP do not share: a UDP answer may be truncated, which a
+	// client asking over TCP must never get.
+	if network != "tcp" {
+		network = "udp"
+	}
+	f.waiting.Add(1)
+	v, _, _ := f.flights.Do(key.flight(network), func() (any, error) {
+		return f.forward(r, key, network), nil
+	})
+	f.waiting.Add(-1)
+	m := v.(*mdns.Msg).Copy() // each asker's own ID and question
+	m.Id = r.Id
+	m.Question = r.Question
+	return m
+}
+
+// forward asks the upstreams for r and caches the answer under key.
+func (f *forwarder) forward(r *mdns.Msg, key cacheKey, network string) *mdns.Msg {
 	deadline := f.now().Add(forwardBudget * f.timeout)
 	for _, up := range f.upstreams {
 		now := f.now()
@@ -101,7 +130,6 @@ func (f *forwarder) exchange(r *mdns.Msg, network string) *mdns.Msg {
 			f.log.Info("upstream DNS server answers again", "upstream", up.addr)
 		}
 		f.cache.put(key, resp, f.now())
-		resp.Id = r.Id
 		return resp
 	}
 	return new(mdns.Msg).SetRcode(r, mdns.RcodeServerFailure)
@@ -143,6 +171,22 @@ type cacheKey struct {
 	name          string
 	qtype, qclass uint16
 	edns, do, cd  bool
+}
+
+// flight is the key of k's queries in flight over network.
+func (k cacheKey) flight(network string) string {
+	b := make([]byte, 0, len(k.name)+24)
+	b = append(b, network...)
+	b = append(b, ' ')
+	b = append(b, k.name...)
+	b = append(b, ' ')
+	b = strconv.AppendUint(b, uint64(k.qtype), 10)
+	b = append(b, ' ')
+	b = strconv.AppendUint(b, uint64(k.qclass), 10)
+	for _, bit := range []bool{k.edns, k.do, k.cd} {
+		b = strconv.AppendBool(append(b, ' '), bit)
+	}
+	return string(b)
 }
 
 func keyOf(r *mdns.Msg) cacheKey {

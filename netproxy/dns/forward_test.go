@@ -323,3 +323,81 @@ func TestNamespaces(t *testing.T) {
 		t.Errorf("after the namespace was deleted: %s", mdns.RcodeToString[r.Rcode])
 	}
 }
+
+// TestForwardCoalescesConcurrentQueries checks that identical queries
+// waiting on the upstreams at once cost one upstream query (per name,
+// type, class and DO bit), and that every asker gets the answer with its
+// own ID and spelling. The upstream holds its answers until every asker
+// waits, and answers with TTL 0, so the cache cannot stand in for the
+// coalescing.
+func TestForwardCoalescesConcurrentQueries(t *testing.T) {
+	type asker struct {
+		name  string
+		qtype uint16
+		do    bool
+	}
+	many := func(n int, a asker) []asker { return slices.Repeat([]asker{a}, n) }
+	www := asker{name: "www.example.org.", qtype: mdns.TypeA}
+	tests := []struct {
+		name   string
+		askers []asker
+		want   int // upstream queries
+	}{
+		{"one question, many askers", many(20, www), 1},
+		{"case does not matter (0x20)", append(many(5, www), many(5, asker{name: "WwW.Example.ORG.", qtype: mdns.TypeA})...), 1},
+		{"DO bit splits", append(many(5, www), many(5, asker{name: www.name, qtype: mdns.TypeA, do: true})...), 2},
+		{"types split", append(many(5, www), many(5, asker{name: www.name, qtype: mdns.TypeAAAA})...), 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			release := make(chan struct{})
+			up := newRecordingUpstream(t, func(r *mdns.Msg) *mdns.Msg {
+				<-release
+				m := new(mdns.Msg).SetReply(r)
+				if r.Question[0].Qtype == mdns.TypeA {
+					m.Answer = append(m.Answer, rr(t, r.Question[0].Name+" 0 IN A 192.0.2.1"))
+				}
+				return m
+			})
+			f := newForwarder([]string{up.addr}, 10*time.Second, 0, slog.New(slog.DiscardHandler))
+			answers := make([]*mdns.Msg, len(tc.askers))
+			var wg sync.WaitGroup
+			for i, a := range tc.askers {
+				q := new(mdns.Msg).SetQuestion(a.name, a.qtype)
+				q.Id = uint16(1000 + i)
+				if a.do {
+					q.SetEdns0(1232, true)
+				}
+				wg.Go(func() { answers[i] = f.exchange(q, "udp") })
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for f.waiting.Load() != int64(len(tc.askers)) {
+				if time.Now().After(deadline) {
+					close(release)
+					t.Fatalf("only %d of %d queries waiting", f.waiting.Load(), len(tc.askers))
+				}
+				time.Sleep(time.Millisecond)
+			}
+			close(release)
+			wg.Wait()
+			if got := up.names(); len(got) != tc.want {
+				t.Errorf("upstream asked %d times (%v), want %d", len(got), got, tc.want)
+			}
+			for i, m := range answers {
+				a := tc.askers[i]
+				if m.Id != uint16(1000+i) || m.Rcode != mdns.RcodeSuccess || m.Question[0].Name != a.name || m.Question[0].Qtype != a.qtype {
+					t.Errorf("asker %d got id %d rcode %s question %v", i, m.Id, mdns.RcodeToString[m.Rcode], m.Question)
+				}
+				if wantA := a.qtype == mdns.TypeA; wantA != (len(m.Answer) == 1) {
+					t.Errorf("asker %d (%s) got answer %v", i, mdns.TypeToString[a.qtype], m.Answer)
+				}
+			}
+			// Nothing is left in flight: the next query goes upstream again
+			// (the answers were not cacheable).
+			f.exchange(new(mdns.Msg).SetQuestion(www.name, mdns.TypeA), "udp")
+			if got := len(up.names()); got != tc.want+1 {
+				t.Errorf("after the flights: upstream asked %d times, want %d", got, tc.want+1)
+			}
+		})
+	}
+}
