@@ -94,7 +94,7 @@ func (a *Agent) startNetworking(ctx context.Context, g *errgroup.Group) error {
 	if len(a.cfg.ClusterDNS) == 0 {
 		a.cfg.ClusterDNS = []string{dnsIP.String()}
 	}
-	dnsServer := dns.New(dns.Config{Domain: a.cfg.ClusterDomain, Upstreams: hostUpstreams(dns.LocateHostResolvConf(), dnsIP),
+	dnsServer := dns.New(dns.Config{Domain: a.cfg.ClusterDomain, Upstreams: hostUpstreams(a.hostResolvConf, dnsIP),
 		Logger: a.log.With("component", "dns")})
 	dnsAddr := netip.AddrPortFrom(pn.Gateway(), 53).String()
 	pc, err := net.ListenPacket("udp4", dnsAddr)

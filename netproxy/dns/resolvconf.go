@@ -310,15 +310,3 @@ func mergeOptions(existing []string, extra []v1.PodDNSConfigOption) []string {
 	slices.Sort(out)
 	return out
 }
-
-// LocateHostResolvConf returns the file ChooseHostResolvConf picks among
-// the default candidates, or EtcResolvConf when none is usable.
-//
-// Deprecated: the agent chooses once at start, with its --resolv-conf
-// and fallback file; this stays only until its last caller moves.
-func LocateHostResolvConf() string {
-	if p, _ := ChooseHostResolvConf(ReadResolvConfCandidates()); p != "" {
-		return p
-	}
-	return EtcResolvConf
-}
