@@ -147,6 +147,8 @@ func BenchmarkList10k(b *testing.B) {
 		{"JSON", "application/json", ""},
 		{"Table", "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json", "?limit=500"},
 		{"TableAll", "application/json;as=Table;v=v1;g=meta.k8s.io,application/json", ""},
+		{"TableObjects", "application/json;as=Table;v=v1;g=meta.k8s.io,application/json", "?limit=500&includeObject=Object"},
+		{"Metadata", "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json", ""},
 		{"Protobuf", "application/vnd.kubernetes.protobuf", ""},
 		{"ProtobufLimit500", "application/vnd.kubernetes.protobuf", "?limit=500"},
 		{"LabelSelector", "application/json", "?labelSelector=a%3Db"},
