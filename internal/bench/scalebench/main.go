@@ -97,6 +97,7 @@ func run(orch string, firstNodes, replicas, nodes, pods int, idle, limit time.Du
 		}
 	}
 	start := time.Now()
+	before, _ := measure.ReadProc(srv.Pid())
 	deployments := pods/replicas - 1 // "burst" already runs
 	for d := 0; d < deployments; d++ {
 		if err := createDeployment(ctx, cs, fmt.Sprintf("scale-%d", d), replicas); err != nil {
@@ -110,6 +111,7 @@ func run(orch string, firstNodes, replicas, nodes, pods int, idle, limit time.Du
 	}
 	stopCap()
 	took = time.Since(start)
+	after, _ := measure.ReadProc(srv.Pid())
 	if stuck != nil {
 		// Measure the server at the scale reached all the same.
 		add(fmt.Sprintf("%d more pods → all available, %d nodes", deployments*replicas, nodes), "not reached: "+stuck.Error())
@@ -131,6 +133,13 @@ func run(orch string, firstNodes, replicas, nodes, pods int, idle, limit time.Du
 	ws := hc.WatchStats()
 	add("simulated kubelets' pod watch over the run",
 		fmt.Sprintf("%d lists, %d expired (410), %d resumed", ws.Lists, ws.Expired, ws.Rewatches))
+	// Per pod, so that runs of different sizes compare; the CPU includes
+	// the leases and node status of the nodes meanwhile.
+	if created := reached - replicas; created > 0 {
+		add("server CPU per pod while scaling (create, schedule, status, controllers)",
+			fmt.Sprintf("%.2f ms (%.0f %% of a core for %.1f s)", float64((after.CPU-before.CPU).Microseconds())/1000/float64(created),
+				measure.CPUPercent(before, after), took.Seconds()))
+	}
 
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "## Control plane at scale: simulated nodes (issue 5)\n\nMachine: %s. Date: %s.\nCommand: `go run ./internal/bench/scalebench` (`make bench`). The simulated\nkubelets run in the benchmark process and share its 2 cores with the server.\n\n",
