@@ -15,18 +15,10 @@ import (
 	"github.com/orch-dev/orch/netproxy/proxy"
 )
 
-// SyncerOptions tune the Syncer. Zero values pick the defaults.
-type SyncerOptions struct {
-	// MinSyncInterval is the least time between two writes, so that a
-	// burst of pod changes becomes one write. Default 100ms.
-	MinSyncInterval time.Duration
-	// RetryInterval is the wait after a failed write. Default 1s.
-	RetryInterval time.Duration
-	// Tables, if set, tells the Syncer when another program deleted or
-	// changed its table, which it then writes again (see
-	// proxy.SyncLoop).
-	Tables proxy.TableWatcher
-}
+// SyncerOptions tune the Syncer: the minimum interval between writes, the
+// wait after a failed one, and the table watcher that reports other
+// programs' changes to the table (see proxy.SyncLoop).
+type SyncerOptions = proxy.LoopOptions
 
 // SyncResult describes one write, for logging.
 type SyncResult struct {
@@ -40,9 +32,9 @@ type SyncResult struct {
 // NetworkPolicies, Pods and Namespaces, which the agent feeds it from its
 // watches. Changes only mark the state dirty; Run (the service proxy's
 // SyncLoop) rebuilds and writes (the writer sends only what changed) at
-// most once per MinSyncInterval. It
-// writes nothing before all three kinds were listed: a restarting agent
-// must not open isolated pods with a table built from a partial picture.
+// most once per MinSyncInterval. It writes nothing before all three kinds
+// were listed: a restarting agent must not open isolated pods with a
+// table built from a partial picture.
 type Syncer struct {
 	cfg    Config
 	writer proxy.RuleWriter
@@ -58,11 +50,7 @@ type Syncer struct {
 
 // NewSyncer returns a Syncer writing through w (a *proxy.NFTables).
 func NewSyncer(cfg Config, w proxy.RuleWriter, opts SyncerOptions) *Syncer {
-	return &Syncer{cfg: cfg, writer: w, loop: proxy.NewSyncLoop(w, cfg.table(), proxy.LoopOptions{
-		MinSyncInterval: opts.MinSyncInterval,
-		RetryInterval:   opts.RetryInterval,
-		Tables:          opts.Tables,
-	})}
+	return &Syncer{cfg: cfg, writer: w, loop: proxy.NewSyncLoop(w, cfg.table(), opts)}
 }
 
 // Results returns a channel that receives the outcome of every write. It

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/google/nftables"
-
 	v1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/types"
