@@ -1,10 +1,10 @@
 package agent
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/orch-dev/orch/netproxy/dns"
 )
@@ -38,7 +38,7 @@ func (a *Agent) chooseHostResolvConf(candidates []dns.ResolvConfCandidate) (stri
 	path, skipped := dns.ChooseHostResolvConf(candidates)
 	if path != "" {
 		if len(skipped) > 0 {
-			a.log.Info("using the node's resolver configuration", "path", path, "skipped", errors.Join(skipped...).Error())
+			a.log.Info("using the node's resolver configuration", "path", path, "skipped", joinReasons(skipped))
 		}
 		return path, nil
 	}
@@ -50,6 +50,15 @@ func (a *Agent) chooseHostResolvConf(candidates []dns.ResolvConfCandidate) (stri
 		return "", fmt.Errorf("fallback resolv.conf: %w", err)
 	}
 	a.log.Warn("host resolv.conf names only loopback, link-local or multicast resolvers (or none); pods with dnsPolicy Default and names outside the cluster use nameserver 8.8.8.8 (set --resolv-conf to choose)",
-		"path", path, "skipped", errors.Join(skipped...).Error())
+		"path", path, "skipped", joinReasons(skipped))
 	return path, nil
+}
+
+// joinReasons puts why files were skipped on one log line.
+func joinReasons(errs []error) string {
+	s := make([]string, len(errs))
+	for i, err := range errs {
+		s[i] = err.Error()
+	}
+	return strings.Join(s, "; ")
 }
