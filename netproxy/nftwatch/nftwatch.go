@@ -26,8 +26,8 @@
 // transaction of thousands of elements) the kernel drops messages and the
 // next read fails with ENOBUFS. The Watcher then reports Lost to every
 // subscriber, which checks whether its table still exists. It does the
-// same whenever the subscription (re)starts, since nothing was seen
-// before it. If the subscription cannot be made (no nf_tables, no
+// same whenever the subscription (re)starts, and Watch reports Lost to a
+// new subscriber, since nothing was seen before. If the subscription cannot be made (no nf_tables, no
 // CAP_NET_ADMIN) it reports Lost every RetryInterval and tries again: the
 // old periodic check, kept only for that case. An idle node therefore has
 // no periodic nftables wake-up at all.
@@ -164,7 +164,7 @@ func (w *Watcher) Watch(t Table, notify func(Reason)) (cancel func()) {
 
 // Run watches until ctx ends and returns ctx.Err().
 func (w *Watcher) Run(ctx context.Context) error {
-	for {
+	for failures := 0; ; failures++ {
 		err := w.watch(ctx)
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -172,7 +172,13 @@ func (w *Watcher) Run(ctx context.Context) error {
 		// Tables may change unseen until the next subscription, and
 		// may have changed already: check them all now.
 		w.notifyAll(Lost)
-		w.opts.Logger.Warn("cannot watch nftables changes; tables are checked periodically instead",
+		// Said once: a kernel without nf_tables fails the same way
+		// every time.
+		level := slog.LevelWarn
+		if failures > 0 {
+			level = slog.LevelDebug
+		}
+		w.opts.Logger.Log(ctx, level, "cannot watch nftables changes; tables are checked periodically instead",
 			"err", err, "retry", w.opts.RetryInterval)
 		t := time.NewTimer(w.opts.RetryInterval)
 		select {
