@@ -252,19 +252,32 @@ func waitSubscribed(t *testing.T, w *Watcher, ns *netnstest.NS) {
 	}
 }
 
+// watchSubscribed watches tables, each with a recorder, and returns the
+// recorders once w is subscribed in ns, without the Lost reports of Watch
+// and of the subscription.
+func watchSubscribed(t *testing.T, w *Watcher, ns *netnstest.NS, tables ...Table) []*recorder {
+	t.Helper()
+	var recs []*recorder
+	for _, tbl := range tables {
+		r := newRecorder()
+		w.Watch(tbl, r.notify)
+		recs = append(recs, r)
+	}
+	waitSubscribed(t, w, ns)
+	for _, r := range recs {
+		r.drain()
+	}
+	return recs
+}
+
 // TestWatcherE2E subscribes in a namespace of its own: tables added and
 // deleted by nft(8) are reported; this process's own writes are not.
 func TestWatcherE2E(t *testing.T) {
 	w, ns, fd := startInNetns(t, "nftwatch-e2e", nil)
 	mine := Table{Family: nftables.TableFamilyIPv4, Name: "mine"}
 	theirs := Table{Family: nftables.TableFamilyIPv4, Name: "theirs"}
-	mineRec, theirsRec := newRecorder(), newRecorder()
-	w.Watch(mine, mineRec.notify)
-	w.Watch(theirs, theirsRec.notify)
-	waitSubscribed(t, w, ns)
-	// The Lost of Watch and of the subscription.
-	mineRec.drain()
-	theirsRec.drain()
+	recs := watchSubscribed(t, w, ns, mine, theirs)
+	mineRec, theirsRec := recs[0], recs[1]
 
 	// This process writes and deletes its table; then nft changes the
 	// other. Events arrive in order, so once the second is reported the
@@ -303,14 +316,8 @@ func TestWatcherE2E(t *testing.T) {
 // socket goes on reporting afterwards.
 func TestWatcherReportsLostEvents(t *testing.T) {
 	w, ns, _ := startInNetns(t, "nftw-lost", func(w *Watcher) { w.receiveBuffer = 4096 })
-	big := Table{Family: nftables.TableFamilyIPv4, Name: "big"}
 	other := Table{Family: nftables.TableFamilyIPv4, Name: "other"}
-	bigRec, otherRec := newRecorder(), newRecorder()
-	w.Watch(big, bigRec.notify)
-	w.Watch(other, otherRec.notify)
-	waitSubscribed(t, w, ns)
-	bigRec.drain()
-	otherRec.drain()
+	otherRec := watchSubscribed(t, w, ns, Table{Family: nftables.TableFamilyIPv4, Name: "big"}, other)[1]
 
 	var rules strings.Builder
 	rules.WriteString("table ip big {\n chain c {\n")
