@@ -125,7 +125,7 @@ func (w *NFTables) Exists(table string) (bool, error) {
 	}
 	if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOENT) {
 		// The next Apply has nothing to diff against.
-		w.forget(table)
+		w.Forget(table)
 		return false, nil
 	}
 	return false, fmt.Errorf("look up nftables table ip %s: %w", table, err)
@@ -144,11 +144,14 @@ func (w *NFTables) Delete(table string) error {
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("delete nftables table ip %s: %w", table, err)
 	}
-	w.forget(table)
+	w.Forget(table)
 	return nil
 }
 
-func (w *NFTables) forget(table string) {
+// Forget drops the record of the kernel's copy of table, so the next
+// Apply writes it whole: another program changed it (see SyncLoop), or
+// it is gone.
+func (w *NFTables) Forget(table string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.written != nil && w.written.Table == table {

@@ -382,13 +382,6 @@ func (l *SyncLoop) checkTable() {
 	}
 }
 
-// Forget drops the record of the kernel's copy of table, so the next
-// Apply writes it whole: another program changed it (see SyncLoop).
-//
-// It belongs beside forget in nft.go; it is here while that file is being
-// rewritten.
-func (w *NFTables) Forget(table string) { w.forget(table) }
-
 // Results delivers the outcome of each write to at most one reader,
 // dropping outcomes nobody reads so that writes never wait for a logger.
 // The zero value is ready to use.
