@@ -404,6 +404,25 @@ func TestUpdateRecordsManagedFields(t *testing.T) {
 		t.Errorf("editor's fields: %s", mf["editor/Update/"].FieldsV1.Raw)
 	}
 
+	// An update without managed fields (a controller writing back an
+	// object from its cache, which drops them) keeps the stored ones, as
+	// upstream's field manager does; only an explicit empty list resets.
+	edited := obj.(*corev1.ConfigMap)
+	fromCache := edited.DeepCopy()
+	fromCache.ManagedFields = nil
+	fromCache.Data["c"] = "3"
+	obj, err = m.Update(cmGVK, edited, fromCache, "controller", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mf = managers(obj)
+	_, creator := mf["kubectl-create/Update/"]
+	_, editor := mf["editor/Update/"]
+	ctrl, ok := mf["controller/Update/"]
+	if !creator || !editor || !ok || !strings.Contains(string(ctrl.FieldsV1.Raw), `"f:c"`) {
+		t.Errorf("managed fields after an update without them: %+v", mf)
+	}
+
 	// A status write is recorded with its subresource, and the main
 	// resource's manager does not own status.
 	podGVK := corev1.SchemeGroupVersion.WithKind("Pod")
