@@ -11,11 +11,12 @@ import (
 // leave it out), as client-go's cache.IndexFunc.
 type IndexFunc func(obj runtime.Object) []string
 
-// index maps each value of an IndexFunc to the keys of the objects filed
-// under it. It is guarded by the informer's mu.
+// index maps each value of an IndexFunc to the objects filed under it, by
+// key (the objects themselves, so that reading an index costs no lookup
+// of each key in the cache). It is guarded by the informer's mu.
 type index struct {
 	fn     IndexFunc
-	values map[string]map[string]struct{}
+	values map[string]map[string]runtime.Object
 }
 
 // update refiles key from old's values to cur's (either may be nil).
@@ -27,24 +28,23 @@ func (x *index) update(key string, old, cur runtime.Object) {
 	if cur != nil {
 		after = x.fn(cur)
 	}
-	if slices.Equal(before, after) {
-		return // the common case: an update that does not move the object
-	}
-	for _, v := range before {
-		if keys := x.values[v]; keys != nil {
-			delete(keys, key)
-			if len(keys) == 0 {
-				delete(x.values, v)
+	if !slices.Equal(before, after) {
+		for _, v := range before {
+			if objs := x.values[v]; objs != nil {
+				delete(objs, key)
+				if len(objs) == 0 {
+					delete(x.values, v)
+				}
 			}
 		}
 	}
 	for _, v := range after {
-		keys := x.values[v]
-		if keys == nil {
-			keys = map[string]struct{}{}
-			x.values[v] = keys
+		objs := x.values[v]
+		if objs == nil {
+			objs = map[string]runtime.Object{}
+			x.values[v] = objs
 		}
-		keys[key] = struct{}{}
+		objs[key] = cur
 	}
 }
 
@@ -58,7 +58,7 @@ func (i *Informer) AddIndex(name string, fn IndexFunc) {
 	if _, ok := i.indexes[name]; ok {
 		return
 	}
-	idx := &index{fn: fn, values: map[string]map[string]struct{}{}}
+	idx := &index{fn: fn, values: map[string]map[string]runtime.Object{}}
 	for key, obj := range i.items {
 		idx.update(key, nil, obj)
 	}
@@ -74,10 +74,10 @@ func (i *Informer) ByIndex(name, value string) []runtime.Object {
 	if idx == nil {
 		return nil
 	}
-	keys := idx.values[value]
-	out := make([]runtime.Object, 0, len(keys))
-	for key := range keys {
-		out = append(out, i.items[key])
+	objs := idx.values[value]
+	out := make([]runtime.Object, 0, len(objs))
+	for _, obj := range objs {
+		out = append(out, obj)
 	}
 	return out
 }

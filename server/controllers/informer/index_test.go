@@ -90,4 +90,19 @@ func TestControllerIndex(t *testing.T) {
 	check("Controlled(a, rs-1) after the changes", pods.Controlled("a", "rs-1"), "a/mine-1", "a/mine-2", "a/not-controller", "a/orphan")
 	check("ByIndex(rs-1) after the changes", pods.ByIndex(informer.ControllerIndex, "rs-1"), "a/mine-1", "a/orphan", "b/stray")
 	check("orphans of a after the changes", pods.ByIndex(informer.ControllerIndex, informer.OrphanIndexValue("a")), "a/mine-2", "a/not-controller")
+
+	// An update that keeps the owner hands out the new object.
+	relabeled := ownedPod("a", "mine-1", "rs-1", true)
+	relabeled.Labels = map[string]string{"v": "2"}
+	if _, err := api.Update(ctx, fakeapi.Pods, relabeled, "", "test"); err != nil {
+		t.Fatal(err)
+	}
+	controllertest.Eventually(t, 10*time.Second, "the index holds the updated object", func() bool {
+		for _, p := range pods.ByIndex(informer.ControllerIndex, "rs-1") {
+			if p.Name == "mine-1" {
+				return p.Labels["v"] == "2"
+			}
+		}
+		return false
+	})
 }
