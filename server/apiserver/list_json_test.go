@@ -15,9 +15,9 @@ import (
 
 // jsonListFixtures are objects whose Table rows and metadata exercise the
 // JSON LIST writers: ConfigMaps and Secrets (rows from a copy without
-// their values), ServiceAccounts (rows from the whole object), v2
-// HorizontalPodAutoscalers listed as v1 and events.k8s.io Events (served
-// in another version than stored).
+// their values), ServiceAccounts, Pods and Deployments (rows from a copy
+// without managedFields), v2 HorizontalPodAutoscalers listed as v1 and
+// events.k8s.io Events (served in another version than stored).
 var jsonListFixtures = []struct{ path, body string }{
 	{"/api/v1/namespaces/default/configmaps", `{"metadata":{"name":"a-plain"},"data":{"k":"v"}}`},
 	{"/api/v1/namespaces/default/configmaps", `{"metadata":{"name":"b-labelled","labels":{"tier":"web","x":"y"},"annotations":{"odd":"}\"{\\ \"metadata\":{ ]["}},"data":{"one":"1","two":"{\"nested\":[1,2]}","three":"\\\"q\\\""},"binaryData":{"bin":"AAEC"}}`},
@@ -28,6 +28,8 @@ var jsonListFixtures = []struct{ path, body string }{
 	{"/api/v1/namespaces/default/secrets", `{"metadata":{"name":"s-empty"},"type":"Opaque"}`},
 	{"/api/v1/namespaces/default/secrets", `{"metadata":{"name":"s-docker"},"type":"kubernetes.io/dockerconfigjson","data":{".dockerconfigjson":"e30="}}`},
 	{"/api/v1/namespaces/default/serviceaccounts", `{"metadata":{"name":"sa-one","labels":{"tier":"web"}},"secrets":[{"name":"x"}]}`},
+	{"/api/v1/namespaces/default/pods", `{"metadata":{"name":"pod-a","labels":{"tier":"web"}},"spec":{"nodeName":"node-a","containers":[{"name":"c","image":"busybox:1.36"},{"name":"d","image":"busybox:1.36"}]}}`},
+	{"/apis/apps/v1/namespaces/default/deployments", `{"metadata":{"name":"web","labels":{"tier":"web"}},"spec":{"replicas":2,"selector":{"matchLabels":{"app":"web"}},"template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"c","image":"busybox:1.36"}]}}}}`},
 	{"/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers", `{"metadata":{"name":"hpa","labels":{"tier":"web"}},"spec":{"scaleTargetRef":{"apiVersion":"apps/v1","kind":"Deployment","name":"web"},"maxReplicas":3,"metrics":[{"type":"Resource","resource":{"name":"cpu","target":{"type":"Utilization","averageUtilization":50}}}]}}`},
 	{"/apis/events.k8s.io/v1/namespaces/default/events", `{"metadata":{"name":"ev"},"eventTime":"2026-01-02T03:04:05.000000Z","reportingController":"test","reportingInstance":"test-1","action":"Testing","reason":"Tested","type":"Normal","regarding":{"kind":"Pod","namespace":"default","name":"p"},"note":"hello"}`},
 }
@@ -50,6 +52,8 @@ func TestJSONListsMatchDecodedPath(t *testing.T) {
 		"/api/v1/configmaps",
 		"/api/v1/namespaces/default/secrets",
 		"/api/v1/namespaces/default/serviceaccounts",
+		"/api/v1/namespaces/default/pods",
+		"/apis/apps/v1/deployments",
 		"/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers",
 		"/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers",
 		"/apis/events.k8s.io/v1/namespaces/default/events",
