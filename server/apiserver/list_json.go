@@ -55,7 +55,7 @@ func (s *Server) jsonListWriter(w http.ResponseWriter, r *http.Request, res *reg
 		}
 		return func(lm metav1.ListMeta) listWriter { return s.startTableList(w, res, include, lm) }, nil
 	case "PartialObjectMetadata", "PartialObjectMetadataList":
-		return func(lm metav1.ListMeta) listWriter { return s.startMetadataList(w, res, lm) }, nil
+		return func(lm metav1.ListMeta) listWriter { return s.startMetadataList(w, res, mt.contentType(), lm) }, nil
 	}
 	return nil, nil
 }
@@ -151,10 +151,10 @@ func (l *itemWriter) appendPartialObjectMetadata(dst []byte, kv *store.KeyValue,
 // metadataList writes a PartialObjectMetadataList.
 type metadataList struct{ itemWriter }
 
-func (s *Server) startMetadataList(w http.ResponseWriter, res *registry.Resource, lm metav1.ListMeta) *metadataList {
+func (s *Server) startMetadataList(w http.ResponseWriter, res *registry.Resource, contentType string, lm metav1.ListMeta) *metadataList {
 	lmJSON, _ := json.Marshal(lm)
 	open := fmt.Sprintf(`{"kind":"PartialObjectMetadataList","apiVersion":"meta.k8s.io/v1","metadata":%s,"items":`, lmJSON)
-	bw := startJSONList(w, mediaType{Type: mediaJSON, As: "PartialObjectMetadataList"}.contentType(), open)
+	bw := startJSONList(w, contentType, open)
 	return &metadataList{itemWriter{s: s, res: res, bw: bw, nullIfEmpty: true}}
 }
 
