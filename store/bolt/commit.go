@@ -305,13 +305,6 @@ func (d *DB) lookup(key string, pending map[string]*entry, tx **bbolt.Tx, begin 
 	if e, ok := d.overlay[key]; ok {
 		return e, nil
 	}
-	// Compact may trim the history meanwhile, hence the lock.
-	d.mu.RLock()
-	e, ok := d.history.current(key)
-	d.mu.RUnlock()
-	if ok {
-		return &e, nil
-	}
 	if err := begin(); err != nil {
 		return nil, err
 	}

@@ -14,18 +14,8 @@ type history struct {
 	bytes     int
 	maxEvents int
 	maxBytes  int
-	// latest is, for each key whose newest event is a put still in the
-	// ring, that put: the key's current value. A write takes its previous
-	// value from here instead of a fresh copy out of the file, so an
-	// event's PrevKV shares its bytes with the event before it: under a
-	// stream of updates (pod and node status, leases) the ring holds each
-	// value once instead of twice, and the write skips a read of the file.
-	latest map[string]entry
 }
 
-// eventBytes is what an event counts against the byte bound. A put's
-// PrevKV is counted even when it shares the previous event's value
-// (latest), so the bound stays an upper bound of what the ring holds.
 func eventBytes(ev *store.Event) int {
 	n := len(ev.KV.Key) + len(ev.KV.Value) + 64
 	if ev.PrevKV != nil && ev.Type == store.EventPut {
@@ -40,14 +30,6 @@ func eventBytes(ev *store.Event) int {
 func (h *history) add(ev store.Event) (dropped int64) {
 	h.events = append(h.events, ev)
 	h.bytes += eventBytes(&ev)
-	if h.latest == nil {
-		h.latest = map[string]entry{}
-	}
-	if ev.Type == store.EventPut {
-		h.latest[ev.KV.Key] = entry{value: ev.KV.Value, createRev: ev.KV.CreateRevision, modRev: ev.KV.ModRevision}
-	} else {
-		delete(h.latest, ev.KV.Key)
-	}
 	n := 0
 	for len(h.events)-n > 1 && (len(h.events)-n > h.maxEvents || h.bytes > h.maxBytes) {
 		h.bytes -= eventBytes(&h.events[n])
@@ -58,24 +40,11 @@ func (h *history) add(ev store.Event) (dropped int64) {
 	return dropped
 }
 
-// current returns key's current entry if its newest event is a put still
-// in the ring. The value is shared; nobody may modify it.
-func (h *history) current(key string) (entry, bool) {
-	e, ok := h.latest[key]
-	return e, ok
-}
-
 // trim drops the n oldest events, copying the rest down now and then so
 // the backing array does not grow without bound.
 func (h *history) trim(n int) {
 	if n == 0 {
 		return
-	}
-	for i := range h.events[:n] {
-		kv := &h.events[i].KV
-		if e, ok := h.latest[kv.Key]; ok && e.modRev == kv.ModRevision {
-			delete(h.latest, kv.Key)
-		}
 	}
 	clear(h.events[:n])
 	h.events = h.events[n:]
