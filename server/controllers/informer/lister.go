@@ -43,7 +43,13 @@ func (l Lister[T]) ByIndex(name, value string) []T {
 // upstream's FilterPodsByOwner with orphans included. The informer needs
 // ControllerIndex (Informer.AddIndex(ControllerIndex, ByController)).
 func (l Lister[T]) Controlled(namespace string, owner types.UID) []T {
-	out := l.ByIndex(ControllerIndex, OrphanIndexValue(namespace))
+	return append(l.ByIndex(ControllerIndex, OrphanIndexValue(namespace)), l.OwnedBy(namespace, owner)...)
+}
+
+// OwnedBy returns the objects in namespace whose controller has UID
+// owner (the informer needs ControllerIndex, as for Controlled).
+func (l Lister[T]) OwnedBy(namespace string, owner types.UID) []T {
+	var out []T
 	for _, obj := range l.ByIndex(ControllerIndex, string(owner)) {
 		// Owner references never cross namespaces; a stray one that
 		// names a UID of another namespace is not the owner's.

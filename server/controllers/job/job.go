@@ -129,6 +129,7 @@ func New(api API, factory *informer.Factory, recorder events.Recorder, opts Opti
 		finalizers: newFinalizerExpectations(),
 		backoff:    map[types.UID]backoffRecord{},
 	}
+	c.pods.AddIndex(informer.ControllerIndex, informer.ByController)
 	c.podList = informer.NewLister[*corev1.Pod](c.pods)
 	c.jobs.AddHandler(informer.HandlerFuncs{
 		AddFunc:    c.enqueueJob,
@@ -171,8 +172,8 @@ func (c *Controller) jobDeleted(obj runtime.Object) {
 	delete(c.backoff, job.UID)
 	c.mu.Unlock()
 	// Its pods may still carry the tracking finalizer: release them.
-	for _, pod := range c.podList.List(job.Namespace, nil) {
-		if ownedBy(pod, job.UID) && hasFinalizer(pod) {
+	for _, pod := range c.podList.OwnedBy(job.Namespace, job.UID) {
+		if hasFinalizer(pod) {
 			c.queue.Add(podKeyPrefix + informer.Key(pod.Namespace, pod.Name))
 		}
 	}
@@ -284,13 +285,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) error {
 
 // podsOf lists the pods the job controls, from the cache.
 func (c *Controller) podsOf(job *batchv1.Job) []*corev1.Pod {
-	var out []*corev1.Pod
-	for _, pod := range c.podList.List(job.Namespace, nil) {
-		if ownedBy(pod, job.UID) {
-			out = append(out, pod)
-		}
-	}
-	return out
+	return c.podList.OwnedBy(job.Namespace, job.UID)
 }
 
 func ownedBy(pod *corev1.Pod, uid types.UID) bool {

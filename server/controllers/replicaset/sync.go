@@ -135,11 +135,7 @@ func (c *Controller) relatedPods(rs *appsv1.ReplicaSet, own []*corev1.Pod) []*co
 	}
 	var related []*corev1.Pod
 	for uid := range siblings {
-		for _, p := range c.pods.ByIndex(informer.ControllerIndex, string(uid)) {
-			if p.Namespace == rs.Namespace {
-				related = append(related, p)
-			}
-		}
+		related = append(related, c.pods.OwnedBy(rs.Namespace, uid)...)
 	}
 	return related
 }
