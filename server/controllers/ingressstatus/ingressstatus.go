@@ -92,11 +92,7 @@ func New(api API, factory *informer.Factory, opts Options) *Controller {
 	}
 	ingInf.AddHandler(informer.OnAddOrUpdate(c.enqueue))
 	all := func(runtime.Object) { c.enqueueAll() }
-	classInf.AddHandler(informer.HandlerFuncs{
-		AddFunc:    all,
-		UpdateFunc: func(_, obj runtime.Object) { c.enqueueAll() },
-		DeleteFunc: all,
-	})
+	classInf.AddHandler(informer.OnAny(all))
 	nodeInf.AddHandler(informer.HandlerFuncs{
 		AddFunc: all,
 		UpdateFunc: func(old, obj runtime.Object) {
