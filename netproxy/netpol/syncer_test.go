@@ -42,6 +42,8 @@ func (f *fakeWriter) Exists(string) (bool, error) {
 	return !f.gone, nil
 }
 
+func (f *fakeWriter) Forget(string) {}
+
 func (f *fakeWriter) count() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()

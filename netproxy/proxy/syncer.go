@@ -23,6 +23,10 @@ type RuleWriter interface {
 	Apply(rs *Ruleset) error
 	// Exists reports whether the table is present in the kernel.
 	Exists(table string) (bool, error)
+	// Forget drops the writer's record of the kernel's copy of table,
+	// so that its next Apply writes the whole table instead of a
+	// difference against rules that are no longer there.
+	Forget(table string)
 }
 
 // SyncerOptions tune the Syncer. Zero values pick the defaults.
@@ -348,13 +352,6 @@ func (l *SyncLoop) Run(ctx context.Context, sync func() (wrote bool, err error))
 	}
 }
 
-// tableForgetter is a RuleWriter that can drop its record of the
-// kernel's copy of a table, so that its next Apply writes the whole table
-// instead of a difference against rules that are no longer there.
-type tableForgetter interface {
-	Forget(table string)
-}
-
 // checkTable handles a pending watcher report.
 func (l *SyncLoop) checkTable() {
 	l.mu.Lock()
@@ -363,15 +360,10 @@ func (l *SyncLoop) checkTable() {
 	l.mu.Unlock()
 	switch r {
 	case nftwatch.Changed:
-		if f, ok := l.writer.(tableForgetter); ok {
-			f.Forget(l.table)
-			l.mu.Lock()
-			l.dirty = true
-			l.mu.Unlock()
-			return
-		}
-		// A writer that cannot forget still repairs a deleted table.
-		fallthrough
+		l.writer.Forget(l.table)
+		l.mu.Lock()
+		l.dirty = true
+		l.mu.Unlock()
 	case nftwatch.Lost:
 		// Exists also makes the writer forget a table that is gone.
 		if ok, err := l.writer.Exists(l.table); err == nil && !ok {

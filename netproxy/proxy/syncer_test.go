@@ -45,8 +45,7 @@ func (f *fakeWriter) Exists(string) (bool, error) {
 	return f.exists, nil
 }
 
-// Forget records that the Syncer dropped its copy of the table (see
-// tableForgetter).
+// Forget records that the Syncer dropped its copy of the table.
 func (f *fakeWriter) Forget(string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -148,7 +147,6 @@ func TestSyncerAnswersTableWatcher(t *testing.T) {
 		name          string
 		reason        nftwatch.Reason
 		exists        bool
-		noForget      bool // a writer without Forget
 		wantWrite     bool
 		wantForgotten int
 	}{
@@ -156,19 +154,11 @@ func TestSyncerAnswersTableWatcher(t *testing.T) {
 		{name: "lost, table gone", reason: nftwatch.Lost, wantWrite: true},
 		{name: "changed, table still there", reason: nftwatch.Changed, exists: true, wantWrite: true, wantForgotten: 1},
 		{name: "changed, table gone", reason: nftwatch.Changed, wantWrite: true, wantForgotten: 1},
-		// A writer that cannot forget its copy still repairs a deleted
-		// table; an emptied one waits for its periodic whole write.
-		{name: "changed, table still there, writer cannot forget", reason: nftwatch.Changed, exists: true, noForget: true},
-		{name: "changed, table gone, writer cannot forget", reason: nftwatch.Changed, noForget: true, wantWrite: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := &fakeWriter{}
-			var writer RuleWriter = w
-			if tc.noForget {
-				writer = struct{ RuleWriter }{w}
-			}
 			tables := &nftwatchtest.Watcher{}
-			s := NewSyncer(unitConfig(), writer, SyncerOptions{MinSyncInterval: time.Millisecond, Tables: tables})
+			s := NewSyncer(unitConfig(), w, SyncerOptions{MinSyncInterval: time.Millisecond, Tables: tables})
 			results := s.Results()
 			runSyncer(t, s)
 			s.Replace([]*v1.Service{svc("web", "10.43.0.20", tcpPort("http", 80, 0))}, nil)
