@@ -3,7 +3,6 @@ package proxy
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"sync"
 	"time"
@@ -497,46 +496,24 @@ func (b *exprBuilder) addRules(ch *Chain) error {
 	return nil
 }
 
-// anonymousDNATMap is the constant map "{ 0 : addr . port, ... }" of a
-// numgen DNAT: integer keys, "ipv4_addr . inet_service" values.
-func (b *exprBuilder) anonymousDNATMap(targets []netip.AddrPort) (*nftables.Set, error) {
+// numgenLookup adds the constant map "{ 0 : v0, 1 : v1, ... }" of
+// elems' values (the keys are set here) and returns the expressions that
+// pick one at random: numgen into reg 1, then a lookup of the map that
+// writes the value to dreg (0 for a verdict map).
+func (b *exprBuilder) numgenLookup(data nftables.SetDatatype, elems []nftables.SetElement, dreg uint32) ([]expr.Any, error) {
 	s := &nftables.Set{
 		Table: b.table, Anonymous: true, Constant: true, IsMap: true,
-		KeyType:      nftables.TypeInteger,
-		DataType:     nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService),
+		KeyType: nftables.TypeInteger, DataType: data,
 		KeyByteOrder: binaryutil.NativeEndian,
 	}
-	elems := make([]nftables.SetElement, len(targets))
-	for i, t := range targets {
-		if !t.Addr().Is4() {
-			return nil, fmt.Errorf("dnat to %s: only IPv4 is supported", t)
-		}
-		a := t.Addr().As4()
-		// Each concatenated field fills a 4-byte register.
-		val := append(a[:], byte(t.Port()>>8), byte(t.Port()), 0, 0)
-		elems[i] = nftables.SetElement{Key: nativeUint32(uint32(i)), Val: val}
+	for i := range elems {
+		elems[i].Key = nativeUint32(uint32(i))
 	}
 	if err := b.conn.AddSet(s, elems); err != nil {
 		return nil, err
 	}
-	return s, nil
-}
-
-func (b *exprBuilder) anonymousVmap(targets []string) (*nftables.Set, error) {
-	s := &nftables.Set{
-		Table: b.table, Anonymous: true, Constant: true, IsMap: true,
-		KeyType: nftables.TypeInteger, DataType: nftables.TypeVerdict,
-		KeyByteOrder: binaryutil.NativeEndian,
-	}
-	elems := make([]nftables.SetElement, len(targets))
-	for i, t := range targets {
-		elems[i] = nftables.SetElement{
-			Key:         nativeUint32(uint32(i)),
-			VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: t},
-		}
-	}
-	if err := b.conn.AddSet(s, elems); err != nil {
-		return nil, err
-	}
-	return s, nil
+	return []expr.Any{
+		&expr.Numgen{Register: reg1, Type: unix.NFT_NG_RANDOM, Modulus: uint32(len(elems))},
+		&expr.Lookup{SourceRegister: reg1, DestRegister: dreg, IsDestRegSet: true, SetName: s.Name, SetID: s.ID},
+	}, nil
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 )
@@ -244,14 +245,11 @@ func (n NumgenVmap) exprs(b *exprBuilder) ([]expr.Any, error) {
 	if len(n.Targets) == 0 {
 		return nil, fmt.Errorf("numgen vmap without targets")
 	}
-	s, err := b.anonymousVmap(n.Targets)
-	if err != nil {
-		return nil, err
+	elems := make([]nftables.SetElement, len(n.Targets))
+	for i, t := range n.Targets {
+		elems[i].VerdictData = &expr.Verdict{Kind: expr.VerdictGoto, Chain: t}
 	}
-	return []expr.Any{
-		&expr.Numgen{Register: reg1, Type: unix.NFT_NG_RANDOM, Modulus: uint32(len(n.Targets))},
-		&expr.Lookup{SourceRegister: reg1, DestRegister: 0, IsDestRegSet: true, SetName: s.Name, SetID: s.ID},
-	}, nil
+	return b.numgenLookup(nftables.TypeVerdict, elems, 0)
 }
 
 // NumgenDNAT rewrites the destination to one of Targets picked uniformly
@@ -274,17 +272,23 @@ func (n NumgenDNAT) exprs(b *exprBuilder) ([]expr.Any, error) {
 	if len(n.Targets) == 0 {
 		return nil, fmt.Errorf("numgen dnat without targets")
 	}
-	s, err := b.anonymousDNATMap(n.Targets)
+	elems := make([]nftables.SetElement, len(n.Targets))
+	for i, t := range n.Targets {
+		if !t.Addr().Is4() {
+			return nil, fmt.Errorf("dnat to %s: only IPv4 is supported", t)
+		}
+		a := t.Addr().As4()
+		// Each concatenated field fills a 4-byte register.
+		elems[i].Val = append(a[:], byte(t.Port()>>8), byte(t.Port()), 0, 0)
+	}
+	pick, err := b.numgenLookup(nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService), elems, reg1)
 	if err != nil {
 		return nil, err
 	}
 	// The map's value fills reg 1 (address) and the next 32-bit
 	// register (port), where the nat expression reads them.
-	return []expr.Any{
-		&expr.Numgen{Register: reg1, Type: unix.NFT_NG_RANDOM, Modulus: uint32(len(n.Targets))},
-		&expr.Lookup{SourceRegister: reg1, DestRegister: reg1, IsDestRegSet: true, SetName: s.Name, SetID: s.ID},
-		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: reg1, RegProtoMin: reg32_1, Specified: true},
-	}, nil
+	return append(pick,
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: reg1, RegProtoMin: reg32_1, Specified: true}), nil
 }
 
 // DNAT rewrites the destination to an endpoint. It must follow a protocol
