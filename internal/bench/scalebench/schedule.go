@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -66,32 +66,13 @@ func schedulingThroughput(ctx context.Context, cs kubernetes.Interface, n int) (
 	return n, created, took, err
 }
 
-// forEach calls fn(0) … fn(n-1) from 32 goroutines and returns the first
+// forEach calls fn(0) … fn(n-1), 32 at a time, and returns the first
 // error.
 func forEach(n int, fn func(i int) error) error {
-	work := make(chan int)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var first error
-	for range 32 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				if err := fn(i); err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-					}
-					mu.Unlock()
-				}
-			}
-		}()
-	}
+	var g errgroup.Group
+	g.SetLimit(32)
 	for i := range n {
-		work <- i
+		g.Go(func() error { return fn(i) })
 	}
-	close(work)
-	wg.Wait()
-	return first
+	return g.Wait()
 }
