@@ -52,13 +52,20 @@ func (e *finalizerExpectations) observe(key string, uid types.UID) {
 	}
 }
 
-// pending reports whether the cache may still show uid's finalizer
-// although it was removed (the pod is already counted).
-func (e *finalizerExpectations) pending(key string, uid types.UID) bool {
+// removed returns (a copy of) the pods of a job whose finalizer removal
+// the cache may not show yet: they are already counted. A reconcile takes
+// it before it reads the pods from the cache, so that a pod shown with its
+// finalizer is either in the set or newer than it, never older: taken
+// after, the set could miss a pod the cache had just caught up on while
+// the reconcile still holds the pod as it was before.
+func (e *finalizerExpectations) removed(key string) map[types.UID]struct{} {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	_, ok := e.jobs[key][uid]
-	return ok
+	out := make(map[types.UID]struct{}, len(e.jobs[key]))
+	for uid := range e.jobs[key] {
+		out[uid] = struct{}{}
+	}
+	return out
 }
 
 // forget drops a job's expectations (the job is gone).

@@ -23,13 +23,18 @@ func TestFinalizerExpectations(t *testing.T) {
 		{"ns/b", "p1", true},
 		{"ns/c", "p1", false},
 	} {
-		if got := e.pending(tc.key, tc.uid); got != tc.want {
-			t.Errorf("pending(%s, %s) = %v, want %v", tc.key, tc.uid, got, tc.want)
+		if _, got := e.removed(tc.key)[tc.uid]; got != tc.want {
+			t.Errorf("removed(%s) has %s = %v, want %v", tc.key, tc.uid, got, tc.want)
 		}
 	}
+	// The set is a copy: observing after it was taken does not change it.
+	removed := e.removed("ns/a")
 	e.forget("ns/b")
 	e.observe("ns/a", "p2")
-	if e.pending("ns/b", "p1") || e.pending("ns/a", "p2") || len(e.jobs) != 0 {
+	if _, ok := removed["p2"]; !ok {
+		t.Errorf("removed set changed after it was taken: %v", removed)
+	}
+	if len(e.removed("ns/b"))+len(e.removed("ns/a")) != 0 || len(e.jobs) != 0 {
 		t.Errorf("left after forget and observe: %v", e.jobs)
 	}
 }

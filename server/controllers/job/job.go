@@ -269,18 +269,46 @@ func (c *Controller) reconcile(ctx context.Context, key string) error {
 	if !ok {
 		return fmt.Errorf("get job %s: unexpected type %T", key, obj)
 	}
-	pods := c.podsOf(job)
+	v := c.view(key, job)
 	if job.DeletionTimestamp != nil {
 		// The garbage collector deletes the pods; they must not be held.
-		return c.releaseAll(ctx, key, pods)
+		return c.releaseAll(ctx, key, v)
 	}
 	if finished(job) {
-		if err := c.releaseAll(ctx, key, pods); err != nil {
+		if err := c.releaseAll(ctx, key, v); err != nil {
 			return err
 		}
 		return c.expireTTL(ctx, job)
 	}
-	return c.sync(ctx, key, job, pods)
+	return c.sync(ctx, key, job, v)
+}
+
+// podView is what one reconcile knows of a Job's pods: the cached pods and
+// the controller's own expectations, read before the pods (as upstream's
+// syncJob does) so that the pods are at least as new as the expectations.
+// Read after, an expectation the informer met in between would be gone
+// while the pods were still older than it: a pod created a moment ago
+// would be missing (and created again), a pod counted a moment ago would
+// still show its finalizer (and be counted again).
+type podView struct {
+	pods []*corev1.Pod
+	// satisfied: every pod create and delete of the controller is seen.
+	satisfied bool
+	// released: pods whose tracking finalizer was removed (counted).
+	released map[types.UID]struct{}
+}
+
+func (c *Controller) view(key string, job *batchv1.Job) podView {
+	v := podView{satisfied: c.expect.Satisfied(key, c.now()), released: c.finalizers.removed(key)}
+	v.pods = c.podsOf(job)
+	return v
+}
+
+// counted reports whether pod's finalizer was already removed by the
+// controller although the view may still show it.
+func (v podView) counted(pod *corev1.Pod) bool {
+	_, ok := v.released[pod.UID]
+	return ok
 }
 
 // podsOf lists the pods the job controls, from the cache.
@@ -330,15 +358,27 @@ func (c *Controller) releaseOrphan(ctx context.Context, podKey string) error {
 
 // releaseAll removes the tracking finalizer from every pod of a Job that no
 // longer counts them (finished or being deleted).
-func (c *Controller) releaseAll(ctx context.Context, key string, pods []*corev1.Pod) error {
-	for _, pod := range pods {
-		if !hasFinalizer(pod) || c.finalizers.pending(key, pod.UID) {
+func (c *Controller) releaseAll(ctx context.Context, key string, v podView) error {
+	for _, pod := range v.pods {
+		if !hasFinalizer(pod) || v.counted(pod) {
 			continue
 		}
-		if err := c.removeFinalizer(ctx, pod); err != nil {
+		if err := c.release(ctx, key, pod); err != nil {
 			return err
 		}
-		c.finalizers.expect(key, pod.UID)
+	}
+	return nil
+}
+
+// release removes the tracking finalizer of a pod of the job key. The
+// removal is expected before it is made, as upstream does: recorded after,
+// the informer could show the pod without its finalizer first and the
+// expectation would then never be met.
+func (c *Controller) release(ctx context.Context, key string, pod *corev1.Pod) error {
+	c.finalizers.expect(key, pod.UID)
+	if err := c.removeFinalizer(ctx, pod); err != nil {
+		c.finalizers.observe(key, pod.UID)
+		return err
 	}
 	return nil
 }

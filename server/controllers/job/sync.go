@@ -34,12 +34,13 @@ const maxPodWritesPerSync = 500
 
 // podCounts classifies a job's unfinished pods.
 type podCounts struct {
+	all         []*corev1.Pod // every pod of the job the reconcile sees
 	active      []*corev1.Pod // running or pending, not being deleted
 	terminating int           // not finished, being deleted
 }
 
 func classify(pods []*corev1.Pod) podCounts {
-	var pc podCounts
+	pc := podCounts{all: pods}
 	for _, pod := range pods {
 		if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 			continue
@@ -55,9 +56,9 @@ func classify(pods []*corev1.Pod) podCounts {
 
 // sync reconciles an unfinished Job: count finished pods, decide whether
 // the Job succeeded or failed, create or delete pods, write the status.
-func (c *Controller) sync(ctx context.Context, key string, job *batchv1.Job, pods []*corev1.Pod) error {
+func (c *Controller) sync(ctx context.Context, key string, job *batchv1.Job, v podView) error {
 	now := c.now()
-	job, err := c.trackFinished(ctx, key, job, pods, now)
+	job, err := c.trackFinished(ctx, key, job, v, now)
 	if err != nil {
 		return err
 	}
@@ -71,7 +72,7 @@ func (c *Controller) sync(ctx context.Context, key string, job *batchv1.Job, pod
 	}
 	status.UncountedTerminatedPods = &batchv1.UncountedTerminatedPods{}
 
-	pc := classify(pods)
+	pc := classify(v.pods)
 	suspended := job.Spec.Suspend != nil && *job.Spec.Suspend
 	var requeue time.Duration
 	addRequeue := func(d time.Duration) {
@@ -133,7 +134,7 @@ func (c *Controller) sync(ctx context.Context, key string, job *batchv1.Job, pod
 			// activeDeadlineSeconds counts the time the Job is not suspended.
 			status.StartTime = &metav1.Time{Time: now}
 		}
-		if c.expect.Satisfied(key, c.now()) {
+		if v.satisfied {
 			d, err := c.manage(ctx, key, job, status, &pc, now)
 			if err != nil {
 				c.writeStatus(ctx, job, status, pc)
@@ -203,7 +204,7 @@ func (c *Controller) finish(job *batchv1.Job, status *batchv1.JobStatus, failure
 // trackFinished records newly finished pods in
 // status.uncountedTerminatedPods, then removes the tracking finalizer from
 // every pod recorded there. It returns the Job as written.
-func (c *Controller) trackFinished(ctx context.Context, key string, job *batchv1.Job, pods []*corev1.Pod, now time.Time) (*batchv1.Job, error) {
+func (c *Controller) trackFinished(ctx context.Context, key string, job *batchv1.Job, v podView, now time.Time) (*batchv1.Job, error) {
 	uncounted := map[types.UID]bool{}
 	if u := job.Status.UncountedTerminatedPods; u != nil {
 		for _, uid := range slices.Concat(u.Succeeded, u.Failed) {
@@ -214,8 +215,8 @@ func (c *Controller) trackFinished(ctx context.Context, key string, job *batchv1
 	completions := completionsOf(job)
 	var newSucceeded, newFailed, release []*corev1.Pod
 	failJob := ""
-	for _, pod := range pods {
-		if !hasFinalizer(pod) || uncounted[pod.UID] || c.finalizers.pending(key, pod.UID) {
+	for _, pod := range v.pods {
+		if !hasFinalizer(pod) || uncounted[pod.UID] || v.counted(pod) {
 			continue
 		}
 		switch {
@@ -279,17 +280,16 @@ func (c *Controller) trackFinished(ctx context.Context, key string, job *batchv1
 		}
 	}
 
-	for _, pod := range pods {
-		if !uncounted[pod.UID] || !hasFinalizer(pod) || c.finalizers.pending(key, pod.UID) {
+	for _, pod := range v.pods {
+		if !uncounted[pod.UID] || !hasFinalizer(pod) || v.counted(pod) {
 			continue
 		}
 		release = append(release, pod)
 	}
 	for _, pod := range release {
-		if err := c.removeFinalizer(ctx, pod); err != nil {
+		if err := c.release(ctx, key, pod); err != nil {
 			return nil, err
 		}
-		c.finalizers.expect(key, pod.UID)
 	}
 	return job, nil
 }
@@ -349,7 +349,7 @@ func (c *Controller) manage(ctx context.Context, key string, job *batchv1.Job, s
 	var excess []*corev1.Pod
 	var missing []int // indexes to create; -1 for NonIndexed pods
 	if isIndexed(job) {
-		excess, missing = c.indexedPlan(job, status, pc.active, parallelism)
+		excess, missing = indexedPlan(job, status, pc, parallelism)
 		busy -= len(excess)
 	} else {
 		want := parallelism
@@ -397,12 +397,12 @@ func (c *Controller) manage(ctx context.Context, key string, job *batchv1.Job, s
 // indexedPlan returns the active pods of an Indexed Job to delete (bad or
 // completed indexes, duplicates, beyond parallelism) and the indexes to
 // create, lowest first.
-func (c *Controller) indexedPlan(job *batchv1.Job, status *batchv1.JobStatus, active []*corev1.Pod, parallelism int) ([]*corev1.Pod, []int) {
+func indexedPlan(job *batchv1.Job, status *batchv1.JobStatus, pc *podCounts, parallelism int) ([]*corev1.Pod, []int) {
 	completions := completionsOf(job)
 	done := parseIndexes(status.CompletedIndexes, completions)
 	var excess []*corev1.Pod
 	byIndex := map[int]*corev1.Pod{}
-	for _, pod := range deletionOrder(active) {
+	for _, pod := range deletionOrder(pc.active) {
 		i := podIndex(pod)
 		switch {
 		case i < 0 || i >= completions || done.has(i):
@@ -431,7 +431,7 @@ func (c *Controller) indexedPlan(job *batchv1.Job, status *batchv1.JobStatus, ac
 	busy := len(byIndex)
 	if onlyReplaceFailedPods(job) {
 		// Indexes held by terminating pods are not replaced yet.
-		for _, pod := range c.podsOf(job) {
+		for _, pod := range pc.all {
 			if i := podIndex(pod); pod.DeletionTimestamp != nil && pod.Status.Phase != corev1.PodFailed && pod.Status.Phase != corev1.PodSucceeded && i >= 0 && byIndex[i] == nil {
 				byIndex[i] = pod
 				busy++
@@ -480,10 +480,9 @@ func deletionOrder(pods []*corev1.Pod) []*corev1.Pod {
 func (c *Controller) deletePods(ctx context.Context, key string, job *batchv1.Job, pods []*corev1.Pod, release bool) (int, error) {
 	for i, pod := range pods[:min(len(pods), maxPodWritesPerSync)] {
 		if release && hasFinalizer(pod) {
-			if err := c.removeFinalizer(ctx, pod); err != nil {
+			if err := c.release(ctx, key, pod); err != nil {
 				return i, err
 			}
-			c.finalizers.expect(key, pod.UID)
 		}
 		c.expect.ExpectDelete(key, string(pod.UID), c.now())
 		_, err := c.api.Delete(ctx, podsGVR, pod.Namespace, pod.Name, &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &pod.UID}})
