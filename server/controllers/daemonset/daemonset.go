@@ -280,6 +280,12 @@ func (c *Controller) reconcile(ctx context.Context, key string) error {
 		return nil
 	}
 
+	// Expectations are read before the pods, as upstream's syncDaemonSet
+	// does: read after, a create the informer showed in between would count
+	// as seen while the pods read were older than it (a second pod).
+	now := c.now()
+	satisfied := c.expect.Satisfied(key, now)
+
 	cur, old, err := c.constructHistory(ctx, ds, sel)
 	if err != nil {
 		return err
@@ -293,10 +299,9 @@ func (c *Controller) reconcile(ctx context.Context, key string) error {
 	}
 	nodes := c.nodes.List("", nil)
 	byNode := podsByNode(pods)
-	now := c.now()
 
 	var requeue time.Duration
-	if c.expect.Satisfied(key, now) {
+	if satisfied {
 		changed, retry, err := c.manage(ctx, ds, nodes, byNode, hash)
 		if err != nil {
 			return err
