@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/orch-dev/orch/internal/ingressclass"
 	"github.com/orch-dev/orch/internal/netnstest"
 )
 
@@ -737,7 +738,15 @@ func (c *net3Cluster) checkAgentRestart(t *testing.T) {
 		{"SIGTERM", func(p *e2eProcess) { p.stop(t) }},
 	} {
 		registered := countInFile(a.proc.log, "node registered")
+		advertised := c.proxyAdvert(t, a.name)
 		end.end(a.proc)
+		if end.signal == "SIGTERM" && advertised != "" {
+			// A service stop withdraws the node's ingress proxy from the
+			// Ingresses' status at once, over the tunnel it still holds.
+			if got := c.proxyAdvert(t, a.name); got != "" {
+				t.Errorf("after SIGTERM, agent-1's Node still has %s=%q: the agent did not withdraw it as it stopped", ingressclass.ProxyAnnotation, got)
+			}
+		}
 		for _, e := range conns {
 			e.roundTrip(t, "agent-down-after-"+end.signal)
 		}
@@ -770,6 +779,16 @@ spec:
 	for _, e := range conns {
 		e.roundTrip(t, "at-the-end")
 	}
+}
+
+// proxyAdvert is node's ingress proxy advertisement (empty when none).
+func (c *net3Cluster) proxyAdvert(t *testing.T, node string) string {
+	t.Helper()
+	out, err := c.kubectl.run("get", "node", node, "-o", "jsonpath={.metadata.annotations."+strings.ReplaceAll(ingressclass.ProxyAnnotation, ".", `\.`)+"}")
+	if err != nil {
+		t.Fatalf("kubectl get node %s: %v\n%s", node, err, out)
+	}
+	return strings.TrimSpace(out)
 }
 
 // checkHeadless replaces Service web with a headless one governing

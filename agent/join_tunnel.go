@@ -78,10 +78,17 @@ func (l *serverLink) serveSession(w http.ResponseWriter, r *http.Request) {
 
 // run keeps the tunnel up and the certificate fresh while a runs as the
 // node; it returns when ctx ends or a fails.
+//
+// The link outlives the node's run by the time the node takes to stop:
+// what the node withdraws as it goes (the ingress proxy's advertisement
+// on its Node) travels over the tunnel, which ctx's end would otherwise
+// close at the same moment. The node stops when ctx ends or the link
+// fails; the link when the node has stopped.
 func (l *serverLink) run(ctx context.Context, a *Agent) error {
 	l.node = a
-	g, gctx := errgroup.WithContext(ctx)
-	nodeCtx, stopNode := context.WithCancel(gctx)
+	g, gctx := errgroup.WithContext(context.WithoutCancel(ctx))
+	nodeCtx, stopNode := context.WithCancel(ctx)
+	defer context.AfterFunc(gctx, stopNode)()
 	g.Go(func() error { return l.tunnel.Run(gctx) })
 	g.Go(func() error { l.renewCertificate(gctx); return nil })
 	g.Go(func() error { l.reportReconnects(gctx, a); return nil })
