@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 	// Time zone data in the binary: CronJob time zones must work on
 	// minimal hosts without /usr/share/zoneinfo (about 450 KB).
 	_ "time/tzdata"
@@ -35,6 +36,7 @@ import (
 	"github.com/orch-dev/orch/agent"
 	"github.com/orch-dev/orch/internal/config"
 	"github.com/orch-dev/orch/internal/logfile"
+	"github.com/orch-dev/orch/internal/textpages"
 	"github.com/orch-dev/orch/internal/version"
 	"github.com/orch-dev/orch/runtime/container"
 	"github.com/orch-dev/orch/runtime/registry"
@@ -187,6 +189,7 @@ func runServer(c *cli.Context, stderr io.Writer) error {
 	v := version.Get()
 	cfg.Logger.Info("starting orch server", "version", v.Version, "commit", v.GitCommit,
 		"kubernetes", v.Kubernetes, "dataDir", cfg.DataDir, "listen", listenAddr(cfg.BindAddress, cfg.HTTPSPort))
+	go releaseStartupText(c.Context, cfg.Logger)
 	if cfg.DisableAgent {
 		return finished(c.Context, server.Run(c.Context, cfg))
 	}
@@ -270,10 +273,31 @@ func runAgent(c *cli.Context, stderr io.Writer) error {
 	v := version.Get()
 	cfg.Logger.Info("starting orch agent", "version", v.Version, "commit", v.GitCommit,
 		"server", cfg.ServerURL, "node", cfg.NodeName, "dataDir", cfg.DataDir)
+	go releaseStartupText(c.Context, cfg.Logger)
 	if cfg.ImagePuller, err = imagePuller(config.AgentCommand, src, cfg.Logger); err != nil {
 		return err
 	}
 	return finished(c.Context, agent.Run(c.Context, cfg))
+}
+
+// textReleaseDelay is how long after its start a server or agent gives
+// the kernel back the pages of its binary that starting touched: by then
+// it has registered, listed and synced, and an idle process needs few of
+// them again (internal/textpages).
+const textReleaseDelay = 30 * time.Second
+
+func releaseStartupText(ctx context.Context, log *slog.Logger) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(textReleaseDelay):
+	}
+	n, err := textpages.Release()
+	if err != nil && !errors.Is(err, errors.ErrUnsupported) {
+		log.Warn("cannot release the binary's start-up pages", "err", err)
+		return
+	}
+	log.Debug("released the binary's start-up pages", "mapped", n, "err", err)
 }
 
 // imagePuller pulls pods' images from registries as the --private-registry
