@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -128,6 +129,14 @@ func startCluster(ctx context.Context, o options) (*cluster, error) {
 		}
 	}
 
+	// The agent stands for another box, with its own copy of orch: one
+	// file mapped by both processes would have its shared pages counted in
+	// both RSS figures, and reclaimable by neither (internal/textpages).
+	agentBin := filepath.Join(o.dir, "agent-orch")
+	if err := copyFile(o.orch, agentBin); err != nil {
+		return nil, err
+	}
+
 	var err error
 	c.server, err = startProcess(exec.Command(o.orch, "server", "--config", conf, "--data-dir", c.serverData(),
 		"--bind-address", serverAddr.Addr().String(), "--https-listen-port", fmt.Sprint(apiPort),
@@ -162,7 +171,7 @@ func startCluster(ctx context.Context, o options) (*cluster, error) {
 	}); err != nil {
 		return c, err
 	}
-	c.agent, err = startProcess(c.agentNS.NetCommand(context.Background(), o.orch, "agent", "--config", conf,
+	c.agent, err = startProcess(c.agentNS.NetCommand(context.Background(), agentBin, "agent", "--config", conf,
 		"--join", c.serverURL, "--token", string(bytes.TrimSpace(token)), "--node-name", agentNode,
 		"--data-dir", c.agentData(), "--cgroup-root", agentCgroupRoot), filepath.Join(o.dir, "agent.log"))
 	if err != nil {
@@ -301,4 +310,22 @@ func (c *cluster) kubectl(ctx context.Context, args ...string) (string, error) {
 func (c *cluster) kubectlCmd(ctx context.Context, args ...string) *exec.Cmd {
 	return exec.CommandContext(ctx, "kubectl", append([]string{"--kubeconfig", c.kubeconfig,
 		"--cache-dir", filepath.Join(c.o.dir, "kube-cache")}, args...)...)
+}
+
+// copyFile copies the executable src to dst.
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }
