@@ -284,7 +284,7 @@ func runAgent(c *cli.Context, stderr io.Writer) error {
 // the kernel back the pages of its binary that starting touched: by then
 // it has registered, listed and synced, and an idle process needs few of
 // them again (internal/textpages).
-const textReleaseDelay = 30 * time.Second
+const textReleaseDelay = time.Minute
 
 func releaseStartupText(ctx context.Context, log *slog.Logger) {
 	select {
