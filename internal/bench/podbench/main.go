@@ -129,6 +129,8 @@ type startLatencies struct {
 	rssIdle, rssBusy           int64           // the engine's long-lived process (orch server)
 	helpersBusy                int64           // per-pod helper processes with the batch running
 	helpersPerPod              int
+	// CPU from the creates to the last pod Running and Ready (orch only).
+	cpuSingle, cpuBatch cpuSample
 }
 
 // ---- orch ----
@@ -151,6 +153,11 @@ func benchOrch(orch, dir, tarball string, singles, batch, rounds int) (*startLat
 	}
 	defer cleanupCgroups()
 	defer srv.Stop()
+	meter, err := newCPUMeter(srv.Pid())
+	if err != nil {
+		return nil, err
+	}
+	defer meter.close()
 	cfg, err := clientcmd.BuildConfigFromFlags("", srv.Kubeconfig)
 	if err != nil {
 		return nil, err
@@ -201,8 +208,20 @@ func benchOrch(orch, dir, tarball string, singles, batch, rounds int) (*startLat
 	if p, err := measure.ReadProc(srv.Pid()); err == nil {
 		res.rssIdle = p.RSSBytes
 	}
+	// measured adds the CPU that start cost to into.
+	measured := func(into *cpuSample, n int, start func() (started, error)) (started, error) {
+		s0, p0 := meter.read()
+		st, err := start()
+		s1, p1 := meter.read()
+		into.server += s1 - s0
+		into.pods += p1 - p0
+		into.n += n
+		return st, err
+	}
 	for i := 0; i < singles; i++ {
-		st, err := w.startPods(ctx, cs, fmt.Sprintf("single%d", i), 1)
+		st, err := measured(&res.cpuSingle, 1, func() (started, error) {
+			return w.startPods(ctx, cs, fmt.Sprintf("single%d", i), 1)
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -213,7 +232,9 @@ func benchOrch(orch, dir, tarball string, singles, batch, rounds int) (*startLat
 		}
 	}
 	for r := 0; r < rounds; r++ {
-		st, err := w.startPods(ctx, cs, fmt.Sprintf("batch%d-", r), batch)
+		st, err := measured(&res.cpuBatch, batch, func() (started, error) {
+			return w.startPods(ctx, cs, fmt.Sprintf("batch%d-", r), batch)
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -710,6 +731,15 @@ func report(o, p *startLatencies, rt *runtimeResults, batch int, load0 string) {
 	fmt.Printf("orch server process (API server, controllers and built-in agent in one process): RSS %s idle, %s with %d pods running; "+
 		"per-pod helpers (pause + container shim, orch re-executed) %s PSS in all for %d pods; podman's conmon processes %s PSS for %d containers.\n\n",
 		measure.MiB(o.rssIdle), measure.MiB(o.rssBusy), batch, measure.MiB(o.helpersBusy), batch, measure.MiB(p.helpersBusy), batch)
+	cpuRow := func(what string, s cpuSample) {
+		srv, pods := s.perPod()
+		fmt.Printf("%s: %s (server cgroup: server, pause, shims, libcontainer init until it joins the container cgroup: %s; pod cgroups: %s)", what, measure.Ms(srv+pods), measure.Ms(srv), measure.Ms(pods))
+	}
+	fmt.Print("orch CPU per pod start, from the creates to the last pod Ready, as cgroup CPU accounting charged it: ")
+	cpuRow("one at a time", o.cpuSingle)
+	fmt.Print("; ")
+	cpuRow(fmt.Sprintf("%d at once", batch), o.cpuBatch)
+	fmt.Print(".\n\n")
 	if rt.crunErr != "" {
 		fmt.Printf("crun could not run a container on this machine, so runc (Debian's) stands in for it, for podman too: %s\n\n", strings.TrimSpace(rt.crunErr))
 	}
