@@ -265,8 +265,8 @@ func mountOverlay(dir string, lower []string) (string, error) {
 	return rootfs, nil
 }
 
-// startShim runs orch as the container's shim and waits for it to report
-// the container's pid.
+// startShim runs the shim binary (orch-helper or orch) as the container's
+// shim and waits for it to report the container's pid.
 func (r *Runtime) startShim(ctx context.Context, dir string) (procRef, int, error) {
 	readyR, readyW, err := os.Pipe()
 	if err != nil {
@@ -280,7 +280,7 @@ func (r *Runtime) startShim(ctx context.Context, dir string) (procRef, int, erro
 	}
 	defer logf.Close()
 	cmd := &exec.Cmd{
-		Path:       r.cfg.Exe,
+		Path:       r.cfg.ShimExe,
 		Args:       []string{"orch", shimArg, dir},
 		Env:        []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "GOMAXPROCS=2"},
 		Stdout:     logf,

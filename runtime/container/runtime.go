@@ -4,12 +4,12 @@
 // run on an overlayfs root and join those namespaces.
 //
 // Every container is started and supervised by its own small shim process
-// (orch re-executed as "container-shim"): the shim is the container's
-// parent, writes its stdout/stderr to a CRI log file and records its exit
-// status on disk. Shims and pause processes run in their own sessions, so
-// the agent may exit or crash without taking pods with it; Open reads the
-// state directory back and the new Runtime carries on where the old one
-// stopped.
+// (orch-helper, see helper.go, or orch re-executed, as "container-shim"):
+// the shim is the container's parent, writes its stdout/stderr to a CRI
+// log file and records its exit status on disk. Shims and pause processes
+// run in their own sessions, so the agent may exit or crash without taking
+// pods with it; Open reads the state directory back and the new Runtime
+// carries on where the old one stopped.
 //
 // State directory layout (Config.StateDir):
 //
@@ -19,6 +19,7 @@
 //	containers/<container-id>/shim.json        the shim's instructions
 //	containers/<container-id>/exit.json        written by the shim at exit
 //	containers/<container-id>/{upper,work,rootfs}  overlayfs
+//	helper/orch-helper-<hash>                  the shim binary (helper.go)
 //
 // Cgroups are absolute: CgroupRoot/pods/<qos>/<pod-uid>/<id>, for the
 // pause process and for each container. The package does not know about
@@ -53,9 +54,15 @@ type Config struct {
 	// CgroupRoot is the absolute cgroup under which pods are placed;
 	// default "/orch".
 	CgroupRoot string
-	// Exe is the orch binary to re-execute for pause and shim processes;
-	// default os.Executable(). It must handle Reexec.
+	// Exe is the orch binary to re-execute for pause processes (and shims
+	// when there is no helper); default os.Executable(). It must handle
+	// Reexec.
 	Exe string
+	// ShimExe is the binary started as each container's shim (which
+	// libcontainer re-executes as the container's init); it must handle
+	// Reexec. Default: the small runtime/helper built into orch by `make
+	// build`, installed under StateDir/helper; Exe in builds without it.
+	ShimExe string
 	// Logger receives diagnostics; default slog.Default().
 	Logger *slog.Logger
 }
@@ -97,6 +104,17 @@ func Open(cfg Config) (*Runtime, error) {
 	for _, d := range []string{"libcontainer", "sandboxes", "containers"} {
 		if err := os.MkdirAll(filepath.Join(cfg.StateDir, d), 0o700); err != nil {
 			return nil, fmt.Errorf("container runtime: %w", err)
+		}
+	}
+	if cfg.ShimExe == "" {
+		cfg.ShimExe = cfg.Exe
+		// A sibling of libcontainer/, never its parent (see installHelper).
+		exe, err := installHelper(filepath.Join(cfg.StateDir, "helper"), helperGz)
+		switch {
+		case err != nil:
+			cfg.Logger.Warn("container shims run the whole orch binary, slower to start", "err", err)
+		case exe != "":
+			cfg.ShimExe = exe
 		}
 	}
 	r := &Runtime{
