@@ -249,10 +249,7 @@ func shouldRestart(policy v1.RestartPolicy, exitCode int) bool {
 // container name, newest first.
 func (w *podWorker) podContainers() map[string][]container.ContainerStatus {
 	out := map[string][]container.ContainerStatus{}
-	for _, c := range w.a.rt.ListContainers() {
-		if c.Labels[labelPodUID] != string(w.uid) {
-			continue
-		}
+	for _, c := range w.a.rt.ListContainersWithLabel(labelPodUID, string(w.uid)) {
 		name := c.Labels[labelContainerName]
 		out[name] = append(out[name], c)
 	}
@@ -311,12 +308,7 @@ func (w *podWorker) views(pod *v1.Pod) map[string]*containerView {
 
 // podSandboxes returns the pod's sandboxes, newest first.
 func (w *podWorker) podSandboxes() []*container.Sandbox {
-	var out []*container.Sandbox
-	for _, s := range w.a.rt.ListSandboxes() {
-		if s.PodUID == string(w.uid) {
-			out = append(out, s)
-		}
-	}
+	out := w.a.rt.PodSandboxes(string(w.uid))
 	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.After(out[j].CreatedAt) })
 	return out
 }

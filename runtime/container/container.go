@@ -322,10 +322,27 @@ func (r *Runtime) Container(id string) (ContainerStatus, error) {
 
 // ListContainers returns the status of every container.
 func (r *Runtime) ListContainers() []ContainerStatus {
+	return r.listContainers(func(*containerState) bool { return true })
+}
+
+// ListContainersWithLabel returns the status of the containers whose
+// label key is value, e.g. one pod's. A container's status costs a look
+// at its processes and exit record: a pod worker asking for its own
+// containers should not pay that for every container on the node.
+func (r *Runtime) ListContainersWithLabel(key, value string) []ContainerStatus {
+	return r.listContainers(func(c *containerState) bool {
+		v, ok := c.Labels[key]
+		return ok && v == value
+	})
+}
+
+func (r *Runtime) listContainers(keep func(*containerState) bool) []ContainerStatus {
 	r.mu.Lock()
-	cs := make([]*containerState, 0, len(r.containers))
+	var cs []*containerState
 	for _, c := range r.containers {
-		cs = append(cs, c)
+		if keep(c) {
+			cs = append(cs, c)
+		}
 	}
 	r.mu.Unlock()
 	out := make([]ContainerStatus, 0, len(cs))

@@ -234,10 +234,27 @@ func (r *Runtime) Sandbox(id string) (*Sandbox, error) {
 
 // ListSandboxes returns every sandbox, ready or not.
 func (r *Runtime) ListSandboxes() []*Sandbox {
+	return r.listSandboxes(func(*sandboxState) bool { return true })
+}
+
+// PodSandboxes returns the sandboxes, ready or not, of the pod with the
+// given SandboxConfig.PodUID, without looking at other pods' processes.
+func (r *Runtime) PodSandboxes(podUID string) []*Sandbox {
+	return r.listSandboxes(func(s *sandboxState) bool { return s.PodUID == podUID })
+}
+
+func (r *Runtime) listSandboxes(keep func(*sandboxState) bool) []*Sandbox {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]*Sandbox, 0, len(r.sandboxes))
+	var ss []*sandboxState
 	for _, s := range r.sandboxes {
+		if keep(s) {
+			ss = append(ss, s)
+		}
+	}
+	r.mu.Unlock()
+	// public looks at the pause process in /proc: not under the lock.
+	out := make([]*Sandbox, 0, len(ss))
+	for _, s := range ss {
 		out = append(out, s.public())
 	}
 	return out
