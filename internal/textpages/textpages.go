@@ -86,25 +86,27 @@ func mappingsOf(path string, dev, ino uint64) ([]addrRange, error) {
 		if n, err := strconv.ParseUint(fields[4], 10, 64); err != nil || n != ino || ino == 0 {
 			continue
 		}
-		major, minor, ok := strings.Cut(fields[3], ":")
-		if !ok {
+		major, minor, ok := hexPair(fields[3], ":")
+		if !ok || unix.Mkdev(uint32(major), uint32(minor)) != dev {
 			continue
 		}
-		ma, err1 := strconv.ParseUint(major, 16, 32)
-		mi, err2 := strconv.ParseUint(minor, 16, 32)
-		if err1 != nil || err2 != nil || unix.Mkdev(uint32(ma), uint32(mi)) != dev {
+		start, end, ok := hexPair(fields[0], "-")
+		if !ok || end <= start {
 			continue
 		}
-		start, end, ok := strings.Cut(fields[0], "-")
-		if !ok {
-			continue
-		}
-		s, err1 := strconv.ParseUint(start, 16, 64)
-		e, err2 := strconv.ParseUint(end, 16, 64)
-		if err1 != nil || err2 != nil || e <= s {
-			continue
-		}
-		out = append(out, addrRange{uintptr(s), uintptr(e)})
+		out = append(out, addrRange{uintptr(start), uintptr(end)})
 	}
 	return out, sc.Err()
+}
+
+// hexPair parses two hexadecimal numbers joined by sep ("7f00-7f10",
+// "fd:01").
+func hexPair(s, sep string) (uint64, uint64, bool) {
+	a, b, ok := strings.Cut(s, sep)
+	if !ok {
+		return 0, 0, false
+	}
+	x, err1 := strconv.ParseUint(a, 16, 64)
+	y, err2 := strconv.ParseUint(b, 16, 64)
+	return x, y, err1 == nil && err2 == nil
 }

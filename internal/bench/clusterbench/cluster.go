@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/orch-dev/orch/internal/bench/measure"
 	"github.com/orch-dev/orch/internal/netnstest"
 	"github.com/orch-dev/orch/internal/testimage"
 )
@@ -133,7 +133,7 @@ func startCluster(ctx context.Context, o options) (*cluster, error) {
 	// file mapped by both processes would have its shared pages counted in
 	// both RSS figures, and reclaimable by neither (internal/textpages).
 	agentBin := filepath.Join(o.dir, "agent-orch")
-	if err := copyFile(o.orch, agentBin); err != nil {
+	if err := measure.CopyFile(o.orch, agentBin, 0o755); err != nil {
 		return nil, err
 	}
 
@@ -310,22 +310,4 @@ func (c *cluster) kubectl(ctx context.Context, args ...string) (string, error) {
 func (c *cluster) kubectlCmd(ctx context.Context, args ...string) *exec.Cmd {
 	return exec.CommandContext(ctx, "kubectl", append([]string{"--kubeconfig", c.kubeconfig,
 		"--cache-dir", filepath.Join(c.o.dir, "kube-cache")}, args...)...)
-}
-
-// copyFile copies the executable src to dst.
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o755)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }

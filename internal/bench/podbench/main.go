@@ -15,7 +15,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -141,7 +140,7 @@ func benchOrch(orch, dir, tarball string, singles, batch, rounds int) (*startLat
 	if err := os.MkdirAll(importDir, 0o700); err != nil {
 		return nil, err
 	}
-	if err := copyFile(tarball, filepath.Join(importDir, "busybox.tar")); err != nil {
+	if err := measure.CopyFile(tarball, filepath.Join(importDir, "busybox.tar"), 0o644); err != nil {
 		return nil, err
 	}
 	// The server runs in this machine's network namespace: its node adds
@@ -780,21 +779,4 @@ func waitUntil(timeout time.Duration, what string, ok func() bool) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return nil
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
