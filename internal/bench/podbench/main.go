@@ -411,8 +411,10 @@ func (pw *podWatch) waitFor(timeout time.Duration, ok func() bool) error {
 	}
 }
 
-// helperPids lists orch's per-pod processes (pause and container shims:
-// the orch binary re-executed), other than the server.
+// helperPids lists orch's per-pod processes, other than the server: the
+// pause processes (the orch binary re-executed as `orch pause`) and the
+// container shims (`container-shim STATEDIR`, run from orch-helper, the
+// shim-only binary orch writes to its state dir, or from orch itself).
 func helperPids(orch string, server int) []int {
 	var out []int
 	ents, _ := os.ReadDir("/proc")
@@ -421,7 +423,16 @@ func helperPids(orch string, server int) []int {
 		if err != nil || pid == server {
 			continue
 		}
-		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil && exe == orch {
+		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		if err != nil {
+			continue
+		}
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+		switch {
+		case exe == orch:
+			out = append(out, pid)
+		case len(args) >= 3 && args[1] == "container-shim" && strings.HasPrefix(filepath.Base(exe), "orch-helper"):
 			out = append(out, pid)
 		}
 	}
@@ -728,7 +739,7 @@ func report(o, p *startLatencies, rt *runtimeResults, batch int, load0 string) {
 	}
 	fmt.Println()
 	fmt.Printf("orch server process (API server, controllers and built-in agent in one process): RSS %s idle, %s with %d pods running; "+
-		"per-pod helpers (pause + container shim, orch re-executed) %s PSS in all for %d pods; podman's conmon processes %s PSS for %d containers.\n\n",
+		"per-pod helpers (pause: orch re-executed; container shims: orch-helper) %s PSS in all for %d pods; podman's conmon processes %s PSS for %d containers.\n\n",
 		measure.MiB(o.rssIdle), measure.MiB(o.rssBusy), batch, measure.MiB(o.helpersBusy), batch, measure.MiB(p.helpersBusy), batch)
 	cpuRow := func(what string, s cpuSample) {
 		srv, pods := s.perPod()
